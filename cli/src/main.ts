@@ -1,0 +1,37 @@
+// `airlock` command: dispatches subcommands. Each subcommand module exports `run(argv)` and a
+// one-line summary; it owns its own flags and `--help`.
+import type { Command } from "./command.ts";
+
+const commands: Record<string, () => Promise<Command>> = {
+  demo: async () => (await import("./commands/demo.ts")).command,
+  version: async () => (await import("./commands/version.ts")).command,
+};
+
+export function usage(): string {
+  return [
+    "airlock — let AI agents touch production without standing credentials",
+    "",
+    "Usage: airlock <command> [flags]",
+    "",
+    "Commands:",
+    "  demo       run the standalone sidecar demo on localhost",
+    "  version    print the version",
+    "",
+    "Run `airlock <command> --help` for the flags of a command.",
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`airlock: unknown command "${name}"\n\n${usage()}\n`);
+    return 2;
+  }
+  const command = await load();
+  return command.run(rest);
+}

@@ -1,0 +1,31 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: `unit` runs pure modules in isolation; `integration` talks to real components
+// (kube-apiserver + etcd, PostgreSQL, OpenSSH, iptables) that test/ harnesses start on loopback.
+export default defineConfig({
+  test: {
+    reporters: ["default"],
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["{api,cli,injector,sidecar}/**/*.test.ts"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/e2e-kind/**"],
+          globalSetup: ["test/envtest/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 180_000,
+          // One control plane is shared; files use their own namespaces, so they may run in parallel
+          // but the machine has 2 cores: keep it modest.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
