@@ -1,0 +1,718 @@
+// AgentAccessPolicy: what the agents in the selected pods may do, through which connections.
+// The CRD in crds/ is generated from this file; the sidecar validates standalone policy files
+// against the same schema.
+
+import { conditionsStatus, labelSelector, secretKeyRef, secretRef } from "./common.ts";
+import { bool, duration, int, list, name, obj, oneOf, opt, type Static, str } from "./schema-kit.ts";
+
+export const PROTOCOLS = ["postgres", "http", "ssh"] as const;
+export const ACTIONS = ["allow", "deny", "requireApproval"] as const;
+export const HTTP_METHODS = [
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "PATCH",
+  "DELETE",
+  "OPTIONS",
+  "CONNECT",
+  "*",
+] as const;
+export const SQL_STATEMENT_KINDS = [
+  "read", // shorthand: select, show, explain without analyze of a read, copyTo
+  "write", // shorthand: insert, update, delete, merge, copyFrom
+  "select",
+  "insert",
+  "update",
+  "delete",
+  "merge",
+  "truncate",
+  "copyFrom",
+  "copyTo",
+  "create",
+  "alter",
+  "drop",
+  "grant",
+  "revoke",
+  "transaction",
+  "set",
+  "show",
+  "explain",
+  "call",
+  "do",
+  "lock",
+  "maintenance",
+  "other",
+  "*",
+] as const;
+export const DETECTORS = [
+  "all",
+  "email",
+  "creditCard",
+  "usSsn",
+  "iban",
+  "phone",
+  "ipv4",
+  "ipv6",
+  "awsAccessKey",
+  "githubToken",
+  "slackToken",
+  "jwt",
+  "privateKey",
+  "urlCredentials",
+] as const;
+export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
+export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
+export const SIGNING_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "EdDSA",
+] as const;
+
+const connectionNames = (what: string) =>
+  list(str({ description: "Name of a connection in spec.connections.", maxLength: 63 }), {
+    description: `Connections this ${what} applies to. Empty or absent means every connection.`,
+    maxItems: 16,
+    listType: "set",
+  });
+
+const oidc = obj(
+  {
+    issuer: str({
+      description:
+        "OIDC issuer URL; tokens must carry exactly this `iss`. Discovery reads <issuer>/.well-known/openid-configuration.",
+      maxLength: 512,
+      pattern: "^https?://",
+    }),
+    audiences: list(str({ description: "An accepted audience.", maxLength: 256 }), {
+      description: "Accepted `aud` values; a token must name at least one.",
+      minItems: 1,
+      maxItems: 8,
+      listType: "set",
+    }),
+    jwksUri: opt(
+      str({
+        description: "JWKS URL. Defaults to the `jwks_uri` from discovery.",
+        maxLength: 512,
+        pattern: "^https?://",
+      }),
+    ),
+    usernameClaim: opt(str({ description: "Claim that names the user.", maxLength: 64, default: "sub" })),
+    groupsClaim: opt(
+      str({
+        description: "Claim holding the user's groups (an array of strings).",
+        maxLength: 64,
+        default: "groups",
+      }),
+    ),
+    algorithms: opt(
+      list(oneOf(SIGNING_ALGORITHMS, { description: "An asymmetric JWS algorithm." }), {
+        description: "Accepted signing algorithms. Symmetric (HS*) and `none` are never accepted.",
+        maxItems: 9,
+        listType: "set",
+      }),
+    ),
+    clockSkew: opt(duration({ description: "Tolerance for exp/nbf/iat checks.", default: "30s", max: "5m" })),
+  },
+  {
+    description: "OpenID Connect issuer whose ID or access tokens identify the end user the agent acts for.",
+  },
+);
+
+const identity = obj(
+  {
+    requireUserToken: opt(
+      bool({
+        description:
+          "Refuse operations that do not carry a valid end-user token (HTTP header X-Airlock-Identity, the PostgreSQL or SSH password).",
+        default: false,
+      }),
+    ),
+    oidc: opt(oidc),
+  },
+  {
+    description:
+      "Who the agent acts for. The pod's service account is always known; an end-user token adds a person.",
+    validations: [
+      {
+        rule: "!has(self.requireUserToken) || !self.requireUserToken || has(self.oidc)",
+        message: "requireUserToken needs identity.oidc",
+      },
+    ],
+  },
+);
+
+const tls = obj(
+  {
+    mode: oneOf(TLS_MODES, {
+      description:
+        "verify-full checks the chain and the host name; verify-ca only the chain; disable speaks plaintext.",
+      default: "verify-full",
+    }),
+    caSecretRef: opt(
+      secretKeyRef("CA bundle (PEM) to verify the upstream with, instead of the system roots."),
+    ),
+    serverName: opt(
+      str({
+        description: "Name to send as SNI and to verify, when it differs from target.host.",
+        maxLength: 253,
+      }),
+    ),
+  },
+  { description: "TLS from the sidecar to the upstream. Absent means verify-full." },
+);
+
+const credentials = obj(
+  {
+    secretRef: secretRef(
+      "Secret in the policy's namespace that holds the upstream credential. Mounted only into the sidecar.",
+    ),
+    http: opt(
+      obj(
+        {
+          header: opt(
+            str({
+              description: "Header the credential is sent in.",
+              maxLength: 128,
+              default: "Authorization",
+            }),
+          ),
+          key: opt(
+            str({
+              description: "Key in the Secret holding the credential.",
+              maxLength: 253,
+              default: "token",
+            }),
+          ),
+          format: opt(
+            str({
+              description: "How the header value is built; `{value}` is replaced by the credential.",
+              maxLength: 256,
+              default: "Bearer {value}",
+              validations: [{ rule: "self.contains('{value}')", message: "must contain {value}" }],
+            }),
+          ),
+        },
+        {
+          description:
+            "How the credential is presented to an HTTP upstream. Any credential the agent sent in the same header is dropped.",
+        },
+      ),
+    ),
+    postgres: opt(
+      obj(
+        {
+          usernameKey: opt(
+            str({
+              description: "Key in the Secret holding the database user.",
+              maxLength: 253,
+              default: "username",
+            }),
+          ),
+          passwordKey: opt(
+            str({
+              description:
+                "Key in the Secret holding the password (SCRAM-SHA-256, MD5 or cleartext as the server asks).",
+              maxLength: 253,
+              default: "password",
+            }),
+          ),
+        },
+        { description: "How the sidecar authenticates to PostgreSQL." },
+      ),
+    ),
+    ssh: opt(
+      obj(
+        {
+          username: str({ description: "Upstream login user.", maxLength: 64 }),
+          privateKeyKey: opt(
+            str({ description: "Key in the Secret holding an OpenSSH private key.", maxLength: 253 }),
+          ),
+          certificate: opt(
+            obj(
+              {
+                caKey: str({
+                  description:
+                    "Key in the Secret holding the user CA private key that signs per-session certificates.",
+                  maxLength: 253,
+                }),
+                validity: opt(
+                  duration({ description: "Lifetime of each certificate.", default: "5m", max: "1h" }),
+                ),
+                principals: list(str({ description: "A principal.", maxLength: 64 }), {
+                  description: "Principals written into the certificate.",
+                  minItems: 1,
+                  maxItems: 8,
+                  listType: "set",
+                }),
+              },
+              {
+                description:
+                  "Sign a short-lived OpenSSH user certificate per session, so that no standing key exists.",
+              },
+            ),
+          ),
+        },
+        {
+          description: "How the sidecar authenticates to the SSH server.",
+          validations: [
+            {
+              rule: "has(self.privateKeyKey) || has(self.certificate)",
+              message: "ssh credentials need privateKeyKey or certificate",
+            },
+          ],
+        },
+      ),
+    ),
+  },
+  { description: "Upstream credentials held by the sidecar; the agent never sees them." },
+);
+
+const connection = obj(
+  {
+    name: name("Connection name, referenced by rules and masking."),
+    protocol: oneOf(PROTOCOLS, {
+      description: "Protocol the sidecar speaks and enforces on this connection.",
+    }),
+    target: obj(
+      {
+        host: str({
+          description: "Upstream host name or IP address. Captured traffic to it maps to this connection.",
+          minLength: 1,
+          maxLength: 253,
+        }),
+        port: int({ description: "Upstream port.", minimum: 1, maximum: 65535 }),
+        aliases: opt(
+          list(str({ description: "Another host name or address.", maxLength: 253 }), {
+            description:
+              "Further names or addresses (Host header, TLS SNI, resolved IPs) that map to this connection.",
+            maxItems: 16,
+            listType: "set",
+          }),
+        ),
+      },
+      { description: "Where the upstream is." },
+    ),
+    tls: opt(tls),
+    credentials: opt(credentials),
+    listen: opt(
+      obj(
+        {
+          port: int({
+            description: "Port on 127.0.0.1 where the sidecar serves this connection directly.",
+            minimum: 1024,
+            maximum: 65535,
+          }),
+        },
+        {
+          description:
+            "A local listener for clients configured with an explicit endpoint (e.g. ANTHROPIC_BASE_URL=http://127.0.0.1:PORT).",
+        },
+      ),
+    ),
+    database: opt(
+      str({
+        description: "PostgreSQL: database the sidecar connects to, whatever the agent asked for.",
+        maxLength: 63,
+      }),
+    ),
+    knownHosts: opt(
+      secretKeyRef("SSH: known_hosts entries for the upstream; host keys are always verified."),
+    ),
+    limits: opt(
+      obj(
+        {
+          maxRequestBodyBytes: opt(
+            int({
+              description: "Largest request body accepted from the agent.",
+              minimum: 0,
+              default: 10485760,
+            }),
+          ),
+          maxResponseBodyBytes: opt(
+            int({
+              description: "Largest response body buffered for masking; larger masked responses are refused.",
+              minimum: 0,
+              default: 10485760,
+            }),
+          ),
+        },
+        { description: "Size limits." },
+      ),
+    ),
+  },
+  {
+    description: "An upstream the agent may reach through the sidecar.",
+    validations: [
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.http) || self.protocol == 'http'",
+        message: "credentials.http is only for protocol http",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.postgres) || self.protocol == 'postgres'",
+        message: "credentials.postgres is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.ssh) || self.protocol == 'ssh'",
+        message: "credentials.ssh is only for protocol ssh",
+      },
+      {
+        rule: "!has(self.database) || self.protocol == 'postgres'",
+        message: "database is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.knownHosts) || self.protocol == 'ssh'",
+        message: "knownHosts is only for protocol ssh",
+      },
+    ],
+  },
+);
+
+const subjects = obj(
+  {
+    users: opt(
+      list(str({ description: "A user name as the OIDC usernameClaim gives it.", maxLength: 256 }), {
+        description: "End users.",
+        maxItems: 64,
+        listType: "set",
+      }),
+    ),
+    groups: opt(
+      list(str({ description: "A group from the OIDC groupsClaim.", maxLength: 256 }), {
+        description: "End-user groups.",
+        maxItems: 64,
+        listType: "set",
+      }),
+    ),
+    serviceAccounts: opt(
+      list(
+        str({
+          description: "A service account name in the policy's namespace, or namespace/name.",
+          maxLength: 317,
+        }),
+        {
+          description: "Pod service accounts.",
+          maxItems: 64,
+          listType: "set",
+        },
+      ),
+    ),
+  },
+  {
+    description: "Who the rule applies to: any listed user, group or service account. Absent means everyone.",
+  },
+);
+
+const match = obj(
+  {
+    http: opt(
+      obj(
+        {
+          methods: opt(
+            list(oneOf(HTTP_METHODS, { description: "An HTTP method; * is any." }), {
+              description: "Methods. Absent means any.",
+              maxItems: 9,
+              listType: "set",
+            }),
+          ),
+          paths: opt(
+            list(
+              str({
+                description: "A glob on the normalized path: * within a segment, ** across segments.",
+                maxLength: 1024,
+                pattern: "^/",
+              }),
+              {
+                description:
+                  "Paths, matched after percent-decoding and resolving . and .. segments. Absent means any.",
+                maxItems: 64,
+                listType: "set",
+              },
+            ),
+          ),
+          websocket: opt(
+            bool({ description: "Allow WebSocket upgrades on matching requests.", default: false }),
+          ),
+        },
+        { description: "HTTP request match." },
+      ),
+    ),
+    sql: opt(
+      obj(
+        {
+          statements: opt(
+            list(oneOf(SQL_STATEMENT_KINDS, { description: "A statement kind." }), {
+              description: "Statement kinds. Absent means any.",
+              maxItems: 25,
+              listType: "set",
+            }),
+          ),
+          tables: opt(
+            list(
+              str({ description: "A table, optionally schema-qualified; * globs allowed.", maxLength: 256 }),
+              { description: "Tables touched. Absent means any.", maxItems: 64, listType: "set" },
+            ),
+          ),
+          functions: opt(
+            list(str({ description: "A function name; * globs allowed.", maxLength: 256 }), {
+              description: "Functions called.",
+              maxItems: 64,
+              listType: "set",
+            }),
+          ),
+        },
+        { description: "SQL statement match, decided by the PostgreSQL parser." },
+      ),
+    ),
+    ssh: opt(
+      obj(
+        {
+          commands: opt(
+            list(str({ description: "A glob on the parsed command line.", maxLength: 1024 }), {
+              description: "Exec commands.",
+              maxItems: 64,
+              listType: "set",
+            }),
+          ),
+          shell: opt(bool({ description: "Match interactive shell sessions.", default: false })),
+          portForwarding: opt(bool({ description: "Match port-forwarding requests.", default: false })),
+          sftp: opt(bool({ description: "Match the SFTP subsystem.", default: false })),
+        },
+        { description: "SSH request match." },
+      ),
+    ),
+  },
+  { description: "What the operation must look like. Absent means any operation on the rule's connections." },
+);
+
+const approval = obj(
+  {
+    approvers: obj(
+      {
+        groups: opt(
+          list(str({ description: "A Kubernetes group.", maxLength: 256 }), {
+            description: "Groups whose members may approve.",
+            maxItems: 16,
+            listType: "set",
+          }),
+        ),
+        users: opt(
+          list(str({ description: "A Kubernetes user name.", maxLength: 256 }), {
+            description: "Users who may approve.",
+            maxItems: 16,
+            listType: "set",
+          }),
+        ),
+      },
+      {
+        description:
+          "Who may approve: Kubernetes users and groups, checked by the API server when they approve.",
+        validations: [
+          {
+            rule: "has(self.groups) || has(self.users)",
+            message: "approvers need at least one group or user",
+          },
+        ],
+      },
+    ),
+    minApprovals: opt(
+      int({ description: "Approvals from distinct users needed.", minimum: 1, maximum: 5, default: 1 }),
+    ),
+    grantTtl: opt(
+      duration({
+        description:
+          "After approval, later matching operations by the same requester pass for this long. Absent: one operation only.",
+        max: "24h",
+      }),
+    ),
+    timeout: opt(
+      duration({
+        description: "How long a request waits for a decision before it expires.",
+        default: "5m",
+        max: "24h",
+      }),
+    ),
+    mode: opt(
+      oneOf(["wait", "async"] as const, {
+        description:
+          "wait holds the operation; async refuses at once naming the request, to be retried once approved.",
+        default: "wait",
+      }),
+    ),
+  },
+  { description: "Just-in-time approval for requireApproval rules." },
+);
+
+const rule = obj(
+  {
+    name: name("Rule name, reported in decisions and audit events."),
+    action: oneOf(ACTIONS, {
+      description:
+        "Decision when the rule matches. Evaluation order is deny, then requireApproval, then allow; nothing matching is deny.",
+    }),
+    connections: opt(connectionNames("rule")),
+    subjects: opt(subjects),
+    match: opt(match),
+    approval: opt(approval),
+  },
+  {
+    description: "A rule.",
+    validations: [
+      {
+        rule: "!has(self.approval) || self.action == 'requireApproval'",
+        message: "approval is only allowed on rules whose action is requireApproval",
+        fieldPath: ".approval",
+      },
+      {
+        rule: "self.action != 'requireApproval' || has(self.approval)",
+        message: "requireApproval rules need approval.approvers",
+        fieldPath: ".action",
+      },
+    ],
+  },
+);
+
+const masking = obj(
+  {
+    name: name("Masking rule name, reported in audit events."),
+    connections: opt(connectionNames("masking rule")),
+    detectors: opt(
+      list(oneOf(DETECTORS, { description: "A detector; all means every detector." }), {
+        description: "Value detectors run over every text value.",
+        maxItems: 16,
+        listType: "set",
+      }),
+    ),
+    fields: opt(
+      list(
+        str({
+          description: "A JSON path such as $.user.email, $.items[*].ssn or $..password.",
+          maxLength: 256,
+          pattern: "^\\$",
+        }),
+        { description: "JSON fields masked whatever they contain.", maxItems: 64, listType: "set" },
+      ),
+    ),
+    columns: opt(
+      list(str({ description: "A column name, case-insensitive.", maxLength: 63 }), {
+        description: "SQL result columns masked whatever they contain.",
+        maxItems: 64,
+        listType: "set",
+      }),
+    ),
+    strategy: oneOf(MASK_STRATEGIES, {
+      description:
+        "redact replaces the value; partial keeps the last 4 characters; hash is a keyed HMAC stable per install.",
+      default: "redact",
+    }),
+    direction: opt(
+      oneOf(["response", "request", "both"] as const, {
+        description: "Mask responses to the agent, requests from it (e.g. prompts to an LLM API), or both.",
+        default: "response",
+      }),
+    ),
+  },
+  {
+    description: "Masking of sensitive values.",
+    validations: [
+      {
+        rule: "has(self.detectors) || has(self.fields) || has(self.columns)",
+        message: "a masking rule needs detectors, fields or columns",
+      },
+    ],
+  },
+);
+
+export const AgentAccessPolicySpec = obj(
+  {
+    podSelector: opt(
+      labelSelector("Pods in the policy's namespace this policy applies to. Empty selects every pod."),
+    ),
+    identity: opt(identity),
+    connections: list(connection, {
+      description: "Upstreams reachable through the sidecar. Anything else is denied.",
+      minItems: 1,
+      maxItems: 32,
+      mapKeys: ["name"],
+    }),
+    rules: list(rule, {
+      description: "Rules, evaluated deny, requireApproval, allow; no match denies.",
+      maxItems: 128,
+      mapKeys: ["name"],
+    }),
+    masking: opt(list(masking, { description: "Masking rules.", maxItems: 32, mapKeys: ["name"] })),
+    audit: opt(
+      obj(
+        {
+          recordSessions: opt(
+            bool({
+              description: "Record sessions for replay (SSH as asciicast v2, SQL and HTTP as JSON lines).",
+              default: true,
+            }),
+          ),
+          destination: opt(
+            oneOf(["stdout", "file"] as const, {
+              description: "Where recordings go: the sidecar's stdout audit stream, or files.",
+              default: "stdout",
+            }),
+          ),
+          directory: opt(
+            str({ description: "Directory for file recordings.", maxLength: 1024, pattern: "^/" }),
+          ),
+        },
+        {
+          description: "Audit and session recording.",
+          validations: [
+            {
+              rule: "!has(self.destination) || self.destination != 'file' || has(self.directory)",
+              message: "destination file needs directory",
+            },
+          ],
+        },
+      ),
+    ),
+  },
+  {
+    description: "What agents in the selected pods may do.",
+    validations: [
+      {
+        rule: "self.rules.all(r, !has(r.connections) || r.connections.all(n, self.connections.exists(c, c.name == n)))",
+        message: "rules[].connections must name connections in spec.connections",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: "!has(self.masking) || self.masking.all(m, !has(m.connections) || m.connections.all(n, self.connections.exists(c, c.name == n)))",
+        message: "masking[].connections must name connections in spec.connections",
+        fieldPath: ".masking",
+        reason: "FieldValueInvalid",
+      },
+    ],
+  },
+);
+
+export const AgentAccessPolicyStatus = conditionsStatus(
+  "Observed state, written by the Airlock policy controller.",
+  {
+    connections: opt(
+      str({ description: "Connection names, comma-separated, for kubectl get.", maxLength: 2048 }),
+    ),
+    rules: opt(int({ description: "Number of rules, for kubectl get.", minimum: 0 })),
+  },
+);
+
+export type AgentAccessPolicySpec = Static<typeof AgentAccessPolicySpec>;
+export type AgentAccessPolicyStatus = Static<typeof AgentAccessPolicyStatus>;
+export type Connection = AgentAccessPolicySpec["connections"][number];
+export type Rule = AgentAccessPolicySpec["rules"][number];
+export type MaskingRule = NonNullable<AgentAccessPolicySpec["masking"]>[number];
+export type Protocol = (typeof PROTOCOLS)[number];
+export type Action = (typeof ACTIONS)[number];
+export type SqlStatementKind = (typeof SQL_STATEMENT_KINDS)[number];
+export type DetectorName = (typeof DETECTORS)[number];
