@@ -1,7 +1,7 @@
 // Small builders over TypeBox that keep every schema structural (Kubernetes rejects anyOf/const
 // at the places TypeBox would put them) and force a description on every field, so that
 // `kubectl explain` teaches the API. The TypeScript types come out of the same builders.
-import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { Kind, type Static, type TSchema, Type } from "@sinclair/typebox";
 
 /** A CEL rule as Kubernetes' `x-kubernetes-validations` takes it. */
 export interface CelRule {
@@ -11,6 +11,10 @@ export interface CelRule {
   fieldPath?: string;
   reason?: "FieldValueInvalid" | "FieldValueForbidden" | "FieldValueRequired" | "FieldValueDuplicate";
 }
+
+/** Custom TypeBox kinds for the two structural shapes TypeBox has no native form for; validate.ts checks them. */
+export const STRING_ENUM = "AirlockStringEnum";
+export const STRING_MAP = "AirlockStringMap";
 
 interface Common {
   description: string;
@@ -34,7 +38,7 @@ export const str = (
 
 /** A string enum: structural (`type: string` + `enum`), typed as the union of its values. */
 export const oneOf = <const T extends readonly string[]>(values: T, opts: Common & { default?: T[number] }) =>
-  Type.Unsafe<T[number]>({ type: "string", enum: [...values], ...k8s(opts) });
+  Type.Unsafe<T[number]>({ [Kind]: STRING_ENUM, type: "string", enum: [...values], ...k8s(opts) });
 
 export const int = (
   opts: Common & { minimum?: number; maximum?: number; default?: number; format?: "int32" | "int64" },
@@ -63,6 +67,7 @@ export const obj = <T extends Record<string, TSchema>>(props: T, opts: Common) =
 /** map[string]string, structural: additionalProperties rather than TypeBox's patternProperties. */
 export const stringMap = (opts: Common & { maxProperties?: number }) =>
   Type.Unsafe<Record<string, string>>({
+    [Kind]: STRING_MAP,
     type: "object",
     additionalProperties: { type: "string", description: "A value.", maxLength: 1024 },
     ...k8s(opts),

@@ -1,0 +1,165 @@
+// Compiles AgentAccessPolicy objects into an immutable PolicySet. A policy with any problem is
+// left out whole and reported: its connections then do not exist, so traffic to them is denied
+// (fail closed) rather than judged by half a policy.
+import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
+import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
+import type { Action, Connection, Decision, Operation, PolicyProblem, Rule, Subject } from "./types.ts";
+import { validatePolicy } from "./validate.ts";
+
+interface CompiledRule {
+  rule: Rule;
+  subjects: SubjectMatcher;
+  matches: OperationMatcher;
+}
+
+export interface CompiledConnection {
+  /** `namespace/name` of the owning policy. */
+  policy: string;
+  spec: Connection;
+  requireUserToken: boolean;
+  oidc: NonNullable<AgentAccessPolicy["spec"]["identity"]>["oidc"];
+  rules: Record<Action, CompiledRule[]>;
+}
+
+export interface PolicySet {
+  readonly connections: ReadonlyMap<string, CompiledConnection>;
+  readonly policies: readonly string[];
+  evaluate(connection: string, subject: Subject, op: Operation): Decision;
+  /** The connection a destination maps to, by target host/aliases and port. */
+  connectionFor(host: string, port: number): CompiledConnection | undefined;
+}
+
+export const policyKey = (p: AgentAccessPolicy) => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
+
+const ORDER: readonly Action[] = ["deny", "requireApproval", "allow"];
+
+function compileConnectionRules(
+  policy: AgentAccessPolicy,
+  connection: string,
+): Record<Action, CompiledRule[]> {
+  const out: Record<Action, CompiledRule[]> = { deny: [], requireApproval: [], allow: [] };
+  for (const rule of policy.spec.rules) {
+    if (rule.connections?.length && !rule.connections.includes(connection)) continue;
+    out[rule.action].push({
+      rule,
+      subjects: compileSubjects(rule.subjects, policy.metadata.namespace ?? "default"),
+      matches: compileRuleMatch(rule),
+    });
+  }
+  return out;
+}
+
+function decideOne(conn: CompiledConnection, subject: Subject, op: Operation): Decision {
+  for (const action of ORDER) {
+    for (const r of conn.rules[action]) {
+      if (!r.subjects(subject) || !r.matches(op)) continue;
+      const decision: Decision = {
+        action,
+        policy: conn.policy,
+        rule: r.rule.name,
+        reason: reasonFor(action, r.rule.name, op),
+      };
+      if (action === "requireApproval" && op.kind === "http-tunnel") {
+        return {
+          ...decision,
+          action: "deny",
+          reason: `rule ${r.rule.name} requires per-request approval, which an opaque CONNECT tunnel cannot offer`,
+        };
+      }
+      if (r.rule.approval) decision.approval = r.rule.approval;
+      return decision;
+    }
+  }
+  return { action: "deny", policy: conn.policy, reason: "no rule allows this operation (default deny)" };
+}
+
+function reasonFor(action: Action, rule: string, op: Operation): string {
+  const verb = action === "allow" ? "allowed" : action === "deny" ? "denied" : "needs approval";
+  const tunnel = op.kind === "http-tunnel" ? " (host-level: the tunnel's requests are not inspected)" : "";
+  return `${verb} by rule ${rule}${tunnel}`;
+}
+
+/** SQL strings may carry several statements: each is judged alone and the strictest outcome wins. */
+function decide(conn: CompiledConnection, subject: Subject, op: Operation): Decision {
+  if (conn.requireUserToken && subject.user === undefined) {
+    return {
+      action: "deny",
+      policy: conn.policy,
+      reason: "this connection requires an end-user identity token",
+    };
+  }
+  if (op.kind !== "sql" || op.statements.length <= 1) {
+    if (op.kind === "sql" && op.statements.length === 0)
+      return { action: "allow", policy: conn.policy, reason: "empty query" };
+    return decideOne(conn, subject, op);
+  }
+  let pending: Decision | undefined;
+  let allowed: Decision | undefined;
+  for (const statement of op.statements) {
+    const d = decideOne(conn, subject, { kind: "sql", statements: [statement] });
+    if (d.action === "deny") return d;
+    if (d.action === "requireApproval") pending ??= d;
+    else allowed ??= d;
+  }
+  return (pending ?? allowed) as Decision;
+}
+
+export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
+  set: PolicySet;
+  problems: PolicyProblem[];
+} {
+  const problems: PolicyProblem[] = [];
+  const connections = new Map<string, CompiledConnection>();
+  const accepted: string[] = [];
+  // Stable order, so that a conflict is always resolved the same way on every sidecar.
+  const sorted = [...policies].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
+  for (const policy of sorted) {
+    const key = policyKey(policy);
+    const own = validatePolicy(policy).map((p) => ({ ...p, policy: key }));
+    for (const c of policy.spec?.connections ?? []) {
+      const holder = connections.get(c.name);
+      if (holder)
+        own.push({
+          policy: key,
+          path: "spec.connections",
+          message: `connection ${c.name} is already defined by policy ${holder.policy}`,
+        });
+    }
+    if (own.length) {
+      problems.push(...own);
+      continue;
+    }
+    accepted.push(key);
+    for (const c of policy.spec.connections) {
+      connections.set(c.name, {
+        policy: key,
+        spec: c,
+        requireUserToken: policy.spec.identity?.requireUserToken ?? false,
+        oidc: policy.spec.identity?.oidc,
+        rules: compileConnectionRules(policy, c.name),
+      });
+    }
+  }
+
+  const byTarget = new Map<string, CompiledConnection>();
+  for (const conn of connections.values()) {
+    for (const host of [conn.spec.target.host, ...(conn.spec.target.aliases ?? [])]) {
+      byTarget.set(`${host.toLowerCase()}:${conn.spec.target.port}`, conn);
+    }
+  }
+
+  const set: PolicySet = {
+    connections,
+    policies: accepted,
+    evaluate(name, subject, op) {
+      const conn = connections.get(name);
+      if (!conn) return { action: "deny", reason: `unknown connection ${name} (no valid policy defines it)` };
+      return decide(conn, subject, op);
+    },
+    connectionFor(host, port) {
+      return byTarget.get(`${host.toLowerCase()}:${port}`);
+    },
+  };
+  return { set, problems };
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import { normalizePath, PathError, splitTarget } from "./http-path.ts";
+
+describe("normalizePath", () => {
+  it.each([
+    ["/", "/", "/"],
+    ["/customers", "/customers", "/customers"],
+    ["/customers/", "/customers", "/customers/"],
+    ["//admin", "/admin", "/admin"],
+    ["/api/../admin", "/admin", "/admin"],
+    ["/api/./v1/../../admin/", "/admin", "/admin/"],
+    ["/../../admin", "/admin", "/admin"],
+    ["/%61dmin", "/admin", "/admin"],
+    ["/api%2F..%2Fadmin", "/admin", "/admin"],
+    ["/api/%2e%2e/admin", "/admin", "/admin"],
+    ["/api/..;/admin", "/admin", "/admin"],
+    ["/api/.;x/users", "/api/users", "/api/users"],
+    ["/files/a%20b", "/files/a b", "/files/a%20b"],
+    ["/Admin", "/Admin", "/Admin"],
+    ["/caf%C3%A9", "/café", "/caf%C3%A9"],
+  ])("%s → match %s, forward %s", (raw, match, forward) => {
+    expect(normalizePath(raw)).toEqual({ match, forward });
+  });
+
+  it.each([
+    ["/api/%252e%252e/admin", "double-encoded"],
+    ["/api\\..\\admin", "backslash"],
+    ["/api/%5c../admin", "backslash"],
+    ["/a%00b", "control"],
+    ["/a%zz", "malformed"],
+    ["/a%C3", "malformed"],
+    ["admin", "must start"],
+  ])("refuses %s", (raw, why) => {
+    expect(() => normalizePath(raw)).toThrow(PathError);
+    expect(() => normalizePath(raw)).toThrow(new RegExp(why));
+  });
+
+  it("splits the query off untouched", () => {
+    expect(splitTarget("/a/b?x=%2F..&y")).toEqual({ path: "/a/b", query: "?x=%2F..&y" });
+    expect(splitTarget("/a")).toEqual({ path: "/a", query: "" });
+  });
+});

@@ -1,0 +1,70 @@
+// Normalizes a request path the way a decoding upstream would read it, so that a rule about
+// `/admin/**` cannot be dodged with `/api/../admin`, `/%61dmin`, `//admin` or `/api/..;/admin`.
+// The sidecar matches rules against this form AND forwards this form, so what was decided is
+// what the upstream gets.
+//
+// Rules: percent-escapes are decoded once (an encoded slash becomes a separator); `.` and `..`
+// segments are resolved (`..` above the root stays at the root); empty segments collapse; a
+// trailing slash is kept for forwarding and ignored for matching; paths are case-sensitive.
+// Refused outright (fail closed): backslashes, NUL and control characters, malformed escapes,
+// and double-encoding (`%25` followed by two hex digits), which some upstreams decode twice.
+
+export class PathError extends Error {}
+
+export interface NormalizedPath {
+  /** What rules match against: no trailing slash (except the root). */
+  match: string;
+  /** What is forwarded upstream: normalized, re-encoded, trailing slash preserved. */
+  forward: string;
+}
+
+const SEGMENT_SAFE = /^[A-Za-z0-9\-._~!$&'()*+,;=:@]$/;
+
+function encodeSegment(segment: string): string {
+  let out = "";
+  for (const ch of segment) {
+    if (SEGMENT_SAFE.test(ch)) out += ch;
+    else
+      for (const byte of Buffer.from(ch, "utf8"))
+        out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function decode(raw: string): string {
+  if (/%25[0-9a-fA-F]{2}/.test(raw)) throw new PathError("double-encoded path refused");
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw new PathError("malformed percent-encoding in path");
+  }
+  if (/[\\\u0000-\u001f\u007f]/.test(decoded))
+    throw new PathError("backslash or control character in path refused");
+  return decoded;
+}
+
+/** A `..;params` or `.;params` segment is a dot segment to Tomcat-style servers: treat it as one. */
+const bare = (segment: string) => segment.split(";", 1)[0];
+
+export function normalizePath(rawPath: string): NormalizedPath {
+  if (!rawPath.startsWith("/")) throw new PathError("path must start with /");
+  const decoded = decode(rawPath);
+  const stack: string[] = [];
+  for (const segment of decoded.split("/")) {
+    const b = bare(segment);
+    if (segment === "" || b === ".") continue;
+    if (b === "..") stack.pop();
+    else stack.push(segment);
+  }
+  const trailing = decoded.length > 1 && decoded.endsWith("/") && stack.length > 0;
+  const match = `/${stack.join("/")}`;
+  const forward = `/${stack.map(encodeSegment).join("/")}${trailing ? "/" : ""}`;
+  return { match, forward };
+}
+
+/** Splits a request target into path and query; the query is forwarded untouched. */
+export function splitTarget(target: string): { path: string; query: string } {
+  const q = target.indexOf("?");
+  return q < 0 ? { path: target, query: "" } : { path: target.slice(0, q), query: target.slice(q) };
+}

@@ -1,0 +1,94 @@
+// Compiles one rule's `match` into a predicate over operations. Quantifiers follow the action so
+// that every ambiguity fails closed: a deny or requireApproval rule matches when ANY table or
+// function of a statement matches it; an allow rule only when ALL of them do. Capabilities that
+// widen what an agent can do (WebSocket upgrades, SSH shells, port forwarding, SFTP) are allowed
+// only by a rule that names them, never by a rule that merely leaves `match` open.
+import type { SqlStatementKind } from "../../../api/src/index.ts";
+import { anyOf, compileNameGlob, compilePathGlob, type Matcher } from "./glob.ts";
+import type { Operation, Rule, SqlKind, SqlStatement } from "./types.ts";
+
+export type OperationMatcher = (op: Operation) => boolean;
+
+const READ: readonly SqlKind[] = ["select", "show", "copyTo", "explain"];
+const WRITE: readonly SqlKind[] = ["insert", "update", "delete", "merge", "copyFrom"];
+
+export function expandStatementKinds(
+  kinds: readonly SqlStatementKind[] | undefined,
+): Set<SqlKind> | undefined {
+  if (!kinds || kinds.length === 0 || kinds.includes("*")) return undefined;
+  const out = new Set<SqlKind>();
+  for (const k of kinds) {
+    if (k === "read") for (const r of READ) out.add(r);
+    else if (k === "write") for (const w of WRITE) out.add(w);
+    else if (k !== "*") out.add(k);
+  }
+  return out;
+}
+
+function quantified(matcher: Matcher | undefined, restrictive: boolean) {
+  return (values: readonly string[]) => {
+    if (!matcher) return true;
+    return restrictive ? values.some(matcher) : values.every(matcher);
+  };
+}
+
+/** A table matches `orders` whether or not the statement qualified it as `public.orders`. */
+function tableMatcher(globs: readonly string[] | undefined): Matcher | undefined {
+  const m = anyOf(globs, (g) => compileNameGlob(g, true));
+  if (!m) return undefined;
+  return (table) => m(table) || (table.startsWith("public.") && m(table.slice("public.".length)));
+}
+
+export function compileRuleMatch(rule: Rule): OperationMatcher {
+  const restrictive = rule.action !== "allow";
+  const match = rule.match;
+  const http = match?.http;
+  const sql = match?.sql;
+  const ssh = match?.ssh;
+  const open = !match || (!http && !sql && !ssh);
+
+  const methods = http?.methods && !http.methods.includes("*") ? new Set<string>(http.methods) : undefined;
+  const paths = anyOf(http?.paths, compilePathGlob);
+  const kinds = expandStatementKinds(sql?.statements);
+  const tables = quantified(tableMatcher(sql?.tables), restrictive);
+  const functions = quantified(
+    anyOf(sql?.functions, (g) => compileNameGlob(g, true)),
+    restrictive,
+  );
+  const commands = anyOf(ssh?.commands, (g) => compileNameGlob(g));
+
+  const statement = (s: SqlStatement) =>
+    (!kinds || kinds.has(s.kind)) && tables(s.tables) && functions(s.functions);
+
+  return (op) => {
+    switch (op.kind) {
+      case "http":
+        if (op.websocket && !restrictive && !http?.websocket) return false;
+        if (open) return true;
+        return !!http && (!methods || methods.has(op.method)) && (!paths || paths(op.path));
+      case "http-tunnel":
+        // Inside a tunnel any method and path may travel: a restrictive rule on this connection
+        // could apply, so it matches; an allow rule must name CONNECT and cannot scope paths.
+        if (restrictive) return open || !!http;
+        return !!http && !!methods?.has("CONNECT") && !paths;
+      case "sql":
+        if (open) return true;
+        if (!sql) return false;
+        // One statement is enough for a restrictive rule; an allow rule must cover all of them.
+        return restrictive ? op.statements.some(statement) : op.statements.every(statement);
+      case "ssh-exec":
+        if (open) return true;
+        return (
+          !!ssh &&
+          (!commands || commands(op.command)) &&
+          (!!ssh.commands || (!ssh.shell && !ssh.portForwarding && !ssh.sftp))
+        );
+      case "ssh-shell":
+        return restrictive ? open || !!ssh?.shell : !!ssh?.shell;
+      case "ssh-forward":
+        return restrictive ? open || !!ssh?.portForwarding : !!ssh?.portForwarding;
+      case "ssh-sftp":
+        return restrictive ? open || !!ssh?.sftp : !!ssh?.sftp;
+    }
+  };
+}

@@ -1,0 +1,49 @@
+// The vocabulary between protocol handlers and the policy engine. Handlers turn bytes into an
+// Operation; the engine answers with a Decision. The engine knows nothing about sockets.
+import type { Action, Connection, Rule, SqlStatementKind } from "../../../api/src/index.ts";
+
+/** Who is asking: the pod's service account, and the end user when a verified token came along. */
+export interface Subject {
+  /** `system:serviceaccount:<namespace>:<name>` */
+  serviceAccount: string;
+  user?: string;
+  groups: readonly string[];
+}
+
+/** A concrete statement kind (never the `read`/`write`/`*` shorthands). */
+export type SqlKind = Exclude<SqlStatementKind, "read" | "write" | "*">;
+
+export interface SqlStatement {
+  kind: SqlKind;
+  /** Tables touched, schema-qualified when the statement qualified them. */
+  tables: readonly string[];
+  functions: readonly string[];
+}
+
+export type Operation =
+  | { kind: "http"; method: string /** normalized, see http-path.ts */; path: string; websocket: boolean }
+  /** An opaque CONNECT tunnel: only host-level policy applies. */
+  | { kind: "http-tunnel" }
+  | { kind: "sql"; statements: readonly SqlStatement[] }
+  | { kind: "ssh-exec"; command: string }
+  | { kind: "ssh-shell" }
+  | { kind: "ssh-forward"; target: string }
+  | { kind: "ssh-sftp" };
+
+export interface Decision {
+  action: Action;
+  /** `namespace/name` of the policy that decided; absent when no policy knows the connection. */
+  policy?: string;
+  rule?: string;
+  reason: string;
+  /** The approval settings of the requireApproval rule. */
+  approval?: NonNullable<Rule["approval"]>;
+}
+
+export interface PolicyProblem {
+  policy: string;
+  path: string;
+  message: string;
+}
+
+export type { Action, Connection, Rule };

@@ -1,0 +1,88 @@
+// Everything the API server would reject (schema + CEL), re-checked for policies that never pass
+// through one (standalone files, `airlock policy test`), plus checks CEL cannot express well.
+import { type AgentAccessPolicy, AgentAccessPolicySpec } from "../../../api/src/index.ts";
+import { checkSchema } from "../../../api/src/validate.ts";
+import type { PolicyProblem } from "./types.ts";
+
+type Problem = Omit<PolicyProblem, "policy">;
+
+const DURATION = /^([0-9]+([.][0-9]+)?(ms|s|m|h))+$/;
+
+function duplicates(names: readonly string[]): string[] {
+  const seen = new Set<string>();
+  return names.filter((n) => (seen.has(n) ? true : (seen.add(n), false)));
+}
+
+export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
+  if (!policy?.metadata?.name) return [{ path: "metadata.name", message: "policy has no metadata.name" }];
+  if (!policy.spec) return [{ path: "spec", message: "policy has no spec" }];
+  const schema = checkSchema(AgentAccessPolicySpec, policy.spec);
+  if (schema.length)
+    return schema
+      .slice(0, 20)
+      .map((p) => ({ path: `spec${p.path.replaceAll("/", ".")}`, message: p.message }));
+
+  const out: Problem[] = [];
+  const spec = policy.spec;
+  const connections = new Map(spec.connections.map((c) => [c.name, c]));
+  for (const d of duplicates(spec.connections.map((c) => c.name)))
+    out.push({ path: "spec.connections", message: `duplicate connection name ${d}` });
+  for (const d of duplicates(spec.rules.map((r) => r.name)))
+    out.push({ path: "spec.rules", message: `duplicate rule name ${d}` });
+  for (const d of duplicates((spec.masking ?? []).map((m) => m.name)))
+    out.push({ path: "spec.masking", message: `duplicate masking rule name ${d}` });
+
+  spec.rules.forEach((rule, i) => {
+    const at = `spec.rules[${i}]`;
+    const named = rule.connections?.length ? rule.connections : [...connections.keys()];
+    for (const n of rule.connections ?? [])
+      if (!connections.has(n))
+        out.push({ path: `${at}.connections`, message: `rule ${rule.name} names unknown connection ${n}` });
+    if (rule.approval && rule.action !== "requireApproval")
+      out.push({
+        path: `${at}.approval`,
+        message: "approval is only allowed on rules whose action is requireApproval",
+      });
+    if (rule.action === "requireApproval" && !rule.approval)
+      out.push({ path: `${at}.action`, message: "requireApproval rules need approval.approvers" });
+    for (const [field, value] of [
+      ["grantTtl", rule.approval?.grantTtl],
+      ["timeout", rule.approval?.timeout],
+    ] as const) {
+      if (value !== undefined && !DURATION.test(value))
+        out.push({
+          path: `${at}.approval.${field}`,
+          message: `${value} is not a duration such as 30s, 5m or 1h30m`,
+        });
+    }
+    // A match for a protocol none of the rule's connections speak can never apply: almost
+    // certainly a mistake that would leave the intended restriction unenforced.
+    const protocols = new Set(named.map((n) => connections.get(n)?.protocol));
+    const m = rule.match;
+    const wrong = (["http", "sql", "ssh"] as const).filter(
+      (k) => m?.[k] && !protocols.has(k === "sql" ? "postgres" : k),
+    );
+    for (const k of wrong)
+      out.push({
+        path: `${at}.match.${k}`,
+        message: `rule ${rule.name} matches ${k} but none of its connections speaks ${k === "sql" ? "postgres" : k}`,
+      });
+    if (m?.http?.methods?.includes("CONNECT") && m.http.paths?.length) {
+      out.push({
+        path: `${at}.match.http`,
+        message: "CONNECT tunnels are opaque: a rule allowing CONNECT cannot also scope paths",
+      });
+    }
+  });
+  (spec.masking ?? []).forEach((rule, i) => {
+    for (const n of rule.connections ?? [])
+      if (!connections.has(n))
+        out.push({
+          path: `spec.masking[${i}].connections`,
+          message: `masking rule ${rule.name} names unknown connection ${n}`,
+        });
+  });
+  if (spec.identity?.requireUserToken && !spec.identity.oidc)
+    out.push({ path: "spec.identity", message: "requireUserToken needs identity.oidc" });
+  return out;
+}
