@@ -4,20 +4,20 @@
 
 export type Matcher = (value: string) => boolean;
 
-const escape = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+const escapeRegex = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
 
 export function compilePathGlob(glob: string): Matcher {
   if (glob === "/") return (v) => v === "/";
   const segments = glob.split("/").slice(1);
   const re = segments
-    .map((seg) => (seg === "**" ? "(?:/[^/]*)*" : `/${seg.split("*").map(escape).join("[^/]*")}`))
+    .map((seg) => (seg === "**" ? "(?:/[^/]*)*" : `/${seg.split("*").map(escapeRegex).join("[^/]*")}`))
     .join("");
   const regex = new RegExp(`^${re}$`, "s");
   return (value) => regex.test(value);
 }
 
 export function compileNameGlob(glob: string, caseInsensitive = false): Matcher {
-  const regex = new RegExp(`^${glob.split("*").map(escape).join(".*")}$`, caseInsensitive ? "is" : "s");
+  const regex = new RegExp(`^${glob.split("*").map(escapeRegex).join(".*")}$`, caseInsensitive ? "is" : "s");
   return (value) => regex.test(value);
 }
 

@@ -10,7 +10,12 @@ const DURATION = /^([0-9]+([.][0-9]+)?(ms|s|m|h))+$/;
 
 function duplicates(names: readonly string[]): string[] {
   const seen = new Set<string>();
-  return names.filter((n) => (seen.has(n) ? true : (seen.add(n), false)));
+  const dup: string[] = [];
+  for (const n of names) {
+    if (seen.has(n)) dup.push(n);
+    seen.add(n);
+  }
+  return dup;
 }
 
 export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
