@@ -39,8 +39,9 @@ function decode(raw: string): string {
   } catch {
     throw new PathError("malformed percent-encoding in path");
   }
-  if (/[\\\u0000-\u001f\u007f]/.test(decoded))
+  if (decoded.includes("\\") || [...decoded].some((c) => c <= "\u001f" || c === "\u007f")) {
     throw new PathError("backslash or control character in path refused");
+  }
   return decoded;
 }
 
