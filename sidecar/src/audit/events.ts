@@ -1,0 +1,36 @@
+// The audit event: one per operation, a stable schema (version `v`) that log pipelines and the
+// replay tool rely on. Values here are already safe: operation summaries carry no literals or
+// secrets, and masking findings carry detector names and paths, never the values.
+import type { Decision, Operation } from "../policy/types.ts";
+
+export const AUDIT_SCHEMA_VERSION = 1;
+
+export interface AuditIdentity {
+  serviceAccount: string;
+  pod?: string;
+  namespace?: string;
+  user?: string;
+  groups?: readonly string[];
+}
+
+export interface AuditEvent {
+  /** Session the operation belongs to (one per agent connection). */
+  session: string;
+  connection: string;
+  protocol: "http" | "postgres" | "ssh" | "tcp";
+  identity: AuditIdentity;
+  operation: AuditOperation;
+  decision: Pick<Decision, "action" | "policy" | "rule" | "reason">;
+  /** Set when an approval (or a grant it opened) let the operation through. */
+  approval?: { request: string; approvers: readonly string[]; grant?: boolean };
+  /** Masked values by detector (or "field"/"column" for path rules). */
+  masked?: Record<string, number>;
+  upstream?: { status?: number | string; error?: string };
+  durationMs: number;
+}
+
+/** What an audit event says about an operation: shapes, not contents. */
+export type AuditOperation =
+  | Exclude<Operation, { kind: "sql" }>
+  | { kind: "sql"; statements: readonly { kind: string; tables: readonly string[]; fingerprint?: string }[] }
+  | { kind: "tcp"; destination: string };

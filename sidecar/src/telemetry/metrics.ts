@@ -1,0 +1,83 @@
+// Prometheus metrics of one sidecar. Label sets are small and bounded (connection names come from
+// the policy, never from traffic) so cardinality stays flat whatever the agent sends.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false)
+    collectDefaultMetrics({ register: registry, prefix: "airlock_process_" });
+  const m = {
+    registry,
+    operations: new Counter({
+      name: "airlock_operations_total",
+      help: "Operations seen by the sidecar, by connection, protocol and decision (allow, deny, requireApproval).",
+      labelNames: ["connection", "protocol", "decision"] as const,
+      registers: [registry],
+    }),
+    decisionSeconds: new Histogram({
+      name: "airlock_decision_duration_seconds",
+      help: "Time to classify an operation and evaluate the policy.",
+      labelNames: ["protocol"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamSeconds: new Histogram({
+      name: "airlock_upstream_duration_seconds",
+      help: "Upstream latency of forwarded operations (to the first response byte for HTTP).",
+      labelNames: ["connection", "protocol"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    masked: new Counter({
+      name: "airlock_masked_values_total",
+      help: "Values masked before reaching the agent (or the upstream, for request masking), by detector.",
+      labelNames: ["connection", "detector"] as const,
+      registers: [registry],
+    }),
+    sessions: new Gauge({
+      name: "airlock_active_sessions",
+      help: "Open agent sessions (connections) through the sidecar.",
+      labelNames: ["connection", "protocol"] as const,
+      registers: [registry],
+    }),
+    unknownDestinations: new Counter({
+      name: "airlock_unknown_destination_total",
+      help: "Connections refused because no policy connection matches their destination.",
+      registers: [registry],
+    }),
+    policyReloads: new Counter({
+      name: "airlock_policy_reloads_total",
+      help: "Policy (re)loads by result: success, or error (the last good policy stays in force).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
+    policyProblems: new Gauge({
+      name: "airlock_policy_problems",
+      help: "Problems in the current set of policies; policies with problems are not enforced as allowed.",
+      registers: [registry],
+    }),
+    policyLoaded: new Gauge({
+      name: "airlock_policy_last_success_timestamp_seconds",
+      help: "When a policy set was last loaded successfully (stale sidecar alert).",
+      registers: [registry],
+    }),
+    policyCount: new Gauge({
+      name: "airlock_policies",
+      help: "Policies in force.",
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: "airlock_upstream_errors_total",
+      help: "Upstream failures (connect, TLS, protocol) by connection.",
+      labelNames: ["connection", "protocol", "reason"] as const,
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
