@@ -1,0 +1,408 @@
+// The CRDs on a real kube-apiserver, used the way a user uses them: kubectl apply, explain, get,
+// and the TypeScript client creating, listing and watching both kinds.
+import { readdirSync, readFileSync } from "node:fs";
+import { CustomObjectsApi, Watch } from "@kubernetes/client-node";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
+import { connect } from "../envtest/connect.ts";
+
+const k8s = connect();
+const repo = new URL("../../", import.meta.url);
+let ns: string;
+
+const kubectl = async (args: string[], stdin?: string) => {
+  const r = await k8s.kubectl(args, stdin === undefined ? {} : { stdin });
+  return { ...r, out: r.stdout + r.stderr };
+};
+
+/** A minimal valid policy to derive broken ones from. */
+const base = () => ({
+  apiVersion: API_VERSION,
+  kind: "AgentAccessPolicy",
+  metadata: { name: "p", namespace: ns },
+  spec: {
+    connections: [
+      { name: "db", protocol: "postgres", target: { host: "db", port: 5432 } },
+      { name: "api", protocol: "http", target: { host: "api", port: 443 } },
+    ],
+    rules: [
+      { name: "read", action: "allow", connections: ["db"], match: { sql: { statements: ["read"] } } },
+      {
+        name: "delete-needs-dba",
+        action: "requireApproval",
+        connections: ["db"],
+        match: { sql: { statements: ["delete"] } },
+        approval: { approvers: { groups: ["dba"] }, minApprovals: 1, grantTtl: "10m", timeout: "5m" },
+      },
+    ],
+    masking: [{ name: "pii", connections: ["db"], detectors: ["email"], strategy: "partial" }],
+  },
+});
+type Policy = ReturnType<typeof base>;
+
+beforeAll(async () => {
+  const applied = await kubectl(["apply", "-f", new URL("crds/", repo).pathname]);
+  expect(applied.code, applied.out).toBe(0);
+  const established = await kubectl([
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    `crd/agentaccesspolicies.${GROUP}`,
+    `crd/accessrequests.${GROUP}`,
+  ]);
+  expect(established.code, established.out).toBe(0);
+  // kubectl caches discovery from before the CRDs existed; refresh it as a user's next call would.
+  expect((await kubectl(["api-resources", "--cached=false", `--api-group=${GROUP}`])).code).toBe(0);
+  ns = await k8s.createNamespace("crds");
+});
+
+describe("kubectl apply -f crds/", () => {
+  it("establishes both CRDs with their short names and category", async () => {
+    const r = await kubectl(["api-resources", `--api-group=${GROUP}`, "-o", "wide"]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.stdout).toMatch(/agentaccesspolicies\s+aap\s+airlock\.dev\/v1alpha1\s+true\s+AgentAccessPolicy/);
+    expect(r.stdout).toMatch(/accessrequests\s+areq\s+airlock\.dev\/v1alpha1\s+true\s+AccessRequest/);
+    expect(r.stdout).toMatch(/airlock/);
+  });
+
+  it("accepts every example under examples/", async () => {
+    const files = readdirSync(new URL("examples/", repo)).filter((f) => f.endsWith(".yaml"));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const file of files) {
+      const doc = parse(readFileSync(new URL(`examples/${file}`, repo), "utf8"));
+      doc.metadata.namespace = ns;
+      const r = await kubectl(["apply", "-f", "-"], stringify(doc));
+      expect(r.code, `${file}: ${r.out}`).toBe(0);
+    }
+  });
+});
+
+describe("broken policies are rejected by the API server with a message that says why", () => {
+  const cases: [string, (p: Policy) => void, RegExp][] = [
+    [
+      "duplicate connection names",
+      (p) => p.spec.connections.push({ ...p.spec.connections[0]! }),
+      /spec\.connections\[2\]: Duplicate value/,
+    ],
+    [
+      "duplicate rule names",
+      (p) => p.spec.rules.push({ ...p.spec.rules[0]! }),
+      /spec\.rules\[2\]: Duplicate value/,
+    ],
+    [
+      "a rule naming an unknown connection",
+      (p) => (p.spec.rules[0]!.connections = ["ghost"]),
+      /spec\.rules: Invalid value: rules\[\]\.connections must name connections in spec\.connections/,
+    ],
+    [
+      "approval on an allow rule",
+      (p) => Object.assign(p.spec.rules[0]!, { approval: { approvers: { groups: ["x"] } } }),
+      /spec\.rules\[0\]\.approval: Invalid value: approval is only allowed on rules whose action is requireApproval/,
+    ],
+    [
+      "requireApproval without approval",
+      (p) => delete (p.spec.rules[1] as { approval?: unknown }).approval,
+      /requireApproval rules need approval\.approvers/,
+    ],
+    [
+      "minApprovals below 1",
+      (p) => (p.spec.rules[1]!.approval!.minApprovals = 0),
+      /minApprovals in body should be greater than or equal to 1/,
+    ],
+    [
+      "a malformed duration",
+      (p) => (p.spec.rules[1]!.approval!.timeout = "5 minutes"),
+      /approval\.timeout: Invalid value: "5 minutes": must be a duration such as 30s, 5m or 1h30m/,
+    ],
+    [
+      "a grant longer than a day",
+      (p) => (p.spec.rules[1]!.approval!.grantTtl = "48h"),
+      /approval\.grantTtl: Invalid value: "48h": must be at most 24h/,
+    ],
+    [
+      "a masking rule naming an unknown connection",
+      (p) => (p.spec.masking[0]!.connections = ["ghost"]),
+      /spec\.masking: Invalid value: masking\[\]\.connections must name connections in spec\.connections/,
+    ],
+    [
+      "a masking rule with nothing to mask",
+      (p) => (p.spec.masking[0] = { name: "m", strategy: "redact" } as Policy["spec"]["masking"][number]),
+      /a masking rule needs detectors, fields or columns/,
+    ],
+    [
+      "an unknown protocol",
+      (p) => ((p.spec.connections[0] as { protocol: string }).protocol = "mysql"),
+      /Unsupported value: "mysql"/,
+    ],
+    [
+      "an unknown action",
+      (p) => ((p.spec.rules[0] as { action: string }).action = "permit"),
+      /Unsupported value: "permit"/,
+    ],
+    [
+      "a port out of range",
+      (p) => (p.spec.connections[0]!.target.port = 70000),
+      /should be less than or equal to 65535/,
+    ],
+    [
+      "postgres credentials on an http connection",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, { credentials: { secretRef: { name: "s" }, postgres: {} } }),
+      /credentials\.postgres is only for protocol postgres/,
+    ],
+    [
+      "requireUserToken without an issuer",
+      (p) => Object.assign(p.spec, { identity: { requireUserToken: true } }),
+      /requireUserToken needs identity\.oidc/,
+    ],
+    [
+      "approvers without groups or users",
+      (p) => (p.spec.rules[1]!.approval!.approvers = {} as { groups: string[] }),
+      /approvers need at least one group or user/,
+    ],
+    [
+      "a symmetric token algorithm",
+      (p) =>
+        Object.assign(p.spec, {
+          identity: { oidc: { issuer: "https://i", audiences: ["a"], algorithms: ["HS256"] } },
+        }),
+      /Unsupported value: "HS256"/,
+    ],
+    [
+      "an invalid connection name",
+      (p) => (p.spec.connections[0]!.name = "Orders_DB"),
+      /spec\.connections\[0\]\.name: Invalid value: "Orders_DB": spec\.connections\[0\]\.name in body should match/,
+    ],
+    [
+      "no connections at all",
+      (p) => (p.spec.connections = []),
+      /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
+    ],
+  ];
+
+  it("accepts the unbroken base policy (so each case below fails only for its own reason)", async () => {
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(base()));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it.each(cases)("%s", async (_label, breakIt, message) => {
+    const p = base();
+    breakIt(p);
+    const r = await kubectl(["apply", "-f", "-"], JSON.stringify(p));
+    expect(r.code).not.toBe(0);
+    expect(r.out).toMatch(message);
+  });
+});
+
+describe("kubectl explain", () => {
+  it("teaches the rules field from its descriptions", async () => {
+    // explain wraps long descriptions: compare with whitespace collapsed.
+    const flat = (text: string) => text.replace(/\s+/g, " ");
+    const r = await kubectl(["explain", "aap.spec.rules"]);
+    expect(r.code, r.out).toBe(0);
+    expect(flat(r.stdout)).toMatch(/Rules, evaluated deny, requireApproval, allow; no match denies\./);
+    expect(r.stdout).toMatch(/action\s+<string> -required-/);
+    expect(r.stdout).toMatch(/enum: allow, deny, requireApproval/);
+    const deep = await kubectl(["explain", "aap.spec.rules.approval.grantTtl"]);
+    expect(flat(deep.stdout)).toMatch(/later matching operations by the same requester pass for this long/);
+    const areq = await kubectl(["explain", "areq.status.approvals.user"]);
+    expect(flat(areq.stdout)).toMatch(/the API server guarantees it is the caller's own name/);
+  });
+});
+
+describe("printer columns", () => {
+  it("kubectl get aap shows connections, rules, Ready and age", async () => {
+    const p = base();
+    p.metadata.name = "columns";
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify(p))).code).toBe(0);
+    // The policy controller writes these status fields; write them as it would, through the status subresource.
+    const status = {
+      status: {
+        observedGeneration: 1,
+        connections: "db,api",
+        rules: 2,
+        conditions: [
+          {
+            type: "Ready",
+            status: "True",
+            reason: "Valid",
+            message: "all references resolve",
+            lastTransitionTime: new Date().toISOString(),
+          },
+        ],
+      },
+    };
+    const patched = await kubectl([
+      "patch",
+      "aap",
+      "columns",
+      "-n",
+      ns,
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      JSON.stringify(status),
+    ]);
+    expect(patched.code, patched.out).toBe(0);
+    const r = await kubectl(["get", "aap", "columns", "-n", ns]);
+    expect(r.stdout).toMatch(/^NAME\s+CONNECTIONS\s+RULES\s+READY\s+AGE\s*$/m);
+    expect(r.stdout).toMatch(/^columns\s+db,api\s+2\s+True\s+\d+s\s*$/m);
+    const wide = await kubectl(["get", "aap", "columns", "-n", ns, "-o", "wide"]);
+    expect(wide.stdout).toMatch(/REASON/);
+    expect(wide.stdout).toMatch(/Valid/);
+  });
+
+  it("kubectl get areq shows phase, requester, connection, operation and age", async () => {
+    const areq = accessRequest("columns-req");
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify(areq))).code).toBe(0);
+    const patched = await kubectl([
+      "patch",
+      "areq",
+      "columns-req",
+      "-n",
+      ns,
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      '{"status":{"phase":"Pending"}}',
+    ]);
+    expect(patched.code, patched.out).toBe(0);
+    const r = await kubectl(["get", "areq", "-n", ns]);
+    expect(r.stdout).toMatch(/^NAME\s+PHASE\s+REQUESTER\s+CONNECTION\s+OPERATION\s+AGE\s*$/m);
+    expect(r.stdout).toMatch(
+      /^columns-req\s+Pending\s+sam@example\.com\s+db\s+DELETE FROM orders WHERE id = \$1\s+\d+s/m,
+    );
+  });
+});
+
+function accessRequest(name: string) {
+  return {
+    apiVersion: API_VERSION,
+    kind: "AccessRequest",
+    metadata: { name, namespace: ns },
+    spec: {
+      policy: "p",
+      rule: "delete-needs-dba",
+      connection: "db",
+      requester: {
+        user: "sam@example.com",
+        groups: ["support"],
+        serviceAccount: `system:serviceaccount:${ns}:agent`,
+        pod: "agent-0",
+      },
+      operation: { protocol: "postgres", summary: "DELETE FROM orders WHERE id = $1" },
+      approvers: { groups: ["dba"] },
+      minApprovals: 1,
+      expiresAt: new Date(Date.now() + 300_000).toISOString(),
+    },
+  };
+}
+
+describe("AccessRequest", () => {
+  it("keeps spec immutable once written", async () => {
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify(accessRequest("immutable")))).code).toBe(0);
+    const r = await kubectl([
+      "patch",
+      "areq",
+      "immutable",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      '{"spec":{"minApprovals":0}}',
+    ]);
+    expect(r.code).not.toBe(0);
+    const r2 = await kubectl([
+      "patch",
+      "areq",
+      "immutable",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      '{"spec":{"connection":"other"}}',
+    ]);
+    expect(r2.out).toMatch(/spec is immutable/);
+  });
+
+  it("rejects an unknown phase", async () => {
+    const r = await kubectl([
+      "patch",
+      "areq",
+      "immutable",
+      "-n",
+      ns,
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      '{"status":{"phase":"Maybe"}}',
+    ]);
+    expect(r.out).toMatch(/Unsupported value: "Maybe"/);
+  });
+});
+
+describe("the TypeScript client", () => {
+  const api = () => k8s.kubeConfig.makeApiClient(CustomObjectsApi);
+
+  it.each([
+    ["agentaccesspolicies", () => ({ ...base(), metadata: { name: "from-ts", namespace: ns } })],
+    ["accessrequests", () => accessRequest("from-ts")],
+  ] as const)("creates, lists and watches %s", async (plural, make) => {
+    const seen: string[] = [];
+    const watch = new Watch(k8s.kubeConfig);
+    let resolveAdded: () => void;
+    const added = new Promise<void>((r) => {
+      resolveAdded = r;
+    });
+    const req = await watch.watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}`,
+      {},
+      (type, obj: { metadata: { name: string } }) => {
+        seen.push(`${type} ${obj.metadata.name}`);
+        if (type === "ADDED" && obj.metadata.name === "from-ts") resolveAdded();
+      },
+      () => {},
+    );
+    try {
+      const created = (await api().createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural,
+        body: make(),
+      })) as {
+        metadata: { uid: string };
+      };
+      expect(created.metadata.uid).toMatch(/^[0-9a-f-]{36}$/);
+      const list = (await api().listNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural,
+      })) as {
+        items: { metadata: { name: string } }[];
+      };
+      expect(list.items.map((i) => i.metadata.name)).toContain("from-ts");
+      await added;
+      expect(seen).toContain("ADDED from-ts");
+    } finally {
+      req.abort();
+    }
+  });
+
+  it("surfaces CEL rejections to the client as a 422 with the rule's message", async () => {
+    const p = base();
+    p.metadata.name = "bad-from-ts";
+    p.spec.rules[0]!.connections = ["ghost"];
+    await expect(
+      api().createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: "agentaccesspolicies",
+        body: p,
+      }),
+    ).rejects.toThrow(/rules\[\]\.connections must name connections in spec\.connections/);
+  });
+});
