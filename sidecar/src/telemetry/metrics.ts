@@ -65,6 +65,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: "When a policy set was last loaded successfully (stale sidecar alert).",
       registers: [registry],
     }),
+    policySourceUp: new Gauge({
+      name: "airlock_policy_source_up",
+      help: "1 while the policy source (Kubernetes watch or files) is connected and current; 0 while the last good policy is served stale.",
+      registers: [registry],
+    }),
     policyCount: new Gauge({
       name: "airlock_policies",
       help: "Policies in force.",

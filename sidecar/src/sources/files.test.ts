@@ -1,0 +1,66 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { createPolicyStore } from "../runtime/policy-store.ts";
+import { PolicyFileError, readPolicyFiles, startFileSource } from "./files.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "airlock-policy-"));
+const logger = pino({ level: "silent" });
+const doc = (name: string, method: string) => `apiVersion: airlock.dev/v1alpha1
+kind: AgentAccessPolicy
+metadata: { name: ${name} }
+spec:
+  connections: [{ name: ${name}, protocol: http, target: { host: ${name}.example, port: 80 }, tls: { mode: disable } }]
+  rules: [{ name: only-${method.toLowerCase()}, action: allow, match: { http: { methods: [${method}] } } }]
+`;
+const subject = { serviceAccount: "system:serviceaccount:default:agent", groups: [] };
+const op = (method: string) => ({ kind: "http", method, path: "/", websocket: false }) as const;
+
+describe("policy files", () => {
+  it("reads multi-document files and defaults the namespace", async () => {
+    const f = join(dir, "multi.yaml");
+    writeFileSync(f, `${doc("a", "GET")}---\n${doc("b", "POST")}`);
+    const policies = await readPolicyFiles([f]);
+    expect(policies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`)).toEqual([
+      "default/a",
+      "default/b",
+    ]);
+  });
+
+  it.each([
+    ["not: [valid", /multi-bad.yaml: /],
+    ["kind: Pod\nmetadata: {name: x}", /expected kind AgentAccessPolicy, found "Pod"/],
+  ])("names the file and the problem for %j", async (text, message) => {
+    const f = join(dir, "multi-bad.yaml");
+    writeFileSync(f, text);
+    await expect(readPolicyFiles([f])).rejects.toThrow(PolicyFileError);
+    await expect(readPolicyFiles([f])).rejects.toThrow(message);
+  });
+
+  it("reloads on change and keeps the last good set when the file breaks", async () => {
+    const f = join(dir, "live.yaml");
+    writeFileSync(f, doc("live", "GET"));
+    const store = createPolicyStore({ logger });
+    const source = await startFileSource({ files: [f], store, logger });
+    try {
+      expect(store.current().evaluate("live", subject, op("GET")).action).toBe("allow");
+      writeFileSync(f, doc("live", "POST"));
+      await expect
+        .poll(() => store.current().evaluate("live", subject, op("POST")).action, { timeout: 5000 })
+        .toBe("allow");
+      writeFileSync(f, "{{{ broken");
+      await new Promise((r) => setTimeout(r, 400));
+      expect(store.current().evaluate("live", subject, op("POST")).action).toBe("allow");
+    } finally {
+      source.close();
+    }
+  });
+
+  it("refuses to start without a readable policy", async () => {
+    await expect(
+      startFileSource({ files: [join(dir, "missing.yaml")], store: createPolicyStore({ logger }), logger }),
+    ).rejects.toThrow(/cannot read policy file/);
+  });
+});

@@ -1,0 +1,79 @@
+// Standalone policy source: AgentAccessPolicy YAML files (multi-document allowed), reloaded when
+// they change. A file that no longer parses leaves the last good policy set in force.
+import { watch } from "node:fs";
+import { readFile } from "node:fs/promises";
+import type { Logger } from "pino";
+import { parseAllDocuments } from "yaml";
+import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import type { PolicyStore } from "../runtime/policy-store.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+
+export class PolicyFileError extends Error {}
+
+/** Reads policy documents from files; throws PolicyFileError naming the file and line on bad YAML. */
+export async function readPolicyFiles(files: readonly string[]): Promise<AgentAccessPolicy[]> {
+  const out: AgentAccessPolicy[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      throw new PolicyFileError(`cannot read policy file ${file}: ${(e as Error).message}`);
+    }
+    for (const doc of parseAllDocuments(text)) {
+      if (doc.errors.length) {
+        const err = doc.errors[0];
+        throw new PolicyFileError(`${file}: ${err?.message ?? "invalid YAML"}`);
+      }
+      const value = doc.toJS() as unknown;
+      if (value === null || value === undefined) continue;
+      const obj = value as Partial<AgentAccessPolicy>;
+      if (obj.kind !== "AgentAccessPolicy") {
+        throw new PolicyFileError(
+          `${file}: expected kind AgentAccessPolicy, found ${JSON.stringify(obj.kind ?? null)}`,
+        );
+      }
+      obj.metadata = { namespace: "default", ...obj.metadata };
+      out.push(obj as AgentAccessPolicy);
+    }
+  }
+  return out;
+}
+
+export async function startFileSource(opts: {
+  files: readonly string[];
+  store: PolicyStore;
+  logger: Logger;
+  metrics?: Metrics;
+  watch?: boolean;
+}): Promise<{ close(): void; reload(): Promise<void> }> {
+  const reload = async () => {
+    try {
+      opts.store.update(await readPolicyFiles(opts.files));
+    } catch (e) {
+      opts.metrics?.policyReloads.inc({ result: "error" });
+      opts.logger.error(
+        { err: (e as Error).message },
+        "policy files not loaded; keeping the last good policy set",
+      );
+    }
+  };
+  // The first load must succeed: starting with no policy is a misconfiguration, not a state.
+  opts.store.update(await readPolicyFiles(opts.files));
+  const watchers =
+    opts.watch === false
+      ? []
+      : opts.files.map((f) => watch(f, { persistent: false }, () => void debounced()));
+  let timer: NodeJS.Timeout | undefined;
+  const debounced = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => void reload(), 100);
+  };
+  return {
+    reload,
+    close() {
+      clearTimeout(timer);
+      for (const w of watchers) w.close();
+    },
+  };
+}

@@ -1,0 +1,109 @@
+// Kubernetes policy source: an informer on AgentAccessPolicy in the pod's own namespace. Policies
+// whose podSelector matches this pod's labels are compiled and swapped in atomically. While the
+// API server is unreachable the informer retries with backoff and the last good set stays in
+// force (fail closed: never an empty or partial policy because of an outage).
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  makeInformer,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { type AgentAccessPolicy, GROUP, VERSION } from "../../../api/src/index.ts";
+import { selectorMatches } from "../policy/selector.ts";
+import type { PolicyStore } from "../runtime/policy-store.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+
+export interface KubernetesSourceOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  podLabels: Readonly<Record<string, string>>;
+  store: PolicyStore;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Backoff after a watch error, doubling up to maxBackoffMs. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface KubernetesSource {
+  /** Resolves once the first list has been applied. */
+  synced: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function startKubernetesSource(opts: KubernetesSourceOptions): KubernetesSource {
+  const api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  const path = `/apis/${GROUP}/${VERSION}/namespaces/${opts.namespace}/agentaccesspolicies`;
+  let stopped = false;
+  let backoff = opts.initialBackoffMs ?? 500;
+  let retry: NodeJS.Timeout | undefined;
+  let markSynced: () => void;
+  const synced = new Promise<void>((r) => {
+    markSynced = r;
+  });
+
+  // A successful list is the proof of connectivity (the informer's own "connect" event fires
+  // before it even tries). The informer adds the listed items right after this promise settles.
+  const list = async () => {
+    const result = (await api.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: opts.namespace,
+      plural: "agentaccesspolicies",
+    })) as KubernetesListObject<AgentAccessPolicy>;
+    backoff = opts.initialBackoffMs ?? 500;
+    opts.metrics?.policySourceUp.set(1);
+    schedule(markSynced);
+    return result;
+  };
+  const informer = makeInformer<AgentAccessPolicy>(opts.kubeConfig, path, list);
+
+  // Events arrive one object at a time, including the burst after a (re)list: coalesce them so the
+  // store only ever sees the complete cache, and skip swaps that would change nothing.
+  let applied = "";
+  let pending: NodeJS.Immediate | undefined;
+  const after: (() => void)[] = [];
+  function schedule(then?: () => void) {
+    if (then) after.push(then);
+    pending ??= setImmediate(() => {
+      pending = undefined;
+      const selected = informer.list().filter((p) => selectorMatches(p.spec?.podSelector, opts.podLabels));
+      const fingerprint = selected
+        .map((p) => `${p.metadata.uid}@${p.metadata.resourceVersion}`)
+        .sort()
+        .join(",");
+      if (fingerprint !== applied) {
+        applied = fingerprint;
+        opts.store.update(selected);
+      }
+      for (const f of after.splice(0)) f();
+    });
+  }
+  for (const event of ["add", "update", "delete"] as const) informer.on(event, () => schedule());
+  informer.on("error", (err: unknown) => {
+    opts.metrics?.policySourceUp.set(0);
+    opts.metrics?.policyReloads.inc({ result: "error" });
+    if (stopped) return;
+    opts.logger.warn(
+      { err: err instanceof Error ? err.message : String(err), retryInMs: backoff },
+      "policy watch failed; keeping the last good policy set",
+    );
+    clearTimeout(retry);
+    retry = setTimeout(() => {
+      if (!stopped) void informer.start().catch(() => {});
+    }, backoff);
+    backoff = Math.min(backoff * 2, opts.maxBackoffMs ?? 30_000);
+  });
+  void informer.start().catch(() => {});
+
+  return {
+    synced,
+    async stop() {
+      stopped = true;
+      clearTimeout(retry);
+      if (pending) clearImmediate(pending);
+      await informer.stop();
+    },
+  };
+}
