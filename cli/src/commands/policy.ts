@@ -1,0 +1,136 @@
+// `airlock policy test`: asks the same policy engine the sidecar uses what it would decide, offline.
+import { parseArgs } from "node:util";
+import { compilePolicies } from "../../../sidecar/src/policy/compile.ts";
+import { normalizePath, PathError } from "../../../sidecar/src/policy/http-path.ts";
+import { serviceAccountId } from "../../../sidecar/src/policy/subjects.ts";
+import type { Operation, Subject } from "../../../sidecar/src/policy/types.ts";
+import { PolicyFileError, readPolicyFiles } from "../../../sidecar/src/sources/files.ts";
+import { type Command, UsageError } from "../command.ts";
+
+const HELP = `Usage: airlock policy test --policy FILE [--policy FILE...] --connection NAME
+         [--user U] [--group G...] [--service-account [NS/]NAME]
+         (--http "METHOD PATH" | --sql TEXT | --ssh COMMAND)
+
+Evaluates one operation against AgentAccessPolicy files with the sidecar's own engine and prints
+{"decision", "policy", "rule", "reason"} as JSON. Exit status: 0 when a decision was made (whatever
+it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed operation).
+
+  --policy FILE            policy YAML (repeatable; multi-document files allowed)
+  --connection NAME        the connection the operation goes to
+  --user U, --group G      the end user (as from a verified OIDC token) and their groups
+  --service-account SA     the agent pod's service account (NAME in the policy's namespace, or NS/NAME)
+  --http "METHOD PATH"     an HTTP request; the path is normalized as the sidecar does
+  --sql TEXT               SQL, classified by the PostgreSQL parser
+  --ssh COMMAND            an SSH exec command
+`;
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      policy: { type: "string", multiple: true },
+      connection: { type: "string" },
+      user: { type: "string" },
+      group: { type: "string", multiple: true },
+      "service-account": { type: "string" },
+      http: { type: "string" },
+      sql: { type: "string" },
+      ssh: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (!values.policy?.length) throw new UsageError("--policy FILE is required");
+  if (!values.connection) throw new UsageError("--connection NAME is required");
+  const ops = [values.http, values.sql, values.ssh].filter((v) => v !== undefined);
+  if (ops.length !== 1) throw new UsageError("give exactly one of --http, --sql, --ssh");
+
+  const { set, problems } = compilePolicies(await readPolicyFiles(values.policy));
+  if (problems.length) {
+    throw new UsageError(
+      `invalid policy:\n${problems.map((p) => `  ${p.policy}: ${p.path}: ${p.message}`).join("\n")}`,
+    );
+  }
+  const connection = set.connections.get(values.connection);
+  if (!connection) {
+    throw new UsageError(
+      `unknown connection ${values.connection}; the policies define: ${[...set.connections.keys()].join(", ") || "none"}`,
+    );
+  }
+  const namespace = connection.policy.split("/")[0] ?? "default";
+  const subject: Subject = {
+    serviceAccount: serviceAccountId(values["service-account"] ?? "default", namespace),
+    groups: values.group ?? [],
+    ...(values.user !== undefined ? { user: values.user } : {}),
+  };
+
+  const operation = await toOperation(values);
+  if (operation === "unsupported") {
+    process.stdout.write(
+      `${JSON.stringify({ decision: "unsupported", reason: "SSH command analysis is not built yet" })}\n`,
+    );
+    return 0;
+  }
+  const d = set.evaluate(values.connection, subject, operation);
+  process.stdout.write(
+    `${JSON.stringify({ decision: d.action, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason })}\n`,
+  );
+  return 0;
+}
+
+async function toOperation(values: {
+  http?: string;
+  sql?: string;
+  ssh?: string;
+}): Promise<Operation | "unsupported"> {
+  if (values.http !== undefined) {
+    const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http);
+    if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1"');
+    try {
+      const path = normalizePath((m[2] as string).split("?")[0] as string).match;
+      return { kind: "http", method: (m[1] as string).toUpperCase(), path, websocket: false };
+    } catch (e) {
+      if (e instanceof PathError) throw new UsageError(`--http path refused: ${e.message}`);
+      throw e;
+    }
+  }
+  if (values.sql !== undefined) {
+    const { classify } = await import("../../../sidecar/src/sql/index.ts");
+    const result = await classify(values.sql);
+    if (result.error) throw new UsageError(`--sql: ${result.error}`);
+    return { kind: "sql", statements: result.statements };
+  }
+  return "unsupported";
+}
+
+export const command: Command = {
+  summary: "test what a policy decides for an operation",
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === "--help" || sub === "-h" || sub === undefined) {
+      process.stdout.write(`Usage: airlock policy test ...\n\n${HELP}`);
+      return sub === undefined ? 2 : 0;
+    }
+    if (sub !== "test") {
+      process.stderr.write(`airlock policy: unknown subcommand "${sub}" (try: airlock policy test --help)\n`);
+      return 2;
+    }
+    try {
+      return await run(rest);
+    } catch (e) {
+      if (
+        e instanceof UsageError ||
+        e instanceof PolicyFileError ||
+        (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+      ) {
+        process.stderr.write(`airlock policy test: ${(e as Error).message}\n`);
+        return 2;
+      }
+      throw e;
+    }
+  },
+};
