@@ -1,7 +1,7 @@
 // Compiles AgentAccessPolicy objects into an immutable PolicySet. A policy with any problem is
 // left out whole and reported: its connections then do not exist, so traffic to them is denied
 // (fail closed) rather than judged by half a policy.
-import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
 import type { Action, Connection, Decision, Operation, PolicyProblem, Rule, Subject } from "./types.ts";
@@ -20,6 +20,8 @@ export interface CompiledConnection {
   requireUserToken: boolean;
   oidc: NonNullable<AgentAccessPolicy["spec"]["identity"]>["oidc"];
   rules: Record<Action, CompiledRule[]>;
+  /** Masking rules of the owning policy that apply to this connection (both directions). */
+  masking: readonly MaskingRule[];
 }
 
 export interface PolicySet {
@@ -138,6 +140,7 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
         requireUserToken: policy.spec.identity?.requireUserToken ?? false,
         oidc: policy.spec.identity?.oidc,
         rules: compileConnectionRules(policy, c.name),
+        masking: (policy.spec.masking ?? []).filter((m) => !m.connections?.length || m.connections.includes(c.name)),
       });
     }
   }
