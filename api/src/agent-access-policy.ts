@@ -55,6 +55,7 @@ export const DETECTORS = [
   "ipv4",
   "ipv6",
   "awsAccessKey",
+  "awsSecretKey",
   "githubToken",
   "slackToken",
   "jwt",

@@ -1,0 +1,125 @@
+// Payment card numbers (PANs): 13-19 digits, optionally grouped by single spaces or dashes,
+// Luhn-valid, starting 2-6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, Mastercard/Maestro 5,
+// Discover/UnionPay 6). The prefix rule keeps 13-digit millisecond timestamps (leading 1) and other
+// numeric ids that happen to pass Luhn (1 in 10) from being masked.
+import { codeAt, isDigit, isWordChar } from "./chars.ts";
+import type { Detector, Finding } from "./types.ts";
+
+const MIN_DIGITS = 13;
+const MAX_DIGITS = 19;
+
+/**
+ * A run of digit groups joined by single "-" or " ". Dash-joined groups form one chunk that is
+ * never split (a UUID made of digits stays one 32-digit chunk, so no card is carved out of it);
+ * spaces separate chunks, and a card may start or end at any chunk ("qty 2 4111 1111 1111 1111").
+ */
+interface Chunk {
+  start: number;
+  end: number;
+  digits: number;
+  clean: boolean; // false when glued to a word or a decimal point ("v2", "3.14")
+}
+
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+function digitsOf(text: string, start: number, end: number): string {
+  let s = "";
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (isDigit(c)) s += text[i];
+  }
+  return s;
+}
+
+function isCard(digits: string): boolean {
+  const first = digits.charCodeAt(0);
+  return (
+    digits.length >= MIN_DIGITS &&
+    digits.length <= MAX_DIGITS &&
+    first >= 50 /* 2 */ &&
+    first <= 54 /* 6 */ &&
+    luhnValid(digits)
+  );
+}
+
+/** Chunks of the run starting at `i` (a digit not preceded by a word character); returns run end. */
+function readRun(text: string, i: number, chunks: Chunk[]): number {
+  let pos = i;
+  let chunk: Chunk | undefined;
+  for (;;) {
+    const gStart = pos;
+    while (pos < text.length && isDigit(text.charCodeAt(pos))) pos++;
+    const before = codeAt(text, gStart - 1);
+    const after = codeAt(text, pos);
+    const glued =
+      (gStart === i && (isWordChar(before) || (before === 46 && isDigit(codeAt(text, gStart - 2))))) ||
+      isWordChar(after) ||
+      (after === 46 && isDigit(codeAt(text, pos + 1)));
+    if (chunk && text.charCodeAt(gStart - 1) === 45) {
+      chunk.end = pos;
+      chunk.digits += pos - gStart;
+      chunk.clean &&= !glued;
+    } else {
+      chunk = { start: gStart, end: pos, digits: pos - gStart, clean: !glued };
+      chunks.push(chunk);
+    }
+    const sep = codeAt(text, pos);
+    if ((sep === 45 || sep === 32) && isDigit(codeAt(text, pos + 1))) pos++;
+    else return pos;
+  }
+}
+
+export const creditCard: Detector = {
+  id: "creditCard",
+  maxLength: MAX_DIGITS * 2 + 2,
+  find(text) {
+    const out: Finding[] = [];
+    let i = 0;
+    while (i < text.length) {
+      const c = text.charCodeAt(i);
+      if (!isDigit(c) || isWordChar(codeAt(text, i - 1))) {
+        i++;
+        continue;
+      }
+      const chunks: Chunk[] = [];
+      const runEnd = readRun(text, i, chunks);
+      // Earliest start, then the longest card from it; each chunk has >= 1 digit, so the inner
+      // loop is bounded by MAX_DIGITS and the whole scan stays linear.
+      let a = 0;
+      while (a < chunks.length) {
+        let best = -1;
+        const first = text.charCodeAt((chunks[a] as Chunk).start);
+        let digits = "";
+        for (let b = a; b < chunks.length && first >= 50 && first <= 54; b++) {
+          const ch = chunks[b] as Chunk;
+          if (!ch.clean || digits.length + ch.digits > MAX_DIGITS) break;
+          digits += digitsOf(text, ch.start, ch.end);
+          if (isCard(digits)) best = b;
+        }
+        if (best >= 0) {
+          out.push({
+            start: (chunks[a] as Chunk).start,
+            end: (chunks[best] as Chunk).end,
+            detector: "creditCard",
+          });
+          a = best + 1;
+        } else a++;
+      }
+      i = runEnd + 1;
+    }
+    return out;
+  },
+};

@@ -1,0 +1,54 @@
+// Shared detector contract. Detector ids are stable: policy YAML and metric labels use them.
+
+export const DETECTOR_IDS = [
+  "email",
+  "creditCard",
+  "usSsn",
+  "iban",
+  "phone",
+  "ipv4",
+  "ipv6",
+  "awsAccessKey",
+  "awsSecretKey",
+  "githubToken",
+  "slackToken",
+  "jwt",
+  "privateKey",
+  "urlCredentials",
+] as const;
+
+export type DetectorId = (typeof DETECTOR_IDS)[number];
+
+/** A detected value: `[start, end)` offsets into the scanned text. Never carries the value itself. */
+export interface Finding {
+  start: number;
+  end: number;
+  detector: DetectorId;
+}
+
+/**
+ * Context a caller knows about the scanned value. Some values are only recognisable in context
+ * (an SSN without dashes, a bare 40-character AWS secret), and the field or column name is the
+ * context when the value stands alone.
+ */
+export interface FindHint {
+  /** Name of the JSON field or SQL column the value came from. */
+  key?: string;
+  /** The value is a JSON number rendered as its decimal string. */
+  numeric?: boolean;
+}
+
+export interface Detector {
+  readonly id: DetectorId;
+  /**
+   * Longest text a finding of this detector can span, including the context it looks at around
+   * the value. Stream masking holds back at least this much of an unterminated line. `Infinity`
+   * for detectors whose values are delimited blocks (PEM keys), which the stream handles itself.
+   */
+  readonly maxLength: number;
+  find(text: string, hint?: FindHint): Finding[];
+}
+
+export function isDetectorId(value: string): value is DetectorId {
+  return (DETECTOR_IDS as readonly string[]).includes(value);
+}
