@@ -5,6 +5,7 @@ import type { Command } from "./command.ts";
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./commands/demo.ts")).command,
   policy: async () => (await import("./commands/policy.ts")).command,
+  mask: async () => (await import("./commands/mask.ts")).command,
   version: async () => (await import("./commands/version.ts")).command,
 };
 
@@ -17,6 +18,7 @@ export function usage(): string {
     "Commands:",
     "  demo       run the standalone sidecar demo on localhost",
     "  policy     test what a policy decides: airlock policy test --help",
+    "  mask       mask JSON or text from stdin as the sidecar would",
     "  version    print the version",
     "",
     "Run `airlock <command> --help` for the flags of a command.",
