@@ -1,11 +1,12 @@
 // `airlock` command: dispatches subcommands. Each subcommand module exports `run(argv)` and a
 // one-line summary; it owns its own flags and `--help`.
-import type { Command } from "./command.ts";
+import { type Command, UsageError } from "./command.ts";
 
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./commands/demo.ts")).command,
   policy: async () => (await import("./commands/policy.ts")).command,
   mask: async () => (await import("./commands/mask.ts")).command,
+  inject: async () => (await import("./commands/inject.ts")).command,
   version: async () => (await import("./commands/version.ts")).command,
 };
 
@@ -19,6 +20,7 @@ export function usage(): string {
     "  demo       run the standalone sidecar demo on localhost",
     "  policy     test what a policy decides: airlock policy test --help",
     "  mask       mask JSON or text from stdin as the sidecar would",
+    "  inject     print a Pod or workload as the injector would mutate it",
     "  version    print the version",
     "",
     "Run `airlock <command> --help` for the flags of a command.",
@@ -37,5 +39,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const command = await load();
-  return command.run(rest);
+  try {
+    return await command.run(rest);
+  } catch (e) {
+    // Bad flags or input: say what is wrong and point at --help, without a stack trace.
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`airlock ${name}: ${(e as Error).message}\n(see airlock ${name} --help)\n`);
+      return 2;
+    }
+    throw e;
+  }
 }

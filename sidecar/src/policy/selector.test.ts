@@ -14,4 +14,5 @@ it.each<[string, LabelSelector | undefined, boolean]>([
   ["NotIn on absent key", { matchExpressions: [{ key: "zone", operator: "NotIn", values: ["b"] }] }, true],
   ["Exists", { matchExpressions: [{ key: "app", operator: "Exists" }] }, true],
   ["DoesNotExist", { matchExpressions: [{ key: "app", operator: "DoesNotExist" }] }, false],
+  ["unknown operator selects nothing", { matchExpressions: [{ key: "app", operator: "Like" }] }, false],
 ])("%s", (_label, selector, expected) => expect(selectorMatches(selector, labels)).toBe(expected));

@@ -1,0 +1,138 @@
+import { describe, expect, it } from "vitest";
+import { admit, BadReviewError, parseReview } from "./admission.ts";
+import { defaultConfig } from "./config.ts";
+import { applyPatch, createPatch, type JsonPatchOp } from "./patch.ts";
+import { selectorMatches, staticPolicySource } from "./policies.ts";
+import { webhookConfiguration } from "./webhook-config.ts";
+
+const deps = { config: defaultConfig(), policies: staticPolicySource([]) };
+const podRequest = (object: unknown, extra: Record<string, unknown> = {}) => ({
+  uid: "u1",
+  kind: { group: "", version: "v1", kind: "Pod" },
+  resource: { group: "", version: "v1", resource: "pods" },
+  operation: "CREATE",
+  namespace: "agents",
+  object,
+  ...extra,
+});
+
+describe("admission", () => {
+  it("rejects malformed reviews", () => {
+    expect(() => parseReview(null)).toThrow(BadReviewError);
+    expect(() => parseReview({ apiVersion: "admission.k8s.io/v1beta1", kind: "AdmissionReview" })).toThrow(
+      /admission.k8s.io\/v1/,
+    );
+    expect(() =>
+      parseReview({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {} }),
+    ).toThrow(/uid/);
+  });
+
+  it("answers a JSON patch for a pod creation, echoing the uid", () => {
+    const pod = {
+      metadata: { generateName: "a-", annotations: { note: "x" } },
+      spec: { containers: [{ name: "a", image: "x" }] },
+    };
+    const out = admit(podRequest(pod), deps);
+    expect(out.result).toBe("injected");
+    const res = out.review.response;
+    expect(res).toMatchObject({ uid: "u1", allowed: true, patchType: "JSONPatch" });
+    const patch = JSON.parse(Buffer.from(res?.patch ?? "", "base64").toString()) as JsonPatchOp[];
+    const patched = applyPatch(pod, patch) as unknown as { spec: { initContainers: { name: string }[] } };
+    expect(patched.spec.initContainers.map((c) => c.name)).toEqual(["airlock-init", "airlock-sidecar"]);
+    // Annotation keys contain "/": escaped as ~1 in the pointer.
+    expect(patch.some((op) => op.path.includes("~1"))).toBe(true);
+    expect(res?.warnings?.[0]).toContain("no AgentAccessPolicy in namespace agents");
+  });
+
+  it("refuses with 403 and the message", () => {
+    const pod = {
+      metadata: { name: "s" },
+      spec: { shareProcessNamespace: true, containers: [{ name: "a" }] },
+    };
+    const out = admit(podRequest(pod), deps);
+    expect(out.result).toBe("refused");
+    expect(out.review.response).toMatchObject({
+      uid: "u1",
+      allowed: false,
+      status: { code: 403, reason: "Forbidden" },
+    });
+    expect(out.review.response?.status?.message).toContain("shareProcessNamespace");
+  });
+
+  it("ignores everything that is not a pod creation", () => {
+    const pod = { metadata: { name: "p" }, spec: { containers: [] } };
+    for (const extra of [
+      { operation: "UPDATE" },
+      { subResource: "ephemeralcontainers" },
+      { kind: { kind: "Secret" } },
+    ]) {
+      const out = admit(podRequest(pod, extra), deps);
+      expect(out.result).toBe("ignored");
+      expect(out.review.response).toEqual({ uid: "u1", allowed: true });
+    }
+  });
+});
+
+describe("JSON patch", () => {
+  it("round-trips objects, appended arrays, replaced arrays and removals", () => {
+    const a = { x: 1, list: [1, 2], other: [1, 2, 3], gone: true, "a/b": { "c~d": 1 } };
+    const b = { x: 2, list: [1, 2, 3], other: [0, 1, 2, 3], "a/b": { "c~d": 2 }, added: { y: null } };
+    const ops = createPatch(a, b);
+    expect(ops).toContainEqual({ op: "add", path: "/list/2", value: 3 });
+    expect(ops).toContainEqual({ op: "replace", path: "/other", value: [0, 1, 2, 3] });
+    expect(ops).toContainEqual({ op: "replace", path: "/a~1b/c~0d", value: 2 });
+    expect(ops).toContainEqual({ op: "remove", path: "/gone" });
+    expect(applyPatch(a, ops)).toEqual(b);
+    expect(createPatch(b, b)).toEqual([]);
+  });
+});
+
+describe("label selectors", () => {
+  it("follows Kubernetes semantics", () => {
+    const labels = { app: "a", tier: "gold" };
+    expect(selectorMatches(undefined, labels)).toBe(true);
+    expect(selectorMatches({}, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { app: "a" } }, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { app: "b" } }, labels)).toBe(false);
+    expect(
+      selectorMatches({ matchExpressions: [{ key: "tier", operator: "NotIn", values: ["gold"] }] }, labels),
+    ).toBe(false);
+    expect(
+      selectorMatches({ matchExpressions: [{ key: "zone", operator: "NotIn", values: ["x"] }] }, labels),
+    ).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "app", operator: "Exists" }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "app", operator: "Bogus" }] }, labels)).toBe(false);
+  });
+});
+
+describe("webhook configuration", () => {
+  it("selects labelled namespaces (minus opted-out pods) and opted-in pods elsewhere, never system namespaces", () => {
+    const cfg = webhookConfiguration({
+      name: "airlock",
+      service: { namespace: "airlock-system", name: "inj" },
+    });
+    const [ns, obj] = cfg.webhooks ?? [];
+    expect(ns?.clientConfig.service).toEqual({
+      namespace: "airlock-system",
+      name: "inj",
+      path: "/inject",
+      port: 443,
+    });
+    expect(ns?.failurePolicy).toBe("Fail");
+    expect(ns?.sideEffects).toBe("None");
+    expect(ns?.reinvocationPolicy).toBe("IfNeeded");
+    expect(ns?.namespaceSelector?.matchExpressions?.[0]).toEqual({
+      key: "airlock.dev/inject",
+      operator: "In",
+      values: ["enabled"],
+    });
+    expect(ns?.namespaceSelector?.matchExpressions?.[1]?.values).toContain("kube-system");
+    expect(ns?.objectSelector?.matchExpressions?.[0]).toEqual({
+      key: "airlock.dev/inject",
+      operator: "NotIn",
+      values: ["false"],
+    });
+    expect(obj?.namespaceSelector?.matchExpressions?.[0]?.operator).toBe("DoesNotExist");
+    expect(obj?.objectSelector?.matchExpressions?.[0]?.values).toEqual(["true"]);
+  });
+});

@@ -1,0 +1,69 @@
+// The contract between the injector, the sidecar, airlock-init and the chart (DESIGN.md "Names").
+// Change one only everywhere at once.
+
+export const LABEL_INJECT = "airlock.dev/inject";
+/** Namespace label value that turns injection on. */
+export const NAMESPACE_INJECT_ENABLED = "enabled";
+/** Records what was injected (JSON); its presence makes injection idempotent. */
+export const ANNOTATION_STATUS = "airlock.dev/status";
+export const ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container";
+
+/** Tuning annotations on the pod (or the pod template). */
+export const ANNOTATIONS = {
+  proxyCpu: "airlock.dev/proxy-cpu",
+  proxyMemory: "airlock.dev/proxy-memory",
+  proxyCpuLimit: "airlock.dev/proxy-cpu-limit",
+  proxyMemoryLimit: "airlock.dev/proxy-memory-limit",
+  excludeOutboundCidrs: "airlock.dev/exclude-outbound-cidrs",
+  excludeOutboundPorts: "airlock.dev/exclude-outbound-ports",
+  includeOutboundPorts: "airlock.dev/include-outbound-ports",
+  /**
+   * Opt-out of the setuid hardening: agent containers keep SETUID/SETGID and may escalate
+   * privileges. An agent running as root can then setuid(1717) and skip capture.
+   */
+  allowAgentSetuid: "airlock.dev/allow-agent-setuid",
+} as const;
+
+export const PROXY_UID = 1717;
+export const PROXY_GID = 1717;
+
+export const PORTS = {
+  /** Transparent egress capture (iptables REDIRECT target). */
+  capture: 15900,
+  /** Explicit HTTP(S) proxy (HTTP_PROXY / HTTPS_PROXY). */
+  explicitProxy: 15901,
+  /** Admin: /healthz, /readyz, /metrics. */
+  admin: 15990,
+} as const;
+
+export const SIDECAR_CONTAINER = "airlock-sidecar";
+export const INIT_CONTAINER = "airlock-init";
+export const SIDECAR_COMMAND = "airlock-sidecar";
+export const INIT_COMMAND = "airlock-init";
+
+export const VOLUMES = {
+  podinfo: "airlock-podinfo",
+  token: "airlock-token",
+  tmp: "airlock-tmp",
+  /** Prefix of the per-Secret volumes. */
+  secretPrefix: "airlock-secret-",
+} as const;
+
+export const PATHS = {
+  podinfo: "/etc/airlock/podinfo",
+  secrets: "/etc/airlock/secrets",
+  serviceAccount: "/var/run/secrets/kubernetes.io/serviceaccount",
+  tmp: "/tmp",
+} as const;
+
+/** Namespaces the injector never touches, whatever their labels. */
+export const SYSTEM_NAMESPACES: readonly string[] = [
+  "kube-system",
+  "kube-public",
+  "kube-node-lease",
+  "airlock-system",
+];
+
+/** Capabilities removed from agent containers so they cannot become the proxy or rewrite the rules. */
+export const AGENT_DROPPED_CAPABILITIES = ["NET_ADMIN", "NET_RAW"] as const;
+export const AGENT_DROPPED_SETUID_CAPABILITIES = ["SETUID", "SETGID"] as const;
