@@ -45,7 +45,10 @@ describe("HTTP rules (examples/claude-agent.yaml)", () => {
     expect(set.evaluate("anthropic", agent, http("POST", "/v1/messages")).policy).toBe("agents/claude-agent");
   });
   it("attaches the masking rules that apply to each connection", () => {
-    expect(set.connections.get("anthropic")?.masking.map((m) => m.name)).toEqual(["pii-in-responses", "secrets-in-prompts"]);
+    expect(set.connections.get("anthropic")?.masking.map((m) => m.name)).toEqual([
+      "pii-in-responses",
+      "secrets-in-prompts",
+    ]);
     expect(set.connections.get("tickets")?.masking.map((m) => m.name)).toEqual(["pii-in-responses"]);
   });
   it("maps destinations to connections by host and port", () => {

@@ -140,7 +140,9 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
         requireUserToken: policy.spec.identity?.requireUserToken ?? false,
         oidc: policy.spec.identity?.oidc,
         rules: compileConnectionRules(policy, c.name),
-        masking: (policy.spec.masking ?? []).filter((m) => !m.connections?.length || m.connections.includes(c.name)),
+        masking: (policy.spec.masking ?? []).filter(
+          (m) => !m.connections?.length || m.connections.includes(c.name),
+        ),
       });
     }
   }
