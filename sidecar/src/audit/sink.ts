@@ -9,7 +9,8 @@ export interface AuditSink {
 }
 
 export function createAuditSink(logger: Logger): AuditSink {
-  const audit = logger.child({ audit: true, v: AUDIT_SCHEMA_VERSION });
+  // Audit records are not diagnostics: they are written whatever the log level is set to.
+  const audit = logger.child({ audit: true, v: AUDIT_SCHEMA_VERSION }, { level: "info" });
   return {
     emit(event) {
       audit.info(
