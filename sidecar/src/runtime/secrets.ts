@@ -1,6 +1,8 @@
 // Upstream credentials, read from Secret volumes mounted only into the sidecar:
 // <dir>/<secretName>/<key>, the layout both the injector's mounts and standalone mode use.
-// Values are read on use (so rotated Secrets take effect) and never logged.
+// Values are cached briefly (a file read per request would put the thread pool on the hot path)
+// and re-read after `ttlMs`, so a rotated Secret takes effect within seconds of the kubelet
+// updating the volume. Values are never logged.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -14,20 +16,33 @@ export interface SecretStore {
 
 const SAFE = /^[A-Za-z0-9._-]+$/;
 
-export function createSecretStore(dir: string = DEFAULT_SECRETS_DIR): SecretStore {
+export function createSecretStore(
+  dir: string = DEFAULT_SECRETS_DIR,
+  opts: { ttlMs?: number } = {},
+): SecretStore {
+  const ttl = opts.ttlMs ?? 10_000;
+  const cache = new Map<string, { value: Promise<string>; expires: number }>();
   return {
-    async get(secretName, key) {
+    get(secretName, key) {
       // Names come from policy; refuse anything that could walk out of the directory.
       if (!SAFE.test(secretName) || !SAFE.test(key) || secretName.startsWith(".") || key.startsWith(".")) {
-        throw new SecretError(`invalid secret reference ${secretName}/${key}`);
+        return Promise.reject(new SecretError(`invalid secret reference ${secretName}/${key}`));
       }
-      try {
-        return (await readFile(join(dir, secretName, key), "utf8")).replace(/\r?\n$/, "");
-      } catch {
-        throw new SecretError(
-          `secret ${secretName} key ${key} is not mounted in ${dir}; check the policy's secretRef`,
-        );
-      }
+      const id = `${secretName}/${key}`;
+      const now = Date.now();
+      const hit = cache.get(id);
+      if (hit && hit.expires > now) return hit.value;
+      const value = readFile(join(dir, secretName, key), "utf8").then(
+        (text) => text.replace(/\r?\n$/, ""),
+        () => {
+          cache.delete(id);
+          throw new SecretError(
+            `secret ${secretName} key ${key} is not mounted in ${dir}; check the policy's secretRef`,
+          );
+        },
+      );
+      cache.set(id, { value, expires: now + ttl });
+      return value;
     },
   };
 }
