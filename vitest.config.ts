@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{api,cli,injector,sidecar}/**/*.test.ts"],
+          include: ["{api,cli,init,injector,sidecar}/**/*.test.ts"],
           testTimeout: 20_000,
         },
       },

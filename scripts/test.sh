@@ -10,6 +10,8 @@ if [[ "${1:-}" == "--help" ]]; then
   exit 0
 fi
 bash test/envtest/build-control-plane.sh
+# The SO_ORIGINAL_DST addon (N-API, one build for every Node); rebuilt only when missing.
+[[ -f sidecar/native/build/Release/airlock_native.node ]] || bash scripts/with-node.sh npm run --silent build:native
 report="$(mktemp -d)/vitest.json"
 set +e
 bash scripts/with-node.sh vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"

@@ -28,6 +28,13 @@ if [[ "${have%%.*}" != "v${want%%.*}" ]]; then
   export npm_config_nodedir="$(dirname "$nodebin")"
 fi
 
+# node-gyp must never try to download headers (no network but the registries): point it at the
+# headers that ship with the Node in use.
+if [[ -z "${npm_config_nodedir:-}" ]]; then
+  nodeprefix="$(dirname "$(dirname "$(command -v node)")")"
+  [[ -f "$nodeprefix/include/node/node_api.h" ]] && export npm_config_nodedir="$nodeprefix"
+fi
+
 # Install dependencies when the lockfile changed since the last install.
 stamp="$root/node_modules/.airlock-lock-hash"
 hash="$( (cat "$root/package-lock.json" 2>/dev/null; node -v) | sha256sum | cut -d' ' -f1)"
