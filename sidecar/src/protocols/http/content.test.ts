@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { classify, decoders, upstreamAcceptEncoding } from "./content.ts";
+import { classifyUpstreamError } from "./upstream-errors.ts";
+
+describe("content classification", () => {
+  it.each([
+    ["application/json", "json"],
+    ["application/json; charset=utf-8", "json"],
+    ["application/problem+json", "json"],
+    ["text/html", "text"],
+    ["TEXT/Plain;charset=UTF-8", "text"],
+    ["application/x-ndjson", "text"],
+    ["text/event-stream", "sse"],
+    ["application/octet-stream", "other"],
+    ["image/png", "other"],
+    [undefined, "other"],
+  ])("%s is %s", (type, kind) => {
+    expect(classify(type)).toBe(kind);
+  });
+
+  it("builds decoders in reverse order of the header and refuses unknown codings", () => {
+    expect(decoders(undefined)).toEqual([]);
+    expect(decoders("identity")).toEqual([]);
+    expect(decoders("gzip, br")).toHaveLength(2);
+    expect(decoders("compress")).toBeUndefined();
+    expect(decoders("gzip, compress")).toBeUndefined();
+  });
+});
+
+describe("upstream Accept-Encoding", () => {
+  it.each([
+    [undefined, "identity"],
+    ["gzip", "gzip"],
+    ["br, gzip;q=0.5, zstd", "gzip, br"],
+    ["gzip;q=0, deflate", "deflate"],
+    ["*", "gzip, deflate, br"],
+    ["zstd", "identity"],
+  ])("agent %j → %j", (agent, expected) => {
+    expect(upstreamAcceptEncoding(agent)).toBe(expected);
+  });
+});
+
+describe("upstream errors", () => {
+  it.each([
+    ["DEPTH_ZERO_SELF_SIGNED_CERT", "tls", 502],
+    ["ERR_TLS_CERT_ALTNAME_INVALID", "tls", 502],
+    ["UNABLE_TO_VERIFY_LEAF_SIGNATURE", "tls", 502],
+    ["ECONNREFUSED", "connect", 502],
+    ["ECONNECT_TIMEOUT", "timeout", 504],
+    ["ECONNRESET", "reset", 502],
+    ["weird code!", "error", 502],
+  ])("%s → %s", (code, reason, status) => {
+    const f = classifyUpstreamError(Object.assign(new Error("x"), { code }));
+    expect(f.reason).toBe(reason);
+    expect(f.status).toBe(status);
+  });
+});

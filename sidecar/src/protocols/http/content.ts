@@ -1,0 +1,78 @@
+// What a body is, for masking purposes, and how to undo its Content-Encoding. Masking reads text;
+// bodies the sidecar cannot decode are refused when masking applies, never passed on unmasked.
+import type { Transform } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate, createZstdDecompress } from "node:zlib";
+
+export type BodyKind = "json" | "text" | "sse" | "other";
+
+/** Encodings the sidecar can decode. */
+export const DECODABLE_ENCODINGS = "gzip, deflate, br";
+const DECODABLE = ["gzip", "deflate", "br"];
+
+/**
+ * Accept-Encoding for the upstream when the response may have to be masked: what the agent
+ * accepts and the sidecar can decode. A body the sidecar does not mask (a binary type) reaches
+ * the agent as the upstream encoded it, so nothing the agent did not ask for is offered.
+ */
+export function upstreamAcceptEncoding(agent: string | undefined): string {
+  const accepted = new Set<string>();
+  for (const part of (agent ?? "").split(",")) {
+    const [coding = "", ...params] = part.split(";").map((p) => p.trim().toLowerCase());
+    if (params.some((p) => /^q=0(\.0*)?$/.test(p))) continue;
+    if (coding === "*") for (const c of DECODABLE) accepted.add(c);
+    else if (coding === "x-gzip") accepted.add("gzip");
+    else if (DECODABLE.includes(coding)) accepted.add(coding);
+  }
+  return accepted.size === 0 ? "identity" : DECODABLE.filter((c) => accepted.has(c)).join(", ");
+}
+
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
+}
+
+const TEXTUAL_APPLICATION = new Set([
+  "application/x-ndjson",
+  "application/jsonl",
+  "application/xml",
+  "application/javascript",
+  "application/graphql",
+  "application/x-www-form-urlencoded",
+  "application/yaml",
+]);
+
+/** Missing or binary content types are "other": passed through untouched. Bodies are assumed UTF-8. */
+export function classify(contentType: string | undefined): BodyKind {
+  const type = mediaType(contentType);
+  if (type === "text/event-stream") return "sse";
+  if (type === "application/json" || (type.startsWith("application/") && type.endsWith("+json")))
+    return "json";
+  if (type.startsWith("text/") || TEXTUAL_APPLICATION.has(type) || type.endsWith("+xml")) return "text";
+  return "other";
+}
+
+const DECODERS: Record<string, () => Transform> = {
+  gzip: createGunzip,
+  "x-gzip": createGunzip,
+  deflate: createInflate,
+  br: createBrotliDecompress,
+  zstd: createZstdDecompress,
+};
+
+/**
+ * Decoders that undo `Content-Encoding` (applied in reverse order of the header), an empty list for
+ * identity, or undefined when an encoding is not supported.
+ */
+export function decoders(contentEncoding: string | string[] | undefined): Transform[] | undefined {
+  const raw = Array.isArray(contentEncoding) ? contentEncoding.join(",") : (contentEncoding ?? "");
+  const codings = raw
+    .split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity");
+  const factories: (() => Transform)[] = [];
+  for (const coding of codings.reverse()) {
+    const factory = DECODERS[coding];
+    if (!factory) return undefined;
+    factories.push(factory);
+  }
+  return factories.map((f) => f());
+}

@@ -1,0 +1,62 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Connection } from "../../policy/types.ts";
+import { createSecretStore, type SecretStore } from "../../runtime/secrets.ts";
+import { CredentialError, credentialHeadersToDrop, resolveCredential } from "./credentials.ts";
+
+let dir: string;
+let secrets: SecretStore;
+
+const conn = (credentials?: Connection["credentials"]): Connection => ({
+  name: "c",
+  protocol: "http",
+  target: { host: "h", port: 443 },
+  ...(credentials ? { credentials } : {}),
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "airlock-cred-"));
+  const put = async (name: string, key: string, value: string) => {
+    await mkdir(join(dir, name), { recursive: true });
+    await writeFile(join(dir, name, key), value);
+  };
+  await put("plain", "token", "abc123\n");
+  await put("dollar", "token", "x$&y$1");
+  await put("crlf", "token", "abc\r\nX-Injected: 1");
+  secrets = createSecretStore(dir);
+});
+
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe("credentials", () => {
+  it("defaults to Authorization: Bearer {value} from key token", async () => {
+    expect(await resolveCredential(secrets, conn({ secretRef: { name: "plain" } }))).toEqual({
+      name: "Authorization",
+      value: "Bearer abc123",
+    });
+  });
+
+  it("uses the configured header and format, taking the value literally", async () => {
+    const c = conn({ secretRef: { name: "dollar" }, http: { header: "x-api-key", format: "{value}" } });
+    expect(await resolveCredential(secrets, c)).toEqual({ name: "x-api-key", value: "x$&y$1" });
+  });
+
+  it("refuses values that would break the header", async () => {
+    await expect(resolveCredential(secrets, conn({ secretRef: { name: "crlf" } }))).rejects.toThrow(
+      CredentialError,
+    );
+  });
+
+  it("has nothing to inject without credentials", async () => {
+    expect(await resolveCredential(secrets, conn())).toBeUndefined();
+    expect(credentialHeadersToDrop(conn())).toEqual(["proxy-authorization"]);
+  });
+
+  it("drops the configured header plus the usual credential headers", () => {
+    expect(
+      credentialHeadersToDrop(conn({ secretRef: { name: "x" }, http: { header: "X-Token" } })).sort(),
+    ).toEqual(["authorization", "proxy-authorization", "x-api-key", "x-token"].sort());
+  });
+});

@@ -1,0 +1,200 @@
+// Relays the upstream response to the agent, masking it when the connection has response masking
+// rules: JSON and text bodies are decoded, buffered (up to limits.maxResponseBodyBytes), masked
+// and sent with a fresh Content-Length; server-sent events are decoded and masked while streaming
+// (event by event, with LLM text deltas reassembled: sse-stream.ts). Bodies the sidecar cannot mask are refused (502), never passed on unmasked.
+//
+// Audit timing: buffered and passthrough responses are audited before the status line goes out;
+// a masked SSE stream is audited at its end, before its last chunk is released, so the event
+// carries the complete masked counts (a stream cut short is audited when it is cut).
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { pipeline, type Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
+import { type Masker, MaskingError } from "../../masking/index.ts";
+import type { SidecarContext } from "../../runtime/context.ts";
+import { BodyDecodeError, BodyTooLargeError, maskBody, readAll } from "./body.ts";
+import { classify, decoders } from "./content.ts";
+import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
+import { downstreamResponseHeaders } from "./headers.ts";
+import { countByDetector } from "./masking.ts";
+import { sendJson } from "./respond.ts";
+import { createSseMasker } from "./sse-stream.ts";
+
+export interface RelayOptions {
+  /** Response masker for this connection, when response masking rules apply. */
+  masker: Masker | undefined;
+  maxBodyBytes: number;
+  /** The request method (HEAD responses have no body). */
+  method: string;
+}
+
+// Integrity headers describe the upstream's bytes, not the masked ones.
+const DIGEST_HEADERS = ["content-md5", "digest", "content-digest", "repr-digest"];
+
+function hasNoBody(method: string, status: number): boolean {
+  return method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+}
+
+function maskedHeaders(upstream: IncomingMessage): OutgoingHttpHeaders {
+  const headers = downstreamResponseHeaders(upstream.headers);
+  delete headers["content-encoding"];
+  delete headers["content-length"];
+  for (const h of DIGEST_HEADERS) delete headers[h];
+  return headers;
+}
+
+function refuse(ctx: SidecarContext, ex: Exchange, res: ServerResponse, upstream: Readable, error: string) {
+  upstream.destroy();
+  ex.upstream = { ...ex.upstream, error };
+  ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: error });
+  emitAudit(ctx, ex);
+  sendJson(res, 502, {
+    error,
+    reason: "the sidecar must mask this response and could not; it is not passed on unmasked",
+  });
+}
+
+export function relayResponse(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: IncomingMessage,
+  opts: RelayOptions,
+): void {
+  const status = upstream.statusCode ?? 502;
+  ex.upstream = { status };
+  const kind = classify(upstream.headers["content-type"]);
+  if (!opts.masker || kind === "other" || hasNoBody(opts.method, status)) {
+    passthrough(ctx, ex, res, upstream, status);
+    return;
+  }
+  const decs = decoders(upstream.headers["content-encoding"]);
+  if (!decs) {
+    refuse(ctx, ex, res, upstream, "unsupported_content_encoding");
+    return;
+  }
+  if (kind === "sse") streamSse(ctx, ex, res, upstream, status, opts.masker, decs);
+  else void bufferAndMask(ctx, ex, res, upstream, status, { ...opts, masker: opts.masker }, kind, decs);
+}
+
+function passthrough(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: IncomingMessage,
+  status: number,
+) {
+  emitAudit(ctx, ex);
+  res.writeHead(status, upstream.statusMessage, downstreamResponseHeaders(upstream.headers));
+  pipeline(upstream, res, () => {
+    // Errors on either side end both; the exchange's close handler records nothing more.
+  });
+}
+
+async function bufferAndMask(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: IncomingMessage,
+  status: number,
+  opts: RelayOptions & { masker: Masker },
+  kind: "json" | "text",
+  decs: NonNullable<ReturnType<typeof decoders>>,
+) {
+  let body: Buffer;
+  try {
+    body = await readAll(upstream, decs, opts.maxBodyBytes);
+  } catch (err) {
+    const error =
+      err instanceof BodyTooLargeError
+        ? "response_too_large_to_mask"
+        : err instanceof BodyDecodeError
+          ? "undecodable_response"
+          : "upstream_aborted";
+    refuse(ctx, ex, res, upstream, error);
+    return;
+  }
+  let masked: ReturnType<typeof maskBody>;
+  try {
+    masked = maskBody(opts.masker, kind, body);
+  } catch (err) {
+    if (!(err instanceof MaskingError)) ctx.logger.error({ connection: ex.connection }, "masking failed");
+    refuse(ctx, ex, res, upstream, "unmaskable_response");
+    return;
+  }
+  recordMasked(ctx, ex, countByDetector(masked.findings));
+  emitAudit(ctx, ex);
+  if (res.destroyed) return;
+  const headers = maskedHeaders(upstream);
+  headers["content-length"] = masked.body.length;
+  res.writeHead(status, upstream.statusMessage, headers);
+  res.end(masked.body);
+}
+
+function streamSse(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: IncomingMessage,
+  status: number,
+  masker: Masker,
+  decs: NonNullable<ReturnType<typeof decoders>>,
+) {
+  const stream = createSseMasker(masker, (findings) => recordMasked(ctx, ex, countByDetector(findings)));
+  const text = new StringDecoder("utf8");
+  let source: Readable = upstream;
+  for (const d of decs) source = source.pipe(d);
+  let finished = false;
+
+  const fail = (error: string) => {
+    if (finished) return;
+    finished = true;
+    upstream.destroy();
+    for (const d of decs) d.destroy();
+    ex.upstream = { status, error };
+    ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: error });
+    emitAudit(ctx, ex);
+    // Headers are out: the only honest signal left is cutting the stream (no terminating chunk).
+    res.destroy();
+  };
+
+  res.writeHead(status, upstream.statusMessage, maskedHeaders(upstream));
+  res.flushHeaders();
+  source.on("data", (chunk: Buffer) => {
+    if (finished) return;
+    let out: string;
+    try {
+      out = stream.push(text.write(chunk));
+    } catch {
+      fail("unmaskable_response"); // e.g. an event nested too deeply to mask: cut, never pass
+      return;
+    }
+    if (out !== "" && !res.write(out)) {
+      source.pause();
+      res.once("drain", () => source.resume());
+    }
+  });
+  source.once("end", () => {
+    if (finished) return;
+    let tail: string;
+    try {
+      tail = stream.push(text.end()) + stream.end();
+    } catch {
+      fail("unmaskable_response");
+      return;
+    }
+    finished = true;
+    emitAudit(ctx, ex);
+    res.end(tail);
+  });
+  upstream.once("error", () => fail("upstream_aborted"));
+  upstream.once("aborted", () => fail("upstream_aborted"));
+  for (const d of decs) d.once("error", () => fail("undecodable_response"));
+  res.once("close", () => {
+    if (!finished) {
+      finished = true;
+      upstream.destroy();
+      ex.upstream = { status, error: "agent_disconnected" };
+      emitAudit(ctx, ex);
+    }
+  });
+}

@@ -1,0 +1,101 @@
+// WebSocket upgrades. The policy engine already requires a rule with `websocket: true` for an
+// upgrade operation; refusals are written on the raw socket. The credential is injected into the
+// upgrade request; frames are not inspected or masked (audit records the upgrade only).
+import type { IncomingMessage } from "node:http";
+import { performance } from "node:perf_hooks";
+import type { Duplex } from "node:stream";
+import type { ProxyServer } from "http-proxy-3";
+import type { Authorized } from "./authorize.ts";
+import { type Exchange, emitAudit } from "./exchange.ts";
+import { type ForwardDeps, prepareUpstream } from "./forward.ts";
+import { upstreamRequestHeaders } from "./headers.ts";
+import { writeSocketJson } from "./respond.ts";
+import { classifyUpstreamError } from "./upstream-errors.ts";
+
+interface WsFlight {
+  ex: Exchange;
+  started: number;
+  settled: boolean;
+}
+
+export interface WebSocketForwarder {
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer, authorized: Authorized): Promise<void>;
+}
+
+/** `Upgrade: websocket` (any case), the only upgrade the guard forwards. */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  return (req.headers.upgrade ?? "").trim().toLowerCase() === "websocket";
+}
+
+export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServer }): WebSocketForwarder {
+  const { ctx, proxy } = deps;
+  const inflight = new WeakMap<IncomingMessage, WsFlight>();
+
+  // Runs before http-proxy-3 registers its own 'upgrade'/'response' listeners on the upstream
+  // request, so the audit event is emitted before the 101 (or the refusal) reaches the agent.
+  proxy.on("proxyReqWs", (proxyReq, req) => {
+    const f = inflight.get(req);
+    if (!f) return;
+    const settle = (status: number) => {
+      if (f.settled) return;
+      f.settled = true;
+      f.ex.upstream = { status };
+      ctx.metrics.upstreamSeconds.observe(
+        { connection: f.ex.connection, protocol: "http" },
+        (performance.now() - f.started) / 1000,
+      );
+      emitAudit(ctx, f.ex);
+    };
+    proxyReq.once("upgrade", (res: IncomingMessage) => settle(res.statusCode ?? 101));
+    proxyReq.once("response", (res: IncomingMessage) => settle(res.statusCode ?? 502));
+  });
+
+  return {
+    async ws(req, socket, head, authorized) {
+      const { ex, connection, forwardTarget } = authorized;
+      const prepared = await prepareUpstream(deps, ex, connection, (status, body) =>
+        writeSocketJson(socket, status, body),
+      );
+      if (!prepared) return;
+      const { upstream, credential, drop } = prepared;
+      if (socket.destroyed) {
+        ex.upstream = { error: "agent_disconnected" };
+        emitAudit(ctx, ex);
+        return;
+      }
+      const f: WsFlight = { ex, started: performance.now(), settled: false };
+      req.headers = upstreamRequestHeaders(req.headers, {
+        host: upstream.hostHeader,
+        drop,
+        inject: credential,
+        websocket: true,
+      });
+      req.url = forwardTarget;
+      inflight.set(req, f);
+      proxy.ws(
+        req,
+        socket,
+        head,
+        {
+          target: { protocol: upstream.protocol, host: upstream.host, port: upstream.port },
+          agent: upstream.agent,
+          secure: true,
+          connectTimeout: deps.connectTimeoutMs,
+        },
+        (err) => {
+          if (f.settled) return;
+          f.settled = true;
+          const failure = classifyUpstreamError(err);
+          ctx.metrics.upstreamErrors.inc({
+            connection: ex.connection,
+            protocol: "http",
+            reason: failure.reason,
+          });
+          ex.upstream = { error: failure.detail };
+          emitAudit(ctx, ex);
+          writeSocketJson(socket, failure.status, { error: "upstream_unavailable", reason: failure.detail });
+        },
+      );
+    },
+  };
+}
