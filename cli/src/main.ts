@@ -7,6 +7,7 @@ const commands: Record<string, () => Promise<Command>> = {
   policy: async () => (await import("./commands/policy.ts")).command,
   mask: async () => (await import("./commands/mask.ts")).command,
   inject: async () => (await import("./commands/inject.ts")).command,
+  sidecar: async () => (await import("./commands/sidecar.ts")).command,
   version: async () => (await import("./commands/version.ts")).command,
 };
 
@@ -21,6 +22,7 @@ export function usage(): string {
     "  policy     test what a policy decides: airlock policy test --help",
     "  mask       mask JSON or text from stdin as the sidecar would",
     "  inject     print a Pod or workload as the injector would mutate it",
+    "  sidecar    run the enforcement proxy (the image's airlock-sidecar)",
     "  version    print the version",
     "",
     "Run `airlock <command> --help` for the flags of a command.",

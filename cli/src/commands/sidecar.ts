@@ -1,0 +1,87 @@
+// `airlock sidecar` (the image's `airlock-sidecar`): runs the enforcement proxy.
+import { parseArgs } from "node:util";
+import { startSidecar } from "../../../sidecar/src/app.ts";
+import { type Command, UsageError } from "../command.ts";
+
+const HELP = `Usage: airlock sidecar (--kubernetes | --policy FILE [--policy FILE...]) [flags]
+       airlock sidecar drain [--admin-port 15990]
+
+Runs the Airlock sidecar. In a pod (--kubernetes) it watches the AgentAccessPolicies that select
+the pod; standalone it enforces policy files (reloaded when they change). \`drain\` asks a running
+sidecar to stop taking new connections and finish in-flight ones (the preStop hook).
+
+  --kubernetes             policies from the API server, identity from the downward API
+  --policy FILE            AgentAccessPolicy YAML (repeatable)
+  --secrets DIR            upstream credentials as DIR/<secret>/<key> (default /etc/airlock/secrets)
+  --service-account SA     standalone: the agent's identity, NS/NAME (default default/agent)
+  --podinfo DIR            downward API files (default /etc/airlock/podinfo)
+  --admin-port N           /metrics /healthz /readyz (default 15990)
+  --proxy-port N           explicit HTTP proxy for HTTP_PROXY clients (default 15901)
+  --hash-key-file FILE     key of the hash masking strategy (created if missing)
+  --log-level LEVEL        pino level (default info; AIRLOCK_LOG_LEVEL)
+`;
+
+async function drain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { "admin-port": { type: "string" } }, strict: true });
+  const port = Number(values["admin-port"] ?? 15990);
+  const res = await fetch(`http://127.0.0.1:${port}/drain`, { method: "POST" }).catch((e: Error) => {
+    throw new UsageError(`no sidecar answers on 127.0.0.1:${port}: ${e.message}`);
+  });
+  process.stdout.write(`${await res.text()}`);
+  return res.ok ? 0 : 1;
+}
+
+export const command: Command = {
+  summary: "run the enforcement proxy",
+  async run(argv) {
+    if (argv[0] === "drain") return drain(argv.slice(1));
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        kubernetes: { type: "boolean" },
+        policy: { type: "string", multiple: true },
+        secrets: { type: "string" },
+        "service-account": { type: "string" },
+        podinfo: { type: "string" },
+        "admin-port": { type: "string" },
+        "proxy-port": { type: "string" },
+        "hash-key-file": { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (!values.kubernetes && !values.policy?.length)
+      throw new UsageError("give --kubernetes or at least one --policy FILE");
+    const port = (flag: string, v: string | undefined) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535)
+        throw new UsageError(`${flag} must be a port number, got ${v}`);
+      return n;
+    };
+    if (values["log-level"]) process.env.AIRLOCK_LOG_LEVEL = values["log-level"];
+    const sidecar = await startSidecar({
+      kubernetes: values.kubernetes ?? false,
+      policyFiles: values.policy,
+      secretsDir: values.secrets,
+      serviceAccount: values["service-account"],
+      podInfoDir: values.podinfo,
+      adminPort: port("--admin-port", values["admin-port"]),
+      proxyPort: port("--proxy-port", values["proxy-port"]),
+      hashKeyFile: values["hash-key-file"],
+    });
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+    });
+    await sidecar.drain();
+    await sidecar.close();
+    return 0;
+  },
+};

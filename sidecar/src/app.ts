@@ -1,0 +1,176 @@
+// Composes a running sidecar: policy source → policy store → protocol handlers and listeners,
+// plus the admin port. The same composition serves Kubernetes pods (`--kubernetes`), the
+// standalone demo and the tests; only where policies, identity and secrets come from differs.
+import { mkdirSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { dirname, join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { startAdminServer } from "./admin/server.ts";
+import { type AuditSink, createAuditSink } from "./audit/sink.ts";
+import { loadWorkloadIdentity, serviceAccountSubject, type WorkloadIdentity } from "./identity/index.ts";
+import { type ListenerSet, startListenerSet } from "./listeners.ts";
+import { loadOrCreateHashKey } from "./masking/index.ts";
+import type { ConnectionHandler } from "./protocols/handler.ts";
+import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
+import type { SidecarContext } from "./runtime/context.ts";
+import { createPolicyStore } from "./runtime/policy-store.ts";
+import { createSecretStore, DEFAULT_SECRETS_DIR } from "./runtime/secrets.ts";
+import { createVerifierCache } from "./runtime/verifiers.ts";
+import { startFileSource } from "./sources/files.ts";
+import { startKubernetesSource } from "./sources/kubernetes.ts";
+import { createLogger } from "./telemetry/logger.ts";
+import { createMetrics, type Metrics } from "./telemetry/metrics.ts";
+
+export const PORTS = { capture: 15900, proxy: 15901, admin: 15990 } as const;
+
+export interface SidecarOptions {
+  /** Kubernetes mode: policies from the API server, identity from the downward API. */
+  kubernetes?: boolean;
+  /** Standalone mode: AgentAccessPolicy YAML files. */
+  policyFiles?: string[];
+  secretsDir?: string;
+  podInfoDir?: string;
+  /** Standalone identity: the service account the agent runs as (`ns/name` or `name`). */
+  serviceAccount?: string;
+  kubeConfig?: KubeConfig;
+  adminHost?: string;
+  /** 0 picks free ports (tests). */
+  adminPort?: number;
+  proxyPort?: number;
+  /** Address per-connection listeners bind to (default 127.0.0.1). */
+  bindHost?: string;
+  hashKeyFile?: string;
+  approvals?: ApprovalGate;
+  logger?: Logger;
+  audit?: AuditSink;
+  metrics?: Metrics;
+}
+
+export interface Sidecar {
+  readonly ctx: SidecarContext;
+  readonly adminPort: number;
+  readonly proxyPort: number;
+  readonly listeners: ListenerSet;
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function defaultHashKeyFile(secretsDir: string): string {
+  // Kubernetes: a key from the install's Secret keeps hashes stable across pods; standalone: a
+  // per-user key in the cache.
+  return (
+    process.env.AIRLOCK_HASH_KEY_FILE ??
+    (secretsDir === DEFAULT_SECRETS_DIR
+      ? join(secretsDir, "airlock-hash-key", "key")
+      : join(homedir(), ".cache", "airlock", "hash.key"))
+  );
+}
+
+async function workloadFor(opts: SidecarOptions): Promise<WorkloadIdentity> {
+  if (opts.kubernetes) return loadWorkloadIdentity(opts.podInfoDir);
+  const sa = opts.serviceAccount ?? "default/agent";
+  const [ns, name] = sa.includes("/") ? sa.split("/", 2) : ["default", sa];
+  return {
+    namespace: ns as string,
+    podName: hostname(),
+    serviceAccount: name as string,
+    subject: serviceAccountSubject(ns as string, name as string),
+    labels: {},
+  };
+}
+
+export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
+  if (!opts.kubernetes && !opts.policyFiles?.length)
+    throw new Error("standalone mode needs at least one --policy FILE");
+  const logger = opts.logger ?? createLogger();
+  const metrics = opts.metrics ?? createMetrics();
+  const audit = opts.audit ?? createAuditSink(logger);
+  const secretsDir = opts.secretsDir ?? DEFAULT_SECRETS_DIR;
+  const hashKeyFile = opts.hashKeyFile ?? defaultHashKeyFile(secretsDir);
+  mkdirSync(dirname(hashKeyFile), { recursive: true });
+  const workload = await workloadFor(opts);
+  const policies = createPolicyStore({ logger, metrics });
+  const ctx: SidecarContext = {
+    logger,
+    audit,
+    metrics,
+    workload,
+    policies,
+    secrets: createSecretStore(secretsDir),
+    hashKey: loadOrCreateHashKey(hashKeyFile),
+    verifierFor: createVerifierCache(),
+  };
+
+  // Policies first: nothing listens before there is something to enforce.
+  let stopSource: () => Promise<void> | void;
+  if (opts.kubernetes) {
+    const kubeConfig = opts.kubeConfig ?? new KubeConfig();
+    if (!opts.kubeConfig) kubeConfig.loadFromCluster();
+    const source = startKubernetesSource({
+      kubeConfig,
+      namespace: workload.namespace,
+      podLabels: workload.labels,
+      store: policies,
+      logger,
+      metrics,
+    });
+    stopSource = source.stop;
+    await source.synced;
+  } else {
+    const source = await startFileSource({ files: opts.policyFiles ?? [], store: policies, logger, metrics });
+    metrics.policySourceUp.set(1);
+    stopSource = source.close;
+  }
+
+  const http = createHttpGuard(ctx, {
+    ...(opts.approvals ? { approvals: opts.approvals } : {}),
+    ...(opts.bindHost ? { bindHost: opts.bindHost } : {}),
+  });
+  const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http };
+  const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
+  const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });
+
+  let draining: Promise<void> | undefined;
+  const drain = () => {
+    draining ??= (async () => {
+      logger.info("draining: no new connections; waiting for in-flight operations");
+      await listeners.close();
+      await Promise.all(Object.values(handlers).map((h) => h?.drain()));
+    })();
+    return draining;
+  };
+  const admin = await startAdminServer({
+    host: opts.adminHost ?? (opts.kubernetes ? "0.0.0.0" : "127.0.0.1"),
+    port: opts.adminPort ?? PORTS.admin,
+    metrics,
+    logger,
+    notReadyReason: () =>
+      policies.current().policies.length === 0
+        ? "no valid AgentAccessPolicy selects this pod"
+        : listeners.notReadyReason(),
+    drain,
+  });
+  logger.info(
+    {
+      adminPort: admin.port,
+      proxyPort: proxy.port,
+      policies: policies.current().policies,
+      mode: opts.kubernetes ? "kubernetes" : "standalone",
+    },
+    "airlock sidecar started",
+  );
+  return {
+    ctx,
+    adminPort: admin.port,
+    proxyPort: proxy.port,
+    listeners,
+    drain,
+    async close() {
+      await stopSource();
+      await listeners.close();
+      await http.close();
+      await admin.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// Local listeners for connections that declare `listen.port`, kept in step with the policy in
+// force: a reload opens new ports and closes ones no longer declared. HTTP listeners are the
+// HTTP guard's own (it knows its servers); other protocols get a plain TCP listener whose
+// sockets go to their handler.
+import { createServer, type Server } from "node:net";
+import type { CompiledConnection } from "./policy/compile.ts";
+import type { ConnectionHandler } from "./protocols/handler.ts";
+import type { HttpGuard } from "./protocols/http/index.ts";
+import type { SidecarContext } from "./runtime/context.ts";
+
+export interface ListenerSet {
+  /** `connection name → port` of every listener open now. */
+  ports(): ReadonlyMap<string, number>;
+  notReadyReason(): string | undefined;
+  close(): Promise<void>;
+}
+
+export async function startListenerSet(opts: {
+  ctx: SidecarContext;
+  handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>>;
+  http: HttpGuard;
+  bindHost?: string;
+}): Promise<ListenerSet> {
+  const { ctx } = opts;
+  const host = opts.bindHost ?? "127.0.0.1";
+  const tcp = new Map<string, { server: Server; port: number }>();
+  const failures = new Map<string, string>();
+  let closed = false;
+
+  const open = async (conn: CompiledConnection) => {
+    const handler = opts.handlers[conn.spec.protocol];
+    const name = conn.spec.name;
+    if (!handler) {
+      failures.set(name, `protocol ${conn.spec.protocol} is not supported by this sidecar build`);
+      return;
+    }
+    const server = createServer((socket) => {
+      // Re-resolve per socket: the policy may have changed since the listener opened.
+      const current = ctx.policies.current().connections.get(name);
+      if (!current) return socket.destroy();
+      handler.accept(socket, current, { via: "listener" });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(conn.spec.listen?.port, host, () => resolve());
+    });
+    tcp.set(name, { server, port: (server.address() as { port: number }).port });
+  };
+
+  const sync = async () => {
+    if (closed) return;
+    failures.clear();
+    try {
+      await opts.http.syncListeners();
+    } catch (e) {
+      failures.set("http", (e as Error).message);
+    }
+    const wanted = new Map(
+      [...ctx.policies.current().connections.values()]
+        .filter((c) => c.spec.listen?.port && c.spec.protocol !== "http")
+        .map((c) => [c.spec.name, c] as const),
+    );
+    for (const [name, l] of tcp) {
+      if (wanted.get(name)?.spec.listen?.port !== l.port) {
+        l.server.close();
+        tcp.delete(name);
+      }
+    }
+    for (const [name, conn] of wanted) {
+      if (tcp.has(name)) continue;
+      await open(conn).catch((e: Error) =>
+        failures.set(name, `cannot listen on port ${conn.spec.listen?.port}: ${e.message}`),
+      );
+    }
+    for (const [name, why] of failures) ctx.logger.error({ connection: name }, why);
+  };
+  await sync();
+  const unsubscribe = ctx.policies.onChange(() => void sync());
+
+  return {
+    ports: () => new Map([...tcp].map(([n, l]) => [n, l.port])),
+    notReadyReason: () => (failures.size ? [...failures.values()].join("; ") : undefined),
+    async close() {
+      closed = true;
+      unsubscribe();
+      await Promise.all([...tcp.values()].map((l) => new Promise<void>((r) => l.server.close(() => r()))));
+      tcp.clear();
+    },
+  };
+}

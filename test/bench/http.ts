@@ -1,0 +1,139 @@
+// HTTP rows of `npm run bench`: the same wrk load against the upstream directly, through nginx,
+// through the sidecar (policy + credential injection + audit), and through the sidecar with JSON
+// masking. One run, side by side, so the ratios are comparable on a noisy 2-core machine.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startNginx, waitForPort } from "./nginx.ts";
+import { freePort } from "./ports.ts";
+import { type LoadResult, wrk } from "./wrk.ts";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+/** ~1 KB of JSON with PII in it, like an internal API's record. */
+const body = JSON.stringify({
+  customers: Array.from({ length: 4 }, (_, i) => ({
+    id: i,
+    name: `Customer ${i}`,
+    email: `customer${i}@example.com`,
+    phone: "+1 415 555 0132",
+    note: "prefers e-mail; card on file 4111 1111 1111 1111",
+    tier: "gold",
+  })),
+});
+
+function startUpstream(port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.headers.authorization !== "Bearer bench-token") {
+      res.writeHead(401).end();
+      return;
+    }
+    res
+      .writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
+      .end(body);
+  });
+  server.keepAliveTimeout = 60_000;
+  return new Promise((r) => server.listen(port, "127.0.0.1", () => r(server)));
+}
+
+function policy(upstreamPort: number, plainPort: number, maskedPort: number): string {
+  const conn = (name: string, port: number) => `
+    - name: ${name}
+      protocol: http
+      target: { host: 127.0.0.1, port: ${upstreamPort} }
+      tls: { mode: disable }
+      credentials: { secretRef: { name: bench }, http: { key: token } }
+      listen: { port: ${port} }`;
+  return `apiVersion: airlock.dev/v1alpha1
+kind: AgentAccessPolicy
+metadata: { name: bench, namespace: default }
+spec:
+  connections:${conn("plain", plainPort)}${conn("masked", maskedPort)}
+  rules:
+    - { name: no-admin, action: deny, match: { http: { paths: ["/admin/**"] } } }
+    - { name: read, action: allow, match: { http: { methods: [GET], paths: ["/customers", "/customers/**"] } } }
+  masking:
+    - { name: pii, connections: [masked], detectors: [email, phone, creditCard], strategy: partial }
+`;
+}
+
+export interface HttpBench {
+  rows: { name: string; result: LoadResult }[];
+  sidecarRssMb: number;
+}
+
+export async function benchHttp(opts: {
+  seconds: number;
+  connections: number;
+  log: (s: string) => void;
+}): Promise<HttpBench> {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-bench-"));
+  mkdirSync(join(dir, "secrets", "bench"), { recursive: true });
+  writeFileSync(join(dir, "secrets", "bench", "token"), "bench-token");
+  const [upPort, nginxPort, plainPort, maskedPort, adminPort, proxyPort] = (await Promise.all(
+    Array.from({ length: 6 }, freePort),
+  )) as [number, number, number, number, number, number];
+  writeFileSync(join(dir, "policy.yaml"), policy(upPort, plainPort, maskedPort));
+
+  const upstream = await startUpstream(upPort);
+  const nginx = await startNginx({ listenPort: nginxPort, upstreamPort: upPort });
+  const sidecar: ChildProcess = spawn(
+    process.execPath,
+    [
+      "bin/airlock.js",
+      "sidecar",
+      "--policy",
+      join(dir, "policy.yaml"),
+      "--secrets",
+      join(dir, "secrets"),
+      "--admin-port",
+      String(adminPort),
+      "--proxy-port",
+      String(proxyPort),
+      "--hash-key-file",
+      join(dir, "hash.key"),
+      "--log-level",
+      "warn",
+    ],
+    { cwd: root, stdio: ["ignore", "ignore", "inherit"] },
+  );
+  try {
+    await waitForPort(plainPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
+    const targets: [string, number][] = [
+      ["direct", upPort],
+      ["nginx", nginxPort],
+      ["sidecar (policy+audit)", plainPort],
+      ["sidecar + JSON masking", maskedPort],
+    ];
+    const rows: HttpBench["rows"] = [];
+    for (const [name, port] of targets) {
+      opts.log(`  http: ${name} (${opts.seconds}s, ${opts.connections} connections)`);
+      // The upstream checks the token: direct and nginx present it themselves, the sidecar injects it.
+      const headers = name === "direct" ? { authorization: "Bearer bench-token" } : undefined;
+      await wrk(`http://127.0.0.1:${port}/customers`, {
+        seconds: 1,
+        connections: opts.connections,
+        ...(headers ? { headers } : {}),
+      });
+      rows.push({
+        name,
+        result: await wrk(`http://127.0.0.1:${port}/customers`, {
+          seconds: opts.seconds,
+          connections: opts.connections,
+          ...(headers ? { headers } : {}),
+        }),
+      });
+    }
+    const status = readFileSync(`/proc/${sidecar.pid}/status`, "utf8");
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return { rows, sidecarRssMb: rssKb / 1024 };
+  } finally {
+    sidecar.kill("SIGTERM");
+    nginx.stop();
+    upstream.close();
+    upstream.closeAllConnections();
+  }
+}
