@@ -21,6 +21,7 @@ import { startFileSource } from "./sources/files.ts";
 import { startKubernetesSource } from "./sources/kubernetes.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, type Metrics } from "./telemetry/metrics.ts";
+import { createTransparentListener, nativeAddonStatus } from "./transparent/index.ts";
 
 export const PORTS = { capture: 15900, proxy: 15901, admin: 15990 } as const;
 
@@ -38,6 +39,11 @@ export interface SidecarOptions {
   /** 0 picks free ports (tests). */
   adminPort?: number;
   proxyPort?: number;
+  /**
+   * Transparent capture port (iptables REDIRECT target). Default: 15900 in Kubernetes mode, off
+   * standalone; 0 picks a free port (tests).
+   */
+  capturePort?: number | false;
   /** Address per-connection listeners bind to (default 127.0.0.1). */
   bindHost?: string;
   hashKeyFile?: string;
@@ -130,12 +136,23 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http };
   const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
   const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });
+  const capturePort = opts.capturePort ?? (opts.kubernetes ? PORTS.capture : false);
+  let capture: { close(): Promise<void> } | undefined;
+  let captureProblem: string | undefined;
+  if (capturePort !== false) {
+    // Without the addon the original destination of captured traffic is unknown: stay unready
+    // (the agent never starts) rather than guess.
+    const addon = nativeAddonStatus();
+    if (addon.ok) capture = await createTransparentListener({ ctx, port: capturePort, handlers });
+    else captureProblem = `transparent capture unavailable: ${addon.reason}`;
+  }
 
   let draining: Promise<void> | undefined;
   const drain = () => {
     draining ??= (async () => {
       logger.info("draining: no new connections; waiting for in-flight operations");
       await listeners.close();
+      await capture?.close();
       await Promise.all(Object.values(handlers).map((h) => h?.drain()));
     })();
     return draining;
@@ -146,9 +163,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics,
     logger,
     notReadyReason: () =>
-      policies.current().policies.length === 0
+      captureProblem ??
+      (policies.current().policies.length === 0
         ? "no valid AgentAccessPolicy selects this pod"
-        : listeners.notReadyReason(),
+        : listeners.notReadyReason()),
     drain,
   });
   logger.info(
@@ -169,6 +187,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     async close() {
       await stopSource();
       await listeners.close();
+      await capture?.close();
       await http.close();
       await admin.close();
     },
