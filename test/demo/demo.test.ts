@@ -1,0 +1,63 @@
+// The README's first command, as a user runs it: `airlock demo` starts the sidecar in front of
+// the bundled API; the curl lines it prints behave as it says.
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, it } from "vitest";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+let demo: ChildProcess;
+let output = "";
+
+beforeAll(async () => {
+  demo = spawn(process.execPath, ["bin/airlock.js", "demo"], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  demo.stdout?.on("data", (d) => {
+    output += d;
+  });
+  demo.stderr?.on("data", (d) => {
+    output += d;
+  });
+  await expect.poll(() => output, { timeout: 30_000 }).toMatch(/Airlock demo is running/);
+});
+
+afterAll(async () => {
+  demo.kill("SIGINT");
+  await new Promise((r) => demo.once("exit", r));
+});
+
+it("prints ready-to-paste curl lines", () => {
+  expect(output).toMatch(/curl -s http:\/\/127\.0\.0\.1:15001\/customers\/1/);
+  expect(output).toMatch(/curl -s -X DELETE/);
+});
+
+it("allows a read, injects the token the agent never had, and masks PII", async () => {
+  const res = await fetch("http://127.0.0.1:15001/customers/1");
+  expect(res.status).toBe(200);
+  const body = await res.json();
+  expect(body).toMatchObject({
+    id: 1,
+    name: "Ada Lovelace",
+    internalNotes: "[REDACTED]",
+    card: "**** **** **** 1111",
+  });
+  expect(JSON.stringify(body)).not.toMatch(/ada@example\.com|4111 1111 1111 1111|078-05-1120/);
+});
+
+it("blocks a delete with a 403 naming the rule", async () => {
+  const res = await fetch("http://127.0.0.1:15001/customers/1", { method: "DELETE" });
+  expect(res.status).toBe(403);
+  expect(await res.json()).toMatchObject({ error: "denied", rule: "no-deletes" });
+});
+
+it("the upstream refuses callers without the sidecar's token", async () => {
+  expect((await fetch("http://127.0.0.1:18080/customers/1")).status).toBe(401);
+});
+
+it("prints one audit line per operation", async () => {
+  await expect
+    .poll(() => output)
+    .toMatch(/audit: GET \/customers\/1 → allow \(rule read-customers\) upstream=200 masked=/);
+  await expect.poll(() => output).toMatch(/audit: DELETE \/customers\/1 → deny \(rule no-deletes\)/);
+});
