@@ -19,7 +19,12 @@ beforeAll(async () => {
   demo.stderr?.on("data", (d) => {
     output += d;
   });
-  await expect.poll(() => output, { timeout: 30_000 }).toMatch(/Airlock demo is running/);
+  const deadline = Date.now() + 30_000;
+  while (!/Airlock demo is running/.test(output)) {
+    if (demo.exitCode !== null || Date.now() > deadline)
+      throw new Error(`airlock demo did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 });
 
 afterAll(async () => {
