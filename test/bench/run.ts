@@ -44,6 +44,14 @@ if (want("http")) {
   }
 }
 
+if (want("postgres")) {
+  log("PostgreSQL: pgbench direct, through PgBouncer, through the sidecar");
+  const { benchPostgres, formatPostgresBench } = await import("./postgres.ts");
+  const clients = Math.min(connections, 8);
+  const p = await benchPostgres({ seconds, clients, log });
+  out.push("", formatPostgresBench(p, { seconds, clients }));
+}
+
 if (want("admission")) {
   log("Admission: the injector webhook over HTTPS");
   const { benchAdmission } = await import("../injector/bench.ts");

@@ -35,6 +35,28 @@ describe("airlock policy test", () => {
   });
 
   it.each([
+    ["select * from orders", "allow", "read"],
+    ["DELETE FROM orders WHERE id = 1", "requireApproval", "delete-needs-dba"],
+    ["select 1; /* sneaky */ DrOp TABLE orders", "deny", "no-ddl"],
+    ["select pg_read_file('/etc/passwd')", "deny", "airlock-builtin"],
+    ["selec garbage", "deny", "airlock-builtin"],
+  ])("--sql %j → %s by %s, with the guard's own classifier", async (sql, decision, rule) => {
+    const args = [
+      "--policy",
+      "examples/postgres-analyst.yaml",
+      "--connection",
+      "orders-db",
+      "--user",
+      "sam",
+      "--group",
+      "support",
+    ];
+    const r = await airlock("policy", "test", ...args, "--sql", sql);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ decision, rule, policy: "agents/orders-analyst" });
+  });
+
+  it.each([
     [["--connection", "customers-api", "--http", "GET /"], /--policy FILE is required/],
     [["--policy", "examples/demo-policy.yaml", "--http", "GET /"], /--connection NAME is required/],
     [[...demo.slice(2), "--http", "GET"], /--http takes "METHOD PATH"/],

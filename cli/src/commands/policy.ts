@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { compilePolicies } from "../../../sidecar/src/policy/compile.ts";
 import { normalizePath, PathError } from "../../../sidecar/src/policy/http-path.ts";
 import { serviceAccountId } from "../../../sidecar/src/policy/subjects.ts";
-import type { Operation, Subject } from "../../../sidecar/src/policy/types.ts";
+import type { Decision, Operation, Subject } from "../../../sidecar/src/policy/types.ts";
 import { PolicyFileError, readPolicyFiles } from "../../../sidecar/src/sources/files.ts";
 import { type Command, UsageError } from "../command.ts";
 
@@ -68,6 +68,16 @@ async function run(argv: string[]): Promise<number> {
     ...(values.user !== undefined ? { user: values.user } : {}),
   };
 
+  // SQL goes through the PostgreSQL guard's own judgement: built-in refusals (dangerous functions,
+  // guarded settings, unparseable text) come before any rule, exactly as on the wire.
+  if (values.sql !== undefined) {
+    const { classify } = await import("../../../sidecar/src/sql/index.ts");
+    const { judgeSql } = await import("../../../sidecar/src/protocols/postgres/index.ts");
+    const classification = await classify(values.sql);
+    const { decision: d } = judgeSql({ classification, policies: set, connection, subject });
+    print(d);
+    return 0;
+  }
   const operation = await toOperation(values);
   if (operation === "unsupported") {
     process.stdout.write(
@@ -75,18 +85,16 @@ async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  const d = set.evaluate(values.connection, subject, operation);
-  process.stdout.write(
-    `${JSON.stringify({ decision: d.action, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason })}\n`,
-  );
+  print(set.evaluate(values.connection, subject, operation));
   return 0;
 }
 
-async function toOperation(values: {
-  http?: string;
-  sql?: string;
-  ssh?: string;
-}): Promise<Operation | "unsupported"> {
+function print(d: Decision): void {
+  const out = { decision: d.action, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+async function toOperation(values: { http?: string; ssh?: string }): Promise<Operation | "unsupported"> {
   if (values.http !== undefined) {
     const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http);
     if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1"');
@@ -97,12 +105,6 @@ async function toOperation(values: {
       if (e instanceof PathError) throw new UsageError(`--http path refused: ${e.message}`);
       throw e;
     }
-  }
-  if (values.sql !== undefined) {
-    const { classify } = await import("../../../sidecar/src/sql/index.ts");
-    const result = await classify(values.sql);
-    if (result.error) throw new UsageError(`--sql: ${result.error}`);
-    return { kind: "sql", statements: result.statements };
   }
   return "unsupported";
 }

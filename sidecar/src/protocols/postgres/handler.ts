@@ -1,0 +1,101 @@
+// The PostgreSQL guard as a ConnectionHandler: one Session per agent connection, a registry of
+// cancel keys (the agent sees the sidecar's BackendKeyData, never the upstream's), masking state
+// per compiled connection, and drain for preStop.
+import type { Socket } from "node:net";
+import type { CompiledConnection } from "../../policy/compile.ts";
+import type { SidecarContext } from "../../runtime/context.ts";
+import { loadSqlParser } from "../../sql/index.ts";
+import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
+import type { ApprovalGate } from "./approval.ts";
+import type { FrontendLimits } from "./framing.ts";
+import { createMaskState, type MaskState } from "./row-masking.ts";
+import { Session } from "./session.ts";
+
+export interface PostgresHandlerOptions {
+  /** Where requireApproval statements wait; absent → they are denied with a clear message. */
+  approvals?: ApprovalGate;
+  /** Frontend message size limits (defaults: startup 10000 B, Query/Parse 16 MiB, others 1 GiB). */
+  limits?: Partial<FrontendLimits>;
+  /** Upstream connect + TLS + authentication deadline (default 10 s). */
+  connectTimeoutMs?: number;
+  /** The agent must complete startup (and authentication) within this (default 30 s). */
+  startupTimeoutMs?: number;
+  /** Named prepared statements per session (default 10000). */
+  maxPreparedStatements?: number;
+}
+
+export interface PostgresHandler extends ConnectionHandler {
+  /** Open sessions. */
+  readonly sessions: number;
+  /** Resolves once the SQL parser is loaded (sessions wait for it on their own). */
+  readonly ready: Promise<void>;
+}
+
+export function createPostgresHandler(
+  ctx: SidecarContext,
+  options: PostgresHandlerOptions = {},
+): PostgresHandler {
+  const sessions = new Set<Session>();
+  const cancels = new Map<string, Session>();
+  const masks = new WeakMap<CompiledConnection, MaskState | null>();
+  let draining = false;
+  const ready = loadSqlParser();
+  ready.catch((err: unknown) =>
+    ctx.logger.error({ err: String(err) }, "postgres: the SQL parser failed to load"),
+  );
+
+  const maskStateFor = (c: CompiledConnection): MaskState | undefined => {
+    let m = masks.get(c);
+    if (m === undefined) {
+      m = createMaskState(c.masking ?? [], ctx.hashKey) ?? null;
+      masks.set(c, m);
+    }
+    return m ?? undefined;
+  };
+
+  return {
+    get sessions() {
+      return sessions.size;
+    },
+    ready,
+    accept(socket: Socket, connection: CompiledConnection, info: AcceptInfo) {
+      const session = new Session(
+        {
+          ctx,
+          connection,
+          limits: options.limits ?? {},
+          connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+          startupTimeoutMs: options.startupTimeoutMs ?? 30_000,
+          maxPreparedStatements: options.maxPreparedStatements ?? 10_000,
+          approvals: options.approvals,
+          draining: () => draining,
+          maskStateFor,
+          parserReady: ready,
+          registerCancelKey: (key, s) => cancels.set(key, s),
+          cancelKey: (pid, secret) => {
+            const target = cancels.get(`${pid}:${secret}`);
+            if (target) target.cancel();
+            else
+              ctx.logger.info(
+                { connection: connection.spec.name },
+                "postgres: cancel request for an unknown key ignored",
+              );
+          },
+          onClose: (s) => {
+            sessions.delete(s);
+            const key = s.agentKey;
+            if (key && cancels.get(key) === s) cancels.delete(key);
+          },
+        },
+        socket,
+      );
+      sessions.add(session);
+      session.start(info.head);
+    },
+    async drain() {
+      draining = true;
+      // In-flight statements finish; idle sessions are left for the process exit to close.
+      while ([...sessions].some((s) => !s.idle)) await new Promise((r) => setTimeout(r, 50));
+    },
+  };
+}

@@ -1,0 +1,370 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { BackendFramer, FrontendFramer } from "./framing.ts";
+import {
+  cstr,
+  int16,
+  int32,
+  message,
+  ProtocolError,
+  parseBind,
+  parseErrorFields,
+  parseExecute,
+  parseParse,
+  parseQuery,
+  parseRowDescription,
+  parseTarget,
+  rowsOfTag,
+  SSL_REQUEST,
+  startupMessage,
+  startupPacket,
+  T,
+} from "./protocol.ts";
+import { createMaskState, maskDataRow, planResult, redactNotice } from "./row-masking.ts";
+import { md5Password, ScramClient } from "./scram.ts";
+
+const query = (sql: string) => message(T.Query, cstr(sql));
+const bind = (portal: string, stmt: string, params: (string | null)[], formats: number[] = []) =>
+  message(
+    T.Bind,
+    cstr(portal),
+    cstr(stmt),
+    int16(0),
+    int16(params.length),
+    ...params.flatMap((p) => (p === null ? [int32(-1)] : [int32(Buffer.byteLength(p)), Buffer.from(p)])),
+    int16(formats.length),
+    ...formats.map(int16),
+  );
+
+describe("FrontendFramer", () => {
+  const stream = Buffer.concat([
+    startupPacket(SSL_REQUEST),
+    startupMessage({ user: "u", database: "d" }),
+    query("SELECT 1"),
+    message(T.Parse, cstr("s"), cstr("SELECT $1"), int16(1), int32(23)),
+    bind("", "s", ["1", null]),
+    message(T.Sync),
+  ]);
+
+  function frames(chunks: Buffer[]) {
+    const f = new FrontendFramer();
+    const out: { type: number; raw: string }[] = [];
+    for (const c of chunks) {
+      f.push(c);
+      for (;;) {
+        const fr = f.next();
+        if (!fr) break;
+        out.push({ type: fr.type, raw: fr.raw.toString("hex") });
+        if (fr.type === 0 && fr.payload.readInt32BE(0) === 196608) f.endStartup();
+      }
+    }
+    return out;
+  }
+
+  it("yields the same frames whatever the chunking", () => {
+    const whole = frames([stream]);
+    expect(whole.map((x) => x.type)).toEqual([0, 0, T.Query, T.Parse, T.Bind, T.Sync]);
+    expect(frames([...stream].map((b) => Buffer.from([b])))).toEqual(whole);
+    for (let at = 1; at < stream.length; at++) {
+      expect(frames([stream.subarray(0, at), stream.subarray(at)])).toEqual(whole);
+    }
+  });
+
+  it("returns views of the received bytes when a message lies in one chunk", () => {
+    const f = new FrontendFramer();
+    f.endStartup();
+    const q = query("SELECT 1");
+    f.push(q);
+    const fr = f.next();
+    expect(fr?.raw.buffer).toBe(q.buffer);
+  });
+
+  it("refuses oversized messages from the header alone", () => {
+    const f = new FrontendFramer({ maxQueryBytes: 100, maxMessageBytes: 1000 });
+    f.endStartup();
+    const header = Buffer.from([T.Query, 0, 0, 0, 0]);
+    header.writeInt32BE(200, 1);
+    f.push(header);
+    expect(() => f.next()).toThrow(expect.objectContaining({ code: "54000" }));
+    const g = new FrontendFramer({ maxQueryBytes: 100, maxMessageBytes: 1000 });
+    g.endStartup();
+    const bindHeader = Buffer.from([T.Bind, 0, 0, 0, 0]);
+    bindHeader.writeInt32BE(500, 1);
+    g.push(bindHeader);
+    expect(g.next()).toBeUndefined(); // within the general limit: wait for the body
+  });
+
+  it("refuses invalid lengths", () => {
+    const f = new FrontendFramer();
+    f.push(Buffer.from([0, 0, 0, 7]));
+    expect(() => f.next()).toThrow(ProtocolError);
+    const g = new FrontendFramer();
+    g.endStartup();
+    g.push(Buffer.from([T.Sync, 0, 0, 0, 3]));
+    expect(() => g.next()).toThrow(ProtocolError);
+  });
+
+  it("survives random input without throwing anything but ProtocolError (seeded fuzz)", () => {
+    let seed = 12345;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const parsers = [
+      parseQuery,
+      parseParse,
+      parseBind,
+      (p: Buffer) => parseTarget(p, "Describe"),
+      parseExecute,
+    ];
+    const deadline = Date.now() + 1500;
+    let n = 0;
+    while (Date.now() < deadline) {
+      n++;
+      const base = Buffer.from(stream);
+      for (let i = 0; i < 1 + rnd() * 5; i++) base[Math.floor(rnd() * base.length)] = Math.floor(rnd() * 256);
+      const f = new FrontendFramer({ maxQueryBytes: 4096, maxMessageBytes: 4096 });
+      f.push(base.subarray(0, Math.floor(rnd() * base.length) + 1));
+      try {
+        for (;;) {
+          const fr = f.next();
+          if (!fr) break;
+          if (fr.type === 0) {
+            if (fr.payload.readInt32BE(0) === 196608) f.endStartup();
+            continue;
+          }
+          for (const p of parsers) {
+            try {
+              p(fr.payload);
+            } catch (err) {
+              if (!(err instanceof ProtocolError)) throw err;
+            }
+          }
+        }
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+      }
+    }
+    expect(n).toBeGreaterThan(1000);
+  });
+});
+
+describe("payload readers", () => {
+  it("parse Bind, Parse, Query, Describe, Execute", () => {
+    expect(parseBind(bind("p", "s", ["a", null, ""], [1]).subarray(5))).toEqual({
+      portal: "p",
+      statement: "s",
+      resultFormats: [1],
+    });
+    expect(parseParse(message(T.Parse, cstr("n"), cstr("SELECT 1"), int16(0)).subarray(5))).toEqual({
+      name: "n",
+      query: "SELECT 1",
+    });
+    expect(parseQuery(query("SELECT 'é'").subarray(5))).toBe("SELECT 'é'");
+    expect(parseTarget(Buffer.from("Pportal\0"), "Describe")).toEqual({ kind: "P", name: "portal" });
+    expect(parseExecute(Buffer.concat([cstr("x"), int32(10)]))).toEqual({ portal: "x", maxRows: 10 });
+  });
+  it("refuses trailing bytes after the query string", () => {
+    expect(() => parseQuery(Buffer.from("SELECT 1\0DELETE\0"))).toThrow(/trailing/);
+  });
+  it("refuses invalid UTF-8", () => {
+    expect(() => parseQuery(Buffer.from([0xc3, 0x28, 0]))).toThrow(
+      expect.objectContaining({ code: "22021" }),
+    );
+  });
+  it("reads CommandComplete row counts", () => {
+    expect([
+      rowsOfTag("SELECT 5"),
+      rowsOfTag("INSERT 0 3"),
+      rowsOfTag("UPDATE 2"),
+      rowsOfTag("BEGIN"),
+    ]).toEqual([5, 3, 2, 0]);
+  });
+});
+
+describe("BackendFramer", () => {
+  it("frames typed messages across chunks", () => {
+    const f = new BackendFramer();
+    const bytes = Buffer.concat([
+      message(T.ReadyForQuery, "I"),
+      message(T.CommandComplete, cstr("SELECT 1")),
+    ]);
+    for (const b of bytes) f.push(Buffer.from([b]));
+    expect(f.next()?.type).toBe(T.ReadyForQuery);
+    expect(f.next()?.type).toBe(T.CommandComplete);
+    expect(f.next()).toBeUndefined();
+  });
+});
+
+describe("password authentication", () => {
+  it("SCRAM-SHA-256 matches the RFC 7677 example", async () => {
+    const c = new ScramClient("pencil", "rOprNGfwEbeRWgbNEkqO", "user");
+    expect(c.first().toString()).toBe("n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+    const final = await c.final(
+      "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+    );
+    expect(final.toString()).toBe(
+      "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+    );
+    expect(() => c.verify("v=AAAA")).toThrow(/signature/);
+    c.verify("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    expect(c.verified).toBe(true);
+  });
+  it("SCRAM refuses a server nonce that does not extend ours", async () => {
+    const c = new ScramClient("pencil", "abc");
+    c.first();
+    await expect(c.final("r=xyz,s=AAAA,i=4096")).rejects.toThrow(/nonce/);
+  });
+  it("MD5 is md5(md5(password + user) + salt)", () => {
+    // Computed with PostgreSQL's algorithm (libpq pg_md5_encrypt twice).
+    expect(md5Password("postgres", "secret", Buffer.from([1, 2, 3, 4]))).toMatch(/^md5[0-9a-f]{32}$/);
+    expect(md5Password("u", "p", Buffer.from("salt"))).toBe(md5Password("u", "p", Buffer.from("salt")));
+    expect(md5Password("u", "p", Buffer.from("salt"))).not.toBe(md5Password("u", "p", Buffer.from("tlas")));
+  });
+});
+
+describe("row masking", () => {
+  const state = createMaskState(
+    [{ name: "pii", columns: ["card_number"], detectors: ["email"], strategy: "redact" }],
+    randomBytes(32),
+  );
+  if (!state) throw new Error("no mask state");
+  const cols = [
+    { name: "id", tableOid: 0, attnum: 0, typeOid: 23, format: 0 },
+    { name: "Card_Number", tableOid: 0, attnum: 0, typeOid: 25, format: 0 },
+    { name: "note", tableOid: 0, attnum: 0, typeOid: 25, format: 0 },
+  ];
+  const row = (vals: (string | null)[]) =>
+    message(
+      T.DataRow,
+      int16(vals.length),
+      ...vals.flatMap((v) => (v === null ? [int32(-1)] : [int32(Buffer.byteLength(v)), Buffer.from(v)])),
+    ).subarray(5);
+  const values = (msg: Buffer) => {
+    const out: (string | null)[] = [];
+    let o = 7;
+    const n = msg.readInt16BE(5);
+    for (let i = 0; i < n; i++) {
+      const len = msg.readInt32BE(o);
+      o += 4;
+      if (len < 0) out.push(null);
+      else {
+        out.push(msg.subarray(o, o + len).toString());
+        o += len;
+      }
+    }
+    return out;
+  };
+
+  it("masks named columns whole and detector hits anywhere, keeping NULLs", () => {
+    const plan = planResult(state, cols);
+    const counts: Record<string, number> = {};
+    const out = maskDataRow(
+      state,
+      plan,
+      row(["1", "4111 1111 1111 1111", "mail bob@example.com now"]),
+      counts,
+    );
+    expect(out && values(out)).toEqual([
+      "1",
+      expect.not.stringContaining("4111"),
+      expect.not.stringContaining("bob@"),
+    ]);
+    expect(counts).toEqual({ column: 1, email: 1 });
+    const nulls = maskDataRow(state, plan, row(["2", null, null]), {});
+    expect(nulls).toBeUndefined();
+  });
+
+  it("masks renamed table columns by origin, and computed columns derived from masked ones", () => {
+    const cards = createMaskState(
+      [{ name: "c", columns: ["card_number"], strategy: "redact" }],
+      randomBytes(32),
+    );
+    if (!cards) throw new Error("no state");
+    const origins = new Map([["16400:2", "card_number"]]);
+    const result = [
+      { name: "x", tableOid: 16400, attnum: 2, typeOid: 25, format: 0 }, // card_number AS x
+      { name: "id", tableOid: 16400, attnum: 1, typeOid: 23, format: 0 },
+      { name: "upper", tableOid: 0, attnum: 0, typeOid: 25, format: 0 }, // upper(card_number)
+    ];
+    expect(
+      planResult(cards, result, undefined, { origins, referenced: ["card_number", "id"] }).names,
+    ).toEqual(["card_number", undefined, "card_number"]);
+    expect(planResult(cards, result, undefined, { origins, referenced: ["id"] }).names).toEqual([
+      "card_number",
+      undefined,
+      undefined,
+    ]);
+    expect(planResult(cards, result, undefined, { origins: new Map(), referenced: ["*"] }).names[2]).toBe(
+      "card_number",
+    );
+  });
+
+  it("passes rows without findings through untouched", () => {
+    const plan = planResult(state, [cols[0], cols[2]] as typeof cols);
+    expect(maskDataRow(state, plan, row(["1", "nothing here"]), {})).toBeUndefined();
+  });
+
+  it("refuses binary results on masked columns, allows harmless binary types", () => {
+    expect(planResult(state, cols, [0, 1, 0]).refused).toMatch(/Card_Number/);
+    expect(planResult(state, cols, [1]).refused).toBeDefined();
+    const onlyDate = createMaskState(
+      [{ name: "m", detectors: ["email"], strategy: "redact" }],
+      randomBytes(32),
+    );
+    if (!onlyDate) throw new Error("no state");
+    expect(
+      planResult(onlyDate, [{ name: "d", tableOid: 0, attnum: 0, typeOid: 1082, format: 1 }]).refused,
+    ).toBeUndefined();
+    expect(
+      planResult(onlyDate, [{ name: "n", tableOid: 0, attnum: 0, typeOid: 20, format: 1 }]).refused,
+    ).toBeDefined();
+  });
+
+  it("redacts values echoed by data errors", () => {
+    const err = message(
+      T.ErrorResponse,
+      Buffer.from("S"),
+      cstr("ERROR"),
+      Buffer.from("C"),
+      cstr("22P02"),
+      Buffer.from("M"),
+      cstr('invalid input syntax for type integer: "4111 1111 1111 1111"'),
+      Buffer.from("D"),
+      cstr("Key (email)=(bob@example.com)"),
+      Buffer.from([0]),
+    );
+    const out = redactNotice(state, T.ErrorResponse, err.subarray(5), {});
+    expect(out).toBeDefined();
+    const fields = parseErrorFields((out as Buffer).subarray(5));
+    expect(fields.get("M")).toBe('invalid input syntax for type integer: "[REDACTED]"');
+    expect(fields.get("D")).not.toContain("bob@");
+  });
+
+  it("is off when no rule masks responses", () => {
+    expect(createMaskState([], randomBytes(32))).toBeUndefined();
+    expect(
+      createMaskState(
+        [{ name: "req", detectors: ["email"], strategy: "redact", direction: "request" }],
+        randomBytes(32),
+      ),
+    ).toBeUndefined();
+  });
+
+  it("reads RowDescription", () => {
+    const rd = message(
+      T.RowDescription,
+      int16(1),
+      cstr("a"),
+      int32(1),
+      int16(1),
+      int32(25),
+      int16(-1),
+      int32(-1),
+      int16(0),
+    );
+    expect(parseRowDescription(rd.subarray(5))).toEqual([
+      { name: "a", tableOid: 1, attnum: 1, typeOid: 25, format: 0 },
+    ]);
+  });
+});

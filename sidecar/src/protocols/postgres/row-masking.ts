@@ -1,0 +1,216 @@
+// Masking of result rows (DataRow) by the columns a RowDescription names, and of values that
+// leak through error and notice messages. Values are text format: the server renders them, the
+// masker rewrites them. A binary-format value cannot be scanned, so a binary result on a column
+// that would be masked is refused before any row is sent.
+import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
+import { createMasker, type Masker, type MaskingRule } from "../../masking/index.ts";
+import {
+  buildErrorFields,
+  type Column,
+  decodeLoose,
+  int16,
+  int32,
+  parseErrorFields,
+  Reader,
+  T,
+} from "./protocol.ts";
+
+export interface MaskState {
+  masker: Masker;
+  /** Lower-cased column names masked whole, in rule order. */
+  columns: ReadonlySet<string>;
+  /** Detectors scan every text value. */
+  detectors: boolean;
+}
+
+/** The response-side masking of a connection, or undefined when nothing is masked. */
+export function createMaskState(rules: readonly PolicyMaskingRule[], hashKey: Buffer): MaskState | undefined {
+  const response = rules.filter((r) => (r.direction ?? "response") !== "request");
+  if (response.length === 0) return undefined;
+  const masker = createMasker({
+    rules: response.map(
+      (r): MaskingRule => ({
+        name: r.name,
+        ...(r.detectors ? { detectors: r.detectors } : {}),
+        ...(r.columns ? { columns: r.columns } : {}),
+        strategy: r.strategy,
+      }),
+    ),
+    hashKey,
+  });
+  const columns = new Set(response.flatMap((r) => r.columns ?? []).map((c) => c.toLowerCase()));
+  const detectors = masker.textDetectors.length > 0;
+  if (columns.size === 0 && !detectors) return undefined;
+  return { masker, columns, detectors };
+}
+
+/**
+ * Types whose binary form carries no free text or long digit strings the detectors look for
+ * (booleans, dates and times, UUIDs). Any other binary column is refused when detectors run.
+ */
+const BINARY_SAFE_TYPES = new Set([
+  16, // bool
+  1082, // date
+  1083, // time
+  1114, // timestamp
+  1184, // timestamptz
+  1186, // interval
+  1266, // timetz
+  2950, // uuid
+]);
+
+export interface ResultPlan {
+  /** Per column: the name to mask the value as (a column rule's column, or its own name), or undefined. */
+  names: readonly (string | undefined)[];
+  any: boolean;
+  /** Set when the result must not be sent (a masked column in binary format). */
+  refused?: string;
+}
+
+/** What the session knows beyond the column names. */
+export interface ResultContext {
+  /** `tableOid:attnum` → column name, for table columns that column rules cover (aliases keep their origin). */
+  origins?: ReadonlyMap<string, string>;
+  /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
+  referenced?: readonly string[];
+}
+
+/** Format of column i given Bind's result format codes ([] text, [f] all f, else per column). */
+export function formatOf(formats: readonly number[], i: number): number {
+  if (formats.length === 0) return 0;
+  if (formats.length === 1) return formats[0] as number;
+  return formats[i] ?? 0;
+}
+
+/** The masked column a computed result column is treated as, if the statement references one. */
+export function taintOf(state: MaskState, referenced: readonly string[] | undefined): string | undefined {
+  if (!referenced?.length || state.columns.size === 0) return undefined;
+  for (const c of referenced) if (state.columns.has(c)) return c;
+  return referenced.includes("*") ? (state.columns.values().next().value as string) : undefined;
+}
+
+/**
+ * Which columns of a result are masked, and as what. A column is masked by a column rule when its
+ * name matches, when it comes from a covered table column under another name (RowDescription
+ * keeps the origin through aliases, subqueries and views), or when it is computed (no origin) in
+ * a statement that references a covered column or a whole row. Detectors scan every text column.
+ * `formats`: Bind's result formats when known; otherwise each column's own format code.
+ */
+export function planResult(
+  state: MaskState,
+  columns: readonly Column[],
+  formats?: readonly number[],
+  context: ResultContext = {},
+): ResultPlan {
+  const names: (string | undefined)[] = [];
+  let any = false;
+  let refused: string | undefined;
+  const taint = taintOf(state, context.referenced);
+  columns.forEach((c, i) => {
+    const lower = c.name.toLowerCase();
+    const rule =
+      (state.columns.has(lower) ? c.name : undefined) ??
+      (c.tableOid !== 0 ? context.origins?.get(`${c.tableOid}:${c.attnum}`) : undefined) ??
+      (c.tableOid === 0 ? taint : undefined);
+    const as = rule ?? (state.detectors ? c.name : undefined);
+    const format = formats ? formatOf(formats, i) : c.format;
+    if (as !== undefined && format !== 0 && (rule !== undefined || !BINARY_SAFE_TYPES.has(c.typeOid))) {
+      refused ??= `binary-format results are refused for column "${c.name}", which masking rules cover; request text format (result format code 0) for it`;
+    }
+    names.push(as);
+    any ||= as !== undefined;
+  });
+  return { names, any, ...(refused ? { refused } : {}) };
+}
+
+/** SQL listing the table columns that column rules cover: `tableOid, attnum, attname` rows. */
+export function originsQuery(state: MaskState): string | undefined {
+  if (state.columns.size === 0) return undefined;
+  const names = [...state.columns].map((c) => `'${c.replace(/'/g, "''")}'`).join(", ");
+  return `SELECT attrelid::int8, attnum, lower(attname) FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND lower(attname) IN (${names})`;
+}
+
+/**
+ * A masked DataRow message, or undefined when nothing changed (the original bytes are sent).
+ * `counts` accumulates findings by detector ("column" for whole-column rules).
+ */
+export function maskDataRow(
+  state: MaskState,
+  plan: ResultPlan,
+  payload: Buffer,
+  counts: Record<string, number>,
+): Buffer | undefined {
+  const r = new Reader(payload);
+  const n = r.int16("column count");
+  let parts: Buffer[] | undefined;
+  let lastEnd = 2; // payload offset copied so far
+  let pos = 2;
+  for (let i = 0; i < n; i++) {
+    const len = r.int32("value length");
+    pos += 4;
+    if (len < 0) continue;
+    const value = r.bytes(len, "value");
+    const start = pos;
+    pos += len;
+    const as = plan.names[i];
+    if (as === undefined) continue;
+    const text = decodeLoose(value);
+    const res = state.masker.maskColumn(as, text);
+    if (res.findings.length === 0 || res.value === text) continue;
+    for (const f of res.findings) counts[f.detector] = (counts[f.detector] ?? 0) + 1;
+    const masked = Buffer.from(res.value, "utf8");
+    parts ??= [];
+    parts.push(payload.subarray(lastEnd, start - 4), int32(masked.length), masked);
+    lastEnd = pos;
+  }
+  if (!parts) return undefined;
+  parts.push(payload.subarray(lastEnd));
+  const body = Buffer.concat([int16(n), ...parts]);
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = T.DataRow;
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+// SQLSTATE classes whose messages echo input values: data exceptions ("invalid input syntax for
+// type integer: "4111 1111 1111 1111"") and integrity violations ("Key (email)=(a@b.c) exists").
+const VALUE_ECHO_CLASSES = new Set(["22", "23"]);
+const QUOTED = /"(?:[^"]|"")*"/g;
+
+/**
+ * ErrorResponse/NoticeResponse with values that could bypass masking removed: for data and
+ * integrity errors the detail is dropped and quoted values in the message are redacted; every
+ * text field is passed through the detectors. Undefined when nothing changed.
+ */
+export function redactNotice(
+  state: MaskState,
+  type: number,
+  payload: Buffer,
+  counts: Record<string, number>,
+) {
+  const fields = parseErrorFields(payload);
+  const code = fields.get("C") ?? "";
+  let changed = false;
+  const out = new Map<string, string>();
+  for (const [k, v] of fields) {
+    let value = v;
+    if (VALUE_ECHO_CLASSES.has(code.slice(0, 2))) {
+      if (k === "D") {
+        value = "detail withheld by Airlock: it may contain masked values";
+      } else if (k === "M") {
+        value = value.replace(QUOTED, '"[REDACTED]"');
+      }
+    }
+    if (k === "M" || k === "D" || k === "H" || k === "W" || k === "q") {
+      const r = state.masker.maskText(value);
+      if (r.findings.length) {
+        value = r.text;
+        for (const f of r.findings) counts[f.detector] = (counts[f.detector] ?? 0) + 1;
+      }
+    }
+    if (value !== v) changed = true;
+    out.set(k, value);
+  }
+  return changed ? buildErrorFields(type, out) : undefined;
+}

@@ -1,0 +1,158 @@
+// A second cache key: the statement text with its numeric literals replaced by NUL (a character a
+// query cannot contain). `WHERE aid = 17` and `WHERE aid = 42` share a key, so a workload that
+// varies only numbers is parsed once per shape.
+//
+// Soundness rests on two things:
+// 1. This lexer finds numeric literals exactly where PostgreSQL's does (with
+//    standard_conforming_strings on, which the sidecar forces and never lets the agent change):
+//    digits inside identifiers (`t1`), parameters (`$1`), strings ('', E'', U&'', $tag$...$tag$),
+//    quoted identifiers and comments are left alone. Any construct it is unsure of (an
+//    unterminated string or comment) yields no key, i.e. no sharing.
+// 2. Only classifications that never looked at a literal value are shared (classify.ts tracks
+//    that: SET values, EXPLAIN option values, nextval names, DO bodies all read literals).
+// Two texts with the same key differ only in the digits of numeric literals, and a
+// classification that did not read literals cannot depend on them.
+
+const isDigit = (c: number) => c >= 48 && c <= 57;
+
+/** Characters that continue an identifier (PostgreSQL: letters, digits, _, $, and any non-ASCII). */
+function isIdentChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || isDigit(c) || c === 95 || c === 36 || c >= 0x80;
+}
+
+function isIdentStart(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 0x80;
+}
+
+/** End index (exclusive) of a quoted token starting at i (quote char q, doubled to escape), or -1. */
+function skipQuoted(s: string, i: number, q: number, backslash: boolean): number {
+  let j = i + 1;
+  const n = s.length;
+  while (j < n) {
+    const c = s.charCodeAt(j);
+    if (backslash && c === 92) {
+      j += 2;
+      continue;
+    }
+    if (c === q) {
+      if (s.charCodeAt(j + 1) === q) {
+        j += 2;
+        continue;
+      }
+      return j + 1;
+    }
+    j++;
+  }
+  return -1;
+}
+
+/** `text` with numeric literals replaced by "\0", or undefined (no literal, or not sure). */
+export function numericShape(s: string): string | undefined {
+  const n = s.length;
+  let out = "";
+  let last = 0;
+  let replaced = false;
+  let i = 0;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    const next = s.charCodeAt(i + 1);
+    const prev = i > 0 ? s.charCodeAt(i - 1) : 32;
+    if (c === 45 && next === 45) {
+      // -- comment to end of line
+      let j = i + 2;
+      while (j < n && s.charCodeAt(j) !== 10 && s.charCodeAt(j) !== 13) j++;
+      i = j;
+      continue;
+    }
+    if (c === 47 && next === 42) {
+      // /* nested */ comment
+      let depth = 1;
+      let j = i + 2;
+      while (j < n && depth > 0) {
+        const d = s.charCodeAt(j);
+        if (d === 47 && s.charCodeAt(j + 1) === 42) {
+          depth++;
+          j += 2;
+        } else if (d === 42 && s.charCodeAt(j + 1) === 47) {
+          depth--;
+          j += 2;
+        } else j++;
+      }
+      if (depth > 0) return undefined;
+      i = j;
+      continue;
+    }
+    if (c === 34) {
+      const j = skipQuoted(s, i, 34, false);
+      if (j < 0) return undefined;
+      i = j;
+      continue;
+    }
+    if (c === 39) {
+      // E'...' (backslash escapes) when E starts a token; every other string: '' only.
+      const e = (prev === 69 || prev === 101) && !(i > 1 && isIdentChar(s.charCodeAt(i - 2)));
+      const j = skipQuoted(s, i, 39, e);
+      if (j < 0) return undefined;
+      i = j;
+      continue;
+    }
+    if (c === 36) {
+      if (isIdentChar(prev)) {
+        i++;
+        continue;
+      }
+      if (isDigit(next)) {
+        // $n parameter
+        let j = i + 1;
+        while (j < n && isDigit(s.charCodeAt(j))) j++;
+        i = j;
+        continue;
+      }
+      // $tag$ ... $tag$
+      let j = i + 1;
+      if (j < n && isIdentStart(s.charCodeAt(j))) {
+        j++;
+        while (j < n && isIdentChar(s.charCodeAt(j)) && s.charCodeAt(j) !== 36) j++;
+      }
+      if (s.charCodeAt(j) === 36) {
+        const tag = s.slice(i, j + 1);
+        const end = s.indexOf(tag, j + 1);
+        if (end < 0) return undefined;
+        i = end + tag.length;
+        continue;
+      }
+      i++;
+      continue;
+    }
+    if ((isDigit(c) || (c === 46 && isDigit(next))) && !isIdentChar(prev) && prev !== 46) {
+      let j = i;
+      while (j < n && (isDigit(s.charCodeAt(j)) || s.charCodeAt(j) === 95)) j++;
+      if (s.charCodeAt(j) === 46 && s.charCodeAt(j + 1) !== 46) {
+        j++;
+        while (j < n && (isDigit(s.charCodeAt(j)) || s.charCodeAt(j) === 95)) j++;
+      }
+      const e = s.charCodeAt(j);
+      if (e === 101 || e === 69) {
+        let k = j + 1;
+        if (s.charCodeAt(k) === 43 || s.charCodeAt(k) === 45) k++;
+        if (isDigit(s.charCodeAt(k))) {
+          while (k < n && isDigit(s.charCodeAt(k))) k++;
+          j = k;
+        }
+      }
+      // Trailing identifier characters make it something else (junk or a hex/octal literal): leave it.
+      if (j < n && isIdentChar(s.charCodeAt(j))) {
+        i = j;
+        continue;
+      }
+      out += `${s.slice(last, i)}\0`;
+      last = j;
+      replaced = true;
+      i = j;
+      continue;
+    }
+    i++;
+  }
+  if (!replaced) return undefined;
+  return out + s.slice(last);
+}

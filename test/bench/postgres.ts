@@ -1,0 +1,345 @@
+// PostgreSQL rows of `npm run bench`: pgbench against the server directly, through PgBouncer
+// (Debian), and through the Airlock PostgreSQL guard (classification, policy, audit, credential
+// injection; and once more with masking rules on), side by side in one run.
+//
+//   import { benchPostgres } from "./postgres.ts";
+//   const r = await benchPostgres({ seconds: 8, clients: 8, log });   // r.rows, r.sidecarRssMb
+//
+// Run alone: `node test/bench/postgres.ts [--seconds 5] [--clients 8] [--scale 5]` prints a table.
+//
+// Workloads: `select-only` is `pgbench -S` (one SELECT per transaction, simple protocol: every
+// statement text differs, so the classifier parses each one); `select-only prepared` is
+// `pgbench -S -M prepared` (parsed once per connection); `tpcb-like` is pgbench's default mixed
+// read/write transaction. Connections are made once per client (no -C): the steady state of an
+// agent's session. The guard runs in its own Node process, as in a pod, writing its audit log
+// (one JSON line per statement) to /dev/null.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { chownSync, readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import type { AgentAccessPolicy } from "../../api/src/index.ts";
+import { createAuditSink } from "../../sidecar/src/audit/sink.ts";
+import {
+  freePort,
+  nonRootAccount,
+  PG_BIN_DIR,
+  type PgUser,
+  type PostgresServer,
+  startPostgres,
+} from "../harness/postgres.ts";
+import { pgPolicy, startGuard } from "../postgres/support.ts";
+
+export interface PgbenchResult {
+  tps: number;
+  latencyMs: number;
+  transactions: number;
+  failed: number;
+}
+
+export interface PostgresBenchRow {
+  workload: string;
+  path: string;
+  result: PgbenchResult;
+}
+
+export interface PostgresBench {
+  rows: PostgresBenchRow[];
+  sidecarRssMb: number;
+  /** Per workload: sidecar TPS ÷ PgBouncer TPS, and ÷ direct. */
+  ratios: { workload: string; path: string; vsPgbouncer: number; vsDirect: number; addedLatencyMs: number }[];
+}
+
+/** Runs pgbench; `env` carries PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE. */
+export function pgbench(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 300_000,
+): Promise<PgbenchResult & { output: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      join(PG_BIN_DIR, "pgbench"),
+      args,
+      { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const output = `${stdout}\n${stderr}`;
+        const tps = Number(/tps = ([\d.]+)/.exec(output)?.[1] ?? Number.NaN);
+        if (err && Number.isNaN(tps)) {
+          reject(new Error(`pgbench ${args.join(" ")} failed: ${err.message}\n${output}`));
+          return;
+        }
+        resolve({
+          tps,
+          latencyMs: Number(/latency average = ([\d.]+) ms/.exec(output)?.[1] ?? Number.NaN),
+          transactions: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? 0),
+          failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? 0),
+          output,
+        });
+      },
+    );
+  });
+}
+
+export interface Pgbouncer {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** PgBouncer (transaction pooling) in front of `pg`, logging in upstream as `user`. */
+export async function startPgbouncer(pg: PostgresServer, user: PgUser, poolSize = 8): Promise<Pgbouncer> {
+  const dir = await mkdtemp(join(tmpdir(), "airlock-pgbouncer-"));
+  const port = await freePort();
+  const ini = join(dir, "pgbouncer.ini");
+  await writeFile(
+    ini,
+    `[databases]
+${pg.database} = host=127.0.0.1 port=${pg.port} dbname=${pg.database} user=${user.user} password=${user.password}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = ${poolSize}
+max_client_conn = 200
+logfile = ${join(dir, "pgbouncer.log")}
+pidfile = ${join(dir, "pgbouncer.pid")}
+ignore_startup_parameters = extra_float_digits,options
+`,
+  );
+  // PgBouncer refuses to run as root: use the account the harness runs PostgreSQL as.
+  const account = nonRootAccount();
+  if (account) {
+    chownSync(dir, account.uid, account.gid);
+    chownSync(ini, account.uid, account.gid);
+  }
+  const child: ChildProcess = spawn("pgbouncer", [ini], {
+    stdio: ["ignore", "ignore", "pipe"],
+    ...(account ? { uid: account.uid, gid: account.gid } : {}),
+  });
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${stderr}`);
+    try {
+      await pgbench(["-S", "-t", "1", "-n", pg.database], {
+        PGHOST: "127.0.0.1",
+        PGPORT: String(port),
+        PGUSER: user.user,
+      });
+      break;
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new Error(`pgbouncer did not come up: ${(err as Error).message}\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    port,
+    async stop() {
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGINT");
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const BENCH_RULES: AgentAccessPolicy["spec"]["rules"] = [
+  { name: "no-ddl", action: "deny", match: { sql: { statements: ["create", "alter", "drop", "truncate"] } } },
+  {
+    name: "bench",
+    action: "allow",
+    match: { sql: { statements: ["read", "write", "transaction", "set"], tables: ["pgbench_*"] } },
+  },
+  { name: "session", action: "allow", match: { sql: { statements: ["transaction", "set", "show"] } } },
+];
+const BENCH_MASKING: AgentAccessPolicy["spec"]["masking"] = [
+  { name: "pii", columns: ["card_number", "email"], detectors: ["email", "creditCard"], strategy: "partial" },
+];
+
+interface ServeConfig {
+  policy: AgentAccessPolicy;
+  credential: PgUser;
+}
+
+/** Child-process mode: serve the guard and print its port. */
+async function serve(config: ServeConfig) {
+  const audit = createAuditSink(
+    pino({ level: "info", base: undefined }, pino.destination({ dest: "/dev/null", sync: false })),
+  );
+  const g = await startGuard(config.policy, {
+    credential: config.credential,
+    keepAudit: false,
+    audit: (e) => audit.emit(e),
+    logLevel: "warn",
+  });
+  process.stdout.write(`${g.port}\n`);
+  process.on("SIGTERM", () => {
+    g.close().finally(() => process.exit(0));
+  });
+}
+
+async function spawnGuard(config: ServeConfig): Promise<{ port: number; pid: number; stop(): void }> {
+  const file = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [file, "--serve", JSON.stringify(config)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /^(\d+)\n/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`bench guard exited with ${code}`)));
+  });
+  return { port, pid: child.pid ?? 0, stop: () => child.kill("SIGTERM") };
+}
+
+function rssMb(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+export async function benchPostgres(opts: {
+  seconds: number;
+  clients: number;
+  scale?: number;
+  log: (s: string) => void;
+}): Promise<PostgresBench> {
+  const pg = await startPostgres({ settings: { max_connections: 300 } });
+  const cleanup: (() => Promise<void> | void)[] = [() => pg.stop()];
+  try {
+    opts.log(`  postgres: pgbench -i -s ${opts.scale ?? 5}`);
+    await pg.initPgbench(opts.scale ?? 5);
+    const user = pg.users.scram;
+    const bouncer = await startPgbouncer(pg, user, Math.max(2, opts.clients));
+    cleanup.push(() => bouncer.stop());
+    const plain = await spawnGuard({ policy: pgPolicy(pg, { rules: BENCH_RULES }), credential: user });
+    cleanup.push(() => plain.stop());
+    const masked = await spawnGuard({
+      policy: pgPolicy(pg, { rules: BENCH_RULES, masking: BENCH_MASKING }),
+      credential: user,
+    });
+    cleanup.push(() => masked.stop());
+
+    const paths: [string, NodeJS.ProcessEnv][] = [
+      [
+        "direct",
+        { PGHOST: "127.0.0.1", PGPORT: String(pg.port), PGUSER: user.user, PGPASSWORD: user.password },
+      ],
+      ["pgbouncer", { PGHOST: "127.0.0.1", PGPORT: String(bouncer.port), PGUSER: user.user }],
+      ["sidecar", { PGHOST: "127.0.0.1", PGPORT: String(plain.port), PGUSER: "agent" }],
+      ["sidecar + masking", { PGHOST: "127.0.0.1", PGPORT: String(masked.port), PGUSER: "agent" }],
+    ];
+    const workloads: [string, string[]][] = [
+      ["select-only", ["-S"]],
+      ["select-only prepared", ["-S", "-M", "prepared"]],
+      ["tpcb-like", []],
+    ];
+    const threads = Math.min(2, opts.clients);
+    const rows: PostgresBenchRow[] = [];
+    for (const [workload, args] of workloads) {
+      for (const [path, env] of paths) {
+        opts.log(`  postgres: ${workload} via ${path} (${opts.seconds}s, ${opts.clients} clients)`);
+        // A short warm-up (JIT, caches), then the measured run.
+        await pgbench(
+          [...args, "-n", "-c", String(opts.clients), "-j", String(threads), "-T", "1", pg.database],
+          env,
+        );
+        const r = await pgbench(
+          [
+            ...args,
+            "-n",
+            "-c",
+            String(opts.clients),
+            "-j",
+            String(threads),
+            "-T",
+            String(opts.seconds),
+            pg.database,
+          ],
+          env,
+        );
+        rows.push({
+          workload,
+          path,
+          result: { tps: r.tps, latencyMs: r.latencyMs, transactions: r.transactions, failed: r.failed },
+        });
+      }
+    }
+    const sidecarRssMb = Math.max(rssMb(plain.pid), rssMb(masked.pid));
+    const ratios: PostgresBench["ratios"] = [];
+    for (const [workload] of workloads) {
+      const of = (p: string) => rows.find((r) => r.workload === workload && r.path === p)?.result;
+      const direct = of("direct");
+      const bouncerR = of("pgbouncer");
+      for (const p of ["sidecar", "sidecar + masking"]) {
+        const s = of(p);
+        if (!direct || !bouncerR || !s) continue;
+        ratios.push({
+          workload,
+          path: p,
+          vsPgbouncer: s.tps / bouncerR.tps,
+          vsDirect: s.tps / direct.tps,
+          addedLatencyMs: s.latencyMs - direct.latencyMs,
+        });
+      }
+    }
+    return { rows, sidecarRssMb, ratios };
+  } finally {
+    for (const c of cleanup.reverse()) await c();
+  }
+}
+
+/** Markdown table for the report. */
+export function formatPostgresBench(b: PostgresBench, opts: { seconds: number; clients: number }): string {
+  const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+  const out = [
+    `PostgreSQL pgbench, ${opts.clients} clients × ${opts.seconds}s each (sidecar RSS after load: ${fmt(b.sidecarRssMb, 0)} MB)`,
+    "| workload | path | TPS | × direct | × PgBouncer | latency ms | added ms | failed |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const r of b.rows) {
+    const direct = b.rows.find((x) => x.workload === r.workload && x.path === "direct")?.result;
+    const bouncer = b.rows.find((x) => x.workload === r.workload && x.path === "pgbouncer")?.result;
+    out.push(
+      `| ${r.workload} | ${r.path} | ${fmt(r.result.tps, 0)} | ${fmt(direct ? r.result.tps / direct.tps : Number.NaN)} | ${fmt(bouncer ? r.result.tps / bouncer.tps : Number.NaN)} | ${fmt(r.result.latencyMs, 3)} | ${fmt(direct ? r.result.latencyMs - direct.latencyMs : Number.NaN, 3)} | ${r.result.failed} |`,
+    );
+  }
+  return out.join("\n");
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      serve: { type: "string" },
+      seconds: { type: "string", default: "5" },
+      clients: { type: "string", default: "8" },
+      scale: { type: "string", default: "5" },
+    },
+  });
+  if (values.serve) {
+    await serve(JSON.parse(values.serve) as ServeConfig);
+  } else {
+    const seconds = Number(values.seconds);
+    const clients = Number(values.clients);
+    const b = await benchPostgres({
+      seconds,
+      clients,
+      scale: Number(values.scale),
+      log: (s) => process.stderr.write(`${s}\n`),
+    });
+    process.stdout.write(`${formatPostgresBench(b, { seconds, clients })}\n`);
+  }
+}

@@ -1,0 +1,288 @@
+// Masking of result rows through the PostgreSQL guard: by column name and by detector, in the
+// simple and the extended protocol (including prepared statements run again and again), binary
+// results on masked columns refused, values echoed by errors redacted, COPY TO refused.
+import { execFile } from "node:child_process";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import {
+  bindMessage,
+  describeMessage,
+  errorOf,
+  executeMessage,
+  parseMessage,
+  RawClient,
+  rowValues,
+  syncMessage,
+} from "./raw-client.ts";
+import { type GuardedPostgres, type PolicyOptions, pgPolicy, startGuard } from "./support.ts";
+
+let server: PostgresServer;
+const guards: GuardedPostgres[] = [];
+const CARD = "4111 1111 1111 1111";
+/** node-postgres asks for binary results with `binary: true` (missing from @types/pg). */
+const BINARY: pg.ClientConfig & { binary: boolean } = { binary: true };
+
+beforeAll(async () => {
+  server = await startPostgres();
+  await server.sql(`
+    CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card_number text, note text, signup date);
+    INSERT INTO customers VALUES
+      (1, 'Ann', 'ann@example.com', '${CARD}', 'call me at ann.b@example.org', '2024-01-02'),
+      (2, 'Bob', 'bob@example.net', '5500 0000 0000 0004', NULL, '2024-03-04');
+    GRANT SELECT ON customers TO airlock_scram;
+  `);
+});
+
+afterAll(async () => {
+  for (const g of guards) await g.close();
+  await server?.stop();
+});
+
+const READ: PolicyOptions["rules"] = [
+  { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
+];
+
+async function guard(masking: PolicyOptions["masking"]) {
+  const g = await startGuard(pgPolicy(server, { rules: READ, masking }), { credential: server.users.scram });
+  guards.push(g);
+  return g;
+}
+
+async function client(g: GuardedPostgres, config: pg.ClientConfig = {}) {
+  const c = new pg.Client({ host: "127.0.0.1", port: g.port, user: "agent", database: "airlock", ...config });
+  await c.connect();
+  return c;
+}
+
+const COLUMNS_AND_EMAIL: PolicyOptions["masking"] = [
+  { name: "cards", columns: ["card_number"], strategy: "partial" },
+  { name: "emails", detectors: ["email"], strategy: "redact" },
+];
+
+describe("result masking", () => {
+  it("simple protocol: columns by name, detectors on every text value", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await client(g);
+    try {
+      const r = await c.query(
+        'SELECT id, name, email, card_number AS "CARD_NUMBER", note FROM customers ORDER BY id',
+      );
+      const [ann, bob] = r.rows;
+      expect(ann.name).toBe("Ann");
+      expect(ann.email).not.toContain("ann@example.com");
+      expect(ann.CARD_NUMBER).toMatch(/1111$/);
+      expect(ann.CARD_NUMBER).not.toContain("4111");
+      expect(ann.note).toMatch(/^call me at /);
+      expect(ann.note).not.toContain("ann.b@example.org");
+      expect(bob.note).toBeNull();
+    } finally {
+      await c.end();
+    }
+    const event = g.audit.at(-1);
+    expect(event?.masked).toEqual({ column: 2, email: 3 });
+    const m = await g.metrics.registry.getSingleMetricAsString("airlock_masked_values_total");
+    expect(m).toMatch(/detector="email"\} 3/);
+  });
+
+  it("extended protocol and prepared statements executed repeatedly", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await client(g);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await c.query({
+          name: "one",
+          text: "SELECT card_number, email FROM customers WHERE id = $1",
+          values: [1],
+        });
+        expect(r.rows[0].card_number).not.toContain("4111");
+        expect(r.rows[0].email).not.toContain("@example.com");
+      }
+      const r = await c.query("SELECT upper(email) AS e FROM customers WHERE id = $1", [2]);
+      expect(r.rows[0].e).not.toContain("BOB@EXAMPLE.NET");
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("aliases, subqueries, expressions and whole-row values cannot unmask a column", async () => {
+    const g = await guard([{ name: "cards", columns: ["card_number"], strategy: "redact" }]);
+    const c = await client(g);
+    try {
+      for (const sql of [
+        "SELECT card_number AS x FROM customers WHERE id = 1",
+        "SELECT x FROM (SELECT card_number AS x FROM customers) s LIMIT 1",
+        "WITH s AS (SELECT card_number AS y FROM customers WHERE id = 1) SELECT y FROM s",
+        "SELECT upper(card_number) AS u FROM customers WHERE id = 1",
+        "SELECT card_number || '' AS v FROM customers WHERE id = 1",
+        "SELECT row_to_json(c)::text AS j FROM customers c WHERE id = 1",
+        "SELECT c::text AS r FROM customers c WHERE id = 1",
+      ]) {
+        const r = await c.query(sql);
+        expect({ sql, value: JSON.stringify(r.rows[0]) }).toEqual({
+          sql,
+          value: expect.not.stringContaining("4111"),
+        });
+      }
+      // Unrelated columns and aggregates stay readable.
+      expect(
+        (await c.query("SELECT id, name, count(*) OVER () AS n FROM customers WHERE id = 1")).rows,
+      ).toEqual([{ id: 1, name: "Ann", n: "1" }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("psql sees masked values", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const out = await new Promise<string>((resolve) =>
+      execFile(
+        "psql",
+        ["-X", "-A", "-t", g.url(), "-c", "SELECT card_number, email FROM customers WHERE id = 1"],
+        (_e, stdout, stderr) => resolve(stdout + stderr),
+      ),
+    );
+    expect(out).not.toContain("4111");
+    expect(out).not.toContain("ann@example.com");
+  });
+
+  it("an Execute without a Describe is still masked (the sidecar describes for itself)", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await RawClient.connect(g.port);
+    try {
+      await c.startup();
+      await c.write(
+        Buffer.concat([
+          parseMessage("s", "SELECT card_number FROM customers WHERE id = $1"),
+          bindMessage("", "s", ["1"]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await c.until("Z");
+      expect(msgs.map((m) => m.type).join("")).toBe("12DCZ");
+      expect(msgs[2]?.payload.toString()).not.toContain("4111");
+    } finally {
+      c.close();
+    }
+  });
+
+  it("pipelined unnamed statements with different columns are each masked by their own columns", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await RawClient.connect(g.port);
+    try {
+      await c.startup();
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "SELECT name, card_number FROM customers WHERE id = 1"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          parseMessage("", "SELECT card_number AS name, name AS card_number FROM customers WHERE id = 2"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await c.until("Z");
+      expect(msgs.map((m) => m.type).join("")).toBe("12DC12DCZ");
+      const rows = msgs.filter((m) => m.type === "D").map(rowValues);
+      expect(rows[0]?.[0]).toBe("Ann");
+      expect(rows[0]?.[1]).not.toContain("4111");
+      // Renamed columns: masked by where they come from, and by the name they carry.
+      expect(rows[1]?.[0]).not.toContain("5500");
+      expect(rows[1]?.[1]).not.toBe("Bob");
+    } finally {
+      c.close();
+    }
+  });
+
+  it("binary-format results on a masked column are refused; other columns may be binary", async () => {
+    const g = await guard([{ name: "cards", columns: ["card_number"], strategy: "redact" }]);
+    const c = await client(g, BINARY);
+    try {
+      await expect(c.query("SELECT card_number FROM customers WHERE id = $1", [1])).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/binary-format results are refused for column "card_number"/),
+      });
+      const ok = await c.query("SELECT id FROM customers WHERE id = $1", [2]);
+      expect(ok.rows.length).toBe(1);
+    } finally {
+      await c.end();
+    }
+    // Raw: a named statement described first, then bound with binary results.
+    const r = await RawClient.connect(g.port);
+    try {
+      await r.startup();
+      await r.write(
+        Buffer.concat([
+          parseMessage("s", "SELECT name, card_number FROM customers"),
+          describeMessage("S", "s"),
+          bindMessage("", "s", [], [0, 1]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await r.until("Z");
+      expect(msgs.map((m) => m.type).join("")).toBe("1tTEZ");
+      expect(errorOf(msgs[3])?.code).toBe("42501");
+      expect(msgs.some((m) => m.type === "D")).toBe(false);
+    } finally {
+      r.close();
+    }
+  });
+
+  it("with detectors on, binary text columns are refused but binary dates pass", async () => {
+    const g = await guard([{ name: "emails", detectors: ["email"], strategy: "redact" }]);
+    const c = await client(g, BINARY);
+    try {
+      await expect(c.query("SELECT note FROM customers WHERE id = $1", [1])).rejects.toMatchObject({
+        code: "42501",
+      });
+      const ok = await c.query("SELECT signup FROM customers WHERE id = $1", [1]);
+      expect(ok.rows.length).toBe(1);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("values echoed by errors are redacted", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await client(g);
+    try {
+      const err = await c.query("SELECT card_number::int FROM customers WHERE id = 1").then(
+        () => undefined,
+        (e: { code: string; message: string }) => e,
+      );
+      expect(err?.code).toBe("22P02");
+      expect(err?.message).not.toContain("4111");
+      expect(err?.message).toMatch(/\[REDACTED\]/);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("COPY TO and binary cursors are refused while masking applies", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const c = await client(g);
+    try {
+      await expect(c.query("COPY customers TO STDOUT")).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/COPY \.\.\. TO is refused/),
+      });
+      await c.query("BEGIN");
+      await expect(
+        c.query("DECLARE cur BINARY CURSOR FOR SELECT card_number FROM customers"),
+      ).rejects.toMatchObject({
+        code: "42501",
+      });
+      await c.query("ROLLBACK");
+      await c.query("BEGIN");
+      await c.query("DECLARE cur CURSOR FOR SELECT card_number FROM customers ORDER BY id");
+      const fetched = await c.query("FETCH 1 FROM cur");
+      expect(fetched.rows[0].card_number).not.toContain("4111");
+      await c.query("COMMIT");
+    } finally {
+      await c.end();
+    }
+  });
+});
