@@ -7,6 +7,8 @@ const commands: Record<string, () => Promise<Command>> = {
   policy: async () => (await import("./commands/policy.ts")).command,
   mask: async () => (await import("./commands/mask.ts")).command,
   inject: async () => (await import("./commands/inject.ts")).command,
+  sessions: async () => (await import("./commands/sessions.ts")).command,
+  approvals: async () => (await import("./commands/kubectl-airlock.ts")).command,
   sidecar: async () => (await import("./commands/sidecar.ts")).command,
   version: async () => (await import("./commands/version.ts")).command,
 };
@@ -22,6 +24,8 @@ export function usage(): string {
     "  policy     test what a policy decides: airlock policy test --help",
     "  mask       mask JSON or text from stdin as the sidecar would",
     "  inject     print a Pod or workload as the injector would mutate it",
+    "  sessions   list and replay recorded agent sessions (SSH, SQL, HTTP)",
+    "  approvals  list, show, approve and deny access requests (also `kubectl airlock`)",
     "  sidecar    run the enforcement proxy (the image's airlock-sidecar)",
     "  version    print the version",
     "",

@@ -1,0 +1,134 @@
+// Just-in-time approvals: the ApprovalGate guards call, over AccessRequests in Kubernetes or, in
+// standalone mode, a local store decided through the admin API. `setupApprovals` is what the
+// sidecar composition (app.ts) calls.
+import { join } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Route } from "../admin/server.ts";
+import type { SidecarContext } from "../runtime/context.ts";
+import { approvalRoutes } from "./admin.ts";
+import { createKubernetesStore } from "./kubernetes-store.ts";
+import { createLocalStore } from "./local-store.ts";
+import { createApprovalMetrics } from "./metrics.ts";
+import { createWebhookNotifier, webhookUrlsFromEnv } from "./notify.ts";
+import { type ApprovalService, createApprovalService } from "./service.ts";
+import { admissionPolicyCheck } from "./trust.ts";
+
+export { approvalRoutes } from "./admin.ts";
+export {
+  type ApprovalGate,
+  type ApprovalInput,
+  type ApprovalMode,
+  type ApprovalOutcome,
+  type ApprovalProtocol,
+  type ApprovalSettings,
+  type ApprovalStatus,
+  approvalSettings,
+  NO_REQUEST,
+  summarizeOperation,
+} from "./gate.ts";
+export {
+  apiMessage,
+  createKubernetesStore,
+  type KubernetesStoreOptions,
+  PLURAL,
+} from "./kubernetes-store.ts";
+export {
+  createLocalStore,
+  type LocalApprovalStore,
+  type LocalDecision,
+  type LocalStoreOptions,
+} from "./local-store.ts";
+export { type ApprovalMetrics, createApprovalMetrics } from "./metrics.ts";
+export {
+  createWebhookNotifier,
+  type Notice,
+  type Notifier,
+  noticeText,
+  webhookUrlsFromEnv,
+} from "./notify.ts";
+export { type Assessment, assess, LABELS, MANAGED_BY } from "./request.ts";
+export {
+  type ApprovalService,
+  type ApprovalServiceOptions,
+  createApprovalService,
+  type GrantInfo,
+} from "./service.ts";
+export { type ApprovalStore, ConflictError, RejectedError } from "./store.ts";
+export { ADMISSION_POLICY_NAME, admissionPolicyCheck } from "./trust.ts";
+
+export interface ApprovalsSetupOptions {
+  ctx: SidecarContext;
+  /** Kubernetes mode: AccessRequests in the pod's namespace through this config. Absent: local store. */
+  kubeConfig?: KubeConfig;
+  /** Standalone: persist requests here (default: AIRLOCK_APPROVALS_FILE, else memory only). */
+  storeFile?: string;
+  /** Webhook URLs for notifications (default: AIRLOCK_APPROVAL_WEBHOOKS). */
+  webhooks?: readonly string[];
+  /** The pod's UID (default: AIRLOCK_POD_UID). */
+  podUid?: string;
+  /** Check that the admission policy is installed before trusting approvals (Kubernetes; default true). */
+  verifyAdmissionPolicy?: boolean;
+  /** The admin API's base URL, for the standalone "how to approve" hint. */
+  adminUrl?: () => string | undefined;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ApprovalsSetup {
+  gate: ApprovalService;
+  /** Admin routes (`/approvals`). */
+  routes: Route[];
+  close(): Promise<void>;
+}
+
+export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
+  const env = opts.env ?? process.env;
+  const { ctx } = opts;
+  const logger = ctx.logger.child({ component: "approvals" });
+  const urls = opts.webhooks ?? webhookUrlsFromEnv(env);
+  const podUid = opts.podUid ?? env.AIRLOCK_POD_UID;
+  const notifier = urls.length ? createWebhookNotifier({ urls, logger }) : undefined;
+  const metrics = createApprovalMetrics(ctx.metrics.registry);
+  const common = {
+    workload: ctx.workload,
+    hashKey: ctx.hashKey,
+    logger,
+    metrics,
+    ...(notifier ? { notifier } : {}),
+    ...(podUid ? { podUid } : {}),
+  };
+  let gate: ApprovalService;
+  if (opts.kubeConfig) {
+    const store = createKubernetesStore({
+      kubeConfig: opts.kubeConfig,
+      namespace: ctx.workload.namespace,
+      podName: ctx.workload.podName,
+      logger,
+    });
+    gate = createApprovalService({
+      ...common,
+      store,
+      ...(opts.verifyAdmissionPolicy === false
+        ? {}
+        : { verifyTrust: admissionPolicyCheck(opts.kubeConfig, logger) }),
+    });
+  } else {
+    const file = opts.storeFile ?? env.AIRLOCK_APPROVALS_FILE;
+    const store = createLocalStore({ namespace: ctx.workload.namespace, ...(file ? { file } : {}) });
+    gate = createApprovalService({
+      ...common,
+      store,
+      approveHint: (name) => {
+        const url = opts.adminUrl?.();
+        return `kubectl airlock approve ${name}${url ? ` --sidecar ${url}` : ""}`;
+      },
+    });
+  }
+  return {
+    gate,
+    routes: [approvalRoutes(gate)],
+    close: () => gate.close(),
+  };
+}
+
+/** Default file for a standalone store under a directory (e.g. the demo's temp dir). */
+export const approvalsFileIn = (dir: string) => join(dir, "approvals.json");

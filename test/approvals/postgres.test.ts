@@ -1,0 +1,108 @@
+// A DELETE through the real PostgreSQL guard (a real PostgreSQL behind it) waits on the approval
+// service and runs once approved with the real plugin. The store here is the standalone one behind
+// the sidecar's admin routes: the guard's test support pins the workload to namespace `agents`,
+// which the Kubernetes suite (kubernetes.test.ts) cannot use with a real service-account token.
+
+import pg from "pg";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAdminServer } from "../../sidecar/src/admin/server.ts";
+import {
+  approvalRoutes,
+  createApprovalMetrics,
+  createApprovalService,
+  createLocalStore,
+} from "../../sidecar/src/approvals/index.ts";
+import { createMetrics } from "../../sidecar/src/telemetry/metrics.ts";
+import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { type GuardedPostgres, pgPolicy, startGuard, WORKLOAD } from "../postgres/support.ts";
+import { plugin } from "./cluster.ts";
+
+let server: PostgresServer;
+let guard: GuardedPostgres;
+let admin: { port: number; close(): Promise<void> };
+const store = createLocalStore({ namespace: "agents" });
+const gate = createApprovalService({
+  store,
+  workload: WORKLOAD,
+  logger: pino({ level: "silent" }),
+  metrics: createApprovalMetrics(new Registry()),
+});
+
+beforeAll(async () => {
+  server = await startPostgres();
+  await server.sql(`
+    CREATE TABLE sink (a int, b text);
+    INSERT INTO sink VALUES (1, 'one'), (2, 'two');
+    GRANT ALL ON sink TO airlock_scram;
+  `);
+  guard = await startGuard(
+    pgPolicy(server, {
+      rules: [
+        {
+          name: "delete-needs-dba",
+          action: "requireApproval",
+          match: { sql: { statements: ["delete"] } },
+          approval: { approvers: { users: ["dana"] }, timeout: "30s" },
+        },
+        { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
+      ],
+    }),
+    { credential: server.users.scram, approvals: gate },
+  );
+  const metrics = createMetrics({ defaultMetrics: false });
+  admin = await startAdminServer({
+    host: "127.0.0.1",
+    port: 0,
+    metrics,
+    logger: pino({ level: "silent" }),
+    notReadyReason: () => undefined,
+    drain: async () => undefined,
+    routes: [approvalRoutes(gate)],
+  });
+});
+
+afterAll(async () => {
+  await gate.close();
+  await admin?.close();
+  await guard?.close();
+  await server?.stop();
+});
+
+describe("approval through the PostgreSQL guard", () => {
+  it("holds a DELETE until approved; approvers see the normalized statement and the reason", async () => {
+    const client = new pg.Client({ connectionString: guard.url() });
+    await client.connect();
+    try {
+      const held = client.query("-- duplicate row, ticket 7\nDELETE FROM sink WHERE a = 2");
+      let name = "";
+      for (let i = 0; i < 100 && !name; i++) {
+        name = store.list()[0]?.metadata.name ?? "";
+        if (!name) await new Promise((r) => setTimeout(r, 50));
+      }
+      const req = store.list()[0];
+      expect(req?.spec).toMatchObject({
+        rule: "delete-needs-dba",
+        connection: "db",
+        operation: {
+          protocol: "postgres",
+          summary: expect.stringMatching(/DELETE FROM sink WHERE a = \$1$/),
+        },
+        reason: "duplicate row, ticket 7",
+      });
+      expect(JSON.stringify(req)).not.toMatch(/a = 2/);
+      const url = `http://127.0.0.1:${admin.port}`;
+      const ok = await plugin(["approve", name, "--sidecar", url, "--as", "dana"]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect((await held).rowCount).toBe(1);
+      expect((await client.query("SELECT count(*)::int AS n FROM sink")).rows[0]).toEqual({ n: 1 });
+    } finally {
+      await client.end();
+    }
+    expect(guard.audit.find((e) => e.approval)).toMatchObject({
+      protocol: "postgres",
+      approval: { approvers: ["dana"] },
+    });
+  });
+});
