@@ -333,6 +333,8 @@ function sidecarContainer(
       fieldEnv("AIRLOCK_POD_NAME", "metadata.name"),
       fieldEnv("AIRLOCK_POD_NAMESPACE", "metadata.namespace"),
       fieldEnv("AIRLOCK_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+      // Lets approvals re-attach only to requests of this very pod and own them (ownerReference).
+      fieldEnv("AIRLOCK_POD_UID", "metadata.uid"),
     ],
     ports: [{ name: "airlock-admin", containerPort: PORTS.admin, protocol: "TCP" }],
     resources,
