@@ -7,12 +7,16 @@ import { dirname, join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { startAdminServer } from "./admin/server.ts";
+import { setupApprovals } from "./approvals/index.ts";
 import { type AuditSink, createAuditSink } from "./audit/sink.ts";
 import { loadWorkloadIdentity, serviceAccountSubject, type WorkloadIdentity } from "./identity/index.ts";
 import { type ListenerSet, startListenerSet } from "./listeners.ts";
 import { loadOrCreateHashKey } from "./masking/index.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
 import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
+import { createPostgresHandler } from "./protocols/postgres/index.ts";
+import { createSshGuard } from "./protocols/ssh/index.ts";
+import { createRecorder, recordingSettingsFrom, withPolicyObjects } from "./recording/index.ts";
 import type { SidecarContext } from "./runtime/context.ts";
 import { createPolicyStore } from "./runtime/policy-store.ts";
 import { createSecretStore, DEFAULT_SECRETS_DIR } from "./runtime/secrets.ts";
@@ -58,6 +62,8 @@ export interface Sidecar {
   readonly adminPort: number;
   readonly proxyPort: number;
   readonly listeners: ListenerSet;
+  /** The approval gate the guards use (AccessRequests in Kubernetes, a local store standalone). */
+  readonly approvals: ApprovalGate;
   drain(): Promise<void>;
   close(): Promise<void>;
 }
@@ -96,7 +102,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const hashKeyFile = opts.hashKeyFile ?? defaultHashKeyFile(secretsDir);
   mkdirSync(dirname(hashKeyFile), { recursive: true });
   const workload = await workloadFor(opts);
-  const policies = createPolicyStore({ logger, metrics });
+  // The policy objects are kept too: session recording reads each policy's `audit` settings.
+  const policies = withPolicyObjects(createPolicyStore({ logger, metrics }));
   const ctx: SidecarContext = {
     logger,
     audit,
@@ -110,8 +117,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
 
   // Policies first: nothing listens before there is something to enforce.
   let stopSource: () => Promise<void> | void;
+  let kubeConfig: KubeConfig | undefined;
   if (opts.kubernetes) {
-    const kubeConfig = opts.kubeConfig ?? new KubeConfig();
+    kubeConfig = opts.kubeConfig ?? new KubeConfig();
     if (!opts.kubeConfig) kubeConfig.loadFromCluster();
     const source = startKubernetesSource({
       kubeConfig,
@@ -129,11 +137,26 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     stopSource = source.close;
   }
 
+  // Approvals: AccessRequests in the pod's namespace, or standalone a local store decided through
+  // the admin API's /approvals.
+  let adminUrl: string | undefined;
+  const approvalSetup = opts.approvals
+    ? undefined
+    : setupApprovals({ ctx, ...(kubeConfig ? { kubeConfig } : {}), adminUrl: () => adminUrl });
+  const approvals = opts.approvals ?? (approvalSetup?.gate as ApprovalGate);
+
   const http = createHttpGuard(ctx, {
-    ...(opts.approvals ? { approvals: opts.approvals } : {}),
+    approvals,
     ...(opts.bindHost ? { bindHost: opts.bindHost } : {}),
   });
-  const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http };
+  const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(policies.objects) });
+  const ssh = createSshGuard(ctx, {
+    approvals,
+    recorder,
+    ...(process.env.AIRLOCK_SSH_HOST_KEY_FILE ? { hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE } : {}),
+  });
+  const postgres = createPostgresHandler(ctx, { approvals });
+  const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http, postgres, ssh };
   const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
   const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });
   const capturePort = opts.capturePort ?? (opts.kubernetes ? PORTS.capture : false);
@@ -168,7 +191,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         ? "no valid AgentAccessPolicy selects this pod"
         : listeners.notReadyReason()),
     drain,
+    routes: approvalSetup?.routes ?? [],
   });
+  adminUrl = `http://127.0.0.1:${admin.port}`;
   logger.info(
     {
       adminPort: admin.port,
@@ -183,12 +208,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     adminPort: admin.port,
     proxyPort: proxy.port,
     listeners,
+    approvals,
     drain,
     async close() {
       await stopSource();
       await listeners.close();
       await capture?.close();
       await http.close();
+      await ssh.close();
+      await recorder.close();
+      await approvalSetup?.close();
       await admin.close();
     },
   };

@@ -21,7 +21,8 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
   --service-account SA     the agent pod's service account (NAME in the policy's namespace, or NS/NAME)
   --http "METHOD PATH"     an HTTP request; the path is normalized as the sidecar does
   --sql TEXT               SQL, classified by the PostgreSQL parser
-  --ssh COMMAND            an SSH exec command
+  --ssh COMMAND            an SSH exec command, analysed as the SSH guard does (chains, wrappers,
+                           metacharacters: sidecar/src/protocols/ssh/README.md)
 `;
 
 async function run(argv: string[]): Promise<number> {
@@ -76,6 +77,14 @@ async function run(argv: string[]): Promise<number> {
     const classification = await classify(values.sql);
     const { decision: d } = judgeSql({ classification, policies: set, connection, subject });
     print(d);
+    return 0;
+  }
+  // SSH exec commands go through the SSH guard's command analysis: chains judged part by part,
+  // wrapped commands offered to deny rules, shell metacharacters refused before any rule.
+  if (values.ssh !== undefined) {
+    const { decideExec } = await import("../../../sidecar/src/protocols/ssh/decide.ts");
+    const name = values.connection;
+    print(decideExec((op) => set.evaluate(name, subject, op), values.ssh, connection.policy).decision);
     return 0;
   }
   const operation = await toOperation(values);

@@ -1,0 +1,197 @@
+// The SSH guard as a ConnectionHandler: one ssh2 Server (the agent-facing side, with a host key
+// generated per sidecar start or read from a file) fed with sockets from the listeners, one
+// session (session.ts) per agent connection. See README.md in this directory.
+import { readFileSync } from "node:fs";
+import { type AddressInfo, createServer, type Server as NetServer, type Socket } from "node:net";
+// ssh2 is CommonJS and its `Server` is not visible to Node's ESM named-export detection.
+import ssh2 from "ssh2";
+
+const { Server } = ssh2;
+
+import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
+import { createMasker } from "../../masking/index.ts";
+import type { CompiledConnection } from "../../policy/compile.ts";
+import { createRecorder, type Recorder } from "../../recording/index.ts";
+import type { SidecarContext } from "../../runtime/context.ts";
+import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
+import type { ApprovalGate } from "./approval.ts";
+import { assertSupportedSsh2 } from "./cert-auth.ts";
+import {
+  generateEd25519,
+  parsePrivateKey,
+  publicKeyLine,
+  type SshPrivateKey,
+  toOpenSshPrivateKey,
+} from "./keys.ts";
+import { type MaskerSlot, type SshSession, startSession } from "./session.ts";
+
+export interface SshGuardOptions {
+  /** Asked when a rule says requireApproval; absent → such requests are refused (fail closed). */
+  approvals?: ApprovalGate;
+  /** Where sessions are recorded; default: a recorder on ctx.logger writing to stdout. */
+  recorder?: Recorder;
+  /** OpenSSH or PEM private key text for the agent-facing host key (default: generated per start). */
+  hostKey?: string;
+  /** A file holding it (e.g. a mounted Secret), read at start. Ignored when hostKey is given. */
+  hostKeyFile?: string;
+  /** Upstream connect + authentication deadline (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Masked output held this long without more output is released (default 50 ms). */
+  idleFlushMs?: number;
+}
+
+export interface SshGuard extends ConnectionHandler {
+  /** The agent-facing host key, `ssh-ed25519 AAAA...` (for the agent's known_hosts). */
+  readonly hostPublicKey: string;
+  /** Open agent sessions. */
+  readonly sessions: number;
+  /** Serves `connection` on a port of its own (tests; the sidecar's listeners call accept()). */
+  listen(connection: CompiledConnection, opts?: { port?: number; host?: string }): Promise<AddressInfo>;
+  /** Ends every session and listener now. */
+  close(): Promise<void>;
+}
+
+function hostKeyFrom(options: SshGuardOptions): { key: SshPrivateKey; text: string } {
+  const given =
+    options.hostKey ?? (options.hostKeyFile ? readFileSync(options.hostKeyFile, "utf8") : undefined);
+  if (given !== undefined) return { key: parsePrivateKey(given), text: given };
+  const key = generateEd25519();
+  return { key, text: toOpenSshPrivateKey(key) };
+}
+
+const keyOf = (ip: string | undefined, port: number | undefined) => `${ip ?? ""}|${port ?? ""}`;
+
+export function createSshGuard(ctx: SidecarContext, options: SshGuardOptions = {}): SshGuard {
+  try {
+    assertSupportedSsh2();
+  } catch (err) {
+    // Only certificate authentication depends on the pinned ssh2 internals: say so at start, and
+    // let such sessions fail with the same message rather than taking the whole sidecar down.
+    ctx.logger.error(
+      { err: err instanceof Error ? err.message : String(err) },
+      "ssh guard: certificates unavailable",
+    );
+  }
+  const { key: hostKey, text: hostKeyText } = hostKeyFrom(options);
+  const recorder = options.recorder ?? createRecorder({ logger: ctx.logger });
+  const sessions = new Set<SshSession>();
+  const pending = new Map<string, CompiledConnection>();
+  const listeners = new Set<NetServer>();
+  let draining = false;
+  let inflight = 0;
+  const idle = new Set<() => void>();
+
+  const maskers = new WeakMap<CompiledConnection, Partial<Record<"request" | "response", MaskerSlot>>>();
+  const maskerFor = (connection: CompiledConnection, direction: "request" | "response"): MaskerSlot => {
+    let entry = maskers.get(connection);
+    if (!entry) {
+      entry = {};
+      maskers.set(connection, entry);
+    }
+    const cached = entry[direction];
+    if (cached) return cached;
+    const rules = (connection.masking as readonly PolicyMaskingRule[]).filter((r) => {
+      if (r.connections?.length && !r.connections.includes(connection.spec.name)) return false;
+      const d = r.direction ?? "response";
+      return d === "both" || d === direction;
+    });
+    let slot: MaskerSlot;
+    try {
+      slot = { masker: rules.length > 0 ? createMasker({ rules, hashKey: ctx.hashKey }) : undefined };
+    } catch (err) {
+      slot = { error: err instanceof Error ? err.message : String(err) };
+    }
+    entry[direction] = slot;
+    return slot;
+  };
+
+  const server = new Server({ hostKeys: [hostKeyText], ident: "airlock" });
+  server.on("error", (err: Error) => ctx.logger.warn({ err: err.message }, "ssh server error"));
+  server.on("connection", (agent, info) => {
+    const key = keyOf(info.ip, info.port);
+    const connection = pending.get(key);
+    pending.delete(key);
+    if (!connection) {
+      agent.end();
+      return;
+    }
+    const session = startSession(
+      {
+        ctx,
+        recorder,
+        approvals: options.approvals,
+        connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+        idleFlushMs: options.idleFlushMs ?? 50,
+        masker: maskerFor,
+        draining: () => draining,
+        begin: () => {
+          inflight++;
+        },
+        done: () => {
+          inflight--;
+          if (inflight === 0) for (const r of idle) r();
+        },
+      },
+      agent,
+      connection,
+    );
+    sessions.add(session);
+    agent.once("close", () => sessions.delete(session));
+  });
+
+  const accept = (socket: Socket, connection: CompiledConnection, info: AcceptInfo) => {
+    if (draining) {
+      socket.destroy();
+      return;
+    }
+    socket.on("error", () => socket.destroy());
+    if (info.head?.length) socket.unshift(info.head);
+    // ssh2 announces the connection after the version exchange with the peer's address only:
+    // that address (unique among live sockets) carries the policy connection across.
+    const key = keyOf(socket.remoteAddress, socket.remotePort);
+    pending.set(key, connection);
+    socket.once("close", () => pending.delete(key));
+    server.injectSocket(socket);
+  };
+
+  return {
+    hostPublicKey: publicKeyLine(hostKey.publicBlob),
+    get sessions() {
+      return sessions.size;
+    },
+    accept,
+    async listen(connection, opts = {}) {
+      const tcp = createServer((socket) => {
+        const current = ctx.policies.current().connections.get(connection.spec.name) ?? connection;
+        accept(socket, current, { via: "listener" });
+      });
+      listeners.add(tcp);
+      return new Promise((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(opts.port ?? connection.spec.listen?.port ?? 0, opts.host ?? "127.0.0.1", () =>
+          resolve(tcp.address() as AddressInfo),
+        );
+      });
+    },
+    async drain() {
+      draining = true;
+      if (inflight === 0) return;
+      await new Promise<void>((resolve) => {
+        const r = () => {
+          idle.delete(r);
+          resolve();
+        };
+        idle.add(r);
+      });
+    },
+    async close() {
+      draining = true;
+      for (const s of sessions) s.close();
+      await Promise.all(
+        [...listeners].map((l) => new Promise<void>((r) => (l.listening ? l.close(() => r()) : r()))),
+      );
+      listeners.clear();
+      if (!options.recorder) await recorder.close();
+    },
+  };
+}

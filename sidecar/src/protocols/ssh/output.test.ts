@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { createMasker } from "../../masking/index.ts";
+import { createOutputPipe } from "./output.ts";
+
+const KEY = "AKIAIOSFODNN7EXAMPLE";
+const masker = createMasker({
+  rules: [{ name: "k", detectors: ["awsAccessKey"], strategy: "redact" }],
+  hashKey: Buffer.alloc(32),
+});
+
+function pipe(m: typeof masker | null, idleMs = 30) {
+  const sent: Buffer[] = [];
+  let recorded = "";
+  const findings: string[] = [];
+  const p = createOutputPipe({
+    masker: m ?? undefined,
+    idleMs,
+    emit: (b) => sent.push(b),
+    record: (t) => {
+      recorded += t;
+    },
+    onFindings: (f) => findings.push(...f.map((x) => x.detector)),
+  });
+  return { p, sent: () => Buffer.concat(sent), recorded: () => recorded, findings };
+}
+
+describe("createOutputPipe", () => {
+  it("passes bytes through untouched without masking rules, recording them as text", () => {
+    const { p, sent, recorded } = pipe(null);
+    const euro = Buffer.from("€ ok\n");
+    p.write(euro.subarray(0, 1));
+    p.write(euro.subarray(1));
+    p.write(Buffer.from([0xff]));
+    p.end();
+    expect(sent().equals(Buffer.concat([euro, Buffer.from([0xff])]))).toBe(true);
+    expect(recorded()).toBe("€ ok\n\ufffd");
+  });
+
+  it("masks a value split across chunks; the agent and the recording get the same text", () => {
+    const { p, sent, recorded, findings } = pipe(masker);
+    p.write(Buffer.from(`key=${KEY.slice(0, 7)}`));
+    p.write(Buffer.from(`${KEY.slice(7)} end\nnext`));
+    p.end();
+    expect(sent().toString()).not.toContain("AKIA");
+    expect(sent().toString()).toMatch(/^key=.+ end\nnext$/);
+    expect(recorded()).toBe(sent().toString());
+    expect(findings).toEqual(["awsAccessKey"]);
+  });
+
+  it("releases a prompt without a newline after the idle time", async () => {
+    const { p, sent } = pipe(masker, 20);
+    p.write(Buffer.from("$ "));
+    expect(sent().toString()).toBe("");
+    await new Promise((r) => setTimeout(r, 60));
+    expect(sent().toString()).toBe("$ ");
+    p.write(Buffer.from(`echo ${KEY}\r\n`));
+    expect(sent().toString()).not.toContain(KEY);
+    p.end();
+  });
+});

@@ -1,0 +1,186 @@
+// The sidecar's SSH connection to the upstream: host key checked against the connection's
+// known_hosts Secret (no entry, a different key or a revoked key: refused), then authenticated
+// with a per-session certificate signed by the CA key in the credentials Secret (preferred), or
+// with the private key from that Secret.
+import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import { parseDuration } from "../../../../api/src/index.ts";
+import type { CompiledConnection } from "../../policy/compile.ts";
+import type { SecretStore } from "../../runtime/secrets.ts";
+import { certificateKey, enableCertificateAuth } from "./cert-auth.ts";
+import { type CertificatePermissions, type SignedCertificate, signUserCertificate } from "./certificate.ts";
+import { fingerprint, parsePrivateKey } from "./keys.ts";
+import { knownHostsName, parseKnownHosts } from "./known-hosts.ts";
+
+export type UpstreamErrorCode =
+  | "no_credentials"
+  | "secret_unavailable"
+  | "bad_key"
+  | "no_known_hosts"
+  | "host_key_unknown"
+  | "host_key_mismatch"
+  | "host_key_revoked"
+  | "auth_failed"
+  | "connect_failed"
+  | "timeout";
+
+export class UpstreamError extends Error {
+  readonly code: UpstreamErrorCode;
+  constructor(code: UpstreamErrorCode, message: string) {
+    super(message);
+    this.name = "UpstreamError";
+    this.code = code;
+  }
+}
+
+export interface UpstreamRequest {
+  connection: CompiledConnection;
+  secrets: SecretStore;
+  /** The certificate's key id: names the pod, user and session (sshd logs it on login). */
+  keyId: string;
+  /** Certificate extensions: what the policy allows this session at all. */
+  permissions: CertificatePermissions;
+  connectTimeoutMs: number;
+}
+
+export interface Upstream {
+  client: Client;
+  auth: "certificate" | "key";
+  certificate?: Pick<SignedCertificate, "serial" | "keyId" | "principals" | "extensions" | "validBefore">;
+  hostKey: string;
+}
+
+export const DEFAULT_CERT_VALIDITY = "5m";
+
+async function secret(secrets: SecretStore, name: string, key: string, what: string): Promise<string> {
+  try {
+    return await secrets.get(name, key);
+  } catch (err) {
+    throw new UpstreamError(
+      "secret_unavailable",
+      `${what} (secret ${name} key ${key}) is unavailable: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
+  const spec = req.connection.spec;
+  const creds = spec.credentials;
+  const ssh = creds?.ssh;
+  if (!creds || !ssh)
+    throw new UpstreamError("no_credentials", `connection ${spec.name} has no credentials.ssh`);
+  if (!spec.knownHosts)
+    throw new UpstreamError(
+      "no_known_hosts",
+      `connection ${spec.name} has no knownHosts: host keys are always verified`,
+    );
+  const { host, port } = spec.target;
+  const known = parseKnownHosts(
+    await secret(req.secrets, spec.knownHosts.name, spec.knownHosts.key, "known_hosts"),
+    host,
+    port,
+  );
+  if (known.keys.length === 0)
+    throw new UpstreamError("host_key_unknown", `known_hosts has no key for ${knownHostsName(host, port)}`);
+
+  let key: ReturnType<typeof certificateKey> | string;
+  let auth: Upstream["auth"];
+  let cert: SignedCertificate | undefined;
+  try {
+    if (ssh.certificate) {
+      const ca = parsePrivateKey(
+        await secret(req.secrets, creds.secretRef.name, ssh.certificate.caKey, "the SSH CA key"),
+      );
+      cert = signUserCertificate({
+        ca,
+        principals: ssh.certificate.principals,
+        validitySeconds: parseDuration(ssh.certificate.validity ?? DEFAULT_CERT_VALIDITY) / 1000,
+        keyId: req.keyId,
+        permissions: req.permissions,
+      });
+      key = certificateKey(cert);
+      auth = "certificate";
+    } else if (ssh.privateKeyKey) {
+      const text = await secret(req.secrets, creds.secretRef.name, ssh.privateKeyKey, "the SSH private key");
+      parsePrivateKey(text); // fails early, with a clear message, on keys we cannot use
+      key = text;
+      auth = "key";
+    } else throw new UpstreamError("no_credentials", "credentials.ssh needs certificate or privateKeyKey");
+  } catch (err) {
+    if (err instanceof UpstreamError) throw err;
+    throw new UpstreamError("bad_key", err instanceof Error ? err.message : String(err));
+  }
+
+  const client = new Client();
+  let hostKeyProblem: { code: UpstreamErrorCode; message: string } | undefined;
+  let presented = "";
+  const config: ConnectConfig = {
+    host,
+    port,
+    username: ssh.username,
+    readyTimeout: req.connectTimeoutMs,
+    keepaliveInterval: 30_000,
+    algorithms: {
+      serverHostKey: known.algorithms as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"],
+    },
+    hostVerifier: (blob: Buffer) => {
+      presented = fingerprint(blob);
+      const verdict = known.check(blob);
+      if (verdict === "ok") return true;
+      hostKeyProblem =
+        verdict === "revoked"
+          ? { code: "host_key_revoked", message: `upstream host key ${presented} is revoked in known_hosts` }
+          : {
+              code: "host_key_mismatch",
+              message: `upstream host key ${presented} does not match known_hosts for ${knownHostsName(host, port)}`,
+            };
+      return false;
+    },
+    authHandler: [{ type: "publickey", username: ssh.username, key } as never],
+  };
+
+  return new Promise<Upstream>((resolve, reject) => {
+    const fail = (err: Error & { level?: string }) => {
+      client.removeAllListeners("ready");
+      client.on("error", () => undefined);
+      client.end();
+      if (hostKeyProblem) return reject(new UpstreamError(hostKeyProblem.code, hostKeyProblem.message));
+      if (err.level === "client-authentication")
+        return reject(
+          new UpstreamError(
+            "auth_failed",
+            auth === "certificate"
+              ? `the upstream refused the session certificate for ${ssh.username} (principals ${ssh.certificate?.principals.join(",")})`
+              : `the upstream refused the private key for ${ssh.username}`,
+          ),
+        );
+      if (err.level === "client-timeout" || /timed out/i.test(err.message))
+        return reject(new UpstreamError("timeout", `connecting to ${host}:${port} timed out`));
+      reject(new UpstreamError("connect_failed", `cannot connect to ${host}:${port}: ${err.message}`));
+    };
+    client.once("error", fail);
+    client.once("ready", () => {
+      client.off("error", fail);
+      client.on("error", () => undefined); // later errors surface as channel/close events
+      resolve({
+        client,
+        auth,
+        hostKey: presented,
+        ...(cert
+          ? {
+              certificate: {
+                serial: cert.serial,
+                keyId: cert.keyId,
+                principals: cert.principals,
+                extensions: cert.extensions,
+                validBefore: cert.validBefore,
+              },
+            }
+          : {}),
+      });
+    });
+    client.connect(config);
+    if (auth === "certificate") enableCertificateAuth(client);
+  });
+}
+
+export type { ClientChannel };
