@@ -38,6 +38,7 @@ Commands:
   approve NAME      approve a request   [--comment TEXT]
   deny NAME         deny a request      --reason TEXT
   grants            open grants (approved requests that let later operations through)
+  sessions          list and replay recorded sessions (see kubectl airlock sessions --help)
 
 Examples:
   kubectl airlock requests -A
@@ -235,6 +236,8 @@ function decisionLine(obj: AccessRequest, kind: DecisionKind, user: string): str
 
 /** Entry point of the `kubectl-airlock` executable. Exit status: 0 ok, 1 failed, 2 bad usage. */
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  // Session replay is its own command; the plugin exposes it as `kubectl airlock sessions`.
+  if (argv[0] === "sessions") return (await import("./sessions.ts")).command.run(argv.slice(1));
   try {
     return await run(argv, io);
   } catch (e) {
