@@ -17,7 +17,6 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/e2e-kind/**"],
           globalSetup: ["test/envtest/global-setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 180_000,
