@@ -10,9 +10,9 @@ import {
   type MaskingRule,
   parseJsonLossless,
 } from "../../../sidecar/src/masking/index.ts";
-import { compilePolicies } from "../../../sidecar/src/policy/compile.ts";
-import { PolicyFileError, readPolicyFiles } from "../../../sidecar/src/sources/files.ts";
+import { PolicyFileError } from "../../../sidecar/src/sources/files.ts";
 import { type Command, UsageError } from "../command.ts";
+import { loadConnection } from "../policy-files.ts";
 
 const HELP = `Usage: airlock mask (--policy FILE [--policy FILE...] --connection NAME | --detectors LIST)
                    [--direction response|request] [--strategy redact|partial|hash]
@@ -58,16 +58,7 @@ async function rulesFrom(values: {
   }
   if (!values.policy?.length || !values.connection)
     throw new UsageError("give --policy FILE --connection NAME, or --detectors LIST");
-  const { set, problems } = compilePolicies(await readPolicyFiles(values.policy));
-  if (problems.length)
-    throw new UsageError(
-      `invalid policy:\n${problems.map((p) => `  ${p.policy}: ${p.path}: ${p.message}`).join("\n")}`,
-    );
-  const conn = set.connections.get(values.connection);
-  if (!conn)
-    throw new UsageError(
-      `unknown connection ${values.connection}; the policies define: ${[...set.connections.keys()].join(", ")}`,
-    );
+  const { connection: conn } = await loadConnection(values.policy, values.connection);
   const direction = values.direction ?? "response";
   return conn.masking
     .filter((m) => (m.direction ?? "response") === direction || m.direction === "both")

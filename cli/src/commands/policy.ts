@@ -1,11 +1,11 @@
 // `airlock policy test`: asks the same policy engine the sidecar uses what it would decide, offline.
 import { parseArgs } from "node:util";
-import { compilePolicies } from "../../../sidecar/src/policy/compile.ts";
 import { normalizePath, PathError } from "../../../sidecar/src/policy/http-path.ts";
 import { serviceAccountId } from "../../../sidecar/src/policy/subjects.ts";
 import type { Decision, Operation, Subject } from "../../../sidecar/src/policy/types.ts";
-import { PolicyFileError, readPolicyFiles } from "../../../sidecar/src/sources/files.ts";
+import { PolicyFileError } from "../../../sidecar/src/sources/files.ts";
 import { type Command, UsageError } from "../command.ts";
+import { loadConnection } from "../policy-files.ts";
 
 const HELP = `Usage: airlock policy test --policy FILE [--policy FILE...] --connection NAME
          [--user U] [--group G...] [--service-account [NS/]NAME]
@@ -50,18 +50,7 @@ async function run(argv: string[]): Promise<number> {
   const ops = [values.http, values.sql, values.ssh].filter((v) => v !== undefined);
   if (ops.length !== 1) throw new UsageError("give exactly one of --http, --sql, --ssh");
 
-  const { set, problems } = compilePolicies(await readPolicyFiles(values.policy));
-  if (problems.length) {
-    throw new UsageError(
-      `invalid policy:\n${problems.map((p) => `  ${p.policy}: ${p.path}: ${p.message}`).join("\n")}`,
-    );
-  }
-  const connection = set.connections.get(values.connection);
-  if (!connection) {
-    throw new UsageError(
-      `unknown connection ${values.connection}; the policies define: ${[...set.connections.keys()].join(", ") || "none"}`,
-    );
-  }
+  const { set, connection } = await loadConnection(values.policy, values.connection);
   const namespace = connection.policy.split("/")[0] ?? "default";
   const subject: Subject = {
     serviceAccount: serviceAccountId(values["service-account"] ?? "default", namespace),
