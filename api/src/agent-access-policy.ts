@@ -73,7 +73,9 @@ export const SIGNING_ALGORITHMS = [
   "PS512",
   "ES256",
   "ES384",
+  "ES512",
   "EdDSA",
+  "Ed25519",
 ] as const;
 
 const connectionNames = (what: string) =>
@@ -115,7 +117,7 @@ const oidc = obj(
     algorithms: opt(
       list(oneOf(SIGNING_ALGORITHMS, { description: "An asymmetric JWS algorithm." }), {
         description: "Accepted signing algorithms. Symmetric (HS*) and `none` are never accepted.",
-        maxItems: 9,
+        maxItems: 11,
         listType: "set",
       }),
     ),

@@ -8,6 +8,7 @@ import type {
   RemoteJWKSet,
 } from "jose";
 import { createRemoteJWKSet, errors, jwtVerify } from "jose";
+import { SIGNING_ALGORITHMS } from "../../../api/src/agent-access-policy.ts";
 import { IdentityError } from "./errors.ts";
 
 /** Tokens longer than this are rejected before any parsing: real ID/access tokens are a few KiB. */
@@ -17,19 +18,7 @@ export const MAX_TOKEN_LENGTH = 16 * 1024;
  * Asymmetric algorithms only. `none` would accept unsigned tokens, and HS* would let anyone who has
  * the issuer's *public* key (everyone) mint tokens if a key were ever used as an HMAC secret.
  */
-export const ALLOWED_ALGORITHMS: readonly JWSAlgorithm[] = [
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "EdDSA",
-  "Ed25519",
-];
+export const ALLOWED_ALGORITHMS: readonly JWSAlgorithm[] = SIGNING_ALGORITHMS;
 
 const DEFAULT_ALGORITHMS: readonly JWSAlgorithm[] = ["RS256", "ES256"];
 const MAX_CLOCK_SKEW_SECONDS = 300;

@@ -1,23 +1,9 @@
 // Shared detector contract. Detector ids are stable: policy YAML and metric labels use them.
+import { DETECTORS } from "../../../../api/src/agent-access-policy.ts";
 
-export const DETECTOR_IDS = [
-  "email",
-  "creditCard",
-  "usSsn",
-  "iban",
-  "phone",
-  "ipv4",
-  "ipv6",
-  "awsAccessKey",
-  "awsSecretKey",
-  "githubToken",
-  "slackToken",
-  "jwt",
-  "privateKey",
-  "urlCredentials",
-] as const;
-
-export type DetectorId = (typeof DETECTOR_IDS)[number];
+/** The detector ids policies may name (the CRD's enum is the one list; "all" is a policy shorthand). */
+export type DetectorId = Exclude<(typeof DETECTORS)[number], "all">;
+export const DETECTOR_IDS: readonly DetectorId[] = DETECTORS.filter((d): d is DetectorId => d !== "all");
 
 /** A detected value: `[start, end)` offsets into the scanned text. Never carries the value itself. */
 export interface Finding {
