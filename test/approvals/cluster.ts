@@ -1,6 +1,7 @@
 // Shared set-up for the approvals suites on the real API server: the CRDs, the admission policy and
 // the roles from crds/, an agent service account with a real token, approver users with client
 // certificates, and helpers to run the real `kubectl-airlock` plugin as one of them.
+
 import { spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { expect } from "vitest";
 import { type AccessRequest, API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
 import type { Envtest, User } from "../envtest/connect.ts";
+import { relay as sharedRelay } from "../harness/relay.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CRDS = join(ROOT, "crds");
@@ -259,27 +261,7 @@ export function rawDecision(
 
 /** A TCP relay to the API server that can be cut, to simulate an outage. */
 export async function relay(target: URL) {
-  const { createServer, connect } = await import("node:net");
-  const sockets = new Set<import("node:net").Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", close).on("close", close);
-    upstream.on("error", close).on("close", close);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `https://127.0.0.1:${port}`,
-    async cut() {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  const r = sharedRelay(target);
+  const port = await r.up();
+  return { url: `https://127.0.0.1:${port}`, cut: () => r.down() };
 }

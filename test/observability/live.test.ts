@@ -18,7 +18,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { type Agent, createServer, request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { createServer as createTcpServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -27,6 +27,7 @@ import { type RunningInjector, startInjector } from "../../injector/src/main.ts"
 import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
 import { ensureHelm, ROOT } from "../chart/helm.ts";
 import { connect } from "../envtest/connect.ts";
+import { relay } from "../harness/relay.ts";
 import {
   dashboardQueries,
   dashboardVariables,
@@ -72,35 +73,6 @@ async function until<T>(fn: () => Promise<T | undefined | false>, what: string, 
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-/** A TCP relay to the API server that can be cut (an API-server outage, seen from the sidecar). */
-function relay(target: URL) {
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  return {
-    async up(): Promise<number> {
-      server = createTcpServer((client) => {
-        const upstream = tcpConnect(Number(target.port), target.hostname);
-        sockets.add(client).add(upstream);
-        client.pipe(upstream).pipe(client);
-        const close = () => {
-          client.destroy();
-          upstream.destroy();
-        };
-        client.on("error", close).on("close", close);
-        upstream.on("error", close).on("close", close);
-      });
-      await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
-      return (server.address() as { port: number }).port;
-    },
-    async down() {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
-      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-      server = undefined;
-    },
-  };
 }
 
 interface Reply {

@@ -1,7 +1,6 @@
 // The sidecar's Kubernetes policy source against the real API server: selection by podSelector,
 // live updates, and an API-server outage (a TCP relay in between is cut) that keeps the last good
 // policy in force until the watch reconnects.
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +9,7 @@ import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
 import { startKubernetesSource } from "../../sidecar/src/sources/kubernetes.ts";
 import { createMetrics } from "../../sidecar/src/telemetry/metrics.ts";
 import { connect } from "../envtest/connect.ts";
+import { relay } from "../harness/relay.ts";
 
 const k8s = connect();
 const logger = pino({ level: "silent" });
@@ -32,36 +32,6 @@ const apply = async (obj: unknown) => {
 };
 const subject = { serviceAccount: "system:serviceaccount:x:agent", groups: [] };
 const get = { kind: "http", method: "GET", path: "/", websocket: false } as const;
-
-/** A TCP relay to the API server that can be cut and restored, to simulate an outage. */
-function relay(target: URL) {
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  let port = 0;
-  return {
-    async up() {
-      server = createServer((client) => {
-        const upstream = tcpConnect(Number(target.port), target.hostname);
-        sockets.add(client).add(upstream);
-        client.pipe(upstream).pipe(client);
-        const close = () => {
-          client.destroy();
-          upstream.destroy();
-        };
-        client.on("error", close).on("close", close);
-        upstream.on("error", close).on("close", close);
-      });
-      await new Promise<void>((r) => server?.listen(port, "127.0.0.1", r));
-      port = (server.address() as { port: number }).port;
-      return port;
-    },
-    async down() {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
-      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-    },
-  };
-}
 
 beforeAll(async () => {
   expect((await k8s.kubectl(["apply", "-f", new URL("../../crds/", import.meta.url).pathname])).code).toBe(0);
