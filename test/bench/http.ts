@@ -61,8 +61,31 @@ spec:
 }
 
 export interface HttpBench {
-  rows: { name: string; result: LoadResult }[];
+  rows: { name: string; result: LoadResult; sidecarCpuUsPerRequest?: number }[];
+  /** Sidecar RSS after the load (the last row). */
   sidecarRssMb: number;
+  /** Memory check: the sidecar's RSS and V8 heap in use, idle (before load) and after each sidecar row. */
+  sidecarMemory: { when: string; rssMb: number; heapUsedMb: number }[];
+}
+
+/** RSS of a process, from /proc (Linux). */
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** User + system CPU seconds a process used so far, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+}
+
+/** V8 heap in use, from the sidecar's own /metrics (prom-client default metrics). */
+async function heapUsedMb(adminPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const m = /^airlock_process_nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
+  return m ? Number(m[1]) / 1024 / 1024 : Number.NaN;
 }
 
 export async function benchHttp(opts: {
@@ -102,6 +125,11 @@ export async function benchHttp(opts: {
   );
   try {
     await waitForPort(plainPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
+    const pid = sidecar.pid as number;
+    const memory: HttpBench["sidecarMemory"] = [];
+    const sample = async (when: string) =>
+      memory.push({ when, rssMb: rssMb(pid), heapUsedMb: await heapUsedMb(adminPort) });
+    await sample("idle");
     const targets: [string, number][] = [
       ["direct", upPort],
       ["nginx", nginxPort],
@@ -118,18 +146,26 @@ export async function benchHttp(opts: {
         connections: opts.connections,
         ...(headers ? { headers } : {}),
       });
+      const throughSidecar = port === plainPort || port === maskedPort;
+      const cpuBefore = cpuSeconds(pid);
+      const result = await wrk(`http://127.0.0.1:${port}/customers`, {
+        seconds: opts.seconds,
+        connections: opts.connections,
+        ...(headers ? { headers } : {}),
+      });
+      // CPU the sidecar spent per request: steadier than req/s on a shared machine, where the
+      // load generator, the upstream and other work compete for the same cores.
+      const requests = result.rps * opts.seconds;
       rows.push({
         name,
-        result: await wrk(`http://127.0.0.1:${port}/customers`, {
-          seconds: opts.seconds,
-          connections: opts.connections,
-          ...(headers ? { headers } : {}),
-        }),
+        result,
+        ...(throughSidecar && requests > 0
+          ? { sidecarCpuUsPerRequest: ((cpuSeconds(pid) - cpuBefore) * 1e6) / requests }
+          : {}),
       });
+      if (throughSidecar) await sample(`after ${name}`);
     }
-    const status = readFileSync(`/proc/${sidecar.pid}/status`, "utf8");
-    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return { rows, sidecarRssMb: rssKb / 1024 };
+    return { rows, sidecarRssMb: rssMb(pid), sidecarMemory: memory };
   } finally {
     sidecar.kill("SIGTERM");
     nginx.stop();

@@ -42,6 +42,16 @@ if (want("http")) {
       `| ${name} | ${fmt(r.rps, 0)} | ${fmt(r.rps / base.rps)} | ${fmt(r.p50ms)} | ${fmt(r.p99ms)} | ${fmt(r.p50ms - base.p50ms)} | ${fmt(r.p99ms - base.p99ms)} | ${r.errors} |`,
     );
   }
+  out.push(
+    "",
+    `Sidecar CPU per request (user+sys, steadier than req/s on a shared machine): ${h.rows
+      .filter((row) => row.sidecarCpuUsPerRequest !== undefined)
+      .map((row) => `${row.name} ${fmt(row.sidecarCpuUsPerRequest ?? 0, 0)} µs`)
+      .join(", ")}`,
+    `Sidecar memory (RSS / V8 heap used): ${h.sidecarMemory
+      .map((m) => `${m.when} ${fmt(m.rssMb, 0)} / ${fmt(m.heapUsedMb, 0)} MB`)
+      .join(", ")}`,
+  );
 }
 
 if (want("postgres")) {

@@ -26,6 +26,8 @@ export interface AuditEvent {
   /** Masked values by detector (or "field"/"column" for path rules). */
   masked?: Record<string, number>;
   upstream?: { status?: number | string; error?: string };
+  /** Rows returned or affected (SQL). */
+  rows?: number;
   durationMs: number;
 }
 

@@ -9,7 +9,7 @@ import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { normalizePath, PathError, splitTarget } from "../../policy/http-path.ts";
 import type { Decision, Operation, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
-import type { ApprovalGate } from "./approval.ts";
+import { type ApprovalGate, approvalReason } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange, emitAudit, recordDecision } from "./exchange.ts";
 import { declaredLength } from "./headers.ts";
@@ -186,6 +186,7 @@ async function approve(
   const onClose = () => abort.abort();
   req.socket.once("close", onClose);
   try {
+    const reason = approvalReason(req.headers);
     const outcome = await approvals.request({
       connection: ex.connection,
       protocol: "http",
@@ -194,6 +195,7 @@ async function approve(
       operation: ex.operation,
       session,
       signal: abort.signal,
+      ...(reason !== undefined ? { reason } : {}),
     });
     if (outcome.approved) {
       ex.approval = {

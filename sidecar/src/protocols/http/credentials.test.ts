@@ -43,6 +43,18 @@ describe("credentials", () => {
     expect(await resolveCredential(secrets, c)).toEqual({ name: "x-api-key", value: "x$&y$1" });
   });
 
+  it("uses a rotated Secret value on the next request", async () => {
+    const values: Record<string, string> = { "rot/token": "one" };
+    const store: SecretStore = { get: async (name, key) => values[`${name}/${key}`] ?? "" };
+    const c = conn({ secretRef: { name: "rot" } });
+    expect((await resolveCredential(store, c))?.value).toBe("Bearer one");
+    expect((await resolveCredential(store, c))?.value).toBe("Bearer one");
+    values["rot/token"] = "two";
+    expect((await resolveCredential(store, c))?.value).toBe("Bearer two");
+    values["rot/token"] = "bad\r\nX-Injected: 1";
+    await expect(resolveCredential(store, c)).rejects.toThrow(CredentialError);
+  });
+
   it("refuses values that would break the header", async () => {
     await expect(resolveCredential(secrets, conn({ secretRef: { name: "crlf" } }))).rejects.toThrow(
       CredentialError,

@@ -28,6 +28,10 @@ export function credentialHeadersToDrop(spec: Connection): string[] {
 // Field values may not carry CR, LF or NUL (RFC 9110 §5.5); anything else below 0x20 but tab is odd too.
 const INVALID_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
+// The formatted credential of a connection, kept while the Secret's value stays the same (it is
+// still read on every request, so a rotated value is used at once).
+const formatted = new WeakMap<Connection, { raw: string; credential: InjectedCredential }>();
+
 export async function resolveCredential(
   secrets: SecretStore,
   spec: Connection,
@@ -36,6 +40,8 @@ export async function resolveCredential(
   if (!creds) return undefined;
   const http = creds.http ?? {};
   const raw = await secrets.get(creds.secretRef.name, http.key ?? DEFAULT_CREDENTIAL_KEY);
+  const hit = formatted.get(spec);
+  if (hit !== undefined && hit.raw === raw) return hit.credential;
   // split/join rather than String.replace, whose replacement string interprets `$&` and friends.
   const value = (http.format ?? DEFAULT_CREDENTIAL_FORMAT).split("{value}").join(raw);
   if (raw === "" || INVALID_FIELD_VALUE.test(value)) {
@@ -43,5 +49,10 @@ export async function resolveCredential(
       `secret ${creds.secretRef.name} does not hold a usable HTTP header value (empty, or control characters)`,
     );
   }
-  return { name: http.header ?? DEFAULT_CREDENTIAL_HEADER, value };
+  const credential: InjectedCredential = Object.freeze({
+    name: http.header ?? DEFAULT_CREDENTIAL_HEADER,
+    value,
+  });
+  formatted.set(spec, { raw, credential });
+  return credential;
 }

@@ -1,9 +1,22 @@
-// Forwards an authorized request with http-proxy-3: credential swapped in, path rewritten to the
-// normalized form the policy judged, body limited (or buffered and masked), response relayed by
-// response.ts. Every outcome ends in exactly one audit event.
-import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
+// Forwards an authorized request: credential swapped in, path rewritten to the normalized form the
+// policy judged, body limited (or buffered and masked), response relayed by response.ts. Every
+// outcome ends in exactly one audit event.
+//
+// Plain requests go out with node's own `http.request` on the connection's keep-alive agent, not
+// through http-proxy-3: its per-request option merging, URL re-parsing of the path, pass chain and
+// event fan-out cost more than the rest of the guard together, and the guard already does
+// everything it would add (headers, path, timeouts, error mapping). http-proxy-3 still serves
+// WebSocket upgrades (websocket.ts), where it earns its keep.
+import {
+  type ClientRequest,
+  request as httpRequest,
+  type IncomingMessage,
+  type RequestOptions,
+  type ServerResponse,
+} from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { Readable } from "node:stream";
 import type { ProxyServer } from "http-proxy-3";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
@@ -29,6 +42,7 @@ import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface ForwardDeps {
   ctx: SidecarContext;
+  /** http-proxy-3, for WebSocket upgrades only. */
   proxy: ProxyServer;
   pool: UpstreamPool;
   maskers: MaskerCache;
@@ -45,21 +59,40 @@ interface InFlight {
   maxResponseBytes: number;
   startedUpstream: number;
   proxyReq?: ClientRequest;
-  /** Set when the request is cut (body limit): a late proxyReq is destroyed on sight. */
-  aborted: boolean;
   timedOut: boolean;
   /** An answer (response or refusal) went to the agent. */
   settled: boolean;
 }
 
-// Methods for which node sends no chunked body by default (and http-proxy-3 forces
-// Content-Length: 0 on DELETE/OPTIONS): a chunked body on these is buffered and sent with a length,
-// so that nothing is smuggled past the upstream's framing.
+// Methods for which node sends no chunked body by default (and DELETE/OPTIONS without a body get
+// Content-Length: 0): a chunked body on these is buffered and sent with a length, so that nothing
+// is smuggled past the upstream's framing.
 const NO_DEFAULT_CHUNKING = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]);
+
+function connectTimeoutError(): Error {
+  return Object.assign(new Error("upstream connect timed out"), { code: "ECONNECT_TIMEOUT" });
+}
+
+/** Destroys a socket that is still connecting after `ms` (reused keep-alive sockets are left alone). */
+function armConnectTimeout(socket: Socket, ms: number): void {
+  if (!ms || !socket.connecting) return;
+  const timer = setTimeout(() => socket.destroy(connectTimeoutError()), ms);
+  timer.unref();
+  const clear = () => {
+    clearTimeout(timer);
+    socket.off("connect", clear);
+    socket.off("close", clear);
+  };
+  socket.once("connect", clear);
+  socket.once("close", clear);
+}
 
 export interface Forwarder {
   web(req: IncomingMessage, res: ServerResponse, authorized: Authorized): Promise<void>;
 }
+
+// Headers dropped from the agent's request, per connection spec (specs are replaced on policy swaps).
+const dropLists = new WeakMap<CompiledConnection["spec"], readonly string[]>();
 
 /** Upstream, credential and drop list for an authorized exchange; refuses and returns undefined on failure. */
 export async function prepareUpstream(
@@ -67,7 +100,9 @@ export async function prepareUpstream(
   ex: Exchange,
   connection: CompiledConnection,
   refuse: (status: number, body: ErrorBody) => void,
-): Promise<{ upstream: Upstream; credential: InjectedCredential | undefined; drop: string[] } | undefined> {
+): Promise<
+  { upstream: Upstream; credential: InjectedCredential | undefined; drop: readonly string[] } | undefined
+> {
   const { ctx } = deps;
   const fail = (error: string, reason: string) => {
     ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason });
@@ -97,46 +132,43 @@ export async function prepareUpstream(
     fail("credential_unavailable", "credential");
     return undefined;
   }
-  return { upstream, credential, drop: credentialHeadersToDrop(connection.spec) };
+  let drop = dropLists.get(connection.spec);
+  if (drop === undefined) {
+    drop = Object.freeze(credentialHeadersToDrop(connection.spec));
+    dropLists.set(connection.spec, drop);
+  }
+  return { upstream, credential, drop };
 }
 
 export function createForwarder(deps: ForwardDeps): Forwarder {
-  const { ctx, proxy, maskers } = deps;
-  const inflight = new WeakMap<IncomingMessage, InFlight>();
-
-  proxy.on("proxyReq", (proxyReq, req) => {
-    const f = inflight.get(req);
-    if (!f) return;
-    f.proxyReq = proxyReq;
-    proxyReq.once("timeout", () => {
-      f.timedOut = true;
-    });
-    if (f.aborted) proxyReq.destroy();
-  });
-
-  proxy.on("proxyRes", (proxyRes, req, res) => {
-    const f = inflight.get(req);
-    if (!f || f.settled) {
-      proxyRes.destroy();
-      return;
-    }
-    f.settled = true;
-    ctx.metrics.upstreamSeconds.observe(
-      { connection: f.ex.connection, protocol: "http" },
-      (performance.now() - f.startedUpstream) / 1000,
-    );
-    relayResponse(ctx, f.ex, res, proxyRes, {
-      masker: f.responseMasker,
-      maxBodyBytes: f.maxResponseBytes,
-      method: f.method,
-    });
-  });
+  const { ctx, maskers } = deps;
 
   const refuseOnce = (f: InFlight, res: ServerResponse, status: number, body: ErrorBody, close = false) => {
     if (f.settled) return;
     f.settled = true;
     emitAudit(ctx, f.ex);
     sendJson(res, status, body, { close });
+  };
+
+  /** The upstream request failed before its response was relayed. */
+  const failed = (f: InFlight, res: ServerResponse, err: unknown) => {
+    if (f.settled) return;
+    const { ex } = f;
+    if (res.destroyed) {
+      // The agent went away first and its request to the upstream was cut.
+      f.settled = true;
+      ex.upstream = { error: "agent_disconnected" };
+      emitAudit(ctx, ex);
+      return;
+    }
+    const failure = classifyUpstreamError(err, f.timedOut);
+    ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: failure.reason });
+    ctx.logger.warn({ connection: ex.connection, upstreamError: failure.detail }, "upstream request failed");
+    ex.upstream = { error: failure.detail };
+    refuseOnce(f, res, failure.status, {
+      error: failure.status === 504 ? "upstream_timeout" : "upstream_unavailable",
+      reason: failure.detail,
+    });
   };
 
   async function web(req: IncomingMessage, res: ServerResponse, authorized: Authorized): Promise<void> {
@@ -169,13 +201,11 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
       responseMasker: responseSlot.masker,
       maxResponseBytes: spec.limits?.maxResponseBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
       startedUpstream: 0,
-      aborted: false,
       timedOut: false,
       settled: false,
     };
     const maxRequest = spec.limits?.maxRequestBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     const tooLarge = () => {
-      f.aborted = true;
       f.proxyReq?.destroy();
       req.unpipe();
       ex.upstream = { error: "request_body_too_large" };
@@ -193,7 +223,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
       if (res.headersSent && !res.writableFinished) res.destroy();
     };
 
-    // Request body: streamed under a byte limit, or read whole when it must be masked or reframed.
+    // Request body: none, streamed under a byte limit, or read whole when it must be masked or reframed.
     const headers = upstreamRequestHeaders(req.headers, {
       host: upstream.hostHeader,
       drop,
@@ -206,7 +236,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     const requestMasker = requestSlot.masker;
     const kind = classify(req.headers["content-type"]);
     const maskRequest = hasBody && requestMasker !== undefined && kind !== "other";
-    let body: Readable;
+    let whole: Buffer | undefined;
     if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
       const decs = maskRequest ? decoders(req.headers["content-encoding"]) : [];
       if (!decs) {
@@ -223,7 +253,6 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         );
         return;
       }
-      let whole: Buffer;
       try {
         whole = await readAll(req, decs, maxRequest);
       } catch (err) {
@@ -258,54 +287,62 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         if (decs.length > 0) delete headers["content-encoding"];
       }
       headers["content-length"] = String(whole.length);
-      body = Readable.from([whole]);
-    } else {
-      body = req.pipe(byteLimiter(maxRequest, tooLarge));
+    } else if (!hasBody && (method === "DELETE" || method === "OPTIONS") && !headers["content-length"]) {
+      headers["content-length"] = "0";
     }
     if (res.destroyed) return;
 
-    req.headers = headers;
-    req.url = forwardTarget;
-    inflight.set(req, f);
+    const options: RequestOptions & { rejectUnauthorized?: boolean } = {
+      host: upstream.host,
+      port: upstream.port,
+      method: req.method ?? "GET",
+      path: forwardTarget,
+      headers,
+      agent: upstream.agent,
+    };
+    // TLS settings (CA, SNI, name check) live on the connection's agent; verification is never off.
+    if (upstream.protocol === "https:") options.rejectUnauthorized = true;
     f.startedUpstream = performance.now();
-    proxy.web(
-      req,
-      res,
-      {
-        target: { protocol: upstream.protocol, host: upstream.host, port: upstream.port },
-        agent: upstream.agent,
-        secure: true,
-        selfHandleResponse: true,
-        buffer: body,
-        proxyTimeout: deps.upstreamTimeoutMs,
-        connectTimeout: deps.connectTimeoutMs,
-      },
-      (err) => {
-        if (f.settled) return;
-        if (res.destroyed) {
-          // The agent went away first; http-proxy-3 then cut the upstream request.
-          f.settled = true;
-          ex.upstream = { error: "agent_disconnected" };
-          emitAudit(ctx, ex);
-          return;
-        }
-        const failure = classifyUpstreamError(err, f.timedOut);
-        ctx.metrics.upstreamErrors.inc({
-          connection: ex.connection,
-          protocol: "http",
-          reason: failure.reason,
-        });
-        ctx.logger.warn(
-          { connection: ex.connection, upstreamError: failure.detail },
-          "upstream request failed",
-        );
-        ex.upstream = { error: failure.detail };
-        refuseOnce(f, res, failure.status, {
-          error: failure.status === 504 ? "upstream_timeout" : "upstream_unavailable",
-          reason: failure.detail,
-        });
-      },
-    );
+    const proxyReq = upstream.protocol === "https:" ? httpsRequest(options) : httpRequest(options);
+    f.proxyReq = proxyReq;
+    proxyReq.once("socket", (socket: Socket) => armConnectTimeout(socket, deps.connectTimeoutMs));
+    proxyReq.setTimeout(deps.upstreamTimeoutMs, () => {
+      f.timedOut = true;
+      proxyReq.destroy();
+    });
+    const onError = (err: NodeJS.ErrnoException) => {
+      // The agent's own connection reset: nothing to answer; the guard's close handler audits it.
+      if (req.socket.destroyed && err.code === "ECONNRESET") {
+        proxyReq.destroy();
+        return;
+      }
+      failed(f, res, err);
+    };
+    proxyReq.on("error", onError);
+    req.on("error", onError);
+    // The agent left before the whole answer went out: cut the upstream request too.
+    res.once("close", () => {
+      if (!res.writableFinished) proxyReq.destroy();
+    });
+    proxyReq.once("response", (proxyRes: IncomingMessage) => {
+      if (f.settled) {
+        proxyRes.destroy();
+        return;
+      }
+      f.settled = true;
+      ctx.metrics.upstreamSeconds.observe(
+        { connection: ex.connection, protocol: "http" },
+        (performance.now() - f.startedUpstream) / 1000,
+      );
+      relayResponse(ctx, ex, res, proxyRes, {
+        masker: f.responseMasker,
+        maxBodyBytes: f.maxResponseBytes,
+        method,
+      });
+    });
+    if (whole !== undefined) proxyReq.end(whole);
+    else if (hasBody) req.pipe(byteLimiter(maxRequest, tooLarge)).pipe(proxyReq);
+    else proxyReq.end();
   }
 
   return { web };

@@ -3,6 +3,7 @@
 // the agent sent are dropped before the sidecar's own credential goes in.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { IDENTITY_HEADER } from "../../identity/index.ts";
+import { REASON_HEADER } from "./approval.ts";
 
 const HOP_BY_HOP = new Set([
   "connection",
@@ -17,10 +18,10 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Header names that a `Connection: a, b` header marks as hop-by-hop for this message. */
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+function connectionTokens(headers: IncomingHttpHeaders): Set<string> | undefined {
   const value = headers.connection;
+  if (!value) return undefined;
   const out = new Set<string>();
-  if (!value) return out;
   for (const token of String(value).split(",")) {
     const t = token.trim().toLowerCase();
     if (t) out.add(t);
@@ -28,11 +29,14 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   return out;
 }
 
-function stripHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+// One pass over the headers, building a fresh object (no `delete`, which would turn the object
+// into a slow dictionary that node then walks again while writing the request).
+function stripHopByHop(headers: IncomingHttpHeaders, skip?: (name: string) => boolean): IncomingHttpHeaders {
   const listed = connectionTokens(headers);
   const out: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name) || skip?.(name)) continue;
     out[name] = value;
   }
   return out;
@@ -55,24 +59,32 @@ export function upstreamRequestHeaders(
   incoming: IncomingHttpHeaders,
   opts: UpstreamHeaderOptions,
 ): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = stripHopByHop(incoming);
-  delete out[IDENTITY_HEADER];
-  // The sidecar already answered `100 Continue` to the agent; the upstream gets the body at once.
-  delete out.expect;
-  for (const name of opts.drop) delete out[name];
+  const injected = opts.inject?.name.toLowerCase();
+  const out = stripHopByHop(
+    incoming,
+    (name) =>
+      // The identity token and the approval reason are the sidecar's business; `100 Continue` was
+      // already answered to the agent, so the upstream gets the body at once; the agent's
+      // credentials give way to ours.
+      name === IDENTITY_HEADER ||
+      name === REASON_HEADER ||
+      name === "expect" ||
+      name === injected ||
+      opts.drop.includes(name),
+  );
   out.host = opts.host;
   if (opts.acceptEncoding !== undefined) out["accept-encoding"] = opts.acceptEncoding;
   if (opts.websocket) {
     out.connection = "Upgrade";
     out.upgrade = "websocket";
   }
-  if (opts.inject) out[opts.inject.name.toLowerCase()] = opts.inject.value;
+  if (opts.inject && injected !== undefined) out[injected] = opts.inject.value;
   return out;
 }
 
 /** Response headers for the agent: hop-by-hop removed; framing is left to node. */
 export function downstreamResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
-  return { ...stripHopByHop(upstream) };
+  return stripHopByHop(upstream);
 }
 
 /** Whether the request carries a body whose length is not declared up front. */

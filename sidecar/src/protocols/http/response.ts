@@ -7,7 +7,7 @@
 // a masked SSE stream is audited at its end, before its last chunk is released, so the event
 // carries the complete masked counts (a stream cut short is audited when it is cut).
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { pipeline, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
@@ -85,9 +85,27 @@ function passthrough(
 ) {
   emitAudit(ctx, ex);
   res.writeHead(status, upstream.statusMessage, downstreamResponseHeaders(upstream.headers));
-  pipeline(upstream, res, () => {
-    // Errors on either side end both; the exchange's close handler records nothing more.
+  relay(upstream, res);
+}
+
+const ignore = () => undefined;
+
+/**
+ * Streams the upstream body to the agent. Either side failing cuts the other: an upstream that dies
+ * mid-body leaves the agent with a cut response (no clean end), never a silently short one. Plain
+ * `pipe` plus two listeners rather than `stream.pipeline`, which allocates an AbortController and
+ * constructs a DOMException (with a stack trace) for every response.
+ */
+function relay(upstream: IncomingMessage, res: ServerResponse): void {
+  upstream.on("error", ignore); // followed by 'close'
+  upstream.once("close", () => {
+    if (!upstream.complete) res.destroy();
   });
+  res.on("error", ignore);
+  res.once("close", () => {
+    if (!upstream.readableEnded) upstream.destroy();
+  });
+  upstream.pipe(res);
 }
 
 async function bufferAndMask(

@@ -33,6 +33,11 @@ function formatHost(host: string, port: number, protocol: "http:" | "https:"): s
 
 export function createUpstreamPool(secrets: SecretStore, opts: { maxSockets?: number } = {}): UpstreamPool {
   const agents = new Map<string, { key: string; agent: HttpAgent }>();
+  // Per compiled connection (replaced on every policy swap): the last answer and the CA it was
+  // built with, so the common case — same policy version, same CA — skips the agent key (and the
+  // CA digest) entirely. A different CA value, or an agent replaced or closed since, takes the full
+  // path below.
+  const resolved = new WeakMap<CompiledConnection, { ca: string | undefined; upstream: Upstream }>();
 
   const retire = (agent: HttpAgent) => {
     // In-flight requests finish on their sockets; nothing returns to this agent's pool afterwards
@@ -50,6 +55,9 @@ export function createUpstreamPool(secrets: SecretStore, opts: { maxSockets?: nu
         protocol === "https:" && spec.tls?.caSecretRef
           ? await secrets.get(spec.tls.caSecretRef.name, spec.tls.caSecretRef.key)
           : undefined;
+      const hit = resolved.get(connection);
+      if (hit !== undefined && hit.ca === ca && agents.get(spec.name)?.agent === hit.upstream.agent)
+        return hit.upstream;
       // The agent depends on the connection's target and TLS settings and on the CA's content, so a
       // policy edit or a rotated CA Secret gets a fresh agent.
       const key = JSON.stringify([
@@ -77,13 +85,15 @@ export function createUpstreamPool(secrets: SecretStore, opts: { maxSockets?: nu
         entry = { key, agent };
         agents.set(spec.name, entry);
       }
-      return {
+      const upstream: Upstream = {
         protocol,
         host: spec.target.host,
         port: spec.target.port,
         hostHeader: formatHost(spec.tls?.serverName ?? spec.target.host, spec.target.port, protocol),
         agent: entry.agent,
       };
+      resolved.set(connection, { ca, upstream });
+      return upstream;
     },
     close() {
       for (const { agent } of agents.values()) agent.destroy();
