@@ -1,6 +1,6 @@
 // The README's first command, as a user runs it: `airlock demo` starts the sidecar in front of
 // the bundled API; the curl lines it prints behave as it says.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
@@ -54,6 +54,37 @@ it("blocks a delete with a 403 naming the rule", async () => {
   const res = await fetch("http://127.0.0.1:15001/customers/1", { method: "DELETE" });
   expect(res.status).toBe(403);
   expect(await res.json()).toMatchObject({ error: "denied", rule: "no-deletes" });
+});
+
+it("pauses a refund for approval; once approved through the sidecar's admin API the retry passes", async () => {
+  const first = await fetch("http://127.0.0.1:15001/customers/1/refund", {
+    method: "POST",
+    headers: { "x-airlock-reason": "ticket 42" },
+  });
+  expect(first.status).toBe(403);
+  const body = (await first.json()) as { error: string; request: string };
+  expect(body).toMatchObject({ error: "approval_required", rule: "refunds-need-approval" });
+  const approve = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [
+        "bin/airlock.js",
+        "approvals",
+        "approve",
+        body.request,
+        "--sidecar",
+        "http://127.0.0.1:15990",
+        "--as",
+        "demo-approver",
+      ],
+      { cwd: root },
+      (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr }),
+    );
+  });
+  expect(approve.code, approve.out).toBe(0);
+  const retry = await fetch("http://127.0.0.1:15001/customers/1/refund", { method: "POST" });
+  expect(retry.status).toBe(200);
+  expect(await retry.json()).toEqual({ refunded: 1 });
 });
 
 it("the upstream refuses callers without the sidecar's token", async () => {

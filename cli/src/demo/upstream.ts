@@ -41,6 +41,8 @@ export async function startDemoUpstream(opts: {
       return c ? send(200, c) : send(404, { error: "no such customer" });
     }
     if (req.method === "DELETE" && one) return send(200, { deleted: Number(one[1]) });
+    const refund = /^\/customers\/(\d+)\/refund$/.exec(url.pathname);
+    if (req.method === "POST" && refund) return send(200, { refunded: Number(refund[1]) });
     if (url.pathname.startsWith("/admin")) return send(200, { apiKeys: ["sk_live_demo_should_never_leave"] });
     send(404, { error: "not found" });
   });
