@@ -16,6 +16,7 @@ import type { ConnectionHandler } from "./protocols/handler.ts";
 import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
 import { createPostgresHandler } from "./protocols/postgres/index.ts";
 import { createSshGuard } from "./protocols/ssh/index.ts";
+import { recordingAuditSink } from "./recording/audit-tee.ts";
 import { createRecorder, recordingSettingsFrom, withPolicyObjects } from "./recording/index.ts";
 import type { SidecarContext } from "./runtime/context.ts";
 import { createPolicyStore } from "./runtime/policy-store.ts";
@@ -104,9 +105,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const workload = await workloadFor(opts);
   // The policy objects are kept too: session recording reads each policy's `audit` settings.
   const policies = withPolicyObjects(createPolicyStore({ logger, metrics }));
+  // SSH sessions record their terminal; HTTP and SQL sessions are recorded from their audit events.
+  const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(policies.objects) });
+  const recordingAudit = recordingAuditSink(audit, recorder, policies);
   const ctx: SidecarContext = {
     logger,
-    audit,
+    audit: recordingAudit,
     metrics,
     workload,
     policies,
@@ -149,7 +153,6 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     approvals,
     ...(opts.bindHost ? { bindHost: opts.bindHost } : {}),
   });
-  const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(policies.objects) });
   const ssh = createSshGuard(ctx, {
     approvals,
     recorder,
@@ -216,6 +219,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       await capture?.close();
       await http.close();
       await ssh.close();
+      recordingAudit.close();
       await recorder.close();
       await approvalSetup?.close();
       await admin.close();
