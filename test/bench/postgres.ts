@@ -12,17 +12,17 @@
 // `pgbench -S -M prepared` (parsed once per connection); `tpcb-like` is pgbench's default mixed
 // read/write transaction. Connections are made once per client (no -C): the steady state of an
 // agent's session. The guard runs in its own Node process, as in a pod, writing its audit log
-// (one JSON line per statement) to /dev/null.
+// (one JSON line per statement) with the sidecar's logger to stdout, which is /dev/null.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chownSync, readFileSync } from "node:fs";
+import { chownSync, readFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { pino } from "pino";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { createAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { createLogger } from "../../sidecar/src/telemetry/logger.ts";
 import {
   freePort,
   nonRootAccount,
@@ -169,18 +169,20 @@ interface ServeConfig {
   credential: PgUser;
 }
 
-/** Child-process mode: serve the guard and print its port. */
+/**
+ * Child-process mode: serve the guard and print its port on fd 3. Audit lines go through the
+ * sidecar's own logger (`createLogger`: its stdout destination, which the parent points at
+ * /dev/null), so the bench pays for audit exactly what a pod does.
+ */
 async function serve(config: ServeConfig) {
-  const audit = createAuditSink(
-    pino({ level: "info", base: undefined }, pino.destination({ dest: "/dev/null", sync: false })),
-  );
+  const audit = createAuditSink(createLogger({ level: "warn" }));
   const g = await startGuard(config.policy, {
     credential: config.credential,
     keepAudit: false,
     audit: (e) => audit.emit(e),
     logLevel: "warn",
   });
-  process.stdout.write(`${g.port}\n`);
+  writeSync(3, `${g.port}\n`);
   process.on("SIGTERM", () => {
     g.close().finally(() => process.exit(0));
   });
@@ -189,11 +191,11 @@ async function serve(config: ServeConfig) {
 async function spawnGuard(config: ServeConfig): Promise<{ port: number; pid: number; stop(): void }> {
   const file = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [file, "--serve", JSON.stringify(config)], {
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "ignore", "inherit", "pipe"],
   });
   const port = await new Promise<number>((resolve, reject) => {
     let out = "";
-    child.stdout?.on("data", (d: Buffer) => {
+    (child.stdio[3] as NodeJS.ReadableStream | null)?.on("data", (d: Buffer) => {
       out += d.toString();
       const m = /^(\d+)\n/.exec(out);
       if (m) resolve(Number(m[1]));

@@ -14,6 +14,7 @@ import {
   bindMessage,
   errorOf,
   executeMessage,
+  type Msg,
   parseMessage,
   queryMessage,
   RawClient,
@@ -596,6 +597,41 @@ describe("audit and metrics", () => {
   });
 });
 
+describe("large results", () => {
+  it("every row reaches the agent in order and is counted, simple and extended, suspended portals too", async () => {
+    const g = await guard(READ_WRITE);
+    const c = await RawClient.connect(g.port);
+    try {
+      await c.startup();
+      const sql = "SELECT g, repeat('x', g % 97) AS pad FROM generate_series(1, 5000) g";
+      const expectRows = (msgs: Msg[], from: number, to: number) => {
+        const rows = msgs.filter((m) => m.type === "D").map((m) => rowValues(m)[0]);
+        expect(rows).toEqual(Array.from({ length: to - from + 1 }, (_, i) => String(from + i)));
+      };
+      await c.write(queryMessage(sql));
+      expectRows(await c.until("Z"), 1, 5000);
+      await c.write(
+        Buffer.concat([
+          parseMessage("", sql),
+          bindMessage("", "", []),
+          executeMessage("", 2000),
+          executeMessage("", 0),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await c.until("Z");
+      expect(msgs.filter((m) => m.type !== "D").map((m) => m.type)).toEqual(["1", "2", "s", "C", "Z"]);
+      expectRows(msgs, 1, 5000);
+    } finally {
+      c.close();
+    }
+    const [simple, suspended, rest] = g.audit.slice(-3);
+    expect(simple).toMatchObject({ upstream: { status: "SELECT 5000" }, rows: 5000 });
+    expect(suspended).toMatchObject({ upstream: { status: "suspended" }, rows: 2000 });
+    expect(rest).toMatchObject({ upstream: { status: "SELECT 3000" }, rows: 3000 });
+  });
+});
+
 describe("policy changes and drain", () => {
   it("a reload applies to the next statement, and to prepared statements at their next Bind", async () => {
     const g = await guard(READ_WRITE);
@@ -612,6 +648,56 @@ describe("policy changes and drain", () => {
       await expect(c.query("SELECT count(*) FROM orders")).rejects.toMatchObject({ code: "42501" });
       await expect(c.query(named)).rejects.toMatchObject({ code: "42501" });
       expect((await c.query("SELECT count(*)::int AS n FROM sink")).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("a statement text judged before a reload is judged again after it", async () => {
+    // The guard keeps judgements per classification for one policy generation only.
+    const g = await guard(READ_WRITE);
+    const c = await client(g);
+    try {
+      for (let i = 0; i < 2; i++)
+        expect((await c.query("SELECT count(*)::int AS n FROM orders WHERE id > 0")).rows).toEqual([
+          { n: 20 },
+        ]);
+      // Same numeric shape, other literal: judged like the text above.
+      expect((await c.query("SELECT count(*)::int AS n FROM orders WHERE id > 10")).rows).toEqual([
+        { n: 10 },
+      ]);
+      const stricter = pgPolicy(server, {
+        rules: [
+          { name: "only-sink", action: "allow", match: { sql: { statements: ["read"], tables: ["sink"] } } },
+        ],
+      });
+      expect(g.policies.update([stricter]).accepted).toBe(true);
+      await expect(c.query("SELECT count(*)::int AS n FROM orders WHERE id > 0")).rejects.toMatchObject({
+        code: "42501",
+      });
+      await expect(c.query("SELECT count(*)::int AS n FROM orders WHERE id > 5")).rejects.toMatchObject({
+        code: "42501",
+      });
+      expect(g.policies.update([pgPolicy(server, READ_WRITE)]).accepted).toBe(true);
+      expect((await c.query("SELECT count(*)::int AS n FROM orders WHERE id > 0")).rows).toEqual([{ n: 20 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("EXECUTE is judged against the session's prepared statements every time", async () => {
+    const g = await guard(READ_WRITE);
+    const c = await client(g);
+    try {
+      await c.query("PREPARE cnt AS SELECT count(*)::int AS n FROM orders");
+      for (let i = 0; i < 2; i++) expect((await c.query("EXECUTE cnt")).rows).toEqual([{ n: 20 }]);
+      await c.query("DEALLOCATE cnt");
+      // Refused by the guard (it saw the DEALLOCATE), not merely failing upstream.
+      await expect(c.query("EXECUTE cnt")).rejects.toMatchObject({ code: "42501" });
+      await expect(c.query("PREPARE cnt AS DELETE FROM orders WHERE id = 1")).rejects.toMatchObject({
+        code: "42501",
+      });
+      await expect(c.query("EXECUTE cnt")).rejects.toMatchObject({ code: "42501" });
     } finally {
       await c.end();
     }

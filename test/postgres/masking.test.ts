@@ -167,6 +167,35 @@ describe("result masking", () => {
     }
   });
 
+  it("masking turned on by a policy change covers statements described before it", async () => {
+    // Without masking the guard does not record result columns; once a reload turns masking on,
+    // a statement described earlier is described again before its rows flow.
+    const g = await guard(undefined);
+    const c = await RawClient.connect(g.port);
+    try {
+      await c.startup();
+      await c.write(
+        Buffer.concat([
+          parseMessage("s", "SELECT card_number FROM customers WHERE id = $1"),
+          describeMessage("S", "s"),
+          syncMessage(),
+        ]),
+      );
+      expect((await c.until("Z")).map((m) => m.type).join("")).toBe("1tTZ");
+      const masked = pgPolicy(server, {
+        rules: READ,
+        masking: [{ name: "cards", columns: ["card_number"], strategy: "redact" }],
+      });
+      expect(g.policies.update([masked]).accepted).toBe(true);
+      await c.write(Buffer.concat([bindMessage("", "s", ["1"]), executeMessage(""), syncMessage()]));
+      const msgs = await c.until("Z");
+      expect(msgs.map((m) => m.type).join("")).toBe("2DCZ");
+      expect(msgs[1]?.payload.toString()).not.toContain("4111");
+    } finally {
+      c.close();
+    }
+  });
+
   it("pipelined unnamed statements with different columns are each masked by their own columns", async () => {
     const g = await guard(COLUMNS_AND_EMAIL);
     const c = await RawClient.connect(g.port);

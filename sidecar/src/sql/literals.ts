@@ -55,6 +55,11 @@ export function numericShape(s: string): string | undefined {
   let i = 0;
   while (i < n) {
     const c = s.charCodeAt(i);
+    // Only - / " ' $ . and digits can start anything below: step over every other character.
+    if (c !== 45 && c !== 47 && c !== 34 && c !== 39 && c !== 36 && c !== 46 && !isDigit(c)) {
+      i++;
+      continue;
+    }
     const next = s.charCodeAt(i + 1);
     const prev = i > 0 ? s.charCodeAt(i - 1) : 32;
     if (c === 45 && next === 45) {

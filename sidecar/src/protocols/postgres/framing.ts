@@ -8,13 +8,26 @@
 // oversized message is refused without reading it.
 import { ProtocolError, T } from "./protocol.ts";
 
-export interface Frame {
+export class Frame {
   /** Type byte; 0 for startup-phase packets. */
-  type: number;
+  readonly type: number;
   /** The whole message as received (header included). */
-  raw: Buffer;
+  readonly raw: Buffer;
+  readonly #header: number;
+  #payload: Buffer | undefined;
+
+  constructor(type: number, raw: Buffer, header: number) {
+    this.type = type;
+    this.raw = raw;
+    this.#header = header;
+  }
+
   /** The payload after the header (after the int32 length; startup: after length, includes the code). */
-  payload: Buffer;
+  get payload(): Buffer {
+    // Made on first use: most messages are passed through as `raw` without reading it.
+    this.#payload ??= this.raw.subarray(this.#header);
+    return this.#payload;
+  }
 }
 
 export interface FrontendLimits {
@@ -47,6 +60,8 @@ class Chunks {
   /** Byte at offset i from the head (i < length). */
   byteAt(i: number): number {
     let off = this.#head + i;
+    const first = this.#chunks[0] as Buffer;
+    if (off < first.length) return first[off] as number;
     for (const c of this.#chunks) {
       if (off < c.length) return c[off] as number;
       off -= c.length;
@@ -55,9 +70,20 @@ class Chunks {
   }
 
   int32At(i: number): number {
+    const first = this.#chunks[0] as Buffer;
+    const off = this.#head + i;
+    if (off + 4 <= first.length) return first.readInt32BE(off);
     return (
       (this.byteAt(i) << 24) | (this.byteAt(i + 1) << 16) | (this.byteAt(i + 2) << 8) | this.byteAt(i + 3) | 0
     );
+  }
+
+  /** The first chunk (undefined when empty) and the offset of the head in it. */
+  get first(): Buffer | undefined {
+    return this.#chunks[0];
+  }
+  get head(): number {
+    return this.#head;
   }
 
   /** Removes and returns the first n bytes (n <= length); a view when they lie in one chunk. */
@@ -129,8 +155,7 @@ export class FrontendFramer {
       if (len > this.#limits.maxStartupBytes)
         throw new ProtocolError(`startup packet of ${len} bytes is too large`);
       if (c.length < len) return undefined;
-      const raw = c.take(len);
-      return { type: 0, raw, payload: raw.subarray(4) };
+      return new Frame(0, c.take(len), 4);
     }
     if (c.length < 5) return undefined;
     const type = c.byteAt(0);
@@ -144,8 +169,7 @@ export class FrontendFramer {
         "54000",
       );
     if (c.length < 1 + len) return undefined;
-    const raw = c.take(1 + len);
-    return { type, raw, payload: raw.subarray(5) };
+    return new Frame(type, c.take(1 + len), 5);
   }
 }
 
@@ -171,11 +195,34 @@ export class BackendFramer {
     if (c.length < 5) return undefined;
     const type = c.byteAt(0);
     const len = c.int32At(1);
-    if (len < 4 || len - 4 > this.#max)
-      throw new ProtocolError(`upstream sent an invalid message length ${len}`);
+    if (!this.#validLength(len)) throw new ProtocolError(`upstream sent an invalid message length ${len}`);
     if (c.length < 1 + len) return undefined;
-    const raw = c.take(1 + len);
-    return { type, raw, payload: raw.subarray(5) };
+    return new Frame(type, c.take(1 + len), 5);
+  }
+
+  /**
+   * The complete messages of `type` at the head that lie in the first received chunk, as one view
+   * and their count; undefined when the next message is not one (or not complete in that chunk:
+   * `next()` assembles it). A message whose length is invalid ends the run, for `next()` to refuse.
+   */
+  takeRun(type: number): { raw: Buffer; count: number } | undefined {
+    const c = this.#chunks;
+    const first = c.first;
+    if (!first) return undefined;
+    const start = c.head;
+    let off = start;
+    let count = 0;
+    while (off + 5 <= first.length && first[off] === type) {
+      const len = first.readInt32BE(off + 1);
+      if (!this.#validLength(len) || off + 1 + len > first.length) break;
+      off += 1 + len;
+      count++;
+    }
+    return count === 0 ? undefined : { raw: c.take(off - start), count };
+  }
+
+  #validLength(len: number): boolean {
+    return len >= 4 && len - 4 <= this.#max;
   }
 }
 

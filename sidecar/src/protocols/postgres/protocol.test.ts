@@ -194,6 +194,78 @@ describe("BackendFramer", () => {
     expect(f.next()?.type).toBe(T.CommandComplete);
     expect(f.next()).toBeUndefined();
   });
+
+  const row = (v: string) => message(T.DataRow, int16(1), int32(Buffer.byteLength(v)), Buffer.from(v));
+  const response = Buffer.concat([
+    message(T.RowDescription, int16(0)),
+    row("a"),
+    row("bb"),
+    row("ccc"),
+    message(T.CommandComplete, cstr("SELECT 3")),
+    row("d"),
+    message(T.ReadyForQuery, "I"),
+  ]);
+
+  /** Alternates takeRun(DataRow) and next(), as the guard does: [type, count, bytes] per step. */
+  function drain(f: BackendFramer, out: [number, number, Buffer][]) {
+    for (;;) {
+      const run = f.takeRun(T.DataRow);
+      if (run) {
+        out.push([T.DataRow, run.count, run.raw]);
+        continue;
+      }
+      const fr = f.next();
+      if (!fr) return;
+      out.push([fr.type, 1, fr.raw]);
+    }
+  }
+
+  it("takes runs of DataRows in one chunk as one slice, at every split", () => {
+    const whole: [number, number, Buffer][] = [];
+    const f = new BackendFramer();
+    f.push(response);
+    drain(f, whole);
+    expect(whole.map(([t, n]) => [String.fromCharCode(t), n])).toEqual([
+      ["T", 1],
+      ["D", 3],
+      ["C", 1],
+      ["D", 1],
+      ["Z", 1],
+    ]);
+    expect(whole[1]?.[2].buffer).toBe(response.buffer); // a view, not a copy
+    for (let a = 0; a <= response.length; a++) {
+      for (let b = a; b <= response.length; b++) {
+        const g = new BackendFramer();
+        const out: [number, number, Buffer][] = [];
+        for (const part of [response.subarray(0, a), response.subarray(a, b), response.subarray(b)]) {
+          g.push(Buffer.from(part));
+          drain(g, out);
+        }
+        expect(Buffer.concat(out.map(([, , raw]) => raw)).equals(response)).toBe(true);
+        const rows = out.filter(([t]) => t === T.DataRow).reduce((n, [, c]) => n + c, 0);
+        expect(rows).toBe(4);
+        expect(out.filter(([t]) => t !== T.DataRow).map(([t]) => String.fromCharCode(t))).toEqual([
+          "T",
+          "C",
+          "Z",
+        ]);
+      }
+    }
+  });
+
+  it("a run stops at an invalid length, which next() refuses", () => {
+    const bad = Buffer.from(row("x"));
+    bad.writeInt32BE(2, 1);
+    const f = new BackendFramer();
+    f.push(Buffer.concat([row("a"), bad]));
+    expect(f.takeRun(T.DataRow)?.count).toBe(1);
+    expect(f.takeRun(T.DataRow)).toBeUndefined();
+    expect(() => f.next()).toThrow(ProtocolError);
+    const big = new BackendFramer(16);
+    big.push(Buffer.concat([row("a"), row("x".repeat(64))]));
+    expect(big.takeRun(T.DataRow)?.count).toBe(1);
+    expect(() => big.next()).toThrow(ProtocolError);
+  });
 });
 
 describe("password authentication", () => {

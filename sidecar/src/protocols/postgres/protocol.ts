@@ -203,7 +203,8 @@ export class Reader {
     return v;
   }
   cstr(what = "string"): string {
-    return decodeUtf8(this.cstrBytes(what), what);
+    const b = this.cstrBytes(what);
+    return b.length === 0 ? "" : decodeUtf8(b, what);
   }
   end(what: string) {
     if (this.#pos !== this.#buf.length) throw new ProtocolError(`malformed ${what} message: trailing bytes`);

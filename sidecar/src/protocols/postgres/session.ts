@@ -21,7 +21,7 @@
 // the exact bytes received.
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
-import type { AuditEvent } from "../../audit/events.ts";
+import type { AuditEvent, AuditIdentity, AuditOperation } from "../../audit/events.ts";
 import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
@@ -224,6 +224,7 @@ export class Session {
   #target: UpstreamTarget | undefined;
   #upKey: { pid: number; secret: number } | undefined;
   #agentKey: string | undefined;
+  #identity: AuditIdentity | undefined;
 
   readonly #pending = new Queue<Pending>();
   #serverSkipping = false;
@@ -233,6 +234,8 @@ export class Session {
   readonly #portals = new Map<string, PortalInfo>();
   readonly #cursors = new Map<string, readonly ClassifiedStatement[]>();
   readonly #bogusPortal = `airlock_denied_${randomBytes(12).toString("hex")}`;
+  /** Judgements of the current policy generation, by classification (see #judge). */
+  #judged = new WeakMap<Classification, SqlJudgement>();
   /** `tableOid:attnum` → name of the table columns column rules cover (see row-masking.ts). */
   readonly #origins = new Map<string, string>();
 
@@ -749,6 +752,7 @@ export class Session {
     const gen = this.#ctx.policies.generation();
     if (gen === this.#gen) return;
     this.#gen = gen;
+    this.#judged = new WeakMap();
     const c = this.#ctx.policies.current().connections.get(this.#name);
     if (c) {
       this.#conn = c;
@@ -761,14 +765,24 @@ export class Session {
     const t0 = now();
     const classification = classifySync(text);
     this.#refresh();
-    const judgement = judgeSql({
-      classification,
-      policies: this.#ctx.policies.current(),
-      connection: this.#conn,
-      subject: this.#subject,
-      prepared: { get: (name) => this.#prepared.get(name)?.statements },
-      masking: this.#mask !== undefined,
-    });
+    // Classifications are shared, frozen cache entries (sql/classify.ts): the same object comes
+    // back for the same text (or numeric shape), so its judgement is kept until the policy
+    // generation changes (#refresh clears it). Everything else judgeSql reads is fixed for a
+    // generation (connection, masking) or for the session (subject); the session's prepared
+    // statements are not, so a text with EXECUTE is judged every time.
+    let judgement = this.#judged.get(classification);
+    if (!judgement) {
+      judgement = judgeSql({
+        classification,
+        policies: this.#ctx.policies.current(),
+        connection: this.#conn,
+        subject: this.#subject,
+        prepared: { get: (name) => this.#prepared.get(name)?.statements },
+        masking: this.#mask !== undefined,
+      });
+      if (!classification.statements.some((s) => s.effect?.kind === "execute"))
+        this.#judged.set(classification, judgement);
+    }
     this.#ctx.metrics.decisionSeconds.observe({ protocol: "postgres" }, (now() - t0) / 1000);
     return { classification, judgement };
   }
@@ -1167,6 +1181,18 @@ export class Session {
     back.push(chunk);
     try {
       for (;;) {
+        // Without masking, a run of DataRows is counted and passed on as one slice.
+        if (!this.#mask) {
+          const head = this.#pending.peek();
+          if (head?.t === "query" || head?.t === "execute") {
+            const run = back.takeRun(T.DataRow);
+            if (run) {
+              head.op.dataRows += run.count;
+              this.#toAgent(run.raw);
+              continue;
+            }
+          }
+        }
         const f = back.next();
         if (!f) break;
         this.#onBackend(f);
@@ -1367,8 +1393,11 @@ export class Session {
   }
 
   #onDescribeResponse(f: Frame, head: Extract<Pending, { t: "describe" }>) {
-    const record = (cols: readonly Column[]) => {
-      if (head.target) head.target.columns = cols;
+    // Columns serve masking only. Without it they are not recorded: should a policy change turn
+    // masking on later in the session, a statement or portal without columns is described again
+    // (internally) before its rows flow, and rows of unknown columns are refused.
+    const record = (cols: () => readonly Column[]) => {
+      if (head.target && this.#mask) head.target.columns = cols();
     };
     switch (f.type) {
       case T.ParameterDescription:
@@ -1376,10 +1405,10 @@ export class Session {
         if (!head.internal) this.#toAgent(f.raw);
         return;
       case T.RowDescription:
-        record(parseRowDescription(f.payload));
+        record(() => parseRowDescription(f.payload));
         break;
       case T.NoData:
-        record([]);
+        record(() => []);
         break;
       default:
         this.#unexpected(f, head);
@@ -1462,32 +1491,14 @@ export class Session {
     const ctx = this.#ctx;
     const d = op.decision;
     const durationMs = Math.round((now() - op.start) * 1000) / 1000;
-    const masked = Object.keys(op.masked).length ? op.masked : undefined;
-    const w = ctx.workload;
-    const event: AuditEvent & { rows?: number } = {
+    const masked = hasKeys(op.masked) ? op.masked : undefined;
+    const event: AuditEvent = {
       session: this.id,
       connection: this.#name,
       protocol: "postgres",
-      identity: {
-        serviceAccount: w.subject,
-        pod: w.podName,
-        namespace: w.namespace,
-        ...(this.#user ? { user: this.#user.user, groups: this.#user.groups } : {}),
-      },
-      operation: {
-        kind: "sql",
-        statements: op.statements.map((s) => ({
-          kind: s.kind,
-          tables: s.tables,
-          fingerprint: s.fingerprint,
-        })),
-      },
-      decision: {
-        action: d.action,
-        ...(d.policy ? { policy: d.policy } : {}),
-        ...(d.rule ? { rule: d.rule } : {}),
-        reason: d.reason,
-      },
+      identity: this.#auditIdentity(),
+      operation: auditOperation(op.statements),
+      decision: auditDecision(d),
       ...(op.approval ? { approval: op.approval } : {}),
       ...(masked ? { masked } : {}),
       ...(d.action === "allow"
@@ -1507,22 +1518,83 @@ export class Session {
       for (const [detector, n] of Object.entries(masked))
         ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
   }
+
+  /** The session's audit identity: fixed once the session is ready (the user is known by then). */
+  #auditIdentity(): AuditIdentity {
+    if (this.#identity) return this.#identity;
+    const w = this.#ctx.workload;
+    const identity: AuditIdentity = Object.freeze({
+      serviceAccount: w.subject,
+      pod: w.podName,
+      namespace: w.namespace,
+      ...(this.#user ? { user: this.#user.user, groups: this.#user.groups } : {}),
+    });
+    if (this.#phase === "ready") this.#identity = identity;
+    return identity;
+  }
+}
+
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
+// Audit shapes of what is shared between statements: classifications are cached and frozen, and
+// so are judgements' decisions within a policy generation (Session.#judge), so the same objects
+// come back statement after statement. Their audit shapes are built once and frozen.
+const auditOperations = new WeakMap<readonly ClassifiedStatement[], AuditOperation>();
+const auditDecisions = new WeakMap<Decision, AuditEvent["decision"]>();
+
+function auditOperation(statements: readonly ClassifiedStatement[]): AuditOperation {
+  let o = auditOperations.get(statements);
+  if (!o) {
+    o = Object.freeze({
+      kind: "sql" as const,
+      statements: Object.freeze(
+        statements.map((s) => Object.freeze({ kind: s.kind, tables: s.tables, fingerprint: s.fingerprint })),
+      ),
+    });
+    auditOperations.set(statements, o);
+  }
+  return o;
+}
+
+function auditDecision(d: Decision): AuditEvent["decision"] {
+  let a = auditDecisions.get(d);
+  if (!a) {
+    a = Object.freeze({
+      action: d.action,
+      ...(d.policy ? { policy: d.policy } : {}),
+      ...(d.rule ? { rule: d.rule } : {}),
+      reason: d.reason,
+    });
+    auditDecisions.set(d, a);
+  }
+  return a;
 }
 
 /** Merges adjacent views of the same memory so a pass-through burst is one write. */
 function coalesce(bufs: Buffer[]): Buffer[] {
   if (bufs.length < 2) return bufs;
   const out: Buffer[] = [];
-  let cur = bufs[0] as Buffer;
+  let first = bufs[0] as Buffer; // first view of the current run
+  let end = first.byteOffset + first.length; // end of the run in first.buffer
+  let runs = 1; // views in the current run
+  const close = () => {
+    out.push(runs === 1 ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset));
+  };
   for (let i = 1; i < bufs.length; i++) {
     const b = bufs[i] as Buffer;
-    if (b.buffer === cur.buffer && cur.byteOffset + cur.length === b.byteOffset) {
-      cur = Buffer.from(cur.buffer, cur.byteOffset, cur.length + b.length);
+    if (b.buffer === first.buffer && b.byteOffset === end) {
+      end += b.length;
+      runs++;
     } else {
-      out.push(cur);
-      cur = b;
+      close();
+      first = b;
+      end = b.byteOffset + b.length;
+      runs = 1;
     }
   }
-  out.push(cur);
+  close();
   return out;
 }
