@@ -5,14 +5,21 @@
 //   import { benchPostgres } from "./postgres.ts";
 //   const r = await benchPostgres({ seconds: 8, clients: 8, log });   // r.rows, r.sidecarRssMb
 //
-// Run alone: `node test/bench/postgres.ts [--seconds 5] [--clients 8] [--scale 5]` prints a table.
+// Run alone: `node test/bench/postgres.ts [--seconds 6] [--clients 8] [--scale 5] [--rounds 3]`
+// prints a table.
 //
 // Workloads: `select-only` is `pgbench -S` (one SELECT per transaction, simple protocol: every
 // statement text differs, so the classifier parses each one); `select-only prepared` is
 // `pgbench -S -M prepared` (parsed once per connection); `tpcb-like` is pgbench's default mixed
-// read/write transaction. Connections are made once per client (no -C): the steady state of an
-// agent's session. The guard runs in its own Node process, as in a pod, writing its audit log
-// (one JSON line per statement) with the sidecar's logger to stdout, which is /dev/null.
+// read/write transaction; `1000-row select` reads 1000 pgbench_accounts rows per statement (the
+// per-row path: framing, pass-through, masking). Connections are made once per client (no -C):
+// the steady state of an agent's session. The guard runs in its own Node process, as in a pod,
+// writing its audit log (one JSON line per statement) with the sidecar's logger to stdout, which
+// is /dev/null.
+//
+// The machine is shared and noisy: each workload runs every path once per round, rounds
+// interleaved, and reports the median; the proxies' CPU time per transaction (read from /proc)
+// is the steadier figure for comparing the guard with PgBouncer.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { chownSync, readFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -43,11 +50,17 @@ export interface PgbenchResult {
 export interface PostgresBenchRow {
   workload: string;
   path: string;
+  /** Median TPS and latency of the rounds; transactions and failures summed. */
   result: PgbenchResult;
+  /** Proxies only (PgBouncer, the guard): the proxy process's CPU time per transaction. */
+  proxyCpuUsPerTx?: number;
 }
 
 export interface PostgresBench {
   rows: PostgresBenchRow[];
+  /** Measured runs per path and workload, and the seconds of each. */
+  rounds: number;
+  runSeconds: number;
   sidecarRssMb: number;
   /** Per workload: sidecar TPS ÷ PgBouncer TPS, and ÷ direct. */
   ratios: { workload: string; path: string; vsPgbouncer: number; vsDirect: number; addedLatencyMs: number }[];
@@ -85,6 +98,7 @@ export function pgbench(
 
 export interface Pgbouncer {
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -142,6 +156,7 @@ ignore_startup_parameters = extra_float_digits,options
   }
   return {
     port,
+    pid: child.pid ?? 0,
     async stop() {
       const exited = new Promise<void>((r) => child.once("exit", () => r()));
       child.kill("SIGINT");
@@ -205,6 +220,25 @@ async function spawnGuard(config: ServeConfig): Promise<{ port: number; pid: num
   return { port, pid: child.pid ?? 0, stop: () => child.kill("SIGTERM") };
 }
 
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** CPU time (user + system, all threads) a process has used, in µs; 0 when unknown. */
+function cpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
 function rssMb(pid: number): number {
   try {
     return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
@@ -213,17 +247,30 @@ function rssMb(pid: number): number {
   }
 }
 
+/**
+ * `seconds` per path and workload, run as `rounds` interleaved runs (every path once per round,
+ * so a burst of load elsewhere on the machine hits all paths alike); TPS is the median run.
+ */
 export async function benchPostgres(opts: {
   seconds: number;
   clients: number;
   scale?: number;
+  rounds?: number;
   log: (s: string) => void;
 }): Promise<PostgresBench> {
   const pg = await startPostgres({ settings: { max_connections: 300 } });
   const cleanup: (() => Promise<void> | void)[] = [() => pg.stop()];
   try {
-    opts.log(`  postgres: pgbench -i -s ${opts.scale ?? 5}`);
-    await pg.initPgbench(opts.scale ?? 5);
+    const scale = opts.scale ?? 5;
+    opts.log(`  postgres: pgbench -i -s ${scale}`);
+    await pg.initPgbench(scale);
+    const scripts = await mkdtemp(join(tmpdir(), "airlock-pgbench-"));
+    cleanup.push(() => rm(scripts, { recursive: true, force: true }));
+    const rowsScript = join(scripts, "rows.sql");
+    await writeFile(
+      rowsScript,
+      `\\set a random(1, ${100_000 * scale - 999})\nSELECT aid, bid, abalance, filler FROM pgbench_accounts WHERE aid BETWEEN :a AND :a + 999;\n`,
+    );
     const user = pg.users.scram;
     const bouncer = await startPgbouncer(pg, user, Math.max(2, opts.clients));
     cleanup.push(() => bouncer.stop());
@@ -235,48 +282,81 @@ export async function benchPostgres(opts: {
     });
     cleanup.push(() => masked.stop());
 
-    const paths: [string, NodeJS.ProcessEnv][] = [
+    // [name, libpq environment, pid of the proxy process]
+    const paths: [string, NodeJS.ProcessEnv, number | undefined][] = [
       [
         "direct",
         { PGHOST: "127.0.0.1", PGPORT: String(pg.port), PGUSER: user.user, PGPASSWORD: user.password },
+        undefined,
       ],
-      ["pgbouncer", { PGHOST: "127.0.0.1", PGPORT: String(bouncer.port), PGUSER: user.user }],
-      ["sidecar", { PGHOST: "127.0.0.1", PGPORT: String(plain.port), PGUSER: "agent" }],
-      ["sidecar + masking", { PGHOST: "127.0.0.1", PGPORT: String(masked.port), PGUSER: "agent" }],
+      ["pgbouncer", { PGHOST: "127.0.0.1", PGPORT: String(bouncer.port), PGUSER: user.user }, bouncer.pid],
+      ["sidecar", { PGHOST: "127.0.0.1", PGPORT: String(plain.port), PGUSER: "agent" }, plain.pid],
+      [
+        "sidecar + masking",
+        { PGHOST: "127.0.0.1", PGPORT: String(masked.port), PGUSER: "agent" },
+        masked.pid,
+      ],
     ];
     const workloads: [string, string[]][] = [
       ["select-only", ["-S"]],
       ["select-only prepared", ["-S", "-M", "prepared"]],
       ["tpcb-like", []],
+      ["1000-row select", ["-f", rowsScript]],
     ];
     const threads = Math.min(2, opts.clients);
+    const rounds = Math.max(1, opts.rounds ?? 3);
+    const runSeconds = Math.max(1, Math.round(opts.seconds / rounds));
+    const run = (args: string[], env: NodeJS.ProcessEnv, seconds: number) =>
+      pgbench(
+        [
+          ...args,
+          "-n",
+          "-c",
+          String(opts.clients),
+          "-j",
+          String(threads),
+          "-T",
+          String(seconds),
+          pg.database,
+        ],
+        env,
+      );
     const rows: PostgresBenchRow[] = [];
     for (const [workload, args] of workloads) {
-      for (const [path, env] of paths) {
-        opts.log(`  postgres: ${workload} via ${path} (${opts.seconds}s, ${opts.clients} clients)`);
-        // A short warm-up (JIT, caches), then the measured run.
-        await pgbench(
-          [...args, "-n", "-c", String(opts.clients), "-j", String(threads), "-T", "1", pg.database],
-          env,
-        );
-        const r = await pgbench(
-          [
-            ...args,
-            "-n",
-            "-c",
-            String(opts.clients),
-            "-j",
-            String(threads),
-            "-T",
-            String(opts.seconds),
-            pg.database,
-          ],
-          env,
-        );
+      opts.log(`  postgres: ${workload}: ${rounds} × ${runSeconds}s on each path (${opts.clients} clients)`);
+      const runs = paths.map(() => ({
+        tps: [] as number[],
+        latency: [] as number[],
+        tx: 0,
+        failed: 0,
+        cpu: 0,
+      }));
+      // A short warm-up (JIT, caches) on each path, then the measured rounds.
+      for (const [, env] of paths) await run(args, env, 1);
+      for (let round = 0; round < rounds; round++) {
+        for (const [i, [, env, pid]] of paths.entries()) {
+          const acc = runs[i] as (typeof runs)[number];
+          const cpu0 = pid ? cpuUs(pid) : 0;
+          const r = await run(args, env, runSeconds);
+          if (pid) acc.cpu += cpuUs(pid) - cpu0;
+          acc.tps.push(r.tps);
+          acc.latency.push(r.latencyMs);
+          acc.tx += r.transactions;
+          acc.failed += r.failed;
+        }
+      }
+      for (const [i, [path, , pid]] of paths.entries()) {
+        const acc = runs[i] as (typeof runs)[number];
         rows.push({
           workload,
           path,
-          result: { tps: r.tps, latencyMs: r.latencyMs, transactions: r.transactions, failed: r.failed },
+          result: {
+            tps: median(acc.tps),
+            latencyMs: median(acc.latency),
+            transactions: acc.tx,
+            failed: acc.failed,
+          },
+          ...(pid && acc.tx > 0 ? { proxyCpuUsPerTx: acc.cpu / acc.tx } : {}),
         });
       }
     }
@@ -298,7 +378,7 @@ export async function benchPostgres(opts: {
         });
       }
     }
-    return { rows, sidecarRssMb, ratios };
+    return { rows, rounds, runSeconds, sidecarRssMb, ratios };
   } finally {
     for (const c of cleanup.reverse()) await c();
   }
@@ -308,15 +388,15 @@ export async function benchPostgres(opts: {
 export function formatPostgresBench(b: PostgresBench, opts: { seconds: number; clients: number }): string {
   const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
   const out = [
-    `PostgreSQL pgbench, ${opts.clients} clients × ${opts.seconds}s each (sidecar RSS after load: ${fmt(b.sidecarRssMb, 0)} MB)`,
-    "| workload | path | TPS | × direct | × PgBouncer | latency ms | added ms | failed |",
-    "|---|---|---|---|---|---|---|---|",
+    `PostgreSQL pgbench, ${opts.clients} clients, ${b.rounds} interleaved rounds × ${b.runSeconds}s per path, median TPS (sidecar RSS after load: ${fmt(b.sidecarRssMb, 0)} MB; proxy CPU: the proxy process's CPU time per transaction)`,
+    "| workload | path | TPS | × direct | × PgBouncer | latency ms | added ms | proxy CPU µs/tx | failed |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of b.rows) {
     const direct = b.rows.find((x) => x.workload === r.workload && x.path === "direct")?.result;
     const bouncer = b.rows.find((x) => x.workload === r.workload && x.path === "pgbouncer")?.result;
     out.push(
-      `| ${r.workload} | ${r.path} | ${fmt(r.result.tps, 0)} | ${fmt(direct ? r.result.tps / direct.tps : Number.NaN)} | ${fmt(bouncer ? r.result.tps / bouncer.tps : Number.NaN)} | ${fmt(r.result.latencyMs, 3)} | ${fmt(direct ? r.result.latencyMs - direct.latencyMs : Number.NaN, 3)} | ${r.result.failed} |`,
+      `| ${r.workload} | ${r.path} | ${fmt(r.result.tps, 0)} | ${fmt(direct ? r.result.tps / direct.tps : Number.NaN)} | ${fmt(bouncer ? r.result.tps / bouncer.tps : Number.NaN)} | ${fmt(r.result.latencyMs, 3)} | ${fmt(direct ? r.result.latencyMs - direct.latencyMs : Number.NaN, 3)} | ${r.proxyCpuUsPerTx === undefined ? "" : fmt(r.proxyCpuUsPerTx, 1)} | ${r.result.failed} |`,
     );
   }
   return out.join("\n");
@@ -326,9 +406,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       serve: { type: "string" },
-      seconds: { type: "string", default: "5" },
+      seconds: { type: "string", default: "6" },
       clients: { type: "string", default: "8" },
       scale: { type: "string", default: "5" },
+      rounds: { type: "string", default: "3" },
     },
   });
   if (values.serve) {
@@ -340,6 +421,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       seconds,
       clients,
       scale: Number(values.scale),
+      rounds: Number(values.rounds),
       log: (s) => process.stderr.write(`${s}\n`),
     });
     process.stdout.write(`${formatPostgresBench(b, { seconds, clients })}\n`);

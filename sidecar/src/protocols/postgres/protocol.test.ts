@@ -372,6 +372,19 @@ describe("row masking", () => {
     );
   });
 
+  it("reads values in place: multi-byte text is masked, a truncated row is refused", () => {
+    const plan = planResult(state, cols);
+    const out = maskDataRow(state, plan, row(["é", "ß 4111 1111 1111 1111", "ü bob@example.com"]), {});
+    const [id, card, note] = (out && values(out)) ?? [];
+    expect(id).toBe("é");
+    expect(card).not.toContain("4111");
+    expect(note).toMatch(/^ü /);
+    expect(note).not.toContain("bob@");
+    const whole = row(["1", "4111 1111 1111 1111", "x"]);
+    for (let cut = 0; cut < whole.length; cut++)
+      expect(() => maskDataRow(state, plan, whole.subarray(0, cut), {})).toThrow(ProtocolError);
+  });
+
   it("passes rows without findings through untouched", () => {
     const plan = planResult(state, [cols[0], cols[2]] as typeof cols);
     expect(maskDataRow(state, plan, row(["1", "nothing here"]), {})).toBeUndefined();

@@ -188,6 +188,13 @@ export class Reader {
     this.#pos += 4;
     return v;
   }
+  /** Skips n bytes; returns the offset they start at. */
+  skip(n: number, what = "bytes"): number {
+    this.#need(n, what);
+    const at = this.#pos;
+    this.#pos += n;
+    return at;
+  }
   bytes(n: number, what = "bytes"): Buffer {
     this.#need(n, what);
     const v = this.#buf.subarray(this.#pos, this.#pos + n);

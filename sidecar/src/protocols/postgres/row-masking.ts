@@ -4,16 +4,7 @@
 // that would be masked is refused before any row is sent.
 import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
 import { createMasker, type Masker, type MaskingRule } from "../../masking/index.ts";
-import {
-  buildErrorFields,
-  type Column,
-  decodeLoose,
-  int16,
-  int32,
-  parseErrorFields,
-  Reader,
-  T,
-} from "./protocol.ts";
+import { buildErrorFields, type Column, int16, int32, parseErrorFields, Reader, T } from "./protocol.ts";
 
 export interface MaskState {
   masker: Masker;
@@ -144,17 +135,15 @@ export function maskDataRow(
   const n = r.int16("column count");
   let parts: Buffer[] | undefined;
   let lastEnd = 2; // payload offset copied so far
-  let pos = 2;
   for (let i = 0; i < n; i++) {
     const len = r.int32("value length");
-    pos += 4;
     if (len < 0) continue;
-    const value = r.bytes(len, "value");
-    const start = pos;
-    pos += len;
+    const start = r.skip(len, "value");
+    const pos = start + len;
     const as = plan.names[i];
     if (as === undefined) continue;
-    const text = decodeLoose(value);
+    // (Invalid UTF-8 becomes U+FFFD, as decodeLoose; a leading BOM is kept.)
+    const text = payload.toString("utf8", start, pos);
     const res = state.masker.maskColumn(as, text);
     if (res.findings.length === 0 || res.value === text) continue;
     for (const f of res.findings) counts[f.detector] = (counts[f.detector] ?? 0) + 1;

@@ -1492,6 +1492,7 @@ export class Session {
     const d = op.decision;
     const durationMs = Math.round((now() - op.start) * 1000) / 1000;
     const masked = hasKeys(op.masked) ? op.masked : undefined;
+    // (Optional fields are assigned, not spread into the literal: this runs once per statement.)
     const event: AuditEvent = {
       session: this.id,
       connection: this.#name,
@@ -1499,14 +1500,17 @@ export class Session {
       identity: this.#auditIdentity(),
       operation: auditOperation(op.statements),
       decision: auditDecision(d),
-      ...(op.approval ? { approval: op.approval } : {}),
-      ...(masked ? { masked } : {}),
-      ...(d.action === "allow"
-        ? { upstream: { ...(op.tag ? { status: op.tag } : {}), ...(op.error ? { error: op.error } : {}) } }
-        : {}),
       rows: op.tagged ? op.rows : op.dataRows,
       durationMs,
     };
+    if (op.approval) event.approval = op.approval;
+    if (masked) event.masked = masked;
+    if (d.action === "allow") {
+      const upstream: NonNullable<AuditEvent["upstream"]> = {};
+      if (op.tag) upstream.status = op.tag;
+      if (op.error) upstream.error = op.error;
+      event.upstream = upstream;
+    }
     ctx.audit.emit(event);
     ctx.metrics.operations.inc({ connection: this.#name, protocol: "postgres", decision: d.action });
     if (d.action === "allow")
