@@ -2,41 +2,29 @@
 // caller's point of view: handlers call it before releasing a response, so an operation is never
 // visible to the agent without its audit record having been handed to the logger first.
 //
-// Hot path: one line per operation. The audit child logger has no redaction (pino's wildcard
-// redact paths clone and re-walk every top-level value of every line, and were the largest CPU
-// and allocation cost per proxied request). It does not need it: audit lines are built here from
-// the AuditEvent schema only — fields picked one by one, never spread — and that schema carries
-// shapes (service account, method, normalized path, rule, detector names and counts, status
-// codes), never headers, bodies, query strings or credentials. The general logger keeps its
-// redaction as the second line of defence for diagnostics.
-import type { Logger } from "pino";
-import { AUDIT_SCHEMA_VERSION, type AuditEvent } from "./events.ts";
+// Hot path: one line per operation. Lines are serialized by `auditLine` (no generic walk, no
+// redaction pass) and written straight to the logger's own destination, so audit and diagnostic
+// lines share one stream in order. Redaction is not needed here: lines carry the AuditEvent
+// schema's fields only — picked one by one, never spread — and that schema carries shapes
+// (service account, method, normalized path, rule, detector names and counts, status codes),
+// never headers, bodies, query strings or credentials. The general logger keeps its redaction as
+// the second line of defence for diagnostics.
+import { type DestinationStream, type Logger, pino } from "pino";
+import { isoTime } from "../telemetry/logger.ts";
+import type { AuditEvent } from "./events.ts";
+import { auditLine } from "./line.ts";
 
 export interface AuditSink {
   emit(event: AuditEvent): void;
 }
 
+/** Audit records are not diagnostics: they are written whatever the log level is set to. */
 export function createAuditSink(logger: Logger): AuditSink {
-  // Audit records are not diagnostics: they are written whatever the log level is set to.
-  const audit = logger.child({ audit: true, v: AUDIT_SCHEMA_VERSION }, { level: "info", redact: [] });
+  const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
+  if (!stream) throw new Error("audit sink: the logger has no destination stream");
   return {
     emit(event) {
-      // Only schema fields, in schema order; optional ones only when present.
-      const line: Record<string, unknown> = {
-        event: "operation",
-        session: event.session,
-        connection: event.connection,
-        protocol: event.protocol,
-        identity: event.identity,
-        operation: event.operation,
-        decision: event.decision,
-      };
-      if (event.approval !== undefined) line.approval = event.approval;
-      if (event.masked !== undefined) line.masked = event.masked;
-      if (event.upstream !== undefined) line.upstream = event.upstream;
-      if (event.rows !== undefined) line.rows = event.rows;
-      line.durationMs = event.durationMs;
-      audit.info(line, `${event.protocol} ${event.connection} ${event.decision.action}`);
+      stream.write(auditLine(event, isoTime()));
     },
   };
 }

@@ -1,6 +1,7 @@
-// pino JSON to stdout. Redaction is a second line of defence: code must not put secrets in logs in
+// pino JSON to stdout (batched per event-loop turn: line-output.ts). Redaction is a second line of defence: code must not put secrets in logs in
 // the first place, but if a header object slips into a log call its credentials are censored.
 import { type Logger, pino } from "pino";
+import { stdoutLineOutput } from "./line-output.ts";
 
 export const REDACT_PATHS = [
   "*.authorization",
@@ -38,6 +39,6 @@ export function createLogger(
       base: undefined,
       timestamp: isoTime,
     },
-    opts.destination ?? pino.destination({ sync: false }),
+    opts.destination ?? stdoutLineOutput(),
   );
 }
