@@ -1,6 +1,7 @@
 // Prometheus metrics of one sidecar. Label sets are small and bounded (connection names come from
 // the policy, never from traffic) so cardinality stays flat whatever the agent sends.
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { HotCounter, HotHistogram } from "./hot-metrics.ts";
 
 const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -12,27 +13,28 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     collectDefaultMetrics({ register: registry, prefix: "airlock_process_" });
   const m = {
     registry,
-    operations: new Counter({
+    // Updated per proxied operation: cell-based (hot-metrics.ts).
+    operations: new HotCounter({
       name: "airlock_operations_total",
       help: "Operations seen by the sidecar, by connection, protocol and decision (allow, deny, requireApproval).",
       labelNames: ["connection", "protocol", "decision"] as const,
       registers: [registry],
     }),
-    decisionSeconds: new Histogram({
+    decisionSeconds: new HotHistogram({
       name: "airlock_decision_duration_seconds",
       help: "Time to classify an operation and evaluate the policy.",
       labelNames: ["protocol"] as const,
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
-    upstreamSeconds: new Histogram({
+    upstreamSeconds: new HotHistogram({
       name: "airlock_upstream_duration_seconds",
       help: "Upstream latency of forwarded operations (to the first response byte for HTTP).",
       labelNames: ["connection", "protocol"] as const,
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
-    masked: new Counter({
+    masked: new HotCounter({
       name: "airlock_masked_values_total",
       help: "Values masked before reaching the agent (or the upstream, for request masking), by detector.",
       labelNames: ["connection", "detector"] as const,

@@ -27,6 +27,8 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
+import type { CounterCell, HistogramCell } from "../../telemetry/hot-metrics.ts";
+import type { Metrics } from "../../telemetry/metrics.ts";
 import { type ApprovalGate, approvalReason, approvalSummary, NO_APPROVAL_SERVICE } from "./approval.ts";
 import { judgeSql, readOnlySession, type SqlJudgement } from "./decide.ts";
 import { type BackendFramer, type Frame, FrontendFramer, type FrontendLimits, typeName } from "./framing.ts";
@@ -225,6 +227,8 @@ export class Session {
   #upKey: { pid: number; secret: number } | undefined;
   #agentKey: string | undefined;
   #identity: AuditIdentity | undefined;
+  /** Metric cells of this session's label sets, resolved once (per-statement path). */
+  readonly #cells: SessionCells;
 
   readonly #pending = new Queue<Pending>();
   #serverSkipping = false;
@@ -255,6 +259,7 @@ export class Session {
     this.#agent = agent;
     this.#conn = deps.connection;
     this.#name = deps.connection.spec.name;
+    this.#cells = sessionCells(deps.ctx.metrics, this.#name);
     this.#gen = deps.ctx.policies.generation();
     this.#mask = deps.maskStateFor(deps.connection);
     this.#front = new FrontendFramer(deps.limits);
@@ -783,7 +788,7 @@ export class Session {
       if (!classification.statements.some((s) => s.effect?.kind === "execute"))
         this.#judged.set(classification, judgement);
     }
-    this.#ctx.metrics.decisionSeconds.observe({ protocol: "postgres" }, (now() - t0) / 1000);
+    this.#cells.decisionSeconds.observe((now() - t0) / 1000);
     return { classification, judgement };
   }
 
@@ -1512,12 +1517,8 @@ export class Session {
       event.upstream = upstream;
     }
     ctx.audit.emit(event);
-    ctx.metrics.operations.inc({ connection: this.#name, protocol: "postgres", decision: d.action });
-    if (d.action === "allow")
-      ctx.metrics.upstreamSeconds.observe(
-        { connection: this.#name, protocol: "postgres" },
-        durationMs / 1000,
-      );
+    this.#cells.operations[d.action].inc();
+    if (d.action === "allow") this.#cells.upstreamSeconds.observe(durationMs / 1000);
     if (masked)
       for (const [detector, n] of Object.entries(masked))
         ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
@@ -1536,6 +1537,22 @@ export class Session {
     if (this.#phase === "ready") this.#identity = identity;
     return identity;
   }
+}
+
+interface SessionCells {
+  decisionSeconds: HistogramCell;
+  upstreamSeconds: HistogramCell;
+  operations: Record<Decision["action"], CounterCell>;
+}
+
+function sessionCells(metrics: Metrics, connection: string): SessionCells {
+  const op = (decision: Decision["action"]) =>
+    metrics.operations.cell({ connection, protocol: "postgres", decision });
+  return {
+    decisionSeconds: metrics.decisionSeconds.cell({ protocol: "postgres" }),
+    upstreamSeconds: metrics.upstreamSeconds.cell({ connection, protocol: "postgres" }),
+    operations: { allow: op("allow"), deny: op("deny"), requireApproval: op("requireApproval") },
+  };
 }
 
 function hasKeys(o: object): boolean {
