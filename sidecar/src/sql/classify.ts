@@ -136,14 +136,15 @@ export function classifySync(text: string): Classification {
   if (!ready) return failed("the SQL parser is not loaded");
   const cacheable = text.length <= CACHE_MAX_TEXT;
   if (!cacheable) return deepFreeze(classifyUncached(text).result);
-  const hit = cache.get(text);
-  if (hit) return hit;
   // Same text up to its numeric literals, classified without reading any literal: same result.
+  // Looked up first: texts that vary only in numbers (most generated SQL) never repeat exactly.
   const shape = numericShape(text);
   if (shape !== undefined) {
     const same = shapeCache.get(shape);
     if (same) return same;
   }
+  const hit = cache.get(text);
+  if (hit) return hit;
   const { result, readLiterals } = classifyUncached(text);
   deepFreeze(result);
   cache.set(text, result);

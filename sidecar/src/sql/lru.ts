@@ -1,41 +1,54 @@
-// A small LRU map on Map's insertion order: a hit is deleted and re-inserted (most recent last),
-// an insert past capacity evicts the first (least recent) key.
+// A bounded map with approximate least-recently-used eviction, in two generations: new entries
+// and hits go to the young map; when it is full the old map is dropped and the young one becomes
+// old. A hit in the young map is one Map lookup — no delete and re-insert per hit, which cost
+// more than the lookup itself on the per-statement path — and an entry survives as long as it is
+// used at least once per half-capacity of inserts.
 export class Lru<K, V> {
-  readonly #max: number;
-  readonly #map = new Map<K, V>();
+  readonly #half: number;
+  #young = new Map<K, V>();
+  #old = new Map<K, V>();
   hits = 0;
   misses = 0;
 
   constructor(max: number) {
-    this.#max = Math.max(1, max);
+    this.#half = Math.max(1, Math.floor(max / 2));
   }
 
+  /** Entries held (an entry promoted from the old generation may be counted twice until it ages). */
   get size(): number {
-    return this.#map.size;
+    return this.#young.size + this.#old.size;
   }
 
   get(key: K): V | undefined {
-    const v = this.#map.get(key);
+    let v = this.#young.get(key);
     if (v === undefined) {
-      this.misses++;
-      return undefined;
+      v = this.#old.get(key);
+      if (v === undefined) {
+        this.misses++;
+        return undefined;
+      }
+      this.#insert(key, v);
     }
     this.hits++;
-    this.#map.delete(key);
-    this.#map.set(key, v);
     return v;
   }
 
   set(key: K, value: V): void {
-    if (this.#map.has(key)) this.#map.delete(key);
-    else if (this.#map.size >= this.#max) {
-      const oldest = this.#map.keys().next();
-      if (!oldest.done) this.#map.delete(oldest.value);
+    if (this.#young.has(key)) this.#young.set(key, value);
+    else this.#insert(key, value);
+    this.#old.delete(key);
+  }
+
+  #insert(key: K, value: V): void {
+    if (this.#young.size >= this.#half) {
+      this.#old = this.#young;
+      this.#young = new Map();
     }
-    this.#map.set(key, value);
+    this.#young.set(key, value);
   }
 
   clear(): void {
-    this.#map.clear();
+    this.#young.clear();
+    this.#old.clear();
   }
 }
