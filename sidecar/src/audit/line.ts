@@ -35,6 +35,11 @@ function quoted(s: string): string {
   return q;
 }
 
+/** ".001" … ".999" with trailing zeros dropped ("" for 0): the fraction of a microsecond-rounded value. */
+const FRACTIONS: readonly string[] = Array.from({ length: 1000 }, (_, f) =>
+  f === 0 ? "" : `.${String(f).padStart(3, "0")}`.replace(/0+$/, ""),
+);
+
 /**
  * A number as JSON (`null` unless finite), written as JSON.stringify would. Durations are
  * rounded to microseconds by their producers; those are formatted from integers, which is several
@@ -44,14 +49,7 @@ function num(n: number): string {
   const us = Math.round(n * 1000);
   if (us / 1000 === n && us >= 0 && us <= 0x3fffffff) {
     const whole = Math.floor(us / 1000);
-    let frac = us - whole * 1000;
-    if (frac === 0) return String(whole);
-    let digits = 3;
-    while (frac % 10 === 0) {
-      frac /= 10;
-      digits--;
-    }
-    return `${whole}.${String(frac).padStart(digits, "0")}`;
+    return `${whole}${FRACTIONS[us - whole * 1000]}`;
   }
   return Number.isFinite(n) ? String(n) : "null";
 }
@@ -64,8 +62,37 @@ export function auditLine(event: AuditEvent, time: string): string {
   let line = `{"level":${PINO_INFO}${time},"audit":true,"v":${AUDIT_SCHEMA_VERSION},"event":"operation","session":${quoted(event.session)},"connection":${quoted(event.connection)},"protocol":${quoted(event.protocol)},"identity":${json(event.identity)},"operation":${json(event.operation)},"decision":${json(event.decision)}`;
   if (event.approval !== undefined) line += `,"approval":${json(event.approval)}`;
   if (event.masked !== undefined) line += `,"masked":${json(event.masked)}`;
-  if (event.upstream !== undefined) line += `,"upstream":${json(event.upstream)}`;
+  if (event.upstream !== undefined) line += `,"upstream":${upstreamJson(event.upstream)}`;
   if (event.rows !== undefined) line += `,"rows":${num(event.rows)}`;
-  const msg = `${event.protocol} ${event.connection} ${event.decision.action}`;
-  return `${line},"durationMs":${num(event.durationMs)},"msg":${quoted(msg)}}\n`;
+  return `${line},"durationMs":${num(event.durationMs)},"msg":${message(event)}}\n`;
+}
+
+/** `upstream` is new for every operation; its common shape, a status alone, is written directly. */
+function upstreamJson(u: NonNullable<AuditEvent["upstream"]>): string {
+  if (u.error !== undefined) return json(u);
+  if (u.status === undefined) return "{}";
+  return `{"status":${typeof u.status === "number" ? num(u.status) : quoted(u.status)}}`;
+}
+
+// The message ("postgres orders-db allow") as JSON, kept per connection name: building and
+// hashing a fresh string per line cost more than the rest of the line.
+const messages = new Map<string, Record<string, Record<string, string>>>();
+
+function message(event: AuditEvent): string {
+  const { connection, protocol } = event;
+  const action = event.decision.action;
+  let byProtocol = messages.get(connection);
+  if (!byProtocol) {
+    if (messages.size >= QUOTED_MAX) messages.clear();
+    byProtocol = Object.create(null) as Record<string, Record<string, string>>;
+    messages.set(connection, byProtocol);
+  }
+  byProtocol[protocol] ??= Object.create(null) as Record<string, string>;
+  const byAction = byProtocol[protocol];
+  let m = byAction[action];
+  if (m === undefined) {
+    m = JSON.stringify(`${protocol} ${connection} ${action}`);
+    byAction[action] = m;
+  }
+  return m;
 }

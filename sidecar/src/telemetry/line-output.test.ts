@@ -43,7 +43,7 @@ describe("createLineOutput", () => {
   });
 
   it("waits for a full non-blocking pipe instead of losing lines", async () => {
-    // A child writes 4 MiB of numbered lines to its stdout pipe (made non-blocking by touching
+    // A child writes 4 MiB of numbered lines (multi-byte UTF-8 in each, so partial writes split characters) to its stdout pipe (made non-blocking by touching
     // process.stdout) while this side does not read for a while: every line must arrive, in order.
     const child = spawn(
       process.execPath,
@@ -53,7 +53,7 @@ describe("createLineOutput", () => {
         `process.stdout.write("");
          const { createLineOutput } = await import(${JSON.stringify(new URL("./line-output.ts", import.meta.url).href)});
          const out = createLineOutput(1);
-         for (let i = 0; i < 32768; i++) out.write(String(i).padStart(127, "0") + "\\n");
+         for (let i = 0; i < 32768; i++) out.write(String(i).padStart(126, "0") + "é\\n");
          out.flushSync();`,
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
@@ -73,6 +73,6 @@ describe("createLineOutput", () => {
     const lines = Buffer.concat(chunks).toString().split("\n");
     expect(lines.pop()).toBe("");
     expect(lines).toHaveLength(32768);
-    expect(lines.every((l, i) => Number(l) === i)).toBe(true);
+    expect(lines.every((l, i) => l.endsWith("é") && Number(l.slice(0, -1)) === i)).toBe(true);
   });
 });

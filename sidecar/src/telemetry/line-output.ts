@@ -48,10 +48,18 @@ export function createLineOutput(fd = 1): LineOutput {
 
   const flushSync = () => {
     if (size === 0) return;
-    const data = Buffer.from(pending.length === 1 ? (pending[0] as string) : pending.join(""));
+    const data = pending.length === 1 ? (pending[0] as string) : pending.join("");
     pending = [];
     size = 0;
-    writeAll(fd, data);
+    // The common case, one complete write, straight from the string (no Buffer made here).
+    let written = 0;
+    try {
+      written = writeSync(fd, data);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+    }
+    if (written < data.length || written < Buffer.byteLength(data))
+      writeAll(fd, Buffer.from(data).subarray(written));
   };
   const endOfTurn = () => {
     scheduled = false;

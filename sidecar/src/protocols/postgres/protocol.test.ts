@@ -178,7 +178,12 @@ describe("payload readers", () => {
       rowsOfTag("INSERT 0 3"),
       rowsOfTag("UPDATE 2"),
       rowsOfTag("BEGIN"),
-    ]).toEqual([5, 3, 2, 0]);
+      rowsOfTag("COPY 1234567"),
+      rowsOfTag("SET"),
+      rowsOfTag("5"),
+      rowsOfTag("FETCH x5"),
+      rowsOfTag(""),
+    ]).toEqual([5, 3, 2, 0, 1234567, 0, 0, 0, 0]);
   });
 });
 

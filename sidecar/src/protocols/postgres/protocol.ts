@@ -349,6 +349,13 @@ export const decodeLoose = (b: Buffer) => looseUtf8.decode(b);
 
 /** Rows reported by a CommandComplete tag ("SELECT 5", "INSERT 0 3", "UPDATE 2", "COPY 7"). */
 export function rowsOfTag(tag: string): number {
-  const m = / (\d+)$/.exec(tag);
-  return m ? Number(m[1]) : 0;
+  // The digits after the last space (by hand: this runs for every statement).
+  let i = tag.length;
+  while (i > 0) {
+    const c = tag.charCodeAt(i - 1);
+    if (c < 48 || c > 57) break;
+    i--;
+  }
+  if (i === tag.length || i === 0 || tag.charCodeAt(i - 1) !== 32) return 0;
+  return Number(tag.slice(i));
 }
