@@ -315,3 +315,32 @@ describe("result masking", () => {
     }
   });
 });
+
+describe("notification masking", () => {
+  it("masks NOTIFY payloads from other sessions with the detectors, and counts them", async () => {
+    const rules: PolicyOptions["rules"] = [
+      ...(READ ?? []),
+      // LISTEN classifies as "other": allowed here on purpose, for this test only.
+      { name: "listen", action: "allow", match: { sql: { statements: ["other"] } } },
+    ];
+    const g = await startGuard(pgPolicy(server, { rules, masking: COLUMNS_AND_EMAIL }), {
+      credential: server.users.scram,
+    });
+    guards.push(g);
+    const c = await client(g);
+    try {
+      const got = new Promise<pg.Notification>((resolve) => c.on("notification", resolve));
+      await c.query("LISTEN airlock_test");
+      // Another session (straight to the server) notifies with an address in the payload.
+      await server.sql("NOTIFY airlock_test, 'order 7 for ann@example.com shipped'");
+      const n = await got;
+      expect(n.channel).toBe("airlock_test");
+      expect(n.payload).toMatch(/^order 7 for .* shipped$/);
+      expect(n.payload).not.toContain("ann@example.com");
+      const m = await g.metrics.registry.getSingleMetricAsString("airlock_masked_values_total");
+      expect(m).toMatch(/detector="email"} [1-9]/);
+    } finally {
+      await c.end();
+    }
+  });
+});

@@ -4,7 +4,17 @@
 // that would be masked is refused before any row is sent.
 import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
 import { createMasker, type Masker, type MaskingRule } from "../../masking/index.ts";
-import { buildErrorFields, type Column, int16, int32, parseErrorFields, Reader, T } from "./protocol.ts";
+import {
+  buildErrorFields,
+  type Column,
+  cstr,
+  int16,
+  int32,
+  message,
+  parseErrorFields,
+  Reader,
+  T,
+} from "./protocol.ts";
 
 export interface MaskState {
   masker: Masker;
@@ -202,4 +212,21 @@ export function redactNotice(
     out.set(k, value);
   }
   return changed ? buildErrorFields(type, out) : undefined;
+}
+
+/**
+ * A NotificationResponse (pid, channel, payload) with detectors applied to its payload, or
+ * undefined when nothing was found. NOTIFY payloads are free text the agent did not ask for in a
+ * query — another session's `pg_notify` — so they pass the same detectors as result values.
+ */
+export function maskNotification(state: MaskState, payload: Buffer, counts: Record<string, number>) {
+  if (!state.detectors) return undefined;
+  const r = new Reader(payload);
+  const pid = r.int32();
+  const channel = r.cstr();
+  const text = r.cstr();
+  const masked = state.masker.maskText(text);
+  if (masked.findings.length === 0) return undefined;
+  for (const f of masked.findings) counts[f.detector] = (counts[f.detector] ?? 0) + 1;
+  return message(T.NotificationResponse, int32(pid), cstr(channel), cstr(masked.text));
 }

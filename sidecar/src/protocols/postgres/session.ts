@@ -65,6 +65,7 @@ import {
   type MaskState,
   maskDataRow,
   originsQuery,
+  maskNotification,
   planResult,
   type ResultPlan,
   redactNotice,
@@ -1228,6 +1229,8 @@ export class Session {
         this.#toAgent(this.#redacted(f, undefined));
         return;
       case T.NotificationResponse:
+        this.#toAgent(this.#maskedNotification(f));
+        return;
       case T.ParameterStatus:
         this.#toAgent(f.raw);
         return;
@@ -1481,6 +1484,16 @@ export class Session {
     this.#agent.end();
     const t = setTimeout(() => this.close(), 1000);
     t.unref();
+  }
+
+  /** A notification as the agent may see it; masked values count in metrics (no operation owns it). */
+  #maskedNotification(f: Frame): Buffer {
+    if (!this.#mask) return f.raw;
+    const counts: Record<string, number> = {};
+    const masked = maskNotification(this.#mask, f.payload, counts);
+    for (const [detector, n] of Object.entries(counts))
+      this.#ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
+    return masked ?? f.raw;
   }
 
   /** An error/notice as the agent may see it (values that could bypass masking redacted). */
