@@ -73,6 +73,12 @@ export interface Masker {
   /** Lower level, for stream masking: findings of the text detectors, and applying them. */
   detect(text: string, hint?: FindHint): Finding[];
   apply(text: string, findings: readonly Finding[]): MaskTextResult;
+  /**
+   * False when no text detector can find anything in the UTF-8 text `bytes[start, end)` (see
+   * Detector.mayOccurIn): the value needs no decoding or scanning. Column rules are not
+   * consulted: they mask by name, whatever the content.
+   */
+  mayDetect(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 /** A value could not be masked safely (e.g. JSON nested beyond MAX_JSON_DEPTH); callers fail closed. */
@@ -276,6 +282,11 @@ export function createMasker(config: MaskerConfig): Masker {
     textWindow,
     detect,
     apply: (text, found) => apply(text, found),
+    mayDetect(bytes, start, end) {
+      if (end <= start) return false;
+      for (const d of detectors) if (!d.mayOccurIn || d.mayOccurIn(bytes, start, end)) return true;
+      return false;
+    },
   };
 }
 

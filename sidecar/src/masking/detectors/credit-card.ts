@@ -82,11 +82,33 @@ function readRun(text: string, i: number, chunks: Chunk[]): number {
   }
 }
 
+/** At least MIN_DIGITS ASCII digits in the text (a card needs them). */
+function enoughDigits(text: string): boolean {
+  if (text.length < MIN_DIGITS) return false;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) if (isDigit(text.charCodeAt(i)) && ++n >= MIN_DIGITS) return true;
+  return false;
+}
+
+/** The same test on UTF-8 bytes `[start, end)` (ASCII digits are the same bytes in UTF-8). */
+function enoughDigitBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end - start < MIN_DIGITS) return false;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = bytes[i] as number;
+    if (c >= 48 && c <= 57 && ++n >= MIN_DIGITS) return true;
+  }
+  return false;
+}
+
 export const creditCard: Detector = {
   id: "creditCard",
   maxLength: MAX_DIGITS * 2 + 2,
+  mayOccurIn: enoughDigitBytes,
   find(text) {
     const out: Finding[] = [];
+    // Most values (ids, amounts, words) have too few digits to hold a card: no run to read.
+    if (!enoughDigits(text)) return out;
     let i = 0;
     while (i < text.length) {
       const c = text.charCodeAt(i);

@@ -58,6 +58,12 @@ function isTld(label: string): boolean {
 export const email: Detector = {
   id: "email",
   maxLength: MAX_LOCAL + 1 + MAX_DOMAIN + 2,
+  // Every finding is anchored on an "@". (A bounded loop: indexOf would search past `end`, to the
+  // end of the whole buffer, which for a value inside a large read is quadratic.)
+  mayOccurIn: (bytes, start, end) => {
+    for (let i = start; i < end; i++) if (bytes[i] === 64) return true;
+    return false;
+  },
   find(text) {
     const out: Finding[] = [];
     let from = 0;

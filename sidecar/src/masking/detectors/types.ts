@@ -33,6 +33,13 @@ export interface Detector {
    */
   readonly maxLength: number;
   find(text: string, hint?: FindHint): Finding[];
+  /**
+   * Optional byte-level pre-check on UTF-8 text `bytes[start, end)`: false only when `find` on
+   * its decoding certainly finds nothing (e.g. no "@" byte: no email). It lets callers holding
+   * raw bytes (PostgreSQL DataRow values) skip decoding values no detector could match. UTF-8
+   * keeps ASCII bytes for ASCII characters only, so an ASCII byte test is exact for any text.
+   */
+  mayOccurIn?(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 export function isDetectorId(value: string): value is DetectorId {

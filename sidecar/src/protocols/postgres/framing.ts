@@ -205,7 +205,10 @@ export class BackendFramer {
    * and their count; undefined when the next message is not one (or not complete in that chunk:
    * `next()` assembles it). A message whose length is invalid ends the run, for `next()` to refuse.
    */
-  takeRun(type: number): { raw: Buffer; count: number } | undefined {
+  takeRun(
+    type: number,
+    unchanged?: (buf: Buffer, payloadStart: number, end: number) => boolean,
+  ): { raw: Buffer; count: number } | undefined {
     const c = this.#chunks;
     const first = c.first;
     if (!first) return undefined;
@@ -215,6 +218,7 @@ export class BackendFramer {
     while (off + 5 <= first.length && first[off] === type) {
       const len = first.readInt32BE(off + 1);
       if (!this.#validLength(len) || off + 1 + len > first.length) break;
+      if (unchanged && !unchanged(first, off + 5, off + 1 + len)) break;
       off += 1 + len;
       count++;
     }

@@ -20,7 +20,7 @@ import {
   startupPacket,
   T,
 } from "./protocol.ts";
-import { createMaskState, maskDataRow, planResult, redactNotice } from "./row-masking.ts";
+import { createMaskState, maskDataRow, planResult, redactNotice, rowNeedsMasking } from "./row-masking.ts";
 import { md5Password, ScramClient } from "./scram.ts";
 
 const query = (sql: string) => message(T.Query, cstr(sql));
@@ -258,6 +258,25 @@ describe("BackendFramer", () => {
     }
   });
 
+  it("a run stops at the first row the predicate does not pass unchanged", () => {
+    const f = new BackendFramer();
+    f.push(
+      Buffer.concat([
+        row("a"),
+        row("b"),
+        row("MASK"),
+        row("c"),
+        message(T.CommandComplete, cstr("SELECT 4")),
+      ]),
+    );
+    const plain = (b: Buffer, s: number, e: number) => !b.subarray(s, e).includes("MASK");
+    expect(f.takeRun(T.DataRow, plain)?.count).toBe(2);
+    expect(f.takeRun(T.DataRow, plain)).toBeUndefined();
+    expect(f.next()?.type).toBe(T.DataRow);
+    expect(f.takeRun(T.DataRow, plain)?.count).toBe(1);
+    expect(f.next()?.type).toBe(T.CommandComplete);
+  });
+
   it("a run stops at an invalid length, which next() refuses", () => {
     const bad = Buffer.from(row("x"));
     bad.writeInt32BE(2, 1);
@@ -332,6 +351,33 @@ describe("row masking", () => {
     }
     return out;
   };
+
+  it("tells rows masking would touch from rows it would pass unchanged", () => {
+    const plan = planResult(state, cols);
+    const needs = (vals: (string | null)[]) => {
+      const payload = row(vals);
+      return rowNeedsMasking(state, plan, payload, 0, payload.length);
+    };
+    expect(needs(["1", null, "plain note"])).toBe(false);
+    expect(needs(["1", null, null])).toBe(false);
+    // A column-rule column with a value: masked whatever it holds.
+    expect(needs(["1", "no digits", "plain"])).toBe(true);
+    // A value the email detector may match.
+    expect(needs(["1", null, "bob@example.com"])).toBe(true);
+    // Consistent with maskDataRow: whenever it changes a row, the row was flagged.
+    for (const vals of [
+      ["2", null, "x@y.z"],
+      ["3", "4111", null],
+      ["4", null, "nothing"],
+    ] as (string | null)[][]) {
+      const changed = maskDataRow(state, plan, row(vals), {}) !== undefined;
+      if (changed) expect(needs(vals)).toBe(true);
+    }
+    // Malformed (a value longer than the row): flagged, for maskDataRow to refuse.
+    const bad = Buffer.from(row(["1", null, "abc"]));
+    bad.writeInt32BE(99, bad.length - 7);
+    expect(rowNeedsMasking(state, plan, bad, 0, bad.length)).toBe(true);
+  });
 
   it("masks named columns whole and detector hits anywhere, keeping NULLs", () => {
     const plan = planResult(state, cols);

@@ -63,6 +63,8 @@ const BINARY_SAFE_TYPES = new Set([
 export interface ResultPlan {
   /** Per column: the name to mask the value as (a column rule's column, or its own name), or undefined. */
   names: readonly (string | undefined)[];
+  /** Per column: a column rule masks it whole (otherwise only detectors look at it). */
+  ruled: readonly boolean[];
   any: boolean;
   /** Set when the result must not be sent (a masked column in binary format). */
   refused?: string;
@@ -104,6 +106,7 @@ export function planResult(
   context: ResultContext = {},
 ): ResultPlan {
   const names: (string | undefined)[] = [];
+  const ruled: boolean[] = [];
   let any = false;
   let refused: string | undefined;
   const taint = taintOf(state, context.referenced);
@@ -119,9 +122,10 @@ export function planResult(
       refused ??= `binary-format results are refused for column "${c.name}", which masking rules cover; request text format (result format code 0) for it`;
     }
     names.push(as);
+    ruled.push(rule !== undefined);
     any ||= as !== undefined;
   });
-  return { names, any, ...(refused ? { refused } : {}) };
+  return { names, ruled, any, ...(refused ? { refused } : {}) };
 }
 
 /** SQL listing the table columns that column rules cover: `tableOid, attnum, attname` rows. */
@@ -152,6 +156,8 @@ export function maskDataRow(
     const pos = start + len;
     const as = plan.names[i];
     if (as === undefined) continue;
+    // Decoding and scanning cost more than the rest of the row: skip values no detector can match.
+    if (!plan.ruled[i] && !state.masker.mayDetect(payload, start, pos)) continue;
     // (Invalid UTF-8 becomes U+FFFD, as decodeLoose; a leading BOM is kept.)
     const text = payload.toString("utf8", start, pos);
     const res = state.masker.maskColumn(as, text);
@@ -170,6 +176,34 @@ export function maskDataRow(
   out.writeInt32BE(4 + body.length, 1);
   body.copy(out, 5);
   return out;
+}
+
+/**
+ * Whether the DataRow whose payload is `buf[start, end)` has a value masking would look at (a
+ * column-rule column, or a value some detector may match). A row that does not is passed on as it
+ * is, in a run with its neighbours. A malformed row answers true: maskDataRow reports it.
+ */
+export function rowNeedsMasking(
+  state: MaskState,
+  plan: ResultPlan,
+  buf: Buffer,
+  start: number,
+  end: number,
+): boolean {
+  if (end - start < 2) return true;
+  const n = buf.readInt16BE(start);
+  let off = start + 2;
+  for (let i = 0; i < n; i++) {
+    if (off + 4 > end) return true;
+    const len = buf.readInt32BE(off);
+    off += 4;
+    if (len < 0) continue;
+    if (off + len > end) return true;
+    if (plan.names[i] !== undefined && (plan.ruled[i] || state.masker.mayDetect(buf, off, off + len)))
+      return true;
+    off += len;
+  }
+  return off !== end;
 }
 
 // SQLSTATE classes whose messages echo input values: data exceptions ("invalid input syntax for

@@ -64,11 +64,12 @@ import {
 import {
   type MaskState,
   maskDataRow,
-  originsQuery,
   maskNotification,
+  originsQuery,
   planResult,
   type ResultPlan,
   redactNotice,
+  rowNeedsMasking,
 } from "./row-masking.ts";
 import {
   cancelUpstream,
@@ -1187,16 +1188,22 @@ export class Session {
     back.push(chunk);
     try {
       for (;;) {
-        // Without masking, a run of DataRows is counted and passed on as one slice.
-        if (!this.#mask) {
-          const head = this.#pending.peek();
-          if (head?.t === "query" || head?.t === "execute") {
-            const run = back.takeRun(T.DataRow);
-            if (run) {
-              head.op.dataRows += run.count;
-              this.#toAgent(run.raw);
-              continue;
-            }
+        // A run of DataRows that masking leaves alone (all of them without masking) is counted
+        // and passed on as one slice; rows to mask, and the first rows before a plan exists,
+        // go one by one below.
+        const head = this.#pending.peek();
+        if (head?.t === "query" || head?.t === "execute") {
+          const mask = this.#mask;
+          const plan = head.plan;
+          const run = !mask
+            ? back.takeRun(T.DataRow)
+            : plan === undefined
+              ? undefined
+              : back.takeRun(T.DataRow, (b, s, e) => !plan.any || !rowNeedsMasking(mask, plan, b, s, e));
+          if (run) {
+            head.op.dataRows += run.count;
+            this.#toAgent(run.raw);
+            continue;
           }
         }
         const f = back.next();
