@@ -5,8 +5,8 @@
 //   import { benchPostgres } from "./postgres.ts";
 //   const r = await benchPostgres({ seconds: 8, clients: 8, log });   // r.rows, r.sidecarRssMb
 //
-// Run alone: `node test/bench/postgres.ts [--seconds 6] [--clients 8] [--scale 5] [--rounds 3]`
-// prints a table.
+// Run alone: `node test/bench/postgres.ts [--seconds 6] [--clients 8] [--scale 5] [--rounds 3]
+// [--placement shared|pinned]` prints the tables (both placements by default; see Placement).
 //
 // Workloads: `select-only` is `pgbench -S` (one SELECT per transaction, simple protocol: every
 // statement text differs, so the classifier parses each one); `select-only prepared` is
@@ -20,10 +20,10 @@
 // The machine is shared and noisy: each workload runs every path once per round, rounds
 // interleaved, and reports the median; the proxies' CPU time per transaction (read from /proc)
 // is the steadier figure for comparing the guard with PgBouncer.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chownSync, readFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -47,7 +47,16 @@ export interface PgbenchResult {
   failed: number;
 }
 
+/**
+ * Where the processes run. `shared`: everything on every core (the proxy competes with pgbench
+ * and PostgreSQL for the same two cores: its CPU per transaction is taken from the database's).
+ * `pinned`: pgbench and PostgreSQL on core 0, the proxy alone on core 1 — the shape of a
+ * deployment, where the sidecar has its own CPU in the agent's pod and the database runs elsewhere.
+ */
+export type Placement = "shared" | "pinned";
+
 export interface PostgresBenchRow {
+  placement: Placement;
   workload: string;
   path: string;
   /** Median TPS and latency of the rounds; transactions and failures summed. */
@@ -63,7 +72,15 @@ export interface PostgresBench {
   runSeconds: number;
   sidecarRssMb: number;
   /** Per workload: sidecar TPS ÷ PgBouncer TPS, and ÷ direct. */
-  ratios: { workload: string; path: string; vsPgbouncer: number; vsDirect: number; addedLatencyMs: number }[];
+  ratios: {
+    placement: Placement;
+    workload: string;
+    path: string;
+    vsPgbouncer: number;
+    vsDirect: number;
+    addedLatencyMs: number;
+  }[];
+  placements: Placement[];
 }
 
 /** Runs pgbench; `env` carries PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE. */
@@ -71,11 +88,13 @@ export function pgbench(
   args: string[],
   env: NodeJS.ProcessEnv,
   timeoutMs = 300_000,
+  cpus?: string,
 ): Promise<PgbenchResult & { output: string }> {
+  const bin = join(PG_BIN_DIR, "pgbench");
   return new Promise((resolve, reject) => {
     execFile(
-      join(PG_BIN_DIR, "pgbench"),
-      args,
+      cpus ? "taskset" : bin,
+      cpus ? ["-c", cpus, bin, ...args] : args,
       { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const output = `${stdout}\n${stderr}`;
@@ -247,6 +266,38 @@ function rssMb(pid: number): number {
   }
 }
 
+/** Sets the CPU affinity of every thread of `pid` (a process that has exited is skipped). */
+function setAffinity(pid: number, cpus: string): void {
+  try {
+    execFileSync("taskset", ["-a", "-cp", cpus, String(pid)], { stdio: "ignore" });
+  } catch {
+    // gone, e.g. a backend that ended with its pgbench connection
+  }
+}
+
+/**
+ * Applies `placement` to PostgreSQL (the postmaster, whose affinity new backends inherit, and
+ * every running backend: PgBouncer's and the guards' server connections outlive a run) and to the
+ * proxies; returns the cores for pgbench (undefined: any).
+ */
+function place(pg: PostgresServer, proxyPids: number[], placement: Placement): string | undefined {
+  const all = `0-${availableParallelism() - 1}`;
+  const postmaster = Number(readFileSync(join(pg.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  let backends: number[] = [];
+  try {
+    backends = execFileSync("pgrep", ["-P", String(postmaster)], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    // no children yet
+  }
+  const db = placement === "pinned" ? "0" : all;
+  for (const pid of [postmaster, ...backends]) setAffinity(pid, db);
+  for (const pid of proxyPids) setAffinity(pid, placement === "pinned" ? "1" : all);
+  return placement === "pinned" ? "0" : undefined;
+}
+
 /**
  * `seconds` per path and workload, run as `rounds` interleaved runs (every path once per round,
  * so a burst of load elsewhere on the machine hits all paths alike); TPS is the median run.
@@ -256,8 +307,11 @@ export async function benchPostgres(opts: {
   clients: number;
   scale?: number;
   rounds?: number;
+  /** Default: both where the machine has two cores or more, else shared. */
+  placements?: Placement[];
   log: (s: string) => void;
 }): Promise<PostgresBench> {
+  const placements = opts.placements ?? (availableParallelism() >= 2 ? ["shared", "pinned"] : ["shared"]);
   const pg = await startPostgres({ settings: { max_connections: 300 } });
   const cleanup: (() => Promise<void> | void)[] = [() => pg.stop()];
   try {
@@ -306,7 +360,7 @@ export async function benchPostgres(opts: {
     const threads = Math.min(2, opts.clients);
     const rounds = Math.max(1, opts.rounds ?? 3);
     const runSeconds = Math.max(1, Math.round(opts.seconds / rounds));
-    const run = (args: string[], env: NodeJS.ProcessEnv, seconds: number) =>
+    const run = (args: string[], env: NodeJS.ProcessEnv, seconds: number, cpus?: string) =>
       pgbench(
         [
           ...args,
@@ -320,65 +374,76 @@ export async function benchPostgres(opts: {
           pg.database,
         ],
         env,
+        300_000,
+        cpus,
       );
+    const proxyPids = paths.flatMap(([, , pid]) => (pid ? [pid] : []));
     const rows: PostgresBenchRow[] = [];
     for (const [workload, args] of workloads) {
-      opts.log(`  postgres: ${workload}: ${rounds} × ${runSeconds}s on each path (${opts.clients} clients)`);
-      const runs = paths.map(() => ({
-        tps: [] as number[],
-        latency: [] as number[],
-        tx: 0,
-        failed: 0,
-        cpu: 0,
-      }));
+      opts.log(
+        `  postgres: ${workload}: ${rounds} × ${runSeconds}s on each path, ${placements.join(" and ")} (${opts.clients} clients)`,
+      );
+      const runs = placements.map(() =>
+        paths.map(() => ({ tps: [] as number[], latency: [] as number[], tx: 0, failed: 0, cpu: 0 })),
+      );
       // A short warm-up (JIT, caches) on each path, then the measured rounds.
+      place(pg, proxyPids, "shared");
       for (const [, env] of paths) await run(args, env, 1);
       for (let round = 0; round < rounds; round++) {
-        for (const [i, [, env, pid]] of paths.entries()) {
-          const acc = runs[i] as (typeof runs)[number];
-          const cpu0 = pid ? cpuUs(pid) : 0;
-          const r = await run(args, env, runSeconds);
-          if (pid) acc.cpu += cpuUs(pid) - cpu0;
-          acc.tps.push(r.tps);
-          acc.latency.push(r.latencyMs);
-          acc.tx += r.transactions;
-          acc.failed += r.failed;
+        for (const [pi, placement] of placements.entries()) {
+          const cpus = place(pg, proxyPids, placement);
+          for (const [i, [, env, pid]] of paths.entries()) {
+            const acc = runs[pi]?.[i] as (typeof runs)[number][number];
+            const cpu0 = pid ? cpuUs(pid) : 0;
+            const r = await run(args, env, runSeconds, cpus);
+            if (pid) acc.cpu += cpuUs(pid) - cpu0;
+            acc.tps.push(r.tps);
+            acc.latency.push(r.latencyMs);
+            acc.tx += r.transactions;
+            acc.failed += r.failed;
+          }
         }
       }
-      for (const [i, [path, , pid]] of paths.entries()) {
-        const acc = runs[i] as (typeof runs)[number];
-        rows.push({
-          workload,
-          path,
-          result: {
-            tps: median(acc.tps),
-            latencyMs: median(acc.latency),
-            transactions: acc.tx,
-            failed: acc.failed,
-          },
-          ...(pid && acc.tx > 0 ? { proxyCpuUsPerTx: acc.cpu / acc.tx } : {}),
-        });
-      }
+      for (const [pi, placement] of placements.entries())
+        for (const [i, [path, , pid]] of paths.entries()) {
+          const acc = runs[pi]?.[i] as (typeof runs)[number][number];
+          rows.push({
+            placement,
+            workload,
+            path,
+            result: {
+              tps: median(acc.tps),
+              latencyMs: median(acc.latency),
+              transactions: acc.tx,
+              failed: acc.failed,
+            },
+            ...(pid && acc.tx > 0 ? { proxyCpuUsPerTx: acc.cpu / acc.tx } : {}),
+          });
+        }
     }
+    place(pg, proxyPids, "shared");
     const sidecarRssMb = Math.max(rssMb(plain.pid), rssMb(masked.pid));
     const ratios: PostgresBench["ratios"] = [];
-    for (const [workload] of workloads) {
-      const of = (p: string) => rows.find((r) => r.workload === workload && r.path === p)?.result;
-      const direct = of("direct");
-      const bouncerR = of("pgbouncer");
-      for (const p of ["sidecar", "sidecar + masking"]) {
-        const s = of(p);
-        if (!direct || !bouncerR || !s) continue;
-        ratios.push({
-          workload,
-          path: p,
-          vsPgbouncer: s.tps / bouncerR.tps,
-          vsDirect: s.tps / direct.tps,
-          addedLatencyMs: s.latencyMs - direct.latencyMs,
-        });
+    for (const placement of placements)
+      for (const [workload] of workloads) {
+        const of = (p: string) =>
+          rows.find((r) => r.placement === placement && r.workload === workload && r.path === p)?.result;
+        const direct = of("direct");
+        const bouncerR = of("pgbouncer");
+        for (const p of ["sidecar", "sidecar + masking"]) {
+          const s = of(p);
+          if (!direct || !bouncerR || !s) continue;
+          ratios.push({
+            placement,
+            workload,
+            path: p,
+            vsPgbouncer: s.tps / bouncerR.tps,
+            vsDirect: s.tps / direct.tps,
+            addedLatencyMs: s.latencyMs - direct.latencyMs,
+          });
+        }
       }
-    }
-    return { rows, rounds, runSeconds, sidecarRssMb, ratios };
+    return { rows, rounds, runSeconds, sidecarRssMb, ratios, placements };
   } finally {
     for (const c of cleanup.reverse()) await c();
   }
@@ -389,15 +454,26 @@ export function formatPostgresBench(b: PostgresBench, opts: { seconds: number; c
   const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
   const out = [
     `PostgreSQL pgbench, ${opts.clients} clients, ${b.rounds} interleaved rounds × ${b.runSeconds}s per path, median TPS (sidecar RSS after load: ${fmt(b.sidecarRssMb, 0)} MB; proxy CPU: the proxy process's CPU time per transaction)`,
-    "| workload | path | TPS | × direct | × PgBouncer | latency ms | added ms | proxy CPU µs/tx | failed |",
-    "|---|---|---|---|---|---|---|---|---|",
   ];
-  for (const r of b.rows) {
-    const direct = b.rows.find((x) => x.workload === r.workload && x.path === "direct")?.result;
-    const bouncer = b.rows.find((x) => x.workload === r.workload && x.path === "pgbouncer")?.result;
+  const titles: Record<Placement, string> = {
+    shared: "shared: pgbench, PostgreSQL and the proxy on the same cores",
+    pinned: "pinned: pgbench and PostgreSQL on core 0, the proxy alone on core 1 (a sidecar's own CPU)",
+  };
+  for (const placement of b.placements) {
+    const rows = b.rows.filter((r) => r.placement === placement);
     out.push(
-      `| ${r.workload} | ${r.path} | ${fmt(r.result.tps, 0)} | ${fmt(direct ? r.result.tps / direct.tps : Number.NaN)} | ${fmt(bouncer ? r.result.tps / bouncer.tps : Number.NaN)} | ${fmt(r.result.latencyMs, 3)} | ${fmt(direct ? r.result.latencyMs - direct.latencyMs : Number.NaN, 3)} | ${r.proxyCpuUsPerTx === undefined ? "" : fmt(r.proxyCpuUsPerTx, 1)} | ${r.result.failed} |`,
+      "",
+      titles[placement],
+      "| workload | path | TPS | × direct | × PgBouncer | latency ms | added ms | proxy CPU µs/tx | failed |",
+      "|---|---|---|---|---|---|---|---|---|",
     );
+    for (const r of rows) {
+      const direct = rows.find((x) => x.workload === r.workload && x.path === "direct")?.result;
+      const bouncer = rows.find((x) => x.workload === r.workload && x.path === "pgbouncer")?.result;
+      out.push(
+        `| ${r.workload} | ${r.path} | ${fmt(r.result.tps, 0)} | ${fmt(direct ? r.result.tps / direct.tps : Number.NaN)} | ${fmt(bouncer ? r.result.tps / bouncer.tps : Number.NaN)} | ${fmt(r.result.latencyMs, 3)} | ${fmt(direct ? r.result.latencyMs - direct.latencyMs : Number.NaN, 3)} | ${r.proxyCpuUsPerTx === undefined ? "" : fmt(r.proxyCpuUsPerTx, 1)} | ${r.result.failed} |`,
+      );
+    }
   }
   return out.join("\n");
 }
@@ -410,8 +486,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       clients: { type: "string", default: "8" },
       scale: { type: "string", default: "5" },
       rounds: { type: "string", default: "3" },
+      placement: { type: "string" },
     },
   });
+  if (values.placement && values.placement !== "shared" && values.placement !== "pinned") {
+    process.stderr.write(`--placement must be shared or pinned, got ${values.placement}\n`);
+    process.exit(2);
+  }
   if (values.serve) {
     await serve(JSON.parse(values.serve) as ServeConfig);
   } else {
@@ -422,6 +503,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       clients,
       scale: Number(values.scale),
       rounds: Number(values.rounds),
+      ...(values.placement ? { placements: [values.placement as Placement] } : {}),
       log: (s) => process.stderr.write(`${s}\n`),
     });
     process.stdout.write(`${formatPostgresBench(b, { seconds, clients })}\n`);
