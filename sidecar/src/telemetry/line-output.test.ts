@@ -39,7 +39,9 @@ describe("createLineOutput", () => {
   it("throws when the output is gone, rather than dropping lines silently", () => {
     const out = createLineOutput(987654);
     out.write("lost\n");
-    expect(() => out.flushSync()).toThrow(/EBADF/);
+    expect(() => out.flushSync()).toThrow(
+      /fd 987654 \(EBADF\); stopping rather than proxying without an audit trail/,
+    );
   });
 
   it("waits for a full non-blocking pipe instead of losing lines", async () => {

@@ -29,13 +29,21 @@ export interface LineOutput {
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
+function lost(fd: number, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  return new Error(
+    `cannot write log and audit lines to fd ${fd} (${code}); stopping rather than proxying without an audit trail`,
+    { cause: err },
+  );
+}
+
 function writeAll(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) {
     try {
       off += writeSync(fd, data, off, data.length - off);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
       Atomics.wait(pause, 0, 0, EAGAIN_WAIT_MS);
     }
   }
@@ -56,7 +64,7 @@ export function createLineOutput(fd = 1): LineOutput {
     try {
       written = writeSync(fd, data);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
     }
     if (written < data.length || written < Buffer.byteLength(data))
       writeAll(fd, Buffer.from(data).subarray(written));
