@@ -31,6 +31,12 @@ beforeAll(async () => {
       (1, 'Ann', 'ann@example.com', '${CARD}', 'call me at ann.b@example.org', '2024-01-02'),
       (2, 'Bob', 'bob@example.net', '5500 0000 0000 0004', NULL, '2024-03-04');
     GRANT SELECT ON customers TO airlock_scram;
+    -- Views that rename, wrap or re-expose the card column, and one that does not touch it.
+    CREATE VIEW contacts AS SELECT id, name, card_number AS payment FROM customers;
+    CREATE VIEW contacts_upper AS SELECT id, upper(payment) AS p FROM contacts;
+    CREATE MATERIALIZED VIEW payments AS SELECT id, card_number AS pan FROM customers;
+    CREATE VIEW names AS SELECT id, name FROM customers;
+    GRANT SELECT ON contacts, contacts_upper, payments, names TO airlock_scram;
   `);
 });
 
@@ -128,6 +134,31 @@ describe("result masking", () => {
       expect(
         (await c.query("SELECT id, name, count(*) OVER () AS n FROM customers WHERE id = 1")).rows,
       ).toEqual([{ id: 1, name: "Ann", n: "1" }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("views and materialized views that rename a masked column cannot unmask it", async () => {
+    const g = await guard([{ name: "cards", columns: ["card_number"], strategy: "redact" }]);
+    const c = await client(g);
+    try {
+      for (const sql of [
+        "SELECT payment FROM contacts WHERE id = 1",
+        "SELECT p FROM contacts_upper WHERE id = 1",
+        "SELECT pan FROM payments WHERE id = 1",
+        "SELECT * FROM contacts WHERE id = 1",
+      ]) {
+        const r = await c.query(sql);
+        expect({ sql, value: JSON.stringify(r.rows[0]) }).toEqual({
+          sql,
+          value: expect.not.stringContaining("4111"),
+        });
+      }
+      // A view that never reads the masked column stays readable.
+      expect((await c.query("SELECT id, name FROM names WHERE id = 1")).rows).toEqual([
+        { id: 1, name: "Ann" },
+      ]);
     } finally {
       await c.end();
     }

@@ -72,7 +72,10 @@ export interface ResultPlan {
 
 /** What the session knows beyond the column names. */
 export interface ResultContext {
-  /** `tableOid:attnum` → column name, for table columns that column rules cover (aliases keep their origin). */
+  /**
+   * `tableOid:attnum` → column name, for table columns that column rules cover (aliases keep their
+   * origin); `viewOid:0` → column name, for views that depend on one (see originsQuery).
+   */
   origins?: ReadonlyMap<string, string>;
   /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
   referenced?: readonly string[];
@@ -114,7 +117,9 @@ export function planResult(
     const lower = c.name.toLowerCase();
     const rule =
       (state.columns.has(lower) ? c.name : undefined) ??
-      (c.tableOid !== 0 ? context.origins?.get(`${c.tableOid}:${c.attnum}`) : undefined) ??
+      (c.tableOid !== 0
+        ? (context.origins?.get(`${c.tableOid}:${c.attnum}`) ?? context.origins?.get(`${c.tableOid}:0`))
+        : undefined) ??
       (c.tableOid === 0 ? taint : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
     const format = formats ? formatOf(formats, i) : c.format;
@@ -128,11 +133,38 @@ export function planResult(
   return { names, ruled, any, ...(refused ? { refused } : {}) };
 }
 
-/** SQL listing the table columns that column rules cover: `tableOid, attnum, attname` rows. */
+/**
+ * SQL listing where the columns that column rules cover live: `relationOid, attnum, name` rows for
+ * the table columns themselves, and `relationOid, 0, name` for every view or materialized view
+ * that depends on one of them (through its rewrite rule, transitively: views of views). A view's
+ * result columns carry the view's oid, not the table's, so a view that renames `email` to
+ * `contact` would otherwise hand the agent unmasked addresses; every column of such a view is
+ * masked as the covered column it depends on (over-masking a view that only filters by one is
+ * the safe side).
+ */
 export function originsQuery(state: MaskState): string | undefined {
   if (state.columns.size === 0) return undefined;
   const names = [...state.columns].map((c) => `'${c.replace(/'/g, "''")}'`).join(", ");
-  return `SELECT attrelid::int8, attnum, lower(attname) FROM pg_catalog.pg_attribute WHERE attnum > 0 AND NOT attisdropped AND lower(attname) IN (${names})`;
+  // Views and materialized views whose rewrite rule reads a relation's columns (`on` narrows to
+  // which); rules a table may have on itself are not views and are left out.
+  const viewsOf = (from: string, on: string) => `SELECT v.oid, ${from}.name FROM ${from}
+    JOIN pg_catalog.pg_depend d ON d.refobjid = ${from}.rel${on}
+      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+      AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+    JOIN pg_catalog.pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+    WHERE v.oid <> ${from}.rel`;
+  return `WITH RECURSIVE covered AS (
+    SELECT attrelid AS rel, attnum, lower(attname) AS name FROM pg_catalog.pg_attribute
+    WHERE attnum > 0 AND NOT attisdropped AND lower(attname) IN (${names})
+  ), dependents(rel, name) AS (
+    ${viewsOf("covered", " AND d.refobjsubid = covered.attnum")}
+    UNION
+    ${viewsOf("dependents", "")}
+  )
+  SELECT rel::pg_catalog.int8, attnum, name FROM covered
+  UNION ALL
+  (SELECT DISTINCT ON (rel) rel::pg_catalog.int8, 0, name FROM dependents ORDER BY rel, name)`;
 }
 
 /**
