@@ -37,6 +37,9 @@ beforeAll(async () => {
     CREATE MATERIALIZED VIEW payments AS SELECT id, card_number AS pan FROM customers;
     CREATE VIEW names AS SELECT id, name FROM customers;
     GRANT SELECT ON contacts, contacts_upper, payments, names TO airlock_scram;
+    -- Functions that read the card column without the statement naming it.
+    CREATE FUNCTION card_of(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT card_number FROM customers WHERE id = i';
+    CREATE FUNCTION all_cards() RETURNS TABLE (who text, pan text) LANGUAGE sql STABLE AS 'SELECT name, card_number FROM customers';
   `);
 });
 
@@ -158,6 +161,30 @@ describe("result masking", () => {
       // A view that never reads the masked column stays readable.
       expect((await c.query("SELECT id, name FROM names WHERE id = 1")).rows).toEqual([
         { id: 1, name: "Ann" },
+      ]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("database functions that read a masked column cannot unmask it", async () => {
+    const g = await guard([{ name: "cards", columns: ["card_number"], strategy: "redact" }]);
+    const c = await client(g);
+    try {
+      for (const sql of [
+        "SELECT card_of(1) AS v",
+        "SELECT pan FROM all_cards()",
+        "SELECT * FROM public.all_cards()",
+      ]) {
+        const r = await c.query(sql);
+        expect({ sql, value: JSON.stringify(r.rows) }).toEqual({
+          sql,
+          value: expect.not.stringContaining("4111"),
+        });
+      }
+      // Built-in functions over unmasked columns stay readable.
+      expect((await c.query("SELECT upper(name) AS n FROM customers WHERE id = 1")).rows).toEqual([
+        { n: "ANN" },
       ]);
     } finally {
       await c.end();

@@ -20,7 +20,14 @@ import {
   startupPacket,
   T,
 } from "./protocol.ts";
-import { createMaskState, maskDataRow, planResult, redactNotice, rowNeedsMasking } from "./row-masking.ts";
+import {
+  callsUserFunction,
+  createMaskState,
+  maskDataRow,
+  planResult,
+  redactNotice,
+  rowNeedsMasking,
+} from "./row-masking.ts";
 import { md5Password, ScramClient } from "./scram.ts";
 
 const query = (sql: string) => message(T.Query, cstr(sql));
@@ -351,6 +358,14 @@ describe("row masking", () => {
     }
     return out;
   };
+
+  it("recognises calls to functions defined in the database, with or without a schema", () => {
+    const fns = new Set(["card_of", "all_cards"]);
+    expect(callsUserFunction([{ functions: ["upper", "count"] }], fns)).toBe(false);
+    expect(callsUserFunction([{ functions: ["upper"] }, { functions: ["Card_Of"] }], fns)).toBe(true);
+    expect(callsUserFunction([{ functions: ["public.all_cards"] }], fns)).toBe(true);
+    expect(callsUserFunction([{ functions: ["card_of"] }], new Set())).toBe(false);
+  });
 
   it("tells rows masking would touch from rows it would pass unchanged", () => {
     const plan = planResult(state, cols);

@@ -133,6 +133,27 @@ export function planResult(
   return { names, ruled, any, ...(refused ? { refused } : {}) };
 }
 
+/** `attnum` of originsQuery rows that name a function defined outside the system schemas. */
+export const USER_FUNCTION = -1;
+
+/**
+ * Whether a statement calls a function defined in the database (not a built-in): such a
+ * function may read a covered column that the statement never names, so masking treats the
+ * statement's computed columns as derived from one (see taintOf). Names compare without schema.
+ */
+export function callsUserFunction(
+  statements: readonly { functions: readonly string[] }[],
+  userFunctions: ReadonlySet<string>,
+): boolean {
+  if (userFunctions.size === 0) return false;
+  for (const s of statements)
+    for (const f of s.functions) {
+      const name = f.slice(f.lastIndexOf(".") + 1).toLowerCase();
+      if (userFunctions.has(name)) return true;
+    }
+  return false;
+}
+
 /**
  * SQL listing where the columns that column rules cover live: `relationOid, attnum, name` rows for
  * the table columns themselves, and `relationOid, 0, name` for every view or materialized view
@@ -140,7 +161,8 @@ export function planResult(
  * result columns carry the view's oid, not the table's, so a view that renames `email` to
  * `contact` would otherwise hand the agent unmasked addresses; every column of such a view is
  * masked as the covered column it depends on (over-masking a view that only filters by one is
- * the safe side).
+ * the safe side). Rows `0, USER_FUNCTION, name` name the functions defined outside the system
+ * schemas (see callsUserFunction).
  */
 export function originsQuery(state: MaskState): string | undefined {
   if (state.columns.size === 0) return undefined;
@@ -164,7 +186,11 @@ export function originsQuery(state: MaskState): string | undefined {
   )
   SELECT rel::pg_catalog.int8, attnum, name FROM covered
   UNION ALL
-  (SELECT DISTINCT ON (rel) rel::pg_catalog.int8, 0, name FROM dependents ORDER BY rel, name)`;
+  (SELECT DISTINCT ON (rel) rel::pg_catalog.int8, 0, name FROM dependents ORDER BY rel, name)
+  UNION ALL
+  SELECT DISTINCT 0::pg_catalog.int8, ${USER_FUNCTION}, lower(p.proname) FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`;
 }
 
 /**

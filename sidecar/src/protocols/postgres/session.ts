@@ -62,6 +62,7 @@ import {
   terminateMessage,
 } from "./protocol.ts";
 import {
+  callsUserFunction,
   type MaskState,
   maskDataRow,
   maskNotification,
@@ -70,6 +71,7 @@ import {
   type ResultPlan,
   redactNotice,
   rowNeedsMasking,
+  USER_FUNCTION,
 } from "./row-masking.ts";
 import {
   cancelUpstream,
@@ -244,6 +246,8 @@ export class Session {
   #judged = new WeakMap<Classification, SqlJudgement>();
   /** `tableOid:attnum` → name of the table columns column rules cover (see row-masking.ts). */
   readonly #origins = new Map<string, string>();
+  /** Functions defined in the database (lower-cased names), when column rules apply. */
+  readonly #userFunctions = new Set<string>();
 
   #pumping = false;
   #blocked = false;
@@ -623,8 +627,10 @@ export class Session {
     const origins = this.#mask ? originsQuery(this.#mask) : undefined;
     if (origins) {
       try {
-        for (const [oid, attnum, name] of await sidecarQuery(up, origins, this.#d.connectTimeoutMs))
-          this.#origins.set(`${oid}:${attnum}`, name ?? "");
+        for (const [oid, attnum, name] of await sidecarQuery(up, origins, this.#d.connectTimeoutMs)) {
+          if (Number(attnum) === USER_FUNCTION) this.#userFunctions.add(name ?? "");
+          else this.#origins.set(`${oid}:${attnum}`, name ?? "");
+        }
       } catch (err) {
         up.socket.destroy();
         ctx.logger.warn({ session: this.id, err: String(err) }, "postgres: masking catalog lookup failed");
@@ -1348,6 +1354,8 @@ export class Session {
   #resultContext(statements: readonly ClassifiedStatement[]) {
     const referenced = new Set<string>();
     for (const s of statements) for (const c of s.columns ?? []) referenced.add(c);
+    // A database function may read a covered column the statement never names.
+    if (callsUserFunction(statements, this.#userFunctions)) referenced.add("*");
     return { origins: this.#origins, referenced: [...referenced] };
   }
 
