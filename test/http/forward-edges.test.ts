@@ -75,7 +75,43 @@ afterEach(async () => {
   while (sidecars.length > 0) await sidecars.pop()?.close();
 });
 
+/** Raw HTTP/1.1 over a socket: what arrives before and after the body is sent. */
+async function expectContinue(base: string, method: string) {
+  const { connect } = await import("node:net");
+  const url = new URL(base);
+  const socket = connect(Number(url.port), url.hostname);
+  let got = "";
+  socket.on("data", (d: Buffer) => {
+    got += d.toString();
+  });
+  await new Promise((r) => socket.once("connect", r));
+  socket.write(
+    `${method} /upload HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+  );
+  // Wait for the first answer before sending the body, as curl and Go's client do.
+  await until(() => got.length > 0);
+  const first = got;
+  if (first.startsWith("HTTP/1.1 100")) socket.write("hello");
+  // The final answer is a JSON body: wait for its end, then hang up.
+  await until(() => /HTTP\/1.1 [2-5]\d\d [^]*\r\n\r\n[^]*\}$/.test(got));
+  socket.destroy();
+  return { first, all: got };
+}
+
 describe("plain forward path", () => {
+  it("answers Expect: 100-continue only once the request is allowed", async () => {
+    const { sc, base } = await sidecar(upstream.port);
+    const allowed = await expectContinue(base, "POST");
+    expect(allowed.first).toMatch(/^HTTP\/1.1 100 Continue\r\n/);
+    expect(allowed.all).toMatch(/HTTP\/1.1 200 OK/);
+    expect(allowed.all).toContain('"length":"5"');
+    // PUT is not in the rule: refused before the agent is invited to send its body.
+    const denied = await expectContinue(base, "PUT");
+    expect(denied.first).toMatch(/^HTTP\/1.1 403 /);
+    expect(denied.all).not.toContain("100 Continue");
+    expect(sc.audit.map((e) => e.decision.action)).toEqual(["allow", "deny"]);
+  });
+
   it("answers 504 and audits a timeout when the upstream goes idle", async () => {
     const { sc, base } = await sidecar(upstream.port, { upstreamTimeoutMs: 200 });
     const res = await send(`${base}/hang`);

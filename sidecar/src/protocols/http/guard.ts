@@ -229,7 +229,11 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
             ex = e;
           },
         );
-        if (authorized) await forwarder.web(req, res, authorized);
+        if (!authorized) return;
+        // `Expect: 100-continue` is answered only now (servers register checkContinue, so Node
+        // does not answer it on arrival): a denied agent is never invited to send its body.
+        if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue();
+        await forwarder.web(req, res, authorized);
       })().catch((err: unknown) => {
         ctx.logger.error({ err: err instanceof Error ? err.message : String(err) }, "http guard failure");
         if (ex && !ex.audited) {
@@ -320,7 +324,9 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   function connectionServer(name: string): Server {
     const router = connectionRouter(name);
     const server = makeServer(name);
-    server.on("request", onRequest(router, name));
+    const handle = onRequest(router, name);
+    server.on("request", handle);
+    server.on("checkContinue", handle);
     server.on("upgrade", onUpgrade(router, name));
     server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
       socket.on("error", () => socket.destroy());
@@ -353,7 +359,9 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   function getProxyServer(): Server {
     if (!proxyServer) {
       const server = makeServer(PROXY_SESSION_LABEL);
-      server.on("request", onRequest(proxyRouter, ""));
+      const handle = onRequest(proxyRouter, "");
+      server.on("request", handle);
+      server.on("checkContinue", handle);
       server.on("upgrade", onUpgrade(proxyRouter, ""));
       server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         void handleConnect(tunnelDeps, req, socket, head, sessionOf(socket)).catch((err: unknown) => {

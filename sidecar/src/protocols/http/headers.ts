@@ -64,8 +64,8 @@ export function upstreamRequestHeaders(
     incoming,
     (name) =>
       // The identity token and the approval reason are the sidecar's business; `100 Continue` was
-      // already answered to the agent, so the upstream gets the body at once; the agent's
-      // credentials give way to ours.
+      // answered to the agent once the request was allowed, so the upstream gets the body at
+      // once; the agent's credentials give way to ours.
       name === IDENTITY_HEADER ||
       name === REASON_HEADER ||
       name === "expect" ||
