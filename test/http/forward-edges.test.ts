@@ -93,7 +93,7 @@ async function expectContinue(base: string, method: string) {
   const first = got;
   if (first.startsWith("HTTP/1.1 100")) socket.write("hello");
   // The final answer is a JSON body: wait for its end, then hang up.
-  await until(() => /HTTP\/1.1 [2-5]\d\d [^]*\r\n\r\n[^]*\}$/.test(got));
+  await until(() => /HTTP\/1.1 [2-5]\d\d .*\r\n\r\n.*\}$/s.test(got));
   socket.destroy();
   return { first, all: got };
 }
