@@ -15,7 +15,7 @@
 // per-row path: framing, pass-through, masking). Connections are made once per client (no -C):
 // the steady state of an agent's session. The guard runs in its own Node process, as in a pod,
 // writing its audit log (one JSON line per statement) with the sidecar's logger to stdout, which
-// is /dev/null.
+// is /dev/null, and appends each operation to the session's recording (on by default, stdout).
 //
 // The machine is shared and noisy: each workload runs every path once per round, rounds
 // interleaved, and reports the median; the proxies' CPU time per transaction (read from /proc)
@@ -29,6 +29,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { createAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { recordingAuditSink } from "../../sidecar/src/recording/audit-tee.ts";
+import { createRecorder, DEFAULT_RECORDING_SETTINGS } from "../../sidecar/src/recording/recorder.ts";
+import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
 import { createLogger } from "../../sidecar/src/telemetry/logger.ts";
 import {
   freePort,
@@ -209,7 +212,13 @@ interface ServeConfig {
  * /dev/null), so the bench pays for audit exactly what a pod does.
  */
 async function serve(config: ServeConfig) {
-  const audit = createAuditSink(createLogger({ level: "warn" }));
+  const logger = createLogger({ level: "warn" });
+  // As the sidecar wires it (app.ts): audit lines, and the session recording every HTTP and SQL
+  // operation appends to (recording is on by default, to stdout).
+  const policies = createPolicyStore({ logger });
+  policies.update([config.policy]);
+  const recorder = createRecorder({ logger, settingsFor: () => DEFAULT_RECORDING_SETTINGS });
+  const audit = recordingAuditSink(createAuditSink(logger), recorder, policies);
   const g = await startGuard(config.policy, {
     credential: config.credential,
     keepAudit: false,

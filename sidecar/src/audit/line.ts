@@ -12,7 +12,8 @@ import { AUDIT_SCHEMA_VERSION, type AuditEvent } from "./events.ts";
 const PINO_INFO = 30;
 const frozenJson = new WeakMap<object, string>();
 
-function json(value: object): string {
+/** JSON of `value`; frozen values are serialized once and the text reused. */
+export function json(value: object): string {
   const kept = frozenJson.get(value);
   if (kept !== undefined) return kept;
   const text = JSON.stringify(value);
@@ -25,7 +26,8 @@ function json(value: object): string {
 const QUOTED_MAX = 1024;
 const quotedText = new Map<string, string>();
 
-function quoted(s: string): string {
+/** A string as JSON, kept for strings that recur (ids, names). */
+export function quoted(s: string): string {
   let q = quotedText.get(s);
   if (q === undefined) {
     if (quotedText.size >= QUOTED_MAX) quotedText.clear();
@@ -45,7 +47,7 @@ const FRACTIONS: readonly string[] = Array.from({ length: 1000 }, (_, f) =>
  * rounded to microseconds by their producers; those are formatted from integers, which is several
  * times cheaper than the general double-to-shortest-string conversion.
  */
-function num(n: number): string {
+export function num(n: number): string {
   const us = Math.round(n * 1000);
   if (us / 1000 === n && us >= 0 && us <= 0x3fffffff) {
     const whole = Math.floor(us / 1000);

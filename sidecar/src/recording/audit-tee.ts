@@ -15,6 +15,18 @@ export function recordingAuditSink(
 ): AuditSink & { close(): void } {
   const idleMs = opts.idleMs ?? 60_000;
   const timers = new Map<string, NodeJS.Timeout>();
+  const lastActive = new Map<string, number>();
+  const arm = (session: string, delay: number) => {
+    const timer = setTimeout(() => {
+      const idle = Date.now() - (lastActive.get(session) ?? 0);
+      if (idle < idleMs) return arm(session, idleMs - idle);
+      timers.delete(session);
+      lastActive.delete(session);
+      void recorder.end(session);
+    }, delay);
+    timer.unref();
+    timers.set(session, timer);
+  };
   return {
     emit(event) {
       audit.emit(event);
@@ -33,17 +45,14 @@ export function recordingAuditSink(
         ...(event.masked ? { masked: event.masked } : {}),
         durationMs: event.durationMs,
       });
-      clearTimeout(timers.get(event.session));
-      const timer = setTimeout(() => {
-        timers.delete(event.session);
-        void recorder.end(event.session);
-      }, idleMs);
-      timer.unref();
-      timers.set(event.session, timer);
+      // One idle timer per session, re-armed when it fires early (not one per operation).
+      lastActive.set(event.session, Date.now());
+      if (!timers.has(event.session)) arm(event.session, idleMs);
     },
     close() {
       for (const t of timers.values()) clearTimeout(t);
       timers.clear();
+      lastActive.clear();
     },
   };
 }

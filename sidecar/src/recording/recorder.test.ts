@@ -243,3 +243,75 @@ describe("catalog lookups and settings", () => {
     });
   });
 });
+
+describe("operation entry lines on stdout", () => {
+  it("are the lines pino writes for the same fields (hand-built for speed)", async () => {
+    const { recorder, logs } = setup({ enabled: true, destination: "stdout" });
+    const operation = Object.freeze({ kind: "sql", statements: [{ kind: "select", tables: ['we"ird'] }] });
+    recorder.operation("s-1", {
+      connection: conn("db"),
+      protocol: "postgres",
+      operation,
+      decision: { action: "allow", rule: "read" },
+      outcome: { status: "SELECT 1", rows: 1 },
+      masked: { email: 1 },
+      durationMs: 0.25,
+      detail: "line\nbreak é",
+    });
+    recorder.operation("s-1", {
+      connection: conn("db"),
+      protocol: "postgres",
+      operation,
+      decision: { action: "deny" },
+    });
+    const lines = logs()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const entries = lines.filter((l) => l.entry);
+    expect(entries).toHaveLength(2);
+    // Same keys, same order as the pino-written header line's envelope (without the logger's
+    // name, which audit and entry lines, the per-operation ones, leave out).
+    const keys = (o: object) => Object.keys(o).filter((k) => k !== "name");
+    expect(keys(entries[0])).toEqual([
+      "level",
+      "time",
+      "recording",
+      "v",
+      "session",
+      "format",
+      "seq",
+      "entry",
+      "msg",
+    ]);
+    expect(keys(lines[0])).toEqual([
+      "level",
+      "time",
+      "recording",
+      "v",
+      "session",
+      "format",
+      "seq",
+      "header",
+      "msg",
+    ]);
+    expect(entries.map((e) => e.seq)).toEqual([1, 2]);
+    expect(entries[0].entry).toEqual({
+      t: expect.any(Number),
+      time: expect.any(String),
+      operation,
+      decision: { action: "allow", rule: "read" },
+      outcome: { status: "SELECT 1", rows: 1 },
+      masked: { email: 1 },
+      durationMs: 0.25,
+      detail: "line\nbreak é",
+    });
+    expect(entries[1].entry).toEqual({
+      t: expect.any(Number),
+      time: expect.any(String),
+      operation,
+      decision: { action: "deny" },
+    });
+    expect(entries[0].msg).toBe("recording s-1");
+  });
+});

@@ -15,8 +15,10 @@
 import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type { Logger } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
+import { json, num, quoted } from "../audit/line.ts";
 import type { CompiledConnection } from "../policy/compile.ts";
+import { isoTime } from "../telemetry/logger.ts";
 import {
   type AsciicastEvent,
   type AsciicastHeader,
@@ -109,14 +111,32 @@ function stdoutSink(log: Logger, session: string, format: RecordingFormat): Sink
   let seq = 0;
   const write = (fields: Record<string, unknown>) =>
     log.info({ session, format, seq: seq++, ...fields }, `recording ${session}`);
+  // SQL and HTTP entries come once per operation: written as the line pino would write, by hand
+  // (recordingEntryLine), straight to the logger's stream.
+  const stream = (log as unknown as Record<symbol, DestinationStream | undefined>)[pino.symbols.streamSym];
+  const head = `,"recording":true,"v":${RECORDING_SCHEMA_VERSION},"session":${quoted(session)},"format":${quoted(format)},"seq":`;
+  const msg = quoted(`recording ${session}`);
   return {
     header: (header) => write({ header }),
     events: (events) => write({ events }),
-    entry: (entry) => write({ entry }),
+    entry: (entry) => {
+      if (!stream) return write({ entry });
+      stream.write(`{"level":30${isoTime()}${head}${seq++},"entry":${entryJson(entry)},"msg":${msg}}\n`);
+    },
     async end(duration) {
       write({ end: true, duration });
     },
   };
+}
+
+/** An operation entry as JSON (field order as written by JSON.stringify of the entry object). */
+export function entryJson(e: OperationEntry): string {
+  let out = `{"t":${num(e.t)},"time":${JSON.stringify(e.time)},"operation":${json(e.operation)},"decision":${json(e.decision)}`;
+  if (e.outcome !== undefined) out += `,"outcome":${JSON.stringify(e.outcome)}`;
+  if (e.masked !== undefined) out += `,"masked":${JSON.stringify(e.masked)}`;
+  if (e.durationMs !== undefined) out += `,"durationMs":${num(e.durationMs)}`;
+  if (e.detail !== undefined) out += `,"detail":${JSON.stringify(e.detail)}`;
+  return `${out}}`;
 }
 
 /** A file sink that falls back to stdout (re-sending the header) if the file cannot be written. */
