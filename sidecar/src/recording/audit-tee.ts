@@ -5,7 +5,7 @@
 // (the guards do not announce closes here), and a later operation starts a new one.
 import type { AuditSink } from "../audit/sink.ts";
 import type { PolicyStore } from "../runtime/policy-store.ts";
-import type { Recorder } from "./recorder.ts";
+import type { OperationRecord, Recorder } from "./recorder.ts";
 
 export function recordingAuditSink(
   audit: AuditSink,
@@ -33,18 +33,24 @@ export function recordingAuditSink(
       if (event.protocol !== "http" && event.protocol !== "postgres") return;
       const connection = policies.current().connections.get(event.connection);
       if (!connection) return;
-      recorder.operation(event.session, {
+      // (Built field by field, not with spreads: this runs once per proxied operation.)
+      const record: OperationRecord = {
         connection,
         protocol: event.protocol,
         identity: event.identity,
         operation: event.operation as Record<string, unknown>,
         decision: event.decision,
-        ...(event.upstream || event.rows !== undefined
-          ? { outcome: { ...event.upstream, ...(event.rows !== undefined ? { rows: event.rows } : {}) } }
-          : {}),
-        ...(event.masked ? { masked: event.masked } : {}),
         durationMs: event.durationMs,
-      });
+      };
+      if (event.upstream || event.rows !== undefined) {
+        const outcome: Record<string, unknown> = {};
+        if (event.upstream?.status !== undefined) outcome.status = event.upstream.status;
+        if (event.upstream?.error !== undefined) outcome.error = event.upstream.error;
+        if (event.rows !== undefined) outcome.rows = event.rows;
+        record.outcome = outcome;
+      }
+      if (event.masked) record.masked = event.masked;
+      recorder.operation(event.session, record);
       // One idle timer per session, re-armed when it fires early (not one per operation).
       lastActive.set(event.session, Date.now());
       if (!timers.has(event.session)) arm(event.session, idleMs);

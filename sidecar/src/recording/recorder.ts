@@ -129,6 +129,23 @@ function stdoutSink(log: Logger, session: string, format: RecordingFormat): Sink
   };
 }
 
+// ISO time of now, formatted once per millisecond (operations arrive thousands a second).
+let isoMs = -1;
+let isoText = "";
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}
+
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
 /** An operation entry as JSON (field order as written by JSON.stringify of the entry object). */
 export function entryJson(e: OperationEntry): string {
   let out = `{"t":${num(e.t)},"time":${JSON.stringify(e.time)},"operation":${json(e.operation)},"decision":${json(e.decision)}`;
@@ -349,16 +366,17 @@ export function createRecorder(options: RecorderOptions): Recorder {
         operations.set(session, created);
         open.add(created);
       }
+      // (Optional fields assigned, not spread: this runs once per proxied operation.)
       const entry: OperationEntry = {
         t: seconds(performance.now() - op.start),
-        time: new Date().toISOString(),
+        time: isoNow(),
         operation: record.operation,
         decision: record.decision,
-        ...(record.outcome ? { outcome: record.outcome } : {}),
-        ...(record.masked && Object.keys(record.masked).length ? { masked: record.masked } : {}),
-        ...(record.durationMs !== undefined ? { durationMs: record.durationMs } : {}),
-        ...(record.detail !== undefined ? { detail: record.detail } : {}),
       };
+      if (record.outcome) entry.outcome = record.outcome;
+      if (record.masked && hasKeys(record.masked)) entry.masked = record.masked;
+      if (record.durationMs !== undefined) entry.durationMs = record.durationMs;
+      if (record.detail !== undefined) entry.detail = record.detail;
       op.sink.entry(entry);
     },
 
