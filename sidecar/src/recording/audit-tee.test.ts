@@ -12,6 +12,7 @@ describe("recordingAuditSink", () => {
   it("passes events on, records SQL/HTTP operations, and ends a session only after it went idle", async () => {
     const calls: string[] = [];
     const recorder = {
+      recordsOperations: () => true,
       operation: (session: string) => void calls.push(`op ${session}`),
       end: async (session: string) => void calls.push(`end ${session}`),
     } as unknown as Recorder;
@@ -39,6 +40,33 @@ describe("recordingAuditSink", () => {
     await sleep(60);
     expect(calls).toEqual(["op s1", "op s1", "end s1"]);
     expect(audit.events).toHaveLength(3);
+    tee.close();
+  });
+
+  it("leaves operations to the audit stream when the recording is not a file", () => {
+    const calls: string[] = [];
+    const recorder = {
+      recordsOperations: () => false,
+      operation: () => void calls.push("op"),
+      end: async () => undefined,
+    } as unknown as Recorder;
+    const connection = { policy: "agents/p", spec: { name: "db" } } as unknown as CompiledConnection;
+    const policies = {
+      current: () => ({ connections: new Map([["db", connection]]) }),
+    } as unknown as PolicyStore;
+    const audit = createMemoryAuditSink();
+    const tee = recordingAuditSink(audit, recorder, policies);
+    tee.emit({
+      session: "s1",
+      connection: "db",
+      protocol: "postgres",
+      identity: { serviceAccount: "sa" },
+      operation: { kind: "sql", statements: [] },
+      decision: { action: "allow", policy: "agents/p", rule: "r", reason: "" },
+      durationMs: 1,
+    });
+    expect(audit.events).toHaveLength(1);
+    expect(calls).toEqual([]);
     tee.close();
   });
 });

@@ -1,8 +1,10 @@
 // SQL and HTTP session recordings are the ordered operations of a session with their outcomes:
-// exactly what the audit events already say. This sink passes each audit event on and appends
-// the HTTP and PostgreSQL ones to their session's JSON-lines recording, so every guard records
-// without knowing about recordings. A session's recording ends after `idleMs` without operations
-// (the guards do not announce closes here), and a later operation starts a new one.
+// exactly what the audit events already say. This sink passes each audit event on and, where a
+// policy records sessions to files, appends the HTTP and PostgreSQL ones to their session's
+// JSON-lines file, so every guard records without knowing about recordings. (On stdout the audit
+// lines themselves are the recording: `airlock sessions` reads them.) A session's recording
+// ends after `idleMs` without operations (the guards do not announce closes here), and a later
+// operation starts a new one.
 import type { AuditSink } from "../audit/sink.ts";
 import type { PolicyStore } from "../runtime/policy-store.ts";
 import type { OperationRecord, Recorder } from "./recorder.ts";
@@ -32,7 +34,7 @@ export function recordingAuditSink(
       audit.emit(event);
       if (event.protocol !== "http" && event.protocol !== "postgres") return;
       const connection = policies.current().connections.get(event.connection);
-      if (!connection) return;
+      if (!connection || !recorder.recordsOperations(connection)) return;
       // (Built field by field, not with spreads: this runs once per proxied operation.)
       const record: OperationRecord = {
         connection,

@@ -315,3 +315,15 @@ describe("operation entry lines on stdout", () => {
     expect(entries[0].msg).toBe("recording s-1");
   });
 });
+
+describe("recordsOperations", () => {
+  it("is true only for recordings to a directory (on stdout the audit lines are the recording)", () => {
+    expect(
+      setup({ enabled: true, destination: "file", directory: dir }).recorder.recordsOperations(conn("a")),
+    ).toBe(true);
+    expect(setup({ enabled: true, destination: "stdout" }).recorder.recordsOperations(conn("a"))).toBe(false);
+    expect(
+      setup({ enabled: false, destination: "file", directory: dir }).recorder.recordsOperations(conn("a")),
+    ).toBe(false);
+  });
+});

@@ -92,7 +92,13 @@ export interface OperationRecord {
 
 export interface Recorder {
   terminal(init: TerminalInit): TerminalRecording;
-  /** Appends an operation to the session's JSON-lines recording (opened on first use). */
+  /**
+   * Whether operations on `connection` are written as a recording of their own: to a file. On
+   * stdout they are not: the session's audit lines, on the same stream, are its recording (the
+   * replay tool reads them), and writing each operation twice cost as much as the audit itself.
+   */
+  recordsOperations(connection: CompiledConnection): boolean;
+  /** Appends an operation to the session's JSON-lines recording file (opened on first use). */
   operation(session: string, record: OperationRecord): void;
   /** Ends the session's JSON-lines recording, if any. */
   end(session: string): Promise<void>;
@@ -335,6 +341,11 @@ export function createRecorder(options: RecorderOptions): Recorder {
         },
         end: () => entry.finish(),
       };
+    },
+
+    recordsOperations(connection) {
+      const settings = settingsOf(connection);
+      return settings.enabled && settings.destination === "file" && settings.directory !== undefined;
     },
 
     operation(session, record) {
