@@ -248,12 +248,19 @@ export function createRecorder(options: RecorderOptions): Recorder {
       ? fileSink(log, options.logger, settings.directory, session, format)
       : stdoutSink(log, session, format);
 
+  // Asked once per proxied operation: kept per compiled connection (a policy update compiles new
+  // connection objects, so a changed policy is read afresh).
+  const settingsCache = new WeakMap<CompiledConnection, RecordingSettings>();
   const settingsOf = (connection: CompiledConnection): RecordingSettings => {
+    let settings = settingsCache.get(connection);
+    if (settings) return settings;
     try {
-      return settingsFor(connection);
+      settings = settingsFor(connection);
     } catch {
-      return DEFAULT_RECORDING_SETTINGS;
+      settings = DEFAULT_RECORDING_SETTINGS;
     }
+    settingsCache.set(connection, settings);
+    return settings;
   };
 
   return {
