@@ -42,6 +42,7 @@ import {
   startPostgres,
 } from "../harness/postgres.ts";
 import { pgPolicy, startGuard } from "../postgres/support.ts";
+import { stealLine, stealMeter } from "./steal.ts";
 
 export interface PgbenchResult {
   tps: number;
@@ -507,6 +508,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   } else {
     const seconds = Number(values.seconds);
     const clients = Number(values.clients);
+    const steal = stealMeter();
     const b = await benchPostgres({
       seconds,
       clients,
@@ -515,6 +517,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       ...(values.placement ? { placements: [values.placement as Placement] } : {}),
       log: (s) => process.stderr.write(`${s}\n`),
     });
-    process.stdout.write(`${formatPostgresBench(b, { seconds, clients })}\n`);
+    process.stdout.write(`${formatPostgresBench(b, { seconds, clients })}\n\n${stealLine(steal.stop())}\n`);
   }
 }

@@ -2,6 +2,7 @@
 // machine are noisy; the ratios against a baseline measured in the same run are what to read.
 import { parseArgs } from "node:util";
 import { benchHttp } from "./http.ts";
+import { stealLine, stealMeter } from "./steal.ts";
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +24,7 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const want = (section: string) => !values.only || values.only === section;
 const fmt = (n: number, d = 2) => n.toFixed(d);
 const out: string[] = [];
+const steal = stealMeter();
 
 if (want("http")) {
   log("HTTP: wrk against direct, nginx, sidecar, sidecar+masking");
@@ -75,4 +77,5 @@ if (want("admission")) {
   );
 }
 
+out.push("", stealLine(steal.stop()));
 process.stdout.write(`${out.join("\n")}\n`);
