@@ -8,29 +8,36 @@ import type { Recorder } from "./recorder.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The tee over a recorder that notes its calls (the tee's own logic is under test here). */
+function setup(recordsOperations: boolean, idleMs?: number) {
+  const calls: string[] = [];
+  const recorder = {
+    recordsOperations: () => recordsOperations,
+    operation: (session: string) => void calls.push(`op ${session}`),
+    end: async (session: string) => void calls.push(`end ${session}`),
+  } as unknown as Recorder;
+  const connection = { policy: "agents/p", spec: { name: "db" } } as unknown as CompiledConnection;
+  const policies = {
+    current: () => ({ connections: new Map([["db", connection]]) }),
+  } as unknown as PolicyStore;
+  const audit = createMemoryAuditSink();
+  const tee = recordingAuditSink(audit, recorder, policies, idleMs === undefined ? {} : { idleMs });
+  return { calls, audit, tee };
+}
+
+const event = (protocol: AuditEvent["protocol"]): AuditEvent => ({
+  session: "s1",
+  connection: "db",
+  protocol,
+  identity: { serviceAccount: "sa" },
+  operation: { kind: "sql", statements: [] },
+  decision: { action: "allow", policy: "agents/p", rule: "r", reason: "" },
+  durationMs: 1,
+});
+
 describe("recordingAuditSink", () => {
   it("passes events on, records SQL/HTTP operations, and ends a session only after it went idle", async () => {
-    const calls: string[] = [];
-    const recorder = {
-      recordsOperations: () => true,
-      operation: (session: string) => void calls.push(`op ${session}`),
-      end: async (session: string) => void calls.push(`end ${session}`),
-    } as unknown as Recorder;
-    const connection = { policy: "agents/p", spec: { name: "db" } } as unknown as CompiledConnection;
-    const policies = {
-      current: () => ({ connections: new Map([["db", connection]]) }),
-    } as unknown as PolicyStore;
-    const audit = createMemoryAuditSink();
-    const tee = recordingAuditSink(audit, recorder, policies, { idleMs: 60 });
-    const event = (protocol: AuditEvent["protocol"]): AuditEvent => ({
-      session: "s1",
-      connection: "db",
-      protocol,
-      identity: { serviceAccount: "sa" },
-      operation: { kind: "sql", statements: [] },
-      decision: { action: "allow", policy: "agents/p", rule: "r", reason: "" },
-      durationMs: 1,
-    });
+    const { calls, audit, tee } = setup(true, 60);
     tee.emit(event("postgres"));
     await sleep(40);
     tee.emit(event("postgres"));
@@ -44,27 +51,8 @@ describe("recordingAuditSink", () => {
   });
 
   it("leaves operations to the audit stream when the recording is not a file", () => {
-    const calls: string[] = [];
-    const recorder = {
-      recordsOperations: () => false,
-      operation: () => void calls.push("op"),
-      end: async () => undefined,
-    } as unknown as Recorder;
-    const connection = { policy: "agents/p", spec: { name: "db" } } as unknown as CompiledConnection;
-    const policies = {
-      current: () => ({ connections: new Map([["db", connection]]) }),
-    } as unknown as PolicyStore;
-    const audit = createMemoryAuditSink();
-    const tee = recordingAuditSink(audit, recorder, policies);
-    tee.emit({
-      session: "s1",
-      connection: "db",
-      protocol: "postgres",
-      identity: { serviceAccount: "sa" },
-      operation: { kind: "sql", statements: [] },
-      decision: { action: "allow", policy: "agents/p", rule: "r", reason: "" },
-      durationMs: 1,
-    });
+    const { calls, audit, tee } = setup(false);
+    tee.emit(event("postgres"));
     expect(audit.events).toHaveLength(1);
     expect(calls).toEqual([]);
     tee.close();

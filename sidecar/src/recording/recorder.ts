@@ -18,7 +18,7 @@ import { performance } from "node:perf_hooks";
 import { type DestinationStream, type Logger, pino } from "pino";
 import { json, num, quoted } from "../audit/line.ts";
 import type { CompiledConnection } from "../policy/compile.ts";
-import { isoTime } from "../telemetry/logger.ts";
+import { isoNow, isoTime } from "../telemetry/logger.ts";
 import {
   type AsciicastEvent,
   type AsciicastHeader,
@@ -133,18 +133,6 @@ function stdoutSink(log: Logger, session: string, format: RecordingFormat): Sink
       write({ end: true, duration });
     },
   };
-}
-
-// ISO time of now, formatted once per millisecond (operations arrive thousands a second).
-let isoMs = -1;
-let isoText = "";
-function isoNow(): string {
-  const ms = Date.now();
-  if (ms !== isoMs) {
-    isoMs = ms;
-    isoText = new Date(ms).toISOString();
-  }
-  return isoText;
 }
 
 function hasKeys(o: object): boolean {

@@ -18,13 +18,26 @@ export const REDACT_PATHS = [
 // pino's isoTime formats a new Date on every line; at thousands of audit lines a second most of
 // them share a millisecond, so the formatted value is reused within one.
 let lastMs = -1;
+let lastIso = "";
 let lastTime = "";
-export function isoTime(): string {
+function refreshTime(): void {
   const now = Date.now();
   if (now !== lastMs) {
     lastMs = now;
-    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+    lastIso = new Date(now).toISOString();
+    lastTime = `,"time":"${lastIso}"`;
   }
+}
+
+/** Now as an ISO string (millisecond resolution, formatted once per millisecond). */
+export function isoNow(): string {
+  refreshTime();
+  return lastIso;
+}
+
+/** pino's time fragment (`,"time":"…"`) for now. */
+export function isoTime(): string {
+  refreshTime();
   return lastTime;
 }
 
