@@ -295,6 +295,15 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
     };
   }
 
+  /**
+   * Requests go to `handle`, those with `Expect: 100-continue` too: with a checkContinue listener
+   * Node leaves the `100 Continue` to the handler, which sends it once the request is allowed.
+   */
+  function serveRequests(server: Server, handle: (req: IncomingMessage, res: ServerResponse) => void) {
+    server.on("request", handle);
+    server.on("checkContinue", handle);
+  }
+
   function makeServer(label: string): Server {
     const server = createServer({
       shouldUpgradeCallback: isWebSocketUpgrade,
@@ -324,9 +333,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   function connectionServer(name: string): Server {
     const router = connectionRouter(name);
     const server = makeServer(name);
-    const handle = onRequest(router, name);
-    server.on("request", handle);
-    server.on("checkContinue", handle);
+    serveRequests(server, onRequest(router, name));
     server.on("upgrade", onUpgrade(router, name));
     server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
       socket.on("error", () => socket.destroy());
@@ -359,9 +366,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   function getProxyServer(): Server {
     if (!proxyServer) {
       const server = makeServer(PROXY_SESSION_LABEL);
-      const handle = onRequest(proxyRouter, "");
-      server.on("request", handle);
-      server.on("checkContinue", handle);
+      serveRequests(server, onRequest(proxyRouter, ""));
       server.on("upgrade", onUpgrade(proxyRouter, ""));
       server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         void handleConnect(tunnelDeps, req, socket, head, sessionOf(socket)).catch((err: unknown) => {

@@ -1506,9 +1506,13 @@ export class Session {
     if (!this.#mask) return f.raw;
     const counts: Record<string, number> = {};
     const masked = maskNotification(this.#mask, f.payload, counts);
+    this.#countMasked(counts);
+    return masked ?? f.raw;
+  }
+
+  #countMasked(counts: Readonly<Record<string, number>>) {
     for (const [detector, n] of Object.entries(counts))
       this.#ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
-    return masked ?? f.raw;
   }
 
   /** An error/notice as the agent may see it (values that could bypass masking redacted). */
@@ -1547,9 +1551,7 @@ export class Session {
     ctx.audit.emit(event);
     this.#cells.operations[d.action].inc();
     if (d.action === "allow") this.#cells.upstreamSeconds.observe(durationMs / 1000);
-    if (masked)
-      for (const [detector, n] of Object.entries(masked))
-        ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
+    if (masked) this.#countMasked(masked);
   }
 
   /** The session's audit identity: fixed once the session is ready (the user is known by then). */
