@@ -3,7 +3,8 @@ import { pino } from "pino";
 import { expect, it } from "vitest";
 import { createAuditSink } from "./sink.ts";
 
-it("writes audit events as JSON lines marked audit:true even when the log level hides info", async () => {
+/** A destination that keeps the lines written to it. */
+function capture() {
   const lines: string[] = [];
   const out = new Writable({
     write(chunk, _enc, cb) {
@@ -11,6 +12,11 @@ it("writes audit events as JSON lines marked audit:true even when the log level 
       cb();
     },
   });
+  return { lines, out };
+}
+
+it("writes audit events as JSON lines marked audit:true even when the log level hides info", async () => {
+  const { lines, out } = capture();
   const logger = pino({ level: "error" }, out);
   logger.info("diagnostic that must not appear");
   createAuditSink(logger).emit({
@@ -34,13 +40,7 @@ it("writes audit events as JSON lines marked audit:true even when the log level 
 });
 
 it("writes only the audit schema's fields, without the diagnostic logger's redaction", async () => {
-  const lines: string[] = [];
-  const out = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...chunk.toString().trim().split("\n"));
-      cb();
-    },
-  });
+  const { lines, out } = capture();
   // The general logger redacts (e.g. `*.token`); the audit child does not need to, because it
   // writes schema fields only, and those carry no header, body or credential.
   const logger = pino(
