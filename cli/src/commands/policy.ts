@@ -62,7 +62,7 @@ async function run(argv: string[]): Promise<number> {
   // guarded settings, unparseable text) come before any rule, exactly as on the wire.
   if (values.sql !== undefined) {
     const { classify } = await import("../../../sidecar/src/sql/index.ts");
-    const { judgeSql } = await import("../../../sidecar/src/protocols/postgres/index.ts");
+    const { judgeSql } = await import("../../../sidecar/src/decisions/sql.ts");
     const classification = await classify(values.sql);
     const { decision: d } = judgeSql({ classification, policies: set, connection, subject });
     print(d);
@@ -71,9 +71,11 @@ async function run(argv: string[]): Promise<number> {
   // SSH exec commands go through the SSH guard's command analysis: chains judged part by part,
   // wrapped commands offered to deny rules, shell metacharacters refused before any rule.
   if (values.ssh !== undefined) {
-    const { decideExec } = await import("../../../sidecar/src/protocols/ssh/decide.ts");
+    const { decideExec } = await import("../../../sidecar/src/decisions/ssh-exec.ts");
     const name = values.connection;
-    print(decideExec((op) => set.evaluate(name, subject, op), values.ssh, connection.policy).decision);
+    print(
+      decideExec((op: Operation) => set.evaluate(name, subject, op), values.ssh, connection.policy).decision,
+    );
     return 0;
   }
   const operation = await toOperation(values);

@@ -4,7 +4,16 @@
 import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
-import type { Action, Connection, Decision, Operation, PolicyProblem, Rule, Subject } from "./types.ts";
+import type {
+  Action,
+  Connection,
+  Decision,
+  Operation,
+  PolicyProblem,
+  Rule,
+  SqlKind,
+  Subject,
+} from "./types.ts";
 import { validatePolicy } from "./validate.ts";
 
 interface CompiledRule {
@@ -30,6 +39,17 @@ export interface PolicySet {
   evaluate(connection: string, subject: Subject, op: Operation): Decision;
   /** The connection a destination maps to, by target host/aliases and port. */
   connectionFor(host: string, port: number): CompiledConnection | undefined;
+  /**
+   * Whether the allow rule `rule` of `connection` names SQL statement kind `kind` itself (not
+   * through `*`, `read`, `write` or a rule without statement kinds).
+   */
+  ruleNamesSqlKind(connection: string, rule: string, kind: SqlKind): boolean;
+  /**
+   * The SQL statement kinds that the allow and requireApproval rules applying to `subject` on
+   * `connection` could admit, as the rules write them (`read`/`write` shorthands included), or
+   * "any" when one of them names none (or `*`). Rules that match only HTTP or SSH do not count.
+   */
+  admittedSqlKinds(connection: string, subject: Subject): ReadonlySet<string> | "any";
 }
 
 export const policyKey = (p: AgentAccessPolicy) => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
@@ -164,6 +184,26 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
     },
     connectionFor(host, port) {
       return byTarget.get(`${host.toLowerCase()}:${port}`);
+    },
+    ruleNamesSqlKind(name, rule, kind) {
+      const r = connections.get(name)?.rules.allow.find((c) => c.rule.name === rule)?.rule;
+      return r?.match?.sql?.statements?.includes(kind) ?? false;
+    },
+    admittedSqlKinds(name, subject) {
+      const conn = connections.get(name);
+      const out = new Set<string>();
+      if (!conn) return out;
+      for (const action of ["allow", "requireApproval"] as const) {
+        for (const r of conn.rules[action]) {
+          if (!r.subjects(subject)) continue;
+          const match = r.rule.match;
+          if (match && !match.sql && (match.http || match.ssh)) continue;
+          const kinds = match?.sql?.statements;
+          if (!kinds || kinds.length === 0 || kinds.includes("*")) return "any";
+          for (const k of kinds) out.add(k);
+        }
+      }
+      return out;
     },
   };
   return { set, problems };

@@ -38,6 +38,8 @@ export interface Decision {
   reason: string;
   /** The approval settings of the requireApproval rule. */
   approval?: NonNullable<Rule["approval"]>;
+  /** Set when the guard refused on its own (decisions/refusals.ts names the kinds). */
+  refusal?: string;
 }
 
 export interface PolicyProblem {

@@ -4,14 +4,17 @@
 // exchange that may be forwarded.
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
+import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
+import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { normalizePath, PathError, splitTarget } from "../../policy/http-path.ts";
 import type { Decision, Operation, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { type ApprovalGate, approvalReason } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
-import { createExchange, type Exchange, emitAudit, recordDecision } from "./exchange.ts";
+import { createExchange, type Exchange } from "./exchange.ts";
 import { declaredLength } from "./headers.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
 import type { ErrorBody } from "./respond.ts";
@@ -50,9 +53,9 @@ export function refuseUnknown(
   destination: string,
   responder: Responder,
 ): void {
-  ex.decision = { action: "deny", reason: `no policy connection matches ${destination}` };
+  ex.decide(refusal("unknownDestination", undefined, destination));
   ctx.metrics.unknownDestinations.inc();
-  emitAudit(ctx, ex);
+  ex.finish();
   responder.refuse(403, {
     error: "unknown_destination",
     destination,
@@ -82,11 +85,12 @@ export async function authorize(
   const { ctx } = deps;
   const method = (req.method ?? "GET").toUpperCase();
   const { path, query } = splitTarget(route.pathAndQuery);
-  const ex = createExchange({
+  const ex = createExchange(ctx, {
     session,
     connection: route.connection?.spec.name ?? "",
     identity: workloadAuditIdentity(ctx),
     operation: { kind: "tcp", destination: route.destination },
+    failClosed: () => req.socket.destroy(),
   });
   track(ex);
   const connection = route.connection;
@@ -103,8 +107,7 @@ export async function authorize(
     if (!(err instanceof PathError)) throw err;
     // The refused path is not recorded: it is attacker-shaped and may carry data.
     ex.operation = { kind: "http", method, path: "(refused)", websocket };
-    recordDecision(ctx, ex, { action: "deny", reason: `path refused: ${err.message}` });
-    emitAudit(ctx, ex);
+    ex.decide(refusal("badPath", undefined, err.message)).finish();
     responder.refuse(400, { error: "bad_path", reason: err.message });
     return undefined;
   }
@@ -119,8 +122,7 @@ export async function authorize(
     ex.identity = identity.audit;
   } catch (err) {
     if (!isIdentityError(err)) throw err;
-    recordDecision(ctx, ex, { action: "deny", reason: `identity token refused (${err.code})` });
-    emitAudit(ctx, ex);
+    ex.decide(refusal("identityRefused", undefined, err.code)).finish();
     responder.refuse(identityStatus(err), { error: "invalid_identity", code: err.code, reason: err.message });
     return undefined;
   }
@@ -130,11 +132,27 @@ export async function authorize(
   const t2 = performance.now();
   const decision = route.set.evaluate(connection.spec.name, subject, operation);
   ctx.metrics.decisionSeconds.observe({ protocol: "http" }, (t1 - t0 + performance.now() - t2) / 1000);
-  recordDecision(ctx, ex, decision);
+  ex.decide(decision);
 
   if (decision.action === "deny") {
-    emitAudit(ctx, ex);
+    ex.finish();
     responder.refuse(403, denial(decision));
+    return undefined;
+  }
+
+  // Masking is resolved before anyone is asked to approve: a broken configuration refuses now.
+  const masking = connectionMasking(connection, ctx.hashKey);
+  if ("error" in masking.request || "error" in masking.response) {
+    ctx.logger.error(
+      { connection: connection.spec.name },
+      "masking rules for this connection do not compile",
+    );
+    ex.upstream = { error: "masking_unavailable" };
+    ex.finish();
+    responder.refuse(500, {
+      error: "masking_unavailable",
+      reason: "this connection's masking rules are unusable, so nothing is forwarded",
+    });
     return undefined;
   }
 
@@ -143,7 +161,7 @@ export async function authorize(
     const declared = declaredLength(req.headers);
     if (declared !== undefined && !(declared <= max)) {
       ex.upstream = { error: "request_body_too_large" };
-      emitAudit(ctx, ex);
+      ex.finish();
       responder.refuse(
         413,
         { error: "request_body_too_large", limit: max, reason: `request bodies are limited to ${max} bytes` },
@@ -154,8 +172,13 @@ export async function authorize(
   }
 
   if (decision.action === "requireApproval") {
-    const approved = await approve(deps, req, session, ex, decision, subject, responder);
-    if (!approved) return undefined;
+    const result = await approve(deps, req, session, ex, decision, subject);
+    recordApproval(ex, decision, result);
+    if (!result.approved) {
+      ex.finish();
+      responder.refuse(403, approvalRefusal(decision, result));
+      return undefined;
+    }
   }
 
   return { ex, connection, forwardTarget: normalized.forward + query, subject };
@@ -168,69 +191,55 @@ async function approve(
   ex: Exchange,
   decision: Decision,
   subject: Subject,
-  responder: Responder,
-): Promise<boolean> {
+): Promise<ApprovalResult> {
   const { ctx, approvals } = deps;
-  const base = { policy: decision.policy ?? null, rule: decision.rule ?? null };
-  if (!approvals) {
-    ex.upstream = { error: "approval_unavailable" };
-    emitAudit(ctx, ex);
-    responder.refuse(403, {
-      error: "approval_unavailable",
-      ...base,
-      reason: `${decision.reason}, and this sidecar has no approval service configured`,
-    });
-    return false;
-  }
   const abort = new AbortController();
   const onClose = () => abort.abort();
   req.socket.once("close", onClose);
   try {
     const reason = approvalReason(req.headers);
-    const outcome = await approvals.request({
-      connection: ex.connection,
-      protocol: "http",
+    return await seekApproval(
+      {
+        gate: approvals,
+        warn: (message, err) =>
+          ctx.logger.warn(
+            { connection: ex.connection, err: err instanceof Error ? err.message : String(err) },
+            message,
+          ),
+      },
       decision,
-      subject,
-      operation: ex.operation,
-      session,
-      signal: abort.signal,
-      ...(reason !== undefined ? { reason } : {}),
-    });
-    if (outcome.approved) {
-      ex.approval = {
-        request: outcome.request,
-        approvers: outcome.approvers ?? [],
-        ...(outcome.grant !== undefined ? { grant: outcome.grant } : {}),
-      };
-      return true;
-    }
-    const status = outcome.status ?? "pending";
-    // `approval` in the audit schema means "an approval let it through"; here it did not.
-    ex.decision = {
-      ...ex.decision,
-      reason: `${decision.reason}; approval request ${outcome.request} ${status}`,
-    };
-    ex.upstream = { error: `approval_${status}` };
-    emitAudit(ctx, ex);
-    responder.refuse(403, {
-      error: outcome.status === "denied" ? "approval_denied" : "approval_required",
-      ...base,
-      request: outcome.request,
-      status,
-      reason: outcome.message ?? decision.reason,
-    });
-    return false;
-  } catch (err) {
-    ctx.logger.warn(
-      { connection: ex.connection, err: err instanceof Error ? err.message : String(err) },
-      "approval service failed",
+      {
+        connection: ex.connection,
+        protocol: "http",
+        subject,
+        operation: ex.operation,
+        session,
+        ...(reason !== undefined ? { reason } : {}),
+      },
+      abort.signal,
     );
-    ex.upstream = { error: "approval_unavailable" };
-    emitAudit(ctx, ex);
-    responder.refuse(403, { error: "approval_unavailable", ...base, reason: decision.reason });
-    return false;
   } finally {
     req.socket.off("close", onClose);
   }
+}
+
+/** The 403 body of an approval that did not let the request through. */
+function approvalRefusal(
+  decision: Decision,
+  result: Extract<ApprovalResult, { approved: false }>,
+): ErrorBody {
+  const error =
+    result.status === "denied"
+      ? "approval_denied"
+      : result.status === "failed" || result.status === "unconfigured"
+        ? "approval_unavailable"
+        : "approval_required";
+  return {
+    error,
+    policy: decision.policy ?? null,
+    rule: decision.rule ?? null,
+    ...(result.request !== undefined ? { request: result.request, status: result.status } : {}),
+    reason: result.message,
+    ...(result.hint !== undefined ? { hint: result.hint } : {}),
+  };
 }

@@ -7,15 +7,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
+import { refusal } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { type AuthorizeDeps, authorize, type Responder, type Route } from "./authorize.ts";
-import { createExchange, type Exchange, emitAudit } from "./exchange.ts";
+import { createExchange, type Exchange } from "./exchange.ts";
 import { createForwarder } from "./forward.ts";
 import { workloadAuditIdentity } from "./identity.ts";
-import { compiledMaskingRules, createMaskerCache, type MaskingRulesResolver } from "./masking.ts";
+import { createMaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
 import { acceptTunnel, handleConnect } from "./tunnel.ts";
@@ -30,8 +31,6 @@ export const PROXY_SESSION_LABEL = "(proxy)";
 export interface HttpGuardOptions {
   /** Asked when a rule says requireApproval; absent → such requests fail closed (approval_unavailable). */
   approvals?: ApprovalGate;
-  /** Masking rules of a connection's policy; default `connection.masking` (attached by the compiler). */
-  maskingRules?: MaskingRulesResolver;
   /** Address listeners bind to unless listen()/listenProxy() say otherwise (default 127.0.0.1). */
   bindHost?: string;
   /** Idle time allowed on an upstream socket, ms (default 300000: LLM streams pause). */
@@ -94,7 +93,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   });
   proxy.on("econnreset", () => undefined);
   const pool = createUpstreamPool(ctx.secrets);
-  const maskers = createMaskerCache(options.maskingRules ?? compiledMaskingRules, ctx.hashKey);
+  const maskers = createMaskerCache(ctx.hashKey);
   const fwdDeps = {
     ctx,
     proxy,
@@ -139,14 +138,15 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
     reason: string,
     respond: (status: number, body: ErrorBody) => void,
   ) => {
-    const ex = createExchange({
+    createExchange(ctx, {
       session: sessionOf(socket),
       connection,
       identity: workloadAuditIdentity(ctx),
       operation: { kind: "tcp", destination: "(unparsed)" },
-    });
-    ex.decision = { action: "deny", reason: `bad request target: ${reason}` };
-    emitAudit(ctx, ex);
+      failClosed: () => socket.destroy(),
+    })
+      .decide(refusal("badTarget", undefined, reason))
+      .finish();
     respond(400, { error: "bad_target", reason });
   };
 
@@ -206,10 +206,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       let ex: Exchange | undefined;
       res.once("close", () => {
         // Safety net: an agent that left before its answer still gets its one audit event.
-        if (ex && !ex.audited) {
-          ex.upstream ??= { error: "agent_disconnected" };
-          emitAudit(ctx, ex);
-        }
+        ex?.end("agent_disconnected");
         done();
       });
       const route = router(req, ctx.policies.current());
@@ -236,9 +233,9 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
         await forwarder.web(req, res, authorized);
       })().catch((err: unknown) => {
         ctx.logger.error({ err: err instanceof Error ? err.message : String(err) }, "http guard failure");
-        if (ex && !ex.audited) {
+        if (ex && !ex.finished) {
           ex.upstream = { error: "internal_error" };
-          emitAudit(ctx, ex);
+          ex.finish();
         }
         sendJson(res, 500, { error: "internal_error" });
       });
@@ -257,10 +254,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
         done();
       };
       socket.once("close", () => {
-        if (ex && !ex.audited) {
-          ex.upstream ??= { error: "agent_disconnected" };
-          emitAudit(ctx, ex);
-        }
+        ex?.end("agent_disconnected");
         finish();
       });
       const route = router(req, ctx.policies.current());
@@ -286,9 +280,9 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
         finish();
       })().catch((err: unknown) => {
         ctx.logger.error({ err: err instanceof Error ? err.message : String(err) }, "http guard failure");
-        if (ex && !ex.audited) {
+        if (ex && !ex.finished) {
           ex.upstream = { error: "internal_error" };
-          emitAudit(ctx, ex);
+          ex.finish();
         }
         writeSocketJson(socket, 500, { error: "internal_error" });
       });

@@ -1,5 +1,4 @@
-// The HTTP guard (DESIGN.md "The request path"; issue 3 item 4): per-connection reverse
-// listeners, the explicit forward proxy, credential injection, masking, audit.
+// The HTTP guard: per-connection reverse listeners, the explicit forward proxy, credential injection, masking, audit.
 // Behaviour, error codes and audit timing: README.md in this directory.
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "./approval.ts";
 export { classify, DECODABLE_ENCODINGS } from "./content.ts";
@@ -18,9 +17,4 @@ export {
   type ListenOptions,
   PROXY_SESSION_LABEL,
 } from "./guard.ts";
-export {
-  compiledMaskingRules,
-  type MaskingRulesResolver,
-  maskingRulesFromPolicies,
-  rulesFor,
-} from "./masking.ts";
+export { rulesFor } from "./masking.ts";

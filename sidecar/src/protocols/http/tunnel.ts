@@ -7,12 +7,13 @@ import type { IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
 import { refuseUnknown } from "./authorize.ts";
-import { createExchange, type Exchange, emitAudit, recordDecision } from "./exchange.ts";
+import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
 import { writeSocketJson } from "./respond.ts";
 import { parseAuthority, TargetError } from "./target.ts";
@@ -71,7 +72,7 @@ function openTunnel(
     const failure = classifyUpstreamError(err);
     ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: failure.reason });
     ex.upstream = { error: failure.detail };
-    emitAudit(ctx, ex);
+    ex.finish();
     refused(failure.status, failure.detail);
   };
   upstream.once("error", onError);
@@ -83,7 +84,7 @@ function openTunnel(
       (performance.now() - started) / 1000,
     );
     ex.upstream = { status: "connected" };
-    emitAudit(ctx, ex);
+    ex.finish();
     if (client.destroyed) {
       upstream.destroy();
       return;
@@ -98,7 +99,7 @@ function decide(ctx: SidecarContext, ex: Exchange, connection: CompiledConnectio
   const t0 = performance.now();
   const decision = ctx.policies.current().evaluate(connection.spec.name, subject, { kind: "http-tunnel" });
   ctx.metrics.decisionSeconds.observe({ protocol: "http" }, (performance.now() - t0) / 1000);
-  recordDecision(ctx, ex, decision);
+  ex.decide(decision);
   return decision;
 }
 
@@ -112,31 +113,34 @@ export async function handleConnect(
 ): Promise<void> {
   const { ctx } = deps;
   socket.on("error", () => socket.destroy());
-  const ex = createExchange({
-    session,
-    connection: "",
-    identity: workloadAuditIdentity(ctx),
-    operation: { kind: "http-tunnel" },
-  });
+  const exchange = (connection: string, operation: Exchange["operation"]) =>
+    createExchange(ctx, {
+      session,
+      connection,
+      identity: workloadAuditIdentity(ctx),
+      operation,
+      failClosed: () => socket.destroy(),
+    });
   let authority: { host: string; port: number };
   try {
     authority = parseAuthority(req.url ?? "");
   } catch (err) {
     if (!(err instanceof TargetError)) throw err;
-    ex.decision = { action: "deny", reason: `bad CONNECT target: ${err.message}` };
-    emitAudit(ctx, ex);
+    exchange("", { kind: "http-tunnel" })
+      .decide(refusal("badConnectTarget", undefined, err.message))
+      .finish();
     writeSocketJson(socket, 400, { error: "bad_target", reason: err.message });
     return;
   }
   const destination = `${authority.host}:${authority.port}`;
   const connection = ctx.policies.current().connectionFor(authority.host, authority.port);
   if (!connection) {
-    refuseUnknown(ctx, { ...ex, operation: { kind: "tcp", destination } }, destination, {
+    refuseUnknown(ctx, exchange("", { kind: "tcp", destination }), destination, {
       refuse: (status, body) => writeSocketJson(socket, status, body),
     });
     return;
   }
-  const tunnelEx: Exchange = { ...ex, connection: connection.spec.name };
+  const tunnelEx = exchange(connection.spec.name, { kind: "http-tunnel" });
   let subject: Subject;
   try {
     const identity = await resolveIdentity(ctx, connection, req.headers);
@@ -144,8 +148,7 @@ export async function handleConnect(
     tunnelEx.identity = identity.audit;
   } catch (err) {
     if (!isIdentityError(err)) throw err;
-    recordDecision(ctx, tunnelEx, { action: "deny", reason: `identity token refused (${err.code})` });
-    emitAudit(ctx, tunnelEx);
+    tunnelEx.decide(refusal("identityRefused", undefined, err.code)).finish();
     writeSocketJson(socket, identityStatus(err), {
       error: "invalid_identity",
       code: err.code,
@@ -155,7 +158,7 @@ export async function handleConnect(
   }
   const decision = decide(ctx, tunnelEx, connection, subject);
   if (decision.action !== "allow") {
-    emitAudit(ctx, tunnelEx);
+    tunnelEx.finish();
     writeSocketJson(socket, 403, {
       error: "denied",
       policy: decision.policy ?? null,
@@ -188,11 +191,12 @@ export function acceptTunnel(
 ): void {
   const { ctx } = deps;
   socket.on("error", () => socket.destroy());
-  const ex = createExchange({
+  const ex = createExchange(ctx, {
     session,
     connection: connection.spec.name,
     identity: workloadAuditIdentity(ctx),
     operation: { kind: "http-tunnel" },
+    failClosed: () => socket.destroy(),
   });
   const current = ctx.policies.current().connections.get(connection.spec.name);
   if (!current) {
@@ -201,7 +205,7 @@ export function acceptTunnel(
   }
   const decision = decide(ctx, ex, current, subjectFor(ctx.workload));
   if (decision.action !== "allow") {
-    emitAudit(ctx, ex);
+    ex.finish();
     socket.destroy();
     return;
   }

@@ -6,7 +6,7 @@ import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { ProxyServer } from "http-proxy-3";
 import type { Authorized } from "./authorize.ts";
-import { type Exchange, emitAudit } from "./exchange.ts";
+import type { Exchange } from "./exchange.ts";
 import { type ForwardDeps, prepareUpstream } from "./forward.ts";
 import { upstreamRequestHeaders } from "./headers.ts";
 import { writeSocketJson } from "./respond.ts";
@@ -15,7 +15,6 @@ import { classifyUpstreamError } from "./upstream-errors.ts";
 interface WsFlight {
   ex: Exchange;
   started: number;
-  settled: boolean;
 }
 
 export interface WebSocketForwarder {
@@ -37,14 +36,13 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
     const f = inflight.get(req);
     if (!f) return;
     const settle = (status: number) => {
-      if (f.settled) return;
-      f.settled = true;
+      if (f.ex.finished) return;
       f.ex.upstream = { status };
       ctx.metrics.upstreamSeconds.observe(
         { connection: f.ex.connection, protocol: "http" },
         (performance.now() - f.started) / 1000,
       );
-      emitAudit(ctx, f.ex);
+      f.ex.finish();
     };
     proxyReq.once("upgrade", (res: IncomingMessage) => settle(res.statusCode ?? 101));
     proxyReq.once("response", (res: IncomingMessage) => settle(res.statusCode ?? 502));
@@ -59,11 +57,10 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
       if (!prepared) return;
       const { upstream, credential, drop } = prepared;
       if (socket.destroyed) {
-        ex.upstream = { error: "agent_disconnected" };
-        emitAudit(ctx, ex);
+        ex.end("agent_disconnected");
         return;
       }
-      const f: WsFlight = { ex, started: performance.now(), settled: false };
+      const f: WsFlight = { ex, started: performance.now() };
       req.headers = upstreamRequestHeaders(req.headers, {
         host: upstream.hostHeader,
         drop,
@@ -83,8 +80,7 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
           connectTimeout: deps.connectTimeoutMs,
         },
         (err) => {
-          if (f.settled) return;
-          f.settled = true;
+          if (ex.finished) return;
           const failure = classifyUpstreamError(err);
           ctx.metrics.upstreamErrors.inc({
             connection: ex.connection,
@@ -92,7 +88,7 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
             reason: failure.reason,
           });
           ex.upstream = { error: failure.detail };
-          emitAudit(ctx, ex);
+          ex.finish();
           writeSocketJson(socket, failure.status, { error: "upstream_unavailable", reason: failure.detail });
         },
       );

@@ -8,8 +8,6 @@ import ssh2 from "ssh2";
 
 const { Server } = ssh2;
 
-import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
-import { createMasker } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import { createRecorder, type Recorder } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
@@ -23,7 +21,7 @@ import {
   type SshPrivateKey,
   toOpenSshPrivateKey,
 } from "./keys.ts";
-import { type MaskerSlot, type SshSession, startSession } from "./session.ts";
+import { type SshSession, startSession } from "./session.ts";
 
 export interface SshGuardOptions {
   /** Asked when a rule says requireApproval; absent → such requests are refused (fail closed). */
@@ -81,30 +79,6 @@ export function createSshGuard(ctx: SidecarContext, options: SshGuardOptions = {
   let inflight = 0;
   const idle = new Set<() => void>();
 
-  const maskers = new WeakMap<CompiledConnection, Partial<Record<"request" | "response", MaskerSlot>>>();
-  const maskerFor = (connection: CompiledConnection, direction: "request" | "response"): MaskerSlot => {
-    let entry = maskers.get(connection);
-    if (!entry) {
-      entry = {};
-      maskers.set(connection, entry);
-    }
-    const cached = entry[direction];
-    if (cached) return cached;
-    const rules = (connection.masking as readonly PolicyMaskingRule[]).filter((r) => {
-      if (r.connections?.length && !r.connections.includes(connection.spec.name)) return false;
-      const d = r.direction ?? "response";
-      return d === "both" || d === direction;
-    });
-    let slot: MaskerSlot;
-    try {
-      slot = { masker: rules.length > 0 ? createMasker({ rules, hashKey: ctx.hashKey }) : undefined };
-    } catch (err) {
-      slot = { error: err instanceof Error ? err.message : String(err) };
-    }
-    entry[direction] = slot;
-    return slot;
-  };
-
   const server = new Server({ hostKeys: [hostKeyText], ident: "airlock" });
   server.on("error", (err: Error) => ctx.logger.warn({ err: err.message }, "ssh server error"));
   server.on("connection", (agent, info) => {
@@ -122,7 +96,6 @@ export function createSshGuard(ctx: SidecarContext, options: SshGuardOptions = {
         approvals: options.approvals,
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         idleFlushMs: options.idleFlushMs ?? 50,
-        masker: maskerFor,
         draining: () => draining,
         begin: () => {
           inflight++;

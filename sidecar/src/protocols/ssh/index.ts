@@ -1,6 +1,17 @@
 // The SSH guard (issue 7): the sidecar as an SSH server for the agent and an SSH client to the
 // upstream, with per-session certificates, command analysis, masking and asciicast recording.
 // Behaviour, refusals and decisions: README.md in this directory.
+
+export { decideExec, type ExecDecision } from "../../decisions/ssh-exec.ts";
+export {
+  analyzeCommand,
+  type ChainOperator,
+  type CommandAnalysis,
+  type CommandPart,
+  MAX_COMMAND_LENGTH,
+  renderCommand,
+  shellQuote,
+} from "../../shell/command.ts";
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "./approval.ts";
 export { NO_APPROVAL_SERVICE } from "./approval.ts";
 export { assertSupportedSsh2, certificateKey, enableCertificateAuth } from "./cert-auth.ts";
@@ -14,16 +25,6 @@ export {
   type SignedCertificate,
   signUserCertificate,
 } from "./certificate.ts";
-export {
-  analyzeCommand,
-  type ChainOperator,
-  type CommandAnalysis,
-  type CommandPart,
-  MAX_COMMAND_LENGTH,
-  renderCommand,
-  shellQuote,
-} from "./command.ts";
-export { decideExec, type ExecDecision } from "./decide.ts";
 export { createSshGuard, type SshGuard, type SshGuardOptions } from "./guard.ts";
 export {
   fingerprint,

@@ -1,9 +1,11 @@
-// Decisions for SSH exec commands on top of the policy engine: every simple command of a chain is
+// Decisions for SSH operations on top of the policy engine. Exec commands: every simple command of a chain is
 // judged, its normalized form must be allowed, and a deny or requireApproval rule that matches one
 // of its inner views (wrapped commands, base names) also applies. The strictest outcome wins:
-// deny, then requireApproval, then allow. See command.ts for what is refused before any rule.
-import type { Decision, Operation } from "../../policy/types.ts";
-import { analyzeCommand, type CommandAnalysis } from "./command.ts";
+// deny, then requireApproval, then allow. See shell/command.ts for what is refused before any rule.
+// Forwarding requests the sidecar never bridges (X11, the agent's SSH agent) are refused here too.
+import type { Decision, Operation } from "../policy/types.ts";
+import { analyzeCommand, type CommandAnalysis } from "../shell/command.ts";
+import { refusal } from "./refusals.ts";
 
 export type Evaluate = (op: Operation) => Decision;
 
@@ -19,15 +21,7 @@ export interface ExecDecision {
 export function decideExec(evaluate: Evaluate, raw: string, policy?: string): ExecDecision {
   const analysis = analyzeCommand(raw);
   if (!analysis.ok) {
-    return {
-      analysis,
-      command: raw,
-      decision: {
-        action: "deny",
-        ...(policy !== undefined ? { policy } : {}),
-        reason: `refused before policy evaluation: ${analysis.reason}`,
-      },
-    };
+    return { analysis, command: raw, decision: refusal("sshCommandUnjudgeable", policy, analysis.reason) };
   }
   let worst: Decision | undefined;
   const allowedBy = new Set<string>();
@@ -57,4 +51,28 @@ export function decideExec(evaluate: Evaluate, raw: string, policy?: string): Ex
     };
   }
   return { analysis, command: analysis.command, decision };
+}
+
+/** X11 forwarding: never allowed (it would open the agent's display to the upstream). */
+export function decideX11(policy: string): Decision {
+  return refusal("sshX11", policy);
+}
+
+/**
+ * SSH agent forwarding: never bridged (it would hand the agent's keys to the upstream). A deny
+ * rule that names it keeps its own wording; otherwise the refusal says why.
+ */
+export function decideAgentForwarding(evaluate: Evaluate): Decision {
+  const d = evaluate({ kind: "ssh-forward", target: "agent" });
+  if (d.action === "deny") return d;
+  return {
+    ...d,
+    action: "deny",
+    reason: `agent forwarding is not supported by the sidecar (it would hand the agent's keys to the upstream); ${d.reason}`,
+  };
+}
+
+/** A connection arriving on an allowed remote forward: relayed under that forward's decision. */
+export function decideInboundForward(policy: string, forward: string): Decision {
+  return { action: "allow", policy, reason: `inbound connection on ${forward}` };
 }

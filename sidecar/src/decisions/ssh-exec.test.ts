@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { AgentAccessPolicy } from "../../../../api/src/index.ts";
-import { compilePolicies } from "../../policy/compile.ts";
-import type { Operation } from "../../policy/types.ts";
-import { decideExec } from "./decide.ts";
+import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { compilePolicies } from "../policy/compile.ts";
+import type { Operation } from "../policy/types.ts";
+import { decideExec } from "./ssh-exec.ts";
 
 type Rules = AgentAccessPolicy["spec"]["rules"];
 

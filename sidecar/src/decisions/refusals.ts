@@ -1,0 +1,74 @@
+// Refusals the guard makes on its own, before or beside any rule: a closed set of kinds, each with
+// its reason. Protocol handlers name a kind; they never write a rule name or invent a wording.
+// The pseudo-rules say which part of Airlock refused: `airlock-builtin` for what no policy can
+// allow (unjudgeable input, the guard's own limits), `airlock-masking` for what masking cannot
+// make safe. Kinds without a rule are refusals in the name of the connection's policy (default
+// deny shapes: an unsupported capability, an identity that could not be verified).
+import type { Decision } from "../policy/types.ts";
+
+export const BUILTIN_RULE = "airlock-builtin";
+export const MASKING_RULE = "airlock-masking";
+
+type Detail = string;
+
+interface RefusalSpec {
+  readonly rule?: typeof BUILTIN_RULE | typeof MASKING_RULE;
+  readonly reason: (detail: Detail) => string;
+}
+
+const REFUSALS = {
+  // SQL (PostgreSQL guard)
+  sqlUnjudgeable: { rule: BUILTIN_RULE, reason: (d) => d },
+  sqlExecuteUnprepared: {
+    rule: BUILTIN_RULE,
+    reason: (name) => `EXECUTE of prepared statement "${name}", which this session never prepared`,
+  },
+  sqlBindUnprepared: {
+    rule: BUILTIN_RULE,
+    reason: (name) =>
+      `Bind to prepared statement "${name}", which this session never prepared through the sidecar`,
+  },
+  sqlFastPathCall: {
+    rule: BUILTIN_RULE,
+    reason: () => "fast-path function calls are refused: they bypass statement classification",
+  },
+  sqlTooManyPrepared: {
+    rule: BUILTIN_RULE,
+    reason: (limit) => `too many prepared statements in this session (limit ${limit}); close some`,
+  },
+  maskingCopyTo: {
+    rule: BUILTIN_RULE,
+    reason: () =>
+      "COPY ... TO is refused on a connection with masking rules (its output cannot be masked); use SELECT",
+  },
+  maskingBinaryCursor: {
+    rule: BUILTIN_RULE,
+    reason: () =>
+      "binary cursors are refused on a connection with masking rules; declare the cursor without BINARY",
+  },
+  maskingBinaryResult: { rule: MASKING_RULE, reason: (d) => d },
+  // SSH
+  sshCommandUnjudgeable: { reason: (d) => `refused before policy evaluation: ${d}` },
+  sshX11: { reason: () => "X11 forwarding is never allowed" },
+  sshUnsupported: { reason: (what) => `${what} is not supported` },
+  // HTTP and every protocol's front door
+  unknownDestination: { reason: (dest) => `no policy connection matches ${dest}` },
+  badTarget: { reason: (d) => `bad request target: ${d}` },
+  badConnectTarget: { reason: (d) => `bad CONNECT target: ${d}` },
+  badPath: { reason: (d) => `path refused: ${d}` },
+  identityRefused: { reason: (code) => `identity token refused (${code})` },
+  identityRequired: {
+    reason: (how) => `this connection requires an end-user identity token${how ? ` ${how}` : ""}`,
+  },
+} satisfies Record<string, RefusalSpec>;
+
+export type RefusalKind = keyof typeof REFUSALS;
+
+/** A refusal as a decision: `deny`, naming the policy of the connection when there is one. */
+export function refusal(kind: RefusalKind, policy?: string, detail: Detail = ""): Decision {
+  const spec: RefusalSpec = REFUSALS[kind];
+  const d: Decision = { action: "deny", reason: spec.reason(detail), refusal: kind };
+  if (policy !== undefined) d.policy = policy;
+  if (spec.rule !== undefined) d.rule = spec.rule;
+  return d;
+}

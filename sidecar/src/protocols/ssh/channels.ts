@@ -1,0 +1,358 @@
+// Session channels of one agent SSH connection: pty/env/window/signal bookkeeping, and the
+// operations a session channel carries — exec (command analysis), shell, the SFTP subsystem —
+// each judged on its own and, when allowed, bridged to a channel on the session's upstream.
+// Requests the sidecar never bridges (X11, agent forwarding, other subsystems) are refused here.
+import type { ClientChannel, PseudoTtyInfo, ServerChannel, Session, Client as Ssh2Client } from "ssh2";
+import { decideAgentForwarding, decideExec, decideX11, refusal } from "../../decisions/index.ts";
+import type { Operation } from "../../operations/lifecycle.ts";
+import type { Decision } from "../../policy/types.ts";
+import { renderCommand } from "../../shell/command.ts";
+import {
+  authorize,
+  beginOperation,
+  EXIT_DENIED,
+  EXIT_UPSTREAM,
+  forAudit,
+  onFindings,
+  type SshCore,
+  track,
+} from "./core.ts";
+import { createOutputPipe } from "./output.ts";
+import type { Upstream } from "./upstream.ts";
+
+/** Environment variables passed on to the upstream when the agent sets them; others are dropped. */
+const FORWARDED_ENV = /^(LANG|LANGUAGE|LC_[A-Z_]+|TZ|COLORTERM)$/;
+
+interface Exit {
+  code?: number;
+  signal?: string;
+  dump?: boolean;
+  desc?: string;
+}
+
+/**
+ * Exit statuses of upstream channels, recorded from the moment ssh2 hands the channel over: a fast
+ * command's exit-status can arrive in the same packet burst as the channel confirmation, before an
+ * awaiting caller could attach a listener (data waits in the stream buffer; events do not).
+ */
+const exits = new WeakMap<ClientChannel, Exit>();
+function watchExit(ch: ClientChannel): ClientChannel {
+  ch.on("exit", (code: number | null, signal?: string, dump?: boolean, desc?: string) => {
+    exits.set(
+      ch,
+      code !== null && code !== undefined
+        ? { code }
+        : { signal: signal ?? "SIGKILL", dump: !!dump, desc: desc ?? "" },
+    );
+  });
+  return ch;
+}
+
+interface ChannelState {
+  pty?: PseudoTtyInfo;
+  env: Record<string, string>;
+  upstream?: ClientChannel;
+}
+
+const lineEnd = (state: ChannelState) => (state.pty ? "\r\n" : "\n");
+
+/** Refuses on an accepted channel: message on stderr, exit status, clean close. */
+function refuse(
+  core: SshCore,
+  channel: ServerChannel,
+  state: ChannelState,
+  rec: Operation,
+  message: string,
+  status: number,
+): void {
+  const text = `airlock: ${message}${lineEnd(state)}`;
+  const recording = core.recording();
+  recording?.output(text);
+  recording?.marker(`exit ${status}`);
+  // As for HTTP refusals, `upstream` only says something when a step after the decision failed.
+  // (end(): a refusal after an approval wait may come when the session already ended it.)
+  rec.end();
+  if (!channel.writable) return;
+  channel.stderr.write(text);
+  channel.exit(status);
+  channel.end();
+}
+
+/** Pipes an agent channel and an upstream channel until the upstream closes; masks and records output. */
+function bridge(
+  core: SshCore,
+  channel: ServerChannel,
+  up: ClientChannel,
+  rec: Operation,
+): Promise<Exit | undefined> {
+  const slot = core.masking().response;
+  const masker = "masker" in slot ? slot.masker : undefined;
+  const pipeTo = (write: (b: Buffer) => boolean) =>
+    createOutputPipe({
+      masker,
+      idleMs: core.deps.idleFlushMs,
+      onFindings: onFindings(rec),
+      record: (text) => core.recording()?.output(text),
+      emit: (b) => {
+        if (!write(b)) {
+          up.pause();
+          channel.once("drain", () => up.resume());
+        }
+      },
+    });
+  const out = pipeTo((b) => (channel.writable ? channel.write(b) : true));
+  const err = pipeTo((b) => (channel.writable ? channel.stderr.write(b) : true));
+  up.on("data", (d: Buffer) => out.write(d));
+  up.stderr.on("data", (d: Buffer) => err.write(d));
+  channel.on("data", (d: Buffer) => {
+    if (!up.write(d)) {
+      channel.pause();
+      up.once("drain", () => channel.resume());
+    }
+  });
+  channel.on("end", () => up.end());
+  return new Promise((resolve) => {
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      out.end();
+      err.end();
+      resolve(exits.get(up));
+    };
+    up.once("close", end);
+    channel.once("close", () => {
+      if (!rec.finished && !ended) rec.upstream = { error: "agent_disconnected" };
+      up.resume(); // it may be paused for a drain that will not come
+      up.close();
+      end();
+    });
+  });
+}
+
+/** Audits the operation (before the exit status reaches the agent), then passes the exit on. */
+function complete(core: SshCore, channel: ServerChannel, rec: Operation, exit: Exit | undefined): void {
+  if (rec.finished) return; // the session closed under it and ended it
+  if (!rec.upstream)
+    rec.upstream = exit?.code !== undefined ? { status: exit.code } : { status: exit?.signal ?? "closed" };
+  core
+    .recording()
+    ?.marker(exit?.code !== undefined ? `exit ${exit.code}` : `exit ${exit?.signal ?? "(none)"}`);
+  rec.finish();
+  if (!channel.writable) return;
+  if (exit?.code !== undefined) channel.exit(exit.code);
+  else if (exit?.signal) {
+    try {
+      channel.exit(exit.signal.replace(/^SIG/, ""), exit.dump, exit.desc);
+    } catch {
+      channel.exit(EXIT_UPSTREAM);
+    }
+  }
+  channel.end();
+}
+
+const ptyOptions = (state: ChannelState) =>
+  state.pty
+    ? {
+        rows: state.pty.rows,
+        cols: state.pty.cols,
+        height: state.pty.height,
+        width: state.pty.width,
+        term: state.pty.term,
+        modes: state.pty.modes,
+      }
+    : undefined;
+
+/** The upstream takes pty requests only when the certificate says permit-pty (shells allowed). */
+const ptyAllowed = (up: Upstream) => !up.certificate || up.certificate.extensions.includes("permit-pty");
+
+const openExec = (up: Upstream, command: string, state: ChannelState) =>
+  new Promise<ClientChannel>((resolve, reject) => {
+    // Without permit-pty the command runs without a terminal (as sshd does when it refuses one).
+    const pty = ptyAllowed(up) ? ptyOptions(state) : undefined;
+    up.client.exec(command, { env: state.env, ...(pty ? { pty } : {}) }, (err, ch) =>
+      err ? reject(err) : resolve(watchExit(ch)),
+    );
+  });
+const openShell = (up: Upstream, state: ChannelState) =>
+  new Promise<ClientChannel>((resolve, reject) => {
+    up.client.shell((ptyAllowed(up) && ptyOptions(state)) || false, { env: state.env }, (err, ch) =>
+      err ? reject(err) : resolve(watchExit(ch)),
+    );
+  });
+const openSubsystem = (client: Ssh2Client, subsystem: string) =>
+  new Promise<ClientChannel>((resolve, reject) => {
+    client.subsys(subsystem, (err, ch) => (err ? reject(err) : resolve(watchExit(ch))));
+  });
+
+/** Runs an authorized session-channel operation end to end. */
+async function runChannel(
+  core: SshCore,
+  channel: ServerChannel,
+  state: ChannelState,
+  rec: Operation,
+  decision: Decision,
+  open: (up: Upstream) => Promise<ClientChannel>,
+): Promise<void> {
+  const up = await authorize(core, rec, decision, (m, s) => refuse(core, channel, state, rec, m, s), channel);
+  if (!up) return;
+  if (!channel.writable) {
+    rec.end("agent_disconnected");
+    return;
+  }
+  let upCh: ClientChannel;
+  try {
+    upCh = await open(up);
+  } catch (err) {
+    rec.upstream = { error: "channel_refused" };
+    refuse(
+      core,
+      channel,
+      state,
+      rec,
+      `the upstream refused the channel: ${err instanceof Error ? err.message : String(err)}`,
+      EXIT_UPSTREAM,
+    );
+    return;
+  }
+  state.upstream = upCh;
+  const exit = await bridge(core, channel, upCh, rec);
+  state.upstream = undefined;
+  complete(core, channel, rec, exit);
+}
+
+/** SFTP: the request itself is refused when denied (an SFTP client reads the channel as protocol). */
+function sftp(
+  core: SshCore,
+  accept: () => ServerChannel | undefined,
+  reject: (() => void) | undefined,
+): void {
+  const rec = beginOperation(core, { kind: "ssh-sftp" });
+  const decision = core.evaluate({ kind: "ssh-sftp" });
+  const recording = core.recording();
+  if (decision.action === "deny") {
+    rec.decide(decision);
+    rec.upstream = { error: "refused" };
+    rec.finish();
+    recording?.marker(`sftp refused: ${decision.reason}`);
+    reject?.();
+    return;
+  }
+  const channel = accept();
+  if (!channel) return;
+  recording?.marker("sftp");
+  void track(core, async () => {
+    const up = await authorize(
+      core,
+      rec,
+      decision,
+      () => {
+        rec.end();
+        channel.close();
+      },
+      channel,
+    );
+    if (!up) return;
+    let upCh: ClientChannel;
+    try {
+      upCh = await openSubsystem(up.client, "sftp");
+    } catch {
+      rec.upstream = { error: "channel_refused" };
+      rec.end();
+      channel.close();
+      return;
+    }
+    // SFTP is a binary protocol: bytes are relayed as they are, neither masked nor recorded.
+    upCh.pipe(channel).pipe(upCh);
+    const exit = await new Promise<Exit | undefined>((resolve) => {
+      upCh.once("close", () => resolve(exits.get(upCh)));
+      channel.once("close", () => {
+        // pipe() stops reading from upCh once the agent's side closed: drain it so it can close.
+        upCh.unpipe();
+        upCh.resume();
+        upCh.close();
+        rec.upstream ??= { status: "closed" }; // how SFTP clients end a session
+        resolve(exits.get(upCh));
+      });
+    });
+    complete(core, channel, rec, exit);
+  });
+}
+
+/** Serves one accepted session channel. */
+export function serveSessionChannel(core: SshCore, session: Session): void {
+  const { ctx, connection } = core;
+  const state: ChannelState = { env: {} };
+  session.on("pty", (accept, reject, info: PseudoTtyInfo) => {
+    if (state.pty) return reject?.();
+    state.pty = info;
+    core.recording()?.setInitialSize(info.cols, info.rows);
+    accept?.();
+  });
+  session.on("env", (accept, _reject, info) => {
+    if (FORWARDED_ENV.test(info.key)) state.env[info.key] = info.val;
+    accept?.(); // others are dropped silently, as sshd does without AcceptEnv
+  });
+  session.on("window-change", (accept, _reject, info) => {
+    state.upstream?.setWindow(info.rows, info.cols, info.height, info.width);
+    core.recording()?.resize(info.cols, info.rows);
+    accept?.();
+  });
+  session.on("signal", (accept, _reject, info) => {
+    state.upstream?.signal(info.name);
+    accept?.();
+  });
+  session.on("x11", (_accept, reject) => {
+    beginOperation(core, { kind: "ssh-forward", target: "x11" })
+      .decide(decideX11(connection.policy))
+      .finish();
+    reject?.();
+  });
+  session.on("auth-agent", (_accept, reject) => {
+    beginOperation(core, { kind: "ssh-forward", target: "agent" })
+      .decide(decideAgentForwarding((op) => core.evaluate(op)))
+      .finish();
+    reject?.();
+  });
+
+  session.on("exec", (accept, _reject, info) => {
+    const channel = accept();
+    if (!channel) return;
+    const t0 = performance.now();
+    const { decision, analysis, command } = decideExec(
+      (op) => core.evaluate(op),
+      info.command,
+      connection.policy,
+    );
+    ctx.metrics.decisionSeconds.observe({ protocol: "ssh" }, (performance.now() - t0) / 1000);
+    const shown = forAudit(core, command);
+    const rec = beginOperation(core, { kind: "ssh-exec", command: shown });
+    core.recording()?.marker(`exec: ${shown}`);
+    void track(core, () =>
+      runChannel(core, channel, state, rec, decision, (up) =>
+        openExec(up, analysis.ok ? renderCommand(analysis) : info.command, state),
+      ),
+    );
+  });
+
+  session.on("shell", (accept) => {
+    const channel = accept();
+    if (!channel) return;
+    const rec = beginOperation(core, { kind: "ssh-shell" });
+    core.recording()?.marker(state.pty ? "shell" : "shell (no terminal)");
+    void track(core, () =>
+      runChannel(core, channel, state, rec, core.evaluate({ kind: "ssh-shell" }), (c) => openShell(c, state)),
+    );
+  });
+
+  session.on("subsystem", (accept, reject, info) => {
+    if (info.name !== "sftp") {
+      beginOperation(core, { kind: "tcp", destination: `subsystem:${info.name}` })
+        .decide(refusal("sshUnsupported", connection.policy, `subsystem ${info.name}`))
+        .finish();
+      reject?.();
+      return;
+    }
+    sftp(core, accept, reject);
+  });
+}
