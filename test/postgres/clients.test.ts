@@ -560,7 +560,12 @@ describe("approvals", () => {
       Array.from({ length: 4 }, () => ["postgres", "delete-needs-dba"]),
     );
     const approved = g.audit.find((e) => e.approval?.request === "areq-1");
-    expect(approved).toMatchObject({ decision: { action: "allow" }, approval: { approvers: ["dana"] } });
+    // As for HTTP and SSH: the decision is the rule's requireApproval; `approval` says who let it through.
+    expect(approved).toMatchObject({
+      decision: { action: "requireApproval", rule: "delete-needs-dba" },
+      approval: { approvers: ["dana"] },
+      upstream: { status: expect.stringMatching(/^DELETE /) },
+    });
   });
 });
 

@@ -167,13 +167,13 @@ export class Operation {
   }
 
   /**
-   * Ends the operation and emits its audit event. Exactly once: a second call is a bug in the
-   * caller and throws.
+   * Ends the operation and emits its audit event; returns its duration (ms). Exactly once: a
+   * second call is a bug in the caller and throws.
    */
-  finish(): void {
+  finish(): number {
     if (this.#finished) throw new Error("operation finished twice (its audit event was already emitted)");
     this.#finished = true;
-    this.#log.emit(this);
+    return this.#log.emit(this);
   }
 
   /**
@@ -247,8 +247,8 @@ export class OperationLog {
     for (const op of [...this.#open]) op.end(error);
   }
 
-  /** @internal Called by Operation.finish(). */
-  emit(op: Operation): void {
+  /** @internal Called by Operation.finish(); returns the audited duration (ms). */
+  emit(op: Operation): number {
     this.#open.delete(op);
     const durationMs = op.elapsedMs();
     // (Optional fields are assigned, not spread into the literal: this runs once per statement.)
@@ -287,5 +287,6 @@ export class OperationLog {
       for (const detector in masked)
         m.inc({ connection: this.connection, detector }, masked[detector] as number);
     }
+    return durationMs;
   }
 }

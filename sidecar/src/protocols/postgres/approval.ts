@@ -5,8 +5,6 @@ import { normalizeSync } from "libpg-query";
 
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome, ApprovalStatus } from "../../approvals/gate.ts";
 
-export const NO_APPROVAL_SERVICE = "approval required but no approval service is configured";
-
 /** The statement as approvers see it: libpg-query's normalization (literals become $n). */
 export function approvalSummary(text: string): string | undefined {
   try {

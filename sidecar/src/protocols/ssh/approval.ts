@@ -2,5 +2,3 @@
 // (sidecar/src/approvals/gate.ts). An exec, shell, SFTP or forwarding request whose decision is
 // requireApproval waits on the gate; without one it is refused with a clear message (fail closed).
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "../../approvals/gate.ts";
-
-export const NO_APPROVAL_SERVICE = "approval required but no approval service is configured";

@@ -10,7 +10,6 @@ import { renderCommand } from "../../shell/command.ts";
 import {
   authorize,
   beginOperation,
-  EXIT_DENIED,
   EXIT_UPSTREAM,
   forAudit,
   onFindings,

@@ -13,7 +13,6 @@ export {
   shellQuote,
 } from "../../shell/command.ts";
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "./approval.ts";
-export { NO_APPROVAL_SERVICE } from "./approval.ts";
 export { assertSupportedSsh2, certificateKey, enableCertificateAuth } from "./cert-auth.ts";
 export {
   type CertificatePermissions,

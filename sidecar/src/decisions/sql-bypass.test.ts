@@ -1,12 +1,13 @@
 // The table-driven bypass suite (sql/bypass-cases.ts) judged exactly as the wire guard judges:
 // classifier → built-in refusals → policy engine → opaque-statement check.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { AgentAccessPolicy } from "../../../../api/src/index.ts";
-import { compilePolicies } from "../../policy/compile.ts";
-import type { Subject } from "../../policy/types.ts";
-import { BYPASS_CASES, BYPASS_POLICY } from "../../sql/bypass-cases.ts";
-import { type ClassifiedStatement, classifySync, loadSqlParser } from "../../sql/index.ts";
-import { BUILTIN_RULE, judgeSql, readOnlySession } from "./decide.ts";
+import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { compilePolicies } from "../policy/compile.ts";
+import type { Subject } from "../policy/types.ts";
+import { BYPASS_CASES, BYPASS_POLICY } from "../sql/bypass-cases.ts";
+import { type ClassifiedStatement, classifySync, loadSqlParser } from "../sql/index.ts";
+import { BUILTIN_RULE } from "./refusals.ts";
+import { judgeSql, readOnlySession } from "./sql.ts";
 
 beforeAll(() => loadSqlParser());
 
@@ -100,9 +101,10 @@ describe("opaque statements need an explicit rule", () => {
 
 describe("read-only sessions", () => {
   const ro = (rules: AgentAccessPolicy["spec"]["rules"], subject: Subject = agent) => {
-    const conn = compilePolicies([policy(rules)]).set.connections.get("db");
+    const { set } = compilePolicies([policy(rules)]);
+    const conn = set.connections.get("db");
     if (!conn) throw new Error("no connection");
-    return readOnlySession(conn, subject);
+    return readOnlySession(set, conn, subject);
   };
   it("is read-only when every applicable allow/approval rule is a read", () => {
     expect(ro(BYPASS_POLICY.spec.rules)).toBe(true);

@@ -1,0 +1,120 @@
+// The session's named things, as the guard knows them: prepared statements (SQL PREPARE and
+// protocol Parse), portals and SQL cursors, with the judgement each was made under; and the
+// per-operation record a forwarded message carries until its reply completes.
+
+import type { SqlJudgement } from "../../decisions/index.ts";
+import type { Operation } from "../../operations/lifecycle.ts";
+import type { Decision } from "../../policy/types.ts";
+import type { Classification, ClassifiedStatement } from "../../sql/index.ts";
+import type { Column } from "./protocol.ts";
+
+/** One operation in flight: the statements, what governs them, and what the reply said so far. */
+export interface Op {
+  readonly rec: Operation;
+  readonly statements: readonly ClassifiedStatement[];
+  /** The effective decision (after any approval): allow, or why it was refused. */
+  readonly decision: Decision;
+  rows: number;
+  dataRows: number;
+  tagged: boolean;
+  tag?: string;
+  error?: string;
+}
+
+export interface StatementInfo {
+  statements: readonly ClassifiedStatement[];
+  classification: Classification;
+  judgement: SqlJudgement;
+  generation: number;
+  /** The approval that let the statement through (audited with its execution). */
+  approval?: NonNullable<Operation["approval"]>;
+  /** The requireApproval decision, when the statement needed one: each execution asks again. */
+  approvalDecision?: Decision;
+  /** Binds so far. */
+  uses?: number;
+  /** The statement text (for approval summaries when it is bound again). */
+  text?: string;
+  /** Result columns: from a Describe (the agent's or the sidecar's own). [] = no rows. */
+  columns?: readonly Column[];
+  describing?: Promise<void>;
+}
+
+export interface PortalInfo {
+  statement?: StatementInfo;
+  statements: readonly ClassifiedStatement[];
+  formats?: readonly number[];
+  /** From Describe Portal: the columns with their actual formats. */
+  columns?: readonly Column[];
+  describing?: Promise<void>;
+}
+
+export class SessionStatements {
+  readonly prepared = new Map<string, StatementInfo>();
+  readonly portals = new Map<string, PortalInfo>();
+  readonly cursors = new Map<string, readonly ClassifiedStatement[]>();
+
+  /** Records what an allowed text does to the session's named statements and cursors. */
+  applyEffects(c: Classification, decision: Decision, generation: number): void {
+    for (const s of c.statements) {
+      const e = s.effect;
+      if (!e) continue;
+      switch (e.kind) {
+        case "prepare": {
+          // PREPARE was judged as the statement it prepares: that judgement carries over.
+          const entries = c.statements
+            .filter((x) => x.index === s.index)
+            .map(({ effect: _e, ...rest }) => rest);
+          if (this.prepared.has(e.name)) break; // the server refuses to redefine it
+          this.prepared.set(e.name, {
+            statements: entries,
+            classification: { statements: entries, errors: [], denials: [] },
+            judgement: { decision, statements: entries },
+            generation,
+          });
+          break;
+        }
+        case "deallocate":
+          if (e.name === undefined) this.prepared.clear();
+          else this.prepared.delete(e.name);
+          break;
+        case "discard":
+          this.prepared.clear();
+          this.portals.clear();
+          this.cursors.clear();
+          break;
+        case "declareCursor":
+          this.cursors.set(
+            e.name,
+            c.statements.filter((x) => x.index === s.index),
+          );
+          break;
+        case "execute":
+          break;
+      }
+    }
+  }
+
+  /** Close of a statement ('S') or portal ('P'). */
+  close(kind: "S" | "P", name: string): void {
+    if (kind === "S") this.prepared.delete(name);
+    else {
+      this.portals.delete(name);
+      this.cursors.delete(name);
+    }
+  }
+
+  /** The transaction ended: portals end with it (holdable cursors aside, which stay in cursors). */
+  transactionEnded(): void {
+    for (const [name, p] of this.portals) if (p.statement) this.portals.delete(name);
+  }
+
+  /** The portal an Execute names: a bound one, or a cursor declared in SQL (or by a function). */
+  portalFor(name: string): PortalInfo {
+    let info = this.portals.get(name);
+    if (!info) {
+      info = { statements: this.cursors.get(name) ?? [] };
+      this.portals.set(name, info);
+    }
+    return info;
+  }
+}
