@@ -21,6 +21,5 @@ export {
 export {
   compiledMaskingRules,
   type MaskingRulesResolver,
-  maskingRulesFromPolicies,
   rulesFor,
 } from "./masking.ts";

@@ -1,8 +1,8 @@
 // Which masking rules apply to a connection and direction, compiled once per policy version.
 // Rules without `connections` apply to every connection; `direction` defaults to response.
-import type { AgentAccessPolicy, MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
+import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
 import { createMasker, type Masker, type MaskFinding } from "../../masking/index.ts";
-import { type CompiledConnection, policyKey } from "../../policy/compile.ts";
+import type { CompiledConnection } from "../../policy/compile.ts";
 import type { MaskDirection } from "../../runtime/context.ts";
 
 /** The masking rules of the policy that owns `connection` (any order; filtered here). */
@@ -10,14 +10,6 @@ export type MaskingRulesResolver = (connection: CompiledConnection) => readonly 
 
 /** Default resolver: the rules the policy compiler attached to the connection. */
 export const compiledMaskingRules: MaskingRulesResolver = (connection) => connection.masking;
-
-/**
- * A resolver over the policy objects the PolicyStore was last given (`current` returns them), for
- * runtimes that keep them: a connection's rules are its owning policy's `spec.masking`.
- */
-export function maskingRulesFromPolicies(current: () => readonly AgentAccessPolicy[]): MaskingRulesResolver {
-  return (connection) => current().find((p) => policyKey(p) === connection.policy)?.spec.masking ?? [];
-}
 
 export function rulesFor(
   rules: readonly PolicyMaskingRule[],
