@@ -1,7 +1,8 @@
+import { applyPatch, type Patch } from "rfc6902";
 import { describe, expect, it } from "vitest";
 import { admit, BadReviewError, parseReview } from "./admission.ts";
 import { defaultConfig } from "./config.ts";
-import { applyPatch, createPatch, type JsonPatchOp } from "./patch.ts";
+import { podPatch } from "./patch.ts";
 import { selectorMatches, staticPolicySource } from "./policies.ts";
 import { webhookConfiguration } from "./webhook-config.ts";
 
@@ -36,8 +37,9 @@ describe("admission", () => {
     expect(out.result).toBe("injected");
     const res = out.review.response;
     expect(res).toMatchObject({ uid: "u1", allowed: true, patchType: "JSONPatch" });
-    const patch = JSON.parse(Buffer.from(res?.patch ?? "", "base64").toString()) as JsonPatchOp[];
-    const patched = applyPatch(pod, patch) as unknown as { spec: { initContainers: { name: string }[] } };
+    const patch = JSON.parse(Buffer.from(res?.patch ?? "", "base64").toString()) as Patch;
+    const patched = structuredClone(pod) as unknown as { spec: { initContainers: { name: string }[] } };
+    expect(applyPatch(patched, patch)).toEqual(patch.map(() => null));
     expect(patched.spec.initContainers.map((c) => c.name)).toEqual(["airlock-init", "airlock-sidecar"]);
     // Annotation keys contain "/": escaped as ~1 in the pointer.
     expect(patch.some((op) => op.path.includes("~1"))).toBe(true);
@@ -74,16 +76,42 @@ describe("admission", () => {
 });
 
 describe("JSON patch", () => {
-  it("round-trips objects, appended arrays, replaced arrays and removals", () => {
-    const a = { x: 1, list: [1, 2], other: [1, 2, 3], gone: true, "a/b": { "c~d": 1 } };
-    const b = { x: 2, list: [1, 2, 3], other: [0, 1, 2, 3], "a/b": { "c~d": 2 }, added: { y: null } };
-    const ops = createPatch(a, b);
-    expect(ops).toContainEqual({ op: "add", path: "/list/2", value: 3 });
+  it("adds the injected init containers before the pod's own without rewriting them", () => {
+    const own = { name: "migrate", image: "m", env: [{ name: "A", value: "1" }] };
+    const pod = {
+      metadata: { name: "p" },
+      spec: { initContainers: [own], containers: [{ name: "a", image: "x" }] },
+    };
+    const res = admit(podRequest(pod), deps).review.response;
+    const patch = JSON.parse(Buffer.from(res?.patch ?? "", "base64").toString()) as Patch;
+    const patched = structuredClone(pod) as unknown as { spec: { initContainers: { name: string }[] } };
+    expect(applyPatch(patched, patch)).toEqual(patch.map(() => null));
+    expect(patched.spec.initContainers.map((c) => c.name)).toEqual([
+      "airlock-init",
+      "airlock-sidecar",
+      "migrate",
+    ]);
+    expect(patched.spec.initContainers[2]).toMatchObject({ name: "migrate", image: "m" });
+    expect(JSON.stringify(patched.spec.initContainers[2])).toContain('{"name":"A","value":"1"}');
+    // Not appended to: replaced whole, never morphed field by field into airlock-init.
+    expect(patch.filter((op) => op.path.startsWith("/spec/initContainers"))).toEqual([
+      { op: "replace", path: "/spec/initContainers", value: expect.any(Array) },
+    ]);
+  });
+
+  it("appends with add, diffs same-length arrays by element, escapes ~ and / in keys", () => {
+    const a = { list: [1, 2], same: [{ x: 1 }, { x: 2 }], other: [1, 2, 3], gone: true, "a/b": { "c~d": 1 } };
+    const b = { list: [1, 2, 3], same: [{ x: 1 }, { x: 3 }], other: [0, 1, 2, 3], "a/b": { "c~d": 2 } };
+    const ops = podPatch(a, b);
+    expect(ops).toContainEqual({ op: "add", path: "/list/-", value: 3 });
+    expect(ops).toContainEqual({ op: "replace", path: "/same/1/x", value: 3 });
     expect(ops).toContainEqual({ op: "replace", path: "/other", value: [0, 1, 2, 3] });
     expect(ops).toContainEqual({ op: "replace", path: "/a~1b/c~0d", value: 2 });
     expect(ops).toContainEqual({ op: "remove", path: "/gone" });
-    expect(applyPatch(a, ops)).toEqual(b);
-    expect(createPatch(b, b)).toEqual([]);
+    const c = structuredClone(a);
+    expect(applyPatch(c, ops)).toEqual(ops.map(() => null));
+    expect(c).toEqual(b);
+    expect(podPatch(b, b)).toEqual([]);
   });
 });
 

@@ -4,7 +4,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import type { InjectorConfig } from "./config.ts";
 import { injectPod, podDisplayName } from "./inject.ts";
 import type { AdmissionResult } from "./metrics.ts";
-import { createPatch } from "./patch.ts";
+import { podPatch } from "./patch.ts";
 import type { PolicySource } from "./policies.ts";
 
 export interface AdmissionRequest {
@@ -106,7 +106,7 @@ export function admit(
         detail: outcome.message,
       };
     case "injected": {
-      const patch = createPatch(pod, outcome.pod);
+      const patch = podPatch(pod, outcome.pod);
       const response: AdmissionResponse = {
         uid: req.uid,
         allowed: true,

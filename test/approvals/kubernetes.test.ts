@@ -16,8 +16,8 @@ import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
 import type { ApprovalService } from "../../sidecar/src/approvals/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { makeKey, signToken, TestIdp, type TestKey } from "../../sidecar/src/identity/test-idp.ts";
 import { connect } from "../envtest/connect.ts";
+import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { json, type Response, send, startUpstream, type Upstream } from "../http/harness.ts";
 import { type Cluster, plugin, ROOT, rawDecision, relay, setUpCluster } from "./cluster.ts";
 

@@ -122,6 +122,7 @@ describe("the image (Dockerfile, .dockerignore)", () => {
       "node_modules/pino/package.json",
       "sidecar/native/build/Release/airlock_native.node",
       "test/chart/chart.test.ts",
+      "test/fixtures/oidc-provider.ts",
       "charts/airlock/Chart.yaml",
     ])
       expect(ignored(f), f).toBe(true);

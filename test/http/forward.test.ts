@@ -3,8 +3,8 @@
 import { Agent } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
-import { makeKey, signToken, TestIdp, type TestKey } from "../../sidecar/src/identity/test-idp.ts";
 import type { ApprovalGate, ApprovalInput } from "../../sidecar/src/protocols/http/index.ts";
+import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import {
   expectAuditShape,
   json,

@@ -5,9 +5,9 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
-import { closedPortUrl } from "../../sidecar/src/identity/test-idp.ts";
 import type { AcceptInfo } from "../../sidecar/src/protocols/handler.ts";
 import { createCA, issueServingCert } from "../envtest/pki.ts";
+import { closedPortUrl } from "../fixtures/oidc-provider.ts";
 import {
   json,
   policy,

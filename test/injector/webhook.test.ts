@@ -182,6 +182,26 @@ describe("injection through the real API server", () => {
     expect(created.spec?.initContainers?.map((c) => c.name)).toEqual(["airlock-init", "airlock-sidecar"]);
   });
 
+  it("puts the sidecar before the pod's own init containers, which keep their settings", async () => {
+    const r = await apply(
+      nsOn,
+      podYaml("with-init", {
+        labels: { app: "analyst" },
+        spec: {
+          initContainers: [{ name: "migrate", image: "busybox:1.36", env: [{ name: "STEP", value: "1" }] }],
+          containers: [{ name: "agent", image: "busybox:1.36" }],
+        },
+      }),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const stored = await getPod(k8s, nsOn, "with-init");
+    const names = stored.spec?.initContainers?.map((c) => c.name);
+    expect(names).toEqual(["airlock-init", "airlock-sidecar", "migrate"]);
+    const migrate = stored.spec?.initContainers?.[2];
+    expect(migrate?.image).toBe("busybox:1.36");
+    expect(migrate?.env).toContainEqual({ name: "STEP", value: "1" });
+  });
+
   it("leaves pods in unlabelled namespaces untouched", async () => {
     const r = await apply(nsOff, podYaml("plain"));
     expect(r.code, r.stderr).toBe(0);

@@ -10,7 +10,7 @@ import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import type { AcceptInfo } from "../../sidecar/src/protocols/handler.ts";
 import { createTransparentListener } from "../../sidecar/src/transparent/listener.ts";
 import { loadNativeAddon, originalDst } from "../../sidecar/src/transparent/original-dst.ts";
-import { tcpForwarder, testContext } from "../../sidecar/src/transparent/test-support.ts";
+import { tcpForwarder, testContext } from "../fixtures/transparent.ts";
 
 interface Spec {
   policies: AgentAccessPolicy[];

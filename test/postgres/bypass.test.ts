@@ -1,9 +1,9 @@
-// The bypass suite end to end (the cases marked e2e in sidecar/src/sql/bypass-cases.ts): sent by a
+// The bypass suite end to end (the cases marked e2e in test/fixtures/sql-bypass-cases.ts): sent by a
 // client through the sidecar to a real PostgreSQL, in the simple and the extended protocol.
 // Denied cases must come back as SQLSTATE 42501 and leave the database untouched; allowed ones
 // must not be refused.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BYPASS_CASES, BYPASS_POLICY } from "../../sidecar/src/sql/bypass-cases.ts";
+import { BYPASS_CASES, BYPASS_POLICY } from "../fixtures/sql-bypass-cases.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { bindMessage, errorOf, executeMessage, parseMessage, RawClient, syncMessage } from "./raw-client.ts";
 import { type GuardedPostgres, pgPolicy, startGuard } from "./support.ts";

@@ -6,9 +6,9 @@ import { execFile } from "node:child_process";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createOidcVerifier } from "../../sidecar/src/identity/index.ts";
-import { makeKey, signToken, TestIdp } from "../../sidecar/src/identity/test-idp.ts";
 import type { ApprovalGate, ApprovalInput } from "../../sidecar/src/protocols/postgres/index.ts";
 import { cancelRequest } from "../../sidecar/src/protocols/postgres/protocol.ts";
+import { makeKey, signToken, TestIdp } from "../fixtures/oidc-provider.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import {
   bindMessage,

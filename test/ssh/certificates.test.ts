@@ -8,17 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  makeKey,
-  signToken,
-  type TestIdp,
-  TestIdp as TestIdpClass,
-} from "../../sidecar/src/identity/test-idp.ts";
-import {
   parseCertificate,
   parsePrivateKey,
   signUserCertificate,
   toOpenSshPrivateKey,
 } from "../../sidecar/src/protocols/ssh/index.ts";
+import { makeKey, signToken, type TestIdp, TestIdp as TestIdpClass } from "../fixtures/oidc-provider.ts";
 import { type SshdServer, startSshd } from "../harness/sshd.ts";
 import {
   agentClient,

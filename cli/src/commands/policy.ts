@@ -78,14 +78,8 @@ async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  const operation = await toOperation(values);
-  if (operation === "unsupported") {
-    process.stdout.write(
-      `${JSON.stringify({ decision: "unsupported", reason: "SSH command analysis is not built yet" })}\n`,
-    );
-    return 0;
-  }
-  print(set.evaluate(values.connection, subject, operation));
+  // Exactly one of --http/--sql/--ssh was given, and SQL and SSH returned above.
+  print(set.evaluate(values.connection, subject, httpOperation(values.http as string)));
   return 0;
 }
 
@@ -94,19 +88,16 @@ function print(d: Decision): void {
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-async function toOperation(values: { http?: string; ssh?: string }): Promise<Operation | "unsupported"> {
-  if (values.http !== undefined) {
-    const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http);
-    if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1"');
-    try {
-      const path = normalizePath((m[2] as string).split("?")[0] as string).match;
-      return { kind: "http", method: (m[1] as string).toUpperCase(), path, websocket: false };
-    } catch (e) {
-      if (e instanceof PathError) throw new UsageError(`--http path refused: ${e.message}`);
-      throw e;
-    }
+function httpOperation(text: string): Operation {
+  const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(text);
+  if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1"');
+  try {
+    const path = normalizePath((m[2] as string).split("?")[0] as string).match;
+    return { kind: "http", method: (m[1] as string).toUpperCase(), path, websocket: false };
+  } catch (e) {
+    if (e instanceof PathError) throw new UsageError(`--http path refused: ${e.message}`);
+    throw e;
   }
-  return "unsupported";
 }
 
 export const command: Command = {

@@ -1,7 +1,6 @@
 // Just-in-time approvals: the ApprovalGate guards call, over AccessRequests in Kubernetes or, in
 // standalone mode, a local store decided through the admin API. `setupApprovals` is what the
 // sidecar composition (app.ts) calls.
-import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Route } from "../admin/server.ts";
 import type { SidecarContext } from "../runtime/context.ts";
@@ -129,6 +128,3 @@ export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
     close: () => gate.close(),
   };
 }
-
-/** Default file for a standalone store under a directory (e.g. the demo's temp dir). */
-export const approvalsFileIn = (dir: string) => join(dir, "approvals.json");

@@ -1,10 +1,10 @@
-// The table-driven bypass suite (sql/bypass-cases.ts) judged exactly as the wire guard judges:
+// The table-driven bypass suite (test/fixtures/sql-bypass-cases.ts) judged exactly as the wire guard judges:
 // classifier → built-in refusals → policy engine → opaque-statement check.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { BYPASS_CASES, BYPASS_POLICY } from "../../../test/fixtures/sql-bypass-cases.ts";
 import { compilePolicies } from "../policy/compile.ts";
 import type { Subject } from "../policy/types.ts";
-import { BYPASS_CASES, BYPASS_POLICY } from "../sql/bypass-cases.ts";
 import { type ClassifiedStatement, classifySync, loadSqlParser } from "../sql/index.ts";
 import { BUILTIN_RULE } from "./refusals.ts";
 import { judgeSql, readOnlySession } from "./sql.ts";

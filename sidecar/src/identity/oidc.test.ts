@@ -1,9 +1,15 @@
 import type { JWTPayload } from "jose";
 import { base64url, exportSPKI, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  closedPortUrl,
+  makeKey,
+  signToken,
+  TestIdp,
+  type TestKey,
+} from "../../../test/fixtures/oidc-provider.ts";
 import { IdentityError, type IdentityErrorCode } from "./errors.ts";
 import { createOidcVerifier, MAX_TOKEN_LENGTH, type OidcVerifierConfig } from "./oidc.ts";
-import { closedPortUrl, makeKey, signToken, TestIdp, type TestKey } from "./test-idp.ts";
 
 const AUDIENCE = "airlock";
 const now = () => Math.floor(Date.now() / 1000);

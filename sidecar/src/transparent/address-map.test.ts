@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { testPolicy } from "../../../test/fixtures/transparent.ts";
 import { compilePolicies } from "../policy/compile.ts";
 import { canonicalIp, createAddressMap } from "./address-map.ts";
-import { testPolicy } from "./test-support.ts";
 
 const set = (connections: Parameters<typeof testPolicy>[1]) =>
   compilePolicies([testPolicy("p", connections)]).set;

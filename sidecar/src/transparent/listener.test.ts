@@ -6,11 +6,11 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { tcpForwarder, testContext, testPolicy } from "../../../test/fixtures/transparent.ts";
 import type { CompiledConnection } from "../policy/compile.ts";
 import type { AcceptInfo, ConnectionHandler } from "../protocols/handler.ts";
 import { createTransparentListener, type TransparentListener } from "./listener.ts";
 import type { OriginalDestination } from "./original-dst.ts";
-import { tcpForwarder, testContext, testPolicy } from "./test-support.ts";
 
 interface Accepted {
   connection: string;

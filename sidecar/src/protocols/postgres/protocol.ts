@@ -126,14 +126,11 @@ function fields(f: ErrorFields): Buffer[] {
 }
 
 export const errorResponse = (f: ErrorFields) => message(T.ErrorResponse, ...fields(f));
-export const noticeResponse = (f: ErrorFields) => message(T.NoticeResponse, ...fields(f));
 export const readyForQuery = (status: string) => message(T.ReadyForQuery, status);
 export const authenticationOk = () => message(T.Authentication, int32(0));
 export const authenticationCleartext = () => message(T.Authentication, int32(3));
 export const backendKeyData = (pid: number, secret: number) =>
   message(T.BackendKeyData, int32(pid), int32(secret));
-export const parameterStatus = (name: string, value: string) =>
-  message(T.ParameterStatus, cstr(name), cstr(value));
 export function negotiateProtocolVersion(minor: number, unrecognized: readonly string[]): Buffer {
   return message(
     T.NegotiateProtocolVersion,

@@ -6,7 +6,7 @@ import { createMemoryAuditSink } from "../../audit/sink.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import { createMetrics } from "../../telemetry/metrics.ts";
 import { BackendFramer } from "./framing.ts";
-import { cstr, errorResponse, int16, int32, message, noticeResponse, readyForQuery, T } from "./protocol.ts";
+import { cstr, errorResponse, int16, int32, message, readyForQuery, T } from "./protocol.ts";
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
 import { createMaskState } from "./row-masking.ts";
@@ -177,7 +177,7 @@ describe("reply matching", () => {
 
   it("notices and parameter status pass outside any expectation; FATAL ends the session", () => {
     const s = setup();
-    const notice = noticeResponse({ severity: "NOTICE", code: "00000", message: "hello" });
+    const notice = message(T.NoticeResponse, cstr("SNOTICE"), cstr("C00000"), cstr("Mhello"), "\0");
     s.feed(notice);
     expect(s.agent).toEqual([notice]);
     s.matcher.expect({ t: "parse" });
