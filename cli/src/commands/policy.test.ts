@@ -25,6 +25,14 @@ describe("airlock policy test", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ decision, rule, policy: "default/demo" });
   });
 
+  it("answers CONNECT as the sidecar does: a host-level tunnel, not a request for a path", async () => {
+    const r = await airlock(...demo, "--http", "CONNECT customers.internal:443");
+    expect(r.code, r.stderr).toBe(0);
+    // The demo's rules scope methods and paths: none can allow an opaque tunnel, and its deny
+    // rules apply to it (inside a tunnel any method and path may travel).
+    expect(JSON.parse(r.stdout)).toMatchObject({ decision: "deny", policy: "default/demo" });
+  });
+
   it("uses subjects and the policy's end-user requirement", async () => {
     const args = ["policy", "test", "--policy", "examples/claude-agent.yaml", "--connection", "tickets"];
     const r = await airlock(...args, "--http", "POST /api/tickets/7/close");

@@ -1,6 +1,5 @@
 // `airlock policy test`: asks the same policy engine the sidecar uses what it would decide, offline.
 import { parseArgs } from "node:util";
-import { normalizePath, PathError } from "../../../sidecar/src/policy/http-path.ts";
 import { serviceAccountId } from "../../../sidecar/src/policy/subjects.ts";
 import type { Decision, Operation, Subject } from "../../../sidecar/src/policy/types.ts";
 import { PolicyFileError } from "../../../sidecar/src/sources/files.ts";
@@ -20,6 +19,7 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
   --user U, --group G      the end user (as from a verified OIDC token) and their groups
   --service-account SA     the agent pod's service account (NAME in the policy's namespace, or NS/NAME)
   --http "METHOD PATH"     an HTTP request; the path is normalized as the sidecar does
+                           ("CONNECT host:port": a tunnel, judged host-level as the sidecar does)
   --sql TEXT               SQL, classified by the PostgreSQL parser
   --ssh COMMAND            an SSH exec command, analysed as the SSH guard does (chains, wrappers,
                            metacharacters: sidecar/src/protocols/ssh/README.md)
@@ -78,26 +78,25 @@ async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  // Exactly one of --http/--sql/--ssh was given, and SQL and SSH returned above.
-  print(set.evaluate(values.connection, subject, httpOperation(values.http as string)));
+  // Exactly one of --http/--sql/--ssh was given, and SQL and SSH returned above: HTTP goes through
+  // the HTTP guard's own judgement (path normalization; CONNECT as the host-level tunnel).
+  const { httpOperation, judgeHttp, judgeTunnel } = await import("../../../sidecar/src/decisions/http.ts");
+  const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http as string);
+  if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1" (or "CONNECT host:port")');
+  const method = (m[1] as string).toUpperCase();
+  if (method === "CONNECT") {
+    print(judgeTunnel(set, values.connection, subject));
+    return 0;
+  }
+  const judged = httpOperation(method, (m[2] as string).split("?")[0] as string, false);
+  if (!judged.ok) throw new UsageError(`--http path refused: ${judged.detail}`);
+  print(judgeHttp(set, values.connection, subject, judged.operation));
   return 0;
 }
 
 function print(d: Decision): void {
   const out = { decision: d.action, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason };
   process.stdout.write(`${JSON.stringify(out)}\n`);
-}
-
-function httpOperation(text: string): Operation {
-  const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(text);
-  if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1"');
-  try {
-    const path = normalizePath((m[2] as string).split("?")[0] as string).match;
-    return { kind: "http", method: (m[1] as string).toUpperCase(), path, websocket: false };
-  } catch (e) {
-    if (e instanceof PathError) throw new UsageError(`--http path refused: ${e.message}`);
-    throw e;
-  }
 }
 
 export const command: Command = {

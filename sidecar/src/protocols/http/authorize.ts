@@ -4,13 +4,13 @@
 // exchange that may be forwarded.
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
-import { refusal } from "../../decisions/refusals.ts";
+import { httpOperation, judgeHttp, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
-import { normalizePath, PathError, splitTarget } from "../../policy/http-path.ts";
-import type { Decision, Operation, Subject } from "../../policy/types.ts";
+import { splitTarget } from "../../policy/http-path.ts";
+import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { type ApprovalGate, approvalReason } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
@@ -100,20 +100,16 @@ export async function authorize(
   }
 
   const t0 = performance.now();
-  let normalized: ReturnType<typeof normalizePath>;
-  try {
-    normalized = normalizePath(path);
-  } catch (err) {
-    if (!(err instanceof PathError)) throw err;
+  const judged = httpOperation(method, path, websocket);
+  const t1 = performance.now();
+  ex.operation = judged.operation;
+  if (!judged.ok) {
     // The refused path is not recorded: it is attacker-shaped and may carry data.
-    ex.operation = { kind: "http", method, path: "(refused)", websocket };
-    ex.decide(refusal("badPath", undefined, err.message)).finish();
-    responder.refuse(400, { error: "bad_path", reason: err.message });
+    ex.decide(judged.decision).finish();
+    responder.refuse(400, { error: "bad_path", reason: judged.detail });
     return undefined;
   }
-  const t1 = performance.now();
-  const operation: Operation = { kind: "http", method, path: normalized.match, websocket };
-  ex.operation = operation;
+  const operation = judged.operation;
 
   let subject: Subject;
   try {
@@ -130,7 +126,7 @@ export async function authorize(
   // Decision time: classifying (path normalization) plus evaluating; token verification, which
   // may wait on the IdP's JWKS, is not part of it.
   const t2 = performance.now();
-  const decision = route.set.evaluate(connection.spec.name, subject, operation);
+  const decision = judgeHttp(route.set, connection.spec.name, subject, operation);
   ctx.metrics.decisionSeconds.observe({ protocol: "http" }, (t1 - t0 + performance.now() - t2) / 1000);
   ex.decide(decision);
 
@@ -181,7 +177,7 @@ export async function authorize(
     }
   }
 
-  return { ex, connection, forwardTarget: normalized.forward + query, subject };
+  return { ex, connection, forwardTarget: judged.forwardPath + query, subject };
 }
 
 async function approve(

@@ -7,7 +7,7 @@ import type { IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
-import { refusal } from "../../decisions/refusals.ts";
+import { judgeTunnel, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Subject } from "../../policy/types.ts";
@@ -97,7 +97,7 @@ function openTunnel(
 
 function decide(ctx: SidecarContext, ex: Exchange, connection: CompiledConnection, subject: Subject) {
   const t0 = performance.now();
-  const decision = ctx.policies.current().evaluate(connection.spec.name, subject, { kind: "http-tunnel" });
+  const decision = judgeTunnel(ctx.policies.current(), connection.spec.name, subject);
   ctx.metrics.decisionSeconds.observe({ protocol: "http" }, (performance.now() - t0) / 1000);
   ex.decide(decision);
   return decision;

@@ -1,0 +1,42 @@
+// HTTP judgement: a request becomes an `http` operation (its path normalized the way a decoding
+// upstream reads it: policy/http-path.ts), and the policy engine decides it; a CONNECT (or captured
+// TLS) is the host-level `http-tunnel` operation. The HTTP guard and `airlock policy test --http`
+// both ask here, so they answer the same.
+import type { PolicySet } from "../policy/compile.ts";
+import { normalizePath, PathError } from "../policy/http-path.ts";
+import type { Decision, Operation, Subject } from "../policy/types.ts";
+import { refusal } from "./refusals.ts";
+
+export type HttpOperation = Extract<Operation, { kind: "http" }>;
+
+export type HttpRequestJudgement =
+  | { ok: true; operation: HttpOperation; /** What the upstream gets (normalized, re-encoded). */ forwardPath: string }
+  /** The path cannot be judged: refused before any rule (the path itself is not recorded). */
+  | { ok: false; operation: HttpOperation; decision: Decision; detail: string };
+
+/** The operation of a request (path without the query), or why the path is refused. */
+export function httpOperation(method: string, path: string, websocket: boolean): HttpRequestJudgement {
+  const m = method.toUpperCase();
+  try {
+    const n = normalizePath(path);
+    return { ok: true, operation: { kind: "http", method: m, path: n.match, websocket }, forwardPath: n.forward };
+  } catch (err) {
+    if (!(err instanceof PathError)) throw err;
+    return {
+      ok: false,
+      operation: { kind: "http", method: m, path: "(refused)", websocket },
+      decision: refusal("badPath", undefined, err.message),
+      detail: err.message,
+    };
+  }
+}
+
+/** The policy's decision for a request on `connection`. */
+export function judgeHttp(policies: PolicySet, connection: string, subject: Subject, op: HttpOperation): Decision {
+  return policies.evaluate(connection, subject, op);
+}
+
+/** The policy's decision for an opaque tunnel (CONNECT, captured TLS) to `connection`'s target. */
+export function judgeTunnel(policies: PolicySet, connection: string, subject: Subject): Decision {
+  return policies.evaluate(connection, subject, { kind: "http-tunnel" });
+}
