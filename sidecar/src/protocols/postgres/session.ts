@@ -19,7 +19,6 @@
 // statement is one operation of the shared lifecycle (operations/lifecycle.ts).
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
-import type { AuditOperation } from "../../audit/events.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
 import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
@@ -29,7 +28,7 @@ import type { Decision, Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
 import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
-import { type ApprovalGate, approvalReason, approvalSummary } from "./approval.ts";
+import { type ApprovalGate, sqlApprovalAsk } from "./approval.ts";
 import { connectUpstream } from "./connect.ts";
 import { Duplex, HIGH_WATER } from "./duplex.ts";
 import { type BackendFramer, type Frame, FrontendFramer, type FrontendLimits, typeName } from "./framing.ts";
@@ -37,13 +36,10 @@ import {
   authenticationCleartext,
   authenticationOk,
   backendKeyData,
-  CANCEL_REQUEST,
   describeMessage,
   errorResponse,
   executeMessage,
   flushMessage,
-  GSSENC_REQUEST,
-  negotiateProtocolVersion,
   ProtocolError,
   parseBind,
   parseExecute,
@@ -52,7 +48,6 @@ import {
   parseTarget,
   Reader,
   readyForQuery,
-  SSL_REQUEST,
   syncMessage,
   T,
   terminateMessage,
@@ -60,7 +55,14 @@ import {
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
 import type { MaskState } from "./row-masking.ts";
-import { type Op, type PortalInfo, SessionStatements, type StatementInfo } from "./statements.ts";
+import { parseStartupPacket } from "./startup.ts";
+import {
+  auditOperation,
+  type Op,
+  type PortalInfo,
+  SessionStatements,
+  type StatementInfo,
+} from "./statements.ts";
 import { cancelUpstream, type UpstreamTarget } from "./upstream.ts";
 
 export interface SessionDeps {
@@ -316,39 +318,19 @@ export class Session {
   }
 
   #onStartupPacket(f: Frame): Promise<void> | undefined {
-    const r = new Reader(f.payload);
-    const code = r.int32("startup code");
-    if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
-      if (f.raw.length !== 8) throw new ProtocolError("malformed SSLRequest");
-      // Agent ↔ sidecar stays inside the pod: no TLS there (the upstream leg is what TLS protects).
+    const p = parseStartupPacket(f);
+    if (p.kind === "encryption") {
       this.#agent.write("N");
       return undefined;
     }
-    if (code === CANCEL_REQUEST) {
-      if (f.raw.length !== 16) throw new ProtocolError("malformed CancelRequest");
-      this.#d.cancelKey(r.int32(), r.int32());
+    if (p.kind === "cancel") {
+      this.#d.cancelKey(p.pid, p.secret);
       this.close();
       return undefined;
     }
-    const major = code >>> 16;
-    const minor = code & 0xffff;
-    if (major !== 3) throw new ProtocolError(`unsupported frontend protocol ${major}.${minor}`, "0A000");
-    const params: Record<string, string> = {};
-    const unrecognized: string[] = [];
-    for (;;) {
-      const k = r.cstr("parameter name");
-      if (k === "") break;
-      const v = r.cstr("parameter value");
-      if (k.startsWith("_pq_.")) unrecognized.push(k);
-      else params[k] = v;
-    }
-    if (r.remaining !== 0) throw new ProtocolError("malformed StartupMessage: trailing bytes");
     this.#front.endStartup();
-    this.#params = params;
-    if (minor > 0 || unrecognized.length) this.#negotiate = negotiateProtocolVersion(0, unrecognized);
-    const replication = (params.replication ?? "false").toLowerCase();
-    if (!["false", "off", "no", "0"].includes(replication))
-      throw new ProtocolError("replication connections are not allowed through the Airlock sidecar", "42501");
+    this.#params = p.params;
+    this.#negotiate = p.negotiate;
     if (this.#conn.requireUserToken) {
       this.#phase = "auth";
       if (this.#negotiate) this.#agent.write(this.#negotiate);
@@ -577,8 +559,6 @@ export class Session {
     const d = j.decision;
     const ac = new AbortController();
     this.#approvalAbort = ac;
-    const summary = text === undefined ? undefined : approvalSummary(text);
-    const reason = text === undefined ? undefined : approvalReason(text);
     try {
       const result = await seekApproval(
         {
@@ -590,23 +570,11 @@ export class Session {
             ),
         },
         d,
-        {
+        sqlApprovalAsk(j.statements, text, {
           connection: this.#name,
-          protocol: "postgres",
           subject: this.#subject,
-          operation: {
-            kind: "sql",
-            statements: j.statements.map((s) => ({
-              kind: s.kind,
-              tables: s.tables,
-              fingerprint: s.fingerprint,
-            })),
-          },
-          ...(summary ? { summary } : {}),
-          fingerprint: j.statements.map((s) => s.fingerprint).join(","),
-          ...(reason ? { reason } : {}),
           session: this.id,
-        },
+        }),
         ac.signal,
       );
       const judgement = { decision: d, statements: j.statements };
@@ -917,23 +885,4 @@ export class Session {
     const ms = rec.finish();
     if (forwarded) this.#ops.upstreamSeconds.observe(ms / 1000);
   }
-}
-
-// Audit shapes of what is shared between statements: classifications are cached and frozen, so
-// the same statement arrays come back statement after statement; their audit shapes are built
-// once and frozen.
-const auditOperations = new WeakMap<readonly ClassifiedStatement[], AuditOperation>();
-
-function auditOperation(statements: readonly ClassifiedStatement[]): AuditOperation {
-  let o = auditOperations.get(statements);
-  if (!o) {
-    o = Object.freeze({
-      kind: "sql" as const,
-      statements: Object.freeze(
-        statements.map((s) => Object.freeze({ kind: s.kind, tables: s.tables, fingerprint: s.fingerprint })),
-      ),
-    });
-    auditOperations.set(statements, o);
-  }
-  return o;
 }

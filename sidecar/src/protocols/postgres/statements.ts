@@ -2,6 +2,7 @@
 // protocol Parse), portals and SQL cursors, with the judgement each was made under; and the
 // per-operation record a forwarded message carries until its reply completes.
 
+import type { AuditOperation } from "../../audit/events.ts";
 import type { SqlJudgement } from "../../decisions/index.ts";
 import type { Operation } from "../../operations/lifecycle.ts";
 import type { Decision } from "../../policy/types.ts";
@@ -117,4 +118,23 @@ export class SessionStatements {
     }
     return info;
   }
+}
+
+// Audit shapes of what is shared between statements: classifications are cached and frozen, so
+// the same statement arrays come back statement after statement; their audit shapes are built
+// once and frozen.
+const auditOperations = new WeakMap<readonly ClassifiedStatement[], AuditOperation>();
+
+export function auditOperation(statements: readonly ClassifiedStatement[]): AuditOperation {
+  let o = auditOperations.get(statements);
+  if (!o) {
+    o = Object.freeze({
+      kind: "sql" as const,
+      statements: Object.freeze(
+        statements.map((s) => Object.freeze({ kind: s.kind, tables: s.tables, fingerprint: s.fingerprint })),
+      ),
+    });
+    auditOperations.set(statements, o);
+  }
+  return o;
 }
