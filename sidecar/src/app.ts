@@ -14,7 +14,7 @@ import { type ListenerSet, startListenerSet } from "./listeners.ts";
 import { loadOrCreateHashKey } from "./masking/index.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
 import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
-import { createPostgresHandler } from "./protocols/postgres/index.ts";
+import { createPostgresGuard } from "./protocols/postgres/index.ts";
 import { createSshGuard } from "./protocols/ssh/index.ts";
 import { recordingAuditSink } from "./recording/audit-tee.ts";
 import { createRecorder, recordingSettingsFrom, withPolicyObjects } from "./recording/index.ts";
@@ -158,7 +158,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     recorder,
     ...(process.env.AIRLOCK_SSH_HOST_KEY_FILE ? { hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE } : {}),
   });
-  const postgres = createPostgresHandler(ctx, { approvals });
+  const postgres = createPostgresGuard(ctx, { approvals });
   const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http, postgres, ssh };
   const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
   const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });

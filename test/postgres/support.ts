@@ -13,9 +13,9 @@ import type { OidcVerifier } from "../../sidecar/src/identity/index.ts";
 import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import {
   type ApprovalGate,
-  createPostgresHandler,
-  type PostgresHandler,
-  type PostgresHandlerOptions,
+  createPostgresGuard,
+  type PostgresGuard,
+  type PostgresGuardOptions,
 } from "../../sidecar/src/protocols/postgres/index.ts";
 import type { SidecarContext } from "../../sidecar/src/runtime/context.ts";
 import { createPolicyStore, type PolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
@@ -79,7 +79,7 @@ export interface GuardedPostgres {
   port: number;
   host: "127.0.0.1";
   ctx: SidecarContext;
-  handler: PostgresHandler;
+  handler: PostgresGuard;
   audit: AuditEvent[];
   metrics: Metrics;
   policies: PolicyStore;
@@ -97,7 +97,7 @@ export async function startGuard(
   policy: AgentAccessPolicy,
   opts: {
     credential?: PgUser;
-    handler?: PostgresHandlerOptions;
+    handler?: PostgresGuardOptions;
     approvals?: ApprovalGate;
     verifier?: OidcVerifier;
     logLevel?: string;
@@ -138,7 +138,7 @@ export async function startGuard(
     await setSecret("pg-cred", "password", `${user.password}\n`);
   };
   if (opts.credential) await setCredential(opts.credential);
-  const handler = createPostgresHandler(ctx, {
+  const handler = createPostgresGuard(ctx, {
     ...(opts.approvals ? { approvals: opts.approvals } : {}),
     ...opts.handler,
   });

@@ -41,19 +41,27 @@ function slotFor(rules: readonly PolicyMaskingRule[], hashKey: Buffer): MaskerSl
   }
 }
 
+/** The masking of `rules` as they apply to `connection` (resolved once per connection below). */
+export function resolveMasking(
+  rules: readonly PolicyMaskingRule[],
+  connection: string,
+  hashKey: Buffer,
+): ConnectionMasking {
+  const responseRules = rulesFor(rules, connection, "response");
+  return {
+    request: slotFor(rulesFor(rules, connection, "request"), hashKey),
+    response: slotFor(responseRules, hashKey),
+    responseRules,
+  };
+}
+
 const resolved = new WeakMap<CompiledConnection, { hashKey: Buffer; masking: ConnectionMasking }>();
 
 /** The masking of a connection, resolved once per compiled connection (and hash key). */
 export function connectionMasking(connection: CompiledConnection, hashKey: Buffer): ConnectionMasking {
   const hit = resolved.get(connection);
   if (hit && hit.hashKey === hashKey) return hit.masking;
-  const name = connection.spec.name;
-  const responseRules = rulesFor(connection.masking, name, "response");
-  const masking: ConnectionMasking = {
-    request: slotFor(rulesFor(connection.masking, name, "request"), hashKey),
-    response: slotFor(responseRules, hashKey),
-    responseRules,
-  };
+  const masking = resolveMasking(connection.masking, connection.spec.name, hashKey);
   resolved.set(connection, { hashKey, masking });
   return masking;
 }

@@ -3,4 +3,4 @@
 // ../../decisions/sql.ts for the judgement.
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome, ApprovalStatus } from "./approval.ts";
 export { DEFAULT_LIMITS, type FrontendLimits } from "./framing.ts";
-export { createPostgresHandler, type PostgresHandler, type PostgresHandlerOptions } from "./handler.ts";
+export { createPostgresGuard, type PostgresGuard, type PostgresGuardOptions } from "./guard.ts";

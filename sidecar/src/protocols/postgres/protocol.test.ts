@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import type { MaskingRule } from "../../../../api/src/index.ts";
+import { resolveMasking } from "../../operations/masking.ts";
 import { BackendFramer, FrontendFramer } from "./framing.ts";
 import {
   cstr,
@@ -29,6 +31,9 @@ import {
   rowNeedsMasking,
 } from "./row-masking.ts";
 import { md5Password, ScramClient } from "./scram.ts";
+
+/** The response masking of plain rules, as the guard resolves it for connection "db". */
+const maskState = (rules: MaskingRule[], key: Buffer) => createMaskState(resolveMasking(rules, "db", key));
 
 const query = (sql: string) => message(T.Query, cstr(sql));
 const bind = (portal: string, stmt: string, params: (string | null)[], formats: number[] = []) =>
@@ -327,7 +332,7 @@ describe("password authentication", () => {
 });
 
 describe("row masking", () => {
-  const state = createMaskState(
+  const state = maskState(
     [{ name: "pii", columns: ["card_number"], detectors: ["email"], strategy: "redact" }],
     randomBytes(32),
   );
@@ -414,10 +419,7 @@ describe("row masking", () => {
   });
 
   it("masks renamed table columns by origin, and computed columns derived from masked ones", () => {
-    const cards = createMaskState(
-      [{ name: "c", columns: ["card_number"], strategy: "redact" }],
-      randomBytes(32),
-    );
+    const cards = maskState([{ name: "c", columns: ["card_number"], strategy: "redact" }], randomBytes(32));
     if (!cards) throw new Error("no state");
     const origins = new Map([["16400:2", "card_number"]]);
     const result = [
@@ -471,10 +473,7 @@ describe("row masking", () => {
   it("refuses binary results on masked columns, allows harmless binary types", () => {
     expect(planResult(state, cols, [0, 1, 0]).refused).toMatch(/Card_Number/);
     expect(planResult(state, cols, [1]).refused).toBeDefined();
-    const onlyDate = createMaskState(
-      [{ name: "m", detectors: ["email"], strategy: "redact" }],
-      randomBytes(32),
-    );
+    const onlyDate = maskState([{ name: "m", detectors: ["email"], strategy: "redact" }], randomBytes(32));
     if (!onlyDate) throw new Error("no state");
     expect(
       planResult(onlyDate, [{ name: "d", tableOid: 0, attnum: 0, typeOid: 1082, format: 1 }]).refused,
@@ -505,9 +504,9 @@ describe("row masking", () => {
   });
 
   it("is off when no rule masks responses", () => {
-    expect(createMaskState([], randomBytes(32))).toBeUndefined();
+    expect(maskState([], randomBytes(32))).toBeUndefined();
     expect(
-      createMaskState(
+      maskState(
         [{ name: "req", detectors: ["email"], strategy: "redact", direction: "request" }],
         randomBytes(32),
       ),

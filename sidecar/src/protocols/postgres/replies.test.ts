@@ -2,8 +2,10 @@
 // which forwarded message, what the agent receives byte for byte, when each operation ends, and
 // that a reply that fits no expectation closes the session.
 import { describe, expect, it } from "vitest";
+import type { MaskingRule } from "../../../../api/src/index.ts";
 import { createMemoryAuditSink } from "../../audit/sink.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
+import { resolveMasking } from "../../operations/masking.ts";
 import { createMetrics } from "../../telemetry/metrics.ts";
 import { BackendFramer } from "./framing.ts";
 import { cstr, errorResponse, int16, int32, message, readyForQuery, T } from "./protocol.ts";
@@ -11,6 +13,9 @@ import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
 import { createMaskState } from "./row-masking.ts";
 import { type Op, SessionStatements } from "./statements.ts";
+
+/** The response masking of plain rules, as the guard resolves it for connection "db". */
+const maskState = (rules: MaskingRule[], key: Buffer) => createMaskState(resolveMasking(rules, "db", key));
 
 const rowDescription = (...names: string[]) =>
   message(
@@ -48,7 +53,7 @@ function setup(opts: { masking?: boolean } = {}) {
     },
   );
   const mask = opts.masking
-    ? createMaskState([{ name: "cards", detectors: ["creditCard"], strategy: "redact" }], Buffer.alloc(32))
+    ? maskState([{ name: "cards", detectors: ["creditCard"], strategy: "redact" }], Buffer.alloc(32))
     : undefined;
   const agent: Buffer[] = [];
   const finished: Op[] = [];

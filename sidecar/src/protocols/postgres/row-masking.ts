@@ -2,8 +2,8 @@
 // leak through error and notice messages. Values are text format: the server renders them, the
 // masker rewrites them. A binary-format value cannot be scanned, so a binary result on a column
 // that would be masked is refused before any row is sent.
-import type { MaskingRule as PolicyMaskingRule } from "../../../../api/src/index.ts";
-import { createMasker, type Masker, type MaskingRule } from "../../masking/index.ts";
+import type { Masker } from "../../masking/index.ts";
+import type { ConnectionMasking } from "../../operations/masking.ts";
 import {
   buildErrorFields,
   type Column,
@@ -11,6 +11,7 @@ import {
   int16,
   int32,
   message,
+  ProtocolError,
   parseErrorFields,
   Reader,
   T,
@@ -24,22 +25,20 @@ export interface MaskState {
   detectors: boolean;
 }
 
-/** The response-side masking of a connection, or undefined when nothing is masked. */
-export function createMaskState(rules: readonly PolicyMaskingRule[], hashKey: Buffer): MaskState | undefined {
-  const response = rules.filter((r) => (r.direction ?? "response") !== "request");
-  if (response.length === 0) return undefined;
-  const masker = createMasker({
-    rules: response.map(
-      (r): MaskingRule => ({
-        name: r.name,
-        ...(r.detectors ? { detectors: r.detectors } : {}),
-        ...(r.columns ? { columns: r.columns } : {}),
-        strategy: r.strategy,
-      }),
-    ),
-    hashKey,
-  });
-  const columns = new Set(response.flatMap((r) => r.columns ?? []).map((c) => c.toLowerCase()));
+/**
+ * The response-side masking of a connection (from the shared resolution), or undefined when
+ * nothing is masked. Throws a ProtocolError when the rules do not compile (fail closed).
+ */
+export function createMaskState(masking: ConnectionMasking): MaskState | undefined {
+  const slot = masking.response;
+  if ("error" in slot)
+    throw new ProtocolError(
+      `this connection's masking rules are unusable, so nothing is forwarded: ${slot.error}`,
+      "XX000",
+    );
+  const masker = slot.masker;
+  if (!masker) return undefined;
+  const columns = new Set(masking.responseRules.flatMap((r) => r.columns ?? []).map((c) => c.toLowerCase()));
   const detectors = masker.textDetectors.length > 0;
   if (columns.size === 0 && !detectors) return undefined;
   return { masker, columns, detectors };

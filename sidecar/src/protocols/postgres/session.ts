@@ -139,6 +139,7 @@ export class Session {
   #approvalAbort: AbortController | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  #broken: unknown;
 
   constructor(deps: SessionDeps, agent: Socket) {
     this.#d = deps;
@@ -147,7 +148,13 @@ export class Session {
     this.#conn = deps.connection;
     this.#name = deps.connection.spec.name;
     this.#gen = deps.ctx.policies.generation();
-    this.#results = new ResultMasking(deps.maskStateFor(deps.connection));
+    let mask: MaskState | undefined;
+    try {
+      mask = deps.maskStateFor(deps.connection);
+    } catch (err) {
+      this.#broken = err; // masking rules that do not compile: the session fails closed at start
+    }
+    this.#results = new ResultMasking(mask);
     this.#front = new FrontendFramer(deps.limits);
     this.#subject = subjectFor(deps.ctx.workload);
     const w = deps.ctx.workload;
@@ -196,6 +203,10 @@ export class Session {
     this.#startupTimer.unref();
     if (this.#d.draining()) {
       this.#fatal(new ProtocolError("the Airlock sidecar is shutting down", "57P03"));
+      return;
+    }
+    if (this.#broken !== undefined) {
+      this.#fatal(this.#broken);
       return;
     }
     if (head?.length) this.#onAgentData(head);

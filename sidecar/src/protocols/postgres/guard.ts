@@ -1,7 +1,8 @@
-// The PostgreSQL guard as a ConnectionHandler: one Session per agent connection, a registry of
+// The PostgreSQL guard (a ConnectionHandler): one Session per agent connection, a registry of
 // cancel keys (the agent sees the sidecar's BackendKeyData, never the upstream's), masking state
 // per compiled connection, and drain for preStop.
 import type { Socket } from "node:net";
+import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { loadSqlParser } from "../../sql/index.ts";
@@ -11,7 +12,7 @@ import type { FrontendLimits } from "./framing.ts";
 import { createMaskState, type MaskState } from "./row-masking.ts";
 import { Session } from "./session.ts";
 
-export interface PostgresHandlerOptions {
+export interface PostgresGuardOptions {
   /** Where requireApproval statements wait; absent → they are denied with a clear message. */
   approvals?: ApprovalGate;
   /** Frontend message size limits (defaults: startup 10000 B, Query/Parse 16 MiB, others 1 GiB). */
@@ -24,17 +25,14 @@ export interface PostgresHandlerOptions {
   maxPreparedStatements?: number;
 }
 
-export interface PostgresHandler extends ConnectionHandler {
+export interface PostgresGuard extends ConnectionHandler {
   /** Open sessions. */
   readonly sessions: number;
   /** Resolves once the SQL parser is loaded (sessions wait for it on their own). */
   readonly ready: Promise<void>;
 }
 
-export function createPostgresHandler(
-  ctx: SidecarContext,
-  options: PostgresHandlerOptions = {},
-): PostgresHandler {
+export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardOptions = {}): PostgresGuard {
   const sessions = new Set<Session>();
   const cancels = new Map<string, Session>();
   const masks = new WeakMap<CompiledConnection, MaskState | null>();
@@ -44,10 +42,11 @@ export function createPostgresHandler(
     ctx.logger.error({ err: String(err) }, "postgres: the SQL parser failed to load"),
   );
 
+  // Throws when the connection's masking rules do not compile: the session then fails closed.
   const maskStateFor = (c: CompiledConnection): MaskState | undefined => {
     let m = masks.get(c);
     if (m === undefined) {
-      m = createMaskState(c.masking ?? [], ctx.hashKey) ?? null;
+      m = createMaskState(connectionMasking(c, ctx.hashKey)) ?? null;
       masks.set(c, m);
     }
     return m ?? undefined;
