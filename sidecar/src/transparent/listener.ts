@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { type AddressInfo, createServer, isIP, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
-import type { AuditEvent } from "../audit/events.ts";
+import { OperationLog } from "../operations/lifecycle.ts";
 import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import type { AcceptInfo, ConnectionHandler } from "../protocols/handler.ts";
 import type { SidecarContext } from "../runtime/context.ts";
@@ -148,7 +148,7 @@ export async function createTransparentListener(
   }
 
   function deny(socket: Socket, started: number, destination: string, reason: string, connection = "") {
-    const event: AuditEvent = {
+    new OperationLog(ctx, {
       session: randomUUID(),
       connection,
       protocol: "tcp",
@@ -157,11 +157,11 @@ export async function createTransparentListener(
         pod: ctx.workload.podName,
         namespace: ctx.workload.namespace,
       },
-      operation: { kind: "tcp", destination },
-      decision: { action: "deny", reason },
-      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
-    };
-    ctx.audit.emit(event);
+      failClosed: () => socket.destroy(),
+    })
+      .begin({ kind: "tcp", destination }, started)
+      .decide({ action: "deny", reason })
+      .finish();
     ctx.metrics.unknownDestinations.inc();
     log.warn({ destination, reason }, "captured connection refused");
     socket.resetAndDestroy();

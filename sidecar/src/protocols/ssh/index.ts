@@ -1,4 +1,4 @@
-// The SSH guard (issue 7): the sidecar as an SSH server for the agent and an SSH client to the
+// The SSH guard: the sidecar as an SSH server for the agent and an SSH client to the
 // upstream, with per-session certificates, command analysis, masking and asciicast recording.
 // Behaviour, refusals and decisions: README.md in this directory.
 
