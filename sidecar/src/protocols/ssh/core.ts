@@ -12,7 +12,7 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Operation as PolicyOperation, Subject } from "../../policy/types.ts";
 import type { Recorder, TerminalRecording } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
-import type { ApprovalGate } from "./approval.ts";
+import type { ApprovalGate } from "../../approvals/gate.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 
 /** Exit status of a refused exec/shell (POSIX "found but cannot execute"). */

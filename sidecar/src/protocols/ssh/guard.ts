@@ -12,7 +12,7 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import { createRecorder, type Recorder } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
-import type { ApprovalGate } from "./approval.ts";
+import type { ApprovalGate } from "../../approvals/gate.ts";
 import { assertSupportedSsh2 } from "./cert-auth.ts";
 import {
   generateEd25519,

@@ -12,7 +12,7 @@ export {
   renderCommand,
   shellQuote,
 } from "../../shell/command.ts";
-export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "./approval.ts";
+export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "../../approvals/gate.ts";
 export { assertSupportedSsh2, certificateKey, enableCertificateAuth } from "./cert-auth.ts";
 export {
   type CertificatePermissions,
