@@ -1,10 +1,19 @@
 // The README's first command, as a user runs it: `airlock demo` starts the sidecar in front of
 // the bundled API; the curl lines it prints behave as it says.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
+// The demo creates demo-approver's credential here (not in the user's ~/.config); the approvals
+// CLI run below reads it from the same variable.
+process.env.AIRLOCK_APPROVER_TOKEN_FILE = join(
+  mkdtempSync(join(tmpdir(), "airlock-demo-test-")),
+  "approver-tokens",
+);
 let demo: ChildProcess;
 let output = "";
 

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { startSidecar } from "../../../sidecar/src/app.ts";
+import { defaultApproverTokenFile } from "../../../sidecar/src/approvals/credentials.ts";
 import type { AuditEvent } from "../../../sidecar/src/audit/events.ts";
 import type { Command } from "../command.ts";
 import { startDemoUpstream } from "../demo/upstream.ts";
@@ -41,6 +42,7 @@ export const command: Command = {
       return 0;
     }
     const token = randomBytes(18).toString("base64url");
+    const approverFile = defaultApproverTokenFile();
     const secrets = mkdtempSync(join(tmpdir(), "airlock-demo-"));
     mkdirSync(join(secrets, "customers-api"), { mode: 0o700 });
     writeFileSync(join(secrets, "customers-api", "token"), token, { mode: 0o600 });
@@ -53,6 +55,9 @@ export const command: Command = {
       policyFiles: [fileURLToPath(new URL("../../../examples/demo-policy.yaml", import.meta.url))],
       secretsDir: secrets,
       hashKeyFile: join(secrets, "hash.key"),
+      // The demo policy's approver; its token goes to the approver credentials file, which the
+      // approvals CLI reads (the agent's curl never needs it).
+      approver: "demo-approver",
       logger: pino({ level: "warn" }),
       audit,
     });
@@ -72,6 +77,7 @@ export const command: Command = {
         "                                                        # needs approval: 403 naming the request",
         "  npx airlock approvals requests --sidecar http://127.0.0.1:15990",
         "  npx airlock approvals approve NAME --sidecar http://127.0.0.1:15990 --as demo-approver",
+        `                                                        # signed with demo-approver's token from ${approverFile}`,
         "                                                        # then the same POST passes (grant: 2m)",
         "  npx airlock policy test --policy examples/demo-policy.yaml --connection customers-api --http 'POST /customers'",
         "",

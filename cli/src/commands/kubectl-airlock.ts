@@ -23,7 +23,11 @@ const COMMON = `Flags for every command:
       --user NAME        kubeconfig user to use
   -o, --output FORMAT    json or yaml instead of the human-readable output
       --sidecar URL      standalone: talk to a sidecar's admin API (e.g. http://127.0.0.1:15990)
-                         instead of Kubernetes; decisions are made as --as NAME (default: your OS user)
+                         instead of Kubernetes; decisions are signed with a token from the sidecar's
+                         approver credentials file, and the name on it is who decides
+      --approver-token-file FILE   with --sidecar: the credentials file (default:
+                         $AIRLOCK_APPROVER_TOKEN_FILE, else ~/.config/airlock/approver-tokens)
+      --as NAME          with --sidecar: which approver of that file, when it holds several
   -h, --help             help
 `;
 
@@ -125,6 +129,7 @@ async function run(argv: string[], io: Io): Promise<number> {
       reason: { type: "string" },
       sidecar: { type: "string" },
       as: { type: "string" },
+      "approver-token-file": { type: "string" },
       all: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -153,9 +158,15 @@ async function run(argv: string[], io: Io): Promise<number> {
   if (values["all-namespaces"] && takesName) throw new UsageError(`${sub} works in one namespace: use -n NS`);
   if (values.as && !values.sidecar)
     throw new UsageError("--as is only for --sidecar (Kubernetes knows who you are)");
+  if (values["approver-token-file"] && !values.sidecar)
+    throw new UsageError("--approver-token-file is only for --sidecar (Kubernetes knows who you are)");
 
   const backend: Backend = values.sidecar
-    ? sidecarBackend({ url: values.sidecar, ...(values.as ? { as: values.as } : {}) })
+    ? sidecarBackend({
+        url: values.sidecar,
+        ...(values.as ? { as: values.as } : {}),
+        ...(values["approver-token-file"] ? { credentialsFile: values["approver-token-file"] } : {}),
+      })
     : kubeBackend({
         ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
         ...(values.context ? { context: values.context } : {}),
