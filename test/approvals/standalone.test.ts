@@ -225,6 +225,14 @@ describe("standalone approvals", () => {
       expect(r.stderr).toContain(
         `${tokens} is accessible to other users (mode 644); run \`chmod 600 ${tokens}\``,
       );
+      // The sidecar refuses too, even with a valid token.
+      const direct = await fetch(`${admin}/approvals/${name}/approve`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${tokenOf("ann")}` },
+        body: "{}",
+      });
+      expect(direct.status).toBe(503);
+      expect(await direct.text()).toContain("approver credentials unusable");
     } finally {
       chmodSync(tokens, 0o600);
     }
