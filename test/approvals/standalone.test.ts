@@ -120,7 +120,8 @@ describe("standalone approvals", () => {
       ),
     );
     const shown = await plugin(["show", name, "--sidecar", admin]);
-    expect(shown.stdout).toContain(`kubectl airlock approve ${name} --sidecar ${admin}`);
+    // The hint names the rule's approvers: the first approve a user copies from it works.
+    expect(shown.stdout).toContain(`kubectl airlock approve ${name} --sidecar ${admin} --as {ann|bob}`);
 
     // Not an approver of this rule (approvers are users ann and bob).
     const eve = await plugin(["approve", name, "--sidecar", admin, "--as", "eve"]);

@@ -177,6 +177,13 @@ async function run(argv: string[], io: Io): Promise<number> {
   const nsFlag = (ns: string | undefined) =>
     backend.kind === "sidecar" ? ` --sidecar ${values.sidecar}` : ns ? ` -n ${ns}` : "";
   const now = io.now();
+  // Standalone, the decider is the approver credential chosen with --as: name the rule's approvers
+  // (Kubernetes knows who you are).
+  const asFlag = (obj: AccessRequest) => {
+    const users = obj.spec.approvers.users ?? [];
+    if (backend.kind !== "sidecar" || users.length === 0) return "";
+    return ` --as ${users.length === 1 ? users[0] : `{${users.join("|")}}`}`;
+  };
 
   switch (sub) {
     case "requests": {
@@ -201,8 +208,8 @@ async function run(argv: string[], io: Io): Promise<number> {
           showRequest(
             obj,
             now,
-            `Decide: kubectl airlock approve ${obj.metadata.name}${nsFlag(namespace)} [--comment TEXT]\n` +
-              `        kubectl airlock deny ${obj.metadata.name}${nsFlag(namespace)} --reason TEXT`,
+            `Decide: kubectl airlock approve ${obj.metadata.name}${nsFlag(namespace)}${asFlag(obj)} [--comment TEXT]\n` +
+              `        kubectl airlock deny ${obj.metadata.name}${nsFlag(namespace)}${asFlag(obj)} --reason TEXT`,
           ),
         );
       return 0;

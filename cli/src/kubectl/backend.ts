@@ -1,6 +1,9 @@
 // Where `kubectl airlock` reads and decides AccessRequests: the Kubernetes API (as the user in the
 // kubeconfig; the admission policy checks who they are) or, standalone, a sidecar's loopback admin
 // API (`--sidecar http://127.0.0.1:15990`).
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { delimiter, join } from "node:path";
 import {
   ApiException,
   AuthenticationV1Api,
@@ -86,6 +89,19 @@ export interface KubeOptions {
 
 export function kubeBackend(opts: KubeOptions): Backend {
   const kc = new KubeConfig();
+  // With no kubeconfig at all, client-node falls back to http://localhost:8080 and fails with a
+  // message about skipTLSVerify: say what is missing instead.
+  const files = (process.env.KUBECONFIG ?? "").split(delimiter).filter(Boolean);
+  const defaultFile = join(homedir(), ".kube", "config");
+  if (
+    !opts.kubeconfig &&
+    !process.env.KUBERNETES_SERVICE_HOST &&
+    !(files.length ? files : [defaultFile]).some((f) => existsSync(f))
+  )
+    throw new PluginError(
+      `no kubeconfig found (${files.length ? `KUBECONFIG=${process.env.KUBECONFIG}` : defaultFile}): ` +
+        "pass --kubeconfig FILE or set KUBECONFIG to reach a cluster, or use --sidecar http://127.0.0.1:15990 for a standalone sidecar",
+    );
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
