@@ -22,10 +22,44 @@ interface KindDefinition {
   spec: TSchema;
   status: TSchema;
   columns: PrinterColumn[];
+  /** Refuse unknown spec fields instead of pruning them (see closeObjects). */
+  closedSpec?: boolean;
 }
 
 /** TypeBox marks schemas with symbol keys; a JSON round trip leaves only what Kubernetes reads. */
 const plain = (schema: TSchema): Record<string, unknown> => JSON.parse(JSON.stringify(schema));
+
+type SchemaNode = Record<string, unknown>;
+
+/**
+ * Makes every object with declared properties refuse keys it does not declare. The API server
+ * prunes unknown fields of a structural schema silently (`kubectl apply --validate=false`, clients
+ * that send no fieldValidation), so a typo (`method:` for `methods:`) would be stored without the
+ * key and the rule would match more than its author meant. Preserving unknown fields keeps the
+ * typo in the request, and the CEL rule (which iterates the object's actual keys through dyn())
+ * refuses it, however the object is written. maxProperties bounds the rule's estimated cost.
+ */
+export function closeObjects(node: SchemaNode): SchemaNode {
+  const out: SchemaNode = { ...node };
+  const props = node.properties as Record<string, SchemaNode> | undefined;
+  if (props) {
+    out.properties = Object.fromEntries(Object.entries(props).map(([k, v]) => [k, closeObjects(v)]));
+    const known = Object.keys(props);
+    const list = known.map((k) => `'${k}'`).join(", ");
+    out["x-kubernetes-preserve-unknown-fields"] = true;
+    out.maxProperties = known.length;
+    out["x-kubernetes-validations"] = [
+      {
+        rule: `dyn(self).all(k, k in [${list}])`,
+        message: `unknown field (misspelled?); the fields here are: ${known.join(", ")}`,
+        reason: "FieldValueInvalid",
+      },
+      ...((node["x-kubernetes-validations"] as unknown[] | undefined) ?? []),
+    ];
+  }
+  if (node.items) out.items = closeObjects(node.items as SchemaNode);
+  return out;
+}
 
 function crd(def: KindDefinition): Record<string, unknown> {
   return {
@@ -73,7 +107,7 @@ function crd(def: KindDefinition): Record<string, unknown> {
                 },
                 kind: { type: "string", description: `Kind of this object: ${def.kind}.` },
                 metadata: { type: "object" },
-                spec: plain(def.spec),
+                spec: def.closedSpec ? closeObjects(plain(def.spec)) : plain(def.spec),
                 status: plain(def.status),
               },
             },
@@ -93,6 +127,7 @@ export const agentAccessPolicyCrd = crd({
     "AgentAccessPolicy says what AI agents in the selected pods may do through the Airlock sidecar: which upstream connections exist, which operations are allowed, denied or need a human's approval, and what is masked in responses.",
   spec: AgentAccessPolicySpec,
   status: AgentAccessPolicyStatus,
+  closedSpec: true,
   columns: [
     // Server-side printing shows only the first match of a [*] path, so the controller writes
     // the joined names and the count into status for these two columns.

@@ -1,6 +1,7 @@
 // `airlock` command: dispatches subcommands. Each subcommand module exports `run(argv)` and a
 // one-line summary; it owns its own flags and `--help`.
 import { type Command, UsageError } from "./command.ts";
+import { startupError } from "./startup-errors.ts";
 
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./commands/demo.ts")).command,
@@ -52,6 +53,13 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
       process.stderr.write(`airlock ${name}: ${(e as Error).message}\n(see airlock ${name} --help)\n`);
       return 2;
+    }
+    // Start-up failures a user causes (a port in use, a missing or invalid policy file): one
+    // message that says what to do, not a stack trace.
+    const known = startupError(e);
+    if (known) {
+      process.stderr.write(`airlock ${name}: ${known.message}\n`);
+      return known.code;
     }
     throw e;
   }

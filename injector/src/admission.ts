@@ -65,7 +65,12 @@ function answer(response: AdmissionResponse): AdmissionReview {
 
 export function admit(
   req: AdmissionRequest,
-  deps: { config: InjectorConfig; policies: PolicySource },
+  deps: {
+    config: InjectorConfig;
+    policies: PolicySource;
+    /** The namespace requires injection (airlock.dev/inject=required): refuse what cannot be injected. */
+    required?: boolean;
+  },
 ): AdmissionOutcome {
   const isPodCreate =
     (req.kind?.kind ?? "") === "Pod" &&
@@ -86,6 +91,7 @@ export function admit(
     config: deps.config,
     namespace,
     policies: deps.policies.policies(namespace),
+    required: deps.required ?? false,
   });
   const who = `${namespace}/${podDisplayName(pod)}`;
   switch (outcome.kind) {

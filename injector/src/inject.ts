@@ -23,6 +23,8 @@ import {
   INIT_COMMAND,
   INIT_CONTAINER,
   LABEL_INJECT,
+  NAMESPACE_INJECT_ENABLED,
+  NAMESPACE_INJECT_REQUIRED,
   PATHS,
   PORTS,
   SIDECAR_COMMAND,
@@ -55,6 +57,11 @@ export interface InjectContext {
   namespace: string;
   /** Every AgentAccessPolicy of the namespace; those whose podSelector matches are used. */
   policies: readonly AgentAccessPolicy[];
+  /**
+   * Injection is mandatory (namespace label airlock.dev/inject=required): a pod that would be
+   * skipped because it cannot be protected (hostNetwork) or because it opts out is refused.
+   */
+  required?: boolean;
 }
 
 const PROXY_URL = `http://127.0.0.1:${PORTS.explicitProxy}`;
@@ -411,16 +418,23 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
   const labels = input.metadata?.labels ?? {};
   if (annotations[ANNOTATION_STATUS] !== undefined)
     return { kind: "skipped", pod: input, reason: `already injected (${ANNOTATION_STATUS} is set)` };
-  if (labels[LABEL_INJECT] === "false")
-    return { kind: "skipped", pod: input, reason: `pod label ${LABEL_INJECT}=false` };
   if (config.systemNamespaces.includes(ctx.namespace))
     return { kind: "skipped", pod: input, reason: `system namespace ${ctx.namespace}` };
+  const unprotectable: string[] = [];
+  if (labels[LABEL_INJECT] === "false") unprotectable.push(`pod label ${LABEL_INJECT}=false`);
   if (input.spec?.hostNetwork)
+    unprotectable.push("hostNetwork pod: capture would rewrite the node's own network rules");
+  if (unprotectable.length && ctx.required) {
+    const problems = unprotectable.map((p) => `${p}, and namespace ${ctx.namespace} requires injection`);
     return {
-      kind: "skipped",
-      pod: input,
-      reason: "hostNetwork pod: capture would rewrite the node's own network rules",
+      kind: "refused",
+      problems,
+      message:
+        `airlock: refusing pod ${podDisplayName(input)} in namespace ${ctx.namespace}: ${problems.join("; ")} ` +
+        `(namespace label ${LABEL_INJECT}=${NAMESPACE_INJECT_REQUIRED}); run it elsewhere, or label the namespace ${LABEL_INJECT}=${NAMESPACE_INJECT_ENABLED} to allow unguarded pods`,
     };
+  }
+  if (unprotectable.length) return { kind: "skipped", pod: input, reason: unprotectable.join("; ") };
 
   const allowSetuid = annotations[ANNOTATIONS.allowAgentSetuid] === "true";
   const problems = refusals(input, config, allowSetuid);

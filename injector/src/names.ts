@@ -4,6 +4,11 @@
 export const LABEL_INJECT = "airlock.dev/inject";
 /** Namespace label value that turns injection on. */
 export const NAMESPACE_INJECT_ENABLED = "enabled";
+/**
+ * Namespace label value that turns injection on and makes it mandatory: a pod the injector cannot
+ * protect (hostNetwork, or labelled airlock.dev/inject=false) is refused instead of admitted unguarded.
+ */
+export const NAMESPACE_INJECT_REQUIRED = "required";
 /** Records what was injected (JSON); its presence makes injection idempotent. */
 export const ANNOTATION_STATUS = "airlock.dev/status";
 export const ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container";

@@ -14,7 +14,7 @@ import type { InjectorConfig } from "./config.ts";
 import { type AdmissionResult, createInjectorMetrics, type InjectorMetrics } from "./metrics.ts";
 import type { PolicySource } from "./policies.ts";
 import type { TlsMaterial } from "./tls.ts";
-import { WEBHOOK_PATH } from "./webhook-config.ts";
+import { REQUIRED_WEBHOOK_PATH, WEBHOOK_PATH } from "./webhook-config.ts";
 
 /** The API server caps objects at ~1.5 MiB; an AdmissionReview carries one plus metadata. */
 const MAX_BODY = 8 * 1024 * 1024;
@@ -74,7 +74,7 @@ export async function startInjectorServer(opts: InjectorServerOptions): Promise<
   const log = opts.log;
   const isReady = () => (opts.ready ? opts.ready() : true);
 
-  async function handleInject(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handleInject(req: IncomingMessage, res: ServerResponse, required: boolean): Promise<void> {
     const started = process.hrtime.bigint();
     let result: AdmissionResult = "error";
     try {
@@ -93,7 +93,7 @@ export async function startInjectorServer(opts: InjectorServerOptions): Promise<
           );
           return send(res, 200, JSON.stringify(review), "application/json");
         }
-        const outcome = admit(request, { config: opts.config, policies: opts.policies });
+        const outcome = admit(request, { config: opts.config, policies: opts.policies, required });
         result = outcome.result;
         if (result === "refused") log?.info({ result, uid }, outcome.detail);
         else log?.debug({ result, uid }, outcome.detail);
@@ -137,8 +137,8 @@ export async function startInjectorServer(opts: InjectorServerOptions): Promise<
     (req, res) => {
       const path = (req.url ?? "/").split("?")[0];
       const work =
-        path === WEBHOOK_PATH
-          ? handleInject(req, res)
+        path === WEBHOOK_PATH || path === REQUIRED_WEBHOOK_PATH
+          ? handleInject(req, res, path === REQUIRED_WEBHOOK_PATH)
           : handleCommon(req, res, opts.metricsPort === undefined);
       work.catch((err: unknown) => {
         log?.error({ err }, "request failed");

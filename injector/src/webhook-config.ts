@@ -1,16 +1,26 @@
 // The MutatingWebhookConfiguration that sends pod creations to the injector. Two webhooks, as
 // Istio does: one for namespaces labelled airlock.dev/inject=enabled (pods may opt out with the
 // pod label "false"), one for pods labelled airlock.dev/inject=true in namespaces without the
-// label. System namespaces are excluded by name. The chart renders the same object.
+// label; and a third for namespaces labelled airlock.dev/inject=required, which sees every pod
+// (no objectSelector, so an opt-out label cannot route around it) on its own path, where the
+// injector refuses what it cannot protect. System namespaces are excluded by name. The chart
+// renders the same object.
 import type {
   V1LabelSelector,
   V1LabelSelectorRequirement,
   V1MutatingWebhookConfiguration,
   AdmissionregistrationV1WebhookClientConfig as V1WebhookClientConfig,
 } from "@kubernetes/client-node";
-import { LABEL_INJECT, NAMESPACE_INJECT_ENABLED, SYSTEM_NAMESPACES } from "./names.ts";
+import {
+  LABEL_INJECT,
+  NAMESPACE_INJECT_ENABLED,
+  NAMESPACE_INJECT_REQUIRED,
+  SYSTEM_NAMESPACES,
+} from "./names.ts";
 
 export const WEBHOOK_PATH = "/inject";
+/** Where namespaces with airlock.dev/inject=required are admitted: injection is mandatory there. */
+export const REQUIRED_WEBHOOK_PATH = "/inject-required";
 
 export interface WebhookConfigOptions {
   name: string;
@@ -44,6 +54,15 @@ export function webhookConfiguration(opts: WebhookConfigOptions): V1MutatingWebh
     values: [...(opts.systemNamespaces ?? SYSTEM_NAMESPACES)],
   };
   const extra = opts.extraNamespaceSelector ?? [];
+  const requiredClientConfig: V1WebhookClientConfig = structuredClone(clientConfig);
+  if (requiredClientConfig.url) {
+    const u = new URL(requiredClientConfig.url);
+    u.pathname = u.pathname.endsWith(WEBHOOK_PATH)
+      ? `${u.pathname.slice(0, -WEBHOOK_PATH.length)}${REQUIRED_WEBHOOK_PATH}`
+      : REQUIRED_WEBHOOK_PATH;
+    requiredClientConfig.url = u.toString();
+  }
+  if (requiredClientConfig.service) requiredClientConfig.service.path = REQUIRED_WEBHOOK_PATH;
   const common = {
     admissionReviewVersions: ["v1"],
     clientConfig,
@@ -83,6 +102,14 @@ export function webhookConfiguration(opts: WebhookConfigOptions): V1MutatingWebh
         name: "object.inject.airlock.dev",
         namespaceSelector: nsSelector([{ key: LABEL_INJECT, operator: "DoesNotExist" }]),
         objectSelector: { matchExpressions: [{ key: LABEL_INJECT, operator: "In", values: ["true"] }] },
+      },
+      {
+        ...common,
+        clientConfig: requiredClientConfig,
+        name: "required.inject.airlock.dev",
+        namespaceSelector: nsSelector([
+          { key: LABEL_INJECT, operator: "In", values: [NAMESPACE_INJECT_REQUIRED] },
+        ]),
       },
     ],
   };

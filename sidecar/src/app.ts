@@ -53,6 +53,10 @@ export interface SidecarOptions {
   bindHost?: string;
   hashKeyFile?: string;
   approvals?: ApprovalGate;
+  /** Standalone: approver credentials file (see approvals/credentials.ts). */
+  approverTokenFile?: string;
+  /** Standalone: the approver whose credential is created at start (default: the OS user). */
+  approver?: string;
   logger?: Logger;
   audit?: AuditSink;
   metrics?: Metrics;
@@ -146,7 +150,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let adminUrl: string | undefined;
   const approvalSetup = opts.approvals
     ? undefined
-    : setupApprovals({ ctx, ...(kubeConfig ? { kubeConfig } : {}), adminUrl: () => adminUrl });
+    : setupApprovals({
+        ctx,
+        ...(kubeConfig ? { kubeConfig } : {}),
+        ...(opts.approverTokenFile ? { approverTokenFile: opts.approverTokenFile } : {}),
+        ...(opts.approver ? { approver: opts.approver } : {}),
+        adminUrl: () => adminUrl,
+      });
   const approvals = opts.approvals ?? (approvalSetup?.gate as ApprovalGate);
 
   const http = createHttpGuard(ctx, {

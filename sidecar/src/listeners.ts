@@ -1,7 +1,9 @@
 // Local listeners for connections that declare `listen.port`, kept in step with the policy in
 // force: a reload opens new ports and closes ones no longer declared. HTTP listeners are the
 // HTTP guard's own (it knows its servers); other protocols get a plain TCP listener whose
-// sockets go to their handler.
+// sockets go to their handler. A port that cannot be opened (taken by another process) keeps the
+// sidecar unready, naming the connection and port, and is retried until it opens: an agent must
+// never start talking to whatever holds the port instead.
 import { createServer, type Server } from "node:net";
 import type { CompiledConnection } from "./policy/compile.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
@@ -20,12 +22,16 @@ export async function startListenerSet(opts: {
   handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>>;
   http: HttpGuard;
   bindHost?: string;
+  /** Retry interval while a listener failed to open; default 2 s. */
+  retryMs?: number;
 }): Promise<ListenerSet> {
   const { ctx } = opts;
   const host = opts.bindHost ?? "127.0.0.1";
   const tcp = new Map<string, { server: Server; port: number }>();
   const failures = new Map<string, string>();
   let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let logged = "";
 
   const open = async (conn: CompiledConnection) => {
     const handler = opts.handlers[conn.spec.protocol];
@@ -49,11 +55,25 @@ export async function startListenerSet(opts: {
 
   const sync = async () => {
     if (closed) return;
+    clearTimeout(retry);
     failures.clear();
     try {
       await opts.http.syncListeners();
     } catch (e) {
       failures.set("http", (e as Error).message);
+    }
+    // syncListeners logs a port it cannot open and goes on; listen() is idempotent for a bound
+    // connection and throws for one that is not, which is what readiness needs to know.
+    for (const conn of ctx.policies.current().connections.values()) {
+      if (conn.spec.protocol !== "http" || conn.spec.listen?.port === undefined) continue;
+      await opts.http
+        .listen(conn)
+        .catch((e: Error) =>
+          failures.set(
+            conn.spec.name,
+            `connection ${conn.spec.name} cannot listen on port ${conn.spec.listen?.port}: ${e.message}`,
+          ),
+        );
     }
     const wanted = new Map(
       [...ctx.policies.current().connections.values()]
@@ -69,10 +89,21 @@ export async function startListenerSet(opts: {
     for (const [name, conn] of wanted) {
       if (tcp.has(name)) continue;
       await open(conn).catch((e: Error) =>
-        failures.set(name, `cannot listen on port ${conn.spec.listen?.port}: ${e.message}`),
+        failures.set(
+          name,
+          `connection ${name} cannot listen on port ${conn.spec.listen?.port}: ${e.message}`,
+        ),
       );
     }
-    for (const [name, why] of failures) ctx.logger.error({ connection: name }, why);
+    const summary = [...failures.values()].join("; ");
+    if (summary !== logged)
+      for (const [name, why] of failures)
+        ctx.logger.error({ connection: name }, `${why}; not ready, retrying`);
+    logged = summary;
+    if (failures.size && !closed) {
+      retry = setTimeout(() => void sync(), opts.retryMs ?? 2000);
+      retry.unref();
+    }
   };
   await sync();
   const unsubscribe = ctx.policies.onChange(() => void sync());
@@ -82,6 +113,7 @@ export async function startListenerSet(opts: {
     notReadyReason: () => (failures.size ? [...failures.values()].join("; ") : undefined),
     async close() {
       closed = true;
+      clearTimeout(retry);
       unsubscribe();
       await Promise.all([...tcp.values()].map((l) => new Promise<void>((r) => l.server.close(() => r()))));
       tcp.clear();

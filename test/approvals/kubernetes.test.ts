@@ -247,6 +247,15 @@ describe("approval on the real API server", () => {
     expect(selfRaw.stderr).toMatch(
       /ValidatingAdmissionPolicy.*user sam requested this access and cannot approve it/,
     );
+    // Nor the sidecar's admin port: in Kubernetes mode decisions go through the API server only,
+    // whatever credential a local process presents.
+    const viaAdmin = await fetch(`http://127.0.0.1:${agent.sidecar.adminPort}/approvals/${name}/approve`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer any-token-at-all-0123456789" },
+      body: JSON.stringify({ user: "ann" }),
+    });
+    expect(viaAdmin.status).toBe(409);
+    expect(await viaAdmin.text()).toContain(`decide with \`kubectl airlock approve ${name} -n ${c.ns}\``);
     // Nor can the sidecar's own service account add an approval.
     const asAgent = c.agentKubeConfig().makeApiClient(CustomObjectsApi);
     await expect(

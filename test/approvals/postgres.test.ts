@@ -3,11 +3,15 @@
 // the sidecar's admin routes: the guard's test support pins the workload to namespace `agents`,
 // which the Kubernetes suite (kubernetes.test.ts) cannot use with a real service-account token.
 
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAdminServer } from "../../sidecar/src/admin/server.ts";
+import { ensureApproverCredential } from "../../sidecar/src/approvals/credentials.ts";
 import {
   approvalRoutes,
   createApprovalMetrics,
@@ -29,6 +33,10 @@ const gate = createApprovalService({
   logger: pino({ level: "silent" }),
   metrics: createApprovalMetrics(new Registry()),
 });
+
+// Standalone decisions need an approver credential (owner-only file); the plugin reads the same file.
+const credentialsFile = join(mkdtempSync(join(tmpdir(), "airlock-pg-approvals-")), "approver-tokens");
+ensureApproverCredential(credentialsFile, "dana");
 
 beforeAll(async () => {
   server = await startPostgres();
@@ -59,7 +67,7 @@ beforeAll(async () => {
     logger: pino({ level: "silent" }),
     notReadyReason: () => undefined,
     drain: async () => undefined,
-    routes: [approvalRoutes(gate)],
+    routes: [approvalRoutes(gate, { credentialsFile })],
   });
 });
 
@@ -93,7 +101,7 @@ describe("approval through the PostgreSQL guard", () => {
       });
       expect(JSON.stringify(req)).not.toMatch(/a = 2/);
       const url = `http://127.0.0.1:${admin.port}`;
-      const ok = await plugin(["approve", name, "--sidecar", url, "--as", "dana"]);
+      const ok = await plugin(["approve", name, "--sidecar", url, "--approver-token-file", credentialsFile]);
       expect(ok.code, ok.stderr).toBe(0);
       expect((await held).rowCount).toBe(1);
       expect((await client.query("SELECT count(*)::int AS n FROM sink")).rows[0]).toEqual({ n: 1 });

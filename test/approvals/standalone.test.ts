@@ -1,5 +1,7 @@
 // Standalone mode (no Kubernetes): the sidecar keeps AccessRequests in a local store and serves
 // them on its loopback admin API; the same `kubectl-airlock` plugin decides them with --sidecar.
+import { execFile } from "node:child_process";
+import { chmodSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -8,6 +10,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
+import { ensureApproverCredential } from "../../sidecar/src/approvals/credentials.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
 import { json, send, startUpstream, type Upstream } from "../http/harness.ts";
@@ -16,7 +19,11 @@ import { plugin } from "./cluster.ts";
 let dir: string;
 let upstream: Upstream;
 let policyFile: string;
+let tokens: string;
 const sidecars: Sidecar[] = [];
+/** A token read before the file's mode was loosened (the checked reader would refuse now). */
+const known = new Map<string, string>();
+const tokenOf = (user: string) => known.get(user) ?? "";
 
 async function start(): Promise<{ sc: Sidecar; audit: AuditEvent[]; admin: string; proxy: string }> {
   const memory = createMemoryAuditSink();
@@ -56,6 +63,10 @@ async function firstPending(admin: string): Promise<string> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "airlock-standalone-approvals-"));
   process.env.AIRLOCK_APPROVALS_FILE = join(dir, "approvals.json");
+  // The plugin (a child process) finds the credentials the sidecar checks through this variable.
+  tokens = join(dir, "approver-tokens");
+  process.env.AIRLOCK_APPROVER_TOKEN_FILE = tokens;
+  for (const user of ["ann", "bob", "eve"]) known.set(user, ensureApproverCredential(tokens, user).token);
   upstream = await startUpstream((req, res) => json(res, 200, { ok: true, path: req.url }));
   policyFile = join(dir, "policy.yaml");
   await writeFile(
@@ -88,6 +99,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   delete process.env.AIRLOCK_APPROVALS_FILE;
+  delete process.env.AIRLOCK_APPROVER_TOKEN_FILE;
   for (const sc of sidecars) await sc.close();
   await upstream.close();
   await rm(dir, { recursive: true, force: true });
@@ -108,7 +120,8 @@ describe("standalone approvals", () => {
       ),
     );
     const shown = await plugin(["show", name, "--sidecar", admin]);
-    expect(shown.stdout).toContain(`kubectl airlock approve ${name} --sidecar ${admin}`);
+    // The hint names the rule's approvers: the first approve a user copies from it works.
+    expect(shown.stdout).toContain(`kubectl airlock approve ${name} --sidecar ${admin} --as {ann|bob}`);
 
     // Not an approver of this rule (approvers are users ann and bob).
     const eve = await plugin(["approve", name, "--sidecar", admin, "--as", "eve"]);
@@ -144,6 +157,7 @@ describe("standalone approvals", () => {
     const { admin, proxy } = await start();
     const held = post(proxy, "/refunds/3");
     const name = await firstPending(admin);
+    const ann = ensureApproverCredential(tokens, "ann");
     const raw = (headers: Record<string, string>) =>
       new Promise<number>((resolve, reject) => {
         const req = request(`${admin}/approvals/${name}/approve`, { method: "POST", headers }, (res) => {
@@ -153,10 +167,80 @@ describe("standalone approvals", () => {
         req.on("error", reject);
         req.end(JSON.stringify({ user: "ann" }));
       });
-    expect(await raw({ "content-type": "text/plain" })).toBe(403);
-    expect(await raw({ "content-type": "application/json", origin: "https://evil.example" })).toBe(403);
-    expect(await raw({ "content-type": "application/json" })).toBe(200);
+    const auth = { authorization: `Bearer ${ann.token}` };
+    expect(await raw({ "content-type": "text/plain", ...auth })).toBe(403);
+    expect(await raw({ "content-type": "application/json", origin: "https://evil.example", ...auth })).toBe(
+      403,
+    );
+    expect(await raw({ "content-type": "application/json", ...auth })).toBe(200);
     expect((await held).status).toBe(200);
+  });
+
+  // What an agent on the same machine could try: the admin port is loopback and unauthenticated
+  // for reads, so it knows the request's name; it does not have the owner-only credentials file.
+  it("refuses a decision from another process without an approver credential, whatever name it claims", async () => {
+    const { admin, proxy, audit } = await start();
+    const held = post(proxy, "/refunds/5");
+    const name = await firstPending(admin);
+    const agent = (headers: Record<string, string>) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const script = `fetch(${JSON.stringify(`${admin}/approvals/${name}/approve`)}, {method: "POST", headers: ${JSON.stringify({ "content-type": "application/json", ...headers })}, body: JSON.stringify({user: "ann"})}).then(async (r) => console.log(JSON.stringify({status: r.status, body: await r.text()})))`;
+        execFile(process.execPath, ["-e", script], (err, stdout) =>
+          err ? reject(err) : resolve(JSON.parse(stdout) as { status: number; body: string }),
+        );
+      });
+    const none = await agent({});
+    expect(none.status).toBe(401);
+    expect(none.body).toContain("decisions need an approver credential");
+    expect((await agent({ authorization: "Bearer not-a-real-token-0123456789" })).status).toBe(401);
+    // A real credential of someone else: the name comes from the token, not from the body.
+    const eve = ensureApproverCredential(tokens, "eve");
+    const mismatch = await agent({ authorization: `Bearer ${eve.token}` });
+    expect(mismatch.status).toBe(403);
+    expect(mismatch.body).toContain("the credential is eve's; it cannot decide as ann");
+    const listed = (await (await fetch(`${admin}/approvals/${name}`)).json()) as {
+      status?: { phase?: string };
+    };
+    expect(listed.status?.phase ?? "Pending").toBe("Pending");
+
+    // The plugin with the file decides as the credential's user (several in the file: --as picks).
+    const several = await plugin(["approve", name, "--sidecar", admin]);
+    expect(several.code).toBe(1);
+    expect(several.stderr).toMatch(
+      /holds several approvers \(.*ann, bob, eve.*\): choose one with --as NAME/,
+    );
+    const ok = await plugin(["approve", name, "--sidecar", admin, "--as", "bob"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await held).status).toBe(200);
+    expect(audit.at(-1)).toMatchObject({ approval: { request: name, approvers: ["bob"] } });
+  });
+
+  it("refuses to use a credentials file that other users can read", async () => {
+    const { admin, proxy } = await start();
+    const held = post(proxy, "/refunds/6").catch((e: Error) => e);
+    const name = await firstPending(admin);
+    chmodSync(tokens, 0o644);
+    try {
+      const r = await plugin(["approve", name, "--sidecar", admin, "--as", "ann"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `${tokens} is accessible to other users (mode 644); run \`chmod 600 ${tokens}\``,
+      );
+      // The sidecar refuses too, even with a valid token.
+      const direct = await fetch(`${admin}/approvals/${name}/approve`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${tokenOf("ann")}` },
+        body: "{}",
+      });
+      expect(direct.status).toBe(503);
+      expect(await direct.text()).toContain("approver credentials unusable");
+    } finally {
+      chmodSync(tokens, 0o600);
+    }
+    expect(
+      (await plugin(["deny", name, "--sidecar", admin, "--as", "ann", "--reason", "cleanup"])).code,
+    ).toBe(0);
+    await held;
   });
 
   it("keeps pending requests across a restart (AIRLOCK_APPROVALS_FILE)", async () => {

@@ -195,6 +195,87 @@ describe("broken policies are rejected by the API server with a message that say
   });
 });
 
+// The API server prunes unknown fields of a structural schema before validation: with
+// --validate=false or warn (or a client sending no fieldValidation) a misspelled key would be
+// dropped and the rule would match more than its author meant. The CRD refuses them itself.
+describe("a misspelled field is refused however the policy is written, never pruned", () => {
+  const typos: [string, (p: Policy) => void, RegExp][] = [
+    [
+      "method: for methods: in an HTTP match",
+      (p) =>
+        p.spec.rules.push({
+          name: "get-only",
+          action: "allow",
+          connections: ["api"],
+          match: { http: { method: ["GET"] } },
+        } as unknown as Policy["spec"]["rules"][number]),
+      /spec\.rules\[2\]\.match\.http: Invalid value: unknown field \(misspelled\?\); the fields here are: methods, paths, websocket/,
+    ],
+    [
+      "path: for paths:",
+      (p) =>
+        p.spec.rules.push({
+          name: "one-path",
+          action: "allow",
+          connections: ["api"],
+          match: { http: { path: ["/v1/x"] } },
+        } as unknown as Policy["spec"]["rules"][number]),
+      /spec\.rules\[2\]\.match\.http: Invalid value: unknown field/,
+    ],
+    [
+      "maskng: for masking: at the top of spec",
+      (p) => Object.assign(p.spec, { maskng: p.spec.masking }),
+      /spec: Invalid value: unknown field \(misspelled\?\); the fields here are: podSelector, identity, connections, rules, masking, audit/,
+    ],
+    [
+      "a key inside a list item (connections[0].targte)",
+      (p) => Object.assign(p.spec.connections[0]!, { targte: { host: "x" } }),
+      /spec\.connections\[0\]: Invalid value: unknown field/,
+    ],
+  ];
+
+  it.each(typos)(
+    "%s, with --validate=false, --validate=warn and server-side apply",
+    async (_l, breakIt, message) => {
+      const p = base();
+      p.metadata.name = "typo";
+      breakIt(p);
+      for (const mode of [["--validate=false"], ["--validate=warn"], ["--server-side"], []]) {
+        const r = await kubectl(["apply", ...mode, "-f", "-"], JSON.stringify(p));
+        expect(r.code, `${mode.join(" ")}: ${r.out}`).not.toBe(0);
+        expect(r.out, mode.join(" ")).toMatch(message);
+      }
+      const got = await kubectl(["get", "aap", "typo", "-n", ns]);
+      expect(got.out).toMatch(/NotFound/);
+    },
+  );
+
+  it("is refused to a client that sends no fieldValidation (the server's default only warns)", async () => {
+    const p = base();
+    p.metadata.name = "typo-ts";
+    Object.assign(p.spec.rules[0]!.match!.sql!, { statement: ["delete"] });
+    await expect(
+      k8s.kubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: "agentaccesspolicies",
+        body: p,
+      }),
+    ).rejects.toThrow(/unknown field \(misspelled\?\); the fields here are: statements, tables, functions/);
+  });
+
+  it("still accepts labels of any name under podSelector.matchLabels (a map, not an object)", async () => {
+    const p = base();
+    p.metadata.name = "labels";
+    Object.assign(p.spec, {
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "agent", anything: "x" } },
+    });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+});
+
 describe("kubectl explain", () => {
   it("teaches the rules field from its descriptions", async () => {
     // explain wraps long descriptions: compare with whitespace collapsed.

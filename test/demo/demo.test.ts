@@ -1,10 +1,19 @@
 // The README's first command, as a user runs it: `airlock demo` starts the sidecar in front of
 // the bundled API; the curl lines it prints behave as it says.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
+// The demo creates demo-approver's credential here (not in the user's ~/.config); the approvals
+// CLI run below reads it from the same variable.
+process.env.AIRLOCK_APPROVER_TOKEN_FILE = join(
+  mkdtempSync(join(tmpdir(), "airlock-demo-test-")),
+  "approver-tokens",
+);
 let demo: ChildProcess;
 let output = "";
 
@@ -96,4 +105,37 @@ it("prints one audit line per operation", async () => {
     .poll(() => output)
     .toMatch(/audit: GET \/customers\/1 → allow \(rule read-customers\) upstream=200 masked=/);
   await expect.poll(() => output).toMatch(/audit: DELETE \/customers\/1 → deny \(rule no-deletes\)/);
+});
+
+const airlock = (...args: string[]) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ["bin/airlock.js", ...args], { cwd: root }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+
+it("records the sessions it served, for `airlock sessions list --dir` (the line it printed)", async () => {
+  const dir = /npx airlock sessions list --dir (\S+)/.exec(output)?.[1];
+  expect(dir, output).toBeDefined();
+  await expect
+    .poll(
+      async () => {
+        const r = await airlock("sessions", "list", "--dir", dir as string, "--json");
+        if (r.code !== 0) return 0;
+        const sessions = JSON.parse(r.stdout) as { protocol?: string; operations: number }[];
+        return sessions.filter((s) => s.protocol === "http").reduce((n, s) => n + s.operations, 0);
+      },
+      { timeout: 10_000 },
+    )
+    .toBeGreaterThanOrEqual(3);
+});
+
+it("a second demo while this one runs says the port is taken, in one line, without a stack", async () => {
+  const r = await airlock("demo", "--no-wait");
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(
+    /^airlock demo: port 127\.0\.0\.1:\d+ is already in use, probably by another `npm start`\/`airlock demo` or `airlock sidecar`: stop that one first/,
+  );
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(r.stderr.trim().split("\n")).toHaveLength(1);
 });

@@ -23,6 +23,7 @@ const webhookName = `airlock-injector-webhook-test-${scope}`;
 let injector: TestInjector;
 let nsOn: string;
 let nsOff: string;
+let nsRequired: string;
 
 const policy = (ns: string) => ({
   apiVersion: "airlock.dev/v1alpha1",
@@ -69,6 +70,7 @@ beforeAll(async () => {
   await applyCrds(k8s);
   nsOn = await scopedNamespace(k8s, "inject-on", scope, { "airlock.dev/inject": "enabled" });
   nsOff = await scopedNamespace(k8s, "inject-off", scope);
+  nsRequired = await scopedNamespace(k8s, "inject-required", scope, { "airlock.dev/inject": "required" });
   const objects = {
     apiVersion: "v1",
     kind: "List",
@@ -80,7 +82,7 @@ beforeAll(async () => {
   };
   const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(objects) });
   expect(r.code, r.stderr).toBe(0);
-  injector = await startTestInjector(k8s, [nsOn, nsOff]);
+  injector = await startTestInjector(k8s, [nsOn, nsOff, nsRequired]);
   // The webhook consults the controller's cache: wait until it has the policy.
   await waitFor(() => injector.controller.policies(nsOn).length === 1, "the policy in the cache");
   await installWebhook(k8s, { name: webhookName, url: injector.server.url, caPem: injector.caPem, scope });
@@ -260,6 +262,38 @@ describe("injection through the real API server", () => {
     expect(text).toMatch(/airlock_injector_admissions_total\{result="injected"\} [1-9]/);
     expect(text).toMatch(/airlock_injector_admissions_total\{result="refused"\} [1-9]/);
     expect(text).toContain("airlock_injector_admission_duration_seconds_bucket");
+  });
+
+  describe("in a namespace labelled airlock.dev/inject=required", () => {
+    it.each([
+      [
+        "a hostNetwork pod",
+        podYaml("host", {
+          spec: { hostNetwork: true, containers: [{ name: "agent", image: "busybox:1.36" }] },
+        }),
+        "hostNetwork pod: capture would rewrite the node's own network rules, and namespace",
+      ],
+      [
+        "a pod labelled airlock.dev/inject=false (which the webhook of enabled namespaces never sees)",
+        podYaml("opted-out", { labels: { "airlock.dev/inject": "false" } }),
+        "pod label airlock.dev/inject=false, and namespace",
+      ],
+    ])("refuses %s instead of admitting it unguarded", async (_label, manifest, message) => {
+      const r = await apply(nsRequired, manifest);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("denied the request");
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).toContain(`requires injection (namespace label airlock.dev/inject=required)`);
+      const name = (JSON.parse(manifest) as { metadata: { name: string } }).metadata.name;
+      expect((await k8s.kubectl(["get", "pod", "-n", nsRequired, name])).code).not.toBe(0);
+    });
+
+    it("injects an ordinary agent pod", async () => {
+      const r = await apply(nsRequired, podYaml("agent"));
+      expect(r.code, r.stderr).toBe(0);
+      const stored = await getPod(k8s, nsRequired, "agent");
+      expect(stored.spec?.initContainers?.map((c) => c.name)).toEqual(["airlock-init", "airlock-sidecar"]);
+    });
   });
 
   it("refuses agent pods while the injector is down (failurePolicy Fail)", async () => {

@@ -81,18 +81,6 @@ const COLUMNS_AND_EMAIL: PolicyOptions["masking"] = [
 ];
 
 describe("result masking", () => {
-  it("masking rules that do not compile refuse the session (fail closed), naming the problem", async () => {
-    // A JSONPath that does not parse: the policy compiles (the loader's schema aside), the masker
-    // does not. Nothing may then be read unmasked.
-    const g = await guard([
-      { name: "cards", columns: ["card_number"], strategy: "redact" },
-      { name: "broken", fields: ["$[?(@.x"], strategy: "redact" },
-    ]);
-    await expect(client(g)).rejects.toMatchObject({
-      message: expect.stringMatching(/masking rules are unusable, so nothing is forwarded/),
-    });
-  });
-
   it("simple protocol: columns by name, detectors on every text value", async () => {
     const g = await guard(COLUMNS_AND_EMAIL);
     const c = await client(g);

@@ -1,13 +1,15 @@
 // `airlock demo` (the README's `npm start`): a standalone sidecar in front of a small local API,
 // with the example policy, and curl lines that show an allow, a deny and a masked response.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
+import { parse, stringify } from "yaml";
 import { startSidecar } from "../../../sidecar/src/app.ts";
+import { defaultApproverTokenFile } from "../../../sidecar/src/approvals/credentials.ts";
 import type { AuditEvent } from "../../../sidecar/src/audit/events.ts";
 import type { Command } from "../command.ts";
 import { startDemoUpstream } from "../demo/upstream.ts";
@@ -41,21 +43,40 @@ export const command: Command = {
       return 0;
     }
     const token = randomBytes(18).toString("base64url");
+    const approverFile = defaultApproverTokenFile();
     const secrets = mkdtempSync(join(tmpdir(), "airlock-demo-"));
     mkdirSync(join(secrets, "customers-api"), { mode: 0o700 });
     writeFileSync(join(secrets, "customers-api", "token"), token, { mode: 0o600 });
+    // The example policy, recording sessions to files here so that `airlock sessions` finds them
+    // (on stdout they would be mixed into the audit stream the demo prints as one line each).
+    const sessionsDir = join(secrets, "sessions");
+    const example = fileURLToPath(new URL("../../../examples/demo-policy.yaml", import.meta.url));
+    const policy = parse(readFileSync(example, "utf8")) as { spec: Record<string, unknown> };
+    policy.spec.audit = { recordSessions: true, destination: "file", directory: sessionsDir };
+    const policyFile = join(secrets, "demo-policy.yaml");
+    writeFileSync(policyFile, stringify(policy));
     const upstream = await startDemoUpstream({ port: 18080, token });
 
     // Audit events go to the terminal as one readable line each; the JSON stream is what a
     // cluster's log pipeline would get.
     const audit = { emit: (e: AuditEvent) => void process.stdout.write(line(e)) };
-    const sidecar = await startSidecar({
-      policyFiles: [fileURLToPath(new URL("../../../examples/demo-policy.yaml", import.meta.url))],
-      secretsDir: secrets,
-      hashKeyFile: join(secrets, "hash.key"),
-      logger: pino({ level: "warn" }),
-      audit,
-    });
+    let sidecar: Awaited<ReturnType<typeof startSidecar>>;
+    try {
+      sidecar = await startSidecar({
+        policyFiles: [policyFile],
+        secretsDir: secrets,
+        hashKeyFile: join(secrets, "hash.key"),
+        // The demo policy's approver; its token goes to the approver credentials file, which the
+        // approvals CLI reads (the agent's curl never needs it).
+        approver: "demo-approver",
+        logger: pino({ level: "warn" }),
+        audit,
+      });
+    } catch (e) {
+      // Nothing may keep the process alive after a failed start (a port taken by another demo).
+      await new Promise<void>((r) => upstream.close(() => r()));
+      throw e;
+    }
     process.stdout.write(
       [
         "Airlock demo is running.",
@@ -72,8 +93,10 @@ export const command: Command = {
         "                                                        # needs approval: 403 naming the request",
         "  npx airlock approvals requests --sidecar http://127.0.0.1:15990",
         "  npx airlock approvals approve NAME --sidecar http://127.0.0.1:15990 --as demo-approver",
+        `                                                        # signed with demo-approver's token from ${approverFile}`,
         "                                                        # then the same POST passes (grant: 2m)",
         "  npx airlock policy test --policy examples/demo-policy.yaml --connection customers-api --http 'POST /customers'",
+        `  npx airlock sessions list --dir ${sessionsDir}     # the recorded sessions, then: sessions replay ID --dir ...`,
         "",
       ].join("\n"),
     );

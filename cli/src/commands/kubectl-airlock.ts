@@ -23,7 +23,11 @@ const COMMON = `Flags for every command:
       --user NAME        kubeconfig user to use
   -o, --output FORMAT    json or yaml instead of the human-readable output
       --sidecar URL      standalone: talk to a sidecar's admin API (e.g. http://127.0.0.1:15990)
-                         instead of Kubernetes; decisions are made as --as NAME (default: your OS user)
+                         instead of Kubernetes; decisions are signed with a token from the sidecar's
+                         approver credentials file, and the name on it is who decides
+      --approver-token-file FILE   with --sidecar: the credentials file (default:
+                         $AIRLOCK_APPROVER_TOKEN_FILE, else ~/.config/airlock/approver-tokens)
+      --as NAME          with --sidecar: which approver of that file, when it holds several
   -h, --help             help
 `;
 
@@ -125,6 +129,7 @@ async function run(argv: string[], io: Io): Promise<number> {
       reason: { type: "string" },
       sidecar: { type: "string" },
       as: { type: "string" },
+      "approver-token-file": { type: "string" },
       all: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -153,9 +158,15 @@ async function run(argv: string[], io: Io): Promise<number> {
   if (values["all-namespaces"] && takesName) throw new UsageError(`${sub} works in one namespace: use -n NS`);
   if (values.as && !values.sidecar)
     throw new UsageError("--as is only for --sidecar (Kubernetes knows who you are)");
+  if (values["approver-token-file"] && !values.sidecar)
+    throw new UsageError("--approver-token-file is only for --sidecar (Kubernetes knows who you are)");
 
   const backend: Backend = values.sidecar
-    ? sidecarBackend({ url: values.sidecar, ...(values.as ? { as: values.as } : {}) })
+    ? sidecarBackend({
+        url: values.sidecar,
+        ...(values.as ? { as: values.as } : {}),
+        ...(values["approver-token-file"] ? { credentialsFile: values["approver-token-file"] } : {}),
+      })
     : kubeBackend({
         ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
         ...(values.context ? { context: values.context } : {}),
@@ -166,6 +177,13 @@ async function run(argv: string[], io: Io): Promise<number> {
   const nsFlag = (ns: string | undefined) =>
     backend.kind === "sidecar" ? ` --sidecar ${values.sidecar}` : ns ? ` -n ${ns}` : "";
   const now = io.now();
+  // Standalone, the decider is the approver credential chosen with --as: name the rule's approvers
+  // (Kubernetes knows who you are).
+  const asFlag = (obj: AccessRequest) => {
+    const users = obj.spec.approvers.users ?? [];
+    if (backend.kind !== "sidecar" || users.length === 0) return "";
+    return ` --as ${users.length === 1 ? users[0] : `{${users.join("|")}}`}`;
+  };
 
   switch (sub) {
     case "requests": {
@@ -190,8 +208,8 @@ async function run(argv: string[], io: Io): Promise<number> {
           showRequest(
             obj,
             now,
-            `Decide: kubectl airlock approve ${obj.metadata.name}${nsFlag(namespace)} [--comment TEXT]\n` +
-              `        kubectl airlock deny ${obj.metadata.name}${nsFlag(namespace)} --reason TEXT`,
+            `Decide: kubectl airlock approve ${obj.metadata.name}${nsFlag(namespace)}${asFlag(obj)} [--comment TEXT]\n` +
+              `        kubectl airlock deny ${obj.metadata.name}${nsFlag(namespace)}${asFlag(obj)} --reason TEXT`,
           ),
         );
       return 0;

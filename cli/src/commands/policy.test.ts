@@ -1,4 +1,7 @@
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -81,6 +84,48 @@ describe("airlock policy test", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stdout).toBe("");
+  });
+
+  // A typo must never loosen what the author wrote: each of these used to be accepted silently.
+  it.each([
+    [
+      "methods:",
+      "method:",
+      /spec\.rules\[0\]\.match\.http\.method: unknown field "method"; did you mean "methods"\?/,
+    ],
+    ['paths: ["/admin/**"]', 'path: ["/admin/**"]', /unknown field "path"; did you mean "paths"\?/],
+    ["  masking:", "  maskng:", /spec\.maskng: unknown field "maskng"; did you mean "masking"\?/],
+    [
+      "action: deny",
+      "action: denny",
+      /"denny" is not one of: allow, deny, requireApproval; did you mean "deny"\?/,
+    ],
+    [
+      "strategy: partial",
+      "strategy: partail",
+      /"partail" is not one of: redact, partial, hash; did you mean "partial"\?/,
+    ],
+    [
+      '"$..internalNotes"',
+      '"$..internal[Notes"',
+      /spec\.masking\[1\]\.fields\[0\]: masking rule secret-notes: invalid JSON path/,
+    ],
+  ])("refuses a policy file with %j written as %j", async (from, to, message) => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-typo-"));
+    const file = join(dir, "policy.yaml");
+    const text = readFileSync(join(root, "examples/demo-policy.yaml"), "utf8");
+    expect(text).toContain(from);
+    writeFileSync(file, text.replace(from, to));
+    for (const args of [
+      ["policy", "test", "--policy", file, "--connection", "customers-api", "--http", "PUT /customers/1"],
+      ["mask", "--policy", file, "--connection", "customers-api"],
+    ]) {
+      const r = await airlock(...args);
+      expect(r.code, args[0]).toBe(2);
+      expect(r.stderr, args[0]).toMatch(message);
+      expect(r.stderr).not.toMatch(/Expected kind|AirlockStringEnum|\n\s+at /);
+      expect(r.stdout).toBe("");
+    }
   });
 
   it("prints help", async () => {

@@ -82,7 +82,10 @@ async function run(argv: string[]): Promise<number> {
   // the HTTP guard's own judgement (path normalization; CONNECT as the host-level tunnel).
   const { httpOperation, judgeHttp, judgeTunnel } = await import("../../../sidecar/src/decisions/http.ts");
   const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http as string);
-  if (!m) throw new UsageError('--http takes "METHOD PATH", e.g. --http "GET /customers/1" (or "CONNECT host:port")');
+  if (!m)
+    throw new UsageError(
+      '--http takes "METHOD PATH", e.g. --http "GET /customers/1" (or "CONNECT host:port")',
+    );
   const method = (m[1] as string).toUpperCase();
   if (method === "CONNECT") {
     print(judgeTunnel(set, values.connection, subject));

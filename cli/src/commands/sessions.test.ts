@@ -186,6 +186,32 @@ current-context: x
     expect(unknown.stderr).toMatch(/no session zzz/);
   });
 
+  it("counts the operations of directory recordings (a directory holds no audit events)", async () => {
+    const recDir = join(dir, "ops");
+    const logger = createLogger({ destination: new Writable({ write: (_c, _e, d) => d() }) });
+    const recorder = createRecorder({
+      logger,
+      settingsFor: () => ({ enabled: true, destination: "file", directory: recDir }),
+    });
+    const ssh = recorder.terminal({ session: "s1", connection: conn("box"), protocol: "ssh" });
+    for (const m of ["exec: ls", "exit 0", "exec: uptime", "exit 0"]) ssh.marker(m);
+    await ssh.end();
+    for (const path of ["/a", "/b", "/c"])
+      recorder.operation("h1", {
+        connection: conn("api"),
+        protocol: "http",
+        operation: { kind: "http", method: "GET", path },
+        decision: { action: "allow", rule: "r" },
+      });
+    await recorder.end("h1");
+    const listed = JSON.parse((await run(["list", "--dir", recDir, "--json"])).stdout) as {
+      session: string;
+      operations: number;
+    }[];
+    expect(Object.fromEntries(listed.map((s) => [s.session, s.operations]))).toEqual({ h1: 3, s1: 2 });
+    expect((await run(["list", "--dir", recDir])).stdout).toMatch(/^h1\b.*\s3$/m);
+  });
+
   it("checks its flags", async () => {
     await expect(run(["list"])).rejects.toThrow(/exactly one of --dir/);
     await expect(run(["replay", "--logs", logFile])).rejects.toThrow(/session ID/);

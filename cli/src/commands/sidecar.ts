@@ -18,6 +18,9 @@ sidecar to stop taking new connections and finish in-flight ones (the preStop ho
   --admin-port N           /metrics /healthz /readyz (default 15990)
   --proxy-port N           explicit HTTP proxy for HTTP_PROXY clients (default 15901)
   --hash-key-file FILE     key of the hash masking strategy (created if missing)
+  --approver NAME          standalone: approver whose credential is created at start (default: your OS user)
+  --approver-token-file F  standalone: approver credentials, mode 0600 (default: $AIRLOCK_APPROVER_TOKEN_FILE,
+                           else ~/.config/airlock/approver-tokens); \`airlock approvals --sidecar\` reads it
   --log-level LEVEL        pino level (default info; AIRLOCK_LOG_LEVEL)
 `;
 
@@ -46,6 +49,8 @@ export const command: Command = {
         "admin-port": { type: "string" },
         "proxy-port": { type: "string" },
         "hash-key-file": { type: "string" },
+        approver: { type: "string" },
+        "approver-token-file": { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -74,6 +79,8 @@ export const command: Command = {
       adminPort: port("--admin-port", values["admin-port"]),
       proxyPort: port("--proxy-port", values["proxy-port"]),
       hashKeyFile: values["hash-key-file"],
+      approver: values.approver,
+      approverTokenFile: values["approver-token-file"],
     });
     await new Promise<void>((resolve) => {
       const stop = () => resolve();

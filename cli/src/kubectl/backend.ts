@@ -1,7 +1,9 @@
 // Where `kubectl airlock` reads and decides AccessRequests: the Kubernetes API (as the user in the
 // kubeconfig; the admission policy checks who they are) or, standalone, a sidecar's loopback admin
 // API (`--sidecar http://127.0.0.1:15990`).
-import { userInfo } from "node:os";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { delimiter, join } from "node:path";
 import {
   ApiException,
   AuthenticationV1Api,
@@ -10,6 +12,12 @@ import {
   type KubernetesListObject,
 } from "@kubernetes/client-node";
 import { type AccessRequest, GROUP, VERSION } from "../../../api/src/index.ts";
+import {
+  type ApproverCredential,
+  CredentialFileError,
+  defaultApproverTokenFile,
+  readApproverCredentials,
+} from "../../../sidecar/src/approvals/credentials.ts";
 
 export const PLURAL = "accessrequests";
 
@@ -81,6 +89,19 @@ export interface KubeOptions {
 
 export function kubeBackend(opts: KubeOptions): Backend {
   const kc = new KubeConfig();
+  // With no kubeconfig at all, client-node falls back to http://localhost:8080 and fails with a
+  // message about skipTLSVerify: say what is missing instead.
+  const files = (process.env.KUBECONFIG ?? "").split(delimiter).filter(Boolean);
+  const defaultFile = join(homedir(), ".kube", "config");
+  if (
+    !opts.kubeconfig &&
+    !process.env.KUBERNETES_SERVICE_HOST &&
+    !(files.length ? files : [defaultFile]).some((f) => existsSync(f))
+  )
+    throw new PluginError(
+      `no kubeconfig found (${files.length ? `KUBECONFIG=${process.env.KUBECONFIG}` : defaultFile}): ` +
+        "pass --kubeconfig FILE or set KUBECONFIG to reach a cluster, or use --sidecar http://127.0.0.1:15990 for a standalone sidecar",
+    );
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
@@ -223,8 +244,10 @@ export function requesterOf(o: AccessRequest): string {
 
 export interface SidecarOptions {
   url: string;
-  /** Name to decide as (standalone has no authenticator): --as, else the OS user. */
+  /** Which approver of the credentials file to decide as, when it holds several. */
   as?: string;
+  /** Approver credentials (default: AIRLOCK_APPROVER_TOKEN_FILE, else ~/.config/airlock/approver-tokens). */
+  credentialsFile?: string;
 }
 
 export function sidecarBackend(opts: SidecarOptions): Backend {
@@ -234,13 +257,19 @@ export function sidecarBackend(opts: SidecarOptions): Backend {
   } catch {
     throw new PluginError(`--sidecar ${opts.url} is not a URL (e.g. http://127.0.0.1:15990)`);
   }
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async function call<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
     let res: Response;
     try {
       res = await fetch(new URL(path, base), {
         method,
         ...(body !== undefined
-          ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }
+          ? {
+              headers: {
+                "content-type": "application/json",
+                ...(token ? { authorization: `Bearer ${token}` } : {}),
+              },
+              body: JSON.stringify(body),
+            }
           : {}),
         signal: AbortSignal.timeout(10_000),
       });
@@ -260,6 +289,33 @@ export function sidecarBackend(opts: SidecarOptions): Backend {
     }
     return value as T;
   }
+  const credentialsFile = opts.credentialsFile ?? defaultApproverTokenFile();
+  let credential: ApproverCredential | undefined;
+  // Standalone has no authenticator: the approver is whoever holds a token from the sidecar's
+  // owner-only credentials file, and the sidecar takes the name from the token, not from us.
+  const approver = (): ApproverCredential => {
+    if (credential) return credential;
+    let all: ApproverCredential[];
+    try {
+      all = readApproverCredentials(credentialsFile);
+    } catch (e) {
+      if (e instanceof CredentialFileError)
+        throw new PluginError(
+          `${e.message}\n(the sidecar creates it at start; point at it with --approver-token-file FILE or AIRLOCK_APPROVER_TOKEN_FILE)`,
+        );
+      throw e;
+    }
+    const names = all.map((c) => c.user);
+    const chosen = opts.as ? all.find((c) => c.user === opts.as) : all.length === 1 ? all[0] : undefined;
+    if (!chosen)
+      throw new PluginError(
+        opts.as
+          ? `no approver credential for ${opts.as} in ${credentialsFile} (it has: ${names.join(", ") || "none"})`
+          : `${credentialsFile} holds several approvers (${names.join(", ")}): choose one with --as NAME`,
+      );
+    credential = chosen;
+    return chosen;
+  };
   let ns: string | undefined;
   const backend: Backend = {
     kind: "sidecar",
@@ -274,13 +330,18 @@ export function sidecarBackend(opts: SidecarOptions): Backend {
       return call<AccessRequest>("GET", `approvals/${encodeURIComponent(name)}`);
     },
     async whoami() {
-      return opts.as ?? userInfo().username;
+      return approver().user;
     },
     async decide(name, _namespace, kind, user, text) {
       const obj = await backend.get(name, _namespace);
       checkDecidable(obj, kind, user);
       const body = kind === "approve" ? { user, comment: text } : { user, reason: text };
-      return call<AccessRequest>("POST", `approvals/${encodeURIComponent(name)}/${kind}`, body);
+      return call<AccessRequest>(
+        "POST",
+        `approvals/${encodeURIComponent(name)}/${kind}`,
+        body,
+        approver().token,
+      );
     },
     async grants() {
       const res = await call<{

@@ -6,13 +6,17 @@
 //   GET  /approvals[?phase=Pending]        {mode, items: AccessRequest[], grants: GrantInfo[]}
 //   GET  /approvals/grants                 {items: GrantInfo[]}
 //   GET  /approvals/NAME                   AccessRequest
-//   POST /approvals/NAME/approve           {"user": "...", "comment": "..."} → AccessRequest
-//   POST /approvals/NAME/deny              {"user": "...", "reason": "..."}  → AccessRequest
+//   POST /approvals/NAME/approve           {"comment": "..."} → AccessRequest
+//   POST /approvals/NAME/deny              {"reason": "..."}  → AccessRequest
 //
+// Decisions carry `Authorization: Bearer TOKEN`, a token from the approver credentials file
+// (credentials.ts, owner-only); the deciding user is the name on the token's line. A `user` in
+// the body must match it (an explicit mismatch is refused, never silently replaced).
 // POSTs must be `content-type: application/json` without an Origin header, so a web page in a
 // browser on the same machine cannot forge a decision (cross-site requests can do neither).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Route } from "../admin/server.ts";
+import { approverFor, CredentialFileError, readApproverCredentials } from "./credentials.ts";
 import type { LocalApprovalStore } from "./local-store.ts";
 import type { ApprovalService } from "./service.ts";
 import { RejectedError } from "./store.ts";
@@ -44,7 +48,17 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 const str = (v: unknown, max: number) => (typeof v === "string" ? v.slice(0, max) : undefined);
 
-export function approvalRoutes(service: ApprovalService): Route {
+export interface ApprovalRouteOptions {
+  /** Standalone: the approver credentials file decisions are authenticated against. */
+  credentialsFile?: string;
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+  return m?.[1];
+}
+
+export function approvalRoutes(service: ApprovalService, opts: ApprovalRouteOptions = {}): Route {
   const store = service.store;
   const local = store.kind === "local" ? (store as LocalApprovalStore) : undefined;
   return async (req, res, url) => {
@@ -93,8 +107,34 @@ export function approvalRoutes(service: ApprovalService): Route {
           });
           return true;
         }
+        const token = bearer(req);
+        if (!opts.credentialsFile || !token) {
+          res.setHeader("www-authenticate", 'Bearer realm="airlock-approvals"');
+          json(res, 401, {
+            error: opts.credentialsFile
+              ? `decisions need an approver credential: Authorization: Bearer TOKEN from ${opts.credentialsFile} (kubectl airlock --sidecar sends it)`
+              : "this sidecar has no approver credentials file; decisions are refused",
+          });
+          return true;
+        }
+        let user: string | undefined;
+        try {
+          user = approverFor(readApproverCredentials(opts.credentialsFile), token);
+        } catch (e) {
+          if (!(e instanceof CredentialFileError)) throw e;
+          json(res, 503, { error: `approver credentials unusable: ${e.message}` });
+          return true;
+        }
+        if (!user) {
+          json(res, 401, { error: "unknown approver credential" });
+          return true;
+        }
         const body = await readJson(req);
-        const user = str(body.user, 256) ?? "";
+        const claimed = str(body.user, 256);
+        if (claimed !== undefined && claimed !== user) {
+          json(res, 403, { error: `the credential is ${user}'s; it cannot decide as ${claimed}` });
+          return true;
+        }
         const obj =
           action === "approve"
             ? local.approve(name, {

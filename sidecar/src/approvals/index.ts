@@ -1,10 +1,12 @@
 // Just-in-time approvals: the ApprovalGate guards call, over AccessRequests in Kubernetes or, in
 // standalone mode, a local store decided through the admin API. `setupApprovals` is what the
 // sidecar composition (app.ts) calls.
+import { userInfo } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Route } from "../admin/server.ts";
 import type { SidecarContext } from "../runtime/context.ts";
 import { approvalRoutes } from "./admin.ts";
+import { defaultApproverTokenFile, ensureApproverCredential } from "./credentials.ts";
 import { createKubernetesStore } from "./kubernetes-store.ts";
 import { createLocalStore } from "./local-store.ts";
 import { createApprovalMetrics } from "./metrics.ts";
@@ -13,6 +15,14 @@ import { type ApprovalService, createApprovalService } from "./service.ts";
 import { admissionPolicyCheck } from "./trust.ts";
 
 export { approvalRoutes } from "./admin.ts";
+export {
+  type ApproverCredential,
+  approverFor,
+  CredentialFileError,
+  defaultApproverTokenFile,
+  ensureApproverCredential,
+  readApproverCredentials,
+} from "./credentials.ts";
 export {
   type ApprovalGate,
   type ApprovalInput,
@@ -67,6 +77,10 @@ export interface ApprovalsSetupOptions {
   podUid?: string;
   /** Check that the admission policy is installed before trusting approvals (Kubernetes; default true). */
   verifyAdmissionPolicy?: boolean;
+  /** Standalone: approver credentials file (default AIRLOCK_APPROVER_TOKEN_FILE, else ~/.config/airlock/approver-tokens). */
+  approverTokenFile?: string;
+  /** Standalone: the approver whose credential is created at start (default AIRLOCK_APPROVER, else the OS user). */
+  approver?: string;
   /** The admin API's base URL, for the standalone "how to approve" hint. */
   adminUrl?: () => string | undefined;
   env?: Readonly<Record<string, string | undefined>>;
@@ -96,6 +110,7 @@ export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
     ...(podUid ? { podUid } : {}),
   };
   let gate: ApprovalService;
+  let credentialsFile: string | undefined;
   if (opts.kubeConfig) {
     const store = createKubernetesStore({
       kubeConfig: opts.kubeConfig,
@@ -111,6 +126,13 @@ export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
         : { verifyTrust: admissionPolicyCheck(opts.kubeConfig, logger) }),
     });
   } else {
+    credentialsFile = opts.approverTokenFile ?? defaultApproverTokenFile(env);
+    const approver = opts.approver ?? env.AIRLOCK_APPROVER ?? userInfo().username;
+    ensureApproverCredential(credentialsFile, approver);
+    logger.info(
+      { file: credentialsFile, approver },
+      "standalone approvals: decisions need a token from this file",
+    );
     const file = opts.storeFile ?? env.AIRLOCK_APPROVALS_FILE;
     const store = createLocalStore({ namespace: ctx.workload.namespace, ...(file ? { file } : {}) });
     gate = createApprovalService({
@@ -124,7 +146,7 @@ export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
   }
   return {
     gate,
-    routes: [approvalRoutes(gate)],
+    routes: [approvalRoutes(gate, credentialsFile ? { credentialsFile } : {})],
     close: () => gate.close(),
   };
 }

@@ -10,7 +10,11 @@ import { refusal } from "./refusals.ts";
 export type HttpOperation = Extract<Operation, { kind: "http" }>;
 
 export type HttpRequestJudgement =
-  | { ok: true; operation: HttpOperation; /** What the upstream gets (normalized, re-encoded). */ forwardPath: string }
+  | {
+      ok: true;
+      operation: HttpOperation /** What the upstream gets (normalized, re-encoded). */;
+      forwardPath: string;
+    }
   /** The path cannot be judged: refused before any rule (the path itself is not recorded). */
   | { ok: false; operation: HttpOperation; decision: Decision; detail: string };
 
@@ -19,7 +23,11 @@ export function httpOperation(method: string, path: string, websocket: boolean):
   const m = method.toUpperCase();
   try {
     const n = normalizePath(path);
-    return { ok: true, operation: { kind: "http", method: m, path: n.match, websocket }, forwardPath: n.forward };
+    return {
+      ok: true,
+      operation: { kind: "http", method: m, path: n.match, websocket },
+      forwardPath: n.forward,
+    };
   } catch (err) {
     if (!(err instanceof PathError)) throw err;
     return {
@@ -32,7 +40,12 @@ export function httpOperation(method: string, path: string, websocket: boolean):
 }
 
 /** The policy's decision for a request on `connection`. */
-export function judgeHttp(policies: PolicySet, connection: string, subject: Subject, op: HttpOperation): Decision {
+export function judgeHttp(
+  policies: PolicySet,
+  connection: string,
+  subject: Subject,
+  op: HttpOperation,
+): Decision {
   return policies.evaluate(connection, subject, op);
 }
 

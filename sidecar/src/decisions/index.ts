@@ -1,7 +1,13 @@
 // The decision layer: judgement of SQL texts, SSH operations and HTTP requests on top of the
 // policy engine, and the guard's own refusals. Guards and `airlock policy test` ask here.
 
-export { type HttpOperation, type HttpRequestJudgement, httpOperation, judgeHttp, judgeTunnel } from "./http.ts";
+export {
+  type HttpOperation,
+  type HttpRequestJudgement,
+  httpOperation,
+  judgeHttp,
+  judgeTunnel,
+} from "./http.ts";
 export { BUILTIN_RULE, MASKING_RULE, type RefusalKind, refusal } from "./refusals.ts";
 export { type JudgeInput, judgeSql, readOnlySession, type SqlJudgement } from "./sql.ts";
 export {

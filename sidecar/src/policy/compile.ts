@@ -147,6 +147,14 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
           path: "spec.connections",
           message: `connection ${c.name} is already defined by policy ${holder.policy}`,
         });
+      const port = c.listen?.port;
+      const clash = port && [...connections.values()].find((o) => o.spec.listen?.port === port);
+      if (clash && !holder)
+        own.push({
+          policy: key,
+          path: "spec.connections",
+          message: `connection ${c.name} listens on port ${port}, as connection ${clash.spec.name} of policy ${clash.policy} does`,
+        });
     }
     if (own.length) {
       problems.push(...own);

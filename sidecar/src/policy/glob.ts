@@ -6,13 +6,13 @@ export type Matcher = (value: string) => boolean;
 
 const escapeRegex = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
 
-export function compilePathGlob(glob: string): Matcher {
+export function compilePathGlob(glob: string, caseInsensitive = false): Matcher {
   if (glob === "/") return (v) => v === "/";
   const segments = glob.split("/").slice(1);
   const re = segments
     .map((seg) => (seg === "**" ? "(?:/[^/]*)*" : `/${seg.split("*").map(escapeRegex).join("[^/]*")}`))
     .join("");
-  const regex = new RegExp(`^${re}$`, "s");
+  const regex = new RegExp(`^${re}$`, caseInsensitive ? "is" : "s");
   return (value) => regex.test(value);
 }
 

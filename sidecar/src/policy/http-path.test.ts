@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { normalizePath, PathError, splitTarget } from "./http-path.ts";
+import { looseMatchPath, normalizePath, PathError, splitTarget } from "./http-path.ts";
 
 describe("normalizePath", () => {
   it.each([
@@ -38,5 +38,18 @@ describe("normalizePath", () => {
   it("splits the query off untouched", () => {
     expect(splitTarget("/a/b?x=%2F..&y")).toEqual({ path: "/a/b", query: "?x=%2F..&y" });
     expect(splitTarget("/a")).toEqual({ path: "/a", query: "" });
+  });
+});
+
+describe("looseMatchPath", () => {
+  it.each([
+    ["/admin", "/admin"],
+    ["/admin;x=1/k", "/admin/k"],
+    ["/admin;/k", "/admin/k"],
+    ["/;x/admin", "/admin"],
+    ["/a;b;c/d;e", "/a/d"],
+    ["/", "/"],
+  ])("%s → %s", (path, loose) => {
+    expect(looseMatchPath(path)).toBe(loose);
   });
 });

@@ -5,9 +5,19 @@
 //
 // Rules: percent-escapes are decoded once (an encoded slash becomes a separator); `.` and `..`
 // segments are resolved (`..` above the root stays at the root); empty segments collapse; a
-// trailing slash is kept for forwarding and ignored for matching; paths are case-sensitive.
+// trailing slash is kept for forwarding and ignored for matching.
 // Refused outright (fail closed): backslashes, NUL and control characters, malformed escapes,
 // and double-encoding (`%25` followed by two hex digits), which some upstreams decode twice.
+//
+// Upstreams disagree on two more things: case (IIS, Spring with case-insensitive matching, many
+// file servers) and `;` path parameters (Tomcat, Jetty and Spring strip `;jsessionid=…` from each
+// segment before routing). So rules that restrict (deny, requireApproval) match the loosest reading
+// — case-insensitive, with `;…` cut from every segment (`looseMatchPath`) — and allow rules match the
+// exact form: `/ADMIN/x` and `/admin;x=1/k` are denied by a deny on `/admin/**`, and allowed only by
+// an allow rule written for that exact spelling. Either way the upstream gets `forward`, the form
+// that was matched. (Envoy's normalize_path / merge_slashes / path_with_escaped_slashes_action and
+// Istio's pathNormalization BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES cover the first
+// paragraph; neither folds case nor strips `;` parameters, see the README.)
 
 export class PathError extends Error {}
 
@@ -62,6 +72,19 @@ export function normalizePath(rawPath: string): NormalizedPath {
   const match = `/${stack.join("/")}`;
   const forward = `/${stack.map(encodeSegment).join("/")}${trailing ? "/" : ""}`;
   return { match, forward };
+}
+
+/**
+ * The loosest reading of a normalized match path, for restrictive rules: `;params` cut from every
+ * segment and the empty segments that leaves collapsed (case is folded by the matcher).
+ */
+export function looseMatchPath(match: string): string {
+  if (!match.includes(";")) return match;
+  const segments = match
+    .split("/")
+    .map((s) => s.split(";", 1)[0] as string)
+    .filter((s) => s !== "");
+  return `/${segments.join("/")}`;
 }
 
 /** Splits a request target into path and query; the query is forwarded untouched. */

@@ -2,9 +2,12 @@
 // that every ambiguity fails closed: a deny or requireApproval rule matches when ANY table or
 // function of a statement matches it; an allow rule only when ALL of them do. Capabilities that
 // widen what an agent can do (WebSocket upgrades, SSH shells, port forwarding, SFTP) are allowed
-// only by a rule that names them, never by a rule that merely leaves `match` open.
+// only by a rule that names them, never by a rule that merely leaves `match` open. HTTP paths: a
+// restrictive rule matches case-insensitively and ignores `;` path parameters, an allow rule
+// matches exactly (see http-path.ts).
 import type { SqlStatementKind } from "../../../api/src/index.ts";
 import { anyOf, compileNameGlob, compilePathGlob, type Matcher } from "./glob.ts";
+import { looseMatchPath } from "./http-path.ts";
 import type { Operation, Rule, SqlKind, SqlStatement } from "./types.ts";
 
 export type OperationMatcher = (op: Operation) => boolean;
@@ -48,7 +51,9 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
   const open = !match || (!http && !sql && !ssh);
 
   const methods = http?.methods && !http.methods.includes("*") ? new Set<string>(http.methods) : undefined;
-  const paths = anyOf(http?.paths, compilePathGlob);
+  const globs = anyOf(http?.paths, (g) => compilePathGlob(g, restrictive));
+  // Both readings for a restrictive rule, so that a glob written with `;` still matches itself.
+  const paths = globs && restrictive ? (path: string) => globs(path) || globs(looseMatchPath(path)) : globs;
   const kinds = expandStatementKinds(sql?.statements);
   const tables = quantified(tableMatcher(sql?.tables), restrictive);
   const functions = quantified(

@@ -1,12 +1,23 @@
 // Everything the API server would reject (schema + CEL), re-checked for policies that never pass
 // through one (standalone files, `airlock policy test`), plus checks CEL cannot express well.
 import { type AgentAccessPolicy, AgentAccessPolicySpec } from "../../../api/src/index.ts";
+import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
+import { parseJsonPath } from "../masking/json-path.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
 
 const DURATION = /^([0-9]+([.][0-9]+)?(ms|s|m|h))+$/;
+
+/** The sidecar's own ports (app.ts PORTS): a connection listening there could never start. */
+const SIDECAR_PORTS: ReadonlyMap<number, string> = new Map([
+  [15900, "the transparent capture port"],
+  [15901, "the explicit proxy port"],
+  [15990, "the admin port"],
+]);
+
+const TOP_LEVEL = ["apiVersion", "kind", "metadata", "spec", "status"];
 
 function duplicates(names: readonly string[]): string[] {
   const seen = new Set<string>();
@@ -19,13 +30,16 @@ function duplicates(names: readonly string[]): string[] {
 }
 
 export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
+  const top = Object.keys(policy ?? {}).filter((k) => !TOP_LEVEL.includes(k));
+  if (top.length)
+    return top.map((k) => ({
+      path: k,
+      message: `unknown field "${k}"${didYouMean(k, TOP_LEVEL)} (fields here: ${TOP_LEVEL.join(", ")})`,
+    }));
   if (!policy?.metadata?.name) return [{ path: "metadata.name", message: "policy has no metadata.name" }];
   if (!policy.spec) return [{ path: "spec", message: "policy has no spec" }];
   const schema = checkSchema(AgentAccessPolicySpec, policy.spec);
-  if (schema.length)
-    return schema
-      .slice(0, 20)
-      .map((p) => ({ path: `spec${p.path.replaceAll("/", ".")}`, message: p.message }));
+  if (schema.length) return schema.slice(0, 20).map((p) => ({ path: `spec${p.path}`, message: p.message }));
 
   const out: Problem[] = [];
   const spec = policy.spec;
@@ -79,7 +93,33 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     }
   });
+  const listeners = new Map<number, string>();
+  spec.connections.forEach((c, i) => {
+    const port = c.listen?.port;
+    if (port === undefined) return;
+    const at = `spec.connections[${i}].listen.port`;
+    const holder = listeners.get(port);
+    if (holder)
+      out.push({
+        path: at,
+        message: `connection ${c.name} listens on port ${port}, as connection ${holder} does`,
+      });
+    const own = SIDECAR_PORTS.get(port);
+    if (own)
+      out.push({ path: at, message: `connection ${c.name} cannot listen on port ${port}: it is ${own}` });
+    listeners.set(port, c.name);
+  });
   (spec.masking ?? []).forEach((rule, i) => {
+    (rule.fields ?? []).forEach((field, j) => {
+      try {
+        parseJsonPath(field);
+      } catch (e) {
+        out.push({
+          path: `spec.masking[${i}].fields[${j}]`,
+          message: `masking rule ${rule.name}: ${(e as Error).message}`,
+        });
+      }
+    });
     for (const n of rule.connections ?? [])
       if (!connections.has(n))
         out.push({

@@ -197,6 +197,12 @@ export async function catalogFromDirectory(dir: string): Promise<RecordingCatalo
     }
     fromHeader(rec);
     rec.summary.count = m[2] === "cast" ? rec.events.length : rec.entries.length;
+    // A directory holds no audit events: count the operations the recording itself shows (one
+    // entry per SQL/HTTP operation; one marker per SSH exec, shell, sftp or forward, not exits).
+    rec.summary.operations =
+      m[2] === "cast"
+        ? rec.events.filter((e) => e[1] === "m" && !String(e[2]).startsWith("exit")).length
+        : rec.entries.length;
     sessions.set(id, rec);
   }
   return catalog(sessions);

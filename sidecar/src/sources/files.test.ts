@@ -58,6 +58,16 @@ describe("policy files", () => {
     }
   });
 
+  it("refuses to start with a policy that has a problem, naming the path and the fix", async () => {
+    const f = join(dir, "typo.yaml");
+    writeFileSync(f, doc("typo", "GET").replace("methods:", "method:"));
+    await expect(
+      startFileSource({ files: [f], store: createPolicyStore({ logger }), logger }),
+    ).rejects.toThrow(
+      /default\/typo: spec\.rules\[0\]\.match\.http\.method: unknown field "method"; did you mean "methods"\?/,
+    );
+  });
+
   it("refuses to start without a readable policy", async () => {
     await expect(
       startFileSource({ files: [join(dir, "missing.yaml")], store: createPolicyStore({ logger }), logger }),

@@ -58,8 +58,13 @@ export async function startFileSource(opts: {
       );
     }
   };
-  // The first load must succeed: starting with no policy is a misconfiguration, not a state.
-  opts.store.update(await readPolicyFiles(opts.files));
+  // The first load must succeed whole: starting with no policy, or with a policy left out for a
+  // problem (a typo the author believes is enforced), is a misconfiguration, not a state.
+  const { problems } = opts.store.update(await readPolicyFiles(opts.files));
+  if (problems.length)
+    throw new PolicyFileError(
+      `invalid policy in ${opts.files.join(", ")}:\n${problems.map((p) => `  ${p.policy}: ${p.path}: ${p.message}`).join("\n")}`,
+    );
   const watchers =
     opts.watch === false
       ? []

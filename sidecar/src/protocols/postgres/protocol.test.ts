@@ -505,6 +505,11 @@ describe("row masking", () => {
 
   it("is off when no rule masks responses", () => {
     expect(maskState([], randomBytes(32))).toBeUndefined();
+    // Rules the loader accepted but the masker cannot compile (defence in depth: the loader checks
+    // JSONPaths): the session must not run with less masking than the policy says.
+    expect(() =>
+      createMaskState({ request: { masker: undefined }, response: { error: "bad path" }, responseRules: [] }),
+    ).toThrow(/masking rules are unusable, so nothing is forwarded: bad path/);
     expect(
       maskState(
         [{ name: "req", detectors: ["email"], strategy: "redact", direction: "request" }],

@@ -4,6 +4,7 @@
 // SFTP) and forwarding.ts (port forwarding); session.ts wires them to ssh2's events.
 import type { Logger } from "pino";
 import type { ServerChannel } from "ssh2";
+import type { ApprovalGate } from "../../approvals/gate.ts";
 import type { AuditOperation } from "../../audit/events.ts";
 import { recordApproval, seekApproval } from "../../operations/approval-step.ts";
 import type { Operation, OperationLog } from "../../operations/lifecycle.ts";
@@ -12,7 +13,6 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Operation as PolicyOperation, Subject } from "../../policy/types.ts";
 import type { Recorder, TerminalRecording } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
-import type { ApprovalGate } from "../../approvals/gate.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 
 /** Exit status of a refused exec/shell (POSIX "found but cannot execute"). */

@@ -8,11 +8,11 @@ import ssh2 from "ssh2";
 
 const { Server } = ssh2;
 
+import type { ApprovalGate } from "../../approvals/gate.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import { createRecorder, type Recorder } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
-import type { ApprovalGate } from "../../approvals/gate.ts";
 import { assertSupportedSsh2 } from "./cert-auth.ts";
 import {
   generateEd25519,

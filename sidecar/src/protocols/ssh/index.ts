@@ -2,6 +2,7 @@
 // upstream, with per-session certificates, command analysis, masking and asciicast recording.
 // Behaviour, refusals and decisions: README.md in this directory.
 
+export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "../../approvals/gate.ts";
 export { decideExec, type ExecDecision } from "../../decisions/ssh-exec.ts";
 export {
   analyzeCommand,
@@ -12,7 +13,6 @@ export {
   renderCommand,
   shellQuote,
 } from "../../shell/command.ts";
-export type { ApprovalGate, ApprovalInput, ApprovalOutcome } from "../../approvals/gate.ts";
 export { assertSupportedSsh2, certificateKey, enableCertificateAuth } from "./cert-auth.ts";
 export {
   type CertificatePermissions,

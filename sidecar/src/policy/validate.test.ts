@@ -1,0 +1,155 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import type { AgentAccessPolicy } from "../../../api/src/index.ts";
+import { compilePolicies } from "./compile.ts";
+import { validatePolicy } from "./validate.ts";
+
+const demo = () =>
+  parse(
+    readFileSync(new URL("../../../examples/demo-policy.yaml", import.meta.url), "utf8"),
+  ) as AgentAccessPolicy & { spec: Record<string, unknown> };
+
+const problems = (edit: (p: ReturnType<typeof demo>) => void) => {
+  const p = demo();
+  edit(p);
+  return validatePolicy(p);
+};
+
+describe("a misspelled field is an error with its path and a suggestion, never ignored", () => {
+  it.each([
+    [
+      "method: for methods:",
+      (p: ReturnType<typeof demo>) => {
+        const rules = p.spec.rules as { match?: { http?: Record<string, unknown> } }[];
+        const http = rules[0]?.match?.http as Record<string, unknown>;
+        http.method = http.methods;
+        delete http.methods;
+      },
+      "spec.rules[0].match.http.method",
+      'unknown field "method"; did you mean "methods"? (fields here: methods, paths, websocket)',
+    ],
+    [
+      "path: for paths:",
+      (p: ReturnType<typeof demo>) => {
+        const http = (p.spec.rules as { match: { http: Record<string, unknown> } }[])[3]?.match.http;
+        if (http) {
+          http.path = http.paths;
+          delete http.paths;
+        }
+      },
+      "spec.rules[3].match.http.path",
+      'unknown field "path"; did you mean "paths"?',
+    ],
+    [
+      "maskng: for masking:",
+      (p: ReturnType<typeof demo>) => {
+        p.spec.maskng = p.spec.masking;
+        delete p.spec.masking;
+      },
+      "spec.maskng",
+      'unknown field "maskng"; did you mean "masking"?',
+    ],
+    [
+      "a top-level key beside spec",
+      (p: ReturnType<typeof demo>) => Object.assign(p, { rules: [] }),
+      "rules",
+      'unknown field "rules" (fields here: apiVersion, kind, metadata, spec, status)',
+    ],
+  ])("%s", (_label, edit, path, message) => {
+    const found = problems(edit);
+    expect(found).toContainEqual({ path, message: expect.stringContaining(message) });
+  });
+
+  it("leaves map keys (podSelector.matchLabels) alone", () => {
+    expect(problems((p) => (p.spec.podSelector = { matchLabels: { "app.kubernetes.io/x": "y" } }))).toEqual(
+      [],
+    );
+  });
+});
+
+describe("an enum error lists the allowed values, never TypeBox's kind name", () => {
+  it.each([
+    [
+      "denny",
+      (p: ReturnType<typeof demo>) => ((p.spec.rules as { action: string }[])[2]!.action = "denny"),
+      "spec.rules[2].action",
+      '"denny" is not one of: allow, deny, requireApproval; did you mean "deny"?',
+    ],
+    [
+      "partail",
+      (p: ReturnType<typeof demo>) => ((p.spec.masking as { strategy: string }[])[0]!.strategy = "partail"),
+      "spec.masking[0].strategy",
+      '"partail" is not one of: redact, partial, hash; did you mean "partial"?',
+    ],
+    [
+      "a method in lower case in a list",
+      (p: ReturnType<typeof demo>) =>
+        ((p.spec.rules as { match: { http: { methods: string[] } } }[])[0]!.match.http.methods = ["GOT"]),
+      "spec.rules[0].match.http.methods[0]",
+      '"GOT" is not one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, *; did you mean "GET"?',
+    ],
+  ])("%s", (_label, edit, path, message) => {
+    const found = problems(edit);
+    expect(found).toContainEqual({ path, message });
+    expect(JSON.stringify(found)).not.toMatch(/AirlockStringEnum|Expected kind/);
+  });
+});
+
+describe("semantic errors are caught at load, naming the rule", () => {
+  it("an invalid JSONPath in masking.fields", () => {
+    const found = problems(
+      (p) => ((p.spec.masking as { fields?: string[] }[])[1]!.fields = ["$..internal[notes"]),
+    );
+    expect(found).toEqual([
+      {
+        path: "spec.masking[1].fields[0]",
+        message: expect.stringMatching(
+          /^masking rule secret-notes: invalid JSON path "\$\.\.internal\[notes"/,
+        ),
+      },
+    ]);
+  });
+
+  it("two connections on one listen port", () => {
+    const found = problems((p) => {
+      const c = p.spec.connections as { name: string; listen?: { port: number } }[];
+      c.push({ ...structuredClone(c[0]!), name: "second" });
+    });
+    expect(found).toContainEqual({
+      path: "spec.connections[1].listen.port",
+      message: "connection second listens on port 15001, as connection customers-api does",
+    });
+  });
+
+  it("a listen port that is one of the sidecar's own", () => {
+    const found = problems(
+      (p) => ((p.spec.connections as { listen: { port: number } }[])[0]!.listen.port = 15990),
+    );
+    expect(found).toContainEqual({
+      path: "spec.connections[0].listen.port",
+      message: "connection customers-api cannot listen on port 15990: it is the admin port",
+    });
+  });
+
+  it("two policies listening on one port: the second is left out", () => {
+    const a = demo();
+    const b = demo();
+    b.metadata.name = "zz-other";
+    (b.spec.connections as { name: string }[])[0]!.name = "other-api";
+    const { set, problems: found } = compilePolicies([a, b]);
+    expect(set.policies).toEqual(["default/demo"]);
+    expect(found).toEqual([
+      {
+        policy: "default/zz-other",
+        path: "spec.connections",
+        message:
+          "connection other-api listens on port 15001, as connection customers-api of policy default/demo does",
+      },
+    ]);
+  });
+
+  it("the examples stay valid", () => {
+    expect(validatePolicy(demo())).toEqual([]);
+  });
+});
