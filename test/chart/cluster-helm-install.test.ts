@@ -200,7 +200,7 @@ describe("helm install (bootstrap certificates)", () => {
       .poll(async () => (await webhookConfig()).webhooks?.map((w) => w.clientConfig.caBundle), {
         timeout: 15_000,
       })
-      .toEqual([ca, ca]);
+      .toEqual([ca, ca, ca]); // the namespace, object and required webhooks
   });
 
   it("keeps the caBundle through helm upgrade", async () => {
@@ -208,7 +208,7 @@ describe("helm install (bootstrap certificates)", () => {
     expect(before).toBeTruthy();
     await helmInstall("upgrade");
     const after = await webhookConfig();
-    expect(after.webhooks?.map((w) => w.clientConfig.caBundle)).toEqual([before, before]);
+    expect(after.webhooks?.map((w) => w.clientConfig.caBundle)).toEqual([before, before, before]);
   });
 
   describe("pods, through the installed webhook", () => {

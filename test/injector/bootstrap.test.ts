@@ -84,7 +84,7 @@ afterAll(async () => {
 
 describe("bootstrap TLS against the real API server", () => {
   it("starts with no caBundle, so the API server cannot call the webhook", async () => {
-    expect(await caBundles()).toEqual([undefined, undefined]);
+    expect(await caBundles()).toEqual([undefined, undefined, undefined]); // namespace, object, required
   });
 
   it("generates a CA and certificate, stores them, patches caBundle, and pods get injected", async () => {
@@ -92,6 +92,7 @@ describe("bootstrap TLS against the real API server", () => {
     const bundles = await caBundles();
     expect(bundles[0]).toBeTruthy();
     expect(bundles[1]).toBe(bundles[0]);
+    expect(bundles[2]).toBe(bundles[0]);
     const ca = Buffer.from(bundles[0] ?? "", "base64").toString("utf8");
     expect(ca).toContain("BEGIN CERTIFICATE");
 

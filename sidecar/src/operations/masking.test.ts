@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
 import { compilePolicies } from "../policy/compile.ts";
-import { connectionMasking, rulesFor } from "./masking.ts";
+import { connectionMasking, resolveMasking, rulesFor } from "./masking.ts";
 
 const rules: MaskingRule[] = [
   { name: "all-conns", detectors: ["email"], strategy: "redact" },
@@ -59,11 +59,9 @@ describe("masking rule selection", () => {
   });
 
   it("a rule that does not compile is an error slot, not a missing masker", () => {
-    const bad = compiled([
-      { name: "bad", fields: ["$[?(@.x"], strategy: "redact" } as MaskingRule,
-    ]).connections.get("a");
-    if (!bad) throw new Error("no connection");
-    const slot = connectionMasking(bad, key).response;
-    expect("error" in slot).toBe(true);
+    // The policy loader refuses such a rule; the resolution must still fail closed on its own.
+    const m = resolveMasking([{ name: "bad", fields: ["$[?(@.x"], strategy: "redact" }], "a", key);
+    expect("error" in m.response).toBe(true);
+    expect(m.request).toEqual({ masker: undefined });
   });
 });
