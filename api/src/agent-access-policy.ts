@@ -328,6 +328,14 @@ const connection = obj(
     knownHosts: opt(
       secretKeyRef("SSH: known_hosts entries for the upstream; host keys are always verified."),
     ),
+    userHeader: opt(
+      str({
+        description:
+          "HTTP: header in which the sidecar tells the upstream who the verified end user is (e.g. X-Forwarded-User); absent when the request carries no verified user token. Whatever the agent sent in it is dropped.",
+        maxLength: 128,
+        pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+      }),
+    ),
     limits: opt(
       obj(
         {
@@ -372,6 +380,10 @@ const connection = obj(
       {
         rule: "!has(self.knownHosts) || self.protocol == 'ssh'",
         message: "knownHosts is only for protocol ssh",
+      },
+      {
+        rule: "!has(self.userHeader) || self.protocol == 'http'",
+        message: "userHeader is only for protocol http",
       },
     ],
   },
@@ -441,6 +453,13 @@ const match = obj(
           ),
           websocket: opt(
             bool({ description: "Allow WebSocket upgrades on matching requests.", default: false }),
+          ),
+          binaryBodies: opt(
+            bool({
+              description:
+                "Allow rules on connections with request masking: let request bodies that are not text through unmasked on matching requests (they cannot be masked, so they are refused otherwise).",
+              default: false,
+            }),
           ),
         },
         { description: "HTTP request match." },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classify, decoders, upstreamAcceptEncoding } from "./content.ts";
+import { classify, decoders, looksBinary, upstreamAcceptEncoding } from "./content.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
 describe("content classification", () => {
@@ -53,5 +53,25 @@ describe("upstream errors", () => {
     const f = classifyUpstreamError(Object.assign(new Error("x"), { code }));
     expect(f.reason).toBe(reason);
     expect(f.status).toBe(status);
+  });
+});
+
+describe("looksBinary judges bytes, not labels", () => {
+  it.each([
+    ["plain ASCII", Buffer.from("hello, world\n"), false],
+    ["UTF-8 with tabs, CRLF and an escape", Buffer.from("caf\u00e9\tok\r\n\u001b[0m"), false],
+    ["empty", Buffer.alloc(0), false],
+    ["a NUL byte", Buffer.from("a\0b"), true],
+    ["other C0 controls", Buffer.from([0x41, 0x01, 0x42]), true],
+    ["invalid UTF-8", Buffer.from([0x66, 0xff, 0xfe]), true],
+    ["a PNG signature", Buffer.from("89504e470d0a1a0a", "hex"), true],
+  ])("%s → %s", (_label, bytes, binary) => {
+    expect(looksBinary(bytes)).toBe(binary);
+  });
+
+  it("does not hold a multi-byte character cut at the end of a prefix against it", () => {
+    const e = Buffer.from("caf\u00e9");
+    expect(looksBinary(e.subarray(0, e.length - 1), true)).toBe(false);
+    expect(looksBinary(e.subarray(0, e.length - 1))).toBe(true);
   });
 });

@@ -40,7 +40,7 @@ const TEXTUAL_APPLICATION = new Set([
   "application/yaml",
 ]);
 
-/** Missing or binary content types are "other": passed through untouched. Bodies are assumed UTF-8. */
+/** What a Content-Type claims. Masking decides by the bytes (`looksBinary`); this picks JSON vs text vs SSE. */
 export function classify(contentType: string | undefined): BodyKind {
   const type = mediaType(contentType);
   if (type === "text/event-stream") return "sse";
@@ -48,6 +48,23 @@ export function classify(contentType: string | undefined): BodyKind {
     return "json";
   if (type.startsWith("text/") || TEXTUAL_APPLICATION.has(type) || type.endsWith("+xml")) return "text";
   return "other";
+}
+
+/**
+ * Whether bytes are not text: invalid UTF-8, or a control character no text format uses (NUL and
+ * the C0 controls other than tab, line feed, form feed, carriage return and escape). With
+ * `prefix`, a multi-byte character cut at the end is not held against the bytes. This, not the
+ * declared Content-Type, decides whether a body is masked: a label is the sender's claim.
+ */
+export function looksBinary(bytes: Uint8Array, prefix = false): boolean {
+  for (const b of bytes)
+    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0c && b !== 0x0d && b !== 0x1b) return true;
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes, { stream: prefix });
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 const DECODERS: Record<string, () => Transform> = {

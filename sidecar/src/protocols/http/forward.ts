@@ -30,10 +30,11 @@ import {
   maskBody,
   readAll,
 } from "./body.ts";
-import { classify, decoders, upstreamAcceptEncoding } from "./content.ts";
+import { classify, decoders, looksBinary, upstreamAcceptEncoding } from "./content.ts";
 import { credentialHeadersToDrop, type InjectedCredential, resolveCredential } from "./credentials.ts";
 import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
 import { declaredLength, isChunked, upstreamRequestHeaders } from "./headers.ts";
+import { maskHeaderValues, maskQuery } from "./mask-headers.ts";
 import { countByDetector, type MaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson } from "./respond.ts";
 import { relayResponse } from "./response.ts";
@@ -140,6 +141,14 @@ export async function prepareUpstream(
   return { upstream, credential, drop };
 }
 
+/** Whether the rule that decided lets non-text request bodies through (`match.http.binaryBodies`). */
+function binaryBodiesAllowed(connection: CompiledConnection, rule: string | undefined): boolean {
+  if (rule === undefined) return false;
+  for (const list of [connection.rules.allow, connection.rules.requireApproval])
+    for (const r of list) if (r.rule.name === rule) return r.rule.match?.http?.binaryBodies === true;
+  return false;
+}
+
 export function createForwarder(deps: ForwardDeps): Forwarder {
   const { ctx, maskers } = deps;
 
@@ -224,18 +233,34 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     };
 
     // Request body: none, streamed under a byte limit, or read whole when it must be masked or reframed.
-    const headers = upstreamRequestHeaders(req.headers, {
+    const requestMasker = requestSlot.masker;
+    // Request masking covers what travels beside the body too: header values and the query, before
+    // the sidecar's own credential and user assertion go in (those are never masked).
+    const agentHeaders = requestMasker ? { ...req.headers } : req.headers;
+    let target = forwardTarget;
+    if (requestMasker) {
+      const q = target.indexOf("?");
+      if (q >= 0) {
+        const masked = maskQuery(requestMasker, target.slice(q));
+        recordMasked(ctx, ex, countByDetector(masked.findings));
+        target = target.slice(0, q) + masked.query;
+      }
+      recordMasked(ctx, ex, countByDetector(maskHeaderValues(requestMasker, agentHeaders)));
+    }
+    const headers = upstreamRequestHeaders(agentHeaders, {
       host: upstream.hostHeader,
       drop,
       inject: credential,
       websocket: false,
       acceptEncoding: f.responseMasker ? upstreamAcceptEncoding(req.headers["accept-encoding"]) : undefined,
+      user: spec.userHeader ? { header: spec.userHeader, name: authorized.subject.user } : undefined,
     });
     const chunked = isChunked(req.headers);
     const hasBody = chunked || (declaredLength(req.headers) ?? 0) > 0;
-    const requestMasker = requestSlot.masker;
     const kind = classify(req.headers["content-type"]);
-    const maskRequest = hasBody && requestMasker !== undefined && kind !== "other";
+    // Judged by its bytes, not its declared type: any body on a connection with request masking is
+    // read whole and masked if it is text, refused if it is not (unless the rule allows binary).
+    const maskRequest = hasBody && requestMasker !== undefined;
     let whole: Buffer | undefined;
     if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
       const decs = maskRequest ? decoders(req.headers["content-encoding"]) : [];
@@ -270,9 +295,28 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         // Otherwise the agent aborted the body; the guard's close handler audits that.
         return;
       }
-      if (maskRequest && requestMasker) {
+      if (maskRequest && requestMasker && looksBinary(whole)) {
+        if (!binaryBodiesAllowed(connection, ex.decision?.rule)) {
+          ex.upstream = { error: "binary_request_body" };
+          refuseOnce(
+            f,
+            res,
+            415,
+            {
+              error: "binary_request_body",
+              reason:
+                "this connection masks request bodies and this one is not text, so it cannot be masked; a rule with match.http.binaryBodies: true lets such bodies through",
+            },
+            true,
+          );
+          return;
+        }
+        // Allowed unmasked; `whole` was decoded, so it goes out without its Content-Encoding.
+        if (decs.length > 0) delete headers["content-encoding"];
+      } else if (maskRequest && requestMasker) {
         try {
-          const masked = maskBody(requestMasker, kind === "json" ? "json" : "text", whole);
+          // JSON when it parses (whatever the label says), text otherwise.
+          const masked = maskBody(requestMasker, kind === "text" ? "text" : "json", whole);
           recordMasked(ctx, ex, countByDetector(masked.findings));
           whole = masked.body;
         } catch (err) {
@@ -296,7 +340,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
       host: upstream.host,
       port: upstream.port,
       method: req.method ?? "GET",
-      path: forwardTarget,
+      path: target,
       headers,
       agent: upstream.agent,
     };

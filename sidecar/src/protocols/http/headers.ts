@@ -1,6 +1,9 @@
 // Header rewriting between the agent and the upstream. Hop-by-hop headers (RFC 9110 §7.6.1) and
 // the ones the Connection header names are never relayed; the identity header and any credential
-// the agent sent are dropped before the sidecar's own credential goes in.
+// the agent sent are dropped before the sidecar's own credential goes in. So are the headers that
+// authenticating proxies use to tell an upstream who the user is: an upstream behind one trusts
+// them, and the agent could forge them. A connection's `userHeader` carries the verified user
+// instead, set by the sidecar alone.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { IDENTITY_HEADER } from "../../identity/index.ts";
 import { REASON_HEADER } from "./approval.ts";
@@ -16,6 +19,45 @@ const HOP_BY_HOP = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
+
+/**
+ * Identity assertions of common authenticating proxies (oauth2-proxy, the Kubernetes front proxy,
+ * Grafana/Apache auth proxies, Pomerium, Cloudflare Access, Google IAP, AWS ALB, Azure EasyAuth,
+ * Envoy's client-certificate header): never from the agent.
+ */
+const FORGEABLE_IDENTITY = new Set([
+  "x-forwarded-user",
+  "x-forwarded-email",
+  "x-forwarded-groups",
+  "x-forwarded-preferred-username",
+  "x-forwarded-access-token",
+  "x-auth-request-user",
+  "x-auth-request-email",
+  "x-auth-request-groups",
+  "x-auth-request-preferred-username",
+  "x-auth-request-access-token",
+  "x-remote-user",
+  "x-remote-group",
+  "remote-user",
+  "x-webauth-user",
+  "x-webauth-email",
+  "x-webauth-name",
+  "x-pomerium-jwt-assertion",
+  "cf-access-jwt-assertion",
+  "cf-access-authenticated-user-email",
+  "x-goog-authenticated-user-email",
+  "x-goog-authenticated-user-id",
+  "x-goog-iap-jwt-assertion",
+  "x-amzn-oidc-data",
+  "x-amzn-oidc-identity",
+  "x-amzn-oidc-accesstoken",
+  "x-forwarded-client-cert",
+]);
+const FORGEABLE_PREFIXES = ["x-remote-extra-", "x-pomerium-claim-", "x-ms-client-principal"];
+
+export function isForgeableIdentityHeader(name: string): boolean {
+  return FORGEABLE_IDENTITY.has(name) || FORGEABLE_PREFIXES.some((p) => name.startsWith(p));
+}
 
 /** Header names that a `Connection: a, b` header marks as hop-by-hop for this message. */
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> | undefined {
@@ -52,6 +94,8 @@ export interface UpstreamHeaderOptions {
   websocket: boolean;
   /** Overrides Accept-Encoding (when the sidecar must decode the response to mask it). */
   acceptEncoding?: string | undefined;
+  /** The connection's `userHeader` and the verified end user (undefined: none verified). */
+  user?: { header: string; name: string | undefined } | undefined;
 }
 
 /** Headers for the upstream request, in the shape node's IncomingMessage uses (http-proxy-3 reads them there). */
@@ -60,6 +104,7 @@ export function upstreamRequestHeaders(
   opts: UpstreamHeaderOptions,
 ): IncomingHttpHeaders {
   const injected = opts.inject?.name.toLowerCase();
+  const userHeader = opts.user?.header.toLowerCase();
   const out = stripHopByHop(
     incoming,
     (name) =>
@@ -70,6 +115,8 @@ export function upstreamRequestHeaders(
       name === REASON_HEADER ||
       name === "expect" ||
       name === injected ||
+      name === userHeader ||
+      isForgeableIdentityHeader(name) ||
       opts.drop.includes(name),
   );
   out.host = opts.host;
@@ -79,6 +126,7 @@ export function upstreamRequestHeaders(
     out.upgrade = "websocket";
   }
   if (opts.inject && injected !== undefined) out[injected] = opts.inject.value;
+  if (userHeader !== undefined && opts.user?.name !== undefined) out[userHeader] = opts.user.name;
   return out;
 }
 

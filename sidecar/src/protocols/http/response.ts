@@ -1,20 +1,25 @@
 // Relays the upstream response to the agent, masking it when the connection has response masking
-// rules: JSON and text bodies are decoded, buffered (up to limits.maxResponseBodyBytes), masked
-// and sent with a fresh Content-Length; server-sent events are decoded and masked while streaming
-// (event by event, with LLM text deltas reassembled: sse-stream.ts). Bodies the sidecar cannot mask are refused (502), never passed on unmasked.
+// rules: header values always; bodies by what their bytes are, not what they are labelled. JSON
+// and text bodies are decoded, buffered (up to limits.maxResponseBodyBytes), masked and sent with
+// a fresh Content-Length; a body labelled binary or not at all is sniffed (its first chunk, or the
+// whole decoded body when it is encoded) and masked as text when it is text; bytes that are not
+// text (images, archives) cannot carry a maskable value as text and pass. Server-sent events are
+// decoded and masked while streaming (event by event, with LLM text deltas reassembled:
+// sse-stream.ts). Bodies the sidecar cannot mask are refused (502), never passed on unmasked.
 //
 // Audit timing: buffered and passthrough responses are audited before the status line goes out;
 // a masked SSE stream is audited at its end, before its last chunk is released, so the event
 // carries the complete masked counts (a stream cut short is audited when it is cut).
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { BodyDecodeError, BodyTooLargeError, maskBody, readAll } from "./body.ts";
-import { classify, decoders } from "./content.ts";
+import { classify, decoders, looksBinary } from "./content.ts";
 import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
 import { downstreamResponseHeaders } from "./headers.ts";
+import { maskHeaderValues } from "./mask-headers.ts";
 import { countByDetector } from "./masking.ts";
 import { sendJson } from "./respond.ts";
 import { createSseMasker } from "./sse-stream.ts";
@@ -34,8 +39,20 @@ function hasNoBody(method: string, status: number): boolean {
   return method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
 }
 
-function maskedHeaders(upstream: IncomingMessage): OutgoingHttpHeaders {
+/** Response headers for the agent, their values masked when a masker applies. */
+function agentHeaders(
+  ctx: SidecarContext,
+  ex: Exchange,
+  upstream: IncomingMessage,
+  masker: Masker | undefined,
+) {
   const headers = downstreamResponseHeaders(upstream.headers);
+  if (masker) recordMasked(ctx, ex, countByDetector(maskHeaderValues(masker, headers)));
+  return headers;
+}
+
+function maskedHeaders(ctx: SidecarContext, ex: Exchange, upstream: IncomingMessage, masker: Masker) {
+  const headers = agentHeaders(ctx, ex, upstream, masker);
   delete headers["content-encoding"];
   delete headers["content-length"];
   for (const h of DIGEST_HEADERS) delete headers[h];
@@ -63,8 +80,8 @@ export function relayResponse(
   const status = upstream.statusCode ?? 502;
   ex.upstream = { status };
   const kind = classify(upstream.headers["content-type"]);
-  if (!opts.masker || kind === "other" || hasNoBody(opts.method, status)) {
-    passthrough(ctx, ex, res, upstream, status);
+  if (!opts.masker || hasNoBody(opts.method, status)) {
+    passthrough(ctx, ex, res, upstream, status, opts.masker);
     return;
   }
   const decs = decoders(upstream.headers["content-encoding"]);
@@ -72,8 +89,43 @@ export function relayResponse(
     refuse(ctx, ex, res, upstream, "unsupported_content_encoding");
     return;
   }
+  const masking = { ...opts, masker: opts.masker };
   if (kind === "sse") streamSse(ctx, ex, res, upstream, status, opts.masker, decs);
-  else void bufferAndMask(ctx, ex, res, upstream, status, { ...opts, masker: opts.masker }, kind, decs);
+  else if (kind !== "other") void bufferAndMask(ctx, ex, res, upstream, status, masking, kind, decs);
+  else if (decs.length > 0) void bufferAndMask(ctx, ex, res, upstream, status, masking, "json", decs);
+  else sniff(ctx, ex, res, upstream, status, masking);
+}
+
+/**
+ * A body labelled binary or not at all, unencoded: its first chunk decides. Text is buffered and
+ * masked (JSON when it parses); anything else streams through as it came.
+ */
+function sniff(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: IncomingMessage,
+  status: number,
+  opts: RelayOptions & { masker: Masker },
+) {
+  const onEnd = () => {
+    upstream.off("data", onData);
+    passthrough(ctx, ex, res, upstream, status, opts.masker);
+  };
+  const onData = (chunk: Buffer) => {
+    upstream.pause();
+    upstream.off("data", onData);
+    upstream.off("end", onEnd);
+    upstream.unshift(chunk);
+    if (looksBinary(chunk, true)) passthrough(ctx, ex, res, upstream, status, opts.masker);
+    else {
+      // readAll attaches its listeners synchronously; an explicitly paused stream needs a resume.
+      void bufferAndMask(ctx, ex, res, upstream, status, opts, "json", []);
+      upstream.resume();
+    }
+  };
+  upstream.on("data", onData);
+  upstream.once("end", onEnd);
 }
 
 function passthrough(
@@ -82,9 +134,11 @@ function passthrough(
   res: ServerResponse,
   upstream: IncomingMessage,
   status: number,
+  masker: Masker | undefined,
 ) {
+  const headers = agentHeaders(ctx, ex, upstream, masker);
   emitAudit(ctx, ex);
-  res.writeHead(status, upstream.statusMessage, downstreamResponseHeaders(upstream.headers));
+  res.writeHead(status, upstream.statusMessage, headers);
   relay(upstream, res);
 }
 
@@ -131,6 +185,17 @@ async function bufferAndMask(
     refuse(ctx, ex, res, upstream, error);
     return;
   }
+  if (looksBinary(body)) {
+    // Labelled text, or found only by sniffing the decoded bytes, but not text: nothing to mask
+    // as text; it goes out decoded, byte for byte.
+    const headers = maskedHeaders(ctx, ex, upstream, opts.masker);
+    headers["content-length"] = body.length;
+    emitAudit(ctx, ex);
+    if (res.destroyed) return;
+    res.writeHead(status, upstream.statusMessage, headers);
+    res.end(body);
+    return;
+  }
   let masked: ReturnType<typeof maskBody>;
   try {
     masked = maskBody(opts.masker, kind, body);
@@ -140,10 +205,10 @@ async function bufferAndMask(
     return;
   }
   recordMasked(ctx, ex, countByDetector(masked.findings));
+  const headers = maskedHeaders(ctx, ex, upstream, opts.masker);
+  headers["content-length"] = masked.body.length;
   emitAudit(ctx, ex);
   if (res.destroyed) return;
-  const headers = maskedHeaders(upstream);
-  headers["content-length"] = masked.body.length;
   res.writeHead(status, upstream.statusMessage, headers);
   res.end(masked.body);
 }
@@ -175,7 +240,7 @@ function streamSse(
     res.destroy();
   };
 
-  res.writeHead(status, upstream.statusMessage, maskedHeaders(upstream));
+  res.writeHead(status, upstream.statusMessage, maskedHeaders(ctx, ex, upstream, masker));
   res.flushHeaders();
   source.on("data", (chunk: Buffer) => {
     if (finished) return;

@@ -1,6 +1,7 @@
 // WebSocket upgrades. The policy engine already requires a rule with `websocket: true` for an
 // upgrade operation; refusals are written on the raw socket. The credential is injected into the
-// upgrade request; frames are not inspected or masked (audit records the upgrade only).
+// upgrade request; frames are not inspected (audit records the upgrade only), so on a connection
+// with masking rules (either direction) the upgrade is refused: frames would carry unmasked values.
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
@@ -51,6 +52,19 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
   return {
     async ws(req, socket, head, authorized) {
       const { ex, connection, forwardTarget } = authorized;
+      const masked = (["request", "response"] as const).filter((d) => {
+        const slot = deps.maskers.get(connection, d);
+        return "error" in slot || slot.masker !== undefined;
+      });
+      if (masked.length > 0) {
+        ex.upstream = { error: "websocket_unmaskable" };
+        emitAudit(ctx, ex);
+        writeSocketJson(socket, 403, {
+          error: "websocket_unmaskable",
+          reason: `this connection masks ${masked.join(" and ")} values and WebSocket frames are not masked, so the upgrade is refused`,
+        });
+        return;
+      }
       const prepared = await prepareUpstream(deps, ex, connection, (status, body) =>
         writeSocketJson(socket, status, body),
       );
@@ -66,6 +80,9 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
         drop,
         inject: credential,
         websocket: true,
+        user: connection.spec.userHeader
+          ? { header: connection.spec.userHeader, name: authorized.subject.user }
+          : undefined,
       });
       req.url = forwardTarget;
       inflight.set(req, f);
