@@ -4,7 +4,7 @@
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
-import { makeKey, signToken, TestIdp, type TestKey } from "../../sidecar/src/identity/test-idp.ts";
+import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { policy, type Sidecar, startSidecar } from "./harness.ts";
 import { type RawUpstream, rawRequest, requestLine, startRawUpstream } from "./raw.ts";
 

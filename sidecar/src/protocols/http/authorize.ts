@@ -152,6 +152,21 @@ export async function authorize(
     return undefined;
   }
 
+  // WebSocket frames are not masked: where masking applies the upgrade is refused, before approval.
+  const maskedDirections = (["request", "response"] as const).filter((d) => {
+    const slot = masking[d];
+    return "masker" in slot && slot.masker !== undefined;
+  });
+  if (websocket && maskedDirections.length > 0) {
+    ex.upstream = { error: "websocket_unmaskable" };
+    ex.finish();
+    responder.refuse(403, {
+      error: "websocket_unmaskable",
+      reason: `this connection masks ${maskedDirections.join(" and ")} values and WebSocket frames are not masked, so the upgrade is refused`,
+    });
+    return undefined;
+  }
+
   if (!websocket) {
     const max = connection.spec.limits?.maxRequestBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     const declared = declaredLength(req.headers);

@@ -52,19 +52,6 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
   return {
     async ws(req, socket, head, authorized) {
       const { ex, connection, forwardTarget } = authorized;
-      const masked = (["request", "response"] as const).filter((d) => {
-        const slot = deps.maskers.get(connection, d);
-        return "error" in slot || slot.masker !== undefined;
-      });
-      if (masked.length > 0) {
-        ex.upstream = { error: "websocket_unmaskable" };
-        emitAudit(ctx, ex);
-        writeSocketJson(socket, 403, {
-          error: "websocket_unmaskable",
-          reason: `this connection masks ${masked.join(" and ")} values and WebSocket frames are not masked, so the upgrade is refused`,
-        });
-        return;
-      }
       const prepared = await prepareUpstream(deps, ex, connection, (status, body) =>
         writeSocketJson(socket, status, body),
       );
