@@ -4,6 +4,7 @@
 // which the Kubernetes suite (kubernetes.test.ts) cannot use with a real service-account token.
 
 import { mkdtempSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -18,6 +19,7 @@ import {
   createApprovalService,
   createLocalStore,
 } from "../../sidecar/src/approvals/index.ts";
+import { cancelRequest } from "../../sidecar/src/protocols/postgres/protocol.ts";
 import { createMetrics } from "../../sidecar/src/telemetry/metrics.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { type GuardedPostgres, pgPolicy, startGuard, WORKLOAD } from "../postgres/support.ts";
@@ -81,6 +83,8 @@ afterAll(async () => {
 describe("approval through the PostgreSQL guard", () => {
   it("holds a DELETE until approved; approvers see the normalized statement and the reason", async () => {
     const client = new pg.Client({ connectionString: guard.url() });
+    const notices: string[] = [];
+    client.on("notice", (n) => notices.push(n.message ?? ""));
     await client.connect();
     try {
       const held = client.query("-- duplicate row, ticket 7\nDELETE FROM sink WHERE a = 2");
@@ -100,6 +104,14 @@ describe("approval through the PostgreSQL guard", () => {
         reason: "duplicate row, ticket 7",
       });
       expect(JSON.stringify(req)).not.toMatch(/a = 2/);
+      // The client is told at once that the statement waits, and what an approver runs.
+      await expect
+        .poll(() => notices, { timeout: 5000 })
+        .toEqual([
+          expect.stringMatching(
+            new RegExp(`^waiting for approval: .*approve ${name}.*access request ${name}, expires `),
+          ),
+        ]);
       const url = `http://127.0.0.1:${admin.port}`;
       const ok = await plugin(["approve", name, "--sidecar", url, "--approver-token-file", credentialsFile]);
       expect(ok.code, ok.stderr).toBe(0);
@@ -112,5 +124,33 @@ describe("approval through the PostgreSQL guard", () => {
       protocol: "postgres",
       approval: { approvers: ["dana"] },
     });
+  });
+
+  it("a client's cancel ends the wait with 57014, saying the request stays pending", async () => {
+    const client = new pg.Client({ connectionString: guard.url() });
+    await client.connect();
+    const notices: string[] = [];
+    client.on("notice", (n) => notices.push(n.message ?? ""));
+    try {
+      const held = client.query("DELETE FROM sink WHERE a = 3");
+      await expect.poll(() => notices.length, { timeout: 5000 }).toBe(1);
+      // A CancelRequest on a second connection, as psql's Ctrl-C and drivers' timeouts send it.
+      const keys = client as unknown as { processID: number; secretKey: number };
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(guard.port, "127.0.0.1", () =>
+          s.end(cancelRequest(keys.processID, keys.secretKey)),
+        );
+        s.on("close", () => resolve());
+        s.on("error", reject);
+      });
+      await expect(held).rejects.toMatchObject({
+        code: "57014",
+        message: expect.stringMatching(/canceling statement due to user request: .*canceled the wait/),
+      });
+      // The session stays usable.
+      expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.end();
+    }
   });
 });

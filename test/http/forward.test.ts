@@ -1,6 +1,7 @@
 // The HTTP guard on a per-connection listener, against a real upstream on loopback: credentials,
 // decisions, path bypasses, identity, body limits, keep-alive, approvals, audit.
 import { Agent } from "node:http";
+import { connect } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
 import type { ApprovalGate, ApprovalInput } from "../../sidecar/src/protocols/http/index.ts";
@@ -388,6 +389,42 @@ describe("approvals", () => {
       approval: { request: "areq-123", approvers: ["lead@example.com"] },
       upstream: { status: 200 },
     });
+  });
+
+  it("tells the agent at once that it waits: a 103 with X-Airlock-Approval-* before the answer", async () => {
+    const gate: ApprovalGate = {
+      async request(input) {
+        input.onWaiting?.({
+          request: "areq-77",
+          approveHint: "kubectl airlock approve areq-77 -n agents",
+          expiresAt: "2026-12-03T10:00:00.000Z",
+        });
+        await sleep(50);
+        return { approved: true, request: "areq-77", approvers: ["lead@example.com"] };
+      },
+    };
+    const { base } = await sidecar({ gate });
+    const { hostname, port } = new URL(base);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(port), hostname, () =>
+        s.write(`POST /api/export HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`),
+      );
+      let out = "";
+      s.on("data", (d: Buffer) => {
+        out += d.toString("latin1");
+      });
+      s.on("end", () => resolve(out));
+      s.on("error", reject);
+    });
+    const early = raw.indexOf("HTTP/1.1 103");
+    expect(early).toBe(0);
+    const head = raw.slice(0, raw.indexOf("\r\n\r\n"));
+    expect(head).toMatch(/x-airlock-approval-request: areq-77/i);
+    expect(head).toMatch(
+      /link: <urn:airlock:access-request:areq-77>; rel="https:\/\/airlock.dev\/rels\/approval-pending"/i,
+    );
+    expect(head).toMatch(/x-airlock-approval-hint: kubectl airlock approve areq-77 -n agents/i);
+    expect(raw.indexOf("HTTP/1.1 200")).toBeGreaterThan(early);
   });
 
   it("answers approval_required naming the request while it is pending", async () => {

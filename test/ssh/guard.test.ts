@@ -231,6 +231,11 @@ describe("approvals", () => {
     const gate: ApprovalGate = {
       async request(input) {
         asked.push(input);
+        input.onWaiting?.({
+          request: "areq-1",
+          approveHint: "kubectl airlock approve areq-1 -n agents",
+          expiresAt: "soon",
+        });
         await new Promise((r) => setTimeout(r, 100));
         return verdict === "approve"
           ? { approved: true, request: "areq-1", approvers: ["dana"] }
@@ -240,6 +245,10 @@ describe("approvals", () => {
     const s = await sidecar({ rules: RULES_APPROVAL }, { approvals: gate });
     const ok = await execOnce(s.port, "echo restart 'web 1'");
     expect(ok).toMatchObject({ code: 0, stdout: "restart web 1\n" });
+    // The agent was told at once that the command waits, and what an approver runs.
+    expect(ok.stderr).toMatch(
+      /^airlock: waiting for approval: kubectl airlock approve areq-1 -n agents \(access request areq-1/,
+    );
     expect(asked[0]).toMatchObject({
       protocol: "ssh",
       connection: "box",

@@ -30,8 +30,35 @@ export interface ApprovalInput {
   reason?: string;
   /** Session (agent connection) the operation belongs to. */
   session: string;
-  /** Aborted when the agent goes away (or cancels) while the operation waits. */
+  /**
+   * Aborted when the agent goes away (or cancels) while the operation waits; a cancel aborts with
+   * an ApprovalWaitCanceled reason, so the answer can say so.
+   */
   signal: AbortSignal;
+  /** Called once when the operation starts waiting on a pending request: the guard tells the agent. */
+  onWaiting?(waiting: ApprovalWaiting): void;
+}
+
+/** What an agent is told when its operation starts waiting for a human. */
+export interface ApprovalWaiting {
+  request: string;
+  /** The command an approver runs (e.g. `kubectl airlock approve NAME -n NS`). */
+  approveHint: string;
+  /** When the request expires (ISO 8601): the wait ends then at the latest. */
+  expiresAt: string;
+}
+
+/** The abort reason of a wait the client itself cancelled (PostgreSQL CancelRequest, Ctrl-C). */
+export class ApprovalWaitCanceled extends Error {
+  constructor() {
+    super("canceled by the client");
+    this.name = "ApprovalWaitCanceled";
+  }
+}
+
+/** One line for the agent: the operation waits, for whom, until when. */
+export function waitingText(w: ApprovalWaiting): string {
+  return `waiting for approval: ${w.approveHint} (access request ${w.request}, expires ${w.expiresAt}); cancel to stop waiting`;
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   type ApprovalInput,
   type ApprovalOutcome,
   type ApprovalSettings,
+  ApprovalWaitCanceled,
   approvalSettings,
   NO_REQUEST,
   operationFingerprintParts,
@@ -675,11 +676,12 @@ export function createApprovalService(opts: ApprovalServiceOptions): ApprovalSer
         t = made;
       }
       if (!t.final && s.mode === "wait") {
+        input.onWaiting?.({ request: t.name, approveHint: hint(t.name), expiresAt: t.obj.spec.expiresAt });
         const decided = await waitFor(t, input.signal);
         if (!decided)
           return {
             ...outcome(t),
-            message: `the agent went away; access request ${t.name} stays pending and a retry of the same operation picks it up`,
+            message: `${input.signal.reason instanceof ApprovalWaitCanceled ? "the client canceled the wait" : "the agent went away"}; access request ${t.name} stays pending and a retry of the same operation picks it up`,
           };
         if (!t.final)
           return {

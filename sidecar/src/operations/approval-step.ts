@@ -5,7 +5,12 @@
 // requireApproval; `approval` says who let the operation through; when it did not go through,
 // `upstream.error` says why (`approval_denied`, `approval_pending`, `approval_expired`,
 // `approval_unavailable`).
-import type { ApprovalGate, ApprovalInput, ApprovalStatus } from "../approvals/gate.ts";
+import {
+  type ApprovalGate,
+  type ApprovalInput,
+  type ApprovalStatus,
+  ApprovalWaitCanceled,
+} from "../approvals/gate.ts";
 import type { Decision } from "../policy/types.ts";
 import type { AuditApproval, Operation } from "./lifecycle.ts";
 
@@ -26,6 +31,8 @@ export type ApprovalResult =
       message: string;
       /** What the agent can do next, when there is something. */
       hint?: string;
+      /** The client itself cancelled the wait (the request may stay pending). */
+      canceled?: boolean;
     };
 
 /** Everything of ApprovalInput but the decision and the abort signal, which the step supplies. */
@@ -72,11 +79,15 @@ export async function seekApproval(
       };
     const status = outcome.status ?? "pending";
     const note = outcome.message ?? (status === "pending" ? "retry once it is approved" : undefined);
+    const canceled = signal.aborted && signal.reason instanceof ApprovalWaitCanceled;
     return {
       approved: false,
       status,
       request: outcome.request,
-      message: refusalMessage(rule, status, outcome.request, note),
+      message: canceled
+        ? `the client canceled the wait for approval of rule ${rule} (request ${outcome.request}, which stays pending: a retry of the same operation picks it up)`
+        : refusalMessage(rule, status, outcome.request, note),
+      ...(canceled ? { canceled: true } : {}),
     };
   } catch (err) {
     deps.warn("approval service failed", err);

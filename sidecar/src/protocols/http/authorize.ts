@@ -4,6 +4,7 @@
 // exchange that may be forwarded.
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
+import type { ApprovalWaiting } from "../../approvals/gate.ts";
 import { httpOperation, judgeHttp, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
@@ -21,6 +22,8 @@ import type { ErrorBody } from "./respond.ts";
 
 export interface Responder {
   refuse(status: number, body: ErrorBody, opts?: { close?: boolean }): void;
+  /** Tells the agent at once that the request waits for approval (a 103 with X-Airlock-Approval-*). */
+  waiting?(w: ApprovalWaiting): void;
 }
 
 export interface Route {
@@ -183,7 +186,7 @@ export async function authorize(
   }
 
   if (decision.action === "requireApproval") {
-    const result = await approve(deps, req, session, ex, decision, subject);
+    const result = await approve(deps, req, session, ex, decision, subject, responder);
     recordApproval(ex, decision, result);
     if (!result.approved) {
       ex.finish();
@@ -202,6 +205,7 @@ async function approve(
   ex: Exchange,
   decision: Decision,
   subject: Subject,
+  responder: Responder,
 ): Promise<ApprovalResult> {
   const { ctx, approvals } = deps;
   const abort = new AbortController();
@@ -226,6 +230,7 @@ async function approve(
         operation: ex.operation,
         session,
         ...(reason !== undefined ? { reason } : {}),
+        ...(responder.waiting ? { onWaiting: (w: ApprovalWaiting) => responder.waiting?.(w) } : {}),
       },
       abort.signal,
     );

@@ -79,6 +79,16 @@ function closeServer(server: Server): Promise<void> {
 
 const resResponder = (res: ServerResponse): Responder => ({
   refuse: (status, body, opts) => sendJson(res, status, body, opts),
+  waiting: (w) => {
+    if (!res.headersSent && !res.destroyed)
+      // Node sends 103 only with a Link (RFC 8297): the link names the request, the headers say the rest.
+      res.writeEarlyHints({
+        link: `<urn:airlock:access-request:${encodeURIComponent(w.request)}>; rel="https://airlock.dev/rels/approval-pending"`,
+        "x-airlock-approval-request": w.request,
+        "x-airlock-approval-expires": w.expiresAt,
+        "x-airlock-approval-hint": w.approveHint,
+      });
+  },
 });
 const socketResponder = (socket: Duplex): Responder => ({
   refuse: (status, body) => writeSocketJson(socket, status, body),

@@ -126,6 +126,9 @@ function fields(f: ErrorFields): Buffer[] {
 }
 
 export const errorResponse = (f: ErrorFields) => message(T.ErrorResponse, ...fields(f));
+/** A NoticeResponse from the sidecar itself (severity NOTICE, SQLSTATE 00000). */
+export const noticeMessage = (text: string) =>
+  message(T.NoticeResponse, ...fields({ severity: "NOTICE", code: "00000", message: text }));
 export const readyForQuery = (status: string) => message(T.ReadyForQuery, status);
 export const authenticationOk = () => message(T.Authentication, int32(0));
 export const authenticationCleartext = () => message(T.Authentication, int32(3));

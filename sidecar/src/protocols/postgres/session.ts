@@ -19,6 +19,7 @@
 // statement is one operation of the shared lifecycle (operations/lifecycle.ts).
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
+import { ApprovalWaitCanceled, waitingText } from "../../approvals/gate.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
 import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
@@ -40,6 +41,7 @@ import {
   errorResponse,
   executeMessage,
   flushMessage,
+  noticeMessage,
   ProtocolError,
   parseBind,
   parseExecute,
@@ -214,7 +216,7 @@ export class Session {
 
   /** Cancel the statement in flight: stop waiting for an approval, and cancel upstream. */
   cancel() {
-    this.#approvalAbort?.abort(new Error("canceled by the client"));
+    this.#approvalAbort?.abort(new ApprovalWaitCanceled());
     const target = this.#target;
     const key = this.#upKey;
     if (!target || !key) return;
@@ -581,11 +583,19 @@ export class Session {
             ),
         },
         d,
-        sqlApprovalAsk(j.statements, text, {
-          connection: this.#name,
-          subject: this.#subject,
-          session: this.id,
-        }),
+        {
+          ...sqlApprovalAsk(j.statements, text, {
+            connection: this.#name,
+            subject: this.#subject,
+            session: this.id,
+          }),
+          // The agent hears at once that (and for whom) it waits: a NoticeResponse may come any time.
+          onWaiting: (w) => {
+            if (this.#isClosed()) return;
+            this.#io.toAgent(noticeMessage(waitingText(w)));
+            this.#io.flushAgent();
+          },
+        },
         ac.signal,
       );
       const judgement = { decision: d, statements: j.statements };
@@ -613,15 +623,19 @@ export class Session {
   }
 
   /** Refuses an operation: audit now, and make the upstream raise the error in order (see top). */
-  #deny(op: Op, simple: boolean, hint?: string) {
+  #deny(op: Op, simple: boolean, hint?: string, canceled = false) {
     const d = op.decision;
-    op.error = "42501";
+    // A wait the client cancelled ends as PostgreSQL ends a cancelled statement (57014).
+    const code = canceled ? "57014" : "42501";
+    op.error = code;
     this.#finish(op);
     const where = `policy ${d.policy ?? "(none)"}, rule ${d.rule ?? "(none: no rule allows it)"}`;
     const error = errorResponse({
       severity: "ERROR",
-      code: "42501",
-      message: `Airlock denied this statement: ${d.reason} [${where}]`,
+      code,
+      message: canceled
+        ? `canceling statement due to user request: ${d.reason} [${where}]`
+        : `Airlock denied this statement: ${d.reason} [${where}]`,
       ...(hint ? { hint } : {}),
     });
     this.#io.toUp(executeMessage(this.#bogusPortal));
@@ -635,7 +649,7 @@ export class Session {
   }
 
   #denyVerdict(statements: readonly ClassifiedStatement[], v: Verdict, simple: boolean) {
-    this.#deny(this.#opOf(statements, v), simple, v.refused?.hint);
+    this.#deny(this.#opOf(statements, v), simple, v.refused?.hint, v.refused?.canceled);
   }
 
   // ------------------------------------------------------------------------ simple query

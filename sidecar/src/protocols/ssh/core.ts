@@ -4,7 +4,7 @@
 // SFTP) and forwarding.ts (port forwarding); session.ts wires them to ssh2's events.
 import type { Logger } from "pino";
 import type { ServerChannel } from "ssh2";
-import type { ApprovalGate } from "../../approvals/gate.ts";
+import { type ApprovalGate, waitingText } from "../../approvals/gate.ts";
 import type { AuditOperation } from "../../audit/events.ts";
 import { recordApproval, seekApproval } from "../../operations/approval-step.ts";
 import type { Operation, OperationLog } from "../../operations/lifecycle.ts";
@@ -109,6 +109,10 @@ async function approve(
         operation: rec.operation,
         ...(rec.operation.kind === "ssh-exec" ? { summary: rec.operation.command } : {}),
         session: core.id,
+        // The agent hears at once that (and for whom) the command waits: a line on stderr.
+        onWaiting: (w) => {
+          if (channel?.writable) channel.stderr.write(`airlock: ${waitingText(w)}\r\n`);
+        },
       },
       abort.signal,
     );
