@@ -283,7 +283,8 @@ describe("cache", () => {
 describe("numeric shape cache", () => {
   it.each([
     ["SELECT * FROM t WHERE id = 17", "SELECT * FROM t WHERE id = \0"],
-    ["SELECT 1.5e3, .5, -2, 1_000", "SELECT \0, \0, -\0, \0"],
+    ["SELECT 1.5e3, .5, -2, 2147483648", "SELECT \u0002, \u0002, -\0, \u0001"],
+    ["SELECT 1_000", undefined],
     ["SELECT t1.a2 FROM t1 WHERE x = $1", undefined],
     ["SELECT 'a 1', E'\\'' || 2, \"col 3\"", "SELECT 'a 1', E'\\'' || \0, \"col 3\""],
     ["SELECT $$ 1 $$, $a$ 2 $a$, 3", "SELECT $$ 1 $$, $a$ 2 $a$, \0"],
@@ -292,7 +293,7 @@ describe("numeric shape cache", () => {
     ["SELECT 'unterminated 1", undefined],
     ["SELECT 1 /* unterminated", undefined],
   ])("%j → %j", (sql, shape) => {
-    expect(numericShape(sql)).toBe(shape);
+    expect(numericShape(sql)?.key).toBe(shape);
   });
 
   it("shares classifications between texts that differ only in numbers", () => {
