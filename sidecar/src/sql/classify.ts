@@ -51,7 +51,11 @@ export type SessionEffect =
   | { kind: "deallocate"; name?: string }
   /** DISCARD ALL: drops prepared statements too. */
   | { kind: "discard" }
-  | { kind: "declareCursor"; name: string; binary: boolean };
+  | { kind: "declareCursor"; name: string; binary: boolean }
+  /** FETCH / MOVE run the cursor's query: judge them as what was declared. */
+  | { kind: "fetch"; name: string }
+  /** `name` undefined: CLOSE ALL. */
+  | { kind: "closeCursor"; name?: string };
 
 export interface ClassifiedStatement extends SqlStatement {
   /** libpg-query fingerprint of the top-level statement (literals and layout ignored). */
@@ -71,8 +75,8 @@ export interface ClassifiedStatement extends SqlStatement {
   casts: readonly TypeRef[];
   /** Custom (`x.y`) settings the statement changes: SET, RESET, set_config, ALTER ROLE ... SET. */
   customSettings?: readonly string[];
-  /** Present on entries derived from inside a statement. */
-  nested?: "cte" | "locking" | "sequence";
+  /** Present on entries derived from inside a statement (`opaque`: catalog-judge.ts). */
+  nested?: "cte" | "locking" | "sequence" | "opaque";
   effect?: SessionEffect;
 }
 
@@ -596,6 +600,16 @@ class Walker {
           collect,
           effect: body.isall ? { kind: "deallocate" } : { kind: "deallocate", name: str(body.name) ?? "" },
         };
+      case "FetchStmt":
+        return { kind: "select", collect, effect: { kind: "fetch", name: str(body.portalname) ?? "" } };
+      case "ClosePortalStmt": {
+        const name = str(body.portalname);
+        return {
+          kind: "other",
+          collect,
+          effect: name ? { kind: "closeCursor", name } : { kind: "closeCursor" },
+        };
+      }
       case "DiscardStmt":
         return body.target === "DISCARD_ALL"
           ? { kind: "other", collect, effect: { kind: "discard" } }
