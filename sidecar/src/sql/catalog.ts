@@ -415,8 +415,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart): Catalog 
   if (builtin && builtin.reached.size === 0)
     for (const [oid] of objectNames) {
       if (oid >= FIRST_NORMAL_OID) continue;
-      for (const mode of ["read", "write", "domain"] as const)
-        builtin.reached.set(`${mode}:${oid}`, reach(mode, oid));
+      for (const mode of ["read", "write", "domain"] as const) {
+        // Only built-in OIDs: PostgreSQL stored the built-ins' references by OID, so a user
+        // function of the same name in this database is not what they call.
+        const reached = [...reach(mode, oid)].filter((f) => f < FIRST_NORMAL_OID);
+        builtin.reached.set(`${mode}:${oid}`, new Set(reached));
+      }
     }
   for (const [oid, { schema, name }] of objectNames) {
     if (relationOids.get(name)?.includes(oid))
@@ -554,6 +558,8 @@ export function describe(f: CatalogFunction | undefined, oid: number): string {
  */
 export class CatalogCache {
   readonly #entries = new Map<string, { catalog: Catalog; checkedAt: number }>();
+  /** Built-in halves by server version: the same for every database of that version. */
+  readonly #builtins = new Map<string, BuiltinPart>();
   readonly #loading = new Map<string, Promise<Catalog>>();
   loads = 0;
 
@@ -575,10 +581,10 @@ export class CatalogCache {
         return current.catalog;
       }
       this.loads++;
-      const catalog = await loadCatalog(query, {
-        fingerprint,
-        ...(current?.catalog.builtin ? { builtin: current.catalog.builtin } : {}),
-      });
+      const version = fingerprint.split(" ")[0] ?? "";
+      const builtin = this.#builtins.get(version);
+      const catalog = await loadCatalog(query, { fingerprint, ...(builtin ? { builtin } : {}) });
+      if (catalog.builtin) this.#builtins.set(catalog.builtin.version, catalog.builtin);
       this.#entries.set(key, { catalog, checkedAt });
       return catalog;
     })();
