@@ -236,6 +236,9 @@ export interface CatalogRows {
 /**
  * Loads the catalog through `query`, one query at a time (the caller's connection may not
  * pipeline). `builtin`, from an earlier load of the same server, skips the built-in half.
+ * pg_get_expr and pg_get_ruledef take AccessShareLock on the relations they deparse: run it on a
+ * connection with a short lock_timeout (a session holding an exclusive lock in an open
+ * transaction would otherwise make the load wait on it), and refuse the statement when it fails.
  */
 export async function loadCatalog(
   query: CatalogQuery,
@@ -546,6 +549,7 @@ function unknownFunction(oid: number): CatalogFunction {
 
 /** `schema.name` of a function, or its OID when the catalog does not know it. */
 export function describe(f: CatalogFunction | undefined, oid: number): string {
+  if (oid === UNRESOLVED) return "(a name in a definition the catalog does not resolve)";
   return f ? `${f.schema}.${f.name}` : `function ${oid}`;
 }
 

@@ -296,6 +296,31 @@ function classifyTree(text: string): Classification {
   return { statements, errors: [], denials };
 }
 
+/**
+ * Where each top-level statement of `text` starts and ends (string indexes; a statement's span
+ * starts right after the previous `;`, so it includes leading comments). Empty when the text
+ * does not parse. Parses again: meant for rare paths (approval summaries), not per statement.
+ */
+export function statementSpans(text: string): { start: number; end: number }[] {
+  if (!ready) return [];
+  let tree: { stmts?: unknown };
+  try {
+    tree = parseSync(text) as { stmts?: unknown };
+  } catch {
+    return [];
+  }
+  const stmts = Array.isArray(tree.stmts) ? tree.stmts : [];
+  const bytes = Buffer.from(text, "utf8");
+  const index = (byte: number) => bytes.subarray(0, byte).toString("utf8").length;
+  return stmts.map((raw: unknown) => {
+    const r = isObj(raw) ? raw : {};
+    const start = Number(r.stmt_location ?? 0);
+    const end =
+      r.stmt_len === undefined || Number(r.stmt_len) === 0 ? bytes.length : start + Number(r.stmt_len);
+    return { start: index(start), end: index(end) };
+  });
+}
+
 function fingerprintOf(text: string): string {
   try {
     return fingerprintSync(text);

@@ -102,6 +102,11 @@ async function runFile(
     database,
   });
   await catalogClient.connect();
+  // pg_get_expr and pg_get_ruledef lock the relation: the script's own open transaction may hold
+  // it exclusively, and waiting would deadlock the two connections. A catalog that cannot be read
+  // means the statement is refused (fail closed), counted like any other denial.
+  catalogClient.on("error", () => {});
+  await catalogClient.query("SET lock_timeout = '1s'");
   const query = clientQuery(catalogClient);
   const prepared = new Map<string, readonly ClassifiedStatement[]>();
   const cursors = new Map<string, readonly ClassifiedStatement[]>();
@@ -147,12 +152,20 @@ async function runFile(
 
       // 2. Judge it as the guard would, under a read rule, with the catalog as it is now.
       const reads = c.errors.length === 0 && c.statements.every((s) => READ_KINDS.has(s.kind));
+      let unavailable: string | undefined;
       if (reads && dirty) {
-        await cache.get(database, query);
-        dirty = false;
+        try {
+          await cache.get(database, query);
+          dirty = false;
+        } catch (err) {
+          unavailable = err instanceof Error ? err.message : String(err);
+        }
       }
-      const catalog = cache.peek(database) ?? (await cache.get(database, query));
-      const judgement = judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors });
+      const catalog = cache.peek(database);
+      const judgement =
+        unavailable || !catalog
+          ? { decision: { action: "deny" as const, reason: `the catalog could not be read: ${unavailable}` } }
+          : judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors });
       const allowed = judgement.decision.action === "allow";
       if (allowed) report.allowedByReadRule++;
       const finding = (): Finding => ({
