@@ -35,6 +35,7 @@ export const SQL_STATEMENT_KINDS = [
   "grant",
   "revoke",
   "transaction",
+  "twoPhaseCommit", // PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED: outlive the session
   "set",
   "show",
   "explain",

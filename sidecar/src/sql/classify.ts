@@ -40,7 +40,7 @@ import {
   deniedFunction,
   guardedSetting,
 } from "./deny-list.ts";
-import { numericShape } from "./literals.ts";
+import { type NumericShape, numericShape } from "./literals.ts";
 import { Lru } from "./lru.ts";
 
 /** What a statement does to the session's named objects, for the guard to track. */
@@ -51,7 +51,11 @@ export type SessionEffect =
   | { kind: "deallocate"; name?: string }
   /** DISCARD ALL: drops prepared statements too. */
   | { kind: "discard" }
-  | { kind: "declareCursor"; name: string; binary: boolean };
+  | { kind: "declareCursor"; name: string; binary: boolean }
+  /** FETCH / MOVE run the cursor's query: judge them as what was declared. */
+  | { kind: "fetch"; name: string }
+  /** `name` undefined: CLOSE ALL. */
+  | { kind: "closeCursor"; name?: string };
 
 export interface ClassifiedStatement extends SqlStatement {
   /** libpg-query fingerprint of the top-level statement (literals and layout ignored). */
@@ -63,9 +67,34 @@ export interface ClassifiedStatement extends SqlStatement {
   columns: readonly string[];
   /** 0-based position of the top-level statement in the text. */
   index: number;
-  /** Present on entries derived from inside a statement. */
-  nested?: "cte" | "locking" | "sequence";
+  /** Functions called by name, with schema and argument count, for catalog resolution (catalog.ts). */
+  routines: readonly RoutineRef[];
+  /** Operators written in the text, and those implied by constructs (BETWEEN: `<=`, `>=`, ...). */
+  operators: readonly OperatorRef[];
+  /** Types the text casts to (`x::d`, `CAST(x AS d)`): casts to a domain run its CHECK constraints. */
+  casts: readonly TypeRef[];
+  /** Custom (`x.y`) settings the statement changes: SET, RESET, set_config, ALTER ROLE ... SET. */
+  customSettings?: readonly string[];
+  /** Present on entries derived from inside a statement (`opaque`: catalog-judge.ts). */
+  nested?: "cte" | "locking" | "sequence" | "opaque";
   effect?: SessionEffect;
+}
+
+/** A function call as written: `schema` only when qualified; `args` undefined when the count is not plain (named or VARIADIC arguments). */
+export interface RoutineRef {
+  schema?: string;
+  name: string;
+  args?: number;
+}
+
+export interface OperatorRef {
+  schema?: string;
+  name: string;
+}
+
+export interface TypeRef {
+  schema?: string;
+  name: string;
 }
 
 /** A construct that is always denied, whatever the rules say. */
@@ -140,15 +169,21 @@ export function classifySync(text: string): Classification {
   // Looked up first: texts that vary only in numbers (most generated SQL) never repeat exactly.
   const shape = numericShape(text);
   if (shape !== undefined) {
-    const same = shapeCache.get(shape);
+    const same = shapeCache.get(shape.key);
     if (same) return same;
   }
   const hit = cache.get(text);
   if (hit) return hit;
-  const { result, readLiterals } = classifyUncached(text);
+  const { result, readLiterals, constants } = classifyUncached(text);
   deepFreeze(result);
   cache.set(text, result);
-  if (shape !== undefined && !readLiterals && result.errors.length === 0) shapeCache.set(shape, result);
+  if (
+    shape !== undefined &&
+    !readLiterals &&
+    result.errors.length === 0 &&
+    shapeSound(text, shape, constants)
+  )
+    shapeCache.set(shape.key, result);
   return result;
 }
 
@@ -163,11 +198,48 @@ const str = (v: unknown): string | undefined => (typeof v === "string" ? v : und
 
 /** Set whenever classification reads a literal's value (see literals.ts). */
 let literalsRead = false;
+/** Locations of the numeric A_Const nodes met while classifying (see literals.ts). */
+let numericConstants = new Set<number>();
 
-function classifyUncached(text: string): { result: Classification; readLiterals: boolean } {
+function classifyUncached(text: string): {
+  result: Classification;
+  readLiterals: boolean;
+  constants: ReadonlySet<number>;
+} {
   literalsRead = false;
+  numericConstants = new Set();
   const result = classifyTree(text);
-  return { result, readLiterals: literalsRead };
+  return { result, readLiterals: literalsRead, constants: numericConstants };
+}
+
+const NOT_PLAIN_ASCII = /[^\t\n\r -~]/;
+const MINUS_GAP = /^-\s*$/;
+
+/**
+ * Whether every literal the shape replaced is a numeric A_Const of the tree (at its location, or
+ * at the `-` PostgreSQL folds into a negative constant): then every text with this shape
+ * classifies the same (literals.ts). ASCII only, so that string indexes are the parser's byte
+ * offsets.
+ */
+function shapeSound(text: string, shape: NumericShape, constants: ReadonlySet<number>): boolean {
+  if (NOT_PLAIN_ASCII.test(text)) return false;
+  for (const p of shape.at) {
+    if (constants.has(p)) continue;
+    let q = p - 1;
+    while (q >= 0 && /\s/.test(text.charAt(q))) q--;
+    if (q >= 0 && constants.has(q) && MINUS_GAP.test(text.slice(q, p))) continue;
+    return false;
+  }
+  return true;
+}
+
+/**
+ * Classification without either cache, for differential tests of the caches (and nothing else:
+ * it parses every time).
+ */
+export function classifyFresh(text: string): Classification {
+  if (!ready) return failed("the SQL parser is not loaded");
+  return deepFreeze(classifyUncached(text).result);
 }
 
 function classifyTree(text: string): Classification {
@@ -199,8 +271,7 @@ function classifyTree(text: string): Classification {
       statements.push({
         kind: top.kind,
         tables: [...top.collect.tables],
-        functions: [...top.collect.functions],
-        columns: top.collect.columnList(),
+        ...top.collect.facts(),
         fingerprint,
         index,
         ...(top.effect ? { effect: top.effect } : {}),
@@ -209,8 +280,7 @@ function classifyTree(text: string): Classification {
         statements.push({
           kind: n.kind,
           tables: [...n.collect.tables],
-          functions: [...n.collect.functions],
-          columns: n.collect.columnList(),
+          ...n.collect.facts(),
           fingerprint,
           index,
           nested: n.nested,
@@ -224,6 +294,31 @@ function classifyTree(text: string): Classification {
     return failed(`statement could not be classified: ${err instanceof Error ? err.message : String(err)}`);
   }
   return { statements, errors: [], denials };
+}
+
+/**
+ * Where each top-level statement of `text` starts and ends (string indexes; a statement's span
+ * starts right after the previous `;`, so it includes leading comments). Empty when the text
+ * does not parse. Parses again: meant for rare paths (approval summaries), not per statement.
+ */
+export function statementSpans(text: string): { start: number; end: number }[] {
+  if (!ready) return [];
+  let tree: { stmts?: unknown };
+  try {
+    tree = parseSync(text) as { stmts?: unknown };
+  } catch {
+    return [];
+  }
+  const stmts = Array.isArray(tree.stmts) ? tree.stmts : [];
+  const bytes = Buffer.from(text, "utf8");
+  const index = (byte: number) => bytes.subarray(0, byte).toString("utf8").length;
+  return stmts.map((raw: unknown) => {
+    const r = isObj(raw) ? raw : {};
+    const start = Number(r.stmt_location ?? 0);
+    const end =
+      r.stmt_len === undefined || Number(r.stmt_len) === 0 ? bytes.length : start + Number(r.stmt_len);
+    return { start: index(start), end: index(end) };
+  });
 }
 
 function fingerprintOf(text: string): string {
@@ -244,9 +339,16 @@ function deepFreeze<T>(value: T): T {
 
 // ---------------------------------------------------------------------------------------------
 
+const refKey = (schema: string | undefined, name: string, args?: number) =>
+  `${schema ?? ""}\u0001${name}\u0001${args ?? ""}`;
+
 class Collect {
   readonly tables = new Set<string>();
   readonly functions = new Set<string>();
+  readonly routines = new Map<string, RoutineRef>();
+  readonly operators = new Map<string, OperatorRef>();
+  readonly casts = new Map<string, TypeRef>();
+  readonly settings = new Set<string>();
   /** Referenced column names (lower-cased last field of every column reference). */
   readonly columns = new Set<string>();
   /** Single-field references (`c`), which are whole rows when `c` names a FROM item. */
@@ -259,6 +361,43 @@ class Collect {
     for (const c of other.columns) this.columns.add(c);
     for (const c of other.singles) this.singles.add(c);
     for (const r of other.relations) this.relations.add(r);
+    for (const [k, v] of other.routines) this.routines.set(k, v);
+    for (const [k, v] of other.operators) this.operators.set(k, v);
+    for (const [k, v] of other.casts) this.casts.set(k, v);
+    for (const c of other.settings) this.settings.add(c);
+  }
+  routine(parts: readonly string[], args: number | undefined) {
+    const name = parts[parts.length - 1] ?? "";
+    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
+    this.routines.set(refKey(schema, name, args), {
+      ...(schema ? { schema } : {}),
+      name,
+      ...(args === undefined ? {} : { args }),
+    });
+  }
+  operator(parts: readonly string[]) {
+    const name = parts[parts.length - 1] ?? "";
+    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
+    this.operators.set(refKey(schema, name), { ...(schema ? { schema } : {}), name });
+  }
+  cast(parts: readonly string[]) {
+    const name = parts[parts.length - 1] ?? "";
+    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
+    this.casts.set(refKey(schema, name), { ...(schema ? { schema } : {}), name });
+  }
+  /** The SQL-layer facts every entry carries besides kind and tables. */
+  facts(): Pick<
+    ClassifiedStatement,
+    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings"
+  > {
+    return {
+      functions: [...this.functions],
+      columns: this.columnList(),
+      routines: [...this.routines.values()],
+      operators: [...this.operators.values()],
+      casts: [...this.casts.values()],
+      ...(this.settings.size ? { customSettings: [...this.settings] } : {}),
+    };
   }
   /** Column names, with "*" when a whole row is referenced (`row_to_json(c)`, `f(t.*)`, `SELECT c FROM t c`). */
   columnList(): string[] {
@@ -378,6 +517,35 @@ const DROP_RELATION_TYPES = new Set([
 
 const CURSOR_OPT_BINARY = 0x0001;
 
+/** PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED: state that outlives the session. */
+const TWO_PHASE = new Set([
+  "TRANS_STMT_PREPARE",
+  "TRANS_STMT_COMMIT_PREPARED",
+  "TRANS_STMT_ROLLBACK_PREPARED",
+]);
+
+/** A_Expr kinds whose `name` is not the operator PostgreSQL calls (BETWEEN is `>=` and `<=`). */
+const IMPLIED_OPERATORS: Readonly<Record<string, readonly string[]>> = {
+  AEXPR_BETWEEN: [">=", "<="],
+  AEXPR_NOT_BETWEEN: ["<", ">"],
+  AEXPR_BETWEEN_SYM: [">=", "<="],
+  AEXPR_NOT_BETWEEN_SYM: ["<", ">"],
+};
+
+/**
+ * Argument count of a call as PostgreSQL matches it against `pronargs`: `count(*)` is 0, an
+ * ordered-set aggregate counts its WITHIN GROUP columns; undefined (any overload) when named or
+ * VARIADIC arguments make the count not plain.
+ */
+function callArity(body: Node): number | undefined {
+  if (body.agg_star) return 0;
+  if (body.func_variadic) return undefined;
+  const args = Array.isArray(body.args) ? body.args : [];
+  if (args.some((a) => isObj(a) && isObj(a.NamedArgExpr))) return undefined;
+  const order = body.agg_within_group && Array.isArray(body.agg_order) ? body.agg_order.length : 0;
+  return args.length + order;
+}
+
 const DO_SCAN = new RegExp(
   `\\b(?:${[
     ...DENIED_FUNCTION_NAMES,
@@ -457,6 +625,16 @@ class Walker {
           collect,
           effect: body.isall ? { kind: "deallocate" } : { kind: "deallocate", name: str(body.name) ?? "" },
         };
+      case "FetchStmt":
+        return { kind: "select", collect, effect: { kind: "fetch", name: str(body.portalname) ?? "" } };
+      case "ClosePortalStmt": {
+        const name = str(body.portalname);
+        return {
+          kind: "other",
+          collect,
+          effect: name ? { kind: "closeCursor", name } : { kind: "closeCursor" },
+        };
+      }
       case "DiscardStmt":
         return body.target === "DISCARD_ALL"
           ? { kind: "other", collect, effect: { kind: "discard" } }
@@ -533,6 +711,13 @@ class Walker {
         const parts = stringList(body.funcname);
         const bare = (parts[parts.length - 1] ?? "").toLowerCase();
         out.functions.add(parts.map(ident).join("."));
+        out.routine(parts, callArity(body));
+        if (bare === "set_config") {
+          const args = Array.isArray(body.args) ? body.args : [];
+          const setting = constText(args[0]);
+          if (setting === undefined) out.settings.add("(dynamic)");
+          else if (setting.includes(".")) out.settings.add(setting.toLowerCase());
+        }
         const reason = deniedFunction(bare);
         if (reason) this.#deny(`function ${bare}`, reason);
         if (bare === "nextval" && !this.#inert) {
@@ -555,11 +740,35 @@ class Walker {
       case "MergeStmt":
         this.#visitQuery(type, body, scope, out, top);
         return;
+      case "A_Const":
+        if (isObj(body.ival) || isObj(body.fval)) numericConstants.add(Number(body.location ?? -1));
+        return;
+      case "A_Expr": {
+        const name = stringList(body.name);
+        const implied = IMPLIED_OPERATORS[str(body.kind) ?? ""];
+        if (implied) for (const op of implied) out.operator([op]);
+        else out.operator(name);
+        this.visit(body.lexpr, scope, out);
+        this.visit(body.rexpr, scope, out);
+        return;
+      }
+      case "SubLink":
+        if (Array.isArray(body.operName)) out.operator(stringList(body.operName));
+        this.visit(body.testexpr, scope, out);
+        this.visit(body.subselect, scope, out);
+        return;
+      case "TypeCast":
+        if (isObj(body.typeName)) {
+          out.cast(stringList(body.typeName.names));
+          this.visit(body.typeName.typmods, scope, out);
+        }
+        this.visit(body.arg, scope, out);
+        return;
       case "LockingClause":
         // lockedRels name FROM items (often aliases), not tables; the tables are in FROM.
         return;
       case "VariableSetStmt":
-        this.#checkSet(body);
+        this.#checkSet(body, out);
         this.visit(body.args, scope, out);
         return;
       case "TransactionStmt":
@@ -655,9 +864,10 @@ class Walker {
     }
   }
 
-  #checkSet(body: Node) {
+  #checkSet(body: Node, out: Collect) {
     const kind = str(body.kind);
     const name = (str(body.name) ?? "").toLowerCase();
+    if (name.includes(".")) out.settings.add(name);
     if (kind === "VAR_RESET_ALL") return; // back to the session's startup values, which the sidecar chose
     if (kind === "VAR_SET_MULTI") {
       this.#checkReadWrite(body.args, `SET ${str(body.name) ?? ""} ... READ WRITE`);
@@ -708,6 +918,7 @@ function topKind(type: string, body: Node): SqlKind {
     case "VariableShowStmt":
       return "show";
     case "TransactionStmt":
+      return TWO_PHASE.has(str(body.kind) ?? "") ? "twoPhaseCommit" : "transaction";
     case "ConstraintsSetStmt":
       return "transaction";
     case "CallStmt":

@@ -1,17 +1,23 @@
-// A second cache key: the statement text with its numeric literals replaced by NUL (a character a
-// query cannot contain). `WHERE aid = 17` and `WHERE aid = 42` share a key, so a workload that
-// varies only numbers is parsed once per shape.
+// A second cache key: the statement text with its numeric literals replaced by a class marker
+// (characters a query cannot contain): "\0" for an integer that fits int4, "\u0001" for a longer
+// integer, "\u0002" for a decimal or exponent. `WHERE aid = 17` and `WHERE aid = 42` share a key,
+// so a workload that varies only numbers is parsed once per shape.
 //
-// Soundness rests on two things:
+// Soundness, by construction (classify.ts enforces each step before it shares a classification):
 // 1. This lexer finds numeric literals exactly where PostgreSQL's does (with
 //    standard_conforming_strings on, which the sidecar forces and never lets the agent change):
 //    digits inside identifiers (`t1`), parameters (`$1`), strings ('', E'', U&'', $tag$...$tag$),
 //    quoted identifiers and comments are left alone. Any construct it is unsure of (an
-//    unterminated string or comment) yields no key, i.e. no sharing.
-// 2. Only classifications that never looked at a literal value are shared (classify.ts tracks
+//    unterminated string or comment, `1_000`, which PostgreSQL 15 and 16 lex differently) yields
+//    no key, i.e. no sharing.
+// 2. Texts with the same key therefore lex to the same token sequence with the same token classes
+//    (ICONST vs FCONST, which the grammar tells apart), and differ only in the values of those
+//    tokens. The grammar turns a numeric token into an A_Const node, or uses its value directly
+//    (`ALTER INDEX i ALTER COLUMN 1`, `float(24)`, `SET STATISTICS 5`): a classification is shared
+//    only when every replaced literal is the location of a numeric A_Const of the parse tree
+//    (`at`), so the trees differ only in A_Const values; the fingerprint ignores those.
+// 3. Only classifications that never looked at a literal value are shared (classify.ts tracks
 //    that: SET values, EXPLAIN option values, nextval names, DO bodies all read literals).
-// Two texts with the same key differ only in the digits of numeric literals, and a
-// classification that did not read literals cannot depend on them.
 
 const isDigit = (c: number) => c >= 48 && c <= 57;
 
@@ -46,10 +52,20 @@ function skipQuoted(s: string, i: number, q: number, backslash: boolean): number
   return -1;
 }
 
-/** `text` with numeric literals replaced by "\0", or undefined (no literal, or not sure). */
-export function numericShape(s: string): string | undefined {
+export interface NumericShape {
+  /** The text with each numeric literal replaced by its class marker. */
+  key: string;
+  /** Where each replaced literal starts (UTF-16 index; equal to the byte offset in ASCII text). */
+  at: number[];
+}
+
+const INT4_MAX = 2147483647;
+
+/** `text` with numeric literals replaced by class markers, or undefined (no literal, or not sure). */
+export function numericShape(s: string): NumericShape | undefined {
   const n = s.length;
   let out = "";
+  const at: number[] = [];
   let last = 0;
   let replaced = false;
   let i = 0;
@@ -150,7 +166,12 @@ export function numericShape(s: string): string | undefined {
         i = j;
         continue;
       }
-      out += `${s.slice(last, i)}\0`;
+      const token = s.slice(i, j);
+      if (token.includes("_")) return undefined;
+      const integer = /^[0-9]+$/.test(token);
+      const marker = !integer ? "\u0002" : token.length > 10 || Number(token) > INT4_MAX ? "\u0001" : "\0";
+      out += `${s.slice(last, i)}${marker}`;
+      at.push(i);
       last = j;
       replaced = true;
       i = j;
@@ -159,5 +180,5 @@ export function numericShape(s: string): string | undefined {
     i++;
   }
   if (!replaced) return undefined;
-  return out + s.slice(last);
+  return { key: out + s.slice(last), at };
 }
