@@ -3,6 +3,8 @@
 // protocol-agnostic and answers the queries this layer needs.
 import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import type { Decision, SqlKind, Subject } from "../policy/types.ts";
+import type { Catalog } from "../sql/catalog.ts";
+import { classificationCalls, withOpaqueCalls } from "../sql/catalog-judge.ts";
 import { builtinRefusal, type Classification, type ClassifiedStatement } from "../sql/index.ts";
 import { refusal } from "./refusals.ts";
 
@@ -24,6 +26,12 @@ export interface JudgeInput {
   prepared?: { get(name: string): readonly ClassifiedStatement[] | undefined };
   /** Masking applies to this connection's results. */
   masking?: boolean;
+  /**
+   * The upstream's catalog: functions and operators the statements call — directly, and through
+   * the views, defaults, constraints, triggers and domains they touch — that may write make the
+   * statement opaque, judged like CALL. Without it, only what the text shows is judged.
+   */
+  catalog?: Catalog;
 }
 
 export function judgeSql(input: JudgeInput): SqlJudgement {
@@ -55,6 +63,14 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
     statements = resolved;
   }
 
+  // Code the text does not show: each opaque function becomes a `call` entry of its statement, so
+  // only a rule that lists `call` explicitly (and may name the functions) lets it through.
+  if (input.catalog) {
+    const judged: Classification = statements === c.statements ? c : { ...c, statements };
+    const calls = classificationCalls(judged, input.catalog);
+    if (calls.opaque) statements = withOpaqueCalls(judged, calls);
+  }
+
   if (input.masking) {
     for (const s of statements) {
       if (s.kind === "copyTo") return { decision: refusal("maskingCopyTo", policy), statements };
@@ -65,6 +81,17 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
 
   const name = connection.spec.name;
   const decision = policies.evaluate(name, subject, { kind: "sql", statements });
+  if (decision.action === "deny" && decision.rule === undefined) {
+    const opaque = statements.filter((s) => s.nested === "opaque").flatMap((s) => s.functions);
+    if (opaque.length)
+      return {
+        decision: {
+          ...decision,
+          reason: `no rule allows calling ${[...new Set(opaque)].join(", ")}, which may write or run code the statement does not show (volatile, or not in the catalog); an allow rule must list "call" explicitly`,
+        },
+        statements,
+      };
+  }
   if (decision.action !== "allow") return { decision, statements };
 
   // DO and CALL run code the guard cannot see: only an allow rule that names the kind lets them
@@ -73,12 +100,16 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
     if (!OPAQUE.has(s.kind)) continue;
     const d = policies.evaluate(name, subject, { kind: "sql", statements: [s] });
     if (d.action !== "allow" || d.rule === undefined || !policies.ruleNamesSqlKind(name, d.rule, s.kind)) {
+      const what =
+        s.nested === "opaque"
+          ? `${s.functions.join(", ")} may write or run code the statement does not show (volatile, or not in the catalog)`
+          : `${s.kind === "do" ? "DO blocks" : "CALL"} run code the guard cannot inspect`;
       return {
         decision: {
           action: "deny",
           policy,
           ...(d.rule ? { rule: d.rule } : {}),
-          reason: `${s.kind === "do" ? "DO blocks" : "CALL"} run code the guard cannot inspect; an allow rule must list "${s.kind}" explicitly`,
+          reason: `${what}; an allow rule must list "${s.kind}" explicitly`,
         },
         statements,
       };

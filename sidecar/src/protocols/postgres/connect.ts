@@ -4,6 +4,7 @@
 // protocol-native errors that never carry the credential.
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import type { CatalogSource } from "./catalog-source.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { ResultMasking } from "./results.ts";
 import { originsQuery, USER_FUNCTION } from "./row-masking.ts";
@@ -41,6 +42,8 @@ export interface ConnectRequest {
 export interface Connected {
   target: UpstreamTarget;
   up: UpstreamSession;
+  /** Where the sidecar reads this database's catalog (same target and credential). */
+  catalog: CatalogSource;
 }
 
 export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
@@ -75,8 +78,9 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
       );
     }
   }
+  const database = spec.database ?? req.params.database ?? req.params.user ?? user;
   const params: Record<string, string> = {
-    database: spec.database ?? req.params.database ?? req.params.user ?? user,
+    database,
     client_encoding: "UTF8",
     standard_conforming_strings: "on",
     application_name: "airlock",
@@ -109,7 +113,8 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
       );
     }
   }
-  return { target, up };
+  const credentials = { user, ...(password !== undefined ? { password } : {}) };
+  return { target, up, catalog: { target, credentials, database, timeoutMs: req.connectTimeoutMs } };
 }
 
 function connectFailure(req: ConnectRequest, err: unknown): ProtocolError {

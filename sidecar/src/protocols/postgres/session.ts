@@ -27,9 +27,11 @@ import { OperationLog } from "../../operations/lifecycle.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
+import type { Catalog } from "../../sql/catalog.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
 import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
 import { type ApprovalGate, sqlApprovalAsk } from "./approval.ts";
+import { type CatalogSource, catalogOf } from "./catalog-source.ts";
 import { connectUpstream } from "./connect.ts";
 import { Duplex, HIGH_WATER } from "./duplex.ts";
 import { type BackendFramer, type Frame, FrontendFramer, type FrontendLimits, typeName } from "./framing.ts";
@@ -95,6 +97,9 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const now = () => performance.now();
 
+/** Statement kinds after which the catalog the session judges with may be out of date. */
+const CATALOG_CHANGING: ReadonlySet<string> = new Set(["create", "alter", "drop", "call", "do", "other"]);
+
 /** What a judged text came to, once any approval was asked: may it run, and under what record. */
 interface Verdict {
   judgement: SqlJudgement;
@@ -142,6 +147,11 @@ export class Session {
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #broken: unknown;
+  /** The upstream's catalog the session judges with (decisions/sql.ts), and where to reread it. */
+  #catalog: Catalog | undefined;
+  #catalogSource: CatalogSource | undefined;
+  /** A statement that may change the catalog completed: reread it before judging the next text. */
+  #catalogStale = false;
 
   constructor(deps: SessionDeps, agent: Socket) {
     this.#d = deps;
@@ -386,7 +396,7 @@ export class Session {
     const ctx = this.#ctx;
     await this.#d.parserReady;
     const readOnly = readOnlySession(ctx.policies.current(), this.#conn, this.#subject);
-    const { target, up } = await connectUpstream({
+    const { target, up, catalog } = await connectUpstream({
       ctx,
       session: this.id,
       connection: this.#conn,
@@ -396,6 +406,13 @@ export class Session {
       results: this.#results,
     });
     this.#target = target;
+    this.#catalogSource = catalog;
+    try {
+      this.#catalog = await catalogOf(catalog);
+    } catch (err) {
+      up.socket.destroy();
+      throw err;
+    }
     if (this.#isClosed() || this.#closing) {
       up.socket.destroy();
       return;
@@ -542,6 +559,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...(this.#catalog ? { catalog: this.#catalog } : {}),
       });
       if (!classification.statements.some((s) => s.effect?.kind === "execute"))
         this.#judged.set(classification, judgement);
@@ -614,6 +632,7 @@ export class Session {
 
   /** Judges `text`; `then` runs with the verdict, synchronously when no approval is needed. */
   #decide(text: string, then: (v: Verdict, c: Classification) => void): Promise<void> | undefined {
+    if (this.#catalogStale) return this.#rereadCatalog().then(() => this.#decide(text, then));
     const { classification, judgement } = this.#judge(text);
     if (judgement.decision.action !== "requireApproval") {
       then({ judgement, decision: judgement.decision, audited: judgement.decision }, classification);
@@ -699,6 +718,7 @@ export class Session {
         classification: c,
         judgement: { ...j, decision },
         generation: this.#gen,
+        catalog: this.#catalog,
         ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
       };
       this.#statements.prepared.set(name, info);
@@ -720,15 +740,16 @@ export class Session {
   }
 
   #onBind(f: Frame): Promise<void> | undefined {
+    if (this.#catalogStale) return this.#rereadCatalog().then(() => this.#onBind(f));
     const b = parseBind(f.payload);
     const info = this.#statements.prepared.get(b.statement);
     if (!info) {
       this.#deny(this.#newOp([], refusal("sqlBindUnprepared", this.#conn.policy, b.statement)), false);
       return undefined;
     }
-    // A policy change since Parse: judge the statement again.
+    // A policy or catalog change since Parse: judge the statement again.
     this.#refresh();
-    if (info.generation !== this.#gen) {
+    if (info.generation !== this.#gen || info.catalog !== this.#catalog) {
       const j = judgeSql({
         classification: info.classification,
         policies: this.#ctx.policies.current(),
@@ -736,9 +757,11 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...(this.#catalog ? { catalog: this.#catalog } : {}),
       });
       info.judgement = j;
       info.generation = this.#gen;
+      info.catalog = this.#catalog;
     }
     if (info.judgement.decision.action !== "allow") {
       const d = info.judgement.decision;
@@ -895,6 +918,18 @@ export class Session {
       this.#ctx.metrics.masked.inc({ connection: this.#name, detector }, n);
   }
 
+  /** Rereads the catalog (after this session's DDL): judgements made with the old one are dropped. */
+  async #rereadCatalog(): Promise<void> {
+    const source = this.#catalogSource;
+    if (!source) return;
+    const catalog = await catalogOf(source, true);
+    this.#catalogStale = false;
+    if (catalog !== this.#catalog) {
+      this.#catalog = catalog;
+      this.#judged = new WeakMap();
+    }
+  }
+
   /** Ends an operation with its audit event: rows, and the upstream outcome when it was forwarded. */
   #finish(op: Op) {
     const rec = op.rec;
@@ -909,5 +944,9 @@ export class Session {
     }
     const ms = rec.finish();
     if (forwarded) this.#ops.upstreamSeconds.observe(ms / 1000);
+    // Confirmed by the server, not merely sent: a failed CREATE changed nothing. (Inside a
+    // transaction that later rolls back, rereading is only a wasted check.)
+    if (forwarded && op.tagged && op.statements.some((s) => CATALOG_CHANGING.has(s.kind)))
+      this.#catalogStale = true;
   }
 }

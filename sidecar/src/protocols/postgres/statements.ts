@@ -27,6 +27,8 @@ export interface StatementInfo {
   classification: Classification;
   judgement: SqlJudgement;
   generation: number;
+  /** The catalog it was judged with (judged again when the session's catalog changed). */
+  catalog?: unknown;
   /** The approval that let the statement through (audited with its execution). */
   approval?: NonNullable<Operation["approval"]>;
   /** The requireApproval decision, when the statement needed one: each execution asks again. */

@@ -9,6 +9,7 @@ import {
   decodeLoose,
   message,
   parseErrorFields,
+  parseRowDescription,
   passwordMessage,
   Reader,
   SSL_REQUEST,
@@ -385,6 +386,46 @@ export async function sidecarQuery(
           for (let i = 0; i < n; i++) {
             const len = r.int32();
             row.push(len < 0 ? null : decodeLoose(r.bytes(len)));
+          }
+          rows.push(row);
+        } else if (f.type === T.ErrorResponse) error = new UpstreamError(parseErrorFields(f.payload));
+        else if (f.type === T.ReadyForQuery) {
+          up.txStatus = String.fromCharCode(f.payload[0] ?? 0x49);
+          return;
+        }
+      }
+    };
+    await withTimeout(run(), timeoutMs, () => up.socket.destroy());
+    if (error) throw error;
+    return rows;
+  } finally {
+    reader.detach();
+  }
+}
+
+/** As sidecarQuery, with each row keyed by its column name (from the RowDescription). */
+export async function sidecarRecords(
+  up: UpstreamSession,
+  sql: string,
+  timeoutMs: number,
+): Promise<Record<string, string | null>[]> {
+  const reader = new HandshakeReader(up.socket, up.framer);
+  try {
+    up.socket.write(queryMessage(sql));
+    const rows: Record<string, string | null>[] = [];
+    let names: string[] = [];
+    let error: UpstreamError | undefined;
+    const run = async () => {
+      for (;;) {
+        const f = await reader.next();
+        if (f.type === T.RowDescription) names = parseRowDescription(f.payload).map((c) => c.name);
+        else if (f.type === T.DataRow) {
+          const r = new Reader(f.payload);
+          const n = r.int16();
+          const row: Record<string, string | null> = {};
+          for (let i = 0; i < n; i++) {
+            const len = r.int32();
+            row[names[i] ?? String(i)] = len < 0 ? null : decodeLoose(r.bytes(len));
           }
           rows.push(row);
         } else if (f.type === T.ErrorResponse) error = new UpstreamError(parseErrorFields(f.payload));

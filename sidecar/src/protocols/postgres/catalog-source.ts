@@ -1,0 +1,56 @@
+// The upstream's catalog, for judging code a statement's text does not show (sql/catalog.ts):
+// read on a side connection of the sidecar's own (read-only, with a short lock_timeout: a session
+// holding an exclusive lock must not make the read wait), cached per database and re-checked by
+// its fingerprint at most every few seconds, and reloaded after this session ran a statement that
+// may change it. A catalog that cannot be read refuses the session or the statement (fail closed).
+import { type Catalog, CatalogCache } from "../../sql/catalog.ts";
+import { ProtocolError } from "./protocol.ts";
+import {
+  sidecarRecords,
+  startUpstream,
+  type UpstreamCredentials,
+  type UpstreamSession,
+  type UpstreamTarget,
+} from "./upstream.ts";
+
+/** How long a fingerprint check stays good for new sessions of the same database. */
+const RECHECK_MS = 2000;
+const cache = new CatalogCache();
+
+export interface CatalogSource {
+  target: UpstreamTarget;
+  credentials: UpstreamCredentials;
+  database: string;
+  timeoutMs: number;
+}
+
+/** The catalog of the source's database; `fresh` forces a fingerprint check (after this session's DDL). */
+export async function catalogOf(source: CatalogSource, fresh = false): Promise<Catalog> {
+  const key = `${source.target.host}:${source.target.port}/${source.database}`;
+  if (fresh) cache.invalidate(key);
+  let side: UpstreamSession | undefined;
+  try {
+    return await cache.get(
+      key,
+      async (sql) => {
+        side ??= await startUpstream(source.target, source.credentials, {
+          database: source.database,
+          client_encoding: "UTF8",
+          application_name: "airlock-catalog",
+          default_transaction_read_only: "on",
+          lock_timeout: "2s",
+          statement_timeout: "10s",
+        });
+        return sidecarRecords(side, sql, source.timeoutMs);
+      },
+      { maxAgeMs: RECHECK_MS },
+    );
+  } catch (err) {
+    throw new ProtocolError(
+      `the Airlock sidecar could not read the database catalog it judges statements with (${err instanceof Error ? err.message : String(err)})`,
+      "08006",
+    );
+  } finally {
+    (side as UpstreamSession | undefined)?.socket.end();
+  }
+}
