@@ -2,9 +2,18 @@
 // sidecar/src/approvals/gate.ts. A statement whose decision is requireApproval waits on the gate
 // (protocol "postgres"); without one it is denied with a clear message.
 import { normalizeSync } from "libpg-query";
-import type { ApprovalAsk } from "../../operations/approval-step.ts";
-import type { Subject } from "../../policy/types.ts";
+import { waitingText } from "../../approvals/gate.ts";
+import type { SqlJudgement } from "../../decisions/index.ts";
+import {
+  type ApprovalAsk,
+  type ApprovalResult,
+  type ApprovalStepDeps,
+  seekApproval,
+} from "../../operations/approval-step.ts";
+import type { Decision, Subject } from "../../policy/types.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
+import { noticeMessage } from "./protocol.ts";
+import type { Op } from "./statements.ts";
 
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome, ApprovalStatus } from "../../approvals/gate.ts";
 
@@ -46,5 +55,45 @@ export function sqlApprovalAsk(
     fingerprint: statements.map((s) => s.fingerprint).join(","),
     ...(reason ? { reason } : {}),
     session: scope.session,
+  };
+}
+
+/** What a judged text came to, once any approval was asked: may it run, and under what record. */
+export interface Verdict {
+  judgement: SqlJudgement;
+  /** The effective decision: `allow` (possibly after an approval), or why not. */
+  decision: Decision;
+  /** What the audit event records as the decision (the rule's requireApproval when one was asked). */
+  audited: Decision;
+  approval?: NonNullable<Op["rec"]["approval"]>;
+  /** The approval's refusal, when one was asked and did not let it through. */
+  refused?: Extract<ApprovalResult, { approved: false }>;
+}
+
+/**
+ * Asks the approval step for a requireApproval judgement; the agent is told (`tell`, a
+ * NoticeResponse) as soon as the statement waits.
+ */
+export async function askApproval(
+  deps: ApprovalStepDeps & { tell(notice: Buffer): void },
+  j: Pick<SqlJudgement, "decision" | "statements">,
+  ask: ApprovalAsk,
+  signal: AbortSignal,
+): Promise<Verdict> {
+  const d = j.decision;
+  const result = await seekApproval(
+    deps,
+    d,
+    { ...ask, onWaiting: (w) => deps.tell(noticeMessage(waitingText(w))) },
+    signal,
+  );
+  const judgement = { decision: d, statements: j.statements };
+  if (result.approved)
+    return { judgement, decision: { ...d, action: "allow" }, audited: d, approval: result.approval };
+  return {
+    judgement,
+    decision: { ...d, action: "deny", reason: result.message },
+    audited: d,
+    refused: result,
   };
 }

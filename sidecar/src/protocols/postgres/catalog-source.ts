@@ -54,3 +54,34 @@ export async function catalogOf(source: CatalogSource, fresh = false): Promise<C
     (side as UpstreamSession | undefined)?.socket.end();
   }
 }
+
+/** Statement kinds after which the catalog a session judges with may be out of date. */
+const CATALOG_CHANGING: ReadonlySet<string> = new Set(["create", "alter", "drop", "call", "do", "other"]);
+
+/** The catalog one session judges with: read at connect, reread after the session changed it. */
+export class SessionCatalog {
+  catalog: Catalog | undefined;
+  #source: CatalogSource | undefined;
+  /** A statement that may change the catalog completed: reread before judging the next text. */
+  stale = false;
+
+  async open(source: CatalogSource): Promise<void> {
+    this.#source = source;
+    this.catalog = await catalogOf(source);
+  }
+
+  /** A forwarded statement completed (confirmed by the server, not merely sent). */
+  completed(kinds: readonly { kind: string }[]): void {
+    if (kinds.some((s) => CATALOG_CHANGING.has(s.kind))) this.stale = true;
+  }
+
+  /** Rereads the catalog; returns whether it changed (judgements made with the old one are void). */
+  async reread(): Promise<boolean> {
+    if (!this.#source) return false;
+    const catalog = await catalogOf(this.#source, true);
+    this.stale = false;
+    if (catalog === this.catalog) return false;
+    this.catalog = catalog;
+    return true;
+  }
+}

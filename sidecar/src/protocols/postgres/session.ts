@@ -19,19 +19,18 @@
 // statement is one operation of the shared lifecycle (operations/lifecycle.ts).
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
-import { ApprovalWaitCanceled, waitingText } from "../../approvals/gate.ts";
+import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
 import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
-import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
+import { recordApproval } from "../../operations/approval-step.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
-import type { Catalog } from "../../sql/catalog.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
 import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
-import { type ApprovalGate, sqlApprovalAsk } from "./approval.ts";
-import { type CatalogSource, catalogOf } from "./catalog-source.ts";
+import { type ApprovalGate, askApproval, sqlApprovalAsk, type Verdict } from "./approval.ts";
+import { SessionCatalog } from "./catalog-source.ts";
 import { connectUpstream } from "./connect.ts";
 import { Duplex, HIGH_WATER } from "./duplex.ts";
 import { type BackendFramer, type Frame, FrontendFramer, type FrontendLimits, typeName } from "./framing.ts";
@@ -43,7 +42,6 @@ import {
   errorResponse,
   executeMessage,
   flushMessage,
-  noticeMessage,
   ProtocolError,
   parseBind,
   parseExecute,
@@ -97,21 +95,6 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const now = () => performance.now();
 
-/** Statement kinds after which the catalog the session judges with may be out of date. */
-const CATALOG_CHANGING: ReadonlySet<string> = new Set(["create", "alter", "drop", "call", "do", "other"]);
-
-/** What a judged text came to, once any approval was asked: may it run, and under what record. */
-interface Verdict {
-  judgement: SqlJudgement;
-  /** The effective decision: `allow` (possibly after an approval), or why not. */
-  decision: Decision;
-  /** What the audit event records as the decision (the rule's requireApproval when one was asked). */
-  audited: Decision;
-  approval?: NonNullable<Op["rec"]["approval"]>;
-  /** The approval's refusal, when one was asked and did not let it through. */
-  refused?: Extract<ApprovalResult, { approved: false }>;
-}
-
 export class Session {
   readonly id = randomUUID();
   readonly #d: SessionDeps;
@@ -147,11 +130,8 @@ export class Session {
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #broken: unknown;
-  /** The upstream's catalog the session judges with (decisions/sql.ts), and where to reread it. */
-  #catalog: Catalog | undefined;
-  #catalogSource: CatalogSource | undefined;
-  /** A statement that may change the catalog completed: reread it before judging the next text. */
-  #catalogStale = false;
+  /** The upstream's catalog the session judges with (decisions/sql.ts). */
+  readonly #catalog = new SessionCatalog();
 
   constructor(deps: SessionDeps, agent: Socket) {
     this.#d = deps;
@@ -406,9 +386,8 @@ export class Session {
       results: this.#results,
     });
     this.#target = target;
-    this.#catalogSource = catalog;
     try {
-      this.#catalog = await catalogOf(catalog);
+      await this.#catalog.open(catalog);
     } catch (err) {
       up.socket.destroy();
       throw err;
@@ -559,7 +538,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
-        ...(this.#catalog ? { catalog: this.#catalog } : {}),
+        ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
       });
       if (!classification.statements.some((s) => s.effect?.kind === "execute"))
         this.#judged.set(classification, judgement);
@@ -587,11 +566,10 @@ export class Session {
     j: Pick<SqlJudgement, "decision" | "statements">,
     text: string | undefined,
   ): Promise<Verdict> {
-    const d = j.decision;
     const ac = new AbortController();
     this.#approvalAbort = ac;
     try {
-      const result = await seekApproval(
+      return await askApproval(
         {
           gate: this.#d.approvals,
           warn: (message, err) =>
@@ -599,32 +577,21 @@ export class Session {
               { session: this.id, err: err instanceof Error ? err.message : String(err) },
               message,
             ),
-        },
-        d,
-        {
-          ...sqlApprovalAsk(j.statements, text, {
-            connection: this.#name,
-            subject: this.#subject,
-            session: this.id,
-          }),
           // The agent hears at once that (and for whom) it waits: a NoticeResponse may come any time.
-          onWaiting: (w) => {
+          tell: (notice) => {
             if (this.#isClosed()) return;
-            this.#io.toAgent(noticeMessage(waitingText(w)));
+            this.#io.toAgent(notice);
             this.#io.flushAgent();
           },
         },
+        j,
+        sqlApprovalAsk(j.statements, text, {
+          connection: this.#name,
+          subject: this.#subject,
+          session: this.id,
+        }),
         ac.signal,
       );
-      const judgement = { decision: d, statements: j.statements };
-      if (result.approved)
-        return { judgement, decision: { ...d, action: "allow" }, audited: d, approval: result.approval };
-      return {
-        judgement,
-        decision: { ...d, action: "deny", reason: result.message },
-        audited: d,
-        refused: result,
-      };
     } finally {
       this.#approvalAbort = undefined;
     }
@@ -632,7 +599,7 @@ export class Session {
 
   /** Judges `text`; `then` runs with the verdict, synchronously when no approval is needed. */
   #decide(text: string, then: (v: Verdict, c: Classification) => void): Promise<void> | undefined {
-    if (this.#catalogStale) return this.#rereadCatalog().then(() => this.#decide(text, then));
+    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#decide(text, then));
     const { classification, judgement } = this.#judge(text);
     if (judgement.decision.action !== "requireApproval") {
       then({ judgement, decision: judgement.decision, audited: judgement.decision }, classification);
@@ -718,7 +685,7 @@ export class Session {
         classification: c,
         judgement: { ...j, decision },
         generation: this.#gen,
-        catalog: this.#catalog,
+        catalog: this.#catalog.catalog,
         ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
       };
       this.#statements.prepared.set(name, info);
@@ -740,7 +707,7 @@ export class Session {
   }
 
   #onBind(f: Frame): Promise<void> | undefined {
-    if (this.#catalogStale) return this.#rereadCatalog().then(() => this.#onBind(f));
+    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#onBind(f));
     const b = parseBind(f.payload);
     const info = this.#statements.prepared.get(b.statement);
     if (!info) {
@@ -749,7 +716,7 @@ export class Session {
     }
     // A policy or catalog change since Parse: judge the statement again.
     this.#refresh();
-    if (info.generation !== this.#gen || info.catalog !== this.#catalog) {
+    if (info.generation !== this.#gen || info.catalog !== this.#catalog.catalog) {
       const j = judgeSql({
         classification: info.classification,
         policies: this.#ctx.policies.current(),
@@ -757,11 +724,11 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
-        ...(this.#catalog ? { catalog: this.#catalog } : {}),
+        ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
       });
       info.judgement = j;
       info.generation = this.#gen;
-      info.catalog = this.#catalog;
+      info.catalog = this.#catalog.catalog;
     }
     if (info.judgement.decision.action !== "allow") {
       const d = info.judgement.decision;
@@ -920,14 +887,7 @@ export class Session {
 
   /** Rereads the catalog (after this session's DDL): judgements made with the old one are dropped. */
   async #rereadCatalog(): Promise<void> {
-    const source = this.#catalogSource;
-    if (!source) return;
-    const catalog = await catalogOf(source, true);
-    this.#catalogStale = false;
-    if (catalog !== this.#catalog) {
-      this.#catalog = catalog;
-      this.#judged = new WeakMap();
-    }
+    if (await this.#catalog.reread()) this.#judged = new WeakMap();
   }
 
   /** Ends an operation with its audit event: rows, and the upstream outcome when it was forwarded. */
@@ -946,7 +906,6 @@ export class Session {
     if (forwarded) this.#ops.upstreamSeconds.observe(ms / 1000);
     // Confirmed by the server, not merely sent: a failed CREATE changed nothing. (Inside a
     // transaction that later rolls back, rereading is only a wasted check.)
-    if (forwarded && op.tagged && op.statements.some((s) => CATALOG_CHANGING.has(s.kind)))
-      this.#catalogStale = true;
+    if (forwarded && op.tagged) this.#catalog.completed(op.statements);
   }
 }
