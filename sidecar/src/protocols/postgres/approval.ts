@@ -11,20 +11,49 @@ import {
   seekApproval,
 } from "../../operations/approval-step.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
+import { approvalSummary as summarize } from "../../sql/approval-summary.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
+import { classifySync } from "../../sql/index.ts";
 import { noticeMessage } from "./protocol.ts";
 import type { Op } from "./statements.ts";
 
 export type { ApprovalGate, ApprovalInput, ApprovalOutcome, ApprovalStatus } from "../../approvals/gate.ts";
 
-/** The statement as approvers see it: libpg-query's normalization (literals become $n). */
+/**
+ * The statement as approvers see it: libpg-query's normalization (literals become $n). A text of
+ * several statements, or one too long to show whole, starts with every statement that is not a
+ * plain read — kinds, tables, functions, fingerprint, its own excerpt — so that a write cannot
+ * hide behind a long comment or harmless statements; then the text with head and tail kept and
+ * the elision marked with what it hides.
+ */
 export function approvalSummary(text: string): string | undefined {
+  let normalized: string;
   try {
-    return normalizeSync(text).trim().slice(0, 4096);
+    normalized = normalizeSync(text).trim();
   } catch {
     return undefined;
   }
+  const classification = classifySync(normalized);
+  if (classification.errors.length) return normalized.slice(0, SUMMARY_MAX);
+  const indexes = new Set(classification.statements.map((st) => st.index));
+  if (indexes.size <= 1 && normalized.length <= SUMMARY_MAX) return normalized;
+  const s = summarize(normalized, classification, { maxChars: SUMMARY_MAX / 2, maxExcerpt: 240 });
+  const lines = s.statements.map(
+    (st) =>
+      `${st.position}. ${st.kinds.join("+").toUpperCase()}${st.tables.length ? ` ${st.tables.join(", ")}` : ""}` +
+      `${st.functions.length ? ` calls ${st.functions.join(", ")}` : ""} [${st.fingerprint}]: ${st.excerpt}`,
+  );
+  const writes = s.statements.filter((st) => st.kinds.some((k) => !READ_KINDS.has(k))).length;
+  return [
+    `${indexes.size} statements (${writes} not plain reads${s.omittedReads ? `, ${s.omittedReads} reads not listed` : ""}):`,
+    ...lines,
+    "text:",
+    s.text,
+  ].join("\n");
 }
+
+const SUMMARY_MAX = 4096;
+const READ_KINDS = new Set(["select", "show", "explain", "copyTo"]);
 
 const LEADING_COMMENT = /^\s*(?:--[ \t]*([^\r\n]*)|\/\*\s*([\s\S]*?)\s*\*\/)/;
 
