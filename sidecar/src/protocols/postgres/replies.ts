@@ -21,8 +21,16 @@ import { maskDataRow, type ResultPlan, rowNeedsMasking } from "./row-masking.ts"
 import type { Op, PortalInfo, SessionStatements, StatementInfo } from "./statements.ts";
 
 export type Pending =
-  | { t: "query"; op: Op; plan?: ResultPlan | undefined }
-  | { t: "parse" }
+  | {
+      t: "query";
+      op: Op;
+      plan?: ResultPlan | undefined;
+      /** Called with the ordinal of each statement the server completed (its CommandComplete). */
+      completed?: (ordinal: number) => void;
+      done?: number;
+    }
+  /** `undo`: what to forget when the server refuses (or skips) the Parse. */
+  | { t: "parse"; undo?: () => void }
   | { t: "bind" }
   | { t: "close" }
   | {
@@ -247,6 +255,8 @@ export class ReplyMatcher {
       case T.CommandComplete:
         this.#tag(op, f);
         head.plan = undefined;
+        head.done = (head.done ?? 0) + 1;
+        head.completed?.(head.done - 1);
         break;
       case T.ReadyForQuery:
         this.#ready(f);
@@ -352,6 +362,10 @@ export class ReplyMatcher {
         head.done?.();
         host.toAgent(this.#redacted(f, undefined));
         break;
+      case "parse":
+        head.undo?.();
+        host.toAgent(this.#redacted(f, undefined));
+        break;
       case "execute":
         head.op.error = code;
         host.finish(head.op);
@@ -371,6 +385,7 @@ export class ReplyMatcher {
       if (p.t === "sync") return;
       this.#pending.shift();
       if (p.t === "describe") p.done?.();
+      if (p.t === "parse") p.undo?.();
       if (p.t === "execute" || p.t === "query") {
         p.op.error = "skipped";
         host.finish(p.op);

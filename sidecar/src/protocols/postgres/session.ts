@@ -649,9 +649,25 @@ export class Session {
         return;
       }
       const op = this.#opOf(statements, v);
-      this.#statements.applyEffects(c, v.decision, this.#gen);
       this.#io.toUp(f.raw);
-      this.#replies.expect({ t: "query", op });
+      // What the text does to the session's named statements and cursors takes effect statement by
+      // statement as the server completes them: a PREPARE it refuses (in an aborted transaction,
+      // after an earlier error) is never recorded.
+      const effects = c.statements.some((s) => s.effect !== undefined);
+      const order = effects ? [...new Set(c.statements.map((s) => s.index))] : [];
+      const gen = this.#gen;
+      this.#replies.expect({
+        t: "query",
+        op,
+        ...(effects
+          ? {
+              completed: (k: number) => {
+                const index = order[k];
+                if (index !== undefined) this.#statements.applyEffects(c, v.decision, gen, index);
+              },
+            }
+          : {}),
+      });
     });
   }
 
@@ -675,11 +691,14 @@ export class Session {
         this.#denyVerdict(j.statements, v, false);
         return;
       }
-      this.#statements.applyEffects(c, decision, this.#gen);
       this.#io.toUp(f.raw);
-      this.#replies.expect({ t: "parse" });
+      // The server skips everything up to Sync after an error: this Parse will not happen.
+      if (this.#replies.serverSkipping) return;
       // The server refuses to redefine a named statement: keep what we know about the one it keeps.
-      if (name !== "" && this.#statements.prepared.has(name)) return;
+      if (name !== "" && this.#statements.prepared.has(name)) {
+        this.#replies.expect({ t: "parse" });
+        return;
+      }
       const info: StatementInfo = {
         statements: j.statements,
         classification: c,
@@ -688,7 +707,16 @@ export class Session {
         catalog: this.#catalog.catalog,
         ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
       };
+      // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
+      // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
+      // drops the server's previous one.
       this.#statements.prepared.set(name, info);
+      this.#replies.expect({
+        t: "parse",
+        undo: () => {
+          if (this.#statements.prepared.get(name) === info) this.#statements.prepared.delete(name);
+        },
+      });
       // With masking on, learn the result columns now (pipelined, answered before any Execute).
       if (this.#results.mask) this.#describeInternally(info, "S", name);
     });

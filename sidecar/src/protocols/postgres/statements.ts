@@ -56,11 +56,14 @@ export class SessionStatements {
   readonly portals = new Map<string, PortalInfo>();
   readonly cursors = new Map<string, readonly ClassifiedStatement[]>();
 
-  /** Records what an allowed text does to the session's named statements and cursors. */
-  applyEffects(c: Classification, decision: Decision, generation: number): void {
+  /**
+   * Records what an allowed text does to the session's named statements and cursors: all of it,
+   * or only statement `index` (the one the server just completed).
+   */
+  applyEffects(c: Classification, decision: Decision, generation: number, index?: number): void {
     for (const s of c.statements) {
       const e = s.effect;
-      if (!e) continue;
+      if (!e || (index !== undefined && s.index !== index)) continue;
       switch (e.kind) {
         case "prepare": {
           // PREPARE was judged as the statement it prepares: that judgement carries over.
@@ -91,7 +94,17 @@ export class SessionStatements {
             c.statements.filter((x) => x.index === s.index),
           );
           break;
+        case "closeCursor":
+          if (e.name === undefined) {
+            this.cursors.clear();
+            for (const [name, p] of this.portals) if (!p.statement) this.portals.delete(name);
+          } else {
+            this.cursors.delete(e.name);
+            this.portals.delete(e.name);
+          }
+          break;
         case "execute":
+        case "fetch":
           break;
       }
     }

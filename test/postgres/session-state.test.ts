@@ -1,0 +1,134 @@
+// Session state follows the server: a Parse or PREPARE the server refuses (an earlier error in the
+// pipeline, an aborted transaction, a missing table) is never recorded by the guard, so a later
+// definition of the same name is judged as itself — an approved UPDATE cannot hide behind a
+// stale harmless entry and run again without asking (real PostgreSQL, raw protocol messages).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApprovalGate, ApprovalInput } from "../../sidecar/src/approvals/gate.ts";
+import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { bindMessage, errorOf, executeMessage, parseMessage, RawClient, syncMessage } from "./raw-client.ts";
+import { type GuardedPostgres, pgPolicy, startGuard } from "./support.ts";
+
+let server: PostgresServer;
+let g: GuardedPostgres;
+const asked: ApprovalInput[] = [];
+const gate: ApprovalGate = {
+  async request(input) {
+    asked.push(input);
+    return { approved: true, request: `areq-${asked.length}`, approvers: ["dana"] };
+  },
+};
+
+beforeAll(async () => {
+  server = await startPostgres();
+  await server.sql(`
+    CREATE TABLE counter (n int);
+    INSERT INTO counter VALUES (0);
+    GRANT ALL ON counter TO airlock_scram;
+  `);
+  g = await startGuard(
+    pgPolicy(server, {
+      rules: [
+        { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
+        {
+          name: "updates-need-dba",
+          action: "requireApproval",
+          match: { sql: { statements: ["update"] } },
+          approval: { approvers: { groups: ["dba"] } },
+        },
+      ],
+    }),
+    { credential: server.users.scram, approvals: gate },
+  );
+});
+
+afterAll(async () => {
+  await g?.close();
+  await server?.stop();
+});
+
+async function session(): Promise<RawClient> {
+  const c = await RawClient.connect(g.port);
+  await c.startup();
+  return c;
+}
+
+const counter = async () => Number((await server.sql("SELECT n FROM counter")).trim());
+
+describe("session state follows the server", () => {
+  it("a refused Parse is forgotten: the next Parse of the name is what every Bind runs and asks for", async () => {
+    const c = await session();
+    try {
+      // The server refuses this Parse (no such table): the guard must not keep "p" = a read.
+      await c.write(Buffer.concat([parseMessage("p", "SELECT * FROM no_such_table"), syncMessage()]));
+      const refused = await c.until("Z");
+      expect(errorOf(refused.find((m) => m.type === "E"))?.code).toBe("42P01");
+      // Now "p" becomes an UPDATE, approved once for the Parse.
+      await c.write(Buffer.concat([parseMessage("p", "UPDATE counter SET n = n + 1"), syncMessage()]));
+      await c.until("Z");
+      const before = asked.length;
+      for (let i = 0; i < 3; i++) {
+        await c.write(Buffer.concat([bindMessage("", "p", []), executeMessage(""), syncMessage()]));
+        const r = await c.until("Z");
+        expect(
+          r.find((m) => m.type === "E"),
+          JSON.stringify(r),
+        ).toBeUndefined();
+      }
+      // Each execution after the first asks again (the approval covered one execution).
+      expect(asked.length - before).toBeGreaterThanOrEqual(2);
+      expect(await counter()).toBe(3);
+      const updates = g.audit.filter(
+        (e) => e.operation.kind === "sql" && e.operation.statements[0]?.kind === "update",
+      );
+      expect(updates).toHaveLength(3); // each execution, audited as what it runs
+    } finally {
+      c.close();
+    }
+  });
+
+  it("a PREPARE the server refuses in an aborted transaction is not recorded (EXECUTE of it is refused)", async () => {
+    const c = await session();
+    try {
+      await c.query("BEGIN");
+      await c.query("SELECT 1/0");
+      const r = await c.query("PREPARE q AS SELECT 1");
+      expect(errorOf(r.find((m) => m.type === "E"))?.code).toBe("25P02");
+      await c.query("ROLLBACK");
+      const e = await c.query("EXECUTE q");
+      expect(errorOf(e.find((m) => m.type === "E"))).toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/never prepared/),
+      });
+      // One the server accepted is recorded.
+      await c.query("PREPARE q AS SELECT 41 + 1");
+      const ok = await c.query("EXECUTE q");
+      expect(ok.find((m) => m.type === "E")).toBeUndefined();
+    } finally {
+      c.close();
+    }
+  });
+
+  it("after an earlier error in the pipeline, a Parse the server skips is not recorded", async () => {
+    const c = await session();
+    try {
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "SELECT 1/0"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          parseMessage("later", "SELECT 1"),
+          syncMessage(),
+        ]),
+      );
+      await c.until("Z");
+      await c.write(Buffer.concat([bindMessage("", "later", []), executeMessage(""), syncMessage()]));
+      const r = await c.until("Z");
+      expect(errorOf(r.find((m) => m.type === "E"))).toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/never prepared through the sidecar/),
+      });
+    } finally {
+      c.close();
+    }
+  });
+});
