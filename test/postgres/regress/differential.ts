@@ -15,6 +15,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { CatalogCache } from "../../../sidecar/src/sql/catalog.ts";
 import { type ClassifiedStatement, classifySync } from "../../../sidecar/src/sql/index.ts";
+import { parserFor } from "../../../sidecar/src/sql/parser.ts";
 import type { PostgresServer } from "../../harness/postgres.ts";
 import { clientQuery, judgeWithCatalog } from "../catalog-support.ts";
 import { splitScript } from "./split.ts";
@@ -108,6 +109,9 @@ async function runFile(
   catalogClient.on("error", () => {});
   await catalogClient.query("SET lock_timeout = '1s'");
   const query = clientQuery(catalogClient);
+  // Judged with the server's own grammar, as the guard does (parser.ts).
+  const version = (await client.query("SHOW server_version")).rows[0]?.server_version;
+  const parser = await parserFor(String(version));
   const prepared = new Map<string, readonly ClassifiedStatement[]>();
   const cursors = new Map<string, readonly ClassifiedStatement[]>();
   let dirty = true;
@@ -115,7 +119,7 @@ async function runFile(
     for (const st of statements) {
       report.statements++;
       if (st.copyFromStdin) continue;
-      const c = classifySync(st.sql);
+      const c = classifySync(st.sql, parser);
       const top = c.statements.filter((s) => !s.nested);
       const kinds = c.statements.map((s) => s.kind);
       const effect = top[0]?.effect;
@@ -155,7 +159,7 @@ async function runFile(
       let unavailable: string | undefined;
       if (reads && dirty) {
         try {
-          await cache.get(database, query);
+          await cache.get(database, query, { parser });
           dirty = false;
         } catch (err) {
           unavailable = err instanceof Error ? err.message : String(err);
@@ -165,7 +169,7 @@ async function runFile(
       const judgement =
         unavailable || !catalog
           ? { decision: { action: "deny" as const, reason: `the catalog could not be read: ${unavailable}` } }
-          : judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors });
+          : judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors, parser });
       const allowed = judgement.decision.action === "allow";
       if (allowed) report.allowedByReadRule++;
       const finding = (): Finding => ({
