@@ -26,6 +26,8 @@ export interface Finding {
   sql: string;
   kind: string;
   reason: string;
+  /** Opaque functions the catalog judgement found. */
+  opaque: string[];
 }
 
 export interface DifferentialReport {
@@ -42,6 +44,8 @@ export interface DifferentialReport {
   /** False denies by the reason's first words. */
   falseDeniesByReason: Record<string, number>;
   falseDeniesByKind: Record<string, number>;
+  /** False denies by opaque function (a statement counts once per function). */
+  falseDeniesByFunction: Record<string, number>;
   catalogLoads: number;
   ms: number;
 }
@@ -178,6 +182,13 @@ async function runFile(
         sql: st.sql.length > 300 ? `${st.sql.slice(0, 300)}...` : st.sql,
         kind: kinds.join(","),
         reason: judgement.decision.reason,
+        opaque: [
+          ...new Set(
+            ("calls" in judgement ? (judgement.calls?.statements ?? []) : []).flatMap((x) =>
+              x.opaque.map((o) => o.function),
+            ),
+          ),
+        ],
       });
       if (outcome === "25006") {
         report.writes++;
@@ -185,7 +196,10 @@ async function runFile(
       } else if (outcome === "ok" && reads) {
         report.plainReads++;
         if (!allowed) {
-          report.falseDenies.push(finding());
+          const f = finding();
+          report.falseDenies.push(f);
+          for (const fn of f.opaque)
+            report.falseDeniesByFunction[fn] = (report.falseDeniesByFunction[fn] ?? 0) + 1;
           const why = judgement.decision.reason.replace(/\s+/g, " ").slice(0, 80);
           report.falseDeniesByReason[why] = (report.falseDeniesByReason[why] ?? 0) + 1;
           const kind = kinds.join(",");
@@ -240,6 +254,7 @@ export async function runDifferential(
     falseDenies: [],
     falseDeniesByReason: {},
     falseDeniesByKind: {},
+    falseDeniesByFunction: {},
     catalogLoads: 0,
     ms: 0,
   };
@@ -254,6 +269,7 @@ export async function runDifferential(
       falseDenies: [],
       falseDeniesByReason: {},
       falseDeniesByKind: {},
+      falseDeniesByFunction: {},
     };
     await runFile(server, dir, opts.setup, template, setupReport, cache);
   }
