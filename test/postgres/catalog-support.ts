@@ -14,6 +14,7 @@ import {
   withOpaqueCalls,
 } from "../../sidecar/src/sql/catalog-judge.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sidecar/src/sql/index.ts";
+import type { SqlParser } from "../../sidecar/src/sql/parser.ts";
 
 export const SUBJECT: Subject = { serviceAccount: "system:serviceaccount:agents:agent", groups: [] };
 
@@ -52,9 +53,9 @@ export function judgeWithCatalog(
   sql: string,
   catalog: Catalog,
   policies: PolicySet = READ_POLICY,
-  named: { prepared?: Named; cursors?: Named } = {},
+  named: { prepared?: Named; cursors?: Named; parser?: SqlParser } = {},
 ): CatalogJudgement {
-  const classification = classifySync(sql);
+  const classification = classifySync(sql, named.parser);
   const connection = policies.connections.get("db");
   if (!connection) throw new Error("policy has no connection db");
   // EXECUTE runs what was prepared, FETCH / MOVE the declared query: judged as that, with

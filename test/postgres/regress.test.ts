@@ -63,6 +63,11 @@ describe(`regression differential (${all ? "every script" : `${CI_SUBSET.length}
         ...counts,
         falseAllows: falseAllows.length,
         falseDenies: falseDenies.length,
+        falseDeniesByFunction: Object.fromEntries(
+          Object.entries(report.falseDeniesByFunction)
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, 25),
+        ),
         falseDeniesByReason: Object.fromEntries(
           Object.entries(report.falseDeniesByReason)
             .sort((a, b) => b[1] - a[1])

@@ -35,6 +35,7 @@ export interface OpaqueCall {
 }
 
 export interface StatementCalls {
+  /** Functions called by name, and those reached otherwise (built-in operators of harmless built-ins are left out). */
   calls: readonly CalledFunction[];
   opaque: readonly OpaqueCall[];
   /**
@@ -109,6 +110,14 @@ function operatorCalls(out: Calls, catalog: Catalog, ref: OperatorRef) {
   );
   if (ops.length === 0) out.unknown(`operator ${written(ref)}`, "operator", written(ref), "no such operator");
   for (const o of ops) {
+    // Built-in operators over built-in functions that a read may call are the common case
+    // (`=` alone has dozens): not listed, which keeps the judgement cheap.
+    if (
+      o.oid < FIRST_NORMAL_OID &&
+      o.fn < FIRST_NORMAL_OID &&
+      catalog.functions.get(o.fn)?.opaque === undefined
+    )
+      if (catalog.functions.has(o.fn)) continue;
     if (o.oid >= FIRST_NORMAL_OID) out.userDefined = true;
     out.add(o.fn, "operator", `${o.schema}.${o.name}`);
   }

@@ -30,6 +30,7 @@
 // touches user-defined objects (catalog-judge.ts reports that), and reload only when it moved.
 import { classifySync, loadSqlParser, type RoutineRef } from "./classify.ts";
 import { splitQualified } from "./names.ts";
+import type { SqlParser } from "./parser.ts";
 import { FIRST_NORMAL_OID, harmlessVolatile } from "./volatile-allow-list.ts";
 
 /** One row of a catalog query: column name → value (text from the wire, or typed from a driver). */
@@ -242,7 +243,7 @@ export interface CatalogRows {
  */
 export async function loadCatalog(
   query: CatalogQuery,
-  opts: { fingerprint?: string; builtin?: BuiltinPart } = {},
+  opts: { fingerprint?: string; builtin?: BuiltinPart; parser?: SqlParser } = {},
 ): Promise<Catalog> {
   await loadSqlParser();
   const fingerprint = opts.fingerprint ?? text((await query(FINGERPRINT_SQL))[0]?.fingerprint);
@@ -267,7 +268,7 @@ export async function loadCatalog(
     objects: [...builtin.rows.objects, ...user.objects],
     implicit,
   };
-  return buildCatalog(rows, builtin);
+  return buildCatalog(rows, builtin, opts.parser);
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
@@ -295,7 +296,7 @@ const SCANNED_LANGUAGES = new Set(["sql", "plpgsql"]);
  * Builds the catalog from the rows of the queries above (pure: tests feed it rows directly).
  * Needs the SQL parser loaded (definitions are classified).
  */
-export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart): Catalog {
+export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: SqlParser): Catalog {
   const functions = new Map<number, CatalogFunction>();
   const functionsByName = new Map<string, CatalogFunction[]>();
   const bodies = new Map<number, { raw: string; words: Set<string> }>();
@@ -381,7 +382,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart): Catalog 
         else for (const f of reach("domain", edge.ref)) out.add(f); // a domain type
         continue;
       }
-      const c = classifySync(edge.def ?? "");
+      const c = classifySync(edge.def ?? "", parser);
       if (c.errors.length) {
         out.add(UNRESOLVED);
         continue;
@@ -571,7 +572,11 @@ export class CatalogCache {
    * The catalog of `key`, re-checking its fingerprint unless it was checked within `maxAgeMs`
    * (default 0: always check).
    */
-  async get(key: string, query: CatalogQuery, opts: { maxAgeMs?: number } = {}): Promise<Catalog> {
+  async get(
+    key: string,
+    query: CatalogQuery,
+    opts: { maxAgeMs?: number; parser?: SqlParser } = {},
+  ): Promise<Catalog> {
     const cached = this.#entries.get(key);
     if (cached && opts.maxAgeMs && Date.now() - cached.checkedAt < opts.maxAgeMs) return cached.catalog;
     const pending = this.#loading.get(key);
@@ -587,7 +592,11 @@ export class CatalogCache {
       this.loads++;
       const version = fingerprint.split(" ")[0] ?? "";
       const builtin = this.#builtins.get(version);
-      const catalog = await loadCatalog(query, { fingerprint, ...(builtin ? { builtin } : {}) });
+      const catalog = await loadCatalog(query, {
+        fingerprint,
+        ...(builtin ? { builtin } : {}),
+        ...(opts.parser ? { parser: opts.parser } : {}),
+      });
       if (catalog.builtin) this.#builtins.set(catalog.builtin.version, catalog.builtin);
       this.#entries.set(key, { catalog, checkedAt });
       return catalog;

@@ -42,6 +42,7 @@ import {
 } from "./deny-list.ts";
 import { type NumericShape, numericShape } from "./literals.ts";
 import { Lru } from "./lru.ts";
+import type { SqlParser } from "./parser.ts";
 
 /** What a statement does to the session's named objects, for the guard to track. */
 export type SessionEffect =
@@ -134,6 +135,21 @@ const CACHE_MAX_ENTRIES = 4096;
 const CACHE_MAX_TEXT = 64 * 1024;
 const cache = new Lru<string, Classification>(CACHE_MAX_ENTRIES);
 const shapeCache = new Lru<string, Classification>(CACHE_MAX_ENTRIES);
+/** Caches of the other grammars (parser.ts), per major: a text may mean different things in each. */
+const otherCaches = new Map<
+  number,
+  { cache: Lru<string, Classification>; shapeCache: Lru<string, Classification> }
+>();
+
+function cachesFor(parser: SqlParser | undefined) {
+  if (!parser) return { cache, shapeCache };
+  let c = otherCaches.get(parser.major);
+  if (!c) {
+    c = { cache: new Lru(CACHE_MAX_ENTRIES), shapeCache: new Lru(CACHE_MAX_ENTRIES) };
+    otherCaches.set(parser.major, c);
+  }
+  return c;
+}
 
 export function classificationCacheStats(): {
   size: number;
@@ -160,11 +176,13 @@ export async function classify(text: string): Promise<Classification> {
 /**
  * Classifies `text` with the parser already loaded (see `loadSqlParser`). Results are cached by
  * exact text and by numeric shape (literals.ts), LRU, frozen and shared: do not mutate them.
+ * `parser` (parser.ts) parses with the grammar of the upstream's major; without it, the newest.
  */
-export function classifySync(text: string): Classification {
+export function classifySync(text: string, parser?: SqlParser): Classification {
   if (!ready) return failed("the SQL parser is not loaded");
   const cacheable = text.length <= CACHE_MAX_TEXT;
-  if (!cacheable) return deepFreeze(classifyUncached(text).result);
+  if (!cacheable) return deepFreeze(classifyUncached(text, parser).result);
+  const { cache, shapeCache } = cachesFor(parser);
   // Same text up to its numeric literals, classified without reading any literal: same result.
   // Looked up first: texts that vary only in numbers (most generated SQL) never repeat exactly.
   const shape = numericShape(text);
@@ -174,7 +192,7 @@ export function classifySync(text: string): Classification {
   }
   const hit = cache.get(text);
   if (hit) return hit;
-  const { result, readLiterals, constants } = classifyUncached(text);
+  const { result, readLiterals, constants } = classifyUncached(text, parser);
   deepFreeze(result);
   cache.set(text, result);
   if (
@@ -201,14 +219,17 @@ let literalsRead = false;
 /** Locations of the numeric A_Const nodes met while classifying (see literals.ts). */
 let numericConstants = new Set<number>();
 
-function classifyUncached(text: string): {
+function classifyUncached(
+  text: string,
+  parser: SqlParser | undefined,
+): {
   result: Classification;
   readLiterals: boolean;
   constants: ReadonlySet<number>;
 } {
   literalsRead = false;
   numericConstants = new Set();
-  const result = classifyTree(text);
+  const result = classifyTree(text, parser ? (t) => parser.parseSync(t) : parseSync);
   return { result, readLiterals: literalsRead, constants: numericConstants };
 }
 
@@ -237,16 +258,16 @@ function shapeSound(text: string, shape: NumericShape, constants: ReadonlySet<nu
  * Classification without either cache, for differential tests of the caches (and nothing else:
  * it parses every time).
  */
-export function classifyFresh(text: string): Classification {
+export function classifyFresh(text: string, parser?: SqlParser): Classification {
   if (!ready) return failed("the SQL parser is not loaded");
-  return deepFreeze(classifyUncached(text).result);
+  return deepFreeze(classifyUncached(text, parser).result);
 }
 
-function classifyTree(text: string): Classification {
+function classifyTree(text: string, parse: (text: string) => unknown): Classification {
   if (text.length === 0) return { statements: [], errors: [], denials: [] };
   let tree: { stmts?: unknown };
   try {
-    tree = parseSync(text) as { stmts?: unknown };
+    tree = parse(text) as { stmts?: unknown };
   } catch (err) {
     return failed(`statement does not parse: ${err instanceof Error ? err.message : String(err)}`);
   }

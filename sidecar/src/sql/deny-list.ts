@@ -4,6 +4,12 @@
 // statements are judged (search_path, encodings, string syntax, read-only mode, role), or are
 // plain denial-of-service. Matching is on the bare, lower-cased function name whatever schema
 // qualified it: a same-named function in another schema is refused too (fail closed).
+//
+// Whether a function may write is no longer this list's job: with the upstream's catalog, every
+// VOLATILE function off the allow-list (volatile-allow-list.ts) is opaque (catalog-judge.ts), so a
+// function nobody listed is refused rather than allowed. This list stays for what volatility
+// does not capture (STABLE functions that read tables named in strings, such as table_to_xml) and
+// for judging without a catalog (`airlock policy test --sql`).
 
 /** Exact function names that are always denied, with the reason shown to the agent. */
 const FUNCTIONS: ReadonlyMap<string, string> = new Map(

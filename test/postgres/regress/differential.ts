@@ -15,6 +15,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { CatalogCache } from "../../../sidecar/src/sql/catalog.ts";
 import { type ClassifiedStatement, classifySync } from "../../../sidecar/src/sql/index.ts";
+import { parserFor } from "../../../sidecar/src/sql/parser.ts";
 import type { PostgresServer } from "../../harness/postgres.ts";
 import { clientQuery, judgeWithCatalog } from "../catalog-support.ts";
 import { splitScript } from "./split.ts";
@@ -25,6 +26,8 @@ export interface Finding {
   sql: string;
   kind: string;
   reason: string;
+  /** Opaque functions the catalog judgement found. */
+  opaque: string[];
 }
 
 export interface DifferentialReport {
@@ -41,6 +44,8 @@ export interface DifferentialReport {
   /** False denies by the reason's first words. */
   falseDeniesByReason: Record<string, number>;
   falseDeniesByKind: Record<string, number>;
+  /** False denies by opaque function (a statement counts once per function). */
+  falseDeniesByFunction: Record<string, number>;
   catalogLoads: number;
   ms: number;
 }
@@ -108,6 +113,9 @@ async function runFile(
   catalogClient.on("error", () => {});
   await catalogClient.query("SET lock_timeout = '1s'");
   const query = clientQuery(catalogClient);
+  // Judged with the server's own grammar, as the guard does (parser.ts).
+  const version = (await client.query("SHOW server_version")).rows[0]?.server_version;
+  const parser = await parserFor(String(version));
   const prepared = new Map<string, readonly ClassifiedStatement[]>();
   const cursors = new Map<string, readonly ClassifiedStatement[]>();
   let dirty = true;
@@ -115,7 +123,7 @@ async function runFile(
     for (const st of statements) {
       report.statements++;
       if (st.copyFromStdin) continue;
-      const c = classifySync(st.sql);
+      const c = classifySync(st.sql, parser);
       const top = c.statements.filter((s) => !s.nested);
       const kinds = c.statements.map((s) => s.kind);
       const effect = top[0]?.effect;
@@ -155,7 +163,7 @@ async function runFile(
       let unavailable: string | undefined;
       if (reads && dirty) {
         try {
-          await cache.get(database, query);
+          await cache.get(database, query, { parser });
           dirty = false;
         } catch (err) {
           unavailable = err instanceof Error ? err.message : String(err);
@@ -165,7 +173,7 @@ async function runFile(
       const judgement =
         unavailable || !catalog
           ? { decision: { action: "deny" as const, reason: `the catalog could not be read: ${unavailable}` } }
-          : judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors });
+          : judgeWithCatalog(st.sql, catalog, undefined, { prepared, cursors, parser });
       const allowed = judgement.decision.action === "allow";
       if (allowed) report.allowedByReadRule++;
       const finding = (): Finding => ({
@@ -174,6 +182,13 @@ async function runFile(
         sql: st.sql.length > 300 ? `${st.sql.slice(0, 300)}...` : st.sql,
         kind: kinds.join(","),
         reason: judgement.decision.reason,
+        opaque: [
+          ...new Set(
+            ("calls" in judgement ? (judgement.calls?.statements ?? []) : []).flatMap((x) =>
+              x.opaque.map((o) => o.function),
+            ),
+          ),
+        ],
       });
       if (outcome === "25006") {
         report.writes++;
@@ -181,7 +196,10 @@ async function runFile(
       } else if (outcome === "ok" && reads) {
         report.plainReads++;
         if (!allowed) {
-          report.falseDenies.push(finding());
+          const f = finding();
+          report.falseDenies.push(f);
+          for (const fn of f.opaque)
+            report.falseDeniesByFunction[fn] = (report.falseDeniesByFunction[fn] ?? 0) + 1;
           const why = judgement.decision.reason.replace(/\s+/g, " ").slice(0, 80);
           report.falseDeniesByReason[why] = (report.falseDeniesByReason[why] ?? 0) + 1;
           const kind = kinds.join(",");
@@ -236,6 +254,7 @@ export async function runDifferential(
     falseDenies: [],
     falseDeniesByReason: {},
     falseDeniesByKind: {},
+    falseDeniesByFunction: {},
     catalogLoads: 0,
     ms: 0,
   };
@@ -250,6 +269,7 @@ export async function runDifferential(
       falseDenies: [],
       falseDeniesByReason: {},
       falseDeniesByKind: {},
+      falseDeniesByFunction: {},
     };
     await runFile(server, dir, opts.setup, template, setupReport, cache);
   }

@@ -54,9 +54,12 @@ function lex(s: string): ScriptStatement[] {
   let startLine = 1;
   let i = 0;
   const n = s.length;
+  /** Nothing but whitespace in `buf` so far (kept as a flag: trimming per character is quadratic). */
+  let blank = true;
   const flush = () => {
+    blank = true;
     const sql = buf.trim();
-    if (sql && !/^(--[^\n]*\n?\s*)*$/.test(sql)) {
+    if (sql && stripComments(sql).trim() !== "") {
       const copy = COPY_FROM_STDIN.test(stripComments(sql));
       out.push({ sql, line: startLine, copyFromStdin: copy });
       if (copy) {
@@ -72,7 +75,7 @@ function lex(s: string): ScriptStatement[] {
   };
   while (i < n) {
     const c = s[i] as string;
-    if (buf.trim() === "") startLine = line;
+    if (blank) startLine = line;
     if (c === "\n") {
       line++;
       buf += c;
@@ -83,6 +86,7 @@ function lex(s: string): ScriptStatement[] {
       const end = s.indexOf("\n", i);
       const stop = end < 0 ? n : end;
       buf += s.slice(i, stop);
+      blank = false;
       i = stop;
       continue;
     }
@@ -100,6 +104,7 @@ function lex(s: string): ScriptStatement[] {
       }
       line += countLines(s, i, j);
       buf += s.slice(i, j);
+      blank = false;
       i = j;
       continue;
     }
@@ -123,6 +128,7 @@ function lex(s: string): ScriptStatement[] {
       j = Math.min(j + 1, n);
       line += countLines(s, i, j);
       buf += s.slice(i, j);
+      blank = false;
       i = j;
       continue;
     }
@@ -134,6 +140,7 @@ function lex(s: string): ScriptStatement[] {
         const stop = end < 0 ? n : end + tag.length;
         line += countLines(s, i, stop);
         buf += s.slice(i, stop);
+        blank = false;
         i = stop;
         continue;
       }
@@ -153,6 +160,7 @@ function lex(s: string): ScriptStatement[] {
       continue;
     }
     buf += c;
+    if (c !== " " && c !== "\t" && c !== "\r") blank = false;
     i++;
   }
   flush();
