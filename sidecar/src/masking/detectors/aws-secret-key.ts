@@ -11,6 +11,8 @@ const BARE = /^[ \t]*([A-Za-z0-9/+]{40})[ \t]*$/d;
 export const awsSecretKey: Detector = {
   id: "awsSecretKey",
   maxLength: 100,
+  keywords: ["secret"],
+  keywordsInKey: true,
   find(text, hint) {
     const out: Finding[] = [];
     for (const m of text.matchAll(LABELLED)) {
