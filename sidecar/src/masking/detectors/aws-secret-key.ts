@@ -11,7 +11,16 @@ const BARE = /^[ \t]*([A-Za-z0-9/+]{40})[ \t]*$/d;
 export const awsSecretKey: Detector = {
   id: "awsSecretKey",
   maxLength: 100,
-  keywords: ["secret"],
+  // What LABELLED and isAwsSecretKey need: "secret_access", "SecretAccess", "aws_secret", "awsSecret"…
+  keywords: [
+    "secretaccess",
+    "secret_access",
+    "secret-access",
+    "secret access",
+    "awssecret",
+    "aws_secret",
+    "aws-secret",
+  ],
   keywordsInKey: true,
   find(text, hint) {
     const out: Finding[] = [];

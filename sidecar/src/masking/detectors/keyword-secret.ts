@@ -5,7 +5,6 @@
 // "token: ${TOKEN}" stay. The finding covers the value only.
 import { codeAt, isAlnum } from "./chars.ts";
 import { shannonEntropy } from "./entropy.ts";
-import { keyWords } from "./hints.ts";
 import { createKeywordScanner } from "./keyword-scanner.ts";
 import type { Detector, Finding } from "./types.ts";
 
@@ -59,7 +58,12 @@ function endsValue(c: number): boolean {
 }
 
 function labelOf(key: string): (typeof LABELS)[number] | undefined {
-  const k = key.toLowerCase().replace(/[^a-z0-9]/g, "");
+  let k = "";
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 65 && c <= 90) k += String.fromCharCode(c + 32);
+    else if (isAlnum(c)) k += key[i];
+  }
   if (NOT_SECRET_SUFFIXES.some((s) => k.endsWith(s))) return undefined;
   let best: (typeof LABELS)[number] | undefined;
   for (const l of LABELS) if (k.endsWith(l[0]) && (!best || l[0].length > best[0].length)) best = l;
@@ -165,18 +169,19 @@ export const keywordSecret: Detector = {
       while (ke < text.length && ke - stemEnd < MAX_KEY && isKeyChar(text.charCodeAt(ke))) ke++;
       // A key ends the label: the next stem inside it ("secret_token") is the same key.
       consumed = ke;
-      const label = labelOf(text.slice(ks, ke));
-      if (!label) return;
+      // The assignment is the cheaper test, and in prose ("the api key rotation") it fails first.
       const kv = readAssignment(text, ke);
       if (!kv) return;
+      const label = labelOf(text.slice(ks, ke));
+      if (!label) return;
       const value = text.slice(kv.valueStart, kv.valueEnd);
       if (looksSecret(value, label[2]))
         out.push({ start: kv.valueStart, end: kv.valueEnd, detector: "keywordSecret", family: label[1] });
       consumed = kv.end;
     });
     // The field or column name is the label when the value stands alone.
-    if (out.length === 0 && hint?.key !== undefined && !hint.numeric) {
-      const label = labelOf(keyWords(hint.key).join(""));
+    if (out.length === 0 && hint?.key !== undefined && !hint.numeric && scanner.maskOf(hint.key) !== 0) {
+      const label = labelOf(hint.key);
       const trimmed = text.trim();
       // "Bearer <token>" / "Basic <credentials>": the credential is the last word.
       const parts = trimmed.split(/\s+/);
