@@ -3,8 +3,10 @@
 // catalogue test to prove rules.generated.ts is what this compiler makes of the vendored gitleaks.toml.
 //
 // What changes on the way from Go's RE2 to a JavaScript RegExp:
-// - `(?i)` (case-insensitive from here to the end of the group) becomes `(?i:…)` around the rest
-//   of the group and around each later alternative; `(?i:`, `(?-i:` and `(?s:` are JS modifiers too.
+// - Case-insensitivity (`(?i)` to the end of the group and later alternatives, `(?i:…)`, `(?-i:…)`)
+//   is spelled out: letters become `[aA]`, classes gain the other case. JS has modifier groups, but
+//   V8 13.6 (Node 24) ignores `(?i:…)` in alternatives after the first (`/(?i:x|[nr])/` does not
+//   match "N"), and spelled-out classes mean the same in every engine. `(?s:.)` becomes `[\s\S]`.
 // - `[[:alnum:]]`-style POSIX classes are spelled out; `\z` is `$` (no multiline flag).
 // - Unbounded repetition (`+`, `*`, `{n,}`) is bounded at UNBOUNDED_MAX: a JS regex backtracks,
 //   and bounded repetition keeps the work per start offset constant, so a scan stays linear.
@@ -185,8 +187,9 @@ export function parseGitleaksToml(text: string): TomlTable {
 
 type Node =
   | { t: "alt"; alts: Node[][] } // a group body: alternatives of sequences
-  | { t: "group"; capture: boolean; prefix: string; body: Node }
-  | { t: "atom"; js: string; newline: boolean; width: 0 | 1 }
+  | { t: "group"; capture: boolean; prefix: string; body: Node; fold?: boolean }
+  // `folded`: the same atom matching both cases of its letters (absent: no letters to fold).
+  | { t: "atom"; js: string; folded?: string; newline: boolean; width: 0 | 1 }
   | { t: "quant"; node: Node; min: number; max: number; lazy: boolean; raw: string }
   | { t: "flag"; on: boolean }; // (?i) or (?-i) inside a sequence
 
@@ -205,6 +208,7 @@ const POSIX: Record<string, string> = {
 class RegexParser {
   pos = 0;
   groups = 0;
+  dotAll = false;
   readonly src: string;
   constructor(src: string) {
     this.src = src;
@@ -265,6 +269,8 @@ class RegexParser {
       this.pos++;
       let capture = true;
       let prefix = "(";
+      let fold: boolean | undefined;
+      const dotAll = this.dotAll;
       if (s[this.pos] === "?") {
         const flag = /^\?(-?)([ims]+)\)/.exec(s.slice(this.pos));
         if (flag) {
@@ -276,7 +282,11 @@ class RegexParser {
         const named = /^\?P?<([A-Za-z_]\w*)>/.exec(s.slice(this.pos));
         if (mod) {
           capture = false;
-          prefix = `(${mod[0]}`;
+          prefix = "(?:";
+          const flags = mod[1] ?? "";
+          if (flags.includes("m")) this.fail("the m flag is not supported");
+          if (flags.includes("i")) fold = !flags.startsWith("-");
+          if (flags.includes("s")) this.dotAll = !flags.startsWith("-");
           this.pos += mod[0].length;
         } else if (named) {
           prefix = `(?<${named[1]}>`;
@@ -287,15 +297,23 @@ class RegexParser {
       const body = this.parseAlt();
       if (s[this.pos] !== ")") this.fail("unclosed group");
       this.pos++;
-      return { t: "group", capture, prefix, body };
+      this.dotAll = dotAll;
+      return fold === undefined
+        ? { t: "group", capture, prefix, body }
+        : { t: "group", capture, prefix, body, fold };
     }
     if (c === "[") return this.parseClass();
     if (c === "\\") return this.parseEscape(false);
     this.pos++;
     if (c === "^" || c === "$") return { t: "atom", js: c, newline: false, width: 0 };
-    if (c === ".") return { t: "atom", js: ".", newline: false, width: 1 };
+    if (c === ".")
+      return this.dotAll
+        ? { t: "atom", js: "[\\s\\S]", newline: true, width: 1 }
+        : { t: "atom", js: ".", newline: false, width: 1 };
     if (c === "/") return { t: "atom", js: "\\/", newline: false, width: 1 };
-    if ("*+?{}]".includes(c) && c !== "}" && c !== "]" && c !== "{") this.fail(`stray ${c}`);
+    if ("*+?".includes(c)) this.fail(`stray ${c}`);
+    if (/[A-Za-z]/.test(c))
+      return { t: "atom", js: c, folded: `[${c.toLowerCase()}${c.toUpperCase()}]`, newline: false, width: 1 };
     return { t: "atom", js: /[{}\]]/.test(c) ? `\\${c}` : c, newline: c === "\n", width: 1 };
   }
 
@@ -330,6 +348,7 @@ class RegexParser {
     const s = this.src;
     this.pos++;
     let js = "[";
+    let extra = ""; // the other case of the class's letters and letter ranges
     let negated = false;
     let newline = false;
     if (s[this.pos] === "^") {
@@ -356,15 +375,45 @@ class RegexParser {
         newline ||= esc.newline;
         continue;
       }
+      // A range of literal characters: "a-f". (Ranges ending in an escape are not folded; RE2
+      // rules here only range over letters and digits.)
+      const range = /^([^\\\]])-([^\\\]])/.exec(s.slice(this.pos));
+      if (range && range[1] !== undefined && range[2] !== undefined) {
+        js += range[0];
+        extra += foldRange(range[1].charCodeAt(0), range[2].charCodeAt(0));
+        this.pos += 3;
+        continue;
+      }
       js += c === "[" || c === "/" ? `\\${c}` : c;
+      extra += foldRange(c.charCodeAt(0), c.charCodeAt(0));
       newline ||= c === "\n";
       this.pos++;
     }
     if (s[this.pos] !== "]") this.fail("unclosed class");
     this.pos++;
     // A negated class matches a newline unless it names one.
-    return { t: "atom", js: `${js}]`, newline: negated ? !newline : newline, width: 1 };
+    const atom: Node = { t: "atom", js: `${js}]`, newline: negated ? !newline : newline, width: 1 };
+    // The other case goes first: appended, "[a-z_-" + "A-Z" would read as the range "-A".
+    if (extra !== "") atom.folded = `[${negated ? "^" : ""}${extra}${js.slice(negated ? 2 : 1)}]`;
+    return atom;
   }
+}
+
+/** The other case of the letters in [lo, hi], as class text ("" when none). */
+function foldRange(lo: number, hi: number): string {
+  let out = "";
+  const part = (a: number, b: number, shift: number) => {
+    const l = Math.max(lo, a);
+    const h = Math.min(hi, b);
+    if (l > h) return;
+    out +=
+      l === h
+        ? String.fromCharCode(l + shift)
+        : `${String.fromCharCode(l + shift)}-${String.fromCharCode(h + shift)}`;
+  };
+  part(97, 122, -32); // a-z → A-Z
+  part(65, 90, 32); // A-Z → a-z
+  return out;
 }
 
 interface Emitted {
@@ -375,7 +424,7 @@ interface Emitted {
 function emit(node: Node, insensitive: boolean): Emitted {
   switch (node.t) {
     case "atom":
-      return { js: node.js, maxLength: node.width };
+      return { js: insensitive && node.folded ? node.folded : node.js, maxLength: node.width };
     case "flag":
       return { js: "", maxLength: 0 };
     case "quant": {
@@ -385,7 +434,7 @@ function emit(node: Node, insensitive: boolean): Emitted {
       return { js: inner.js + raw, maxLength: inner.maxLength * max };
     }
     case "group": {
-      const body = emit(node.body, insensitive);
+      const body = emit(node.body, node.fold ?? insensitive);
       return { js: `${node.prefix}${body.js})`, maxLength: body.maxLength };
     }
     case "alt": {
@@ -396,24 +445,15 @@ function emit(node: Node, insensitive: boolean): Emitted {
       for (const seq of node.alts) {
         let js = "";
         let len = 0;
-        let opened = 0;
-        const start = on;
         for (const item of seq) {
           if (item.t === "flag") {
-            if (item.on !== on) {
-              js += item.on ? "(?i:" : "(?-i:";
-              opened++;
-              on = item.on;
-            }
+            on = item.on;
             continue;
           }
           const e = emit(item, on);
           js += e.js;
           len += e.maxLength;
         }
-        js += ")".repeat(opened);
-        // A later alternative starts with the flags the previous one ended with.
-        if (start !== insensitive) js = `${start ? "(?i:" : "(?-i:"}${js})`;
         parts.push(js);
         maxLength = Math.max(maxLength, len);
       }
@@ -431,7 +471,7 @@ function canMatchNewline(node: Node): boolean {
     case "quant":
       return canMatchNewline(node.node);
     case "group":
-      return /^\(\?[im]*s[im]*:/.test(node.prefix) || canMatchNewline(node.body);
+      return canMatchNewline(node.body);
     case "alt":
       return node.alts.some((seq) => seq.some(canMatchNewline));
   }
@@ -486,6 +526,60 @@ export function translateRegex(go: string, secretGroup = 0): TranslatedRegex {
   else if (secretGroup > 0) spans = canMatchNewline(findGroup(ast, secretGroup) ?? ast);
   else for (let g = 1; g <= groups; g++) spans ||= canMatchNewline(findGroup(ast, g) ?? ast);
   return { js, groups, maxLength, secretSpansLines: spans };
+}
+
+/**
+ * A string the (translated) regex matches, built by walking the RE2 syntax tree with `choose(n)`
+ * picking among n options: each rule's self-test input. Width-1 atoms take a printable character
+ * the atom's JavaScript form accepts (letters and digits first).
+ */
+export function exampleOf(go: string, choose: (n: number) => number): string {
+  const src = go.replace(SEMI_GENERIC_PREFIX, "$1").replaceAll(TERMINATOR, WIDER_TERMINATOR);
+  const ast = new RegexParser(src).parseAlt();
+  const printable: string[] = ["\n", "\t"];
+  for (let c = 32; c < 127; c++) printable.push(String.fromCharCode(c));
+  const preferred = printable.filter((c) => /[A-Za-z0-9]/.test(c));
+  const walk = (node: Node, insensitive: boolean): string => {
+    switch (node.t) {
+      case "flag":
+        return "";
+      case "atom": {
+        if (node.width === 0) return "";
+        const re = new RegExp(`^(?:${insensitive && node.folded ? node.folded : node.js})$`);
+        const good = preferred.filter((c) => re.test(c));
+        const pool = good.length > 0 ? good : printable.filter((c) => re.test(c));
+        if (pool.length === 0) throw new Error(`no printable character matches ${node.js}`);
+        return pool[choose(pool.length)] as string;
+      }
+      case "quant": {
+        const max = Math.min(Number.isFinite(node.max) ? node.max : node.min + 4, node.min + 4);
+        const n = node.min + choose(max - node.min + 1);
+        let out = "";
+        for (let i = 0; i < n; i++) out += walk(node.node, insensitive);
+        return out;
+      }
+      case "group":
+        return walk(node.body, node.fold ?? insensitive);
+      case "alt": {
+        // Flags set in earlier alternatives carry over, as in emit().
+        let on = insensitive;
+        const flagsAt: boolean[] = [];
+        for (const seq of node.alts) {
+          flagsAt.push(on);
+          for (const item of seq) if (item.t === "flag") on = item.on;
+        }
+        const i = choose(node.alts.length);
+        let state = flagsAt[i] as boolean;
+        let out = "";
+        for (const item of node.alts[i] as Node[]) {
+          if (item.t === "flag") state = item.on;
+          else out += walk(item, state);
+        }
+        return out;
+      }
+    }
+  };
+  return walk(ast, false);
 }
 
 // --- Rules ---------------------------------------------------------------------------------------
