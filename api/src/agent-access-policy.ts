@@ -62,6 +62,9 @@ export const DETECTORS = [
   "jwt",
   "privateKey",
   "urlCredentials",
+  "secretCatalogue",
+  "keywordSecret",
+  "secrets",
 ] as const;
 export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
 export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
@@ -606,11 +609,24 @@ const masking = obj(
     name: name("Masking rule name, reported in audit events."),
     connections: opt(connectionNames("masking rule")),
     detectors: opt(
-      list(oneOf(DETECTORS, { description: "A detector; all means every detector." }), {
-        description: "Value detectors run over every text value.",
-        maxItems: 16,
-        listType: "set",
-      }),
+      list(
+        oneOf(DETECTORS, {
+          description:
+            "A detector. PII: email, creditCard (Luhn + card network), usSsn, iban (mod-97), phone " +
+            "(libphonenumber), ipv4, ipv6. Secrets: awsAccessKey, awsSecretKey, githubToken, slackToken, jwt, " +
+            "privateKey (PEM), urlCredentials (password in scheme://user:pass@host), secretCatalogue (the " +
+            "gitleaks rule set: Anthropic, OpenAI, Stripe, Google, GitLab, npm, SendGrid, Vault, Twilio, " +
+            "DigitalOcean and ~190 more services), keywordSecret (high-entropy values after password=, " +
+            "token:, AccountKey=, _authToken= and similar labels). Groups: secrets means every secret " +
+            "detector, all means every detector.",
+        }),
+        {
+          description:
+            "Value detectors run over every text value. airlock mask --report names the family (service or card network) that matched.",
+          maxItems: 16,
+          listType: "set",
+        },
+      ),
     ),
     fields: opt(
       list(

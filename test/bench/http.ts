@@ -1,6 +1,6 @@
 // HTTP rows of `npm run bench`: the same wrk load against the upstream directly, through nginx,
 // through the sidecar (policy + credential injection + audit), and through the sidecar with JSON
-// masking. One run, side by side, so the ratios are comparable on a noisy 2-core machine.
+// masking (PII detectors plus the whole secrets group; AIRLOCK_BENCH_PII_ONLY=1 leaves secrets out). One run, side by side, so the ratios are comparable on a noisy 2-core machine.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -56,7 +56,11 @@ spec:
     - { name: no-admin, action: deny, match: { http: { paths: ["/admin/**"] } } }
     - { name: read, action: allow, match: { http: { methods: [GET], paths: ["/customers", "/customers/**"] } } }
   masking:
-    - { name: pii, connections: [masked], detectors: [email, phone, creditCard], strategy: partial }
+    - { name: pii, connections: [masked], detectors: [email, phone, creditCard], strategy: partial }${
+      process.env.AIRLOCK_BENCH_PII_ONLY
+        ? ""
+        : "\n    - { name: secrets, connections: [masked], detectors: [secrets], strategy: redact }"
+    }
 `;
 }
 

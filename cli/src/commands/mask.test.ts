@@ -43,7 +43,7 @@ describe("airlock mask", () => {
     const r = await airlock(record, ...demo, "--report");
     expect(JSON.parse(r.stdout)).toEqual([
       { path: "$.customers[0].email", detector: "email", rule: "pii" },
-      { path: "$.customers[0].card", detector: "creditCard", rule: "pii" },
+      { path: "$.customers[0].card", detector: "creditCard", family: "visa", rule: "pii" },
       { path: "$.customers[0].ssn", detector: "usSsn", rule: "pii" },
       { path: "$.customers[0].internalNotes", detector: "field", rule: "secret-notes" },
     ]);
@@ -53,6 +53,23 @@ describe("airlock mask", () => {
   it("masks text with every detector", async () => {
     const r = await airlock("aws AKIAIOSFODNN7EXAMPLE mail bob@corp.io\n", "--detectors", "all");
     expect(r.stdout).toBe("aws [REDACTED:awsAccessKey] mail [REDACTED:email]\n");
+  });
+
+  it("names the family of each secret it finds", async () => {
+    const stripe = "sk_live_51Hx8kQ2eZvKYlo2C9wX3mN7pR1sT8uW3yB6cE0fH5jK9aD2gJ";
+    const text = `STRIPE_KEY=${stripe}\nDB_PASSWORD=Tr0ub4dor-3x\ncard 3782 822463 10005\n`;
+    const r = await airlock(text, "--detectors", "secrets,creditCard", "--report");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([
+      { path: "$", detector: "secretCatalogue", family: "stripe-access-token", rule: "cli" },
+      { path: "$", detector: "keywordSecret", family: "password", rule: "cli" },
+      { path: "$", detector: "creditCard", family: "amex", rule: "cli" },
+    ]);
+    expect(r.stdout).not.toContain(stripe);
+    const masked = await airlock(text, "--detectors", "secrets");
+    expect(masked.stdout).toBe(
+      "STRIPE_KEY=[REDACTED:secretCatalogue]\nDB_PASSWORD=[REDACTED:keywordSecret]\ncard 3782 822463 10005\n",
+    );
   });
 
   it.each([

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { DETECTORS } from "../../../api/src/index.ts";
 import {
   createMasker,
-  isDetectorId,
+  isDetectorName,
   loadOrCreateHashKey,
   type MaskFinding,
   type MaskingRule,
@@ -19,10 +19,12 @@ const HELP = `Usage: airlock mask (--policy FILE [--policy FILE...] --connection
                    [--hash-key-file FILE] [--report]
 
 Reads JSON or text on stdin and writes it masked, as the sidecar would before the agent sees it.
-With --report, prints the findings instead: [{"path": ..., "detector": ...}] (never the values).
+With --report, prints the findings instead: [{"path": ..., "detector": ..., "family": ...}], where
+family says which service's secret or which card network matched (never the values).
 
   --policy FILE, --connection NAME   use the masking rules a policy applies to that connection
-  --detectors LIST                   comma-separated detectors, or "all": ${DETECTORS.filter((d) => d !== "all").join(", ")}
+  --detectors LIST                   comma-separated detectors, or the groups "all" and "secrets":
+                                     ${DETECTORS.filter((d) => d !== "all" && d !== "secrets").join(", ")}
   --strategy S                       strategy with --detectors (default redact)
   --direction D                      which policy rules apply (default response)
   --hash-key-file FILE               key for the hash strategy (default: a random key per run)
@@ -48,7 +50,7 @@ async function rulesFrom(values: {
       .split(",")
       .map((d) => d.trim())
       .filter(Boolean);
-    const unknown = names.filter((n) => n !== "all" && !isDetectorId(n));
+    const unknown = names.filter((n) => !isDetectorName(n));
     if (!names.length || unknown.length)
       throw new UsageError(`unknown detector(s): ${unknown.join(", ") || "(none given)"}; see --help`);
     const strategy = values.strategy ?? "redact";
@@ -118,6 +120,7 @@ async function run(argv: string[]): Promise<number> {
     const report = findings.map((f) => ({
       path: f.path ?? f.column ?? "$",
       detector: f.detector,
+      ...(f.family !== undefined ? { family: f.family } : {}),
       rule: f.rule,
     }));
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

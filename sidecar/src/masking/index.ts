@@ -2,17 +2,23 @@
 // and chunked streams. Protocol handlers build one masker per policy and call it with values.
 export type { CountryCode } from "libphonenumber-js";
 export {
+  compileDetectors,
   createDetectors,
   DETECTOR_IDS,
   type Detector,
+  type DetectorGroup,
   type DetectorId,
   type DetectorOptions,
+  type DetectorSet,
+  expandDetectorName,
   type FindHint,
   type Finding,
   findAll,
   isDetectorId,
+  isDetectorName,
   type PhoneOptions,
   resolveOverlaps,
+  SECRET_DETECTOR_IDS,
 } from "./detectors/index.ts";
 export { isRawJson, parseJsonLossless } from "./json.ts";
 export { JsonPathError, parseJsonPath } from "./json-path.ts";

@@ -20,7 +20,7 @@ describe("maskText", () => {
       "card [REDACTED:creditCard], ssn [REDACTED:usSsn], mail [REDACTED:email]\n[REDACTED:privateKey]\nbye",
     );
     expect(r.findings).toEqual([
-      { detector: "creditCard", rule: "pii" },
+      { detector: "creditCard", family: "visa", rule: "pii" },
       { detector: "usSsn", rule: "pii" },
       { detector: "email", rule: "pii" },
       { detector: "privateKey", rule: "pii" },
@@ -99,7 +99,7 @@ describe("maskJson", () => {
     expect(r.findings).toEqual([
       { detector: "email", rule: "pii", path: "$.user.email" },
       { detector: "field", rule: "secrets", path: "$.user.password" },
-      { detector: "creditCard", rule: "pii", path: "$.user.note" },
+      { detector: "creditCard", family: "visa", rule: "pii", path: "$.user.note" },
       { detector: "field", rule: "secrets", path: "$.items[0].ssn" },
       { detector: "field", rule: "secrets", path: "$.items[1].ssn" },
       { detector: "field", rule: "secrets", path: "$.nested.deeper.password" },

@@ -8,17 +8,17 @@
 // A value selected by a field/column rule is masked by the first such rule and not scanned further.
 // When several rules list the same detector, the first rule in the list decides its strategy.
 import type { CountryCode } from "libphonenumber-js";
-import { createDetectors, findAll } from "./detectors/index.ts";
-import type { Detector, DetectorId, FindHint, Finding } from "./detectors/types.ts";
-import { DETECTOR_IDS, isDetectorId } from "./detectors/types.ts";
+import { compileDetectors, createDetectors } from "./detectors/index.ts";
+import type { Detector, DetectorGroup, DetectorId, FindHint, Finding } from "./detectors/types.ts";
+import { DETECTOR_IDS, expandDetectorName, isDetectorName } from "./detectors/types.ts";
 import { isRawJson } from "./json.ts";
 import { compilePaths, formatPath, type JsonPath, type PathKey, parseJsonPath } from "./json-path.ts";
 import { applyStrategy, assertHashKey, STRATEGIES, type Strategy } from "./strategies.ts";
 
 export interface MaskingRule {
   name: string;
-  /** Detector ids, or ["all"]. */
-  detectors?: readonly (DetectorId | "all")[];
+  /** Detector ids, or groups ("all", "secrets"). */
+  detectors?: readonly (DetectorId | DetectorGroup)[];
   /** JSON paths: $.user.email, $.items[*].ssn, $..password. */
   fields?: readonly string[];
   /** SQL column names, case-insensitive. */
@@ -38,6 +38,8 @@ export interface MaskerConfig {
 export interface MaskFinding {
   /** Detector id, or "field"/"column" for whole-value masks. */
   detector: DetectorId | "field" | "column";
+  /** Which kind the detector found, when it tells (a catalogue rule id such as "stripe-access-token", a card network). */
+  family?: string;
   rule: string;
   /** JSONPath of the masked JSON value, e.g. $.items[0].ssn. */
   path?: string;
@@ -113,8 +115,8 @@ function compileRules(rules: readonly MaskingRule[]) {
       throw new Error(`${where} needs detectors, fields or columns`);
     const rule = { name: r.name, strategy };
     for (const d of r.detectors ?? []) {
-      if (d !== "all" && !isDetectorId(d)) throw new Error(`${where}: unknown detector ${JSON.stringify(d)}`);
-      for (const id of d === "all" ? DETECTOR_IDS : [d]) if (!byDetector.has(id)) byDetector.set(id, rule);
+      if (!isDetectorName(d)) throw new Error(`${where}: unknown detector ${JSON.stringify(d)}`);
+      for (const id of expandDetectorName(d)) if (!byDetector.has(id)) byDetector.set(id, rule);
     }
     for (const f of r.fields ?? []) {
       fieldPaths.push(parseJsonPath(f));
@@ -137,9 +139,10 @@ export function createMasker(config: MaskerConfig): Masker {
     (id) => all.get(id) as Detector,
   );
   const textWindow = Math.max(0, ...detectors.map((d) => d.maxLength).filter(Number.isFinite));
+  const set = compileDetectors(detectors);
 
   const detect = (text: string, hint?: FindHint): Finding[] =>
-    detectors.length === 0 || text.length === 0 ? [] : findAll(text, detectors, hint);
+    detectors.length === 0 || text.length === 0 ? [] : set.find(text, hint);
 
   const ruleOf = (id: DetectorId) => byDetector.get(id) as CompiledRule;
 
@@ -153,21 +156,27 @@ export function createMasker(config: MaskerConfig): Masker {
       out +=
         text.slice(pos, f.start) + applyStrategy(rule.strategy, text.slice(f.start, f.end), key, f.detector);
       pos = f.end;
-      findings.push({ detector: f.detector, rule: rule.name, ...extra });
+      findings.push({
+        detector: f.detector,
+        ...(f.family !== undefined ? { family: f.family } : {}),
+        rule: rule.name,
+        ...extra,
+      });
     }
     return { text: out + text.slice(pos), findings };
   }
 
   // Keys are never masked, but a finding's path goes to audit logs: a key that itself looks like
   // personal data (objects keyed by email address) is shown as [REDACTED] there.
-  const allDetectors = [...all.values()];
+  let keyDetectors: ReturnType<typeof compileDetectors> | undefined;
   function pathOf(keys: readonly PathKey[], cache: Map<string, boolean>): string {
     return formatPath(
       keys.map((k) => {
         if (typeof k !== "string") return k;
         let sensitive = cache.get(k);
         if (sensitive === undefined) {
-          sensitive = findAll(k, allDetectors).length > 0;
+          keyDetectors ??= compileDetectors([...all.values()]);
+          sensitive = keyDetectors.find(k).length > 0;
           cache.set(k, sensitive);
         }
         return sensitive ? "[REDACTED]" : k;
@@ -283,9 +292,7 @@ export function createMasker(config: MaskerConfig): Masker {
     detect,
     apply: (text, found) => apply(text, found),
     mayDetect(bytes, start, end) {
-      if (end <= start) return false;
-      for (const d of detectors) if (!d.mayOccurIn || d.mayOccurIn(bytes, start, end)) return true;
-      return false;
+      return end > start && set.mayOccurIn(bytes, start, end);
     },
   };
 }

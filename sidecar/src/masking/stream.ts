@@ -74,7 +74,7 @@ function textStream(masker: Masker, maxHold: number, report: (f: MaskFinding[]) 
     const found: Finding[] = [];
     for (const f of masker.detect(full)) {
       if (f.end <= shift) continue; // emitted with an earlier release
-      found.push({ start: Math.max(0, f.start - shift), end: f.end - shift, detector: f.detector });
+      found.push({ ...f, start: Math.max(0, f.start - shift), end: f.end - shift });
     }
     let block: { start: number; endMarker: string } | null = null;
     if (pem && !final) {

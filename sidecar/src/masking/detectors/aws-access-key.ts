@@ -7,6 +7,7 @@ const PATTERN = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/g;
 export const awsAccessKey: Detector = {
   id: "awsAccessKey",
   maxLength: 22,
+  keywords: ["akia", "asia"],
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN))

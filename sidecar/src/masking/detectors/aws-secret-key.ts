@@ -11,6 +11,17 @@ const BARE = /^[ \t]*([A-Za-z0-9/+]{40})[ \t]*$/d;
 export const awsSecretKey: Detector = {
   id: "awsSecretKey",
   maxLength: 100,
+  // What LABELLED and isAwsSecretKey need: "secret_access", "SecretAccess", "aws_secret", "awsSecret"…
+  keywords: [
+    "secretaccess",
+    "secret_access",
+    "secret-access",
+    "secret access",
+    "awssecret",
+    "aws_secret",
+    "aws-secret",
+  ],
+  keywordsInKey: true,
   find(text, hint) {
     const out: Finding[] = [];
     for (const m of text.matchAll(LABELLED)) {

@@ -1,7 +1,8 @@
 // Payment card numbers (PANs): 13-19 digits, optionally grouped by single spaces or dashes,
-// Luhn-valid, starting 2-6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, Mastercard/Maestro 5,
-// Discover/UnionPay 6). The prefix rule keeps 13-digit millisecond timestamps (leading 1) and other
-// numeric ids that happen to pass Luhn (1 in 10) from being masked.
+// Luhn-valid, with a prefix and length some network issues (Visa, Mastercard incl. the 2-series,
+// Amex, Discover, JCB, Diners, UnionPay, Maestro up to 19 digits, Mir). The network rule keeps
+// 13-digit millisecond timestamps (leading 1) and other numeric ids that happen to pass Luhn (1 in
+// 10) from being masked; the finding names the network.
 import { codeAt, isDigit, isWordChar } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
@@ -44,15 +45,32 @@ function digitsOf(text: string, start: number, end: number): string {
   return s;
 }
 
-function isCard(digits: string): boolean {
-  const first = digits.charCodeAt(0);
-  return (
-    digits.length >= MIN_DIGITS &&
-    digits.length <= MAX_DIGITS &&
-    first >= 50 /* 2 */ &&
-    first <= 54 /* 6 */ &&
-    luhnValid(digits)
-  );
+// Card networks by issuer prefix (IIN) and the lengths they issue; the first match names the family.
+// biome-ignore format: a table
+const NETWORKS: readonly [family: string, prefixes: readonly [number, number][], lengths: readonly number[]][] = [
+  ["amex", [[34, 34], [37, 37]], [15]],
+  ["mir", [[2200, 2204]], [16, 17, 18, 19]],
+  ["mastercard", [[2221, 2720], [51, 55]], [16]],
+  ["visa", [[4, 4]], [13, 16, 19]],
+  ["jcb", [[3528, 3589]], [16, 17, 18, 19]],
+  ["diners", [[300, 305], [3095, 3095], [36, 36], [38, 39]], [14, 15, 16, 17, 18, 19]],
+  ["discover", [[6011, 6011], [644, 649], [65, 65], [622126, 622925]], [16, 17, 18, 19]],
+  ["unionpay", [[62, 62]], [16, 17, 18, 19]],
+  ["maestro", [[50, 50], [56, 58], [60, 69]], [12, 13, 14, 15, 16, 17, 18, 19]],
+];
+
+/** The card network of a Luhn-valid PAN, or undefined when no network issues that prefix and length. */
+export function cardNetwork(digits: string): string | undefined {
+  if (digits.length < MIN_DIGITS || digits.length > MAX_DIGITS || !luhnValid(digits)) return undefined;
+  for (const [family, prefixes, lengths] of NETWORKS) {
+    if (!lengths.includes(digits.length)) continue;
+    for (const [lo, hi] of prefixes) {
+      const width = String(lo).length;
+      const p = Number(digits.slice(0, width));
+      if (p >= lo && p <= hi) return family;
+    }
+  }
+  return undefined;
 }
 
 /** Chunks of the run starting at `i` (a digit not preceded by a word character); returns run end. */
@@ -123,19 +141,25 @@ export const creditCard: Detector = {
       let a = 0;
       while (a < chunks.length) {
         let best = -1;
+        let family: string | undefined;
         const first = text.charCodeAt((chunks[a] as Chunk).start);
         let digits = "";
         for (let b = a; b < chunks.length && first >= 50 && first <= 54; b++) {
           const ch = chunks[b] as Chunk;
           if (!ch.clean || digits.length + ch.digits > MAX_DIGITS) break;
           digits += digitsOf(text, ch.start, ch.end);
-          if (isCard(digits)) best = b;
+          const network = cardNetwork(digits);
+          if (network) {
+            best = b;
+            family = network;
+          }
         }
         if (best >= 0) {
           out.push({
             start: (chunks[a] as Chunk).start,
             end: (chunks[best] as Chunk).end,
             detector: "creditCard",
+            ...(family ? { family } : {}),
           });
           a = best + 1;
         } else a++;

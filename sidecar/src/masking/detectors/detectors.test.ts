@@ -31,6 +31,27 @@ const JWT =
 const GHP = `ghp_${"A1b2C3d4E5".repeat(3)}f6G7h8`;
 const PAT = `github_pat_11ABCDEFG0123456789012_${"a1B2c3D4e5".repeat(5)}f6G7h8I9j`;
 const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+// Catalogue fixtures in each service's published format: deterministic bodies of the right length
+// and alphabet (a real key's body is random; these are not keys).
+let seed = 7;
+const body = (n: number, alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") =>
+  Array.from({ length: n }, () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return alphabet[(seed >>> 16) % alphabet.length];
+  }).join("");
+const ANT = `sk-ant-api03-${body(93)}AA`;
+const ANT_ADMIN = `sk-ant-admin01-${body(93)}AA`;
+const OAI_PROJ = `sk-proj-${body(74)}T3BlbkFJ${body(74)}`;
+const OAI_OLD = "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";
+const STRIPE = "sk_live_51Hx8kQ2eZvKYlo2C9wX3mN7pR1sT8uW3yB6cE0fH5jK9aD2gJ";
+const STRIPE_RK = "rk_live_51Hx8kQ2eZvKYlo2CaB3dE6gH9jK2mN5pQ8sT1vW4yZ7";
+const GOOGLE = `AIza${body(35)}`;
+const GITLAB = "glpat-Xk4vQ9zL2mN7pR1sT8uW";
+const NPM = "npm_Ab3De6Gh9Jk2Mn5Pq8St1Vw4Yz7Bc0Ef3Hi6";
+const SENDGRID = "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";
+const VAULT = `hvs.${body(95)}`;
+const TWILIO = "SK3f9a1c7e5b2d8f4a6c0e9b7d5f3a1c8e";
+const DIGITALOCEAN = "dop_v1_3f9a1c7e5b2d8f4a6c0e9b7d5f3a1c8e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a";
 
 const tables: Record<DetectorId, Table> = {
   email: [
@@ -38,6 +59,11 @@ const tables: Record<DetectorId, Table> = {
     ["a_b@sub.example.com, c@d.io.", ["a_b@sub.example.com", "c@d.io"]],
     ["<mailto:ops@corp.example>", ["ops@corp.example"]],
     ["user@example.com.123", ["user@example.com"]],
+    [
+      'quoted "jane doe"@example.org and m.o\'brien@example.ie',
+      ['"jane doe"@example.org', "m.o'brien@example.ie"],
+    ],
+    ["'ann@example.com' and \"bob@example.com\"", ["ann@example.com", "bob@example.com"]],
     ["no tld a@b or user@localhost or x@y.c", []],
     ["@example.com and name@ and a@-b.com", []],
     ["https://user:pw@example.com/x", []], // URL userinfo, not a mailbox
@@ -54,7 +80,12 @@ const tables: Record<DetectorId, Table> = {
     ["spaced 4111 1111 1111 1111 dashed 4111-1111-1111-1111", ["4111 1111 1111 1111", "4111-1111-1111-1111"]],
     ["19 digits 4000000000000000006 / 6211111111111111116", ["4000000000000000006", "6211111111111111116"]],
     ["qty 2 4111 1111 1111 1111 each", ["4111 1111 1111 1111"]],
+    [
+      "amex 3782 822463 10005 diners 3056 930902 5904 maestro 6759 6498 2643 8453 003",
+      ["3782 822463 10005", "3056 930902 5904", "6759 6498 2643 8453 003"],
+    ],
     ["bad luhn 4111111111111112 and 5555 5555 5555 4445", []],
+    ["Luhn-valid but no network issues it: 3000000000000000004 2100000000000008 5900000000000000", []],
     ["uuid 123e4567-e89b-12d3-a456-426614174000", []],
     ["digit uuid 41111111-1111-1111-1111-111111111111", []],
     ["ms timestamp 1718236812345, 12 digits 411111111111", []],
@@ -68,6 +99,8 @@ const tables: Record<DetectorId, Table> = {
     ['{"ssn":"345678901"}', ["345678901"]],
     ["area 000-12-3456 666-12-3456 900-12-3456 999-12-3456", []],
     ["group 123-00-6789 serial 123-45-0000", []],
+    ["SSN 536 22 1234, social security number 219 09 9999", ["536 22 1234", "219 09 9999"]],
+    ["spaced 536 22 1234 without a label, mixed SSN 536 22-1234", []],
     ["bare 123456789 without a label", []],
     ["date 2024-01-15, phone 555-123-4567, long 123-45-67890, 1123-45-6789", []],
     ["SSN: 000123456", []],
@@ -144,6 +177,10 @@ const tables: Record<DetectorId, Table> = {
       "hook https://hooks.slack.com/services/T0000AAAA/B0000BBBB/XXXXXXXXXXXXXXXXXXXXXXXX done",
       ["https://hooks.slack.com/services/T0000AAAA/B0000BBBB/XXXXXXXXXXXXXXXXXXXXXXXX"],
     ],
+    [
+      "app xapp-1-A0123456789-1234567890123-0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+      ["xapp-1-A0123456789-1234567890123-0a1b2c3d4e5f60718293a4b5c6d7e8f9"],
+    ],
     ["xoxz-1234567890-abc xoxb-short https://hooks.slack.com/", []],
   ],
   jwt: [
@@ -162,6 +199,54 @@ const tables: Record<DetectorId, Table> = {
     ["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", []],
     ["-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", []],
   ],
+  secretCatalogue: [
+    [`ANTHROPIC_API_KEY=${ANT}`, [ANT]],
+    [`{"key":"${ANT_ADMIN}"}`, [ANT_ADMIN]],
+    [`export OPENAI_API_KEY=${OAI_PROJ}\n`, [OAI_PROJ]],
+    [`legacy ${OAI_OLD} `, [OAI_OLD]],
+    [`${STRIPE} and ${STRIPE_RK}`, [STRIPE, STRIPE_RK]],
+    [`maps?key=${GOOGLE}&v=3`, [GOOGLE]],
+    [`${GITLAB} ${NPM}`, [GITLAB, NPM]],
+    [`SENDGRID_API_KEY='${SENDGRID}'`, [SENDGRID]],
+    [`VAULT_TOKEN=${VAULT}`, [VAULT]],
+    [`sid ${TWILIO} token`, [TWILIO]],
+    [`"${DIGITALOCEAN}"`, [DIGITALOCEAN]],
+    // Look-alikes: prefixes in prose, UUIDs, SHAs, hashes, base64 blobs, versions, truncated keys.
+    ["keys use the sk_test_ and sk_live_ prefixes; sk-ant-api03- keys end in AA", []],
+    ["uuid 123e4567-e89b-12d3-a456-426614174000 sha 3f2b8c1e9a474d2b8e0f6c5a1b2d3e4f5a6b7c8d", []],
+    [
+      `sha256:${"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"} md5 d41d8cd98f00b204e9800998ecf8427e`,
+      [],
+    ],
+    [`blob ${"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk="}`, []],
+    ["version 8.30.1, sk-ant-api03-short, glpat-tooShort, AIzaShort", []],
+    [`${ANT.slice(0, -2)}XY`, []], // an Anthropic key ends in AA
+    [`stripe sk_live_${"a".repeat(30)}`, []], // too little entropy for a real key
+  ],
+  keywordSecret: [
+    ["password=hunter2x", ["hunter2x"]],
+    ['DB_PASSWORD: "S3cr3t-P4ss!"', ["S3cr3t-P4ss!"]],
+    ["client_secret = 'q8Xv2Lm5Np8Rt1Wz4Bc6'", ["q8Xv2Lm5Np8Rt1Wz4Bc6"]],
+    [
+      "DefaultEndpointsProtocol=https;AccountName=logs;AccountKey=Xk4vQ9zL2mN7pR1sT8uW3yB6cE0fH5jK9aD2gJ7lO4qS1vY8xZ3bC6eF0hI5kM9nP2rU7tW4Ab6Cd3Ef6Gh9==;EndpointSuffix=core.windows.net",
+      ["Xk4vQ9zL2mN7pR1sT8uW3yB6cE0fH5jK9aD2gJ7lO4qS1vY8xZ3bC6eF0hI5kM9nP2rU7tW4Ab6Cd3Ef6Gh9=="],
+    ],
+    [
+      "//registry.example.com/:_authToken=3f9a1c7e-5b2d-8f4a-6c0e-9b7d5f3a1c8e",
+      ["3f9a1c7e-5b2d-8f4a-6c0e-9b7d5f3a1c8e"],
+    ],
+    [
+      "https://acct.blob.core.windows.net/c/f?sv=2022-11-02&se=2026&sig=Xk4vQ9zL2mN7pR1sT8uW3yB6%2Bc",
+      ["Xk4vQ9zL2mN7pR1sT8uW3yB6%2Bc"],
+    ],
+    ["password: required", []],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell reference, not a template
+    ["password = ${DB_PASSWORD}, token: {{ .Values.token }}, api_key=<your-key>", []],
+    ["secret: changeme; apiKey: xxxxxxxxxxxxxxxx; token=null", []],
+    ["the token endpoint said 401; monkey=bananas; keyboard: qwertyuiop", []],
+    ['"next_page_token": "Ab3De6Gh9Jk2Mn5Pq8St1Vw4"', []],
+    ["api_key=aaaaaaaaaaaaaaaaaaaaaa", []], // no entropy
+  ],
   urlCredentials: [
     ["postgres://admin:s3cr3t@db:5432/app", ["s3cr3t"]],
     ["https://user:p@ss@host/path", ["p@ss"]],
@@ -178,7 +263,8 @@ describe("detector registry", () => {
   });
 
   it("covers every detector the AgentAccessPolicy CRD accepts", () => {
-    for (const name of API_DETECTORS) if (name !== "all") expect(DETECTOR_IDS).toContain(name);
+    for (const name of API_DETECTORS)
+      if (name !== "all" && name !== "secrets") expect(DETECTOR_IDS).toContain(name);
   });
 });
 

@@ -9,8 +9,26 @@ const MAX_DOMAIN = 253;
 // RFC 5322 "atext" minus the rarely seen characters that also delimit tokens in prose and code.
 function isLocalChar(c: number): boolean {
   return (
-    isAlnum(c) || c === 46 /* . */ || c === 95 /* _ */ || c === 37 /* % */ || c === 43 /* + */ || c === 45
+    isAlnum(c) ||
+    c === 46 /* . */ ||
+    c === 95 /* _ */ ||
+    c === 37 /* % */ ||
+    c === 43 /* + */ ||
+    c === 45 /* - */ ||
+    c === 39 /* ' (o'brien) */
   );
+}
+
+/** Start of a quoted local part ending just before `at` (`"jane doe"@…`), or -1. */
+function quotedLocalStart(text: string, at: number): number {
+  if (text.charCodeAt(at - 1) !== 34) return -1;
+  for (let i = at - 2; i >= 0 && at - i <= MAX_LOCAL; i--) {
+    const c = text.charCodeAt(i);
+    if (c === 10 || c === 13) return -1;
+    if (c === 34 && text.charCodeAt(i - 1) !== 92)
+      return i + 1 < at - 1 && !isAlnum(codeAt(text, i - 1)) ? i : -1;
+  }
+  return -1;
 }
 
 function isDomainChar(c: number): boolean {
@@ -58,6 +76,7 @@ function isTld(label: string): boolean {
 export const email: Detector = {
   id: "email",
   maxLength: MAX_LOCAL + 1 + MAX_DOMAIN + 2,
+  keywords: ["@"],
   // Every finding is anchored on an "@". (A bounded loop: indexOf would search past `end`, to the
   // end of the whole buffer, which for a value inside a large read is quadratic.)
   mayOccurIn: (bytes, start, end) => {
@@ -69,10 +88,20 @@ export const email: Detector = {
     let from = 0;
     for (let at = text.indexOf("@", from); at >= 0; at = text.indexOf("@", from)) {
       from = at + 1;
+      const quoted = quotedLocalStart(text, at);
+      if (quoted >= 0) {
+        const end = domainEnd(text, at + 1);
+        if (end >= 0) {
+          out.push({ start: quoted, end, detector: "email" });
+          from = end;
+        }
+        continue;
+      }
       let start = at;
       while (start > 0 && at - start <= MAX_LOCAL && isLocalChar(text.charCodeAt(start - 1))) start--;
       if (at - start > MAX_LOCAL) continue;
-      while (start < at && text.charCodeAt(start) === 46) start++; // a local part cannot start with "."
+      // A local part cannot start with "." (and a leading "'" is a quote around the address).
+      while (start < at && (text.charCodeAt(start) === 46 || text.charCodeAt(start) === 39)) start++;
       if (start === at || inUrlUserinfo(text, start)) continue;
       const end = domainEnd(text, at + 1);
       if (end < 0) continue;

@@ -9,6 +9,7 @@ const PATTERN =
 export const githubToken: Detector = {
   id: "githubToken",
   maxLength: 256,
+  keywords: ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN))

@@ -26,6 +26,7 @@ function headerHasAlg(segment: string): boolean {
 export const jwt: Detector = {
   id: "jwt",
   maxLength: HEADER_MAX + 4 * (SEGMENT_MAX + 1) + 4,
+  keywords: ["eyj"],
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN)) {

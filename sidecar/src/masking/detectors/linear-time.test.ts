@@ -3,6 +3,7 @@
 // Every detector runs over every input; the tests assert what is found, and finishing inside the
 // default test timeout is the performance check (a quadratic scan of 1 MB would not).
 import { describe, expect, it } from "vitest";
+import { RULES } from "./catalogue/rules.generated.ts";
 import { createDetectors, type DetectorId, findAll } from "./index.ts";
 
 const MB = 1 << 20;
@@ -45,11 +46,34 @@ const cases: [string, string, Partial<Record<DetectorId, number>>][] = [
   ["SSN labels", fill("SSN "), {}],
   ["SSN fragments", fill("123-45-"), {}],
   ["secret key labels", fill("aws_secret_access_key="), {}],
+  ["password labels", fill("password="), {}],
+  ["quoted password labels", fill('"password": "'), {}],
+  ["labels in one long key", fill("secret_token_key_pass_"), {}],
+  ["connection-string labels", fill("AccountKey="), {}],
+  ["quoted local parts", fill('"a"@'), {}],
+];
+
+// Every keyword of the secret catalogue, so every rule runs over the whole megabyte.
+const KEYWORDS = [...new Set(RULES.flatMap((r) => r.keywords))];
+const catalogueCases: [string, string][] = [
+  ["catalogue keywords back to back", fill(KEYWORDS.join(""))],
+  [
+    "catalogue keywords with long alphanumeric tails",
+    fill(KEYWORDS.map((k) => `${k}${"aZ09".repeat(64)} `).join("")),
+  ],
+  ["catalogue keywords as labels", fill(KEYWORDS.map((k) => `${k}_api_key = "`).join(""))],
+  ["catalogue keywords and separators", fill(KEYWORDS.map((k) => `${k}-_.=:'" \t`).join(""))],
 ];
 
 describe("linear time on 1 MB adversarial inputs", () => {
   it.each(cases)("%s", (_name, text, expected) => {
     expect(summary(text)).toEqual(expected);
+  });
+
+  it.each(catalogueCases)("%s", (_name, text) => {
+    const found = findAll(text, detectors);
+    for (let i = 1; i < found.length; i++)
+      expect((found[i - 1]?.end ?? 0) <= (found[i]?.start ?? 0)).toBe(true);
   });
 
   it("many real values", () => {

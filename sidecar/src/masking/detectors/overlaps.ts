@@ -15,9 +15,12 @@ export function resolveOverlaps(findings: readonly Finding[]): Finding[] {
       if (f.end - f.start > label.end - label.start) label = f;
       current.end = Math.max(current.end, f.end);
       current.detector = label.detector;
+      if (label.family === undefined) delete current.family;
+      else current.family = label.family;
       continue;
     }
     current = { start: f.start, end: f.end, detector: f.detector };
+    if (f.family !== undefined) current.family = f.family;
     label = f;
     out.push(current);
   }

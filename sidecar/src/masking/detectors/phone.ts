@@ -2,8 +2,12 @@
 // numbering plan actually assigns, not just a plausible length). The library's text scanner costs
 // tens of µs per call and far more on digit-heavy text, so a linear pre-pass cuts the text into
 // short phone-shaped pieces, drops those too short for the default country, and only the rest
-// reach the library.
-import { type CountryCode, findPhoneNumbersInText, Metadata } from "libphonenumber-js/max";
+// reach the library. The library (full metadata: ~60 MB of heap) is loaded on the first piece that
+// needs it, so a sidecar whose policies never mask phones, or never see phone-shaped text, does
+// not pay for it.
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import type { CountryCode } from "libphonenumber-js/max";
 import { codeAt, isDigit, isWordChar } from "./chars.ts";
 import { isPhoneKey } from "./hints.ts";
 import type { Detector, Finding } from "./types.ts";
@@ -109,8 +113,25 @@ function widen(text: string, at: number, by: number): number {
  * patterns come from the library's metadata through methods its types do not declare; if they are
  * missing, every piece goes to the library (slower, same result).
  */
+type PhoneLibrary = typeof import("libphonenumber-js/max");
+let library: PhoneLibrary | undefined;
+
+/** libphonenumber-js with full metadata, loaded on first use (synchronously: detectors are sync). */
+function phoneLibrary(): PhoneLibrary {
+  // The ES module build (the CommonJS one lacks Metadata), through require(esm).
+  library ??= createRequire(import.meta.url)(
+    fileURLToPath(import.meta.resolve("libphonenumber-js/max")),
+  ) as PhoneLibrary;
+  return library;
+}
+
+/** Whether the phone library has been loaded in this process (for the memory test). */
+export function phoneLibraryLoaded(): boolean {
+  return library !== undefined;
+}
+
 function createNationalGate(country: CountryCode): (text: string, s: number, e: number) => boolean {
-  const metadata = new Metadata();
+  const metadata = new (phoneLibrary().Metadata)();
   metadata.selectNumberingPlan(country);
   const plan = metadata.numberingPlan as unknown as Record<string, unknown> | undefined;
   const call = (name: string): string | undefined => {
@@ -166,7 +187,7 @@ export function createPhoneDetector(options: PhoneOptions = {}): Detector {
   // `maxTries` bounds the library's retries inside one piece; it is accepted at runtime but missing
   // from the published types, hence the separate (non-literal) options object.
   const libOptions = { defaultCountry, maxTries: 4 };
-  const nationalGate = createNationalGate(defaultCountry);
+  let nationalGate: ((text: string, s: number, e: number) => boolean) | undefined;
 
   return {
     id: "phone",
@@ -178,13 +199,14 @@ export function createPhoneDetector(options: PhoneOptions = {}): Detector {
       const check: Sink = (s, e) => {
         const intl =
           text.charCodeAt(s) === 43 || (text.charCodeAt(s) === 40 && text.charCodeAt(s + 1) === 43);
+        nationalGate ??= createNationalGate(defaultCountry);
         if (!intl && !nationalGate(text, s, e)) return;
         // A few characters around the piece let the library apply its own context checks (it
         // rejects "2024-01-15 10" when ":30" follows: a time stamp). Never across a line end, so
         // a line's findings do not depend on the next line (stream masking relies on that).
         const from = widen(text, s, -CONTEXT);
         const to = widen(text, e, CONTEXT);
-        for (const m of findPhoneNumbersInText(text.slice(from, to), libOptions))
+        for (const m of phoneLibrary().findPhoneNumbersInText(text.slice(from, to), libOptions))
           if (from + m.endsAt > s && from + m.startsAt < e)
             out.push({ start: from + m.startsAt, end: from + m.endsAt, detector: "phone" });
       };

@@ -3,7 +3,7 @@
 // built from the characters the detectors care about.
 import { describe, expect, it } from "vitest";
 import { createMasker } from "../masker.ts";
-import { createDetectors } from "./index.ts";
+import { compileDetectors, createDetectors, findAll } from "./index.ts";
 import { DETECTOR_IDS } from "./types.ts";
 
 const ALPHABET = [..."0123456789 -.@_abcxyzABC:/+()", "é", "€", "😀", "０", "＠", "\u00a0", "\n"];
@@ -19,6 +19,10 @@ const SAMPLES = [
   " ".repeat(84),
   "qty 2 4111 1111 1111 1111",
   "378282246310005",
+  "STRIPE_KEY=sk_live_51Hx8kQ2eZvKYlo2C9wX3mN7pR1sT8uW3yB6cE0fH5jK9aD2gJ",
+  "tok glpat-Xk4vQ9zL2mN7pR1sT8uW npm_Ab3De6Gh9Jk2Mn5Pq8St1Vw4Yz7Bc0Ef3Hi6",
+  "Password=Tr0ub4dor&3x; AccountKey=Xk4vQ9zL2mN7pR1sT8uW3yB6cE0fH5jK==;",
+  "ghp_A1b2C3d4E5A1b2C3d4E5A1b2C3d4E5f6G7h8 AKIAIOSFODNN7EXAMPLE xoxb-123456789012-abcdefghij",
 ];
 
 function randomText(rand: () => number): string {
@@ -62,6 +66,26 @@ describe("detector byte pre-checks", () => {
       expect(positives).toBeGreaterThan(0);
     });
   }
+
+  it("a compiled set's keyword prefilter never changes what is found", () => {
+    const all = [...detectors.values()];
+    const set = compileDetectors(all);
+    let positives = 0;
+    const keyed = (text: string) => [text, `${text} SK${"0a".repeat(16)}`, text.toUpperCase()];
+    for (const text of [...texts.slice(0, 4000), ...SAMPLES.flatMap(keyed)]) {
+      const expected = findAll(text, all);
+      if (expected.length > 0) positives++;
+      expect(set.find(text), JSON.stringify(text)).toEqual(expected);
+      const bytes = Buffer.from(text, "utf8");
+      if (expected.length > 0)
+        expect(set.mayOccurIn(bytes, 0, bytes.length), JSON.stringify(text)).toBe(true);
+    }
+    expect(positives).toBeGreaterThan(40);
+    // A label in the field name counts as the keyword (JSON values, SQL columns).
+    expect(set.find("q8Xv2Lm5Np8Rt1Wz4Bc6", { key: "client_secret" }).map((f) => f.detector)).toEqual([
+      "keywordSecret",
+    ]);
+  });
 
   it("lets the masker skip values no active detector can match", () => {
     const m = createMasker({

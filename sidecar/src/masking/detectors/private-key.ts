@@ -31,6 +31,7 @@ export function nextPemBlock(text: string, from: number): PemBlock | null {
 export const privateKey: Detector = {
   id: "privateKey",
   maxLength: Number.POSITIVE_INFINITY,
+  keywords: ["-----begin "],
   find(text) {
     const out: Finding[] = [];
     let from = 0;

@@ -1,13 +1,15 @@
-// Slack tokens (xoxb- bot, xoxp- user, xoxa-/xoxr- app and refresh, xoxs- session, xoxe- config)
+// Slack tokens (xoxb- bot, xoxp- user, xoxa-/xoxr- app and refresh, xoxs- session, xoxe- config,
+// xapp- app-level)
 // and incoming-webhook URLs, which are credentials in themselves.
 import type { Detector, Finding } from "./types.ts";
 
-const TOKEN = /(?<![A-Za-z0-9_-])xox[abeprs]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9_-])/g;
+const TOKEN = /(?<![A-Za-z0-9_-])(?:xox[abeprs]|xapp)-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9_-])/g;
 const WEBHOOK = /(?:https?:\/\/)?hooks\.slack\.com\/(?:services|workflows|triggers)\/[A-Za-z0-9_/-]{8,200}/g;
 
 export const slackToken: Detector = {
   id: "slackToken",
   maxLength: 256,
+  keywords: ["xox", "xapp-", "hooks.slack.com"],
   find(text) {
     const out: Finding[] = [];
     for (const re of [TOKEN, WEBHOOK])

@@ -1,15 +1,42 @@
 // Shared detector contract. Detector ids are stable: policy YAML and metric labels use them.
 import { DETECTORS } from "../../../../api/src/agent-access-policy.ts";
 
-/** The detector ids policies may name (the CRD's enum is the one list; "all" is a policy shorthand). */
-export type DetectorId = Exclude<(typeof DETECTORS)[number], "all">;
-export const DETECTOR_IDS: readonly DetectorId[] = DETECTORS.filter((d): d is DetectorId => d !== "all");
+/** Names a policy may use for a set of detectors rather than one. */
+export type DetectorGroup = "all" | "secrets";
+
+/** The detector ids policies may name (the CRD's enum is the one list, with the groups). */
+export type DetectorId = Exclude<(typeof DETECTORS)[number], DetectorGroup>;
+export const DETECTOR_IDS: readonly DetectorId[] = DETECTORS.filter(
+  (d): d is DetectorId => d !== "all" && d !== "secrets",
+);
+
+/** Every detector whose values are credentials (the "secrets" group). */
+export const SECRET_DETECTOR_IDS: readonly DetectorId[] = [
+  "awsAccessKey",
+  "awsSecretKey",
+  "githubToken",
+  "slackToken",
+  "jwt",
+  "privateKey",
+  "urlCredentials",
+  "secretCatalogue",
+  "keywordSecret",
+];
+
+/** The detector ids a policy entry stands for: itself, or a group's members. */
+export function expandDetectorName(name: DetectorId | DetectorGroup): readonly DetectorId[] {
+  if (name === "all") return DETECTOR_IDS;
+  if (name === "secrets") return SECRET_DETECTOR_IDS;
+  return [name];
+}
 
 /** A detected value: `[start, end)` offsets into the scanned text. Never carries the value itself. */
 export interface Finding {
   start: number;
   end: number;
   detector: DetectorId;
+  /** Which kind within the detector matched (a catalogue rule id, a card network); for reports. */
+  family?: string;
 }
 
 /**
@@ -40,8 +67,20 @@ export interface Detector {
    * keeps ASCII bytes for ASCII characters only, so an ASCII byte test is exact for any text.
    */
   mayOccurIn?(bytes: Uint8Array, start: number, end: number): boolean;
+  /**
+   * Optional prefilter: printable ASCII strings, matched case-insensitively, at least one of which
+   * occurs in every text `find` can match. A detector set scans once for the keywords of all its
+   * detectors and calls `find` only on the detectors whose keywords occur.
+   */
+  readonly keywords?: readonly string[];
+  /** The keywords may occur in the hint's key instead of the text (labels read from field names). */
+  readonly keywordsInKey?: boolean;
 }
 
 export function isDetectorId(value: string): value is DetectorId {
   return (DETECTOR_IDS as readonly string[]).includes(value);
+}
+
+export function isDetectorName(value: string): value is DetectorId | DetectorGroup {
+  return value === "all" || value === "secrets" || isDetectorId(value);
 }

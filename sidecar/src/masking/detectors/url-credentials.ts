@@ -30,6 +30,7 @@ function endsAuthority(c: number): boolean {
 export const urlCredentials: Detector = {
   id: "urlCredentials",
   maxLength: MAX_SCHEME + 3 + MAX_AUTHORITY,
+  keywords: ["://"],
   find(text) {
     const out: Finding[] = [];
     let from = 0;
