@@ -132,3 +132,31 @@ describe("session state follows the server", () => {
     }
   });
 });
+
+describe("settings and transactions", () => {
+  it("custom settings and two-phase commit are refused; the session stays usable", async () => {
+    const c = await session();
+    try {
+      for (const sql of [
+        "SET app.tenant = 'globex'",
+        "SELECT set_config('app.tenant', 'globex', false)",
+        "RESET app.tenant",
+      ]) {
+        const r = await c.query(sql);
+        // (set_config is refused before that, as a function no rule can allow.)
+        expect(errorOf(r.find((m) => m.type === "E")), sql).toMatchObject({
+          code: "42501",
+          message: expect.stringMatching(
+            /custom settings \(app\.tenant\) are refused|set_config is always denied/,
+          ),
+        });
+      }
+      const two = await c.query("PREPARE TRANSACTION 'x'");
+      expect(errorOf(two.find((m) => m.type === "E"))?.code).toBe("42501");
+      const ok = await c.query("SELECT 1");
+      expect(ok.find((m) => m.type === "E")).toBeUndefined();
+    } finally {
+      c.close();
+    }
+  });
+});

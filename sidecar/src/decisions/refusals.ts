@@ -36,6 +36,11 @@ const REFUSALS = {
     rule: BUILTIN_RULE,
     reason: (limit) => `too many prepared statements in this session (limit ${limit}); close some`,
   },
+  sqlCustomSetting: {
+    rule: BUILTIN_RULE,
+    reason: (names) =>
+      `custom settings (${names}) are refused: row-level security and application code may trust them`,
+  },
   maskingCopyTo: {
     rule: BUILTIN_RULE,
     reason: () =>

@@ -40,6 +40,15 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
   const builtin = builtinRefusal(c);
   if (builtin) return { decision: refusal("sqlUnjudgeable", policy, builtin), statements: c.statements };
 
+  // Custom settings (`app.tenant`) are what row-level security policies and functions read as
+  // "who is this": an agent must not choose them.
+  const custom = c.statements.flatMap((s) => s.customSettings ?? []);
+  if (custom.length)
+    return {
+      decision: refusal("sqlCustomSetting", policy, [...new Set(custom)].join(", ")),
+      statements: c.statements,
+    };
+
   // EXECUTE name: judged as what was prepared under that name; an unknown name is refused
   // (the sidecar saw every PREPARE of this session, so it cannot be a legitimate statement).
   let statements: readonly ClassifiedStatement[] = c.statements;

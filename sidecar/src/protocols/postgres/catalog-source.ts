@@ -4,6 +4,7 @@
 // its fingerprint at most every few seconds, and reloaded after this session ran a statement that
 // may change it. A catalog that cannot be read refuses the session or the statement (fail closed).
 import { type Catalog, CatalogCache } from "../../sql/catalog.ts";
+import type { SqlParser } from "../../sql/parser.ts";
 import { ProtocolError } from "./protocol.ts";
 import {
   sidecarRecords,
@@ -22,10 +23,13 @@ export interface CatalogSource {
   credentials: UpstreamCredentials;
   database: string;
   timeoutMs: number;
+  /** The grammar of the server's major version (definitions are classified with it). */
+  parser?: SqlParser;
 }
 
 /** The catalog of the source's database; `fresh` forces a fingerprint check (after this session's DDL). */
 export async function catalogOf(source: CatalogSource, fresh = false): Promise<Catalog> {
+  const parser = source.parser;
   const key = `${source.target.host}:${source.target.port}/${source.database}`;
   if (fresh) cache.invalidate(key);
   let side: UpstreamSession | undefined;
@@ -43,7 +47,7 @@ export async function catalogOf(source: CatalogSource, fresh = false): Promise<C
         });
         return sidecarRecords(side, sql, source.timeoutMs);
       },
-      { maxAgeMs: RECHECK_MS },
+      { maxAgeMs: RECHECK_MS, ...(parser ? { parser } : {}) },
     );
   } catch (err) {
     throw new ProtocolError(

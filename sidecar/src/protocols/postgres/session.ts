@@ -28,6 +28,7 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
 import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
+import { parserFor, type SqlParser } from "../../sql/parser.ts";
 import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
 import { type ApprovalGate, askApproval, sqlApprovalAsk, type Verdict } from "./approval.ts";
 import { SessionCatalog } from "./catalog-source.ts";
@@ -132,6 +133,8 @@ export class Session {
   #broken: unknown;
   /** The upstream's catalog the session judges with (decisions/sql.ts). */
   readonly #catalog = new SessionCatalog();
+  /** The libpg-query line of the upstream's major version. */
+  #parser: SqlParser | undefined;
 
   constructor(deps: SessionDeps, agent: Socket) {
     this.#d = deps;
@@ -387,7 +390,11 @@ export class Session {
     });
     this.#target = target;
     try {
-      await this.#catalog.open(catalog);
+      // Judge with the grammar of the server in front of us; a major we have none for is refused.
+      this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {
+        throw new ProtocolError(err instanceof Error ? err.message : String(err), "0A000");
+      });
+      await this.#catalog.open({ ...catalog, parser: this.#parser });
     } catch (err) {
       up.socket.destroy();
       throw err;
@@ -522,7 +529,7 @@ export class Session {
 
   #judge(text: string): { classification: Classification; judgement: SqlJudgement } {
     const t0 = now();
-    const classification = classifySync(text);
+    const classification = classifySync(text, this.#parser);
     this.#refresh();
     // Classifications are shared, frozen cache entries (sql/classify.ts): the same object comes
     // back for the same text (or numeric shape), so its judgement is kept until the policy

@@ -68,6 +68,8 @@ export interface UpstreamSession {
   secret: number;
   /** ParameterStatus/NoticeResponse messages from startup, raw, to relay to the agent. */
   relay: Buffer[];
+  /** The server's ParameterStatus values at startup (server_version among them). */
+  parameters: Record<string, string>;
   txStatus: string;
   tls: boolean;
   /** Which authentication the server asked for. */
@@ -258,6 +260,7 @@ export async function startUpstream(
     socket.resume();
     socket.write(startupMessage({ ...params, user: creds.user }));
     const relay: Buffer[] = [];
+    const parameters: Record<string, string> = {};
     let pid = 0;
     let secret = 0;
     let auth: UpstreamSession["auth"] = "trust";
@@ -309,7 +312,12 @@ export async function startUpstream(
         }
         case T.ErrorResponse:
           throw new UpstreamError(parseErrorFields(f.payload));
-        case T.ParameterStatus:
+        case T.ParameterStatus: {
+          const name = r.cstr("parameter name");
+          parameters[name] = r.cstr("parameter value");
+          relay.push(f.raw);
+          break;
+        }
         case T.NoticeResponse:
           relay.push(f.raw);
           break;
@@ -330,6 +338,7 @@ export async function startUpstream(
             pid,
             secret,
             relay,
+            parameters,
             txStatus: String.fromCharCode(r.byte()),
             tls: opened.tls,
             auth,
