@@ -21,7 +21,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
-import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
+import type { UserIdentity } from "../../identity/index.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
@@ -49,7 +49,6 @@ import {
   parseParse,
   parseQuery,
   parseTarget,
-  Reader,
   readyForQuery,
   syncMessage,
   T,
@@ -58,7 +57,7 @@ import {
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
 import type { MaskState } from "./row-masking.ts";
-import { parseStartupPacket } from "./startup.ts";
+import { parseStartupPacket, verifyPasswordToken } from "./startup.ts";
 import {
   auditOperation,
   type Op,
@@ -347,30 +346,12 @@ export class Session {
   }
 
   async #onPassword(f: Frame): Promise<void> {
-    if (f.type !== T.Password)
-      throw new ProtocolError(`expected a password message, got ${typeName(f.type)}`);
-    const r = new Reader(f.payload);
-    const token = r.cstr("password");
-    const verifier = this.#ctx.verifierFor(this.#conn);
-    if (!verifier)
-      throw new ProtocolError(
-        "this connection requires an end-user token but its policy names no OIDC issuer",
-        "28000",
-      );
-    try {
-      const user = await verifier.verify(token);
-      this.#user = user;
-      this.#subject = subjectFor(this.#ctx.workload, { user: user.user, groups: user.groups });
-    } catch (err) {
-      if (isIdentityError(err)) {
-        this.#ctx.logger.warn(
-          { session: this.id, connection: this.#name, code: err.code },
-          "postgres: identity token refused",
-        );
-        throw new ProtocolError(`the identity token was refused: ${err.message}`, "28P01");
-      }
-      throw err;
-    }
+    const user = await verifyPasswordToken(this.#ctx, this.#conn, f, {
+      session: this.id,
+      connection: this.#name,
+    });
+    this.#user = user;
+    this.#subject = subjectFor(this.#ctx.workload, { user: user.user, groups: user.groups });
     await this.#connect(true);
   }
 

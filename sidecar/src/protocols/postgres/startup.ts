@@ -1,7 +1,11 @@
 // The first packet of an agent connection, parsed: an SSL/GSSENC request (answered 'N': in-pod
 // traffic is plaintext, the upstream leg is what TLS protects), a CancelRequest, or a
-// StartupMessage with its parameters. Replication connections are refused here.
-import type { Frame } from "./framing.ts";
+// StartupMessage with its parameters. Replication connections are refused here. Also the end
+// user's token sent as the password.
+import { isIdentityError, type UserIdentity } from "../../identity/index.ts";
+import type { CompiledConnection } from "../../policy/compile.ts";
+import type { SidecarContext } from "../../runtime/context.ts";
+import { type Frame, typeName } from "./framing.ts";
 import {
   CANCEL_REQUEST,
   GSSENC_REQUEST,
@@ -9,6 +13,7 @@ import {
   ProtocolError,
   Reader,
   SSL_REQUEST,
+  T,
 } from "./protocol.ts";
 
 export type StartupPacket =
@@ -53,4 +58,30 @@ export function parseStartupPacket(f: Frame): StartupPacket {
     params,
     ...(minor > 0 || unrecognized.length ? { negotiate: negotiateProtocolVersion(0, unrecognized) } : {}),
   };
+}
+
+/** The end user's OIDC token, sent as the password when the policy requires one, verified. */
+export async function verifyPasswordToken(
+  ctx: SidecarContext,
+  connection: CompiledConnection,
+  f: Frame,
+  log: { session: string; connection: string },
+): Promise<UserIdentity> {
+  if (f.type !== T.Password) throw new ProtocolError(`expected a password message, got ${typeName(f.type)}`);
+  const token = new Reader(f.payload).cstr("password");
+  const verifier = ctx.verifierFor(connection);
+  if (!verifier)
+    throw new ProtocolError(
+      "this connection requires an end-user token but its policy names no OIDC issuer",
+      "28000",
+    );
+  try {
+    return await verifier.verify(token);
+  } catch (err) {
+    if (isIdentityError(err)) {
+      ctx.logger.warn({ ...log, code: err.code }, "postgres: identity token refused");
+      throw new ProtocolError(`the identity token was refused: ${err.message}`, "28P01");
+    }
+    throw err;
+  }
 }
