@@ -27,7 +27,7 @@ describe("a misspelled field is an error with its path and a suggestion, never i
         delete http.methods;
       },
       "spec.rules[0].match.http.method",
-      'unknown field "method"; did you mean "methods"? (fields here: methods, paths, websocket)',
+      'unknown field "method"; did you mean "methods"? (fields here: methods, paths, websocket, binaryBodies)',
     ],
     [
       "path: for paths:",
