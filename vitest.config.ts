@@ -1,4 +1,4 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 // Two projects: `unit` runs pure modules in isolation; `integration` talks to real components
 // (kube-apiserver + etcd, PostgreSQL, OpenSSH, iptables) that test/ harnesses start on loopback.
@@ -17,6 +17,8 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
+          // The node suite runs pods on a real node, alone and last (test/node/vitest.config.ts).
+          exclude: [...configDefaults.exclude, "test/node/**"],
           globalSetup: ["test/envtest/global-setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 180_000,

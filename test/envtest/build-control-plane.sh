@@ -7,10 +7,12 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: build-control-plane.sh [--print-dir] [--force]
+Usage: build-control-plane.sh [--node] [--print-dir] [--force]
 
 Builds kube-apiserver + kubectl (Kubernetes $AIRLOCK_K8S_VERSION) and etcd ($AIRLOCK_ETCD_VERSION)
 from Go modules and caches them under $AIRLOCK_CACHE_DIR (default ~/.cache/airlock).
+--node also builds the node components from the same wrapper module (kubelet, kube-scheduler,
+kube-controller-manager, kube-proxy; test/node).
 A cached build is reused; --force rebuilds. --print-dir prints the binary directory and exits.
 USAGE
 }
@@ -20,11 +22,14 @@ ETCD_VERSION="${AIRLOCK_ETCD_VERSION:-v3.6.16}"
 CACHE="${AIRLOCK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock}"
 BIN="$CACHE/control-plane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 FORCE=0
+CMDS=(kube-apiserver kubectl)
+NODE_CMDS=(kubelet kube-scheduler kube-controller-manager kube-proxy)
 for arg in "$@"; do
   case "$arg" in
     --help|-h) usage; exit 0 ;;
     --print-dir) echo "$BIN"; exit 0 ;;
     --force) FORCE=1 ;;
+    --node) CMDS+=("${NODE_CMDS[@]}") ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +41,8 @@ log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # is not fatal here: those suites report it.
 build_helm() { bash "$(dirname "${BASH_SOURCE[0]}")/../harness/helm.sh" || log "helm could not be built (see above); test/chart will fail with the reason"; }
 
-if [[ $FORCE == 0 && -x $BIN/kube-apiserver && -x $BIN/kubectl && -x $BIN/etcd ]]; then
+all_built() { local c; for c in "${CMDS[@]}"; do [[ -x $BIN/$c ]] || return 1; done; }
+if [[ $FORCE == 0 && -x $BIN/etcd ]] && all_built; then
   log "cached: $BIN"
   build_helm
   exit 0
@@ -75,22 +81,20 @@ build_k8s() {
     grep -E '=> \./staging/src/' "$upstream_mod" | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  # Every command either script run may build, so that go.sum covers them all.
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    local c
+    for c in kube-apiserver kubectl "${NODE_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+    printf ')\n'
+  } >"$dir/tools.go"
   log "wrapper module has $(grep -c '=> k8s.io' "$dir/go.mod") staging replacements ($staging_version); downloading modules"
   (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
   (cd "$dir" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@$K8S_VERSION" >/dev/null)
   (cd "$dir" && GOFLAGS=-mod=mod go mod download)
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  for cmd in kube-apiserver kubectl; do
+  for cmd in "${CMDS[@]}"; do
+    [[ $FORCE == 0 && -x $BIN/$cmd ]] && continue
     log "compiling $cmd $K8S_VERSION (first build takes several minutes)"
     heartbeat "$cmd" & local hb=$!
     (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd") || { kill $hb; exit 1; }
@@ -132,6 +136,6 @@ GO
 
 start=$(date +%s)
 [[ $FORCE == 0 && -x $BIN/etcd ]] || build_etcd
-[[ $FORCE == 0 && -x $BIN/kube-apiserver && -x $BIN/kubectl ]] || build_k8s
+[[ $FORCE == 0 ]] && all_built || build_k8s
 log "built in $(( $(date +%s) - start ))s: $("$BIN/kube-apiserver" --version) / etcd $("$BIN/etcd" --version | head -1)"
 build_helm

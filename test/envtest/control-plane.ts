@@ -20,6 +20,7 @@ import {
   issueClientCert,
   issueServingCert,
   loadCA,
+  type Pki,
 } from "./pki.ts";
 
 const execFileP = promisify(execFile);
@@ -97,8 +98,18 @@ export interface StartOptions {
   binDir?: string;
   /** Default 120 s (2-core machines are slow on a cold page cache). */
   readyTimeoutMs?: number;
-  /** Extra kube-apiserver flags, appended (later flags win). */
-  extraApiServerArgs?: readonly string[];
+  /** Extra kube-apiserver flags, appended (later flags win); a function gets the PKI paths. */
+  extraApiServerArgs?: readonly string[] | ((pki: Pki) => readonly string[]);
+  /** Address the API server binds to and clients use (default 127.0.0.1), e.g. a bridge's IP for a node. */
+  bindAddress?: string;
+  /** More names/IPs in the API server's serving cert (e.g. the `kubernetes` Service IP). */
+  servingHosts?: readonly string[];
+  /**
+   * For a cluster with a node (test/node): the ServiceAccount admission plugin on (pods get tokens;
+   * a controller-manager creates the `default` ServiceAccounts) and the Node authorizer before RBAC.
+   * Slice flags like these cannot be undone by extraApiServerArgs (later values append).
+   */
+  withNode?: boolean;
   /** Progress lines; default stderr. */
   log?: (line: string) => void;
 }
@@ -235,7 +246,7 @@ function findOnPath(name: string): string | undefined {
 
 const SETPRIV = findOnPath("setpriv");
 
-interface Managed {
+export interface Managed {
   name: string;
   child: ChildProcess;
   logPath: string;
@@ -247,7 +258,7 @@ interface Managed {
  * (even by SIGKILL) the kernel kills the server: `setpriv --pdeathsig KILL` sets
  * PR_SET_PDEATHSIG before exec. Without setpriv a small shell watchdog does the same by polling.
  */
-function spawnServer(name: string, bin: string, args: readonly string[], logPath: string): Managed {
+export function spawnServer(name: string, bin: string, args: readonly string[], logPath: string): Managed {
   installExitHook();
   const fd = openSync(logPath, "a");
   const [cmd, argv] = SETPRIV ? [SETPRIV, ["--pdeathsig", "KILL", "--", bin, ...args]] : [bin, [...args]];
@@ -284,7 +295,7 @@ function spawnServer(name: string, bin: string, args: readonly string[], logPath
   return { name, child, logPath, exited };
 }
 
-async function stopProcess(p: Managed, graceMs = 5000): Promise<void> {
+export async function stopProcess(p: Managed, graceMs = 5000): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   killGroup(p.child, "SIGTERM");
   let timer: NodeJS.Timeout | undefined;
@@ -301,7 +312,7 @@ async function stopProcess(p: Managed, graceMs = 5000): Promise<void> {
   }
 }
 
-async function tail(path: string, lines = 30): Promise<string> {
+export async function tail(path: string, lines = 30): Promise<string> {
   try {
     const text = await readFile(path, "utf8");
     return text.trimEnd().split("\n").slice(-lines).join("\n");
@@ -522,11 +533,12 @@ async function startOnce(
     await writeFile(join(workDir, OWNER_FILE), `${process.pid}\n`);
   }
   const pkiDir = join(workDir, "pki");
-  const pki = await createPki(pkiDir);
+  const bindAddress = opts.bindAddress ?? "127.0.0.1";
+  const pki = await createPki(pkiDir, [bindAddress, ...(opts.servingHosts ?? [])]);
   const [etcdClient, etcdPeer, apiPort] = await distinctPorts();
   const etcdUrl = `http://127.0.0.1:${etcdClient}`;
   const peerUrl = `http://127.0.0.1:${etcdPeer}`;
-  const server = `https://127.0.0.1:${apiPort}`;
+  const server = `https://${bindAddress}:${apiPort}`;
   const etcdLogPath = join(workDir, "etcd.log");
   const apiserverLogPath = join(workDir, "kube-apiserver.log");
 
@@ -594,10 +606,11 @@ async function startOnce(
         `--etcd-servers=${etcdUrl}`,
         "--service-cluster-ip-range=10.0.0.0/24",
         "--allow-privileged=true",
-        "--disable-admission-plugins=ServiceAccount",
-        "--authorization-mode=RBAC",
+        ...(opts.withNode
+          ? ["--enable-admission-plugins=NodeRestriction", "--authorization-mode=Node,RBAC"]
+          : ["--disable-admission-plugins=ServiceAccount", "--authorization-mode=RBAC"]),
         `--secure-port=${apiPort}`,
-        "--bind-address=127.0.0.1",
+        `--bind-address=${bindAddress}`,
         `--cert-dir=${join(workDir, "apiserver-certs")}`,
         `--tls-cert-file=${pki.servingCertPath}`,
         `--tls-private-key-file=${pki.servingKeyPath}`,
@@ -605,7 +618,9 @@ async function startOnce(
         `--service-account-issuer=${server}/`,
         `--service-account-key-file=${pki.serviceAccountPubPath}`,
         `--service-account-signing-key-file=${pki.serviceAccountKeyPath}`,
-        ...(opts.extraApiServerArgs ?? []),
+        ...(typeof opts.extraApiServerArgs === "function"
+          ? opts.extraApiServerArgs(pki)
+          : (opts.extraApiServerArgs ?? [])),
       ],
       apiserverLogPath,
     );

@@ -182,17 +182,18 @@ async function writePem(path: string, pem: string, secret: boolean): Promise<voi
 
 /**
  * Creates the whole PKI for one control plane in `dir`: CA, API server serving cert for
- * 127.0.0.1/localhost/::1, the service-account key pair and an admin client cert
+ * 127.0.0.1/localhost/::1 (and `extraHosts`), the service-account key pair and an admin client cert
  * (CN=envtest-admin, O=system:masters).
  */
-export async function createPki(dir: string): Promise<Pki> {
+export async function createPki(dir: string, extraHosts: readonly string[] = []): Promise<Pki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = await createCA();
   const p = (name: string) => join(dir, name);
   await writePem(p(PKI_FILES.caCert), ca.certPem, false);
   await writePem(p(PKI_FILES.caKey), await privateKeyPem(ca.keys.privateKey), true);
 
-  const serving = await issueServingCert(ca, ["127.0.0.1", "localhost", "::1"], "kube-apiserver");
+  const hosts = [...new Set(["127.0.0.1", "localhost", "::1", ...extraHosts])];
+  const serving = await issueServingCert(ca, hosts, "kube-apiserver");
   await writePem(p(PKI_FILES.servingCert), serving.certPem, false);
   await writePem(p(PKI_FILES.servingKey), serving.keyPem, true);
 
