@@ -1,5 +1,6 @@
 // GitHub tokens: classic ghp_ (personal), gho_ (OAuth), ghu_ (user-to-server), ghs_
 // (server-to-server), ghr_ (refresh), and fine-grained github_pat_ tokens.
+import { pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 // Bounded lengths keep backtracking after a failed look-ahead constant per start offset.
@@ -9,6 +10,8 @@ const PATTERN =
 export const githubToken: Detector = {
   id: "githubToken",
   maxLength: 256,
+  lookBehind: 1,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN))

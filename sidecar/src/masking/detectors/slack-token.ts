@@ -1,5 +1,6 @@
 // Slack tokens (xoxb- bot, xoxp- user, xoxa-/xoxr- app and refresh, xoxs- session, xoxe- config)
 // and incoming-webhook URLs, which are credentials in themselves.
+import { pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const TOKEN = /(?<![A-Za-z0-9_-])xox[abeprs]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9_-])/g;
@@ -8,6 +9,8 @@ const WEBHOOK = /(?:https?:\/\/)?hooks\.slack\.com\/(?:services|workflows|trigge
 export const slackToken: Detector = {
   id: "slackToken",
   maxLength: 256,
+  lookBehind: 1,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     for (const re of [TOKEN, WEBHOOK])
