@@ -47,12 +47,12 @@ describe("createOutputPipe", () => {
     expect(findings).toEqual(["awsAccessKey"]);
   });
 
-  it("releases a prompt without a newline after the idle time", async () => {
+  it("releases decided text at once and a word in the making after the idle time", async () => {
     const { p, sent } = pipe(masker, 20);
-    p.write(Buffer.from("$ "));
-    expect(sent().toString()).toBe("");
+    p.write(Buffer.from("$ cat notes-for"));
+    expect(sent().toString()).toBe("$ cat ");
     await new Promise((r) => setTimeout(r, 60));
-    expect(sent().toString()).toBe("$ ");
+    expect(sent().toString()).toBe("$ cat notes-for");
     p.write(Buffer.from(`echo ${KEY}\r\n`));
     expect(sent().toString()).not.toContain(KEY);
     p.end();

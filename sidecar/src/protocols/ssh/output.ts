@@ -3,9 +3,10 @@
 // and the same text for the recording.
 //
 // Without masking rules bytes pass through untouched (the recording gets them decoded as UTF-8,
-// multi-byte characters split across packets intact). With rules the stream masker holds text
-// back until a line ends, so that a value split across packets is never sent in part. A terminal
-// cannot wait for a newline (prompts have none), so text held for `idleMs` without more output is
+// multi-byte characters split across packets intact). With rules the stream masker holds back the
+// text that may still be part of a value (the last word, a number still arriving), so that a
+// value split across packets is never sent in part. A terminal cannot wait for a value to end
+// (a prompt ends in a word or a space), so text held for `idleMs` without more output is
 // masked and released as it is: a secret whose halves arrive more than idleMs apart could escape
 // detection — the price of an interactive terminal. Non-UTF-8 output is decoded with replacement
 // characters when masking is on.
