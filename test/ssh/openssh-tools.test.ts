@@ -2,14 +2,23 @@
 // with a masking rule on the connection: file transfers stay byte-exact (a 200,000-byte binary
 // file by scp, scp -O, sftp get/put, rsync, and `cat` of a binary file), text output is masked,
 // exit statuses come through on every channel, refusals say why.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SshdServer, startSshd } from "../harness/sshd.ts";
-import { type SshPolicyOptions, type SshSidecar, sshPolicy, startSshSidecar } from "./support.ts";
+import { type SshPolicyOptions, type SshSidecar, sshPolicy, startSshSidecar, waitFor } from "./support.ts";
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
+    });
+  });
 
 const KEY = "AKIAIOSFODNN7EXAMPLE";
 const MASKING: SshPolicyOptions["masking"] = [
@@ -177,5 +186,52 @@ describe("OpenSSH tools with masking on", () => {
     expect(legacy.stderr).toMatch(/scp carries files in a binary protocol.*rule allowing sftp/);
     // Text commands on the same connection are still fine.
     expect((await ssh(noSftp, "echo still here")).stdout.toString()).toBe("still here\n");
+  });
+
+  it("refused -L and -R name the reason; the command still runs", async () => {
+    // `ssh -N -L`: the refusal comes when a connection arrives; OpenSSH logs it at INFO.
+    const info = SSH_OPTS.map((o) => (o === "LogLevel=ERROR" ? "LogLevel=INFO" : o));
+    const lport = await freePort();
+    const fwd = spawn("ssh", [
+      ...info,
+      "-p",
+      String(noSftp.port),
+      "-N",
+      "-L",
+      `127.0.0.1:${lport}:127.0.0.1:9`,
+      "agent@127.0.0.1",
+    ]);
+    let fwdErr = "";
+    fwd.stderr.on("data", (d: Buffer) => {
+      fwdErr += d.toString();
+    });
+    try {
+      await waitFor(
+        async () => {
+          const sock = connect(lport, "127.0.0.1");
+          sock.on("error", () => {});
+          await new Promise((r) => setTimeout(r, 100));
+          sock.destroy();
+          return /open failed/.test(fwdErr) || undefined;
+        },
+        10_000,
+        "the -L refusal",
+      );
+    } finally {
+      fwd.kill();
+    }
+    expect(fwdErr).toMatch(/open failed: administratively prohibited: airlock: denied: no rule allows/);
+    const r = await run("ssh", [
+      ...SSH_OPTS,
+      "-p",
+      String(noSftp.port),
+      "-R",
+      "127.0.0.1:0:127.0.0.1:9",
+      "agent@127.0.0.1",
+      "echo after",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe("after\n");
+    expect(r.stderr).toMatch(/airlock: remote forward 127\.0\.0\.1:0: denied/);
   });
 });

@@ -321,9 +321,19 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
     reject?.();
   });
 
+  /** Session channels take notices on stderr (a refused `-R` has no reply text of its own). */
+  const listen = (channel: ServerChannel) => {
+    const write = (line: string) => {
+      if (channel.writable) channel.stderr.write(`${line}${lineEnd(state)}`);
+    };
+    const detach = core.attachStderr(write);
+    channel.once("close", detach);
+  };
+
   session.on("exec", (accept, _reject, info) => {
     const channel = accept();
     if (!channel) return;
+    listen(channel);
     const t0 = performance.now();
     const { decision, analysis, command } = decideExec(
       (op) => core.evaluate(op),
@@ -361,6 +371,7 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
   session.on("shell", (accept) => {
     const channel = accept();
     if (!channel) return;
+    listen(channel);
     const rec = beginOperation(core, { kind: "ssh-shell" });
     core.recording()?.marker(state.pty ? "shell" : "shell (no terminal)");
     void track(core, () =>

@@ -22,6 +22,8 @@ import { connectUpstream, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { EXIT_DENIED, EXIT_UPSTREAM, type SessionDeps } from "./core.ts";
 
+/** Notices kept for a session channel that is not open yet (refused `-R` before the command). */
+const MAX_PENDING_NOTICES = 10;
 const JWT_LIKE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export interface SshSession {
@@ -203,6 +205,8 @@ export function startSession(
 
   // --- channels and forwarding ----------------------------------------------------------
 
+  const stderrWriters = new Set<(line: string) => void>();
+  const pendingNotices: string[] = [];
   const core: SshCore = {
     deps,
     ctx,
@@ -217,6 +221,19 @@ export function startSession(
     masking: () => connectionMasking(connection, ctx.hashKey),
     upstream: getUpstream,
     openedUpstream: () => upstream,
+    attachStderr(write) {
+      stderrWriters.add(write);
+      for (const line of pendingNotices.splice(0)) write(line);
+      return () => stderrWriters.delete(write);
+    },
+    notice(text) {
+      const line = `airlock: ${text}`;
+      if (stderrWriters.size === 0) {
+        if (pendingNotices.length < MAX_PENDING_NOTICES) pendingNotices.push(line);
+        return;
+      }
+      for (const write of stderrWriters) write(line);
+    },
   };
   agent.on("session", (acceptSession) => serveSessionChannel(core, acceptSession()));
   serveForwarding(core, agent);
