@@ -84,7 +84,11 @@ export function startSession(
   agent.on("authentication", (auth: AuthContext) => {
     const current = ctx.policies.current().connections.get(name) ?? connection;
     const verifier = ctx.verifierFor(current);
-    if (auth.method === "password" && (verifier || JWT_LIKE.test(auth.password))) {
+    // A password that cannot be a token (clients such as paramiko need one to try at all) claims
+    // no identity: where the policy does not require a token, it is ignored like `none`.
+    const dummyPassword =
+      auth.method === "password" && !current.requireUserToken && !JWT_LIKE.test(auth.password);
+    if (auth.method === "password" && !dummyPassword && (verifier || JWT_LIKE.test(auth.password))) {
       if (!verifier) {
         // A token nobody can verify is refused rather than ignored (as for HTTP): the agent
         // believes it acts for someone, and the policy cannot say for whom.
