@@ -642,7 +642,7 @@ class Walker {
         return { kind: "other", collect, effect: { kind: "execute", name: str(body.name) ?? "" } };
       case "DeallocateStmt":
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: body.isall ? { kind: "deallocate" } : { kind: "deallocate", name: str(body.name) ?? "" },
         };
@@ -651,15 +651,33 @@ class Walker {
       case "ClosePortalStmt": {
         const name = str(body.portalname);
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: name ? { kind: "closeCursor", name } : { kind: "closeCursor" },
         };
       }
       case "DiscardStmt":
+        // Every DISCARD form is a subset of DISCARD ALL, which only resets this session's state.
         return body.target === "DISCARD_ALL"
-          ? { kind: "other", collect, effect: { kind: "discard" } }
-          : { kind: "other", collect };
+          ? { kind: "housekeeping", collect, effect: { kind: "discard" } }
+          : { kind: "housekeeping", collect };
+      case "UnlistenStmt":
+        return { kind: "housekeeping", collect };
+      case "SelectStmt":
+        if (isAdvisoryUnlockAll(body)) {
+          this.visitNode(type, body, undefined, collect, true);
+          return { kind: "housekeeping", collect };
+        }
+        this.visitNode(type, body, undefined, collect, true);
+        return { kind: topKind(type, body), collect };
+      case "VariableSetStmt": {
+        this.visitNode(type, body, undefined, collect, true);
+        // RESET goes back to the session's startup values, which the sidecar chose (read-only
+        // mode included); RESET of a guarded setting is refused by #checkSet as before.
+        const k = str(body.kind);
+        const reset = k === "VAR_RESET_ALL" || (k === "VAR_RESET" && !(str(body.name) ?? "").includes("."));
+        return { kind: reset ? "housekeeping" : "set", collect };
+      }
       default:
         this.visitNode(type, body, undefined, collect, true);
         return { kind: topKind(type, body), collect };
@@ -922,6 +940,20 @@ class Walker {
         this.#deny(`DO block mentioning ${m[0].toLowerCase()}`, "uses an always-denied function or setting");
     }
   }
+}
+
+/** `SELECT pg_advisory_unlock_all()` alone (optionally `pg_catalog.`-qualified): releases this session's advisory locks. */
+function isAdvisoryUnlockAll(body: Node): boolean {
+  const keys = Object.keys(body).filter((k) => !["targetList", "limitOption", "op"].includes(k));
+  if (keys.length) return false;
+  const list = Array.isArray(body.targetList) ? body.targetList : [];
+  if (list.length !== 1) return false;
+  const rt = isObj(list[0]) && isObj(list[0].ResTarget) ? list[0].ResTarget : undefined;
+  const fc = rt && isObj(rt.val) && isObj(rt.val.FuncCall) ? rt.val.FuncCall : undefined;
+  if (!fc || fc.args !== undefined || fc.agg_star || fc.over) return false;
+  const parts = stringList(fc.funcname).map((p) => p.toLowerCase());
+  const name = parts.join(".");
+  return name === "pg_advisory_unlock_all" || name === "pg_catalog.pg_advisory_unlock_all";
 }
 
 function topKind(type: string, body: Node): SqlKind {
