@@ -19,7 +19,7 @@ export const HTTP_METHODS = [
   "*",
 ] as const;
 export const SQL_STATEMENT_KINDS = [
-  "read", // shorthand: select, show, explain without analyze of a read, copyTo
+  "read", // shorthand: select, show, explain without analyze of a read, copyTo, housekeeping
   "write", // shorthand: insert, update, delete, merge, copyFrom
   "select",
   "insert",
@@ -37,6 +37,10 @@ export const SQL_STATEMENT_KINDS = [
   "transaction",
   "twoPhaseCommit", // PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED: outlive the session
   "set",
+  // CLOSE [ALL], DEALLOCATE [ALL], DISCARD, UNLISTEN, RESET (ALL or one non-guarded setting),
+  // SELECT pg_advisory_unlock_all(): what drivers and pools send to reset a session. Allowed by
+  // every allow rule that admits a read kind; never writes, and keeps read-only mode.
+  "housekeeping",
   "show",
   "explain",
   "call",

@@ -642,7 +642,7 @@ class Walker {
         return { kind: "other", collect, effect: { kind: "execute", name: str(body.name) ?? "" } };
       case "DeallocateStmt":
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: body.isall ? { kind: "deallocate" } : { kind: "deallocate", name: str(body.name) ?? "" },
         };
@@ -651,15 +651,44 @@ class Walker {
       case "ClosePortalStmt": {
         const name = str(body.portalname);
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: name ? { kind: "closeCursor", name } : { kind: "closeCursor" },
         };
       }
       case "DiscardStmt":
+        // Every DISCARD form is a subset of DISCARD ALL, which only resets this session's state.
         return body.target === "DISCARD_ALL"
-          ? { kind: "other", collect, effect: { kind: "discard" } }
-          : { kind: "other", collect };
+          ? { kind: "housekeeping", collect, effect: { kind: "discard" } }
+          : { kind: "housekeeping", collect };
+      case "UnlistenStmt":
+        return { kind: "housekeeping", collect };
+      case "SelectStmt":
+        {
+          // `SELECT set_config('name', 'value', bool)` alone is SET in function form (pg_dump's
+          // first statement): judged as that SET; set_config anywhere else stays denied.
+          const set = setConfigCall(body);
+          if (set) {
+            if (set.name.includes(".")) collect.settings.add(set.name);
+            const reason = guardedSetting(set.name, [set.value]);
+            if (reason) this.#deny(`set_config ${set.name}`, reason);
+            return { kind: "set", collect };
+          }
+        }
+        if (isAdvisoryUnlockAll(body)) {
+          this.visitNode(type, body, undefined, collect, true);
+          return { kind: "housekeeping", collect };
+        }
+        this.visitNode(type, body, undefined, collect, true);
+        return { kind: topKind(type, body), collect };
+      case "VariableSetStmt": {
+        this.visitNode(type, body, undefined, collect, true);
+        // RESET goes back to the session's startup values, which the sidecar chose (read-only
+        // mode included); RESET of a guarded setting is refused by #checkSet as before.
+        const k = str(body.kind);
+        const reset = k === "VAR_RESET_ALL" || (k === "VAR_RESET" && !(str(body.name) ?? "").includes("."));
+        return { kind: reset ? "housekeeping" : "set", collect };
+      }
       default:
         this.visitNode(type, body, undefined, collect, true);
         return { kind: topKind(type, body), collect };
@@ -924,6 +953,77 @@ class Walker {
   }
 }
 
+/** `SELECT [pg_catalog.]set_config(name, value, is_local)` alone, every argument a constant. */
+/** LOCKMODE AccessShareLock (lockdefs.h). */
+const ACCESS_SHARE_LOCK = 1;
+
+function setConfigCall(body: Node): { name: string; value: string } | undefined {
+  const keys = Object.keys(body).filter((k) => !["targetList", "limitOption", "op"].includes(k));
+  // pg_dump 15.8+: `SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings
+  // WHERE name = 'restrict_nonsystem_relation_kind'`: the setting named by the WHERE constant.
+  const fromSettings = settingsRow(body);
+  if (keys.length && !(fromSettings && keys.every((k) => k === "fromClause" || k === "whereClause")))
+    return undefined;
+  const list = Array.isArray(body.targetList) ? body.targetList : [];
+  if (list.length !== 1) return undefined;
+  const rt = isObj(list[0]) && isObj(list[0].ResTarget) ? list[0].ResTarget : undefined;
+  const fc = rt && isObj(rt.val) && isObj(rt.val.FuncCall) ? rt.val.FuncCall : undefined;
+  if (!fc || fc.agg_star || fc.over || fc.func_variadic) return undefined;
+  const fn = stringList(fc.funcname)
+    .map((p) => p.toLowerCase())
+    .join(".");
+  if (fn !== "set_config" && fn !== "pg_catalog.set_config") return undefined;
+  const args = Array.isArray(fc.args) ? fc.args : [];
+  if (args.length !== 3 || args.some((a) => isObj(a) && isObj(a.NamedArgExpr))) return undefined;
+  const first = args[0];
+  const byColumn =
+    fromSettings !== undefined &&
+    isObj(first) &&
+    isObj(first.ColumnRef) &&
+    columnName(first.ColumnRef) === "name";
+  const [name, value, local] = [
+    byColumn ? fromSettings : constText(first),
+    constText(args[1]),
+    constText(args[2]),
+  ];
+  if (name === undefined || value === undefined || (local !== "true" && local !== "false")) return undefined;
+  return { name: name.toLowerCase(), value };
+}
+
+/** The single column name of a ColumnRef, lower-cased; undefined for qualified or star references. */
+function columnName(ref: Node): string | undefined {
+  const fields = Array.isArray(ref.fields) ? ref.fields : [];
+  const f = fields.length === 1 ? fields[0] : undefined;
+  return isObj(f) && isObj(f.String) ? str(f.String.sval)?.toLowerCase() : undefined;
+}
+
+/** `FROM [pg_catalog.]pg_settings WHERE name = 'x'`: the constant x; otherwise undefined. */
+function settingsRow(body: Node): string | undefined {
+  const from = Array.isArray(body.fromClause) ? body.fromClause : [];
+  const rv = from.length === 1 && isObj(from[0]) && isObj(from[0].RangeVar) ? from[0].RangeVar : undefined;
+  if (rv?.relname !== "pg_settings" || rv.alias || (rv.schemaname && rv.schemaname !== "pg_catalog"))
+    return undefined;
+  const w = isObj(body.whereClause) && isObj(body.whereClause.A_Expr) ? body.whereClause.A_Expr : undefined;
+  if (w?.kind !== "AEXPR_OP" || stringList(w.name).join(".") !== "=") return undefined;
+  if (!isObj(w.lexpr) || !isObj(w.lexpr.ColumnRef) || columnName(w.lexpr.ColumnRef) !== "name")
+    return undefined;
+  return constText(w.rexpr)?.toLowerCase();
+}
+
+/** `SELECT pg_advisory_unlock_all()` alone (optionally `pg_catalog.`-qualified): releases this session's advisory locks. */
+function isAdvisoryUnlockAll(body: Node): boolean {
+  const keys = Object.keys(body).filter((k) => !["targetList", "limitOption", "op"].includes(k));
+  if (keys.length) return false;
+  const list = Array.isArray(body.targetList) ? body.targetList : [];
+  if (list.length !== 1) return false;
+  const rt = isObj(list[0]) && isObj(list[0].ResTarget) ? list[0].ResTarget : undefined;
+  const fc = rt && isObj(rt.val) && isObj(rt.val.FuncCall) ? rt.val.FuncCall : undefined;
+  if (!fc || fc.args !== undefined || fc.agg_star || fc.over) return false;
+  const parts = stringList(fc.funcname).map((p) => p.toLowerCase());
+  const name = parts.join(".");
+  return name === "pg_advisory_unlock_all" || name === "pg_catalog.pg_advisory_unlock_all";
+}
+
 function topKind(type: string, body: Node): SqlKind {
   const dml = DML[type];
   if (dml) return dml;
@@ -947,7 +1047,9 @@ function topKind(type: string, body: Node): SqlKind {
     case "DoStmt":
       return "do";
     case "LockStmt":
-      return "lock";
+      // ACCESS SHARE (pg_dump's lock) conflicts only with ACCESS EXCLUSIVE and is what every
+      // SELECT takes anyway: a read. Stronger modes block writers or readers: `lock`.
+      return Number(body.mode ?? 0) === ACCESS_SHARE_LOCK ? "select" : "lock";
     case "GrantStmt":
     case "GrantRoleStmt":
       return body.is_grant ? "grant" : "revoke";
