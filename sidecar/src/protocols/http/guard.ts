@@ -91,7 +91,7 @@ const resResponder = (res: ServerResponse): Responder => ({
   },
 });
 const socketResponder = (socket: Duplex): Responder => ({
-  refuse: (status, body) => writeSocketJson(socket, status, body),
+  refuse: (status, body, opts) => writeSocketJson(socket, status, body, opts?.format),
 });
 
 export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions = {}): HttpGuard {
