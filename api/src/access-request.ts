@@ -107,6 +107,13 @@ export const AccessRequestSpec = obj(
     ),
     minApprovals: int({ description: "Approvals from distinct users needed.", minimum: 1, maximum: 5 }),
     grantTtl: opt(duration({ description: "Approval opens a grant for this long.", max: "24h" })),
+    grantCovers: opt(
+      str({
+        description:
+          "What the grant lets through without asking again, while it is open: the rule's match as the policy writes it, for the same requester on the same connection. Shown to approvers next to the operation.",
+        maxLength: 2048,
+      }),
+    ),
     expiresAt: str({ description: "When the request expires if nobody decides.", format: "date-time" }),
   },
   {

@@ -410,6 +410,15 @@ describe("approval on the real API server", () => {
     const held = agent.post("/grant/a");
     const req = await pendingFor("POST /grant/a");
     const name = req.metadata.name as string;
+    // The approver sees what approving lets through: the rule's whole match as the API server
+    // stores it (schema defaults filled in), not just /grant/a.
+    expect(req.spec.grantCovers).toBe(
+      "{ http: { binaryBodies: false, methods: [ POST ], paths: [ /grant/** ], websocket: false } }",
+    );
+    const shown = await plugin(["show", name, "-n", c.ns], ann);
+    expect(shown.stdout).toMatch(
+      /^Grant covers: every operation matching rule granted \(\{ http: \{ binaryBodies: false, methods: \[ POST \], paths: \[ \/grant\/\*\* \], websocket: false \} \}\) by sam via system:serviceaccount:\S+ on connection orders-api, without asking again$/m,
+    );
     expect((await plugin(["approve", name, "-n", c.ns], ann)).code).toBe(0);
     expect((await held).status).toBe(200);
 

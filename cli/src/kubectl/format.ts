@@ -109,6 +109,14 @@ export function grantsTable(grants: readonly Grant[], opts: { now: number; allNa
   return table(header, rows);
 }
 
+/** What approving lets through for the grant's lifetime, not only the operation shown. */
+export function grantScope(s: AccessRequest["spec"]): string {
+  const who = s.requester.user
+    ? `${s.requester.user} via ${s.requester.serviceAccount}`
+    : s.requester.serviceAccount;
+  return `every operation matching rule ${s.rule} (${s.grantCovers ?? "its match: see the policy"}) by ${who} on connection ${s.connection}, without asking again`;
+}
+
 export function showRequest(o: AccessRequest, now: number, decideHint: string): string {
   const s = o.spec;
   const st = o.status ?? {};
@@ -117,7 +125,7 @@ export function showRequest(o: AccessRequest, now: number, decideHint: string): 
     ...(s.approvers.groups ?? []).map((g) => `group ${g}`),
     ...(s.approvers.users ?? []).map((u) => `user ${u}`),
   ].join(", ");
-  const field = (k: string, v: string) => `${`${k}:`.padEnd(13)}${v}`;
+  const field = (k: string, v: string) => `${`${k}:`.padEnd(14)}${v}`;
   const created = time(o.metadata.creationTimestamp);
   const lines = [
     field("Name", o.metadata.name ?? ""),
@@ -145,6 +153,7 @@ export function showRequest(o: AccessRequest, now: number, decideHint: string): 
         ? `${s.grantTtl} after approval${st.grantExpiresAt ? ` (open until ${st.grantExpiresAt}, ${until(st.grantExpiresAt, now)} left)` : ""}`
         : "none (this one operation only)",
     ),
+    ...(s.grantTtl ? [field("Grant covers", grantScope(s))] : []),
     field(
       "Created",
       Number.isFinite(created)

@@ -73,6 +73,9 @@ describe("output", () => {
     expect(text).toMatch(/^Requester:\s+sam \(groups: support\)$/m);
     expect(text).toMatch(/^Reason:\s+ticket 42$/m);
     expect(text).toMatch(/^Approvers:\s+group dba; 2 distinct users needed$/m);
+    expect(text).toMatch(
+      /^Grant covers: every operation matching rule orders-need-dba \(its match: see the policy\) by sam via system:serviceaccount:agents:agent on connection orders-api, without asking again$/m,
+    );
     expect(text).toMatch(/^ {2}ann {2}2026-01-01T11:59:00Z {2}"ok"$/m);
     expect(text.trimEnd().endsWith("Decide: ...")).toBe(true);
   });

@@ -60,6 +60,11 @@ export function noticeText(n: Notice): string {
         `• operation: ${op}`,
         `• rule: ${r.spec.policy} → ${r.spec.rule}; needs ${r.spec.minApprovals} approval${r.spec.minApprovals > 1 ? "s" : ""} from ${approvers}`,
         ...(r.spec.reason ? [`• reason: ${r.spec.reason}`] : []),
+        ...(r.spec.grantTtl
+          ? [
+              `• approving opens a ${r.spec.grantTtl} grant: every operation matching ${code(r.spec.grantCovers ?? `rule ${r.spec.rule}`)} by ${who} on connection ${r.spec.connection} passes without asking again`,
+            ]
+          : []),
         `• expires: ${r.spec.expiresAt}`,
         ...(n.approveHint ? [`Decide: ${code(n.approveHint)}`] : []),
       ].join("\n");

@@ -93,6 +93,7 @@ export function buildSpec(input: ApprovalInput, s: ApprovalSettings, ctx: SpecCo
     },
     minApprovals: s.minApprovals,
     ...(s.grantTtl ? { grantTtl: s.grantTtl } : {}),
+    ...(s.grantTtl && d.grantCovers ? { grantCovers: d.grantCovers.slice(0, 2048) } : {}),
     expiresAt: new Date(ctx.now() + s.timeoutMs).toISOString(),
   };
 }

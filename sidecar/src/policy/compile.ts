@@ -2,6 +2,7 @@
 // left out whole and reported: its connections then do not exist, so traffic to them is denied
 // (fail closed) rather than judged by half a policy.
 import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
+import { describeMatch } from "./describe-match.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
 import type {
@@ -20,6 +21,8 @@ interface CompiledRule {
   rule: Rule;
   subjects: SubjectMatcher;
   matches: OperationMatcher;
+  /** For a requireApproval rule with a grant: what the grant covers, shown to approvers. */
+  grantCovers?: string;
 }
 
 export interface CompiledConnection {
@@ -72,6 +75,9 @@ function compileConnectionRules(
       rule,
       subjects: compileSubjects(rule.subjects, policy.metadata.namespace ?? "default"),
       matches: compileRuleMatch(rule),
+      ...(rule.action === "requireApproval" && rule.approval?.grantTtl
+        ? { grantCovers: describeMatch(rule.match) }
+        : {}),
     });
   }
   return out;
@@ -95,6 +101,7 @@ function decideOne(conn: CompiledConnection, subject: Subject, op: Operation): D
         };
       }
       if (r.rule.approval) decision.approval = r.rule.approval;
+      if (r.grantCovers !== undefined) decision.grantCovers = r.grantCovers;
       return decision;
     }
   }

@@ -38,6 +38,8 @@ export interface Decision {
   reason: string;
   /** The approval settings of the requireApproval rule. */
   approval?: NonNullable<Rule["approval"]>;
+  /** A requireApproval rule with a grantTtl: what its grant lets through (the rule's match, as text). */
+  grantCovers?: string;
   /** Set when the guard refused on its own (decisions/refusals.ts names the kinds). */
   refusal?: string;
 }
