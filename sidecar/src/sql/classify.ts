@@ -630,7 +630,7 @@ class Walker {
           return { kind: "housekeeping", collect };
         }
         this.visitNode(type, body, undefined, collect, true);
-        return { kind: topKind(constText, type, body), collect };
+        return { kind: topKind(type, body), collect };
       case "VariableSetStmt": {
         this.visitNode(type, body, undefined, collect, true);
         // RESET goes back to the session's startup values, which the sidecar chose (read-only
@@ -641,7 +641,7 @@ class Walker {
       }
       default:
         this.visitNode(type, body, undefined, collect, true);
-        return { kind: topKind(constText, type, body), collect };
+        return { kind: topKind(type, body), collect };
     }
   }
 

@@ -115,7 +115,7 @@ export function isAdvisoryUnlockAll(body: Node): boolean {
   return name === "pg_advisory_unlock_all" || name === "pg_catalog.pg_advisory_unlock_all";
 }
 
-export function topKind(constText: ConstText, type: string, body: Node): SqlKind {
+export function topKind(type: string, body: Node): SqlKind {
   const dml = DML[type];
   if (dml) return dml;
   switch (type) {

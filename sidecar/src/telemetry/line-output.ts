@@ -105,7 +105,8 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
   };
   const scheduleRetry = () => {
     // Unref'd: a process that exits runs flushSync first (below), which waits for the pipe.
-    retry ??= setTimeout(() => {
+    if (retry !== undefined) return;
+    retry = setTimeout(() => {
       retry = undefined;
       if (!drainBacklog()) scheduleRetry();
     }, RETRY_MS).unref();
