@@ -335,7 +335,15 @@ describe("result masking", () => {
       );
       expect(err?.code).toBe("22P02");
       expect(err?.message).not.toContain("4111");
-      expect(err?.message).toMatch(/\[REDACTED\]/);
+      // The statement reads a masked column: the server's text is withheld, the code stays.
+      expect(err?.message).toMatch(/withheld by Airlock \(SQLSTATE 22P02\)/);
+      // A data error of a statement that reads no masked column keeps its message, values redacted.
+      const own = await c.query("SELECT name::int FROM customers WHERE id = 1").then(
+        () => undefined,
+        (e: { code: string; message: string }) => e,
+      );
+      expect(own?.code).toBe("22P02");
+      expect(own?.message).toMatch(/invalid input syntax for type integer: "\[REDACTED\]"/);
     } finally {
       await c.end();
     }

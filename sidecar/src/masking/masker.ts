@@ -66,7 +66,13 @@ export interface Masker {
   maskText(text: string): MaskTextResult;
   /** A masked copy of `value` (the input is not modified; unchanged subtrees are shared). */
   maskJson(value: unknown): MaskJsonResult;
-  maskColumn(columnName: string, value: string): MaskColumnResult;
+  /**
+   * `derived`: the value is computed from the covered column (or may be), not the column itself.
+   * `partial` keeps part of a value, and pieces of one (`substr(card, 1, 4)`) would rebuild it, so
+   * a derived value is redacted whole whatever the rule's strategy; `hash` stays (it keeps only
+   * equality).
+   */
+  maskColumn(columnName: string, value: string, opts?: { derived?: boolean }): MaskColumnResult;
   hasRules(): boolean;
   /** Detector ids that run over text, in DETECTOR_IDS order. */
   readonly textDetectors: readonly DetectorId[];
@@ -301,11 +307,15 @@ export function createMasker(config: MaskerConfig): Masker {
       return apply(text, detect(text));
     },
     maskJson,
-    maskColumn(columnName, value) {
+    maskColumn(columnName, value, opts) {
       const rule = columnRules.get(columnName.toLowerCase());
       if (rule)
         return {
-          value: applyStrategy(rule.strategy, value, key),
+          value: applyStrategy(
+            opts?.derived && rule.strategy === "partial" ? "redact" : rule.strategy,
+            value,
+            key,
+          ),
           findings: [{ detector: "column", rule: rule.name, column: columnName }],
         };
       const r = apply(value, detect(value, { key: columnName }), { column: columnName });

@@ -426,6 +426,15 @@ class Collect {
   }
 }
 
+/**
+ * Whether an alias column list (`FROM t AS c(a, b)`, `WITH s(a, b) AS ...`) renames columns by
+ * position: any name in the statement may then stand for any column of what it renames, so
+ * masking treats it as a whole-row reference ("*").
+ */
+function renames(colnames: unknown): boolean {
+  return Array.isArray(colnames) && colnames.length > 0;
+}
+
 /** CTE names visible at a point of the tree (innermost first). */
 interface Scope {
   readonly names: ReadonlySet<string>;
@@ -652,6 +661,10 @@ class Walker {
     }
     if (!isObj(value)) return;
     if (typeof value.aliasname === "string") out.relations.add(value.aliasname.toLowerCase());
+    // A subquery's or a join's column list renames what it selects (a function's renames its
+    // output, which is derived from its arguments: those are named where they are written).
+    if ((isObj(value.subquery) || "jointype" in value) && isObj(value.alias) && renames(value.alias.colnames))
+      out.columns.add("*");
     // Typed fields hold nodes without their wrapper (`relation: {relname: ...}`,
     // `funccall: {funcname: ...}`, `setstmt: {kind: "VAR_SET_VALUE", ...}`): recognise them by shape.
     if (typeof value.relname === "string") {
@@ -681,7 +694,10 @@ class Walker {
         const bare = !body.schemaname && !body.catalogname;
         if (!(bare && inScope(scope, str(body.relname) ?? ""))) out.tables.add(name);
         out.relations.add((str(body.relname) ?? "").toLowerCase());
-        if (isObj(body.alias)) out.relations.add((str(body.alias.aliasname) ?? "").toLowerCase());
+        if (isObj(body.alias)) {
+          out.relations.add((str(body.alias.aliasname) ?? "").toLowerCase());
+          if (renames(body.alias.colnames)) out.columns.add("*");
+        }
         return;
       }
       case "ColumnRef": {
@@ -820,6 +836,7 @@ class Walker {
         .map((c) => (isObj(c) && isObj(c.CommonTableExpr) ? c.CommonTableExpr : undefined))
         .filter((c): c is Node => c !== undefined);
       const all = new Set(ctes.map((c) => str(c.ctename) ?? ""));
+      if (ctes.some((c) => renames(c.aliascolnames))) target.columns.add("*");
       if (withClause.recursive) {
         scope = { names: all, parent: outer };
         for (const c of ctes) this.visit(c.ctequery, scope, target);

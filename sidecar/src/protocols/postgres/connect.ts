@@ -7,7 +7,7 @@ import type { SidecarContext } from "../../runtime/context.ts";
 import type { CatalogSource } from "./catalog-source.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { ResultMasking } from "./results.ts";
-import { originsQuery, USER_FUNCTION } from "./row-masking.ts";
+import { originsQuery } from "./row-masking.ts";
 import {
   sidecarQuery,
   startUpstream,
@@ -100,10 +100,8 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   const origins = mask ? originsQuery(mask) : undefined;
   if (origins) {
     try {
-      for (const [oid, attnum, col] of await sidecarQuery(up, origins, req.connectTimeoutMs)) {
-        if (Number(attnum) === USER_FUNCTION) req.results.userFunctions.add(col ?? "");
-        else req.results.origins.set(`${oid}:${attnum}`, col ?? "");
-      }
+      for (const [oid, attnum, col] of await sidecarQuery(up, origins, req.connectTimeoutMs))
+        req.results.learn(oid ?? "0", Number(attnum), col ?? "");
     } catch (err) {
       up.socket.destroy();
       ctx.logger.warn({ session: req.session, err: String(err) }, "postgres: masking catalog lookup failed");

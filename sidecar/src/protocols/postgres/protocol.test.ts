@@ -438,13 +438,13 @@ describe("row masking", () => {
     expect(planResult(cards, result, undefined, { origins: new Map(), referenced: ["*"] }).names[2]).toBe(
       "card_number",
     );
-    // Every column of a view that depends on a covered column (`oid:0`) is masked as it.
+    // Every column of a view that depends on a covered column (`oid:*`) is masked as it.
     const view = [
       { name: "payment", tableOid: 16500, attnum: 3, typeOid: 25, format: 0 },
       { name: "id", tableOid: 16500, attnum: 1, typeOid: 23, format: 0 },
       { name: "id", tableOid: 16600, attnum: 1, typeOid: 23, format: 0 },
     ];
-    const viewOrigins = new Map([["16500:0", "card_number"]]);
+    const viewOrigins = new Map([["16500:*", "card_number"]]);
     expect(planResult(cards, view, undefined, { origins: viewOrigins, referenced: [] }).names).toEqual([
       "card_number",
       "card_number",

@@ -411,10 +411,15 @@ export class ReplyMatcher {
     return masked ?? f.raw;
   }
 
-  /** An error/notice as the agent may see it (values that could bypass masking redacted). */
+  /**
+   * An error/notice as the agent may see it (values that could bypass masking redacted). `op`:
+   * the operation it belongs to; a notice belongs to the statement running when it arrives.
+   */
   #redacted(f: Frame, op: Op | undefined): Buffer {
     if (!this.#host.results.mask) return f.raw;
-    const counts: Record<string, number> = op ? op.rec.maskCounts() : {};
-    return this.#host.results.notice(f.type, f.payload, counts) ?? f.raw;
+    const head = this.#pending.peek();
+    const owner = op ?? (head && (head.t === "query" || head.t === "execute") ? head.op : undefined);
+    const counts: Record<string, number> = owner ? owner.rec.maskCounts() : {};
+    return this.#host.results.notice(f.type, f.payload, counts, owner?.statements) ?? f.raw;
   }
 }

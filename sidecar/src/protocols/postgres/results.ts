@@ -9,8 +9,13 @@ import {
   type MaskState,
   maskNotification,
   planResult,
+  RELATION_NAME,
   type ResultPlan,
+  readsRelation,
   redactNotice,
+  taintOf,
+  USER_FUNCTION,
+  VIEW_ALL,
 } from "./row-masking.ts";
 import type { PortalInfo } from "./statements.ts";
 
@@ -21,9 +26,24 @@ export class ResultMasking {
   readonly origins = new Map<string, string>();
   /** Functions defined in the database (lower-cased names), when column rules apply. */
   readonly userFunctions = new Set<string>();
+  /** Relations every column of which may carry covered data: dependent views, statistics views. */
+  readonly coveredRelations = new Set<string>();
+  /** The statements a SQL cursor was declared with (SessionStatements.cursors), for FETCH. */
+  readonly #cursor: (name: string) => readonly ClassifiedStatement[] | undefined;
 
-  constructor(mask: MaskState | undefined) {
+  constructor(
+    mask: MaskState | undefined,
+    cursor: (name: string) => readonly ClassifiedStatement[] | undefined = () => undefined,
+  ) {
     this.mask = mask;
+    this.#cursor = cursor;
+  }
+
+  /** One row of originsQuery. */
+  learn(oid: string, attnum: number, name: string): void {
+    if (attnum === USER_FUNCTION) this.userFunctions.add(name);
+    else if (attnum === RELATION_NAME) this.coveredRelations.add(name);
+    else this.origins.set(`${oid}:${attnum === VIEW_ALL ? "*" : attnum}`, name);
   }
 
   /** Masking only ever tightens within a session: a policy that drops masking applies to new sessions. */
@@ -33,9 +53,22 @@ export class ResultMasking {
 
   #context(statements: readonly ClassifiedStatement[]) {
     const referenced = new Set<string>();
-    for (const s of statements) for (const c of s.columns ?? []) referenced.add(c);
-    // A database function may read a covered column the statement never names.
-    if (callsUserFunction(statements, this.userFunctions)) referenced.add("*");
+    const add = (list: readonly ClassifiedStatement[]) => {
+      for (const s of list) for (const c of s.columns ?? []) referenced.add(c);
+      // A database function may read a covered column the statement never names; so may a
+      // computed column over a view that depends on one, or over the planner's statistics.
+      if (callsUserFunction(list, this.userFunctions) || readsRelation(list, this.coveredRelations))
+        referenced.add("*");
+    };
+    add(statements);
+    // FETCH runs the cursor's query: its rows derive from what the DECLARE read. A cursor the
+    // sidecar never saw declared (one a function opened) could hold anything.
+    for (const s of statements)
+      if (s.effect?.kind === "fetch") {
+        const declared = this.#cursor(s.effect.name);
+        if (declared) add(declared);
+        else referenced.add("*");
+      }
     return { origins: this.origins, referenced: [...referenced] };
   }
 
@@ -67,8 +100,21 @@ export class ResultMasking {
     return this.mask ? maskNotification(this.mask, payload, counts) : undefined;
   }
 
-  /** An error/notice as the agent may see it (undefined: unchanged). */
-  notice(type: number, payload: Buffer, counts: Record<string, number>): Buffer | undefined {
-    return this.mask ? redactNotice(this.mask, type, payload, counts) : undefined;
+  /**
+   * An error/notice as the agent may see it (undefined: unchanged). `statements`: those it was
+   * raised by, when known; unknown counts as reading covered data when column rules apply.
+   */
+  notice(
+    type: number,
+    payload: Buffer,
+    counts: Record<string, number>,
+    statements: readonly ClassifiedStatement[] | undefined,
+  ): Buffer | undefined {
+    const mask = this.mask;
+    if (!mask) return undefined;
+    const tainted =
+      mask.columns.size > 0 &&
+      (statements === undefined || taintOf(mask, this.#context(statements).referenced) !== undefined);
+    return redactNotice(mask, type, payload, counts, tainted);
   }
 }

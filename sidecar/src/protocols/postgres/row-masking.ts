@@ -64,6 +64,11 @@ export interface ResultPlan {
   names: readonly (string | undefined)[];
   /** Per column: a column rule masks it whole (otherwise only detectors look at it). */
   ruled: readonly boolean[];
+  /**
+   * Per column: masked as a covered column it is not itself (computed from one, a whole row, a
+   * view's column): `partial` does not apply, the value is redacted whole (see Masker.maskColumn).
+   */
+  derived: readonly boolean[];
   any: boolean;
   /** Set when the result must not be sent (a masked column in binary format). */
   refused?: string;
@@ -73,7 +78,9 @@ export interface ResultPlan {
 export interface ResultContext {
   /**
    * `tableOid:attnum` → column name, for table columns that column rules cover (aliases keep their
-   * origin); `viewOid:0` → column name, for views that depend on one (see originsQuery).
+   * origin) and for the value columns of the statistics catalogs; `tableOid:0` for the whole row
+   * of a table with a covered column; `viewOid:*` for every column of a view that depends on one
+   * (see originsQuery).
    */
   origins?: ReadonlyMap<string, string>;
   /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
@@ -109,15 +116,20 @@ export function planResult(
 ): ResultPlan {
   const names: (string | undefined)[] = [];
   const ruled: boolean[] = [];
+  const derived: boolean[] = [];
   let any = false;
   let refused: string | undefined;
   const taint = taintOf(state, context.referenced);
   columns.forEach((c, i) => {
     const lower = c.name.toLowerCase();
+    // The covered column itself: a table column (attnum > 0) the catalog says is covered.
+    const own =
+      c.tableOid !== 0 && c.attnum > 0 ? context.origins?.get(`${c.tableOid}:${c.attnum}`) : undefined;
     const rule =
+      own ??
       (state.columns.has(lower) ? c.name : undefined) ??
       (c.tableOid !== 0
-        ? (context.origins?.get(`${c.tableOid}:${c.attnum}`) ?? context.origins?.get(`${c.tableOid}:0`))
+        ? (context.origins?.get(`${c.tableOid}:${c.attnum}`) ?? context.origins?.get(`${c.tableOid}:*`))
         : undefined) ??
       (c.tableOid === 0 ? taint : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
@@ -127,13 +139,18 @@ export function planResult(
     }
     names.push(as);
     ruled.push(rule !== undefined);
+    derived.push(rule !== undefined && own === undefined);
     any ||= as !== undefined;
   });
-  return { names, ruled, any, ...(refused ? { refused } : {}) };
+  return { names, ruled, derived, any, ...(refused ? { refused } : {}) };
 }
 
 /** `attnum` of originsQuery rows that name a function defined outside the system schemas. */
 export const USER_FUNCTION = -1;
+/** `attnum` of originsQuery rows for a view that depends on a covered column: all its columns. */
+export const VIEW_ALL = -2;
+/** `attnum` of originsQuery rows that name a relation whose columns may all carry covered data. */
+export const RELATION_NAME = -3;
 
 /**
  * Whether a statement calls a function defined in the database (not a built-in): such a
@@ -153,19 +170,44 @@ export function callsUserFunction(
   return false;
 }
 
+/** Whether a statement reads a relation named in `relations` (compared without schema). */
+export function readsRelation(
+  statements: readonly { tables: readonly string[] }[],
+  relations: ReadonlySet<string>,
+): boolean {
+  if (relations.size === 0) return false;
+  for (const s of statements)
+    for (const t of s.tables) if (relations.has(t.slice(t.lastIndexOf(".") + 1).toLowerCase())) return true;
+  return false;
+}
+
+// The planner's statistics hold sample values of every analysed column: most common values,
+// histogram bounds, most common array elements (and the extended statistics' MCV lists).
+const STATISTICS_VALUES = `(c.relname = 'pg_statistic' AND a.attname LIKE 'stavalues%')
+      OR (c.relname = 'pg_statistic_ext_data' AND a.attname IN ('stxdmcv', 'stxdexpr'))
+      OR (c.relname IN ('pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs')
+        AND a.attname IN ('most_common_vals', 'histogram_bounds', 'most_common_elems'))`;
+
 /**
- * SQL listing where the columns that column rules cover live: `relationOid, attnum, name` rows for
- * the table columns themselves, and `relationOid, 0, name` for every view or materialized view
- * that depends on one of them (through its rewrite rule, transitively: views of views). A view's
- * result columns carry the view's oid, not the table's, so a view that renames `email` to
- * `contact` would otherwise hand the agent unmasked addresses; every column of such a view is
- * masked as the covered column it depends on (over-masking a view that only filters by one is
- * the safe side). Rows `0, USER_FUNCTION, name` name the functions defined outside the system
- * schemas (see callsUserFunction).
+ * SQL listing where the data column rules cover can be read from, as `relationOid, attnum, name`
+ * rows:
+ * - `attnum > 0`: the covered table columns themselves, and the value columns of the statistics
+ *   catalogs (masked as the first covered column);
+ * - `0`: the whole row of a table with a covered column (`SELECT c FROM customers c`, which
+ *   PostgreSQL describes as the table's column 0);
+ * - VIEW_ALL: every view or materialized view that depends on a covered column (through its rewrite
+ *   rule, transitively: views of views). A view's result columns carry the view's oid, not the
+ *   table's, so a view that renames `email` to `contact` would otherwise hand the agent unmasked
+ *   addresses; every column of such a view is masked (over-masking a view that only filters by
+ *   one is the safe side);
+ * - `0, RELATION_NAME, name`: those views and the statistics views by name, for computed columns
+ *   over them (see ResultMasking);
+ * - `0, USER_FUNCTION, name`: the functions defined outside the system schemas (callsUserFunction).
  */
 export function originsQuery(state: MaskState): string | undefined {
   if (state.columns.size === 0) return undefined;
   const names = [...state.columns].map((c) => `'${c.replace(/'/g, "''")}'`).join(", ");
+  const first = `'${([...state.columns][0] ?? "").replace(/'/g, "''")}'`;
   // Views and materialized views whose rewrite rule reads a relation's columns (`on` narrows to
   // which); rules a table may have on itself are not views and are left out.
   const viewsOf = (from: string, on: string) => `SELECT v.oid, ${from}.name FROM ${from}
@@ -182,10 +224,20 @@ export function originsQuery(state: MaskState): string | undefined {
     ${viewsOf("covered", " AND d.refobjsubid = covered.attnum")}
     UNION
     ${viewsOf("dependents", "")}
-  )
+  ), views AS (SELECT DISTINCT ON (rel) rel, name FROM dependents ORDER BY rel, name)
   SELECT rel::pg_catalog.int8, attnum, name FROM covered
   UNION ALL
-  (SELECT DISTINCT ON (rel) rel::pg_catalog.int8, 0, name FROM dependents ORDER BY rel, name)
+  (SELECT DISTINCT ON (rel) rel::pg_catalog.int8, 0, name FROM covered ORDER BY rel, name)
+  UNION ALL
+  SELECT rel::pg_catalog.int8, ${VIEW_ALL}, name FROM views
+  UNION ALL
+  SELECT 0::pg_catalog.int8, ${RELATION_NAME}, lower(c.relname) FROM views JOIN pg_catalog.pg_class c ON c.oid = views.rel
+  UNION ALL
+  SELECT c.oid::pg_catalog.int8, a.attnum, ${first} FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+    WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND (${STATISTICS_VALUES})
+  UNION ALL
+  SELECT 0::pg_catalog.int8, ${RELATION_NAME}, n FROM pg_catalog.unnest(ARRAY['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data']) n
   UNION ALL
   SELECT DISTINCT 0::pg_catalog.int8, ${USER_FUNCTION}, lower(p.proname) FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -217,7 +269,7 @@ export function maskDataRow(
     if (!plan.ruled[i] && !state.masker.mayDetect(payload, start, pos)) continue;
     // (Invalid UTF-8 becomes U+FFFD, as decodeLoose; a leading BOM is kept.)
     const text = payload.toString("utf8", start, pos);
-    const res = state.masker.maskColumn(as, text);
+    const res = state.masker.maskColumn(as, text, { derived: plan.derived[i] === true });
     if (res.findings.length === 0 || res.value === text) continue;
     for (const f of res.findings) counts[f.detector] = (counts[f.detector] ?? 0) + 1;
     const masked = Buffer.from(res.value, "utf8");
@@ -268,19 +320,41 @@ export function rowNeedsMasking(
 const VALUE_ECHO_CLASSES = new Set(["22", "23"]);
 const QUOTED = /"(?:[^"]|"")*"/g;
 
+// Free-text fields of an error or notice: message, detail, hint, context, internal query.
+const TEXT_FIELDS = new Set(["M", "D", "H", "W", "q"]);
+
 /**
- * ErrorResponse/NoticeResponse with values that could bypass masking removed: for data and
- * integrity errors the detail is dropped and quoted values in the message are redacted; every
- * text field is passed through the detectors. Undefined when nothing changed.
+ * ErrorResponse/NoticeResponse with values that could bypass masking removed, then every text
+ * field passed through the detectors. Undefined when nothing changed.
+ * - `tainted` (the statement reads covered data, see ResultMasking): any message raised while it
+ *   ran may quote a covered value, in any words (`relation "4111…" does not exist`, a function's
+ *   `RAISE NOTICE '%'`), so the texts are withheld; the SQLSTATE, severity and the names of the
+ *   objects involved stay. A message with a position (`P`) was raised while the statement was
+ *   parsed and analysed, before any row was read, and is kept.
+ * - Data and integrity errors (classes 22, 23) echo input values whatever the statement: their
+ *   detail is dropped and quoted values in the message redacted.
  */
 export function redactNotice(
   state: MaskState,
   type: number,
   payload: Buffer,
   counts: Record<string, number>,
+  tainted = false,
 ) {
   const fields = parseErrorFields(payload);
   const code = fields.get("C") ?? "";
+  if (tainted && !fields.has("P")) {
+    const out = new Map<string, string>();
+    for (const [k, v] of fields)
+      if (k === "M")
+        out.set(
+          k,
+          `message withheld by Airlock (SQLSTATE ${code || "unknown"}): the statement reads masked columns, and the server's text may quote their values`,
+        );
+      else if (!TEXT_FIELDS.has(k)) out.set(k, v);
+    counts.column = (counts.column ?? 0) + 1;
+    return buildErrorFields(type, out);
+  }
   let changed = false;
   const out = new Map<string, string>();
   for (const [k, v] of fields) {

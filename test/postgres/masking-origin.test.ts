@@ -1,0 +1,188 @@
+// Masking that follows the data, not the names: column rules must hold however a covered column is
+// reached — through cursors, alias column lists, views the query computes over, whole-row values,
+// pieces of a partially masked value, error and notice texts, and the planner's statistics — on a
+// real PostgreSQL behind the guard. Each case here once returned a covered value unmasked.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { type GuardedPostgres, type PolicyOptions, pgPolicy, startGuard } from "./support.ts";
+
+let server: PostgresServer;
+let g: GuardedPostgres;
+let partial: GuardedPostgres;
+const CARD = "4111111111111111";
+const DIGITS = ["4111", "1111"]; // any 4-digit piece of the card that is not its last four
+
+beforeAll(async () => {
+  server = await startPostgres();
+  await server.sql(`
+    CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card_number text);
+    INSERT INTO customers SELECT i, 'n' || i, 'e' || i || '@example.com', '${CARD}' FROM generate_series(1, 50) i;
+    GRANT SELECT ON customers TO airlock_scram;
+    CREATE VIEW contacts AS SELECT id, name, card_number AS payment FROM customers;
+    GRANT SELECT ON contacts TO airlock_scram;
+    CREATE FUNCTION shout(v text) RETURNS int LANGUAGE plpgsql STABLE AS
+      $$ BEGIN RAISE NOTICE 'value: %', v; RETURN 1; END $$;
+    CREATE FUNCTION complain(v text) RETURNS int LANGUAGE plpgsql STABLE AS
+      $$ BEGIN RAISE EXCEPTION 'bad value %', v USING ERRCODE = 'P0001', DETAIL = 'detail ' || v, HINT = v; END $$;
+    ANALYZE customers;
+  `);
+  const rules: PolicyOptions["rules"] = [
+    { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
+  ];
+  g = await startGuard(
+    pgPolicy(server, { rules, masking: [{ name: "cards", columns: ["card_number"], strategy: "redact" }] }),
+    { credential: server.users.scram },
+  );
+  partial = await startGuard(
+    pgPolicy(server, { rules, masking: [{ name: "cards", columns: ["card_number"], strategy: "partial" }] }),
+    { credential: server.users.scram },
+  );
+});
+
+afterAll(async () => {
+  await g?.close();
+  await partial?.close();
+  await server?.stop();
+});
+
+async function withClient<T>(guard: GuardedPostgres, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ host: "127.0.0.1", port: guard.port, user: "agent", database: "airlock" });
+  const notices: string[] = [];
+  c.on("notice", (n) => notices.push(JSON.stringify(n)));
+  await c.connect();
+  try {
+    return await fn(Object.assign(c, { notices }));
+  } finally {
+    await c.end();
+  }
+}
+
+/** Everything the agent saw for `sql`: rows, or the error with all its fields, plus notices. */
+async function seen(c: pg.Client, sql: string): Promise<string> {
+  const notices = (c as pg.Client & { notices: string[] }).notices;
+  notices.length = 0;
+  const out = await c.query(sql).then(
+    (r) => JSON.stringify(r.rows),
+    (e: Record<string, unknown>) => JSON.stringify({ ...e, message: e.message }),
+  );
+  return out + notices.join("");
+}
+
+function expectNoCard(sql: string, text: string, pieces: readonly string[] = [CARD]) {
+  for (const p of pieces) expect({ sql, text }).toEqual({ sql, text: expect.not.stringContaining(p) });
+}
+
+describe("cursors", () => {
+  it("FETCH and MOVE from a cursor over covered data return masked values, computed or not", async () => {
+    await withClient(g, async (c) => {
+      await c.query("BEGIN");
+      await c.query("DECLARE k CURSOR FOR SELECT card_number, upper(card_number) AS u, c FROM customers c");
+      for (const sql of ["FETCH 2 FROM k", "FETCH NEXT FROM k", "FETCH ALL FROM k"])
+        expectNoCard(sql, await seen(c, sql));
+      await c.query("COMMIT");
+      // A cursor held over a commit.
+      await c.query("DECLARE h CURSOR WITH HOLD FOR SELECT lower(card_number) AS l FROM customers");
+      expectNoCard("FETCH 3 FROM h", await seen(c, "FETCH 3 FROM h"));
+      await c.query("CLOSE h");
+    });
+  });
+});
+
+describe("names the statement gives the data", () => {
+  it.each([
+    "SELECT x FROM customers AS c(i, n, y, x) WHERE i = 1",
+    "SELECT upper(x) AS v FROM customers AS c(i, n, y, x) WHERE i = 1",
+    "SELECT d || '' AS v FROM (SELECT * FROM customers) s(a, b, c, d) WHERE a = 1",
+    "WITH s(a, b, c, d) AS (SELECT * FROM customers) SELECT lower(d) AS v FROM s WHERE a = 1",
+    "WITH s(a, b, c, d) AS (SELECT id, name, email, card_number FROM customers) SELECT d FROM s WHERE a = 1",
+    "SELECT upper(payment) AS v FROM contacts WHERE id = 1",
+    "SELECT payment || '' AS v FROM contacts WHERE id = 1",
+    "SELECT c FROM customers c WHERE id = 1",
+    "SELECT customers FROM customers WHERE id = 1",
+    "SELECT (c).* FROM (SELECT c FROM customers c) t WHERE (c).id = 1",
+    "SELECT to_jsonb(t) AS j FROM customers t WHERE id = 1",
+    "SELECT v FROM customers, LATERAL (SELECT card_number AS v) l WHERE id = 1",
+    "TABLE customers LIMIT 1",
+    "SELECT string_agg(card_number, ',') AS v FROM customers",
+    "SELECT max(x) AS v FROM customers AS c(i, n, y, x)",
+    "VALUES ((SELECT card_number FROM customers WHERE id = 1))",
+    "SELECT (SELECT x FROM customers AS c(i, n, y, x) WHERE i = 1) AS v",
+    "SELECT upper(v) AS u FROM customers, unnest(ARRAY[card_number]) AS u(v) WHERE id = 1",
+    "SELECT x FROM (customers JOIN (SELECT 1 AS k) q ON true) AS j(x1, x2, x3, x) WHERE x1 = 1",
+    "SELECT lower(x) AS v FROM (customers JOIN (SELECT 1 AS k) q ON true) AS j(x1, x2, x3, x) WHERE x1 = 1",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+
+  it("columns the rules do not cover stay readable", async () => {
+    await withClient(g, async (c) => {
+      expect((await c.query("SELECT n FROM customers AS c(i, n, y, x) WHERE i = 1")).rows).toEqual([
+        { n: "n1" },
+      ]);
+      expect((await c.query("SELECT count(*)::int AS k FROM customers")).rows).toEqual([{ k: 50 }]);
+      expect((await c.query("SELECT upper(name) AS u FROM customers WHERE id = 1")).rows).toEqual([
+        { u: "N1" },
+      ]);
+      expect((await c.query("SELECT x FROM unnest(ARRAY[1, 2]) AS u(x)")).rows).toEqual([{ x: 1 }, { x: 2 }]);
+    });
+  });
+});
+
+describe("partial masking keeps only the covered column's own tail", () => {
+  it.each([
+    "SELECT 'xxxx' || substr(card_number, 1, 4) AS v FROM customers WHERE id = 1",
+    "SELECT substr(card_number, 5, 4) AS v FROM customers WHERE id = 1",
+    "SELECT left(card_number, 12) AS v FROM customers WHERE id = 1",
+    "SELECT reverse(card_number) AS v FROM customers WHERE id = 1",
+    "SELECT substr(x, 1, 8) AS v FROM customers AS c(i, n, y, x) WHERE i = 1",
+  ])("%s", async (sql) => {
+    await withClient(partial, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+
+  it("the covered column itself is still partial (its last four)", async () => {
+    await withClient(partial, async (c) => {
+      const v = (await c.query("SELECT card_number FROM customers WHERE id = 1")).rows[0]
+        .card_number as string;
+      expect(v).not.toContain("41111111");
+      expect(v.endsWith("1111")).toBe(true);
+    });
+  });
+});
+
+describe("texts the server writes about covered data", () => {
+  it.each([
+    "SELECT translate(card_number, ' ', '')::regclass FROM customers WHERE id = 1",
+    "SELECT current_setting(card_number) FROM customers WHERE id = 1",
+    "SELECT complain(card_number) FROM customers WHERE id = 1",
+    "SELECT to_date(card_number, 'YYYY') FROM customers WHERE id = 1",
+    "SELECT shout(card_number) FROM customers WHERE id = 1",
+    "SELECT shout(x) FROM customers AS c(i, n, y, x) WHERE i = 1",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+});
+
+describe("errors the agent can act on keep their text", () => {
+  it("a parse-analysis error (it has a position) of a statement over covered data is shown", async () => {
+    await withClient(g, async (c) => {
+      const err = (await c.query("SELECT card_number FROM customers WHERE nosuch = 1").catch((e) => e)) as {
+        code: string;
+        message: string;
+      };
+      expect(err.code).toBe("42703");
+      expect(err.message).toBe('column "nosuch" does not exist');
+    });
+  });
+});
+
+describe("statistics", () => {
+  it.each([
+    "SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'customers' AND attname = 'card_number'",
+    "SELECT histogram_bounds::text AS v, most_common_vals::text AS w FROM pg_stats WHERE tablename = 'customers'",
+    "SELECT * FROM pg_stats WHERE tablename = 'customers'",
+    "SELECT stavalues1::text FROM pg_statistic",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+});
