@@ -508,6 +508,21 @@ const match = obj(
               listType: "set",
             }),
           ),
+          settings: opt(
+            list(
+              str({
+                description: "A custom setting name (`app.tenant`); * globs allowed (`app.*`).",
+                maxLength: 256,
+                pattern: "^[A-Za-z_*][A-Za-z0-9_$*]*[.][A-Za-z0-9_$.*]+$",
+              }),
+              {
+                description:
+                  "Custom settings (`x.y` names) the statement may change (SET, RESET, set_config). Row-level security policies and functions often read them as the caller's identity, so a statement that changes one is admitted only by an allow or requireApproval rule that lists it; on a deny rule, the settings it refuses.",
+                maxItems: 32,
+                listType: "set",
+              },
+            ),
+          ),
         },
         { description: "SQL statement match, decided by the PostgreSQL parser." },
       ),

@@ -160,3 +160,65 @@ describe("settings and transactions", () => {
     }
   });
 });
+
+describe("custom settings a policy lists (match.sql.settings)", () => {
+  let listed: GuardedPostgres;
+  beforeAll(async () => {
+    // Row-level security that trusts app.tenant: the rows a session sees follow the setting.
+    await server.sql(`
+      CREATE TABLE tenant_orders (tenant text, id int);
+      INSERT INTO tenant_orders VALUES ('acme', 1), ('globex', 2);
+      ALTER TABLE tenant_orders ENABLE ROW LEVEL SECURITY;
+      CREATE POLICY by_tenant ON tenant_orders USING (tenant = current_setting('app.tenant', true));
+      GRANT SELECT ON tenant_orders TO airlock_scram;
+    `);
+    listed = await startGuard(
+      pgPolicy(server, {
+        rules: [
+          { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
+          { name: "no-tenant-admin", action: "deny", match: { sql: { settings: ["app.tenant_admin"] } } },
+          {
+            name: "choose-tenant",
+            action: "allow",
+            match: { sql: { statements: ["set"], settings: ["app.*"] } },
+          },
+        ],
+      }),
+      { credential: server.users.scram },
+    );
+  });
+  afterAll(async () => listed?.close());
+
+  it("a listed setting may be changed and row-level security follows it; others stay refused", async () => {
+    const c = await RawClient.connect(listed.port);
+    await c.startup();
+    const rows = async () =>
+      (await c.query("SELECT id FROM tenant_orders ORDER BY id")).filter((m) => m.type === "D").length;
+    try {
+      expect(await rows()).toBe(0);
+      const set = await c.query("SET app.tenant = 'acme'");
+      expect(set.find((m) => m.type === "E")).toBeUndefined();
+      expect(await rows()).toBe(1);
+      for (const [sql, why] of [
+        // A deny rule naming the setting wins over the allow glob.
+        ["SET app.tenant_admin = 'on'", /denied by rule no-tenant-admin/],
+        // Not under app.*: the default deny says why.
+        [
+          "SET other.tenant = 'globex'",
+          /custom settings \(other\.tenant\) are refused unless a rule lists them/,
+        ],
+        // The read rule does not list settings: a read that changes one is refused.
+        ["SELECT id, set_config('app.tenant', 'globex', false) FROM tenant_orders", /always denied|refused/],
+      ] as const) {
+        const r = await c.query(sql);
+        expect(errorOf(r.find((m) => m.type === "E")), sql).toMatchObject({
+          code: "42501",
+          message: expect.stringMatching(why),
+        });
+      }
+      expect(await rows()).toBe(1);
+    } finally {
+      c.close();
+    }
+  });
+});

@@ -39,7 +39,7 @@ const REFUSALS = {
   sqlCustomSetting: {
     rule: BUILTIN_RULE,
     reason: (names) =>
-      `custom settings (${names}) are refused: row-level security and application code may trust them`,
+      `custom settings (${names}) are refused unless a rule lists them (match.sql.settings): row-level security and application code may trust them`,
   },
   maskingCopyTo: {
     rule: BUILTIN_RULE,

@@ -62,15 +62,6 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
   const builtin = builtinRefusal(c);
   if (builtin) return { decision: refusal("sqlUnjudgeable", policy, builtin), statements: c.statements };
 
-  // Custom settings (`app.tenant`) are what row-level security policies and functions read as
-  // "who is this": an agent must not choose them.
-  const custom = c.statements.flatMap((s) => s.customSettings ?? []);
-  if (custom.length)
-    return {
-      decision: refusal("sqlCustomSetting", policy, [...new Set(custom)].join(", ")),
-      statements: c.statements,
-    };
-
   // EXECUTE name: judged as what was prepared under that name; an unknown name is refused
   // (the sidecar saw every PREPARE of this session, so it cannot be a legitimate statement).
   let statements: readonly ClassifiedStatement[] = c.statements;
@@ -112,6 +103,11 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
 
   const name = connection.spec.name;
   const decision = policies.evaluate(name, subject, { kind: "sql", statements });
+  // Custom settings (`app.tenant`) are what row-level security policies and functions read as
+  // "who is this": only a rule that lists them (match.sql.settings) lets an agent change one.
+  const custom = statements.flatMap((s) => s.customSettings ?? []);
+  if (custom.length && decision.action === "deny" && decision.rule === undefined)
+    return { decision: refusal("sqlCustomSetting", policy, [...new Set(custom)].join(", ")), statements };
   if (decision.action === "deny" && decision.rule === undefined) {
     const opaque = statements.filter((s) => s.nested === "opaque").flatMap((s) => s.functions);
     if (opaque.length)

@@ -64,9 +64,19 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
     restrictive,
   );
   const commands = anyOf(ssh?.commands, (g) => compileNameGlob(g));
+  const settingGlobs = anyOf(sql?.settings, (g) => compileNameGlob(g, true));
+  // Custom settings are what row-level security and application code read as "who is this": an
+  // allow or requireApproval rule admits a statement that changes one only when it lists it; a
+  // deny rule with `settings` applies to statements that change a setting it lists.
+  const admits = rule.action !== "deny";
+  const settings = (names: readonly string[] | undefined) => {
+    if (!names?.length) return admits || !settingGlobs;
+    if (!settingGlobs) return !admits;
+    return admits ? names.every(settingGlobs) : names.some(settingGlobs);
+  };
 
   const statement = (s: SqlStatement) =>
-    (!kinds || kinds.has(s.kind)) && tables(s.tables) && functions(s.functions);
+    (!kinds || kinds.has(s.kind)) && tables(s.tables) && functions(s.functions) && settings(s.customSettings);
 
   return (op) => {
     switch (op.kind) {

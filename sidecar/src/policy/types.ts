@@ -18,6 +18,8 @@ export interface SqlStatement {
   /** Tables touched, schema-qualified when the statement qualified them. */
   tables: readonly string[];
   functions: readonly string[];
+  /** Custom (`x.y`) settings the statement changes (SET, set_config, ...). */
+  customSettings?: readonly string[];
 }
 
 export type Operation =
