@@ -84,6 +84,7 @@ describe("airlock policy test", () => {
     ],
     [["--policy", "no-such-file.yaml", "--connection", "x", "--http", "GET /"], /cannot read policy file/],
     [[...demo.slice(2), "--bogus"], /Unknown option '--bogus'/],
+    [[...demo.slice(2), "--http", "GET /", "--database", "postgresql://u@h/d"], /--database goes with --sql/],
   ])("exits 2 with a clear message for %j", async (args, message) => {
     const r = await airlock("policy", "test", ...args);
     expect(r.code).toBe(2);

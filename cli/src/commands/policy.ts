@@ -8,7 +8,7 @@ import { loadConnection } from "../policy-files.ts";
 
 const HELP = `Usage: airlock policy test --policy FILE [--policy FILE...] --connection NAME
          [--user U] [--group G...] [--service-account [NS/]NAME]
-         (--http "METHOD PATH" | --sql TEXT | --ssh COMMAND)
+         (--http "METHOD PATH" | --sql TEXT [--database URL] | --ssh COMMAND)
 
 Evaluates one operation against AgentAccessPolicy files with the sidecar's own engine and prints
 {"decision", "policy", "rule", "reason"} as JSON. Exit status: 0 when a decision was made (whatever
@@ -24,6 +24,13 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
                            inside is judged request by request ("plainHttpInside": inspected
                            or refused); test those requests with "METHOD PATH")
   --sql TEXT               SQL, classified by the PostgreSQL parser
+  --database URL           with --sql: judge against this database's catalog, as the sidecar does
+                           (postgresql://USER@HOST:PORT/DB; the password from the URL or
+                           PGPASSWORD; ?sslmode=disable|verify-ca|verify-full, default verify-full;
+                           &sslrootcert=FILE). The functions, operators, casts and tables a statement
+                           touches may run code its text does not show (a function that writes,
+                           a trigger, a view); without --database only the text is judged and
+                           the answer says so ("catalog": "not loaded")
   --ssh COMMAND            an SSH exec command, analysed as the SSH guard does (chains, wrappers,
                            metacharacters: sidecar/src/protocols/ssh/README.md)
 `;
@@ -39,6 +46,7 @@ async function run(argv: string[]): Promise<number> {
       "service-account": { type: "string" },
       http: { type: "string" },
       sql: { type: "string" },
+      database: { type: "string" },
       ssh: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -52,6 +60,8 @@ async function run(argv: string[]): Promise<number> {
   if (!values.connection) throw new UsageError("--connection NAME is required");
   const ops = [values.http, values.sql, values.ssh].filter((v) => v !== undefined);
   if (ops.length !== 1) throw new UsageError("give exactly one of --http, --sql, --ssh");
+  if (values.database !== undefined && values.sql === undefined)
+    throw new UsageError("--database goes with --sql (it is the catalog SQL is judged against)");
 
   const { set, connection } = await loadConnection(values.policy, values.connection);
   const namespace = connection.policy.split("/")[0] ?? "default";
@@ -66,9 +76,32 @@ async function run(argv: string[]): Promise<number> {
   if (values.sql !== undefined) {
     const { classify } = await import("../../../sidecar/src/sql/index.ts");
     const { judgeSql } = await import("../../../sidecar/src/decisions/sql.ts");
+    const { connectionMasking } = await import("../../../sidecar/src/operations/masking.ts");
+    const { catalogFor, touchesCatalog } = await import("../sql-catalog.ts");
     const classification = await classify(values.sql);
-    const { decision: d } = judgeSql({ classification, policies: set, connection, subject });
-    print(d);
+    const response = connectionMasking(connection, Buffer.alloc(32)).response;
+    const masking = "error" in response || response.masker !== undefined;
+    const catalog = values.database !== undefined ? await catalogFor(values.database) : undefined;
+    const { decision: d } = judgeSql({
+      classification,
+      policies: set,
+      connection,
+      subject,
+      masking,
+      text: values.sql,
+      ...(catalog ? { catalog } : {}),
+    });
+    print(
+      d,
+      catalog
+        ? { catalog: "loaded" }
+        : touchesCatalog(classification)
+          ? {
+              catalog:
+                "not loaded: judged by the text alone; the sidecar also judges the functions, operators, casts and tables it touches against the database's catalog (pass --database URL)",
+            }
+          : {},
+    );
     return 0;
   }
   // SSH exec commands go through the SSH guard's command analysis: chains judged part by part,
