@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { startAdminServer } from "./admin/server.ts";
 import { setupApprovals } from "./approvals/index.ts";
@@ -23,7 +23,6 @@ import { createPolicyStore } from "./runtime/policy-store.ts";
 import { createSecretStore, DEFAULT_SECRETS_DIR } from "./runtime/secrets.ts";
 import { createVerifierCache } from "./runtime/verifiers.ts";
 import { startFileSource } from "./sources/files.ts";
-import { startKubernetesSource } from "./sources/kubernetes.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, type Metrics } from "./telemetry/metrics.ts";
 import { createTransparentListener, nativeAddonStatus } from "./transparent/index.ts";
@@ -138,7 +137,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let stopSource: () => Promise<void> | void;
   let kubeConfig: KubeConfig | undefined;
   if (opts.kubernetes) {
-    kubeConfig = opts.kubeConfig ?? new KubeConfig();
+    // The Kubernetes client (~90 MB resident) is loaded only here: a standalone sidecar never pays for it.
+    const [{ KubeConfig: Config }, { startKubernetesSource }] = await Promise.all([
+      import("@kubernetes/client-node"),
+      import("./sources/kubernetes.ts"),
+    ]);
+    kubeConfig = opts.kubeConfig ?? new Config();
     if (!opts.kubeConfig) kubeConfig.loadFromCluster();
     const source = startKubernetesSource({
       kubeConfig,
@@ -159,11 +163,15 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   // Approvals: AccessRequests in the pod's namespace, or standalone a local store decided through
   // the admin API's /approvals.
   let adminUrl: string | undefined;
+  const kubernetesApprovalParts =
+    kubeConfig && !opts.approvals
+      ? (await import("./approvals/kubernetes.ts")).kubernetesApprovals(kubeConfig, workload, logger)
+      : undefined;
   const approvalSetup = opts.approvals
     ? undefined
     : setupApprovals({
         ctx,
-        ...(kubeConfig ? { kubeConfig } : {}),
+        ...(kubernetesApprovalParts ? { kubernetes: kubernetesApprovalParts } : {}),
         ...(opts.approverTokenFile ? { approverTokenFile: opts.approverTokenFile } : {}),
         ...(opts.approver ? { approver: opts.approver } : {}),
         adminUrl: () => adminUrl,

@@ -2,17 +2,15 @@
 // standalone mode, a local store decided through the admin API. `setupApprovals` is what the
 // sidecar composition (app.ts) calls.
 import { userInfo } from "node:os";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Route } from "../admin/server.ts";
 import type { SidecarContext } from "../runtime/context.ts";
 import { approvalRoutes } from "./admin.ts";
 import { defaultApproverTokenFile, ensureApproverCredential } from "./credentials.ts";
-import { createKubernetesStore } from "./kubernetes-store.ts";
 import { createLocalStore } from "./local-store.ts";
 import { createApprovalMetrics } from "./metrics.ts";
 import { createWebhookNotifier, webhookUrlsFromEnv } from "./notify.ts";
 import { type ApprovalService, createApprovalService } from "./service.ts";
-import { admissionPolicyCheck } from "./trust.ts";
+import type { ApprovalStore } from "./store.ts";
 
 export { approvalRoutes } from "./admin.ts";
 export {
@@ -36,12 +34,6 @@ export {
   summarizeOperation,
 } from "./gate.ts";
 export {
-  apiMessage,
-  createKubernetesStore,
-  type KubernetesStoreOptions,
-  PLURAL,
-} from "./kubernetes-store.ts";
-export {
   createLocalStore,
   type LocalApprovalStore,
   type LocalDecision,
@@ -63,20 +55,21 @@ export {
   type GrantInfo,
 } from "./service.ts";
 export { type ApprovalStore, ConflictError, RejectedError } from "./store.ts";
-export { ADMISSION_POLICY_NAME, admissionPolicyCheck } from "./trust.ts";
 
 export interface ApprovalsSetupOptions {
   ctx: SidecarContext;
-  /** Kubernetes mode: AccessRequests in the pod's namespace through this config. Absent: local store. */
-  kubeConfig?: KubeConfig;
+  /**
+   * Kubernetes mode: the AccessRequest store of the pod's namespace and the admission-policy
+   * check (kubernetes.ts builds both; it is the only part that loads the Kubernetes client).
+   * Absent: a local store.
+   */
+  kubernetes?: { store: ApprovalStore; verifyTrust?: () => Promise<string | undefined> };
   /** Standalone: persist requests here (default: AIRLOCK_APPROVALS_FILE, else memory only). */
   storeFile?: string;
   /** Webhook URLs for notifications (default: AIRLOCK_APPROVAL_WEBHOOKS). */
   webhooks?: readonly string[];
   /** The pod's UID (default: AIRLOCK_POD_UID). */
   podUid?: string;
-  /** Check that the admission policy is installed before trusting approvals (Kubernetes; default true). */
-  verifyAdmissionPolicy?: boolean;
   /** Standalone: approver credentials file (default AIRLOCK_APPROVER_TOKEN_FILE, else ~/.config/airlock/approver-tokens). */
   approverTokenFile?: string;
   /** Standalone: the approver whose credential is created at start (default AIRLOCK_APPROVER, else the OS user). */
@@ -111,20 +104,9 @@ export function setupApprovals(opts: ApprovalsSetupOptions): ApprovalsSetup {
   };
   let gate: ApprovalService;
   let credentialsFile: string | undefined;
-  if (opts.kubeConfig) {
-    const store = createKubernetesStore({
-      kubeConfig: opts.kubeConfig,
-      namespace: ctx.workload.namespace,
-      podName: ctx.workload.podName,
-      logger,
-    });
-    gate = createApprovalService({
-      ...common,
-      store,
-      ...(opts.verifyAdmissionPolicy === false
-        ? {}
-        : { verifyTrust: admissionPolicyCheck(opts.kubeConfig, logger) }),
-    });
+  if (opts.kubernetes) {
+    const { store, verifyTrust } = opts.kubernetes;
+    gate = createApprovalService({ ...common, store, ...(verifyTrust ? { verifyTrust } : {}) });
   } else {
     credentialsFile = opts.approverTokenFile ?? defaultApproverTokenFile(env);
     const approver = opts.approver ?? env.AIRLOCK_APPROVER ?? userInfo().username;
