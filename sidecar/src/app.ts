@@ -4,12 +4,13 @@
 import { mkdirSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { startAdminServer } from "./admin/server.ts";
 import { setupApprovals } from "./approvals/index.ts";
 import { type AuditSink, createAuditSink } from "./audit/sink.ts";
 import { loadWorkloadIdentity, serviceAccountSubject, type WorkloadIdentity } from "./identity/index.ts";
+import { accessFromKubeConfig, inClusterAccess, type KubeConfigLike } from "./kube/access.ts";
+import { createKubeClient, type KubeClient } from "./kube/client.ts";
 import { type ListenerSet, startListenerSet } from "./listeners.ts";
 import { loadOrCreateHashKey } from "./masking/index.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
@@ -38,7 +39,8 @@ export interface SidecarOptions {
   podInfoDir?: string;
   /** Standalone identity: the service account the agent runs as (`ns/name` or `name`). */
   serviceAccount?: string;
-  kubeConfig?: KubeConfig;
+  /** Kubernetes mode outside a pod (tests): the API server and credentials, as a kubeconfig. */
+  kubeConfig?: KubeConfigLike;
   adminHost?: string;
   /** 0 picks free ports (tests). */
   adminPort?: number;
@@ -135,17 +137,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
 
   // Policies first: nothing listens before there is something to enforce.
   let stopSource: () => Promise<void> | void;
-  let kubeConfig: KubeConfig | undefined;
+  let kube: KubeClient | undefined;
   if (opts.kubernetes) {
-    // The Kubernetes client (~90 MB resident) is loaded only here: a standalone sidecar never pays for it.
-    const [{ KubeConfig: Config }, { startKubernetesSource }] = await Promise.all([
-      import("@kubernetes/client-node"),
-      import("./sources/kubernetes.ts"),
-    ]);
-    kubeConfig = opts.kubeConfig ?? new Config();
-    if (!opts.kubeConfig) kubeConfig.loadFromCluster();
+    // The sidecar's own small API client (kube/): the full client library costs ~90 MB per pod.
+    kube = createKubeClient(opts.kubeConfig ? accessFromKubeConfig(opts.kubeConfig) : inClusterAccess());
+    const { startKubernetesSource } = await import("./sources/kubernetes.ts");
     const source = startKubernetesSource({
-      kubeConfig,
+      kube,
       namespace: workload.namespace,
       podLabels: workload.labels,
       store: policies,
@@ -164,8 +162,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   // the admin API's /approvals.
   let adminUrl: string | undefined;
   const kubernetesApprovalParts =
-    kubeConfig && !opts.approvals
-      ? (await import("./approvals/kubernetes.ts")).kubernetesApprovals(kubeConfig, workload, logger)
+    kube && !opts.approvals
+      ? (await import("./approvals/kubernetes.ts")).kubernetesApprovals(kube, workload, logger)
       : undefined;
   const approvalSetup = opts.approvals
     ? undefined
@@ -251,6 +249,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       recordingAudit.close();
       await recorder.close();
       await approvalSetup?.close();
+      kube?.close();
       await admin.close();
     },
   };

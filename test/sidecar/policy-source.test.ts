@@ -5,6 +5,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_VERSION } from "../../api/src/index.ts";
+import { accessFromKubeConfig } from "../../sidecar/src/kube/access.ts";
+import { createKubeClient } from "../../sidecar/src/kube/client.ts";
 import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
 import { startKubernetesSource } from "../../sidecar/src/sources/kubernetes.ts";
 import { createMetrics } from "../../sidecar/src/telemetry/metrics.ts";
@@ -61,7 +63,7 @@ describe("Kubernetes policy source", () => {
     (cluster as { server: string }).server = `https://127.0.0.1:${port}`;
     // The serving certificate names 127.0.0.1, so verification still holds through the relay.
     const source = startKubernetesSource({
-      kubeConfig: kc,
+      kube: createKubeClient(accessFromKubeConfig(kc)),
       namespace: ns,
       podLabels: { app: "analyst" },
       store,

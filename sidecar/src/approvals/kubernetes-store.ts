@@ -2,24 +2,17 @@
 // requests) keeps a cache and reports changes; while the API server is unreachable it retries with
 // backoff, `connected()` is false, and the approval service fails held operations closed at their
 // timeout. Every call has a client-side timeout so nothing on the data path waits forever.
-import {
-  ApiException,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  makeInformer,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { type AccessRequest, type AccessRequestStatus, GROUP, VERSION } from "../../../api/src/index.ts";
+import { KubeApiError, type KubeClient } from "../kube/client.ts";
+import { createInformer } from "../kube/informer.ts";
 import { LABELS, MANAGED_BY, podLabel } from "./request.ts";
 import { type ApprovalStore, ConflictError, RejectedError, type StoreEvent } from "./store.ts";
 
 export const PLURAL = "accessrequests";
 
 export interface KubernetesStoreOptions {
-  kubeConfig: KubeConfig;
+  kube: KubeClient;
   namespace: string;
   podName: string;
   logger: Logger;
@@ -30,35 +23,9 @@ export interface KubernetesStoreOptions {
   maxBackoffMs?: number;
 }
 
-export class TimeoutError extends Error {
-  override readonly name = "TimeoutError";
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** The API server's own message from an ApiException body (JSON Status or text). */
+/** The API server's own message (its Status), or what failed on the way. */
 export function apiMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    let body: unknown = err.body;
-    if (typeof body === "string") {
-      const text: string = body;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        return text.trim() || `HTTP ${err.code}`;
-      }
-    }
-    const message = (body as { message?: unknown } | undefined)?.message;
-    return typeof message === "string" ? message : `HTTP ${err.code}`;
-  }
+  if (err instanceof KubeApiError) return err.message;
   if (err instanceof Error) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return cause?.code ? `${err.message} (${cause.code})` : err.message;
@@ -68,18 +35,19 @@ export function apiMessage(err: unknown): string {
 
 /** Maps API errors onto the store's error types; transient failures pass through unchanged. */
 function classify(err: unknown, what: string): unknown {
-  if (!(err instanceof ApiException)) return err;
-  if (err.code === 409) return new ConflictError(`${what}: ${apiMessage(err)}`);
-  if (err.code >= 400 && err.code < 500 && err.code !== 429 && err.code !== 408)
-    return new RejectedError(err.code, `${what}: ${apiMessage(err)}`);
+  if (!(err instanceof KubeApiError)) return err;
+  if (err.status === 409) return new ConflictError(`${what}: ${apiMessage(err)}`);
+  if (err.status >= 400 && err.status < 500 && err.status !== 429 && err.status !== 408)
+    return new RejectedError(err.status, `${what}: ${apiMessage(err)}`);
   return err;
 }
 
 export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalStore {
-  const api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  const kube = opts.kube;
   const timeoutMs = opts.requestTimeoutMs ?? 10_000;
   const ns = opts.namespace;
-  const base = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL };
+  const collection = `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`;
+  const item = (name: string) => `${collection}/${encodeURIComponent(name)}`;
   const labelSelector = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.pod}=${podLabel(opts.podName)}`;
   const listeners = new Set<(obj: AccessRequest, event: StoreEvent) => void>();
   let connected = false;
@@ -91,24 +59,16 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
     markReady = r;
   });
 
-  const list = async () => {
-    const result = (await withTimeout(
-      api.listNamespacedCustomObject({ ...base, labelSelector }),
-      timeoutMs,
-      "list AccessRequests",
-    )) as KubernetesListObject<AccessRequest>;
+  const informer = createInformer<AccessRequest>(kube, collection, {
+    labelSelector,
+    listTimeoutMs: timeoutMs,
+  });
+  informer.onListed(() => {
     connected = true;
     backoff = opts.initialBackoffMs ?? 500;
-    // The informer adds the listed items right after this resolves; ready follows them.
+    // The informer reports the listed items right after this; ready follows them.
     setImmediate(markReady);
-    return result;
-  };
-  const informer = makeInformer<AccessRequest>(
-    opts.kubeConfig,
-    `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
-    list,
-    labelSelector,
-  );
+  });
   const emit = (event: StoreEvent) => (obj: AccessRequest) => {
     for (const l of listeners) {
       try {
@@ -143,39 +103,28 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
     connected: () => connected,
     async create(obj) {
       try {
-        return (await withTimeout(
-          api.createNamespacedCustomObject({ ...base, body: obj }),
-          timeoutMs,
-          "create AccessRequest",
-        )) as AccessRequest;
+        return await kube.request<AccessRequest>("POST", collection, { body: obj, timeoutMs });
       } catch (err) {
         throw classify(err, `create AccessRequest ${obj.metadata.name}`);
       }
     },
     async get(name) {
       try {
-        return (await withTimeout(
-          api.getNamespacedCustomObject({ ...base, name }),
-          timeoutMs,
-          `get AccessRequest ${name}`,
-        )) as AccessRequest;
+        return await kube.request<AccessRequest>("GET", item(name), { timeoutMs });
       } catch (err) {
-        if (err instanceof ApiException && err.code === 404) return undefined;
+        if (err instanceof KubeApiError && err.status === 404) return undefined;
         throw classify(err, `get AccessRequest ${name}`);
       }
     },
-    list: () => [...informer.list(ns)],
+    list: () => informer.list(),
     async patchStatus(name, status: Partial<AccessRequestStatus>, resourceVersion) {
       const body = { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status };
       try {
-        return (await withTimeout(
-          api.patchNamespacedCustomObjectStatus(
-            { ...base, name, body },
-            setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-          ),
+        return await kube.request<AccessRequest>("PATCH", `${item(name)}/status`, {
+          body,
+          contentType: "application/merge-patch+json",
           timeoutMs,
-          `patch AccessRequest ${name} status`,
-        )) as AccessRequest;
+        });
       } catch (err) {
         throw classify(err, `patch AccessRequest ${name} status`);
       }

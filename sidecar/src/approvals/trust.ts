@@ -2,9 +2,8 @@
 // them (crds/approvals-vap.yaml). Before trusting any approval the sidecar checks that the policy
 // and its binding are installed and enforcing; if they are verifiably missing, operations that need
 // an approval fail closed with a message that says how to fix it.
-import { AdmissionregistrationV1Api, ApiException, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { withTimeout } from "./kubernetes-store.ts";
+import { KubeApiError, type KubeClient } from "../kube/client.ts";
 
 export const ADMISSION_POLICY_NAME = "airlock-accessrequest-decisions";
 
@@ -14,25 +13,38 @@ export const ADMISSION_POLICY_NAME = "airlock-accessrequest-decisions";
  * airlock-sidecar-cluster ClusterRole to enable the check). Throws when the API cannot be reached.
  */
 export function admissionPolicyCheck(
-  kubeConfig: KubeConfig,
+  kube: KubeClient,
   logger: Logger,
   timeoutMs = 5000,
 ): () => Promise<string | undefined> {
-  const api = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  const base = "/apis/admissionregistration.k8s.io/v1";
+  interface PolicySpec {
+    spec?: { failurePolicy?: string };
+  }
+  interface BindingSpec {
+    spec?: {
+      policyName?: string;
+      validationActions?: string[];
+      matchResources?: { namespaceSelector?: { matchLabels?: unknown }; objectSelector?: unknown };
+    };
+  }
+  const read = <T>(kind: string, what: string) =>
+    kube
+      .request<T>("GET", `${base}/${kind}/${ADMISSION_POLICY_NAME}`, { timeoutMs })
+      .catch((err: unknown) => {
+        if (err instanceof KubeApiError && err.status === 404) throw new NotFound(what);
+        throw err;
+      });
   let warned = false;
   const missing = (what: string) =>
     `the ${what} ${ADMISSION_POLICY_NAME} is not installed, so approvals could be forged; ` +
     "install it (kubectl apply -f crds/) — operations that need an approval are refused until then";
   return async () => {
     try {
-      const [policy, binding] = await withTimeout(
-        Promise.all([
-          api.readValidatingAdmissionPolicy({ name: ADMISSION_POLICY_NAME }),
-          api.readValidatingAdmissionPolicyBinding({ name: ADMISSION_POLICY_NAME }),
-        ]),
-        timeoutMs,
-        "read the AccessRequest admission policy",
-      );
+      const [policy, binding] = await Promise.all([
+        read<PolicySpec>("validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
+        read<BindingSpec>("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding"),
+      ]);
       if ((policy.spec?.failurePolicy ?? "Fail") !== "Fail")
         return `ValidatingAdmissionPolicy ${ADMISSION_POLICY_NAME} must have failurePolicy Fail`;
       if (
@@ -49,13 +61,8 @@ export function admissionPolicyCheck(
         );
       return undefined;
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404)
-        return missing(
-          String(err.body).includes("binding")
-            ? "ValidatingAdmissionPolicyBinding"
-            : "ValidatingAdmissionPolicy",
-        );
-      if (err instanceof ApiException && err.code === 403) {
+      if (err instanceof NotFound) return missing(err.message);
+      if (err instanceof KubeApiError && err.status === 403) {
         if (!warned)
           logger.warn(
             "cannot read the AccessRequest admission policy (forbidden); bind the airlock-sidecar-cluster ClusterRole to let the sidecar verify it",
@@ -67,3 +74,5 @@ export function admissionPolicyCheck(
     }
   };
 }
+
+class NotFound extends Error {}

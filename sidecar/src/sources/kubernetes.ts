@@ -2,20 +2,16 @@
 // whose podSelector matches this pod's labels are compiled and swapped in atomically. While the
 // API server is unreachable the informer retries with backoff and the last good set stays in
 // force (fail closed: never an empty or partial policy because of an outage).
-import {
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  makeInformer,
-} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { type AgentAccessPolicy, GROUP, VERSION } from "../../../api/src/index.ts";
+import type { KubeClient } from "../kube/client.ts";
+import { createInformer } from "../kube/informer.ts";
 import { selectorMatches } from "../policy/selector.ts";
 import type { PolicyStore } from "../runtime/policy-store.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 
 export interface KubernetesSourceOptions {
-  kubeConfig: KubeConfig;
+  kube: KubeClient;
   namespace: string;
   podLabels: Readonly<Record<string, string>>;
   store: PolicyStore;
@@ -33,7 +29,6 @@ export interface KubernetesSource {
 }
 
 export function startKubernetesSource(opts: KubernetesSourceOptions): KubernetesSource {
-  const api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
   const path = `/apis/${GROUP}/${VERSION}/namespaces/${opts.namespace}/agentaccesspolicies`;
   let stopped = false;
   let backoff = opts.initialBackoffMs ?? 500;
@@ -43,21 +38,13 @@ export function startKubernetesSource(opts: KubernetesSourceOptions): Kubernetes
     markSynced = r;
   });
 
-  // A successful list is the proof of connectivity (the informer's own "connect" event fires
-  // before it even tries). The informer adds the listed items right after this promise settles.
-  const list = async () => {
-    const result = (await api.listNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: opts.namespace,
-      plural: "agentaccesspolicies",
-    })) as KubernetesListObject<AgentAccessPolicy>;
+  // A successful list is the proof of connectivity; its items are reported right after.
+  const informer = createInformer<AgentAccessPolicy>(opts.kube, path);
+  informer.onListed(() => {
     backoff = opts.initialBackoffMs ?? 500;
     opts.metrics?.policySourceUp.set(1);
     schedule(markSynced);
-    return result;
-  };
-  const informer = makeInformer<AgentAccessPolicy>(opts.kubeConfig, path, list);
+  });
 
   // Events arrive one object at a time, including the burst after a (re)list: coalesce them so the
   // store only ever sees the complete cache, and skip swaps that would change nothing.
