@@ -572,6 +572,9 @@ spec:
         `audit events vs statements the agent saw complete\n${sidecarText.slice(-3000)}`,
       ).toBe(done.length);
       expect(sidecarText).toMatch(/draining: no new connections/);
+      process.stderr.write(
+        `[node] drain: ${done.length} statements completed, ${events.length} audit events\n`,
+      );
     } finally {
       agentLog.child.kill();
       sidecarLog.child.kill();
