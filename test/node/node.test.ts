@@ -46,6 +46,8 @@ interface ContainerStatus {
   name: string;
   ready: boolean;
   started?: boolean;
+  restartCount?: number;
+  lastState?: { terminated?: { reason?: string } };
   state: {
     running?: { startedAt: string };
     terminated?: { exitCode: number; reason?: string; startedAt: string };
@@ -636,5 +638,21 @@ spec:
     });
     expect(events).toMatch(/Warning\s+SecretNotFound\s+missing-secret/);
     ok(await kubectl(["delete", "aap", "-n", NS, "missing-secret"]), "delete missing-secret");
+  });
+  it("the agent pod's sidecar was never restarted, and its peak memory stayed well under its limit", async () => {
+    const p = await pod(agentPod);
+    const sidecar = p.status.initContainerStatuses?.find((c) => c.name === "airlock-sidecar");
+    expect(sidecar?.lastState?.terminated?.reason, "the sidecar's last termination").toBeUndefined();
+    expect(sidecar?.restartCount).toBe(0);
+    // PID 1 of the sidecar container is its Node process; VmHWM is its peak RSS since start, after
+    // every guarded session above (the first one's catalog load used to peak at ~1 GB).
+    const status = ok(
+      await kubectl(["exec", "-n", NS, agentPod, "-c", "airlock-sidecar", "--", "cat", "/proc/1/status"]),
+      "sidecar /proc/1/status",
+    );
+    const peakMb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+    process.stderr.write(`[node] sidecar peak RSS ${peakMb.toFixed(0)} MB\n`);
+    expect(peakMb).toBeGreaterThan(50);
+    expect(peakMb, "peak RSS (MB) against the 512Mi limit").toBeLessThan(320);
   });
 });
