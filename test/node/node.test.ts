@@ -46,6 +46,8 @@ interface ContainerStatus {
   name: string;
   ready: boolean;
   started?: boolean;
+  restartCount?: number;
+  lastState?: { terminated?: { reason?: string } };
   state: {
     running?: { startedAt: string };
     terminated?: { exitCode: number; reason?: string; startedAt: string };
@@ -84,7 +86,9 @@ apiVersion: airlock.dev/v1alpha1
 kind: AgentAccessPolicy
 metadata: { name: analyst, namespace: ${NS} }
 spec:
-  podSelector: { matchLabels: { app: analyst } }
+  # Not the Deployment's own selector: bare pods and Jobs below carry team=data too, and a
+  # ReplicaSet adopts (and scales away) orphan pods that match its selector.
+  podSelector: { matchLabels: { team: data } }
   connections:
     - name: warehouse
       protocol: postgres
@@ -118,13 +122,47 @@ spec:
       strategy: partial
 `;
 
-  const agentEnv = () => `
-          env:
-            - { name: PGHOST, value: "${NODE_IP}" }
-            - { name: PGPORT, value: "${warehouse.pg.port}" }
-            - { name: PGUSER, value: analyst }
-            - { name: PGDATABASE, value: ${warehouse.database} }
-            - { name: PGCONNECT_TIMEOUT, value: "10" }`;
+  /** The agent's libpq settings, as the `env:` of a container whose fields are indented `indent`. */
+  const agentEnv = (indent = 10) =>
+    `\n${" ".repeat(indent)}env:${[
+      `PGHOST, value: "${NODE_IP}"`,
+      `PGPORT, value: "${warehouse.pg.port}"`,
+      "PGUSER, value: analyst",
+      `PGDATABASE, value: ${warehouse.database}`,
+      'PGCONNECT_TIMEOUT, value: "10"',
+    ]
+      .map((e) => `\n${" ".repeat(indent + 2)}- { name: ${e} }`)
+      .join("")}`;
+
+  /** A bare agent pod the policy selects (team=data), as `runAsUser` when given. */
+  const agentPodYaml = (name: string, opts: { runAsUser?: number; script?: string; grace?: number } = {}) => `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${NS}, labels: { team: data, app: ${name} } }
+spec:
+  terminationGracePeriodSeconds: ${opts.grace ?? 5}
+  restartPolicy: Never${
+    opts.runAsUser === undefined
+      ? ""
+      : `
+  securityContext: { runAsUser: ${opts.runAsUser}, runAsGroup: ${opts.runAsUser}, runAsNonRoot: false }`
+  }
+  containers:
+    - name: agent
+      image: ${AGENT_IMAGE}
+      imagePullPolicy: Never
+      command: [sh, -c, ${JSON.stringify(opts.script ?? "exec sleep infinity")}]${agentEnv(6)}
+`;
+  const waitReady = (name: string) =>
+    poll(
+      `pod ${name} Ready`,
+      async () => {
+        const p = await pod(name).catch(() => undefined);
+        return p?.status.containerStatuses?.every((c) => c.ready) ? true : undefined;
+      },
+      120_000,
+      () => describePod(name),
+    );
 
   beforeAll(async () => {
     const t0 = performance.now();
@@ -182,7 +220,7 @@ spec:
   replicas: 1
   selector: { matchLabels: { app: analyst } }
   template:
-    metadata: { labels: { app: analyst } }
+    metadata: { labels: { app: analyst, team: data } }
     spec:
       terminationGracePeriodSeconds: 15
       containers:
@@ -367,5 +405,254 @@ spec:
       expect(r.code, `${what} must be unreachable; got: ${r.stdout}`).not.toBe(0);
     }
     expect(tickets.seen.length, "nothing reached the tickets service").toBe(before);
+  });
+  it("the agent container sees neither the upstream Secret, the service-account token, nor the sidecar", async () => {
+    const r = await inAgent(agentPod, [
+      "sh",
+      "-c",
+      // What the kubelet mounted into this container, what is at the sidecar's paths, and its
+      // environment.
+      "cat /proc/self/mountinfo; echo ---; for f in /var/run/secrets/kubernetes.io/serviceaccount/token /etc/airlock/secrets /etc/airlock /tmp/airlock/hash.key; do test -e $f && echo present $f; done; echo ---; env",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const [mounts = "", present = "", env = ""] = r.stdout.split("---\n");
+    // The processes it can see (a command line of their own that names nothing of Airlock's).
+    const all = ok(await inAgent(agentPod, ["sh", "-c", "cat /proc/[0-9]*/cmdline"]), "ps");
+    // Secrets and projected tokens are tmpfs mounts from the kubelet's pod volume directory.
+    expect(mounts).not.toMatch(/kubernetes\.io~(secret|projected)/);
+    expect(mounts).toContain("/etc/hosts");
+    expect(present.trim(), "files at the sidecar's paths").toBe("");
+    expect(all).toContain("sleep");
+    expect(all, "no sidecar process is visible").not.toMatch(/airlock|node/);
+    expect(env).not.toContain(warehouse.password);
+    expect(env).toContain(`PGHOST=${NODE_IP}`);
+    // And the API server does not take the agent for the sidecar: the token is not there to send.
+    const api = await inAgent(agentPod, [
+      "sh",
+      "-c",
+      "cat /var/run/secrets/kubernetes.io/serviceaccount/token /etc/airlock/secrets/warehouse-analyst/password",
+    ]);
+    expect(api.code).not.toBe(0);
+    expect(api.stderr).toMatch(/No such file or directory/);
+  });
+
+  it("an agent as the proxy UID is refused by the injector; as UID 0 it can neither become the proxy UID nor rewrite the network", async () => {
+    const refused = await kubectl(["apply", "-f", "-"], {
+      stdin: agentPodYaml("as-proxy", { runAsUser: 1717 }),
+    });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("runs as UID 1717, the proxy UID, whose traffic is not captured");
+    expect((await kubectl(["get", "pod", "-n", NS, "as-proxy"])).code, "no such pod was created").not.toBe(0);
+
+    ok(
+      await kubectl(["apply", "-f", "-"], { stdin: agentPodYaml("as-root", { runAsUser: 0 }) }),
+      "as-root pod",
+    );
+    await waitReady("as-root");
+    const apiPort = new URL(node.cluster.server).port;
+    const root = (cmd: string) => inAgent("as-root", ["sh", "-c", cmd]);
+    expect((await root("id -u")).stdout.trim()).toBe("0");
+    // SETUID/SETGID are dropped: root cannot become the proxy UID, whose traffic goes out directly.
+    for (const become of [
+      `setpriv --reuid=1717 --regid=1717 --clear-groups curl -sS -m 5 --noproxy '*' -k https://${NODE_IP}:${apiPort}/version`,
+      "node -e 'process.setgid(1717); process.setuid(1717)'",
+    ]) {
+      const r = await root(become);
+      expect(r.code, `${become}: ${r.stdout}`).not.toBe(0);
+      expect(r.stderr, become).toMatch(/not permitted|EPERM/);
+    }
+    // NET_ADMIN/NET_RAW are dropped: no new routes, addresses or raw sockets.
+    for (const net of ["ip route add 192.0.2.0/24 dev eth0", "ip addr add 192.0.2.7/32 dev eth0"]) {
+      const r = await root(net);
+      expect(r.code, net).not.toBe(0);
+      expect(r.stderr, net).toMatch(/not permitted/);
+    }
+    // Root's own traffic is captured like anyone's: around the sidecar it fails, through it it is masked.
+    const direct = await root(`curl -sS -m 5 --noproxy '*' -k https://${NODE_IP}:${apiPort}/version`);
+    expect(direct.code, direct.stdout).not.toBe(0);
+    const masked = await root(`curl -sS -m 10 --noproxy '*' http://${NODE_IP}:${tickets.port}/tickets`);
+    expect(masked.code, masked.stderr).toBe(0);
+    expect(masked.stdout).toContain("printer on fire");
+    expect(masked.stdout).not.toContain("grace.hopper@example.com");
+  });
+
+  it("a Job with the injected sidecar completes: its agent exits, then the sidecar, and the pod Succeeds", async () => {
+    ok(
+      await kubectl(["apply", "-f", "-"], {
+        stdin: `
+apiVersion: batch/v1
+kind: Job
+metadata: { name: report, namespace: ${NS} }
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 150
+  template:
+    metadata: { labels: { team: data } }
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: agent
+          image: ${AGENT_IMAGE}
+          imagePullPolicy: Never
+          command: [psql, -XAt, -c, "select 'customers', count(*) from customers"]${agentEnv()}
+`,
+      }),
+      "job",
+    );
+    const condition = await poll(
+      "the Job finished",
+      async () => {
+        const r = await kubectl(["get", "job", "-n", NS, "report", "-o", "json"]);
+        const job = JSON.parse(r.stdout) as { status?: { conditions?: { type: string; status: string }[] } };
+        return job.status?.conditions?.find(
+          (c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True",
+        )?.type;
+      },
+      150_000,
+      async () => (await kubectl(["describe", "job", "-n", NS, "report"])).stdout,
+    );
+    const pods = JSON.parse(
+      ok(await kubectl(["get", "pods", "-n", NS, "-l", "job-name=report", "-o", "json"]), "job pods"),
+    ) as { items: PodStatus[] };
+    const p = pods.items[0];
+    expect(p, "the Job's pod").toBeDefined();
+    const name = p?.metadata.name ?? "";
+    expect(condition, await describePod(name)).toBe("Complete");
+    expect(p?.status.phase).toBe("Succeeded");
+    const sidecar = p?.status.initContainerStatuses?.find((c) => c.name === "airlock-sidecar");
+    expect(sidecar?.state.terminated, "the sidecar was stopped after the agent").toBeDefined();
+    expect(ok(await kubectl(["logs", "-n", NS, name, "-c", "agent"]), "job logs").trim()).toMatch(
+      /^customers\|\d+$/,
+    );
+  });
+
+  it("`kubectl delete pod` drains: the in-flight statement completes and the audit stream has one event per operation", async () => {
+    // The agent runs statements back to back; on SIGTERM it finishes the one in flight and exits.
+    const script =
+      "trap 'echo stopping; exit 0' TERM; i=0; while true; do i=$((i+1)); psql -XAt -c \"select $i, count(*) from generate_series(1, 300000)\" || echo failed $i; done";
+    ok(
+      await kubectl(["apply", "-f", "-"], { stdin: agentPodYaml("drainer", { script, grace: 30 }) }),
+      "drainer",
+    );
+    await waitReady("drainer");
+    const follow = (container: string) => {
+      const child = spawn(node.cluster.kubectlPath, ["logs", "-f", "-n", NS, "drainer", "-c", container], {
+        env: { ...process.env, KUBECONFIG: node.cluster.kubeconfigPath },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let text = "";
+      child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+        text += d;
+      });
+      const ended = new Promise<string>((resolve) => child.on("close", () => resolve(text)));
+      return { child, ended, now: () => text };
+    };
+    const agentLog = follow("agent");
+    const sidecarLog = follow("airlock-sidecar");
+    try {
+      await poll(
+        "a few statements through the sidecar",
+        async () => ((agentLog.now().match(/^\d+\|300000$/gm)?.length ?? 0) >= 3 ? true : undefined),
+        60_000,
+        async () => `agent:\n${agentLog.now().slice(-1500)}\nsidecar:\n${sidecarLog.now().slice(-1500)}`,
+      );
+      const del = await kubectl(["delete", "pod", "-n", NS, "drainer", "--wait=true", "--timeout=90s"], {
+        timeoutMs: 100_000,
+      });
+      expect(del.code, del.stderr).toBe(0);
+      const [agentText, sidecarText] = await Promise.all([agentLog.ended, sidecarLog.ended]);
+      const done = agentText.match(/^\d+\|300000$/gm) ?? [];
+      expect(agentText, "no statement failed while the pod stopped").not.toMatch(/failed/);
+      expect(agentText).toContain("stopping");
+      const events = sidecarText
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { audit?: boolean; event?: string; protocol?: string; msg?: string })
+        .filter((e) => e.audit && e.event === "operation" && e.protocol === "postgres");
+      expect(
+        events.length,
+        `audit events vs statements the agent saw complete\n${sidecarText.slice(-3000)}`,
+      ).toBe(done.length);
+      expect(sidecarText).toMatch(/draining: no new connections/);
+      process.stderr.write(
+        `[node] drain: ${done.length} statements completed, ${events.length} audit events\n`,
+      );
+    } finally {
+      agentLog.child.kill();
+      sidecarLog.child.kill();
+    }
+  });
+
+  it("the policy controller's status and Events are visible with kubectl get", async () => {
+    const table = ok(await kubectl(["get", "aap", "-n", NS]), "get aap");
+    expect(table).toMatch(/^NAME\s+CONNECTIONS\s+RULES\s+READY/);
+    expect(table).toMatch(/^analyst\s+\S*warehouse\S*\s+3\s+True/m);
+    // A policy naming a Secret that does not exist: Ready False with the reason, and a Warning Event.
+    ok(
+      await kubectl(["apply", "-f", "-"], {
+        stdin: `
+apiVersion: airlock.dev/v1alpha1
+kind: AgentAccessPolicy
+metadata: { name: missing-secret, namespace: ${NS} }
+spec:
+  podSelector: { matchLabels: { team: nobody } }
+  connections:
+    - name: other
+      protocol: postgres
+      target: { host: "${NODE_IP}", port: ${warehouse.pg.port} }
+      credentials: { secretRef: { name: no-such-secret } }
+  rules:
+    - { name: read, action: allow, match: { sql: { statements: [read] } } }
+`,
+      }),
+      "missing-secret policy",
+    );
+    const reason = await poll("missing-secret not Ready", async () => {
+      const r = await kubectl([
+        "get",
+        "aap",
+        "-n",
+        NS,
+        "missing-secret",
+        "-o",
+        'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason}',
+      ]);
+      return r.stdout.startsWith("False ") ? r.stdout.split(" ")[1] : undefined;
+    });
+    expect(reason).toBe("SecretNotFound");
+    const events = await poll("Events on both policies", async () => {
+      const r = await kubectl([
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.kind=AgentAccessPolicy",
+        "-o",
+        "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message",
+      ]);
+      return /Warning\s+SecretNotFound\s+missing-secret\s+.*no-such-secret/.test(r.stdout) &&
+        /Normal\s+\S+\s+analyst\s/.test(r.stdout)
+        ? r.stdout
+        : undefined;
+    });
+    expect(events).toMatch(/Warning\s+SecretNotFound\s+missing-secret/);
+    ok(await kubectl(["delete", "aap", "-n", NS, "missing-secret"]), "delete missing-secret");
+  });
+  it("the agent pod's sidecar was never restarted, and its peak memory stayed well under its limit", async () => {
+    const p = await pod(agentPod);
+    const sidecar = p.status.initContainerStatuses?.find((c) => c.name === "airlock-sidecar");
+    expect(sidecar?.lastState?.terminated?.reason, "the sidecar's last termination").toBeUndefined();
+    expect(sidecar?.restartCount).toBe(0);
+    // PID 1 of the sidecar container is its Node process; VmHWM is its peak RSS since start, after
+    // every guarded session above (the first one's catalog load used to peak at ~1 GB).
+    const status = ok(
+      await kubectl(["exec", "-n", NS, agentPod, "-c", "airlock-sidecar", "--", "cat", "/proc/1/status"]),
+      "sidecar /proc/1/status",
+    );
+    const peakMb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+    process.stderr.write(`[node] sidecar peak RSS ${peakMb.toFixed(0)} MB\n`);
+    expect(peakMb).toBeGreaterThan(50);
+    expect(peakMb, "peak RSS (MB) against the 512Mi limit").toBeLessThan(320);
   });
 });

@@ -520,6 +520,15 @@ export async function startNode(
     // Before stopping: pods deleted through the API so the kubelet tears their sandboxes down
     // (CNI DEL, network namespaces); what is left after 60 s is killed through containerd.
     drain = async () => {
+      // Controllers first, or they replace the pods being deleted and the wait below runs out.
+      await controlPlane.kubectl([
+        "delete",
+        "deployments,replicasets,statefulsets,daemonsets,jobs",
+        "--all",
+        "--all-namespaces",
+        "--wait=false",
+        "--cascade=orphan",
+      ]);
       await controlPlane.kubectl([
         "delete",
         "pods",

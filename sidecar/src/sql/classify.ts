@@ -33,7 +33,6 @@
 // never matches a rule written for the lower-case name. Function names are as written
 // (`pg_catalog.pg_sleep`); the deny-list looks at the bare name.
 
-import { fingerprintSync, loadModule, parseSync } from "libpg-query";
 import type { SqlKind, SqlStatement } from "../policy/types.ts";
 import { isObj, type Node, str, stringList } from "./ast.ts";
 import {
@@ -42,6 +41,7 @@ import {
   deniedFunction,
   guardedSetting,
 } from "./deny-list.ts";
+import { fingerprintSync, loadModule, parseSync } from "./libpg-query.ts";
 import { type NumericShape, numericShape } from "./literals.ts";
 import { Lru } from "./lru.ts";
 import type { SqlParser } from "./parser.ts";

@@ -7,7 +7,7 @@
 //
 // Fingerprints and normalization always come from the newest line (the older ones do not export
 // them); they identify statements, they do not decide.
-import { loadModule as loadNewest, parseSync as parseNewest } from "libpg-query";
+import { loadModule as loadNewest, parseSync as parseNewest } from "./libpg-query.ts";
 
 export interface SqlParser {
   /** PostgreSQL major whose grammar this is. */

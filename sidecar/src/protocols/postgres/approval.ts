@@ -1,7 +1,6 @@
 // The seam to just-in-time approvals: the canonical, protocol-agnostic gate lives in
 // sidecar/src/approvals/gate.ts. A statement whose decision is requireApproval waits on the gate
 // (protocol "postgres"); without one it is denied with a clear message.
-import { normalizeSync } from "libpg-query";
 import { waitingText } from "../../approvals/gate.ts";
 import type { SqlJudgement } from "../../decisions/index.ts";
 import {
@@ -14,6 +13,7 @@ import type { Decision, Subject } from "../../policy/types.ts";
 import { approvalSummary as summarize } from "../../sql/approval-summary.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
 import { classifySync } from "../../sql/index.ts";
+import { normalizeSync } from "../../sql/libpg-query.ts";
 import { noticeMessage } from "./protocol.ts";
 import type { Op } from "./statements.ts";
 
