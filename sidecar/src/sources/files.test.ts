@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -53,6 +53,56 @@ describe("policy files", () => {
       writeFileSync(f, "{{{ broken");
       await new Promise((r) => setTimeout(r, 400));
       expect(store.current().evaluate("live", subject, op("POST")).action).toBe("allow");
+    } finally {
+      source.close();
+    }
+  });
+
+  it("follows atomic replaces, again and again (editors, sed -i: a new file renamed over the old)", async () => {
+    const f = join(dir, "atomic.yaml");
+    writeFileSync(f, doc("atomic", "GET"));
+    const store = createPolicyStore({ logger });
+    const source = await startFileSource({ files: [f], store, logger });
+    const replace = (method: string) => {
+      writeFileSync(`${f}.tmp`, doc("atomic", method));
+      renameSync(`${f}.tmp`, f);
+    };
+    try {
+      for (const method of ["POST", "PUT", "DELETE"]) {
+        replace(method);
+        await expect
+          .poll(() => store.current().evaluate("atomic", subject, op(method)).action, { timeout: 5000 })
+          .toBe("allow");
+      }
+    } finally {
+      source.close();
+    }
+  });
+
+  it("follows a ConfigMap-style update (the ..data symlink swapped to a new directory)", async () => {
+    const mount = mkdtempSync(join(tmpdir(), "airlock-configmap-"));
+    const version = (n: number, method: string) => {
+      mkdirSync(join(mount, `..v${n}`));
+      writeFileSync(join(mount, `..v${n}`, "policy.yaml"), doc("cm", method));
+      symlinkSync(`..v${n}`, join(mount, "..data_tmp"));
+      renameSync(join(mount, "..data_tmp"), join(mount, "..data"));
+    };
+    version(1, "GET");
+    symlinkSync("..data/policy.yaml", join(mount, "policy.yaml"));
+    const store = createPolicyStore({ logger });
+    const source = await startFileSource({ files: [join(mount, "policy.yaml")], store, logger });
+    try {
+      expect(store.current().evaluate("cm", subject, op("GET")).action).toBe("allow");
+      for (const [n, method] of [
+        [2, "POST"],
+        [3, "PATCH"],
+      ] as const) {
+        version(n, method);
+        rmSync(join(mount, `..v${n - 1}`), { recursive: true });
+        await expect
+          .poll(() => store.current().evaluate("cm", subject, op(method)).action, { timeout: 5000 })
+          .toBe("allow");
+      }
     } finally {
       source.close();
     }

@@ -2,6 +2,7 @@
 // they change. A file that no longer parses leaves the last good policy set in force.
 import { watch } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { parseAllDocuments } from "yaml";
 import type { AgentAccessPolicy } from "../../../api/src/index.ts";
@@ -65,10 +66,16 @@ export async function startFileSource(opts: {
     throw new PolicyFileError(
       `invalid policy in ${opts.files.join(", ")}:\n${problems.map((p) => `  ${p.policy}: ${p.path}: ${p.message}`).join("\n")}`,
     );
+  // The directories are watched, not the files: editors, `sed -i` and Kubernetes ConfigMap
+  // updates replace a file by renaming another over it (a ConfigMap swaps its `..data` symlink),
+  // and a watch on the file would follow the old inode and miss every later change. Any event in
+  // a directory reloads (debounced); an unchanged set is a no-op for the store.
   const watchers =
     opts.watch === false
       ? []
-      : opts.files.map((f) => watch(f, { persistent: false }, () => void debounced()));
+      : [...new Set(opts.files.map((f) => dirname(resolve(f))))].map((d) =>
+          watch(d, { persistent: false }, () => void debounced()),
+        );
   let timer: NodeJS.Timeout | undefined;
   const debounced = () => {
     clearTimeout(timer);
