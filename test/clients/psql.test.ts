@@ -65,3 +65,41 @@ it("psql: rows, masked values, a 42501 naming the rule, and the session goes on"
   expect(err).toContain("Airlock denied this statement");
   expect(lines.at(-1)).toBe("1");
 });
+
+/** psql's output for `command`, through `url` (the guard's or the server's own). */
+function psql(url: string, command: string): Promise<{ out: string; err: string }> {
+  return new Promise((resolve) =>
+    execFile("psql", [url, "-X", "-c", command], { timeout: 30_000 }, (_e, out, err) =>
+      resolve({ out, err }),
+    ),
+  );
+}
+
+it.each([
+  "\\d+ customers",
+  "\\d customers",
+  "\\dt+",
+  "\\df",
+  "\\dv",
+  "\\l",
+  "\\dn+",
+  "\\du",
+  "SELECT count(*), max(email), min(id) FROM customers",
+  "SELECT * FROM generate_series(1, 3) AS g",
+])(
+  "psql %s through the guard is what a direct connection shows (catalog and neighbours untouched)",
+  async (command) => {
+    const { user, password } = server.users.scram;
+    const direct = await psql(
+      `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${server.port}/${server.database}?sslmode=disable`,
+      command,
+    );
+    const guarded = await psql(g.url(), command);
+    expect(guarded.err).toBe(direct.err);
+    if (command.includes("max(email)")) {
+      // The aggregate of the covered column is masked; its neighbours are not.
+      expect(guarded.out).not.toContain("ann@example.com");
+      expect(guarded.out).toMatch(/^\s+1 \| .+ \|\s+1$/m);
+    } else expect(guarded.out).toBe(direct.out);
+  },
+);

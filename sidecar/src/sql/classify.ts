@@ -69,6 +69,13 @@ export interface ClassifiedStatement extends SqlStatement {
    * Masking uses it for computed result columns (`upper(card_number)`, `row_to_json(c)`).
    */
   columns: readonly string[];
+  /**
+   * A plain top-level SELECT (no WITH, set operation, `*`, or FROM item that renames columns):
+   * per output column, the columns its expression references (as `columns`). Masking then
+   * taints only the output columns computed from a covered one (`count(*)` beside
+   * `max(card_number)` stays readable).
+   */
+  targets?: readonly (readonly string[])[];
   /** 0-based position of the top-level statement in the text. */
   index: number;
   /** Functions called by name, with schema and argument count, for catalog resolution (catalog.ts). */
@@ -374,12 +381,23 @@ class Collect {
   readonly singles = new Set<string>();
   /** Relation names and aliases of FROM items. */
   readonly relations = new Set<string>();
+  /**
+   * Aliases of functions in FROM (`unnest(a) x`): a bare `x` is the function's output, derived
+   * from its arguments (named where they are written), not a table's whole row.
+   */
+  readonly functionAliases = new Set<string>();
+  /** Aliases and names of FROM items other than functions (tables, views, subqueries, CTEs, joins). */
+  readonly rowSources = new Set<string>();
+  /** Top-level SELECT: the columns each output column's expression references (see targetColumns). */
+  targets?: string[][];
   merge(other: Collect) {
     for (const t of other.tables) this.tables.add(t);
     for (const f of other.functions) this.functions.add(f);
     for (const c of other.columns) this.columns.add(c);
     for (const c of other.singles) this.singles.add(c);
     for (const r of other.relations) this.relations.add(r);
+    for (const r of other.functionAliases) this.functionAliases.add(r);
+    for (const r of other.rowSources) this.rowSources.add(r);
     for (const [k, v] of other.routines) this.routines.set(k, v);
     for (const [k, v] of other.operators) this.operators.set(k, v);
     for (const [k, v] of other.casts) this.casts.set(k, v);
@@ -407,11 +425,12 @@ class Collect {
   /** The SQL-layer facts every entry carries besides kind and tables. */
   facts(): Pick<
     ClassifiedStatement,
-    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings"
+    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings" | "targets"
   > {
     return {
       functions: [...this.functions],
       columns: this.columnList(),
+      ...(this.targets ? { targets: this.targets } : {}),
       routines: [...this.routines.values()],
       operators: [...this.operators.values()],
       casts: [...this.casts.values()],
@@ -421,9 +440,76 @@ class Collect {
   /** Column names, with "*" when a whole row is referenced (`row_to_json(c)`, `f(t.*)`, `SELECT c FROM t c`). */
   columnList(): string[] {
     const out = [...this.columns];
-    if (!this.columns.has("*") && [...this.singles].some((s) => this.relations.has(s))) out.push("*");
+    if (!this.columns.has("*") && [...this.singles].some((s) => this.isRowSource(s))) out.push("*");
     return out;
   }
+  /** Whether a bare name may be a whole row: it names a FROM item that is not only a function. */
+  isRowSource(name: string): boolean {
+    return this.relations.has(name) && !(this.functionAliases.has(name) && !this.rowSources.has(name));
+  }
+}
+
+/** Whether a FROM item is a table (or a join of tables) that keeps its columns' names. */
+function plainFromItem(item: unknown): boolean {
+  if (!isObj(item)) return false;
+  if (isObj(item.RangeVar)) return !isObj(item.RangeVar.alias) || !renames(item.RangeVar.alias.colnames);
+  if (isObj(item.JoinExpr)) {
+    const j = item.JoinExpr;
+    return (!isObj(j.alias) || !renames(j.alias.colnames)) && plainFromItem(j.larg) && plainFromItem(j.rarg);
+  }
+  return false;
+}
+
+/** Every column reference in a subtree: lower-cased last names, "*" for `t.*`, bare names apart. */
+function columnRefs(node: unknown, out: { columns: Set<string>; singles: Set<string> }): void {
+  if (Array.isArray(node)) {
+    for (const n of node) columnRefs(n, out);
+    return;
+  }
+  if (!isObj(node)) return;
+  // A column list inside the expression (a sublink's FROM or WITH) renames what it selects: any
+  // name may then stand for a covered column.
+  const renamed =
+    renames(node.aliascolnames) ||
+    (isObj(node.alias) && !Array.isArray(node.functions) && renames(node.alias.colnames));
+  if (renamed) out.columns.add("*");
+  if (isObj(node.ColumnRef)) {
+    const fields = Array.isArray(node.ColumnRef.fields) ? node.ColumnRef.fields : [];
+    const last = fields[fields.length - 1];
+    if (isObj(last) && isObj(last.A_Star)) out.columns.add("*");
+    else {
+      const name = (isObj(last) && isObj(last.String) ? (str(last.String.sval) ?? "") : "").toLowerCase();
+      out.columns.add(name);
+      if (fields.length === 1) out.singles.add(name);
+    }
+  }
+  for (const key in node) if (typeof node[key] === "object") columnRefs(node[key], out);
+}
+
+/**
+ * Per output column of a plain top-level SELECT, the columns its expression references; undefined
+ * when output columns cannot be told apart by their expressions alone (WITH, set operations,
+ * VALUES, `*`, or FROM items that rename columns: subqueries, functions, alias column lists).
+ * A value reaches an output column only through its own expression (WHERE, GROUP BY and ORDER
+ * BY choose rows, they do not carry values into other columns).
+ */
+function targetColumns(body: Node, whole: Collect): string[][] | undefined {
+  if (body.withClause || (body.op !== undefined && body.op !== "SETOP_NONE") || body.valuesLists)
+    return undefined;
+  const from = Array.isArray(body.fromClause) ? body.fromClause : [];
+  if (!from.every(plainFromItem)) return undefined;
+  const targets = Array.isArray(body.targetList) ? body.targetList : [];
+  const out: string[][] = [];
+  for (const t of targets) {
+    const val = isObj(t) && isObj(t.ResTarget) ? t.ResTarget.val : undefined;
+    const refs = { columns: new Set<string>(), singles: new Set<string>() };
+    columnRefs(val, refs);
+    if (isObj(val) && isObj(val.ColumnRef) && refs.columns.has("*")) return undefined; // `*` expands
+    const list = [...refs.columns];
+    if (!refs.columns.has("*") && [...refs.singles].some((s) => whole.isRowSource(s))) list.push("*");
+    out.push(list);
+  }
+  return out;
 }
 
 /**
@@ -639,6 +725,10 @@ class Walker {
           return { kind: "housekeeping", collect };
         }
         this.visitNode(type, body, undefined, collect, true);
+        {
+          const targets = targetColumns(body, collect);
+          if (targets) collect.targets = targets;
+        }
         return { kind: topKind(type, body), collect };
       case "VariableSetStmt": {
         this.visitNode(type, body, undefined, collect, true);
@@ -661,6 +751,12 @@ class Walker {
     }
     if (!isObj(value)) return;
     if (typeof value.aliasname === "string") out.relations.add(value.aliasname.toLowerCase());
+    // FROM items: a function's alias is not a row source; a subquery's or a join's is.
+    if (isObj(value.alias) && typeof value.alias.aliasname === "string") {
+      const alias = value.alias.aliasname.toLowerCase();
+      if (Array.isArray(value.functions)) out.functionAliases.add(alias);
+      else out.rowSources.add(alias);
+    }
     // A subquery's or a join's column list renames what it selects (a function's renames its
     // output, which is derived from its arguments: those are named where they are written).
     if ((isObj(value.subquery) || "jointype" in value) && isObj(value.alias) && renames(value.alias.colnames))
@@ -694,8 +790,10 @@ class Walker {
         const bare = !body.schemaname && !body.catalogname;
         if (!(bare && inScope(scope, str(body.relname) ?? ""))) out.tables.add(name);
         out.relations.add((str(body.relname) ?? "").toLowerCase());
+        out.rowSources.add((str(body.relname) ?? "").toLowerCase());
         if (isObj(body.alias)) {
           out.relations.add((str(body.alias.aliasname) ?? "").toLowerCase());
+          out.rowSources.add((str(body.alias.aliasname) ?? "").toLowerCase());
           if (renames(body.alias.colnames)) out.columns.add("*");
         }
         return;
@@ -836,6 +934,7 @@ class Walker {
         .map((c) => (isObj(c) && isObj(c.CommonTableExpr) ? c.CommonTableExpr : undefined))
         .filter((c): c is Node => c !== undefined);
       const all = new Set(ctes.map((c) => str(c.ctename) ?? ""));
+      for (const n of all) target.rowSources.add(n.toLowerCase());
       if (ctes.some((c) => renames(c.aliascolnames))) target.columns.add("*");
       if (withClause.recursive) {
         scope = { names: all, parent: outer };

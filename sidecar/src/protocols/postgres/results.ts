@@ -53,23 +53,33 @@ export class ResultMasking {
 
   #context(statements: readonly ClassifiedStatement[]) {
     const referenced = new Set<string>();
+    // Set when something taints every computed column, whatever its expression.
+    let wide = false;
     const add = (list: readonly ClassifiedStatement[]) => {
       for (const s of list) for (const c of s.columns ?? []) referenced.add(c);
       // A database function may read a covered column the statement never names; so may a
       // computed column over a view that depends on one, or over the planner's statistics.
-      if (callsUserFunction(list, this.userFunctions) || readsRelation(list, this.coveredRelations))
+      if (callsUserFunction(list, this.userFunctions) || readsRelation(list, this.coveredRelations)) {
         referenced.add("*");
+        wide = true;
+      }
     };
     add(statements);
     // FETCH runs the cursor's query: its rows derive from what the DECLARE read. A cursor the
     // sidecar never saw declared (one a function opened) could hold anything.
     for (const s of statements)
       if (s.effect?.kind === "fetch") {
+        wide = true;
         const declared = this.#cursor(s.effect.name);
         if (declared) add(declared);
         else referenced.add("*");
       }
-    return { origins: this.origins, referenced: [...referenced] };
+    // One plain SELECT: each computed output column is tainted by its own expression only (see
+    // ClassifiedStatement.targets), unless something statement-wide taints them all.
+    const top = new Set(statements.map((s) => s.index));
+    const targets =
+      !wide && top.size === 1 ? statements.find((s) => s.targets && !s.nested)?.targets : undefined;
+    return { origins: this.origins, referenced: [...referenced], ...(targets ? { targets } : {}) };
   }
 
   /** The plan for rows described by `columns` (formats: from Bind, or the columns' own). */

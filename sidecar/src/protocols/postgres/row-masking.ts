@@ -85,6 +85,8 @@ export interface ResultContext {
   origins?: ReadonlyMap<string, string>;
   /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
   referenced?: readonly string[];
+  /** One plain SELECT: what each output column's own expression references (taints per column). */
+  targets?: readonly (readonly string[])[];
 }
 
 /** Format of column i given Bind's result format codes ([] text, [f] all f, else per column). */
@@ -119,8 +121,10 @@ export function planResult(
   const derived: boolean[] = [];
   let any = false;
   let refused: string | undefined;
-  const taint = taintOf(state, context.referenced);
+  const wholeTaint = taintOf(state, context.referenced);
+  const perColumn = context.targets?.length === columns.length ? context.targets : undefined;
   columns.forEach((c, i) => {
+    const taint = perColumn ? taintOf(state, perColumn[i]) : wholeTaint;
     const lower = c.name.toLowerCase();
     // The covered column itself: a table column (attnum > 0) the catalog says is covered.
     const own =
