@@ -349,13 +349,40 @@ describe("result masking", () => {
     }
   });
 
+  it("COPY t (columns) TO STDOUT is masked row by row, in text and CSV (psql's copy)", async () => {
+    const g = await guard(COLUMNS_AND_EMAIL);
+    const out = await new Promise<string>((resolve) =>
+      execFile(
+        "psql",
+        [
+          "-X",
+          g.url(),
+          "-c",
+          "\\copy customers (id, name, email, card_number, note) to stdout",
+          "-c",
+          "\\copy customers (id, card_number, note) to stdout with (format csv, header)",
+        ],
+        (_e, stdout, stderr) => resolve(stdout + stderr),
+      ),
+    );
+    expect(out).not.toContain("4111");
+    expect(out).not.toContain("ann@example.com");
+    expect(out).not.toContain("ann.b@example.org");
+    const lines = out.trim().split("\n");
+    expect(lines[0]).toMatch(/^1\tAnn\t[^\t]+\t[^\t]+\tcall me at \S+$/);
+    expect(lines[1]).toMatch(/^2\tBob\t/);
+    expect(lines[1]).toMatch(/\t\\N$/); // NULL stays NULL
+    expect(lines[2]).toBe("id,card_number,note");
+    expect(lines[3]).toMatch(/^1,"[^"]+","call me at \S+"$/);
+  });
+
   it("COPY TO and binary cursors are refused while masking applies", async () => {
     const g = await guard(COLUMNS_AND_EMAIL);
     const c = await client(g);
     try {
       await expect(c.query("COPY customers TO STDOUT")).rejects.toMatchObject({
         code: "42501",
-        message: expect.stringMatching(/COPY \.\.\. TO is refused/),
+        message: expect.stringMatching(/COPY \.\.\. TO is masked only for a table with a column list/),
       });
       await c.query("BEGIN");
       await expect(

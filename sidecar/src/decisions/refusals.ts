@@ -44,7 +44,7 @@ const REFUSALS = {
   maskingCopyTo: {
     rule: BUILTIN_RULE,
     reason: () =>
-      "COPY ... TO is refused on a connection with masking rules (its output cannot be masked); use SELECT",
+      "on a connection with masking rules, COPY ... TO is masked only for a table with a column list in text or CSV format with default options (COPY t (a, b) TO STDOUT, as pg_dump writes it); name the columns, or use SELECT",
   },
   maskingBinaryCursor: {
     rule: BUILTIN_RULE,

@@ -56,9 +56,23 @@ describe("EXECUTE is judged as what was prepared", () => {
 });
 
 describe("masking-aware refusals", () => {
-  it("refuses COPY TO and binary cursors when masking applies", () => {
+  it("refuses COPY TO that cannot be masked, and binary cursors, when masking applies", () => {
     expect(judge("COPY orders TO STDOUT").action).toBe("allow");
-    expect(judge("COPY orders TO STDOUT", { masking: true }).reason).toMatch(/COPY \.\.\. TO is refused/);
+    for (const sql of [
+      "COPY orders TO STDOUT",
+      "COPY (SELECT * FROM orders) TO STDOUT",
+      "COPY orders (id) TO STDOUT (FORMAT binary)",
+      "COPY orders (id) TO STDOUT (DELIMITER '|')",
+      "COPY orders (id) TO STDOUT (FORMAT csv, QUOTE '#')",
+    ])
+      expect(judge(sql, { masking: true }).reason, sql).toMatch(
+        /COPY \.\.\. TO is masked only for a table with a column list/,
+      );
+    // pg_dump's form is masked row by row, so it is judged by the rules.
+    expect(judge("COPY public.orders (id, total) TO stdout;", { masking: true }).action).toBe("allow");
+    expect(judge("COPY orders (id) TO STDOUT WITH (FORMAT csv, HEADER)", { masking: true }).action).toBe(
+      "allow",
+    );
     expect(judge("DECLARE c BINARY CURSOR FOR SELECT * FROM orders", { masking: true }).reason).toMatch(
       /binary cursors/,
     );

@@ -95,7 +95,11 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
 
   if (input.masking) {
     for (const s of statements) {
-      if (s.kind === "copyTo") return { decision: refusal("maskingCopyTo", policy), statements };
+      // COPY t (a, b) TO STDOUT in text or CSV is masked row by row (postgres/copy-masking.ts);
+      // any other COPY ... TO cannot be.
+      const copy = s.copyOut;
+      if (s.kind === "copyTo" && !(copy?.columns && copy.plain && copy.format !== "binary"))
+        return { decision: refusal("maskingCopyTo", policy), statements };
       if (s.effect?.kind === "declareCursor" && s.effect.binary)
         return { decision: refusal("maskingBinaryCursor", policy), statements };
     }

@@ -76,6 +76,8 @@ export interface ClassifiedStatement extends SqlStatement {
    * `max(card_number)` stays readable).
    */
   targets?: readonly (readonly string[])[];
+  /** COPY ... TO: what masking needs to read its rows (see copyOutOf). */
+  copyOut?: CopyOut;
   /** 0-based position of the top-level statement in the text. */
   index: number;
   /** Functions called by name, with schema and argument count, for catalog resolution (catalog.ts). */
@@ -89,6 +91,17 @@ export interface ClassifiedStatement extends SqlStatement {
   /** Present on entries derived from inside a statement (`opaque`: catalog-judge.ts). */
   nested?: "cte" | "locking" | "sequence" | "opaque";
   effect?: SessionEffect;
+}
+
+/** A COPY ... TO STDOUT as the rows will come: its columns when listed, its format, its options. */
+export interface CopyOut {
+  /** The table's column list as written (lower-cased); undefined for `COPY t` and `COPY (query)`. */
+  columns?: readonly string[];
+  format: "text" | "csv" | "binary";
+  /** A header line comes first (CSV). */
+  header: boolean;
+  /** Only FORMAT and HEADER are given: default delimiter, NULL, quote and escape. */
+  plain: boolean;
 }
 
 /** A function call as written: `schema` only when qualified; `args` undefined when the count is not plain (named or VARIADIC arguments). */
@@ -390,6 +403,7 @@ class Collect {
   readonly rowSources = new Set<string>();
   /** Top-level SELECT: the columns each output column's expression references (see targetColumns). */
   targets?: string[][];
+  copyOut?: CopyOut;
   merge(other: Collect) {
     for (const t of other.tables) this.tables.add(t);
     for (const f of other.functions) this.functions.add(f);
@@ -425,12 +439,13 @@ class Collect {
   /** The SQL-layer facts every entry carries besides kind and tables. */
   facts(): Pick<
     ClassifiedStatement,
-    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings" | "targets"
+    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings" | "targets" | "copyOut"
   > {
     return {
       functions: [...this.functions],
       columns: this.columnList(),
       ...(this.targets ? { targets: this.targets } : {}),
+      ...(this.copyOut ? { copyOut: this.copyOut } : {}),
       routines: [...this.routines.values()],
       operators: [...this.operators.values()],
       casts: [...this.casts.values()],
@@ -447,6 +462,32 @@ class Collect {
   isRowSource(name: string): boolean {
     return this.relations.has(name) && !(this.functionAliases.has(name) && !this.rowSources.has(name));
   }
+}
+
+function copyOutOf(body: Node): CopyOut {
+  let format: CopyOut["format"] = "text";
+  let header = false;
+  let plain = true;
+  for (const o of Array.isArray(body.options) ? body.options : []) {
+    const d = isObj(o) && isObj(o.DefElem) ? o.DefElem : undefined;
+    const name = str(d?.defname);
+    const arg = isObj(d?.arg) ? d.arg : undefined;
+    if (name === "format") {
+      const f = str(isObj(arg?.String) ? arg.String.sval : undefined)?.toLowerCase();
+      if (f === "csv" || f === "binary" || f === "text") format = f;
+      else plain = false;
+    } else if (name === "header") {
+      header =
+        !(isObj(arg?.Boolean) && arg.Boolean.boolval !== true) &&
+        str(isObj(arg?.String) ? arg.String.sval : undefined) !== "false";
+    } else plain = false;
+  }
+  const list = Array.isArray(body.attlist) ? body.attlist : undefined;
+  const columns =
+    isObj(body.relation) && list?.length
+      ? list.map((c) => (isObj(c) && isObj(c.String) ? (str(c.String.sval) ?? "") : "").toLowerCase())
+      : undefined;
+  return { ...(columns ? { columns } : {}), format, header, plain };
 }
 
 /** Whether a FROM item is a table (or a join of tables) that keeps its columns' names. */
@@ -889,6 +930,7 @@ class Walker {
         this.#checkReadWrite(body.options, "BEGIN/START TRANSACTION ... READ WRITE");
         return;
       case "CopyStmt":
+        if (!body.is_from) out.copyOut = copyOutOf(body);
         if (body.is_program) this.#deny("COPY ... PROGRAM", "runs a program on the database server");
         else if (body.filename !== undefined && body.filename !== null)
           this.#deny("COPY with a server file", "reads or writes files on the database server");

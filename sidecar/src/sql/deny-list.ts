@@ -154,6 +154,10 @@ const UTF8_NAMES = new Set(["utf8", "utf-8", "unicode"]);
  */
 export function guardedSetting(name: string, values: readonly string[] | undefined): string | undefined {
   const n = name.toLowerCase();
+  // RESET search_path (pg_dump --table does it) goes back to the session's start: the database's
+  // and role's default, which the operator set; the agent cannot choose it (search_path is not
+  // taken from the startup packet, and ALTER ROLE/DATABASE ... SET are refused).
+  if (n === "search_path" && values === undefined) return undefined;
   const reason = GUARDED_SETTINGS.get(n);
   if (reason && !(values && values.length === 1 && STRICTER.get(n)?.has((values[0] ?? "").toLowerCase())))
     return reason;

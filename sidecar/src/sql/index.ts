@@ -10,6 +10,7 @@ export type {
   BuiltinDenial,
   Classification,
   ClassifiedStatement,
+  CopyOut,
   OperatorRef,
   RoutineRef,
   SessionEffect,

@@ -5,11 +5,14 @@
 // extended protocol the entries up to the next Sync are dropped, as the server skips those
 // messages. Messages that are not rewritten are passed on as the exact bytes received; a message
 // that fits no expectation closes the session (the guard never guesses).
+
+import { type CopyPlan, copyPlan, maskCopyRow } from "./copy-masking.ts";
 import type { BackendFramer, Frame } from "./framing.ts";
 import { typeName } from "./framing.ts";
 import {
   type Column,
   decodeLoose,
+  message,
   ProtocolError,
   parseErrorFields,
   parseRowDescription,
@@ -25,6 +28,8 @@ export type Pending =
       t: "query";
       op: Op;
       plan?: ResultPlan | undefined;
+      /** The COPY ... TO running now, when its rows are masked. */
+      copy?: CopyPlan | undefined;
       /** Called with the ordinal of each statement the server completed (its CommandComplete). */
       completed?: (ordinal: number) => void;
       done?: number;
@@ -47,6 +52,7 @@ export type Pending =
       op: Op;
       portal: PortalInfo | undefined;
       plan?: ResultPlan | undefined;
+      copy?: CopyPlan | undefined;
       /** Called when the server completed the statement (its session effects take effect). */
       completed?: () => void;
     }
@@ -271,11 +277,13 @@ export class ReplyMatcher {
         host.toAgent(f.raw);
         this.#pending.shift();
         return;
-      case T.EmptyQueryResponse:
-      case T.CopyInResponse:
       case T.CopyOutResponse:
       case T.CopyData:
       case T.CopyDone:
+        if (this.#copyOut(op, head, f)) return;
+        break;
+      case T.EmptyQueryResponse:
+      case T.CopyInResponse:
         break;
       default:
         this.#unexpected(f, head);
@@ -308,15 +316,43 @@ export class ReplyMatcher {
         this.#pending.shift();
         return;
       }
-      case T.CopyInResponse:
       case T.CopyOutResponse:
       case T.CopyData:
       case T.CopyDone:
+        if (this.#copyOut(op, head, f)) return;
+        break;
+      case T.CopyInResponse:
         break;
       default:
         this.#unexpected(f, head);
     }
     host.toAgent(f.raw);
+  }
+
+  /**
+   * COPY ... TO rows under masking (copy-masking.ts); true when a masked row was sent instead of
+   * the frame. A COPY the statement's text does not describe is refused, never passed on.
+   */
+  #copyOut(op: Op, head: { copy?: CopyPlan | undefined }, f: Frame): boolean {
+    const mask = this.#host.results.mask;
+    if (!mask) return false;
+    if (f.type === T.CopyOutResponse) {
+      const copies = op.statements.filter((s) => s.kind === "copyTo" && !s.nested);
+      const copy = copies.length === 1 ? copies[0]?.copyOut : undefined;
+      if (!copy)
+        throw new ProtocolError("COPY ... TO that the guard cannot mask; refusing its rows", "42501");
+      head.copy = copyPlan(mask, copy);
+      return false;
+    }
+    if (f.type === T.CopyDone) {
+      head.copy = undefined;
+      return false;
+    }
+    if (!head.copy) return false;
+    const masked = maskCopyRow(mask, head.copy, f.payload, op.rec.maskCounts());
+    if (!masked) return false;
+    this.#host.toAgent(message(T.CopyData, masked));
+    return true;
   }
 
   #onDescribeReply(f: Frame, head: Extract<Pending, { t: "describe" }>): void {
