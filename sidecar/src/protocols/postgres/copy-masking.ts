@@ -48,7 +48,6 @@ function decodeText(field: string): string | undefined {
   });
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters COPY escapes
 const TEXT_SPECIAL = /[\\\b\f\n\r\t\v]/g;
 const encodeText = (value: string) => value.replace(TEXT_SPECIAL, (c) => TEXT_ENCODE[c] ?? c);
 
