@@ -56,7 +56,7 @@ beforeAll(async () => {
           match: { sql: { statements: ["delete"] } },
           approval: { approvers: { users: ["dana"] }, timeout: "30s" },
         },
-        { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
+        { name: "read", action: "allow", match: { sql: { statements: ["read", "set"] } } },
       ],
     }),
     { credential: server.users.scram, approvals: gate },
@@ -151,6 +151,43 @@ describe("approval through the PostgreSQL guard", () => {
       expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     } finally {
       await client.end();
+    }
+  });
+
+  it("statement_timeout ends the wait with 57014 as on the server: set in the session, or the role's default", async () => {
+    const waitFor = async (client: pg.Client, setup: string[]) => {
+      for (const q of setup) await client.query(q);
+      const started = Date.now();
+      const err = await client.query("DELETE FROM sink WHERE a = 4").catch((e: unknown) => e);
+      return { err: err as { code?: string; message?: string }, ms: Date.now() - started };
+    };
+    const client = new pg.Client({ connectionString: guard.url() });
+    await client.connect();
+    try {
+      const { err, ms } = await waitFor(client, ["SET statement_timeout = '1s'"]);
+      expect(err).toMatchObject({
+        code: "57014",
+        message: expect.stringMatching(
+          /canceling statement due to statement timeout: the session's statement_timeout ended the wait .*stays pending/,
+        ),
+      });
+      // Ended by the 1 s timeout, long before the rule's 30 s.
+      expect(ms).toBeLessThan(10_000);
+      // The session stays usable; RESET goes back to no timeout (the harness role has none).
+      expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.end();
+    }
+    // A default the operator set on the role applies from the session's start.
+    await server.sql(`ALTER ROLE ${server.users.scram.user} SET statement_timeout = '1500ms'`);
+    const second = new pg.Client({ connectionString: guard.url() });
+    await second.connect();
+    try {
+      const { err } = await waitFor(second, []);
+      expect(err).toMatchObject({ code: "57014", message: expect.stringMatching(/statement timeout/) });
+    } finally {
+      await second.end();
+      await server.sql(`ALTER ROLE ${server.users.scram.user} RESET statement_timeout`);
     }
   });
 });

@@ -50,9 +50,12 @@ export interface ApprovalWaiting {
 
 /** The abort reason of a wait the client itself cancelled (PostgreSQL CancelRequest, Ctrl-C). */
 export class ApprovalWaitCanceled extends Error {
-  constructor() {
-    super("canceled by the client");
+  /** Who ended the wait: the client's cancel, or the session's statement_timeout (PostgreSQL). */
+  readonly by: "client" | "statement_timeout";
+  constructor(by: "client" | "statement_timeout" = "client") {
+    super(by === "client" ? "canceled by the client" : "ended by statement_timeout");
     this.name = "ApprovalWaitCanceled";
+    this.by = by;
   }
 }
 

@@ -33,6 +33,8 @@ export type ApprovalResult =
       hint?: string;
       /** The client itself cancelled the wait (the request may stay pending). */
       canceled?: boolean;
+      /** The wait was ended by the session's statement_timeout (PostgreSQL). */
+      timedOut?: boolean;
     };
 
 /** Everything of ApprovalInput but the decision and the abort signal, which the step supplies. */
@@ -80,14 +82,17 @@ export async function seekApproval(
     const status = outcome.status ?? "pending";
     const note = outcome.message ?? (status === "pending" ? "retry once it is approved" : undefined);
     const canceled = signal.aborted && signal.reason instanceof ApprovalWaitCanceled;
+    const timedOut = canceled && signal.reason.by === "statement_timeout";
+    const who = timedOut ? "the session's statement_timeout ended" : "the client canceled";
     return {
       approved: false,
       status,
       request: outcome.request,
       message: canceled
-        ? `the client canceled the wait for approval of rule ${rule} (request ${outcome.request}, which stays pending: a retry of the same operation picks it up)`
+        ? `${who} the wait for approval of rule ${rule} (request ${outcome.request}, which stays pending: a retry of the same operation picks it up)`
         : refusalMessage(rule, status, outcome.request, note),
       ...(canceled ? { canceled: true } : {}),
+      ...(timedOut ? { timedOut: true } : {}),
     };
   } catch (err) {
     deps.warn("approval service failed", err);

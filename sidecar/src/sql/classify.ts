@@ -45,6 +45,7 @@ import { fingerprintSync, loadModule, parseSync } from "./libpg-query.ts";
 import { type NumericShape, numericShape } from "./literals.ts";
 import { Lru } from "./lru.ts";
 import type { SqlParser } from "./parser.ts";
+import { pgDurationMs } from "./pg-duration.ts";
 import { DML, isAdvisoryUnlockAll, setConfigCall, topKind } from "./statement-kind.ts";
 
 /** What a statement does to the session's named objects, for the guard to track. */
@@ -59,7 +60,9 @@ export type SessionEffect =
   /** FETCH / MOVE run the cursor's query: judge them as what was declared. */
   | { kind: "fetch"; name: string }
   /** `name` undefined: CLOSE ALL. */
-  | { kind: "closeCursor"; name?: string };
+  | { kind: "closeCursor"; name?: string }
+  /** SET [LOCAL] / RESET statement_timeout: `ms` undefined is back to the session's default. */
+  | { kind: "statementTimeout"; ms?: number; local: boolean };
 
 export interface ClassifiedStatement extends SqlStatement {
   /** libpg-query fingerprint of the top-level statement (literals and layout ignored). */
@@ -464,6 +467,20 @@ class Collect {
   }
 }
 
+/** What SET/RESET statement_timeout does to the session (the guard ends approval waits with it). */
+function statementTimeoutEffect(body: Node): SessionEffect | undefined {
+  const k = str(body.kind);
+  const local = body.is_local === true;
+  if (k === "VAR_RESET_ALL") return { kind: "statementTimeout", local: false };
+  if ((str(body.name) ?? "").toLowerCase() !== "statement_timeout") return undefined;
+  if (k === "VAR_RESET" || k === "VAR_SET_DEFAULT") return { kind: "statementTimeout", local };
+  if (k !== "VAR_SET_VALUE") return undefined;
+  const args = Array.isArray(body.args) ? body.args : [];
+  const text = constText(args[0]);
+  const ms = args.length === 1 && text !== undefined ? pgDurationMs(text) : undefined;
+  return ms === undefined ? undefined : { kind: "statementTimeout", ms, local };
+}
+
 function copyOutOf(body: Node): CopyOut {
   let format: CopyOut["format"] = "text";
   let header = false;
@@ -777,7 +794,8 @@ class Walker {
         // mode included); RESET of a guarded setting is refused by #checkSet as before.
         const k = str(body.kind);
         const reset = k === "VAR_RESET_ALL" || (k === "VAR_RESET" && !(str(body.name) ?? "").includes("."));
-        return { kind: reset ? "housekeeping" : "set", collect };
+        const timeout = statementTimeoutEffect(body);
+        return { kind: reset ? "housekeeping" : "set", collect, ...(timeout ? { effect: timeout } : {}) };
       }
       default:
         this.visitNode(type, body, undefined, collect, true);

@@ -4,6 +4,7 @@
 // protocol-native errors that never carry the credential.
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { pgDurationMs } from "../../sql/pg-duration.ts";
 import type { CatalogSource } from "./catalog-source.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { ResultMasking } from "./results.ts";
@@ -44,6 +45,8 @@ export interface Connected {
   up: UpstreamSession;
   /** Where the sidecar reads this database's catalog (same target and credential). */
   catalog: CatalogSource;
+  /** The session's statement_timeout at start (the database's or role's default), in ms. */
+  statementTimeoutMs: number;
 }
 
 export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
@@ -95,6 +98,15 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   } catch (err) {
     throw connectFailure(req, err);
   }
+  // Approval waits end with the statement_timeout the agent's session has (0: none).
+  let statementTimeoutMs = 0;
+  try {
+    const [row] = await sidecarQuery(up, "SHOW statement_timeout", req.connectTimeoutMs);
+    statementTimeoutMs = pgDurationMs(row?.[0] ?? "") ?? 0;
+  } catch (err) {
+    up.socket.destroy();
+    throw connectFailure(req, err);
+  }
   // Column rules also cover table columns read under another name: learn where they live.
   const mask = req.results.mask;
   const origins = mask ? originsQuery(mask) : undefined;
@@ -112,7 +124,12 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
     }
   }
   const credentials = { user, ...(password !== undefined ? { password } : {}) };
-  return { target, up, catalog: { target, credentials, database, timeoutMs: req.connectTimeoutMs } };
+  return {
+    target,
+    up,
+    catalog: { target, credentials, database, timeoutMs: req.connectTimeoutMs },
+    statementTimeoutMs,
+  };
 }
 
 function connectFailure(req: ConnectRequest, err: unknown): ProtocolError {

@@ -360,7 +360,7 @@ export class Session {
     const ctx = this.#ctx;
     await this.#d.parserReady;
     const readOnly = readOnlySession(ctx.policies.current(), this.#conn, this.#subject);
-    const { target, up, catalog } = await connectUpstream({
+    const { target, up, catalog, statementTimeoutMs } = await connectUpstream({
       ctx,
       session: this.id,
       connection: this.#conn,
@@ -370,6 +370,7 @@ export class Session {
       results: this.#results,
     });
     this.#target = target;
+    this.#statements.statementTimeout.default = statementTimeoutMs;
     try {
       // Judge with the grammar of the server in front of us; a major we have none for is refused.
       this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {
@@ -557,6 +558,13 @@ export class Session {
   ): Promise<Verdict> {
     const ac = new AbortController();
     this.#approvalAbort = ac;
+    // The wait is part of the statement: the session's statement_timeout ends it, as it would
+    // end the statement on the server (57014).
+    const timeoutMs = this.#statements.statementTimeoutMs();
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => ac.abort(new ApprovalWaitCanceled("statement_timeout")), timeoutMs)
+        : undefined;
     try {
       return await askApproval(
         {
@@ -582,6 +590,7 @@ export class Session {
         ac.signal,
       );
     } finally {
+      clearTimeout(timer);
       this.#approvalAbort = undefined;
     }
   }
@@ -598,7 +607,7 @@ export class Session {
   }
 
   /** Refuses an operation: audit now, and make the upstream raise the error in order (see top). */
-  #deny(op: Op, simple: boolean, hint?: string, canceled = false) {
+  #deny(op: Op, simple: boolean, hint?: string, canceled = false, timedOut = false) {
     const d = op.decision;
     // A wait the client cancelled ends as PostgreSQL ends a cancelled statement (57014).
     const code = canceled ? "57014" : "42501";
@@ -609,7 +618,7 @@ export class Session {
       severity: "ERROR",
       code,
       message: canceled
-        ? `canceling statement due to user request: ${d.reason} [${where}]`
+        ? `canceling statement due to ${timedOut ? "statement timeout" : "user request"}: ${d.reason} [${where}]`
         : `Airlock denied this statement: ${d.reason} [${where}]`,
       ...(hint ? { hint } : {}),
     });
@@ -624,7 +633,7 @@ export class Session {
   }
 
   #denyVerdict(statements: readonly ClassifiedStatement[], v: Verdict, simple: boolean) {
-    this.#deny(this.#opOf(statements, v), simple, v.refused?.hint, v.refused?.canceled);
+    this.#deny(this.#opOf(statements, v), simple, v.refused?.hint, v.refused?.canceled, v.refused?.timedOut);
   }
 
   // ------------------------------------------------------------------------ simple query

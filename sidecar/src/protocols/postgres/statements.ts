@@ -52,6 +52,13 @@ export interface PortalInfo {
 }
 
 export class SessionStatements {
+  /**
+   * statement_timeout as the server applies it: the session's default (read at connect), what
+   * SET changed it to, and a SET LOCAL for the current transaction. Approval waits end with it.
+   */
+  readonly statementTimeout: { default: number; session?: number | undefined; local?: number | undefined } = {
+    default: 0,
+  };
   readonly prepared = new Map<string, StatementInfo>();
   readonly portals = new Map<string, PortalInfo>();
   readonly cursors = new Map<string, readonly ClassifiedStatement[]>();
@@ -110,6 +117,15 @@ export class SessionStatements {
             this.portals.delete(e.name);
           }
           break;
+        case "statementTimeout": {
+          const t = this.statementTimeout;
+          if (e.local) t.local = e.ms ?? t.session ?? t.default;
+          else {
+            t.session = e.ms;
+            t.local = undefined;
+          }
+          break;
+        }
         case "execute":
         case "fetch":
           break;
@@ -139,7 +155,14 @@ export class SessionStatements {
 
   /** The transaction ended: portals end with it (holdable cursors aside, which stay in cursors). */
   transactionEnded(): void {
+    this.statementTimeout.local = undefined;
     for (const [name, p] of this.portals) if (p.statement) this.portals.delete(name);
+  }
+
+  /** The statement_timeout in force now, in ms (0: none). */
+  statementTimeoutMs(): number {
+    const t = this.statementTimeout;
+    return t.local ?? t.session ?? t.default;
   }
 
   /** The portal an Execute names: a bound one, or a cursor declared in SQL (or by a function). */
