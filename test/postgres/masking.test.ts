@@ -1,6 +1,6 @@
 // Masking of result rows through the PostgreSQL guard: by column name and by detector, in the
 // simple and the extended protocol (including prepared statements run again and again), binary
-// results on masked columns refused, values echoed by errors redacted, COPY TO refused.
+// results masked per type (or refused where a type cannot carry a masked value), values echoed by errors redacted, COPY TO refused.
 import { execFile } from "node:child_process";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -276,26 +276,32 @@ describe("result masking", () => {
     }
   });
 
-  it("binary-format results on a masked column are refused; other columns may be binary", async () => {
+  it("binary text-family results are masked as text; a ruled column whose type cannot carry a mask is refused", async () => {
     const g = await guard([{ name: "cards", columns: ["card_number"], strategy: "redact" }]);
     const c = await client(g, BINARY);
     try {
-      await expect(c.query("SELECT card_number FROM customers WHERE id = $1", [1])).rejects.toMatchObject({
+      const masked = await c.query("SELECT card_number, name FROM customers WHERE id = $1", [1]);
+      expect(masked.rows[0].card_number).not.toContain("4111");
+      expect(masked.rows[0].name).toBe("Ann");
+      // length(card_number) is derived from the covered column: int4 cannot carry a masked value.
+      await expect(
+        c.query("SELECT length(card_number) AS n FROM customers WHERE id = $1", [1]),
+      ).rejects.toMatchObject({
         code: "42501",
-        message: expect.stringMatching(/binary-format results are refused for column "card_number"/),
+        message: expect.stringMatching(/column "n".*cannot carry a masked value.*n::text/),
       });
       const ok = await c.query("SELECT id FROM customers WHERE id = $1", [2]);
       expect(ok.rows.length).toBe(1);
     } finally {
       await c.end();
     }
-    // Raw: a named statement described first, then bound with binary results.
+    // Raw: a named statement described first, then bound with per-column formats (card binary).
     const r = await RawClient.connect(g.port);
     try {
       await r.startup();
       await r.write(
         Buffer.concat([
-          parseMessage("s", "SELECT name, card_number FROM customers"),
+          parseMessage("s", "SELECT name, card_number FROM customers ORDER BY id"),
           describeMessage("S", "s"),
           bindMessage("", "s", [], [0, 1]),
           executeMessage(""),
@@ -303,25 +309,59 @@ describe("result masking", () => {
         ]),
       );
       const msgs = await r.until("Z");
-      expect(msgs.map((m) => m.type).join("")).toBe("1tTEZ");
-      expect(errorOf(msgs[3])?.code).toBe("42501");
-      expect(msgs.some((m) => m.type === "D")).toBe(false);
+      expect(msgs.map((m) => m.type).join("")).toBe("1tT2DDCZ");
+      const rows = msgs.filter((m) => m.type === "D").map(rowValues);
+      expect(rows.map((x) => x[0])).toEqual(["Ann", "Bob"]);
+      for (const x of rows) expect(x[1]).not.toMatch(/4111|5500/);
     } finally {
       r.close();
     }
   });
 
-  it("with detectors on, binary text columns are refused but binary dates pass", async () => {
-    const g = await guard([{ name: "emails", detectors: ["email"], strategy: "redact" }]);
+  it("with detectors on, binary values are scanned per type: text masked, numbers checked, unknown types refused", async () => {
+    const g = await guard([{ name: "pii", detectors: ["email", "creditCard"], strategy: "redact" }]);
     const c = await client(g, BINARY);
     try {
-      await expect(c.query("SELECT note FROM customers WHERE id = $1", [1])).rejects.toMatchObject({
+      const r = await c.query(
+        "SELECT note, signup, id, ARRAY[note, name] AS a FROM customers WHERE id = $1",
+        [1],
+      );
+      expect(r.rows[0].note).toMatch(/^call me at /);
+      expect(r.rows[0].note).not.toContain("ann.b@");
+      expect(r.rows[0].id).toBe(1);
+      expect(r.rows[0].signup).not.toBeNull();
+      expect(JSON.stringify(r.rows[0].a)).not.toContain("ann.b@");
+      const numbers = await c.query("SELECT $1::int8 AS n, 12.50::numeric AS m", ["42"]);
+      expect(numbers.rows.length).toBe(1);
+      // A type the guard does not read in binary is refused before any row, with the cast that works.
+      await expect(c.query("SELECT $1::inet AS addr", ["10.0.0.1"])).rejects.toMatchObject({
         code: "42501",
+        message: expect.stringMatching(/column "addr" \(type oid 869\).*addr::text/),
       });
-      const ok = await c.query("SELECT signup FROM customers WHERE id = $1", [1]);
-      expect(ok.rows.length).toBe(1);
+      const asText = await c.query("SELECT $1::inet::text AS addr", ["10.0.0.1"]);
+      expect(asText.rows[0].addr).toBe("10.0.0.1/32");
     } finally {
       await c.end();
+    }
+    // A card number held in a bigint cannot be masked in binary: the session ends, saying why.
+    const r = await RawClient.connect(g.port);
+    try {
+      await r.startup();
+      await r.write(
+        Buffer.concat([
+          parseMessage("", "SELECT 4111111111111111::int8 AS pan"),
+          bindMessage("", "", [], [1]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await r.closedAfter();
+      expect(msgs.some((m) => m.type === "D")).toBe(false);
+      const err = errorOf(msgs.find((m) => m.type === "E"));
+      expect(err?.code).toBe("42501");
+      expect(err?.message).toMatch(/column "pan" \(int8, binary format\) needs masking.*pan::text/);
+    } finally {
+      r.close();
     }
   });
 

@@ -470,17 +470,24 @@ describe("row masking", () => {
     expect(maskDataRow(state, plan, row(["1", "nothing here"]), {})).toBeUndefined();
   });
 
-  it("refuses binary results on masked columns, allows harmless binary types", () => {
-    expect(planResult(state, cols, [0, 1, 0]).refused).toMatch(/Card_Number/);
-    expect(planResult(state, cols, [1]).refused).toBeDefined();
-    const onlyDate = maskState([{ name: "m", detectors: ["email"], strategy: "redact" }], randomBytes(32));
-    if (!onlyDate) throw new Error("no state");
-    expect(
-      planResult(onlyDate, [{ name: "d", tableOid: 0, attnum: 0, typeOid: 1082, format: 1 }]).refused,
-    ).toBeUndefined();
-    expect(
-      planResult(onlyDate, [{ name: "n", tableOid: 0, attnum: 0, typeOid: 20, format: 1 }]).refused,
-    ).toBeDefined();
+  it("binary results: text types masked in place, ruled non-text and unknown types refused", () => {
+    expect(planResult(state, cols, [0, 1, 0]).refused).toBeUndefined();
+    const bin = (name: string, typeOid: number) => [{ name, tableOid: 0, attnum: 0, typeOid, format: 1 }];
+    // A column rule on an int cannot be masked in binary; the hint names the cast.
+    expect(planResult(state, bin("card_number", 23)).refused).toMatch(/"card_number".*card_number::text/);
+    // Detectors on an unknown type (inet): refused; on ints, dates: read per type.
+    expect(planResult(state, bin("addr", 869)).refused).toMatch(/type oid 869/);
+    expect(planResult(state, bin("n", 20)).refused).toBeUndefined();
+    expect(planResult(state, bin("d", 1082)).refused).toBeUndefined();
+    const plan = planResult(state, cols, [1]);
+    // id is an int4 in binary (42); a value of the wrong size is malformed.
+    const out = maskDataRow(state, plan, row(["\0\0\0*", "4111 1111 1111 1111", "mail bob@example.com"]), {});
+    const [id, card, note] = (out && values(out)) ?? [];
+    expect(id).toBe("\0\0\0*");
+    expect(() => maskDataRow(state, plan, row(["x", "", ""]), {})).toThrow(ProtocolError);
+    expect(card).not.toContain("4111");
+    expect(note).toMatch(/^mail /);
+    expect(note).not.toContain("bob@");
   });
 
   it("redacts values echoed by data errors", () => {

@@ -1,9 +1,16 @@
 // Masking of result rows (DataRow) by the columns a RowDescription names, and of values that
-// leak through error and notice messages. Values are text format: the server renders them, the
-// masker rewrites them. A binary-format value cannot be scanned, so a binary result on a column
-// that would be masked is refused before any row is sent.
+// leak through error and notice messages. Text-format values are rewritten by the masker;
+// binary-format values are read per type (binary-values.ts), and a binary column the guard cannot
+// mask is refused before any row is sent.
 import type { Masker } from "../../masking/index.ts";
 import type { ConnectionMasking } from "../../operations/masking.ts";
+import {
+  type BinaryKind,
+  binaryKindOf,
+  binaryMayNeedMasking,
+  binaryRefusal,
+  maskBinaryValue,
+} from "./binary-values.ts";
 import {
   buildErrorFields,
   type Column,
@@ -44,21 +51,6 @@ export function createMaskState(masking: ConnectionMasking): MaskState | undefin
   return { masker, columns, detectors };
 }
 
-/**
- * Types whose binary form carries no free text or long digit strings the detectors look for
- * (booleans, dates and times, UUIDs). Any other binary column is refused when detectors run.
- */
-const BINARY_SAFE_TYPES = new Set([
-  16, // bool
-  1082, // date
-  1083, // time
-  1114, // timestamp
-  1184, // timestamptz
-  1186, // interval
-  1266, // timetz
-  2950, // uuid
-]);
-
 export interface ResultPlan {
   /** Per column: the name to mask the value as (a column rule's column, or its own name), or undefined. */
   names: readonly (string | undefined)[];
@@ -69,6 +61,10 @@ export interface ResultPlan {
    * view's column): `partial` does not apply, the value is redacted whole (see Masker.maskColumn).
    */
   derived: readonly boolean[];
+  /** Per column: how a binary-format value masking looks at is read (undefined: text format). */
+  binary: readonly (BinaryKind | undefined)[];
+  /** Per column: its name in the result (for errors). */
+  labels: readonly string[];
   any: boolean;
   /** Set when the result must not be sent (a masked column in binary format). */
   refused?: string;
@@ -119,6 +115,8 @@ export function planResult(
   const names: (string | undefined)[] = [];
   const ruled: boolean[] = [];
   const derived: boolean[] = [];
+  const binary: (BinaryKind | undefined)[] = [];
+  const labels = columns.map((c) => c.name);
   let any = false;
   let refused: string | undefined;
   const wholeTaint = taintOf(state, context.referenced);
@@ -138,15 +136,15 @@ export function planResult(
       (c.tableOid === 0 ? taint : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
     const format = formats ? formatOf(formats, i) : c.format;
-    if (as !== undefined && format !== 0 && (rule !== undefined || !BINARY_SAFE_TYPES.has(c.typeOid))) {
-      refused ??= `binary-format results are refused for column "${c.name}", which masking rules cover; request text format (result format code 0) for it`;
-    }
+    const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid) : undefined;
+    if (as !== undefined && format !== 0) refused ??= binaryRefusal(c.name, c.typeOid, rule !== undefined);
     names.push(as);
     ruled.push(rule !== undefined);
     derived.push(rule !== undefined && own === undefined);
+    binary.push(binaryKind);
     any ||= as !== undefined;
   });
-  return { names, ruled, derived, any, ...(refused ? { refused } : {}) };
+  return { names, ruled, derived, binary, labels, any, ...(refused ? { refused } : {}) };
 }
 
 /** `attnum` of originsQuery rows that name a function defined outside the system schemas. */
@@ -269,6 +267,24 @@ export function maskDataRow(
     const pos = start + len;
     const as = plan.names[i];
     if (as === undefined) continue;
+    const kind = plan.binary[i];
+    if (kind) {
+      if (!binaryMayNeedMasking(state.masker, kind, plan.ruled[i] === true, payload, start, pos)) continue;
+      const masked = maskBinaryValue(
+        state.masker,
+        kind,
+        as,
+        plan.labels[i] ?? as,
+        payload.subarray(start, pos),
+        counts,
+        plan.derived[i] === true,
+      );
+      if (!masked) continue;
+      parts ??= [];
+      parts.push(payload.subarray(lastEnd, start - 4), int32(masked.length), masked);
+      lastEnd = pos;
+      continue;
+    }
     // Decoding and scanning cost more than the rest of the row: skip values no detector can match.
     if (!plan.ruled[i] && !state.masker.mayDetect(payload, start, pos)) continue;
     // (Invalid UTF-8 becomes U+FFFD, as decodeLoose; a leading BOM is kept.)
@@ -312,7 +328,13 @@ export function rowNeedsMasking(
     off += 4;
     if (len < 0) continue;
     if (off + len > end) return true;
-    if (plan.names[i] !== undefined && (plan.ruled[i] || state.masker.mayDetect(buf, off, off + len)))
+    const kind = plan.binary[i];
+    if (
+      plan.names[i] !== undefined &&
+      (kind
+        ? binaryMayNeedMasking(state.masker, kind, plan.ruled[i] === true, buf, off, off + len)
+        : plan.ruled[i] || state.masker.mayDetect(buf, off, off + len))
+    )
       return true;
     off += len;
   }
