@@ -7,6 +7,8 @@ import { bool, duration, int, list, name, obj, oneOf, opt, type Static, str } fr
 
 export const PROTOCOLS = ["postgres", "http", "ssh"] as const;
 export const ACTIONS = ["allow", "deny", "requireApproval"] as const;
+/** Shapes of the sidecar's own HTTP errors: Airlock's JSON, or the upstream API's error envelope. */
+export const ERROR_FORMATS = ["airlock", "anthropic", "openai"] as const;
 export const HTTP_METHODS = [
   "GET",
   "HEAD",
@@ -19,7 +21,7 @@ export const HTTP_METHODS = [
   "*",
 ] as const;
 export const SQL_STATEMENT_KINDS = [
-  "read", // shorthand: select, show, explain without analyze of a read, copyTo
+  "read", // shorthand: select, show, explain without analyze of a read, copyTo, housekeeping
   "write", // shorthand: insert, update, delete, merge, copyFrom
   "select",
   "insert",
@@ -37,6 +39,10 @@ export const SQL_STATEMENT_KINDS = [
   "transaction",
   "twoPhaseCommit", // PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED: outlive the session
   "set",
+  // CLOSE [ALL], DEALLOCATE [ALL], DISCARD, UNLISTEN, RESET (ALL or one non-guarded setting),
+  // SELECT pg_advisory_unlock_all(): what drivers and pools send to reset a session. Allowed by
+  // every allow rule that admits a read kind; never writes, and keeps read-only mode.
+  "housekeeping",
   "show",
   "explain",
   "call",
@@ -417,6 +423,12 @@ const connection = obj(
         pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
       }),
     ),
+    errorFormat: opt(
+      oneOf(ERROR_FORMATS, {
+        description:
+          "HTTP: shape of the sidecar's own refusals (denials, approvals, masking and upstream failures). `anthropic` and `openai` answer in that API's error envelope, so its SDKs raise their usual typed errors with Airlock's reason, rule and next step in the message; `airlock` (also when absent; no schema default, so other protocols stay free of it) is Airlock's JSON.",
+      }),
+    ),
     limits: opt(
       obj(
         {
@@ -473,6 +485,10 @@ const connection = obj(
       {
         rule: "!has(self.userHeader) || self.protocol == 'http'",
         message: "userHeader is only for protocol http",
+      },
+      {
+        rule: "!has(self.errorFormat) || self.protocol == 'http'",
+        message: "errorFormat is only for protocol http",
       },
     ],
   },
@@ -838,5 +854,6 @@ export type Rule = AgentAccessPolicySpec["rules"][number];
 export type MaskingRule = NonNullable<AgentAccessPolicySpec["masking"]>[number];
 export type Protocol = (typeof PROTOCOLS)[number];
 export type Action = (typeof ACTIONS)[number];
+export type ErrorFormat = (typeof ERROR_FORMATS)[number];
 export type SqlStatementKind = (typeof SQL_STATEMENT_KINDS)[number];
 export type DetectorName = (typeof DETECTORS)[number];

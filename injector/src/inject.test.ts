@@ -262,7 +262,7 @@ describe("injectPod", () => {
 
   it("takes sidecar resources from annotations, defaults otherwise", () => {
     const def = injected(pod()).pod.spec?.initContainers?.[1]?.resources;
-    expect(def).toEqual({ limits: { memory: "256Mi" }, requests: { cpu: "50m", memory: "64Mi" } });
+    expect(def).toEqual({ limits: { memory: "512Mi" }, requests: { cpu: "50m", memory: "192Mi" } });
     const tuned = injected(
       pod(
         {},
@@ -270,8 +270,8 @@ describe("injectPod", () => {
       ),
     ).pod.spec?.initContainers?.[1]?.resources;
     expect(tuned).toEqual({
-      limits: { cpu: "2", memory: "256Mi" },
-      requests: { cpu: "0.5", memory: "64Mi" },
+      limits: { cpu: "2", memory: "512Mi" },
+      requests: { cpu: "0.5", memory: "192Mi" },
     });
   });
 });

@@ -1,4 +1,4 @@
-// The contract between the injector, the sidecar, airlock-init and the chart (DESIGN.md "Names").
+// The contract between the injector, the sidecar, airlock-init and the chart.
 // Change one only everywhere at once.
 
 export const LABEL_INJECT = "airlock.dev/inject";

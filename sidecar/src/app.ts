@@ -84,6 +84,17 @@ function defaultHashKeyFile(secretsDir: string): string {
   );
 }
 
+/**
+ * The agent-facing SSH host key, generated once and reused: in a pod, in the sidecar's own /tmp
+ * volume (an emptyDir that lives as long as the pod, so sidecar restarts keep it); standalone, in
+ * the per-user state dir. AIRLOCK_SSH_HOST_KEY_FILE points elsewhere (e.g. a mounted Secret).
+ */
+function defaultSshHostKeyFile(kubernetes: boolean): string {
+  return kubernetes
+    ? "/tmp/airlock/ssh_host_ed25519_key"
+    : join(homedir(), ".cache", "airlock", "ssh_host_ed25519_key");
+}
+
 async function workloadFor(opts: SidecarOptions): Promise<WorkloadIdentity> {
   if (opts.kubernetes) return loadWorkloadIdentity(opts.podInfoDir);
   const sa = opts.serviceAccount ?? "default/agent";
@@ -166,7 +177,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const ssh = createSshGuard(ctx, {
     approvals,
     recorder,
-    ...(process.env.AIRLOCK_SSH_HOST_KEY_FILE ? { hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE } : {}),
+    hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE ?? defaultSshHostKeyFile(opts.kubernetes === true),
   });
   const postgres = createPostgresGuard(ctx, { approvals });
   const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http, postgres, ssh };

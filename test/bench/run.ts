@@ -14,7 +14,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    "Usage: npm run bench [-- --seconds 8 --connections 16 --only http|postgres|admission]\n",
+    "Usage: npm run bench [-- --seconds 8 --connections 16 --only http|postgres|sse|admission]\n",
   );
   process.exit(0);
 }
@@ -62,6 +62,12 @@ if (want("postgres")) {
   const clients = Math.min(connections, 8);
   const p = await benchPostgres({ seconds, clients, log });
   out.push("", formatPostgresBench(p, { seconds, clients }));
+}
+
+if (want("sse")) {
+  log("SSE: time to first text of a streamed answer, direct and through the sidecar");
+  const { benchSse, formatSseBench } = await import("./sse.ts");
+  out.push("", formatSseBench(await benchSse()));
 }
 
 if (want("admission")) {

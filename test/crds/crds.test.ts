@@ -152,6 +152,16 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.postgres is only for protocol postgres/,
     ],
     [
+      "an HTTP error format on a postgres connection",
+      (p) => Object.assign(p.spec.connections[0]!, { errorFormat: "anthropic" }),
+      /errorFormat is only for protocol http/,
+    ],
+    [
+      "a misspelled error format",
+      (p) => Object.assign(p.spec.connections[1]!, { errorFormat: "anthropik" }),
+      /Unsupported value: "anthropik": supported values: "airlock", "anthropic", "openai"/,
+    ],
+    [
       "requireUserToken without an issuer",
       (p) => Object.assign(p.spec, { identity: { requireUserToken: true } }),
       /requireUserToken needs identity\.oidc/,

@@ -46,6 +46,11 @@ function spec(): AgentAccessPolicySpec {
         protocol: "http",
         target: { host: "no-tunnel.internal.test", port: 443 },
       },
+      {
+        name: "no-rules",
+        protocol: "http",
+        target: { host: "no-rules.internal.test", port: 443 },
+      },
     ],
     rules: [
       { name: "plain-read", action: "allow", connections: ["plain"], match: { http: { methods: ["GET"] } } },
@@ -186,11 +191,76 @@ describe("CONNECT", () => {
     expect(reply).toContain('"auth":"Bearer agent-own"');
   });
 
-  it("refuses a tunnel no rule allows (path-scoped rules cannot cover a tunnel)", async () => {
-    const { head, body } = await connectVia("no-tunnel.internal.test:443");
+  it("refuses a tunnel to a connection where no rule could admit anything", async () => {
+    const { head, body } = await connectVia("no-rules.internal.test:443");
     expect(head).toMatch(/^HTTP\/1\.1 403/);
-    expect(JSON.parse(body)).toMatchObject({ error: "denied", policy: "agents/proxy" });
-    expect(sc.audit.at(-1)).toMatchObject({ connection: "no-tunnel", decision: { action: "deny" } });
+    expect(JSON.parse(body)).toMatchObject({ error: "denied" });
+    expect(sc.audit.at(-1)).toMatchObject({ connection: "no-rules", decision: { action: "deny" } });
+  });
+
+  it("cuts the agent's own TLS in a tunnel that only path rules cover (audited as a denied tunnel)", async () => {
+    const { head, socket } = await connectVia("no-tunnel.internal.test:443");
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    const before = sc.audit.length;
+    const tls = tlsConnect({ socket, servername: "no-tunnel.internal.test", rejectUnauthorized: false });
+    const ended = await new Promise<string>((resolve) => {
+      tls.on("error", (e: Error) => resolve(e.message));
+      tls.on("close", () => resolve("closed"));
+      tls.on("secureConnect", () => resolve("handshake completed"));
+    });
+    expect(ended).not.toBe("handshake completed");
+    const event = await until(() => (sc.audit.length > before ? sc.audit.at(-1) : undefined));
+    expect(event).toMatchObject({
+      connection: "no-tunnel",
+      operation: { kind: "http-tunnel" },
+      decision: { action: "deny" },
+    });
+  });
+
+  /** Plain HTTP/1.1 requests written into an open tunnel; the raw replies. */
+  async function inside(socket: Socket, requests: string[]): Promise<string> {
+    const reply = new Promise<string>((resolve) => {
+      let out = "";
+      socket.on("data", (c: Buffer) => {
+        out += c.toString("utf8");
+      });
+      socket.on("close", () => resolve(out));
+    });
+    socket.write(requests.join(""));
+    return reply;
+  }
+
+  it("serves plain HTTP inside a tunnel with the full HTTP guard: credentials, path rules, audit per request", async () => {
+    const { head, socket } = await connectVia(`127.0.0.1:${plain.port}`);
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    const before = sc.audit.length;
+    const reply = await inside(socket, [
+      `GET /items?q=2 HTTP/1.1\r\nHost: 127.0.0.1:${plain.port}\r\nX-Api-Key: agent-own-key\r\n\r\n`,
+      `DELETE /items/1 HTTP/1.1\r\nHost: 127.0.0.1:${plain.port}\r\nConnection: close\r\n\r\n`,
+    ]);
+    const [first, second] = reply.split(/(?=HTTP\/1\.1 )/);
+    expect(first).toMatch(/^HTTP\/1\.1 200/);
+    // The sidecar's credential, not the agent's: the request was guarded, not spliced.
+    expect(first).toContain('"key":"plain-key-123"');
+    expect(second).toMatch(/^HTTP\/1\.1 403/);
+    const events = await until(() => (sc.audit.length >= before + 2 ? sc.audit.slice(before) : undefined));
+    // One event per request, in completion order (the denial needs no upstream, so it may be first).
+    const method = (e: (typeof events)[number]) => ("method" in e.operation ? e.operation.method : "");
+    events.sort((a, b) => method(b).localeCompare(method(a)));
+    expect(events).toMatchObject([
+      { connection: "plain", operation: { kind: "http", method: "GET" }, decision: { action: "allow" } },
+      { connection: "plain", operation: { kind: "http", method: "DELETE" }, decision: { action: "deny" } },
+    ]);
+  });
+
+  it("guards plain HTTP even inside a tunnel a CONNECT rule allows", async () => {
+    const { head, socket } = await connectVia(`localhost:${secure.port}`);
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    const reply = await inside(socket, [
+      `GET /inside HTTP/1.1\r\nHost: localhost:${secure.port}\r\nConnection: close\r\n\r\n`,
+    ]);
+    // The CONNECT rule admits an opaque tunnel, not requests: a GET no rule allows is refused.
+    expect(reply).toMatch(/^HTTP\/1\.1 403/);
   });
 
   it("refuses a tunnel to an unknown destination", async () => {

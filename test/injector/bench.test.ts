@@ -1,6 +1,6 @@
 // Runs the admission benchmark once (so `npm test` proves it works) and measures what the webhook
 // adds to a pod creation through the real API server. Prints numbers; asserts only sanity, since
-// these machines are noisy (DESIGN.md: benchmarks, not timed tests).
+// these machines are noisy (performance is a benchmark, never a timed test).
 import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "../envtest/connect.ts";

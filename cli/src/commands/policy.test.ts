@@ -33,7 +33,12 @@ describe("airlock policy test", () => {
     expect(r.code, r.stderr).toBe(0);
     // The demo's rules scope methods and paths: none can allow an opaque tunnel, and its deny
     // rules apply to it (inside a tunnel any method and path may travel).
-    expect(JSON.parse(r.stdout)).toMatchObject({ decision: "deny", policy: "default/demo" });
+    // Plain HTTP inside the tunnel is served by the HTTP guard, request by request.
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      decision: "deny",
+      policy: "default/demo",
+      plainHttpInside: "inspected",
+    });
   });
 
   it("uses subjects and the policy's end-user requirement", async () => {

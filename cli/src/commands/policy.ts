@@ -19,7 +19,10 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
   --user U, --group G      the end user (as from a verified OIDC token) and their groups
   --service-account SA     the agent pod's service account (NAME in the policy's namespace, or NS/NAME)
   --http "METHOD PATH"     an HTTP request; the path is normalized as the sidecar does
-                           ("CONNECT host:port": a tunnel, judged host-level as the sidecar does)
+                           ("CONNECT host:port": answered as the sidecar does — the agent's own
+                           TLS inside is a tunnel judged host-level ("decision"); plain HTTP
+                           inside is judged request by request ("plainHttpInside": inspected
+                           or refused); test those requests with "METHOD PATH")
   --sql TEXT               SQL, classified by the PostgreSQL parser
   --ssh COMMAND            an SSH exec command, analysed as the SSH guard does (chains, wrappers,
                            metacharacters: sidecar/src/protocols/ssh/README.md)
@@ -80,7 +83,7 @@ async function run(argv: string[]): Promise<number> {
   }
   // Exactly one of --http/--sql/--ssh was given, and SQL and SSH returned above: HTTP goes through
   // the HTTP guard's own judgement (path normalization; CONNECT as the host-level tunnel).
-  const { httpOperation, judgeHttp, judgeTunnel } = await import("../../../sidecar/src/decisions/http.ts");
+  const { httpOperation, judgeConnect, judgeHttp } = await import("../../../sidecar/src/decisions/http.ts");
   const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http as string);
   if (!m)
     throw new UsageError(
@@ -88,7 +91,8 @@ async function run(argv: string[]): Promise<number> {
     );
   const method = (m[1] as string).toUpperCase();
   if (method === "CONNECT") {
-    print(judgeTunnel(set, values.connection, subject));
+    const judged = judgeConnect(set, values.connection, subject);
+    print(judged.tls, { plainHttpInside: judged.inspectsHttp ? "inspected" : "refused" });
     return 0;
   }
   const judged = httpOperation(method, (m[2] as string).split("?")[0] as string, false);
@@ -97,8 +101,14 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-function print(d: Decision): void {
-  const out = { decision: d.action, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason };
+function print(d: Decision, extra: Record<string, string> = {}): void {
+  const out = {
+    decision: d.action,
+    policy: d.policy ?? null,
+    rule: d.rule ?? null,
+    reason: d.reason,
+    ...extra,
+  };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

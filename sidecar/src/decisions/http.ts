@@ -53,3 +53,16 @@ export function judgeHttp(
 export function judgeTunnel(policies: PolicySet, connection: string, subject: Subject): Decision {
   return policies.evaluate(connection, subject, { kind: "http-tunnel" });
 }
+
+/** How a CONNECT to `connection` is answered, by what the agent sends inside the tunnel. */
+export interface ConnectJudgement {
+  /** The decision for TLS inside (the agent's own: opaque, judged host-level). */
+  tls: Decision;
+  /** Plain HTTP inside goes through the connection's full HTTP guard, request by request. */
+  inspectsHttp: boolean;
+}
+
+export function judgeConnect(policies: PolicySet, connection: string, subject: Subject): ConnectJudgement {
+  const tls = judgeTunnel(policies, connection, subject);
+  return { tls, inspectsHttp: tls.action === "allow" || policies.mayAdmitHttp(connection, subject) };
+}

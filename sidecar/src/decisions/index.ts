@@ -5,6 +5,7 @@ export {
   type HttpOperation,
   type HttpRequestJudgement,
   httpOperation,
+  judgeConnect,
   judgeHttp,
   judgeTunnel,
 } from "./http.ts";

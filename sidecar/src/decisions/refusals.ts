@@ -56,6 +56,11 @@ const REFUSALS = {
   sshCommandUnjudgeable: { reason: (d) => `refused before policy evaluation: ${d}` },
   sshX11: { reason: () => "X11 forwarding is never allowed" },
   sshUnsupported: { reason: (what) => `${what} is not supported` },
+  sshTransferMasked: {
+    rule: MASKING_RULE,
+    reason: (tool) =>
+      `${tool} carries files in a binary protocol that masking would corrupt; on a connection with masking rules it needs a rule allowing sftp (unmasked file transfer)`,
+  },
   // HTTP and every protocol's front door
   unknownDestination: { reason: (dest) => `no policy connection matches ${dest}` },
   badTarget: { reason: (d) => `bad request target: ${d}` },

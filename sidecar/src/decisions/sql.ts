@@ -3,8 +3,10 @@
 // protocol-agnostic and answers the queries this layer needs.
 import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import type { Decision, SqlKind, Subject } from "../policy/types.ts";
+import { elide } from "../sql/approval-summary.ts";
 import type { Catalog } from "../sql/catalog.ts";
 import { classificationCalls, withOpaqueCalls } from "../sql/catalog-judge.ts";
+import { statementSpans } from "../sql/classify.ts";
 import { builtinRefusal, type Classification, type ClassifiedStatement } from "../sql/index.ts";
 import { refusal } from "./refusals.ts";
 
@@ -32,6 +34,26 @@ export interface JudgeInput {
    * statement opaque, judged like CALL. Without it, only what the text shows is judged.
    */
   catalog?: Catalog;
+  /** The SQL text: a denial in a multi-statement text names the statement that was denied. */
+  text?: string;
+}
+
+/** `decision` with the denied statement of a multi-statement text named (position and excerpt). */
+function naming(input: JudgeInput, statements: readonly ClassifiedStatement[], decision: Decision): Decision {
+  const indexes = [...new Set(statements.map((s) => s.index))];
+  if (decision.action !== "deny" || indexes.length < 2) return decision;
+  const name = input.connection.spec.name;
+  for (const i of indexes) {
+    const own = statements.filter((s) => s.index === i);
+    const d = input.policies.evaluate(name, input.subject, { kind: "sql", statements: own });
+    if (d.action === "allow") continue;
+    const span = input.text === undefined ? undefined : statementSpans(input.text)[i];
+    const excerpt =
+      span && input.text ? elide(input.text.slice(span.start, span.end).trim(), 120) : undefined;
+    const what = `statement ${i + 1} of ${indexes.length}${excerpt ? ` (${JSON.stringify(excerpt)})` : ""}`;
+    return { ...decision, reason: `${what}: ${decision.reason}` };
+  }
+  return decision;
 }
 
 export function judgeSql(input: JudgeInput): SqlJudgement {
@@ -101,7 +123,7 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
         statements,
       };
   }
-  if (decision.action !== "allow") return { decision, statements };
+  if (decision.action !== "allow") return { decision: naming(input, statements, decision), statements };
 
   // DO and CALL run code the guard cannot see: only an allow rule that names the kind lets them
   // through (`*`, `write`, or a rule without statement kinds is not enough).
@@ -136,6 +158,7 @@ const READ_SAFE: ReadonlySet<string> = new Set([
   "copyTo",
   "transaction",
   "set",
+  "housekeeping",
 ]);
 
 /**

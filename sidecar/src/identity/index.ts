@@ -1,4 +1,4 @@
-// Identity for the request path (DESIGN.md "The request path", step 3): who the workload is, and the
+// Identity for the request path (docs/architecture.md, the request path): who the workload is, and the
 // verified end user it acts for.
 export type { IdentityErrorCode } from "./errors.ts";
 export { IdentityError, isIdentityError } from "./errors.ts";

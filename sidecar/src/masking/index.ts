@@ -34,6 +34,7 @@ export {
   type MaskJsonResult,
   type MaskTextResult,
 } from "./masker.ts";
+export { createEventSplitter, type EventSplitter, maskSseEvent } from "./sse.ts";
 export {
   applyStrategy,
   HASH_KEY_BYTES,

@@ -72,6 +72,13 @@ export interface Masker {
   readonly textDetectors: readonly DetectorId[];
   /** Longest span (with context) any text detector except privateKey looks at. */
   readonly textWindow: number;
+  /** Most already-released text a stream must keep for the detectors' look-behind (labels). */
+  readonly textLookBehind: number;
+  /**
+   * Where a value may still be in the making at the end of `text` (see Detector.pendingFrom):
+   * text before the offset returned is decided, whatever follows.
+   */
+  holdFrom(text: string): number;
   /** Lower level, for stream masking: findings of the text detectors, and applying them. */
   detect(text: string, hint?: FindHint): Finding[];
   apply(text: string, findings: readonly Finding[]): MaskTextResult;
@@ -140,6 +147,24 @@ export function createMasker(config: MaskerConfig): Masker {
   );
   const textWindow = Math.max(0, ...detectors.map((d) => d.maxLength).filter(Number.isFinite));
   const set = compileDetectors(detectors);
+  const textLookBehind = Math.min(
+    textWindow,
+    Math.max(0, ...detectors.map((d) => d.lookBehind ?? d.maxLength).filter(Number.isFinite)),
+  );
+  // Detectors sharing one pendingFrom (the token-shaped ones) ask it once, as far back as the
+  // longest of them reaches.
+  const pending = new Map<NonNullable<Detector["pendingFrom"]> | undefined, number>();
+  for (const d of detectors)
+    pending.set(d.pendingFrom, Math.max(pending.get(d.pendingFrom) ?? 0, d.maxLength));
+  const holdFrom = (text: string): number => {
+    let at = text.length;
+    for (const [pendingFrom, maxLength] of pending) {
+      const from = Math.max(0, text.length - maxLength);
+      at = Math.min(at, pendingFrom ? pendingFrom(text, from) : from);
+      if (at === 0) break;
+    }
+    return at;
+  };
 
   const detect = (text: string, hint?: FindHint): Finding[] =>
     detectors.length === 0 || text.length === 0 ? [] : set.find(text, hint);
@@ -289,6 +314,8 @@ export function createMasker(config: MaskerConfig): Masker {
     hasRules: () => config.rules.length > 0,
     textDetectors: detectors.map((d) => d.id),
     textWindow,
+    textLookBehind,
+    holdFrom,
     detect,
     apply: (text, found) => apply(text, found),
     mayDetect(bytes, start, end) {

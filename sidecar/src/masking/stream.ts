@@ -1,9 +1,11 @@
 // Streaming masking for chunked bodies (text/*, server-sent events). A value split across chunks
 // must never be emitted in part, so text is held back until it can be masked as a whole:
-//   text mode — release up to the last newline (no detector's value spans a line, except PEM
-//     keys), or, on a line longer than twice the detectors' window, all but the last window;
-//     a PEM private key is held from its BEGIN until its END line; past maxHoldBytes the held block
-//     is replaced as a whole and the rest of the key is dropped up to its END (fail closed).
+//   text mode — release everything before the earliest place where a value may still be in the
+//     making (each detector says where: the last word for token-shaped values, a run of digit
+//     groups for cards, two capitals and digits for an IBAN, …; never more than its maxLength), so
+//     prose streamed in small pieces comes out in pieces of about the same size; a PEM private key
+//     is held from its BEGIN until its END line; past maxHoldBytes the held block is replaced as a
+//     whole and the rest of the key is dropped up to its END (fail closed).
 //   sse mode — release each complete event (ended by a blank line), its data masked as JSON when
 //     it parses, else as text. An event that outgrows maxHoldBytes is released line by line in
 //     text mode instead (detectors still apply; JSON field rules cannot, the JSON is incomplete).
@@ -11,6 +13,7 @@
 // maxHoldBytes (then the PEM block is always redacted, whatever the rule's strategy). Keep
 // maxHoldBytes at least twice masker.textWindow (~34K with the JWT detector; the default is
 // 256 KiB): a smaller hold shrinks the window and a value longer than it could be cut mid-line.
+import { isTokenChar } from "./detectors/chars.ts";
 import { nextPemBlock } from "./detectors/private-key.ts";
 import type { Finding } from "./detectors/types.ts";
 import type { Masker, MaskFinding } from "./masker.ts";
@@ -49,28 +52,43 @@ function textStream(masker: Masker, maxHold: number, report: (f: MaskFinding[]) 
   const detectors = masker.textDetectors;
   if (detectors.length === 0) return { push: (chunk) => chunk, end: () => "" };
   const pem = detectors.includes("privateKey");
-  // Text that may still change meaning when more arrives; also the left context kept after a
-  // mid-line release, so a value just after the cut still sees its label or URL scheme.
-  const window = Math.min(masker.textWindow, Math.floor(maxHold / 2));
+  // Most text held back for a value in the making (maxHold shrinks it), and the released text
+  // kept as left context after a mid-line release, so a value just after the cut still sees its
+  // label or URL scheme.
+  const window = Math.floor(maxHold / 2);
+  const keep = Math.min(masker.textLookBehind, window);
 
   let pending = ""; // received, not yet emitted
+  // Pending length from which releasing is worth trying again: while a long value (a token of
+  // thousands of characters) trickles in, it is rescanned when it grew by a quarter, not per chunk.
+  let retryAt = 0;
   let context = ""; // tail of emitted raw text, kept only when a release ended mid-line
   // `pending` starts with a PEM block whose END has not arrived; `tail` ends the received text.
   let open: { endMarker: string; tail: string } | null = null;
   // An oversized key was replaced; its remainder is dropped up to the END marker.
   let discard: { endMarker: string; tail: string } | null = null;
 
-  function release(final: boolean): string {
-    let c = pending.length;
-    if (!final) {
-      c = pending.lastIndexOf("\n") + 1;
-      if (c === 0) {
-        if (pending.length < 2 * window) return "";
-        c = pending.length - window;
-      }
+  /**
+   * The released text a later value may still look back at: the detectors' look-behind, and, when
+   * the cut fell inside a run of non-space characters (a run longer than a detector's reach), the
+   * released part of that run too.
+   */
+  function keptContext(released: string): string {
+    let from = released.length - keep;
+    if (pending.length > 0 && isTokenChar(pending.charCodeAt(0))) {
+      const floor = Math.max(0, released.length - masker.textWindow);
+      let r = released.length;
+      while (r > floor && isTokenChar(released.charCodeAt(r - 1))) r--;
+      from = Math.min(from, r);
     }
+    return from <= 0 ? released : released.slice(from);
+  }
+
+  function release(final: boolean): string {
     const full = context + pending;
     const shift = context.length;
+    let c = pending.length;
+    if (!final) c = Math.max(0, masker.holdFrom(full) - shift, pending.length - window);
     const found: Finding[] = [];
     for (const f of masker.detect(full)) {
       if (f.end <= shift) continue; // emitted with an earlier release
@@ -97,8 +115,8 @@ function textStream(masker: Masker, maxHold: number, report: (f: MaskFinding[]) 
       );
       report(r.findings);
       out = r.text;
-      context = emitted.endsWith("\n") || window === 0 ? "" : (context + emitted).slice(-window);
       pending = pending.slice(c);
+      context = emitted.endsWith("\n") ? "" : keptContext(context + emitted);
     }
     if (block && block.start === c)
       open = { endMarker: block.endMarker, tail: pending.slice(-block.endMarker.length) };
@@ -140,8 +158,10 @@ function textStream(masker: Masker, maxHold: number, report: (f: MaskFinding[]) 
         open = null;
         return release(false);
       }
-      if (!input.includes("\n") && pending.length < 2 * window) return "";
-      return release(false);
+      if (pending.length < retryAt && !input.includes("\n")) return "";
+      const out = release(false);
+      retryAt = pending.length > 256 ? pending.length + (pending.length >> 2) : 0;
+      return out;
     },
     end() {
       if (discard) return "";

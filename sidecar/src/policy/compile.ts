@@ -50,6 +50,11 @@ export interface PolicySet {
    * "any" when one of them names none (or `*`). Rules that match only HTTP or SSH do not count.
    */
   admittedSqlKinds(connection: string, subject: Subject): ReadonlySet<string> | "any";
+  /**
+   * Whether any allow or requireApproval rule applying to `subject` on `connection` could admit an
+   * HTTP request (rules that match only SQL or SSH do not count).
+   */
+  mayAdmitHttp(connection: string, subject: Subject): boolean;
 }
 
 export const policyKey = (p: AgentAccessPolicy) => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
@@ -212,6 +217,18 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
         }
       }
       return out;
+    },
+    mayAdmitHttp(name, subject) {
+      const conn = connections.get(name);
+      if (!conn) return false;
+      for (const action of ["allow", "requireApproval"] as const)
+        for (const r of conn.rules[action]) {
+          if (!r.subjects(subject)) continue;
+          const match = r.rule.match;
+          if (match && !match.http && (match.sql || match.ssh)) continue;
+          return true;
+        }
+      return false;
     },
   };
   return { set, problems };

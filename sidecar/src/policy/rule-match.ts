@@ -13,6 +13,8 @@ import type { Operation, Rule, SqlKind, SqlStatement } from "./types.ts";
 export type OperationMatcher = (op: Operation) => boolean;
 
 const READ: readonly SqlKind[] = ["select", "show", "copyTo", "explain"];
+/** Session housekeeping (CLOSE, DEALLOCATE, DISCARD, UNLISTEN, RESET) goes wherever reads go. */
+const HOUSEKEEPING: SqlKind = "housekeeping";
 const WRITE: readonly SqlKind[] = ["insert", "update", "delete", "merge", "copyFrom"];
 
 export function expandStatementKinds(
@@ -25,6 +27,7 @@ export function expandStatementKinds(
     else if (k === "write") for (const w of WRITE) out.add(w);
     else if (k !== "*") out.add(k);
   }
+  for (const r of READ) if (out.has(r)) out.add(HOUSEKEEPING);
   return out;
 }
 

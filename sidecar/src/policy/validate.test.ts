@@ -96,6 +96,33 @@ describe("an enum error lists the allowed values, never TypeBox's kind name", ()
   });
 });
 
+describe("errorFormat", () => {
+  const conn = (p: ReturnType<typeof demo>) =>
+    (p.spec.connections as Record<string, unknown>[])[0] as Record<string, unknown>;
+  it("accepts the known API shapes on an HTTP connection", () => {
+    for (const f of ["airlock", "anthropic", "openai"])
+      expect(problems((p) => (conn(p).errorFormat = f))).toEqual([]);
+  });
+  it("a misspelled shape lists the allowed values", () => {
+    expect(problems((p) => (conn(p).errorFormat = "anthropik"))).toContainEqual({
+      path: "spec.connections[0].errorFormat",
+      message: '"anthropik" is not one of: airlock, anthropic, openai; did you mean "anthropic"?',
+    });
+  });
+  it("a field of another protocol is refused, as the CRD's rules refuse it", () => {
+    expect(
+      problems((p) => {
+        conn(p).protocol = "postgres";
+        conn(p).credentials = { secretRef: { name: "db" } };
+        conn(p).errorFormat = "openai";
+      }),
+    ).toContainEqual({
+      path: "spec.connections[0].errorFormat",
+      message: "errorFormat is only for protocol http; connection customers-api speaks postgres",
+    });
+  });
+});
+
 describe("semantic errors are caught at load, naming the rule", () => {
   it("an invalid JSONPath in masking.fields", () => {
     const found = problems(

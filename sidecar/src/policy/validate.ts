@@ -1,6 +1,11 @@
 // Everything the API server would reject (schema + CEL), re-checked for policies that never pass
 // through one (standalone files, `airlock policy test`), plus checks CEL cannot express well.
-import { type AgentAccessPolicy, AgentAccessPolicySpec } from "../../../api/src/index.ts";
+import {
+  type AgentAccessPolicy,
+  AgentAccessPolicySpec,
+  type Connection,
+  type Protocol,
+} from "../../../api/src/index.ts";
 import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
@@ -18,6 +23,18 @@ const SIDECAR_PORTS: ReadonlyMap<number, string> = new Map([
 ]);
 
 const TOP_LEVEL = ["apiVersion", "kind", "metadata", "spec", "status"];
+
+// Connection fields that mean something for one protocol only (the CRD's CEL rules say the same):
+// on another protocol they would be silently ignored, so the restriction they express would not hold.
+const PROTOCOL_ONLY: readonly [field: string, read: (c: Connection) => unknown, protocol: Protocol][] = [
+  ["credentials.http", (c) => c.credentials?.http, "http"],
+  ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
+  ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
+  ["database", (c) => c.database, "postgres"],
+  ["knownHosts", (c) => c.knownHosts, "ssh"],
+  ["userHeader", (c) => c.userHeader, "http"],
+  ["errorFormat", (c) => c.errorFormat, "http"],
+];
 
 function duplicates(names: readonly string[]): string[] {
   const seen = new Set<string>();
@@ -44,6 +61,14 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
   const out: Problem[] = [];
   const spec = policy.spec;
   const connections = new Map(spec.connections.map((c) => [c.name, c]));
+  spec.connections.forEach((c, i) => {
+    for (const [field, read, protocol] of PROTOCOL_ONLY)
+      if (read(c) !== undefined && c.protocol !== protocol)
+        out.push({
+          path: `spec.connections[${i}].${field}`,
+          message: `${field} is only for protocol ${protocol}; connection ${c.name} speaks ${c.protocol}`,
+        });
+  });
   for (const d of duplicates(spec.connections.map((c) => c.name)))
     out.push({ path: "spec.connections", message: `duplicate connection name ${d}` });
   for (const d of duplicates(spec.rules.map((r) => r.name)))

@@ -1,4 +1,4 @@
-// Session recording (DESIGN.md "Audit"; format.ts has the formats). One Recorder per sidecar,
+// Session recording (docs/audit.md; format.ts has the formats). One Recorder per sidecar,
 // shared by the protocol guards:
 //
 //   const rec = recorder.terminal({ session, connection, protocol: "ssh", identity, width, height });

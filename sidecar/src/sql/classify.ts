@@ -32,8 +32,10 @@
 // plain lower-case (it was quoted: `"Orders"`, `"a.b"`) is rendered with its double quotes so it
 // never matches a rule written for the lower-case name. Function names are as written
 // (`pg_catalog.pg_sleep`); the deny-list looks at the bare name.
+
 import { fingerprintSync, loadModule, parseSync } from "libpg-query";
 import type { SqlKind, SqlStatement } from "../policy/types.ts";
+import { isObj, type Node, str, stringList } from "./ast.ts";
 import {
   DENIED_FUNCTION_NAMES,
   DENIED_FUNCTION_PREFIXES,
@@ -43,6 +45,7 @@ import {
 import { type NumericShape, numericShape } from "./literals.ts";
 import { Lru } from "./lru.ts";
 import type { SqlParser } from "./parser.ts";
+import { DML, isAdvisoryUnlockAll, setConfigCall, topKind } from "./statement-kind.ts";
 
 /** What a statement does to the session's named objects, for the guard to track. */
 export type SessionEffect =
@@ -208,11 +211,6 @@ export function classifySync(text: string, parser?: SqlParser): Classification {
 function failed(message: string): Classification {
   return { statements: [], errors: [message], error: message, denials: [] };
 }
-
-type Node = Record<string, unknown>;
-
-const isObj = (v: unknown): v is Node => typeof v === "object" && v !== null && !Array.isArray(v);
-const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 
 /** Set whenever classification reads a literal's value (see literals.ts). */
 let literalsRead = false;
@@ -449,15 +447,6 @@ function rangeVarName(rv: Node): string {
   return parts.map(ident).join(".");
 }
 
-function stringList(v: unknown): string[] {
-  if (!Array.isArray(v)) return [];
-  const out: string[] = [];
-  for (const item of v) {
-    if (isObj(item) && isObj(item.String)) out.push(str(item.String.sval) ?? "");
-  }
-  return out;
-}
-
 /** The text of a literal argument (A_Const), or undefined when it is not a plain literal. */
 function constText(v: unknown): string | undefined {
   literalsRead = true;
@@ -495,38 +484,6 @@ function sequenceName(literal: string | undefined): string {
   return `"${literal.replace(/"/g, '""')}"`;
 }
 
-const DML: Readonly<Record<string, SqlKind>> = {
-  InsertStmt: "insert",
-  UpdateStmt: "update",
-  DeleteStmt: "delete",
-  MergeStmt: "merge",
-};
-
-const MAINTENANCE = new Set([
-  "VacuumStmt",
-  "ClusterStmt",
-  "ReindexStmt",
-  "CheckPointStmt",
-  "RefreshMatViewStmt",
-]);
-const DROP = new Set([
-  "DropStmt",
-  "DropdbStmt",
-  "DropRoleStmt",
-  "DropOwnedStmt",
-  "DropTableSpaceStmt",
-  "DropUserMappingStmt",
-  "DropSubscriptionStmt",
-]);
-const CREATE_OTHER = new Set([
-  "ViewStmt",
-  "IndexStmt",
-  "RuleStmt",
-  "DefineStmt",
-  "CompositeTypeStmt",
-  "ImportForeignSchemaStmt",
-]);
-const ALTER_OTHER = new Set(["RenameStmt", "CommentStmt", "SecLabelStmt", "ReassignOwnedStmt"]);
 const DROP_RELATION_TYPES = new Set([
   "OBJECT_TABLE",
   "OBJECT_VIEW",
@@ -537,13 +494,6 @@ const DROP_RELATION_TYPES = new Set([
 ]);
 
 const CURSOR_OPT_BINARY = 0x0001;
-
-/** PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED: state that outlives the session. */
-const TWO_PHASE = new Set([
-  "TRANS_STMT_PREPARE",
-  "TRANS_STMT_COMMIT_PREPARED",
-  "TRANS_STMT_ROLLBACK_PREPARED",
-]);
 
 /** A_Expr kinds whose `name` is not the operator PostgreSQL calls (BETWEEN is `>=` and `<=`). */
 const IMPLIED_OPERATORS: Readonly<Record<string, readonly string[]>> = {
@@ -642,7 +592,7 @@ class Walker {
         return { kind: "other", collect, effect: { kind: "execute", name: str(body.name) ?? "" } };
       case "DeallocateStmt":
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: body.isall ? { kind: "deallocate" } : { kind: "deallocate", name: str(body.name) ?? "" },
         };
@@ -651,18 +601,47 @@ class Walker {
       case "ClosePortalStmt": {
         const name = str(body.portalname);
         return {
-          kind: "other",
+          kind: "housekeeping",
           collect,
           effect: name ? { kind: "closeCursor", name } : { kind: "closeCursor" },
         };
       }
       case "DiscardStmt":
+        // Every DISCARD form is a subset of DISCARD ALL, which only resets this session's state.
         return body.target === "DISCARD_ALL"
-          ? { kind: "other", collect, effect: { kind: "discard" } }
-          : { kind: "other", collect };
+          ? { kind: "housekeeping", collect, effect: { kind: "discard" } }
+          : { kind: "housekeeping", collect };
+      case "UnlistenStmt":
+        return { kind: "housekeeping", collect };
+      case "SelectStmt":
+        {
+          // `SELECT set_config('name', 'value', bool)` alone is SET in function form (pg_dump's
+          // first statement): judged as that SET; set_config anywhere else stays denied.
+          const set = setConfigCall(constText, body);
+          if (set) {
+            if (set.name.includes(".")) collect.settings.add(set.name);
+            const reason = guardedSetting(set.name, [set.value]);
+            if (reason) this.#deny(`set_config ${set.name}`, reason);
+            return { kind: "set", collect };
+          }
+        }
+        if (isAdvisoryUnlockAll(body)) {
+          this.visitNode(type, body, undefined, collect, true);
+          return { kind: "housekeeping", collect };
+        }
+        this.visitNode(type, body, undefined, collect, true);
+        return { kind: topKind(constText, type, body), collect };
+      case "VariableSetStmt": {
+        this.visitNode(type, body, undefined, collect, true);
+        // RESET goes back to the session's startup values, which the sidecar chose (read-only
+        // mode included); RESET of a guarded setting is refused by #checkSet as before.
+        const k = str(body.kind);
+        const reset = k === "VAR_RESET_ALL" || (k === "VAR_RESET" && !(str(body.name) ?? "").includes("."));
+        return { kind: reset ? "housekeeping" : "set", collect };
+      }
       default:
         this.visitNode(type, body, undefined, collect, true);
-        return { kind: topKind(type, body), collect };
+        return { kind: topKind(constText, type, body), collect };
     }
   }
 
@@ -924,55 +903,8 @@ class Walker {
   }
 }
 
-function topKind(type: string, body: Node): SqlKind {
-  const dml = DML[type];
-  if (dml) return dml;
-  switch (type) {
-    case "SelectStmt":
-      return body.intoClause ? "create" : "select";
-    case "TruncateStmt":
-      return "truncate";
-    case "CopyStmt":
-      return body.is_from ? "copyFrom" : "copyTo";
-    case "VariableSetStmt":
-      return "set";
-    case "VariableShowStmt":
-      return "show";
-    case "TransactionStmt":
-      return TWO_PHASE.has(str(body.kind) ?? "") ? "twoPhaseCommit" : "transaction";
-    case "ConstraintsSetStmt":
-      return "transaction";
-    case "CallStmt":
-      return "call";
-    case "DoStmt":
-      return "do";
-    case "LockStmt":
-      return "lock";
-    case "GrantStmt":
-    case "GrantRoleStmt":
-      return body.is_grant ? "grant" : "revoke";
-    case "AlterDefaultPrivilegesStmt":
-      return isObj(body.action) && isObj(body.action.GrantStmt) && !body.action.GrantStmt.is_grant
-        ? "revoke"
-        : "grant";
-    case "FetchStmt":
-      return "select";
-    case "CreateTableAsStmt":
-      return "create";
-    case "AlterSystemStmt":
-      return "alter";
-  }
-  if (MAINTENANCE.has(type)) return "maintenance";
-  if (DROP.has(type)) return "drop";
-  if (type.startsWith("Create") || CREATE_OTHER.has(type)) return "create";
-  if (type.startsWith("Alter") || ALTER_OTHER.has(type)) return "alter";
-  return "other";
-}
-
-/**
- * One message for the agent (and the audit reason) when a classification must be refused on its
- * own, before any rule is consulted; undefined when the rules decide.
- */
+/** `SELECT [pg_catalog.]set_config(name, value, is_local)` alone, every argument a constant. */
+/** LOCKMODE AccessShareLock (lockdefs.h). */
 export function builtinRefusal(c: Classification): string | undefined {
   if (c.errors.length) return c.errors.join("; ");
   const d = c.denials[0];

@@ -136,6 +136,16 @@ const GUARDED_SETTINGS: ReadonlyMap<string, string> = new Map(
   }),
 );
 
+/**
+ * Guarded settings' values that only make a session stricter (pg_dump sends both): an empty
+ * search_path resolves nothing but pg_catalog and temporary tables; `row_security = off` makes a
+ * query that a row-level security policy would filter raise an error instead.
+ */
+const STRICTER: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ["search_path", new Set([""])],
+  ["row_security", new Set(["off", "false", "0", "no"])],
+]);
+
 const UTF8_NAMES = new Set(["utf8", "utf-8", "unicode"]);
 
 /**
@@ -145,7 +155,9 @@ const UTF8_NAMES = new Set(["utf8", "utf-8", "unicode"]);
 export function guardedSetting(name: string, values: readonly string[] | undefined): string | undefined {
   const n = name.toLowerCase();
   const reason = GUARDED_SETTINGS.get(n);
-  if (reason) return reason;
+  if (reason && !(values && values.length === 1 && STRICTER.get(n)?.has((values[0] ?? "").toLowerCase())))
+    return reason;
+  if (reason) return undefined;
   if (n === "client_encoding") {
     // The guard classifies UTF-8 text; another client encoding would make the server see
     // different characters (and statement boundaries) than the classifier did.

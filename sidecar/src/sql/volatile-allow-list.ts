@@ -9,7 +9,7 @@
 // (nextval writes a sequence: the classifier already adds an `update` entry for every explicit
 // call; it is listed so that a column default does not make every INSERT opaque), size and
 // status reads behind the system views, and the trigger functions of foreign keys and full-text
-// columns, which only act on the row being written. Deliberately absent: advisory locks,
+// columns, which only act on the row being written. Deliberately absent: taking advisory locks,
 // pg_notify, large objects, backups/WAL/replication control, signals, sleeps, set_config,
 // setval, file and configuration-file readers, index maintenance (brin_summarize_*,
 // gin_clean_pending_list), pg_import_system_collations, query_to_xml & co.
@@ -23,6 +23,8 @@ const BUILTIN: ReadonlySet<string> = new Set([
   "setseed",
   "gen_random_uuid",
   "current_query",
+  // releases this session's own advisory locks (drivers' pool reset)
+  "pg_advisory_unlock_all",
   // sequences (see above)
   "nextval",
   "currval",

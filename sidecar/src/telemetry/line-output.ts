@@ -9,14 +9,25 @@
 // stdout follows within the same turn.
 //
 // Back-pressure: when stdout is a non-blocking pipe that is full (the log collector is behind),
-// the write waits for it rather than dropping or buffering without bound, so the sidecar serves
-// no faster than it can audit. A write error other than "try again" (stdout closed) is thrown:
-// the sidecar does not go on proxying without an audit trail.
+// what the pipe does not take stays queued, in order, and is retried on a timer: the event loop
+// keeps running, so /healthz and /readyz keep answering and a slow collector does not get the
+// sidecar restarted (which would lose what is queued). The queue is bounded (maxBacklogBytes,
+// default 64 MiB): past it the writer waits for the pipe, stopping the data path with it, so the
+// sidecar never proxies further ahead of its audit trail than that, and never drops a line. A
+// write error other than "try again" (stdout closed) is thrown: the sidecar does not go on
+// proxying without an audit trail. flushSync (drain, exit) always waits until everything is out.
 import { writeSync } from "node:fs";
 
 /** Flush at once (not at the end of the turn) past this many pending characters. */
 const MAX_PENDING = 64 * 1024;
 const EAGAIN_WAIT_MS = 2;
+const RETRY_MS = 5;
+const DEFAULT_MAX_BACKLOG = 64 * 1024 * 1024;
+
+export interface LineOutputOptions {
+  /** Most bytes queued behind a full pipe before the writer waits for it (default 64 MiB). */
+  maxBacklogBytes?: number;
+}
 
 export interface LineOutput {
   /** Queues `line` (already newline-terminated); always returns true (no stream back-pressure). */
@@ -25,6 +36,8 @@ export interface LineOutput {
   flushSync(): void;
   /** pino's flush contract: flush, then call back. */
   flush(cb?: (err?: Error) => void): void;
+  /** Bytes queued behind a full pipe (0 when the collector keeps up). */
+  backlogBytes(): number;
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -49,29 +62,88 @@ function writeAll(fd: number, data: Buffer): void {
   }
 }
 
-export function createLineOutput(fd = 1): LineOutput {
+export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutput {
+  const maxBacklog = opts.maxBacklogBytes ?? DEFAULT_MAX_BACKLOG;
   let pending: string[] = [];
   let size = 0;
   let scheduled = false;
+  // What a full pipe did not take yet, oldest first.
+  const backlog: Buffer[] = [];
+  let backlogBytes = 0;
+  let retry: NodeJS.Timeout | undefined;
 
-  const flushSync = () => {
-    if (size === 0) return;
+  const take = (): string => {
     const data = pending.length === 1 ? (pending[0] as string) : pending.join("");
     pending = [];
     size = 0;
-    // The common case, one complete write, straight from the string (no Buffer made here).
-    let written = 0;
-    try {
-      written = writeSync(fd, data);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
+    return data;
+  };
+  const queue = (data: Buffer) => {
+    if (data.length === 0) return;
+    backlog.push(data);
+    backlogBytes += data.length;
+  };
+  /** Writes the backlog as far as the pipe takes it; true when it is empty. */
+  const drainBacklog = (): boolean => {
+    while (backlog.length > 0) {
+      const head = backlog[0] as Buffer;
+      let n = 0;
+      try {
+        n = writeSync(fd, head);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
+        return false;
+      }
+      backlogBytes -= n;
+      if (n < head.length) {
+        backlog[0] = head.subarray(n);
+        return false;
+      }
+      backlog.shift();
     }
-    if (written < data.length || written < Buffer.byteLength(data))
-      writeAll(fd, Buffer.from(data).subarray(written));
+    return true;
+  };
+  const scheduleRetry = () => {
+    // Unref'd: a process that exits runs flushSync first (below), which waits for the pipe.
+    retry ??= setTimeout(() => {
+      retry = undefined;
+      if (!drainBacklog()) scheduleRetry();
+    }, RETRY_MS).unref();
+  };
+  /** Hands the turn's lines to the pipe without waiting for it, up to the backlog bound. */
+  const flushTurn = () => {
+    if (size > 0) {
+      const data = take();
+      if (backlog.length > 0) queue(Buffer.from(data));
+      else {
+        // The common case, one complete write, straight from the string (no Buffer made here).
+        let written = 0;
+        try {
+          written = writeSync(fd, data);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
+        }
+        if (written < data.length || written < Buffer.byteLength(data))
+          queue(Buffer.from(data).subarray(written));
+      }
+    }
+    if (backlog.length === 0 || drainBacklog()) return;
+    if (backlogBytes > maxBacklog) {
+      // The last resort: the collector is this far behind, so the data path waits for it.
+      flushSync();
+      return;
+    }
+    scheduleRetry();
+  };
+  /** Everything out now, waiting for a full pipe as long as it takes. */
+  const flushSync = () => {
+    if (size > 0) queue(Buffer.from(take()));
+    for (const chunk of backlog.splice(0)) writeAll(fd, chunk);
+    backlogBytes = 0;
   };
   const endOfTurn = () => {
     scheduled = false;
-    flushSync();
+    flushTurn();
   };
   process.once("exit", flushSync);
 
@@ -79,7 +151,7 @@ export function createLineOutput(fd = 1): LineOutput {
     write(line) {
       pending.push(line);
       size += line.length;
-      if (size >= MAX_PENDING) flushSync();
+      if (size >= MAX_PENDING) flushTurn();
       else if (!scheduled) {
         scheduled = true;
         setImmediate(endOfTurn);
@@ -96,6 +168,7 @@ export function createLineOutput(fd = 1): LineOutput {
       }
       cb?.();
     },
+    backlogBytes: () => backlogBytes,
   };
 }
 
@@ -105,4 +178,9 @@ let stdout: LineOutput | undefined;
 export function stdoutLineOutput(): LineOutput {
   stdout ??= createLineOutput(1);
   return stdout;
+}
+
+/** Bytes of log and audit lines queued behind a full stdout (0 before stdout is used). */
+export function stdoutBacklogBytes(): number {
+  return stdout?.backlogBytes() ?? 0;
 }

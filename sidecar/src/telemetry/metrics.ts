@@ -2,6 +2,7 @@
 // the policy, never from traffic) so cardinality stays flat whatever the agent sends.
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { HotCounter, HotHistogram } from "./hot-metrics.ts";
+import { stdoutBacklogBytes } from "./line-output.ts";
 
 const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -39,6 +40,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: "Values masked before reaching the agent (or the upstream, for request masking), by detector.",
       labelNames: ["connection", "detector"] as const,
       registers: [registry],
+    }),
+    auditBacklog: new Gauge({
+      name: "airlock_audit_backlog_bytes",
+      help: "Log and audit bytes queued behind a full stdout (the log collector is behind); past 64 MiB the data path waits.",
+      registers: [registry],
+      collect() {
+        this.set(stdoutBacklogBytes());
+      },
     }),
     sessions: new Gauge({
       name: "airlock_active_sessions",

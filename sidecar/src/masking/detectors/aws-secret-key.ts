@@ -1,6 +1,8 @@
 // AWS secret access keys: 40 base64 characters, indistinguishable from any other 40-character
 // token on their own, so only where a key-like label names them ("aws_secret_access_key = …",
 // "SecretAccessKey": "…") or the field/column is called that.
+
+import { pendingToken } from "./chars.ts";
 import { isAwsSecretKey } from "./hints.ts";
 import type { Detector, Finding } from "./types.ts";
 
@@ -22,6 +24,8 @@ export const awsSecretKey: Detector = {
     "aws-secret",
   ],
   keywordsInKey: true,
+  lookBehind: 40,
+  pendingFrom: pendingToken,
   find(text, hint) {
     const out: Finding[] = [];
     for (const m of text.matchAll(LABELLED)) {

@@ -26,3 +26,26 @@ export function isHexDigit(c: number): boolean {
 export function codeAt(text: string, i: number): number {
   return i >= 0 && i < text.length ? text.charCodeAt(i) : Number.NaN;
 }
+
+/**
+ * `pendingFrom` of a value made of `inRun` characters (and decided by the first character after
+ * them): the start of the run at the end of `text`, looking no further back than `from`.
+ */
+export function pendingRun(text: string, from: number, inRun: (c: number) => boolean): number {
+  let i = text.length;
+  while (i > from && inRun(text.charCodeAt(i - 1))) i--;
+  return i;
+}
+
+/** Printable ASCII but space: what token-shaped values (keys, tokens, addresses) are made of. */
+export function isTokenChar(c: number): boolean {
+  return c > 32 && c < 127;
+}
+
+/**
+ * `pendingFrom` of values that never contain whitespace or non-ASCII characters and are decided
+ * by their run of such characters plus what comes before it: the last word, if it reaches the end.
+ */
+export function pendingToken(text: string, from: number): number {
+  return pendingRun(text, from, isTokenChar);
+}

@@ -3,7 +3,10 @@
 // Amex, Discover, JCB, Diners, UnionPay, Maestro up to 19 digits, Mir). The network rule keeps
 // 13-digit millisecond timestamps (leading 1) and other numeric ids that happen to pass Luhn (1 in
 // 10) from being masked; the finding names the network.
-import { codeAt, isDigit, isWordChar } from "./chars.ts";
+// Luhn-valid, starting 2-6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, Mastercard/Maestro 5,
+// Discover/UnionPay 6). The prefix rule keeps 13-digit millisecond timestamps (leading 1) and other
+// numeric ids that happen to pass Luhn (1 in 10) from being masked.
+import { codeAt, isDigit, isWordChar, pendingRun } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MIN_DIGITS = 13;
@@ -20,6 +23,8 @@ interface Chunk {
   digits: number;
   clean: boolean; // false when glued to a word or a decimal point ("v2", "3.14")
 }
+
+const isCardRunChar = (c: number) => isDigit(c) || c === 32 || c === 45 || c === 46;
 
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -122,6 +127,8 @@ function enoughDigitBytes(bytes: Uint8Array, start: number, end: number): boolea
 export const creditCard: Detector = {
   id: "creditCard",
   maxLength: MAX_DIGITS * 2 + 2,
+  // A run of digit groups at the end (a "." may still turn out to be a decimal point).
+  pendingFrom: (text, from) => pendingRun(text, from, isCardRunChar),
   mayOccurIn: enoughDigitBytes,
   find(text) {
     const out: Finding[] = [];

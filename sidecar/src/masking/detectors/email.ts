@@ -1,6 +1,6 @@
 // Email addresses. Found by walking out from each "@" instead of a regex: an open-ended
 // `[local]+@` regex retried at every offset is quadratic on long runs of local-part characters.
-import { codeAt, isAlnum, isAsciiLetter } from "./chars.ts";
+import { codeAt, isAlnum, isAsciiLetter, pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MAX_LOCAL = 64;
@@ -77,6 +77,8 @@ export const email: Detector = {
   id: "email",
   maxLength: MAX_LOCAL + 1 + MAX_DOMAIN + 2,
   keywords: ["@"],
+  lookBehind: 0,
+  pendingFrom: pendingToken,
   // Every finding is anchored on an "@". (A bounded loop: indexOf would search past `end`, to the
   // end of the whole buffer, which for a value inside a large read is quadratic.)
   mayOccurIn: (bytes, start, end) => {

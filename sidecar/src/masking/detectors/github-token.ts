@@ -1,5 +1,6 @@
 // GitHub tokens: classic ghp_ (personal), gho_ (OAuth), ghu_ (user-to-server), ghs_
 // (server-to-server), ghr_ (refresh), and fine-grained github_pat_ tokens.
+import { pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 // Bounded lengths keep backtracking after a failed look-ahead constant per start offset.
@@ -10,6 +11,8 @@ export const githubToken: Detector = {
   id: "githubToken",
   maxLength: 256,
   keywords: ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+  lookBehind: 1,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN))

@@ -36,9 +36,35 @@ export function ibanChecksumValid(compact: string): boolean {
   return rem === 1;
 }
 
+const isUpper = (c: number) => c >= 65 && c <= 90;
+
+/** `text` from `p` on could be the head of an IBAN ([A-Z]{2}\d{2}, cut short by the end). */
+function couldStart(text: string, p: number): boolean {
+  if (isAlnum(codeAt(text, p - 1))) return false;
+  for (let k = 0; k < 4 && p + k < text.length; k++) {
+    const c = text.charCodeAt(p + k);
+    if (!(k < 2 ? isUpper(c) : isDigit(c))) return false;
+  }
+  return true;
+}
+
 export const iban: Detector = {
   id: "iban",
   maxLength: MAX_LENGTH * 2,
+  // An IBAN in the making: two capitals and two digits (as far as they have arrived) not glued to
+  // a letter or digit, then letters, digits and single spaces up to the end.
+  pendingFrom(text, from) {
+    let i = text.length;
+    while (i > from) {
+      const c = text.charCodeAt(i - 1);
+      const single =
+        c === 32 && isAlnum(codeAt(text, i - 2)) && (i === text.length || isAlnum(codeAt(text, i)));
+      if (!isAlnum(c) && !single) break;
+      i--;
+    }
+    for (let p = i; p < text.length; p++) if (couldStart(text, p)) return p;
+    return text.length;
+  },
   find(text) {
     const out: Finding[] = [];
     HEAD.lastIndex = 0;

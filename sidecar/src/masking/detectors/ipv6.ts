@@ -2,7 +2,7 @@
 // maximal runs of hex digits, ":" and "." around each ":", so every character is looked at a
 // bounded number of times.
 import { isIP } from "node:net";
-import { codeAt, isDigit, isHexDigit, isWordChar } from "./chars.ts";
+import { codeAt, isDigit, isHexDigit, isWordChar, pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MAX_TEXT = 45; // longest textual IPv6 address (with an embedded IPv4 tail)
@@ -24,6 +24,8 @@ function substantial(candidate: string): boolean {
 export const ipv6: Detector = {
   id: "ipv6",
   maxLength: MAX_TEXT + 2,
+  lookBehind: 1,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     let from = 0;

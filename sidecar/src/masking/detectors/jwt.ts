@@ -1,6 +1,7 @@
 // JSON Web Tokens (JWS compact form, and JWE's five segments): base64url segments whose first
 // segment decodes to a JSON header with an "alg". A JSON header always starts `{"`, which is
 // "eyJ" in base64url, so that literal anchors the search.
+import { pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const HEADER_MAX = 1024;
@@ -27,6 +28,8 @@ export const jwt: Detector = {
   id: "jwt",
   maxLength: HEADER_MAX + 4 * (SEGMENT_MAX + 1) + 4,
   keywords: ["eyj"],
+  lookBehind: 1,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     for (const m of text.matchAll(PATTERN)) {

@@ -3,7 +3,7 @@
 // URLs), and JSON fields or SQL columns named so. The value must look generated or at least like a
 // password (entropy, mixed character classes, not a placeholder), so "password: required" and
 // "token: ${TOKEN}" stay. The finding covers the value only.
-import { codeAt, isAlnum } from "./chars.ts";
+import { codeAt, isAlnum, pendingToken } from "./chars.ts";
 import { shannonEntropy } from "./entropy.ts";
 import { createKeywordScanner } from "./keyword-scanner.ts";
 import type { Detector, Finding } from "./types.ts";
@@ -152,11 +152,61 @@ function readAssignment(text: string, at: number): KeyValue | undefined {
 
 const scanner = createKeywordScanner(STEMS);
 
+/**
+ * Whether text arriving after `text` could still turn the key ending at `ke` into a finding: the
+ * text ends inside its separators, or inside its value (an open quote, or an unquoted value that
+ * reaches the end).
+ */
+function assignmentPending(text: string, ke: number): boolean {
+  let i = ke;
+  const c = text.charCodeAt(i);
+  if (c === 34 || c === 39) i++;
+  while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
+  if (i >= text.length) return true;
+  const op = text.charCodeAt(i);
+  if (op !== 61 && op !== 58) return false;
+  i++;
+  if (i < text.length && (text.charCodeAt(i) === 62 || text.charCodeAt(i) === 61)) i++;
+  while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
+  if (i >= text.length) return true;
+  const q = text.charCodeAt(i);
+  if (q === 34 || q === 39 || q === 96) {
+    for (let end = i + 1; end < text.length; end++) {
+      const ch = text.charCodeAt(end);
+      if (ch === q || ch === 10 || ch === 13) return false;
+      if (ch === 92) end++;
+    }
+    return true;
+  }
+  let end = i;
+  while (end < text.length && !endsValue(text.charCodeAt(end))) end++;
+  return end >= text.length;
+}
+
 export const keywordSecret: Detector = {
   id: "keywordSecret",
   maxLength: MAX_KEY * 2 + 20 + MAX_VALUE,
   keywords: STEMS,
   keywordsInKey: true,
+  // The last word (a key or an unquoted value still arriving), and any labelled key whose
+  // separators or value (a quoted one may hold spaces) have not ended yet.
+  pendingFrom(text, from) {
+    let at = pendingToken(text, from);
+    let consumed = from;
+    scanner.forEach(text.slice(from), (k, stemEnd) => {
+      const se = from + stemEnd;
+      const ss = se - (STEMS[k] as string).length;
+      if (ss < consumed || ss >= at) return;
+      let ks = ss;
+      while (ks > from && ss - ks < MAX_KEY && isKeyChar(text.charCodeAt(ks - 1))) ks--;
+      let ke = se;
+      while (ke < text.length && ke - se < MAX_KEY && isKeyChar(text.charCodeAt(ke))) ke++;
+      consumed = ke;
+      if (ke < text.length && labelOf(text.slice(ks, ke)) && assignmentPending(text, ke))
+        at = Math.min(at, ks);
+    });
+    return at;
+  },
   find(text, hint) {
     const out: Finding[] = [];
     let consumed = 0;

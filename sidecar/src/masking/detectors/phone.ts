@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import type { CountryCode } from "libphonenumber-js/max";
+import { LRUCache } from "lru-cache";
 import { codeAt, isDigit, isWordChar } from "./chars.ts";
 import { isPhoneKey } from "./hints.ts";
 import type { Detector, Finding } from "./types.ts";
@@ -188,10 +189,33 @@ export function createPhoneDetector(options: PhoneOptions = {}): Detector {
   // from the published types, hence the separate (non-literal) options object.
   const libOptions = { defaultCountry, maxTries: 4 };
   let nationalGate: ((text: string, s: number, e: number) => boolean) | undefined;
+  // The library's answers by piece (with its context): stream masking rescans the text it keeps
+  // for look-behind on every chunk, and a digit-heavy line would otherwise cost a library call
+  // per piece per chunk.
+  const answers = new LRUCache<string, { startsAt: number; endsAt: number }[]>({ max: 1024 });
 
   return {
     id: "phone",
     maxLength: 64,
+    // The run of phone characters at the end, and any run with digits enough for a number that
+    // ended less than CONTEXT characters before it (the library looks that far past a number).
+    pendingFrom(text, from) {
+      let at = text.length;
+      let i = text.length;
+      for (;;) {
+        let end = i;
+        while (end > from && !isPhoneChar(text.charCodeAt(end - 1))) {
+          const c = text.charCodeAt(end - 1);
+          if (c === 10 || c === 13) return at;
+          end--;
+        }
+        if (end === from || text.length - end >= CONTEXT) return at;
+        let start = end;
+        while (start > from && isPhoneChar(text.charCodeAt(start - 1))) start--;
+        if (end === text.length || countDigits(text, start, end) >= MIN_DIGITS) at = start;
+        i = start;
+      }
+    },
     find(text, hint) {
       // JSON numbers are mostly ids and counters: only a phone-named field makes them phones.
       if (hint?.numeric && !isPhoneKey(hint.key)) return [];
@@ -206,7 +230,18 @@ export function createPhoneDetector(options: PhoneOptions = {}): Detector {
         // a line's findings do not depend on the next line (stream masking relies on that).
         const from = widen(text, s, -CONTEXT);
         const to = widen(text, e, CONTEXT);
-        for (const m of phoneLibrary().findPhoneNumbersInText(text.slice(from, to), libOptions))
+        const slice = text.slice(from, to);
+        let found = answers.get(slice);
+        if (!found) {
+          found = phoneLibrary()
+            .findPhoneNumbersInText(slice, libOptions)
+            .map((m) => ({
+              startsAt: m.startsAt,
+              endsAt: m.endsAt,
+            }));
+          answers.set(slice, found);
+        }
+        for (const m of found)
           if (from + m.endsAt > s && from + m.startsAt < e)
             out.push({ start: from + m.startsAt, end: from + m.endsAt, detector: "phone" });
       };

@@ -7,6 +7,9 @@ const BEGIN = "-----BEGIN ";
 // Label after "-----BEGIN ": up to four words then "PRIVATE KEY" (or PGP's "PRIVATE KEY BLOCK").
 const LABEL = /((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----/y;
 
+// What may still grow into a LABEL and its closing dashes.
+const PARTIAL_LABEL = /^[A-Z0-9 ]*-{0,4}$/;
+
 export interface PemBlock {
   start: number;
   /** Offset just past the END line's dashes, or -1 when the block is unterminated. */
@@ -32,6 +35,16 @@ export const privateKey: Detector = {
   id: "privateKey",
   maxLength: Number.POSITIVE_INFINITY,
   keywords: ["-----begin "],
+  lookBehind: 0,
+  // A BEGIN line still arriving (a block whose BEGIN line is complete is held by the stream).
+  pendingFrom(text, from) {
+    const lineStart = Math.max(from, text.lastIndexOf("\n") + 1);
+    const at = text.lastIndexOf(BEGIN);
+    if (at >= lineStart && PARTIAL_LABEL.test(text.slice(at + BEGIN.length))) return at;
+    for (let n = Math.min(BEGIN.length - 1, text.length - lineStart); n > 0; n--)
+      if (text.endsWith(BEGIN.slice(0, n))) return text.length - n;
+    return text.length;
+  },
   find(text) {
     const out: Finding[] = [];
     let from = 0;

@@ -5,6 +5,7 @@
 // finding covers the secret only ("api_key = <secret>" keeps its label) and names the rule.
 import type { CatalogueAllowlist, CatalogueRule } from "./catalogue/compile.ts";
 import { ALLOW, RULES } from "./catalogue/rules.generated.ts";
+import { isTokenChar, pendingToken } from "./chars.ts";
 import { shannonEntropy } from "./entropy.ts";
 import { createKeywordScanner } from "./keyword-scanner.ts";
 import type { Detector, Finding } from "./types.ts";
@@ -46,6 +47,37 @@ function allowed(a: Allow, secret: string, match: string, line: () => string): b
   return byRegex === true || byWord === true;
 }
 
+/** Skips a character class starting at `i` ("["): the index of its "]". */
+function skipClass(p: string, i: number): number {
+  for (i++; i < p.length && p[i] !== "]"; i++) if (p[i] === "\\") i++;
+  return i;
+}
+
+/** The source of capture group `g` of a pattern (the first group when 0; the pattern if none). */
+export function groupSource(p: string, g: number): string {
+  let n = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === "\\") i++;
+    else if (p[i] === "[") i = skipClass(p, i);
+    else if (p[i] === "(" && p[i + 1] !== "?" && (++n === g || g === 0)) {
+      let depth = 0;
+      for (let j = i; j < p.length; j++) {
+        if (p[j] === "\\") j++;
+        else if (p[j] === "[") j = skipClass(p, j);
+        else if (p[j] === "(") depth++;
+        else if (p[j] === ")" && --depth === 0) return p.slice(i, j + 1);
+      }
+    }
+  }
+  return p;
+}
+
+/**
+ * Whether a secret's pattern can match a character that ends a word (space, control, non-ASCII):
+ * such a secret may be in the making before the last word of a stream.
+ */
+const SPANS_WORDS = /\\s|\\W|\\D|\\S|\[\^|(?<!\\)\.| |\\x20|\\t|\\n|\\r|\\x[01]|\\p/;
+
 interface Compiled {
   rule: CatalogueRule;
   re: RegExp | undefined; // compiled on first use: most rules never run in a given sidecar
@@ -75,6 +107,12 @@ export function createSecretCatalogue(rules: readonly CatalogueRule[] = RULES): 
       (rulesOf[id] as number[]).push(i);
     }
   const scanner = createKeywordScanner(keywords);
+  const spanning = keywords.map((_, k) =>
+    (rulesOf[k] as number[]).some((i) => {
+      const r = rules[i] as CatalogueRule;
+      return SPANS_WORDS.test(groupSource(r.pattern, r.group));
+    }),
+  );
   const stamp = new Int32Array(rules.length);
   let generation = 0;
 
@@ -110,6 +148,19 @@ export function createSecretCatalogue(rules: readonly CatalogueRule[] = RULES): 
     maxLength: Math.max(...rules.map((r) => r.maxLength)),
     keywords,
     mayOccurIn: (bytes, start, end) => scanner.maskOfBytes(bytes, start, end) !== 0,
+    // Nearly every rule's secret is one word (its label may span separators, but the stream keeps
+    // maxLength of released text to rescan): the last word is what may be in the making. A few
+    // secrets can hold spaces (a .NET config password): from the word of their keyword.
+    pendingFrom(text, from) {
+      let at = pendingToken(text, from);
+      scanner.forEach(text.slice(from), (k, end) => {
+        let s = from + end - (keywords[k] as string).length;
+        if (s >= at || !spanning[k]) return;
+        while (s > from && isTokenChar(text.charCodeAt(s - 1))) s--;
+        at = s;
+      });
+      return at;
+    },
     find(text) {
       const out: Finding[] = [];
       const gen = ++generation;

@@ -59,6 +59,19 @@ export interface Detector {
    * for detectors whose values are delimited blocks (PEM keys), which the stream handles itself.
    */
   readonly maxLength: number;
+  /**
+   * Most characters before a value, outside its own run of non-space characters, that decide
+   * whether it is one (a label such as "SSN:"); default maxLength. Stream masking keeps this much
+   * of the text it has already released (and the released part of a run it had to cut).
+   */
+  readonly lookBehind?: number;
+  /**
+   * Where a value may still be in the making at the end of `text`: the earliest offset, at or
+   * after `from`, from which text arriving later could still start, extend or cancel a finding
+   * (`text.length` when everything is decided). Stream masking releases the text before the
+   * earliest such offset of its detectors; a detector without it holds back maxLength.
+   */
+  pendingFrom?(text: string, from: number): number;
   find(text: string, hint?: FindHint): Finding[];
   /**
    * Optional byte-level pre-check on UTF-8 text `bytes[start, end)`: false only when `find` on

@@ -1,6 +1,6 @@
 // Passwords in URL userinfo: scheme://user:password@host. Only the password is masked, so the
 // agent still sees which account and host a connection string names.
-import { isAlnum, isAsciiLetter } from "./chars.ts";
+import { isAlnum, isAsciiLetter, pendingToken } from "./chars.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MAX_SCHEME = 32;
@@ -31,6 +31,8 @@ export const urlCredentials: Detector = {
   id: "urlCredentials",
   maxLength: MAX_SCHEME + 3 + MAX_AUTHORITY,
   keywords: ["://"],
+  lookBehind: 0,
+  pendingFrom: pendingToken,
   find(text) {
     const out: Finding[] = [];
     let from = 0;

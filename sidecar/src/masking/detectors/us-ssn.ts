@@ -1,6 +1,11 @@
 // US Social Security numbers. Dashed "123-45-6789" anywhere; nine bare or space-grouped digits only
 // where the context says SSN (a "SSN:" label just before, or the field/column name), because nine
 // digits alone are as likely an order number.
+// US Social Security numbers. Dashed "123-45-6789" anywhere; nine bare digits only where the
+// context says SSN (a "SSN:" label just before, or the field/column name), because nine digits
+// alone are as likely an order number.
+
+import { pendingToken } from "./chars.ts";
 import { isSsnKey } from "./hints.ts";
 import type { Detector, Finding } from "./types.ts";
 
@@ -25,6 +30,8 @@ const validBare = (grouped: string) => {
 export const usSsn: Detector = {
   id: "usSsn",
   maxLength: 64,
+  lookBehind: 40,
+  pendingFrom: pendingToken,
   find(text, hint) {
     const out: Finding[] = [];
     for (const m of text.matchAll(DASHED))

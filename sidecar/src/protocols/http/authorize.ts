@@ -18,10 +18,10 @@ import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
 import { declaredLength } from "./headers.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
-import type { ErrorBody } from "./respond.ts";
+import type { ErrorBody, RefuseOptions } from "./respond.ts";
 
 export interface Responder {
-  refuse(status: number, body: ErrorBody, opts?: { close?: boolean }): void;
+  refuse(status: number, body: ErrorBody, opts?: RefuseOptions): void;
   /** Tells the agent at once that the request waits for approval (a 103 with X-Airlock-Approval-*). */
   waiting?(w: ApprovalWaiting): void;
 }
@@ -80,7 +80,7 @@ export async function authorize(
   req: IncomingMessage,
   session: string,
   route: Route,
-  responder: Responder,
+  agentResponder: Responder,
   websocket: boolean,
   /** Receives the exchange as soon as it exists, so the caller can audit an agent that goes away. */
   track: (ex: Exchange) => void = () => undefined,
@@ -98,9 +98,15 @@ export async function authorize(
   track(ex);
   const connection = route.connection;
   if (!connection) {
-    refuseUnknown(ctx, ex, route.destination, responder);
+    refuseUnknown(ctx, ex, route.destination, agentResponder);
     return undefined;
   }
+  // From here on, refusals speak the connection's API.
+  const format = connection.spec.errorFormat;
+  const responder: Responder = {
+    ...agentResponder,
+    refuse: (status, body, opts) => agentResponder.refuse(status, body, { ...opts, format }),
+  };
 
   const t0 = performance.now();
   const judged = httpOperation(method, path, websocket);

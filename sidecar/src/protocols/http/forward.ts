@@ -156,7 +156,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     if (f.settled) return;
     f.settled = true;
     emitAudit(ctx, f.ex);
-    sendJson(res, status, body, { close });
+    sendJson(res, status, body, { close, format: f.connection.spec.errorFormat });
   };
 
   /** The upstream request failed before its response was relayed. */
@@ -190,14 +190,19 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
       ctx.logger.error({ connection: spec.name }, "masking rules for this connection do not compile");
       ex.upstream = { error: "masking_unavailable" };
       emitAudit(ctx, ex);
-      sendJson(res, 500, {
-        error: "masking_unavailable",
-        reason: "this connection's masking rules are unusable, so nothing is forwarded",
-      });
+      sendJson(
+        res,
+        500,
+        {
+          error: "masking_unavailable",
+          reason: "this connection's masking rules are unusable, so nothing is forwarded",
+        },
+        { format: spec.errorFormat },
+      );
       return;
     }
     const prepared = await prepareUpstream(deps, ex, connection, (status, body) =>
-      sendJson(res, status, body),
+      sendJson(res, status, body, { format: spec.errorFormat }),
     );
     if (!prepared) return;
     if (res.destroyed) return; // the agent left while waiting (e.g. for approval); the guard audited it
@@ -382,6 +387,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         masker: f.responseMasker,
         maxBodyBytes: f.maxResponseBytes,
         method,
+        errorFormat: spec.errorFormat,
       });
     });
     if (whole !== undefined) proxyReq.end(whole);

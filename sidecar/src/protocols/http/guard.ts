@@ -19,7 +19,7 @@ import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
-import { acceptTunnel, handleConnect } from "./tunnel.ts";
+import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
 import { createWebSocketForwarder, isWebSocketUpgrade } from "./websocket.ts";
 
@@ -91,7 +91,7 @@ const resResponder = (res: ServerResponse): Responder => ({
   },
 });
 const socketResponder = (socket: Duplex): Responder => ({
-  refuse: (status, body) => writeSocketJson(socket, status, body),
+  refuse: (status, body, opts) => writeSocketJson(socket, status, body, opts?.format),
 });
 
 export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions = {}): HttpGuard {
@@ -118,7 +118,15 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   const tunnels = new Set<Duplex>();
   // Every agent socket, including upgraded ones node's HTTP server no longer tracks.
   const agentSockets = new Set<Duplex>();
-  const tunnelDeps = { ctx, connectTimeoutMs: fwdDeps.connectTimeoutMs, open: tunnels };
+  const tunnelDeps: TunnelDeps = {
+    ctx,
+    connectTimeoutMs: fwdDeps.connectTimeoutMs,
+    open: tunnels,
+    inspect(connection, socket) {
+      handoverServer(connection).emit("connection", socket);
+      socket.resume();
+    },
+  };
 
   const sessions = new WeakMap<Duplex, string>();
   const sessionOf = (socket: Duplex) => {

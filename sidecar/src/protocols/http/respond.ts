@@ -3,10 +3,18 @@
 import type { ServerResponse } from "node:http";
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
+import type { ErrorFormat } from "../../../../api/src/index.ts";
+import { shapeError } from "./error-format.ts";
 
 export interface ErrorBody {
   error: string;
   [key: string]: unknown;
+}
+
+export interface RefuseOptions {
+  close?: boolean;
+  /** The connection's `errorFormat`: the upstream API's error envelope, or Airlock's JSON. */
+  format?: ErrorFormat | undefined;
 }
 
 /** Sends a JSON error unless a response is already under way (then the exchange is cut). */
@@ -14,16 +22,18 @@ export function sendJson(
   res: ServerResponse,
   status: number,
   body: ErrorBody,
-  opts: { close?: boolean } = {},
+  opts: RefuseOptions = {},
 ): void {
   if (res.destroyed) return;
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const payload = Buffer.from(JSON.stringify(body));
+  const shaped = shapeError(opts.format, status, body);
+  const payload = Buffer.from(JSON.stringify(shaped.body));
   if (opts.close) res.shouldKeepAlive = false;
   res.writeHead(status, {
+    ...shaped.headers,
     "content-type": "application/json",
     "content-length": payload.length,
     "cache-control": "no-store",
@@ -33,11 +43,21 @@ export function sendJson(
 }
 
 /** Writes a complete HTTP/1.1 JSON response on a raw socket and closes it. */
-export function writeSocketJson(socket: Duplex, status: number, body: ErrorBody): void {
+export function writeSocketJson(
+  socket: Duplex,
+  status: number,
+  body: ErrorBody,
+  format?: ErrorFormat | undefined,
+): void {
   if (socket.destroyed) return;
-  const payload = Buffer.from(JSON.stringify(body));
+  const shaped = shapeError(format, status, body);
+  const payload = Buffer.from(JSON.stringify(shaped.body));
+  const extra = Object.entries(shaped.headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
   const head =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n` +
+    extra +
     "content-type: application/json\r\n" +
     `content-length: ${payload.length}\r\n` +
     "cache-control: no-store\r\n" +

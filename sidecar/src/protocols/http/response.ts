@@ -13,6 +13,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
+import type { ErrorFormat } from "../../../../api/src/index.ts";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { BodyDecodeError, BodyTooLargeError, maskBody, readAll } from "./body.ts";
@@ -30,6 +31,8 @@ export interface RelayOptions {
   maxBodyBytes: number;
   /** The request method (HEAD responses have no body). */
   method: string;
+  /** The connection's `errorFormat`, for the sidecar's own refusals of a response. */
+  errorFormat?: ErrorFormat | undefined;
 }
 
 // Integrity headers describe the upstream's bytes, not the masked ones.
@@ -59,15 +62,24 @@ function maskedHeaders(ctx: SidecarContext, ex: Exchange, upstream: IncomingMess
   return headers;
 }
 
-function refuse(ctx: SidecarContext, ex: Exchange, res: ServerResponse, upstream: Readable, error: string) {
+function refuse(
+  ctx: SidecarContext,
+  ex: Exchange,
+  res: ServerResponse,
+  upstream: Readable,
+  error: string,
+  format: ErrorFormat | undefined,
+) {
   upstream.destroy();
   ex.upstream = { ...ex.upstream, error };
   ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: error });
   emitAudit(ctx, ex);
-  sendJson(res, 502, {
-    error,
-    reason: "the sidecar must mask this response and could not; it is not passed on unmasked",
-  });
+  sendJson(
+    res,
+    502,
+    { error, reason: "the sidecar must mask this response and could not; it is not passed on unmasked" },
+    { format },
+  );
 }
 
 export function relayResponse(
@@ -86,7 +98,7 @@ export function relayResponse(
   }
   const decs = decoders(upstream.headers["content-encoding"]);
   if (!decs) {
-    refuse(ctx, ex, res, upstream, "unsupported_content_encoding");
+    refuse(ctx, ex, res, upstream, "unsupported_content_encoding", opts.errorFormat);
     return;
   }
   const masking = { ...opts, masker: opts.masker };
@@ -182,7 +194,7 @@ async function bufferAndMask(
         : err instanceof BodyDecodeError
           ? "undecodable_response"
           : "upstream_aborted";
-    refuse(ctx, ex, res, upstream, error);
+    refuse(ctx, ex, res, upstream, error, opts.errorFormat);
     return;
   }
   if (looksBinary(body)) {
@@ -201,7 +213,7 @@ async function bufferAndMask(
     masked = maskBody(opts.masker, kind, body);
   } catch (err) {
     if (!(err instanceof MaskingError)) ctx.logger.error({ connection: ex.connection }, "masking failed");
-    refuse(ctx, ex, res, upstream, "unmaskable_response");
+    refuse(ctx, ex, res, upstream, "unmaskable_response", opts.errorFormat);
     return;
   }
   recordMasked(ctx, ex, countByDetector(masked.findings));

@@ -1,16 +1,25 @@
-// Masking a text/event-stream while it streams. Events are masked one by one (the masking
-// library's sse mode), with one addition that LLM APIs need: their answers arrive as many small
+// Masking a text/event-stream while it streams. Events are split by the masking library's event
+// splitter (linear in the stream) and masked one by one, with one addition that LLM APIs need:
+// their answers arrive as many small
 // text deltas, one per event, so a value such as an email address is routinely split across
 // events and no single event contains it. Deltas of the two common streaming formats are
 // therefore reassembled into one text stream per content block and masked with the library's
-// text-mode stream masker, which holds back text that might still become part of a value:
+// text-mode stream masker, which holds back only the text a value might still be completing
+// (the last word, a run of digit groups, …: masking/stream.ts), so deltas keep their pace:
 //   Anthropic Messages — `content_block_delta` with `text_delta.text`, `thinking_delta.thinking`
 //     or `input_json_delta.partial_json`, per `index`; flushed at `content_block_stop`.
 //   OpenAI Chat Completions — `choices[i].delta.content`, per choice; flushed with the choice's
 //     `finish_reason`, at `[DONE]`, or at the end of the stream.
 // Held-back text is released in a later delta of the same block (or a synthetic delta right
 // before the block ends), so the agent's concatenated text is the masked text.
-import { createStreamMasker, type Masker, type MaskFinding, type StreamMasker } from "../../masking/index.ts";
+import {
+  createEventSplitter,
+  createStreamMasker,
+  type Masker,
+  type MaskFinding,
+  maskSseEvent,
+  type StreamMasker,
+} from "../../masking/index.ts";
 
 export interface SseMasker {
   push(text: string): string;
@@ -18,27 +27,6 @@ export interface SseMasker {
 }
 
 const MAX_EVENT = 256 * 1024;
-
-/** Offset just past the blank line that ends the first event in `buf`, or -1. */
-export function eventEnd(buf: string): number {
-  let lineStart = true;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf.charCodeAt(i);
-    if (c !== 10 && c !== 13) {
-      lineStart = false;
-      continue;
-    }
-    let len = 1;
-    if (c === 13) {
-      if (i + 1 === buf.length) return -1; // maybe the first half of \r\n
-      if (buf.charCodeAt(i + 1) === 10) len = 2;
-    }
-    if (lineStart) return i + len;
-    lineStart = true;
-    i += len - 1;
-  }
-  return -1;
-}
 
 interface ParsedEvent {
   /** Non-data lines (event:, id:, retry:, comments) in order. */
@@ -78,7 +66,9 @@ const ANTHROPIC_TEXT: Record<string, string> = {
 export function createSseMasker(masker: Masker, onFindings: (f: MaskFinding[]) => void): SseMasker {
   const events = createStreamMasker(masker, { mode: "sse", onFindings });
   const blocks = new Map<string, StreamMasker>();
+  const splitter = createEventSplitter();
   let pending = "";
+  let pendingStart = 0; // stream offset of pending[0]
   let passthrough = false; // an event outgrew MAX_EVENT: the library's sse mode handles the rest
   let lastOpenAi: Json | undefined;
 
@@ -142,18 +132,25 @@ export function createSseMasker(masker: Masker, onFindings: (f: MaskFinding[]) =
     return out;
   }
 
+  /** A complete event that is not a text delta, masked as an event. */
+  function whole(raw: string): string {
+    const r = maskSseEvent(masker, raw);
+    if (r.findings.length > 0) onFindings(r.findings);
+    return r.text;
+  }
+
   function handle(raw: string): string {
     const ev = parseEvent(raw);
     const first = ev.data.trimStart()[0];
-    if (ev.data.trim() === "[DONE]") return flushOpenAi(ev.eol) + events.push(raw);
-    if (first !== "{") return events.push(raw);
+    if (ev.data.trim() === "[DONE]") return flushOpenAi(ev.eol) + whole(raw);
+    if (first !== "{") return whole(raw);
     let obj: unknown;
     try {
       obj = JSON.parse(ev.data);
     } catch {
-      return events.push(raw);
+      return whole(raw);
     }
-    if (!isObject(obj)) return events.push(raw);
+    if (!isObject(obj)) return whole(raw);
 
     // Anthropic Messages
     if (obj.type === "content_block_delta" && typeof obj.index === "number" && isObject(obj.delta)) {
@@ -169,8 +166,8 @@ export function createSseMasker(masker: Masker, onFindings: (f: MaskFinding[]) =
       }
     }
     if (obj.type === "content_block_stop" && typeof obj.index === "number")
-      return flushAnthropic(obj.index, ev.eol) + events.push(raw);
-    if (obj.type === "message_stop") return flushAnthropic(undefined, ev.eol) + events.push(raw);
+      return flushAnthropic(obj.index, ev.eol) + whole(raw);
+    if (obj.type === "message_stop") return flushAnthropic(undefined, ev.eol) + whole(raw);
 
     // OpenAI Chat Completions
     if (Array.isArray(obj.choices) && obj.choices.some((c) => isObject(c) && isObject(c.delta))) {
@@ -195,19 +192,25 @@ export function createSseMasker(masker: Masker, onFindings: (f: MaskFinding[]) =
       };
       return formatEvent(ev.others, JSON.stringify(maskRest(obj, setText)), ev.eol);
     }
-    return events.push(raw);
+    return whole(raw);
+  }
+
+  function takeEvents(ends: readonly number[]): string {
+    let out = "";
+    for (const end of ends) {
+      const n = end - pendingStart;
+      out += handle(pending.slice(0, n));
+      pending = pending.slice(n);
+      pendingStart = end;
+    }
+    return out;
   }
 
   return {
     push(text) {
       if (passthrough) return events.push(text);
       pending += text;
-      let out = "";
-      for (let n = eventEnd(pending); n >= 0; n = eventEnd(pending)) {
-        const raw = pending.slice(0, n);
-        pending = pending.slice(n);
-        out += handle(raw);
-      }
+      let out = takeEvents(splitter.feed(text));
       if (pending.length > MAX_EVENT) {
         passthrough = true;
         out += flushAnthropic(undefined, "\n") + flushOpenAi("\n") + events.push(pending);
@@ -217,7 +220,8 @@ export function createSseMasker(masker: Masker, onFindings: (f: MaskFinding[]) =
     },
     end() {
       if (passthrough) return events.end();
-      let out = flushAnthropic(undefined, "\n") + flushOpenAi("\n");
+      let out = takeEvents(splitter.flush());
+      out += flushAnthropic(undefined, "\n") + flushOpenAi("\n");
       if (pending !== "") out += events.push(pending);
       pending = "";
       return out + events.end();

@@ -1,13 +1,14 @@
-// Opaque tunnels: `CONNECT host:port` on the explicit proxy, and TLS the transparent listener
-// captured. The sidecar cannot read inside (the agent does its own TLS), so it can neither inject
-// a credential nor mask: only the host-level `http-tunnel` operation is judged, and the audit
-// event says so through the decision's reason. Allowed tunnels splice bytes to the connection's
-// target.
+// Tunnels: `CONNECT host:port` on the explicit proxy, and TLS the transparent listener captured.
+// What the agent sends first inside a CONNECT decides how it is treated: its own TLS cannot be
+// read (no credential injection, no masking), so only the host-level `http-tunnel` operation is
+// judged, the audit event says so, and an allowed tunnel splices bytes to the connection's
+// target; plain HTTP (Node's NODE_USE_ENV_PROXY tunnels even http:// URLs) is handed to the
+// connection's HTTP guard, which judges, masks and credentials every request as on its own port.
 import type { IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
-import { judgeTunnel, refusal } from "../../decisions/index.ts";
+import { judgeConnect, judgeTunnel, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Subject } from "../../policy/types.ts";
@@ -24,6 +25,31 @@ export interface TunnelDeps {
   connectTimeoutMs: number;
   /** Open tunnels, so close() can cut them. */
   open: Set<Duplex>;
+  /** Serves plain HTTP found inside a CONNECT with `connection`'s HTTP guard (`first` unread). */
+  inspect(connection: string, socket: Duplex): void;
+}
+
+/** A TLS record starts with content type 22 (handshake): the agent's own TLS. */
+const isTls = (first: Buffer) => first[0] === 0x16;
+
+/** The first bytes the agent sends inside a tunnel (`head` when they came with the CONNECT). */
+function firstBytes(socket: Duplex, head: Buffer | undefined, then: (first: Buffer) => void): void {
+  if (head && head.length > 0) {
+    then(head);
+    return;
+  }
+  const onData = (chunk: Buffer) => {
+    socket.off("data", onData);
+    socket.pause();
+    then(chunk);
+  };
+  socket.on("data", onData);
+}
+
+/** Plain HTTP inside the tunnel: the connection's HTTP guard reads it from the first byte. */
+function handOver(deps: TunnelDeps, connection: string, socket: Duplex, first: Buffer): void {
+  socket.unshift(first);
+  deps.inspect(connection, socket);
 }
 
 function splice(deps: TunnelDeps, connection: string, client: Duplex, upstream: Socket): void {
@@ -56,6 +82,8 @@ function openTunnel(
   head: Buffer | undefined,
   ready: () => void,
   refused: (status: number, detail: string) => void,
+  /** CONNECT: look at what the agent sends first; plain HTTP goes to the HTTP guard instead. */
+  inspectHttp = false,
 ): void {
   const { ctx } = deps;
   const started = performance.now();
@@ -90,8 +118,20 @@ function openTunnel(
       return;
     }
     ready();
-    if (head && head.length > 0) upstream.write(head);
-    splice(deps, ex.connection, client, upstream);
+    if (!inspectHttp) {
+      if (head && head.length > 0) upstream.write(head);
+      splice(deps, ex.connection, client, upstream);
+      return;
+    }
+    firstBytes(client, head, (first) => {
+      if (!isTls(first)) {
+        upstream.destroy();
+        handOver(deps, ex.connection, client, first);
+        return;
+      }
+      upstream.write(first);
+      splice(deps, ex.connection, client, upstream);
+    });
   });
 }
 
@@ -156,26 +196,46 @@ export async function handleConnect(
     });
     return;
   }
-  const decision = decide(ctx, tunnelEx, connection, subject);
-  if (decision.action !== "allow") {
-    tunnelEx.finish();
+  const t0 = performance.now();
+  const judged = judgeConnect(ctx.policies.current(), connection.spec.name, subject);
+  ctx.metrics.decisionSeconds.observe({ protocol: "http" }, (performance.now() - t0) / 1000);
+  const denied = () =>
     writeSocketJson(socket, 403, {
       error: "denied",
-      policy: decision.policy ?? null,
-      rule: decision.rule ?? null,
-      reason: decision.reason,
+      policy: judged.tls.policy ?? null,
+      rule: judged.tls.rule ?? null,
+      reason: judged.tls.reason,
     });
+  tunnelEx.decide(judged.tls);
+  if (judged.tls.action === "allow") {
+    openTunnel(
+      deps,
+      tunnelEx,
+      connection,
+      socket,
+      head,
+      () => socket.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
+      (status, detail) => writeSocketJson(socket, status, { error: "upstream_unavailable", reason: detail }),
+      connection.spec.protocol === "http",
+    );
     return;
   }
-  openTunnel(
-    deps,
-    tunnelEx,
-    connection,
-    socket,
-    head,
-    () => socket.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
-    (status, detail) => writeSocketJson(socket, status, { error: "upstream_unavailable", reason: detail }),
-  );
+  if (!judged.inspectsHttp || connection.spec.protocol !== "http") {
+    tunnelEx.finish();
+    denied();
+    return;
+  }
+  // No tunnel for TLS, but rules that may admit requests: answer, and see what comes.
+  socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+  firstBytes(socket, head, (first) => {
+    if (isTls(first)) {
+      tunnelEx.finish();
+      socket.destroy();
+      return;
+    }
+    // Not an operation of its own: each request inside is one, audited by the HTTP guard.
+    handOver(deps, connection.spec.name, socket, first);
+  });
 }
 
 /**

@@ -53,7 +53,7 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
     async ws(req, socket, head, authorized) {
       const { ex, connection, forwardTarget } = authorized;
       const prepared = await prepareUpstream(deps, ex, connection, (status, body) =>
-        writeSocketJson(socket, status, body),
+        writeSocketJson(socket, status, body, connection.spec.errorFormat),
       );
       if (!prepared) return;
       const { upstream, credential, drop } = prepared;
@@ -93,7 +93,12 @@ export function createWebSocketForwarder(deps: ForwardDeps & { proxy: ProxyServe
           });
           ex.upstream = { error: failure.detail };
           ex.finish();
-          writeSocketJson(socket, failure.status, { error: "upstream_unavailable", reason: failure.detail });
+          writeSocketJson(
+            socket,
+            failure.status,
+            { error: "upstream_unavailable", reason: failure.detail },
+            connection.spec.errorFormat,
+          );
         },
       );
     },

@@ -42,7 +42,14 @@ export type Pending =
       target: StatementInfo | PortalInfo | undefined;
       done?: () => void;
     }
-  | { t: "execute"; op: Op; portal: PortalInfo | undefined; plan?: ResultPlan | undefined }
+  | {
+      t: "execute";
+      op: Op;
+      portal: PortalInfo | undefined;
+      plan?: ResultPlan | undefined;
+      /** Called when the server completed the statement (its session effects take effect). */
+      completed?: () => void;
+    }
   | { t: "sync" }
   | { t: "deny"; error: Buffer };
 
@@ -292,8 +299,10 @@ export class ReplyMatcher {
       case T.CommandComplete:
       case T.EmptyQueryResponse:
       case T.PortalSuspended: {
-        if (f.type === T.CommandComplete) this.#tag(op, f);
-        else op.tag = f.type === T.PortalSuspended ? "suspended" : "empty";
+        if (f.type === T.CommandComplete) {
+          this.#tag(op, f);
+          head.completed?.();
+        } else op.tag = f.type === T.PortalSuspended ? "suspended" : "empty";
         host.finish(op);
         host.toAgent(f.raw);
         this.#pending.shift();

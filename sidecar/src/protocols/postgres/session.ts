@@ -527,6 +527,7 @@ export class Session {
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
         ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
+        text,
       });
       if (!classification.statements.some((s) => s.effect?.kind === "execute"))
         this.#judged.set(classification, judgement);
@@ -855,7 +856,22 @@ export class Session {
     const op = this.#newOp(info.statements, decision, info.statement?.approvalDecision ?? decision);
     if (info.statement?.approval) op.rec.approved(info.statement.approval);
     this.#io.toUp(f.raw);
-    this.#replies.expect({ t: "execute", op, portal: info });
+    // PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD sent through Parse/Bind/Execute change the
+    // session's named things too, once the server completed them (the running portal survives).
+    const st = info.statement;
+    const effects = st?.classification.statements.some((s) => s.effect !== undefined);
+    const gen = this.#gen;
+    this.#replies.expect({
+      t: "execute",
+      op,
+      portal: info,
+      ...(st && effects
+        ? {
+            completed: () =>
+              this.#statements.applyEffects(st.classification, st.judgement.decision, gen, undefined, portal),
+          }
+        : {}),
+    });
     return undefined;
   }
 

@@ -58,9 +58,16 @@ export class SessionStatements {
 
   /**
    * Records what an allowed text does to the session's named statements and cursors: all of it,
-   * or only statement `index` (the one the server just completed).
+   * or only statement `index` (the one the server just completed). `active`: the portal running
+   * it (extended protocol), which CLOSE ALL and DISCARD ALL leave in place, as the server does.
    */
-  applyEffects(c: Classification, decision: Decision, generation: number, index?: number): void {
+  applyEffects(
+    c: Classification,
+    decision: Decision,
+    generation: number,
+    index?: number,
+    active?: string,
+  ): void {
     for (const s of c.statements) {
       const e = s.effect;
       if (!e || (index !== undefined && s.index !== index)) continue;
@@ -80,25 +87,25 @@ export class SessionStatements {
           break;
         }
         case "deallocate":
-          if (e.name === undefined) this.prepared.clear();
+          if (e.name === undefined) this.#dropNamedStatements();
           else this.prepared.delete(e.name);
           break;
         case "discard":
-          this.prepared.clear();
-          this.portals.clear();
-          this.cursors.clear();
+          // DISCARD ALL = CLOSE ALL + DEALLOCATE ALL (+ settings, listens, locks, temp objects).
+          this.#dropNamedStatements();
+          this.#closeAll(active);
           break;
         case "declareCursor":
+          // The server refuses DECLARE over an existing portal: whatever we knew by that name is gone.
+          this.portals.delete(e.name);
           this.cursors.set(
             e.name,
             c.statements.filter((x) => x.index === s.index),
           );
           break;
         case "closeCursor":
-          if (e.name === undefined) {
-            this.cursors.clear();
-            for (const [name, p] of this.portals) if (!p.statement) this.portals.delete(name);
-          } else {
+          if (e.name === undefined) this.#closeAll(active);
+          else {
             this.cursors.delete(e.name);
             this.portals.delete(e.name);
           }
@@ -108,6 +115,17 @@ export class SessionStatements {
           break;
       }
     }
+  }
+
+  /** DEALLOCATE ALL drops every named prepared statement (SQL and protocol); the unnamed one stays. */
+  #dropNamedStatements(): void {
+    for (const name of this.prepared.keys()) if (name !== "") this.prepared.delete(name);
+  }
+
+  /** CLOSE ALL drops every portal, protocol-level ones included, except the one running it. */
+  #closeAll(active: string | undefined): void {
+    this.cursors.clear();
+    for (const name of this.portals.keys()) if (name !== active) this.portals.delete(name);
   }
 
   /** Close of a statement ('S') or portal ('P'). */

@@ -17,6 +17,7 @@ import {
   track,
 } from "./core.ts";
 import { createOutputPipe } from "./output.ts";
+import { transferProtocol } from "./transfer.ts";
 import type { Upstream } from "./upstream.ts";
 
 /** Environment variables passed on to the upstream when the agent sets them; others are dropped. */
@@ -77,21 +78,27 @@ function refuse(
   channel.end();
 }
 
+function responseMasker(core: SshCore) {
+  const slot = core.masking().response;
+  const masker = "masker" in slot ? slot.masker : undefined;
+  return masker && masker.textDetectors.length > 0 ? masker : undefined;
+}
+
 /** Pipes an agent channel and an upstream channel until the upstream closes; masks and records output. */
 function bridge(
   core: SshCore,
   channel: ServerChannel,
   up: ClientChannel,
   rec: Operation,
+  raw: boolean,
 ): Promise<Exit | undefined> {
-  const slot = core.masking().response;
-  const masker = "masker" in slot ? slot.masker : undefined;
+  const masker = raw ? undefined : responseMasker(core);
   const pipeTo = (write: (b: Buffer) => boolean) =>
     createOutputPipe({
       masker,
       idleMs: core.deps.idleFlushMs,
       onFindings: onFindings(rec),
-      record: (text) => core.recording()?.output(text),
+      record: (text) => (raw ? undefined : core.recording()?.output(text)),
       emit: (b) => {
         if (!write(b)) {
           up.pause();
@@ -192,6 +199,7 @@ async function runChannel(
   rec: Operation,
   decision: Decision,
   open: (up: Upstream) => Promise<ClientChannel>,
+  raw = false,
 ): Promise<void> {
   const up = await authorize(core, rec, decision, (m, s) => refuse(core, channel, state, rec, m, s), channel);
   if (!up) return;
@@ -215,54 +223,53 @@ async function runChannel(
     return;
   }
   state.upstream = upCh;
-  const exit = await bridge(core, channel, upCh, rec);
+  const exit = await bridge(core, channel, upCh, rec, raw);
   state.upstream = undefined;
   complete(core, channel, rec, exit);
 }
 
-/** SFTP: the request itself is refused when denied (an SFTP client reads the channel as protocol). */
-function sftp(
-  core: SshCore,
-  accept: () => ServerChannel | undefined,
-  reject: (() => void) | undefined,
-): void {
+/**
+ * SFTP. A refusal is sent on stderr with exit status 1 (OpenSSH's sftp and scp print stderr; a
+ * refused subsystem request would only say "subsystem request failed"); nothing is written to the
+ * channel's stdout, which the client reads as protocol.
+ */
+function sftp(core: SshCore, accept: () => ServerChannel | undefined, state: ChannelState): void {
   const rec = beginOperation(core, { kind: "ssh-sftp" });
   const decision = core.evaluate({ kind: "ssh-sftp" });
   const recording = core.recording();
-  if (decision.action === "deny") {
-    rec.decide(decision);
-    rec.upstream = { error: "refused" };
-    rec.finish();
-    recording?.marker(`sftp refused: ${decision.reason}`);
-    reject?.();
-    return;
-  }
   const channel = accept();
   if (!channel) return;
-  recording?.marker("sftp");
+  recording?.marker(decision.action === "deny" ? `sftp refused: ${decision.reason}` : "sftp");
   void track(core, async () => {
     const up = await authorize(
       core,
       rec,
       decision,
-      () => {
-        rec.end();
-        channel.close();
-      },
+      (m, status) => refuse(core, channel, state, rec, m, status),
       channel,
     );
     if (!up) return;
     let upCh: ClientChannel;
     try {
       upCh = await openSubsystem(up.client, "sftp");
-    } catch {
+    } catch (err) {
       rec.upstream = { error: "channel_refused" };
-      rec.end();
-      channel.close();
+      refuse(
+        core,
+        channel,
+        state,
+        rec,
+        `the upstream refused the sftp subsystem: ${err instanceof Error ? err.message : String(err)}`,
+        EXIT_UPSTREAM,
+      );
       return;
     }
-    // SFTP is a binary protocol: bytes are relayed as they are, neither masked nor recorded.
-    upCh.pipe(channel).pipe(upCh);
+    // SFTP is a binary protocol: bytes are relayed as they are, neither masked nor recorded. The
+    // agent's channel is not ended with the upstream's (ssh2 would close it at once): complete()
+    // sends the exit status first.
+    upCh.pipe(channel, { end: false });
+    upCh.stderr.on("data", (d: Buffer) => channel.writable && channel.stderr.write(d));
+    channel.pipe(upCh);
     const exit = await new Promise<Exit | undefined>((resolve) => {
       upCh.once("close", () => resolve(exits.get(upCh)));
       channel.once("close", () => {
@@ -314,9 +321,19 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
     reject?.();
   });
 
+  /** Session channels take notices on stderr (a refused `-R` has no reply text of its own). */
+  const listen = (channel: ServerChannel) => {
+    const write = (line: string) => {
+      if (channel.writable) channel.stderr.write(`${line}${lineEnd(state)}`);
+    };
+    const detach = core.attachStderr(write);
+    channel.once("close", detach);
+  };
+
   session.on("exec", (accept, _reject, info) => {
     const channel = accept();
     if (!channel) return;
+    listen(channel);
     const t0 = performance.now();
     const { decision, analysis, command } = decideExec(
       (op) => core.evaluate(op),
@@ -327,9 +344,26 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
     const shown = forAudit(core, command);
     const rec = beginOperation(core, { kind: "ssh-exec", command: shown });
     core.recording()?.marker(`exec: ${shown}`);
+    // A file-transfer protocol (scp -O, rsync) is relayed byte for byte, never masked: with masking
+    // rules on, that is unmasked file transfer, which only a rule allowing sftp grants.
+    const transfer = transferProtocol(analysis);
+    const masked = responseMasker(core) !== undefined;
+    const effective =
+      transfer &&
+      masked &&
+      decision.action !== "deny" &&
+      core.evaluate({ kind: "ssh-sftp" }).action !== "allow"
+        ? refusal("sshTransferMasked", connection.policy, transfer)
+        : decision;
     void track(core, () =>
-      runChannel(core, channel, state, rec, decision, (up) =>
-        openExec(up, analysis.ok ? renderCommand(analysis) : info.command, state),
+      runChannel(
+        core,
+        channel,
+        state,
+        rec,
+        effective,
+        (up) => openExec(up, analysis.ok ? renderCommand(analysis) : info.command, state),
+        transfer !== undefined,
       ),
     );
   });
@@ -337,6 +371,7 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
   session.on("shell", (accept) => {
     const channel = accept();
     if (!channel) return;
+    listen(channel);
     const rec = beginOperation(core, { kind: "ssh-shell" });
     core.recording()?.marker(state.pty ? "shell" : "shell (no terminal)");
     void track(core, () =>
@@ -352,6 +387,6 @@ export function serveSessionChannel(core: SshCore, session: Session): void {
       reject?.();
       return;
     }
-    sftp(core, accept, reject);
+    sftp(core, accept, state);
   });
 }

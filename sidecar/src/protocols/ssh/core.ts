@@ -52,6 +52,14 @@ export interface SshCore {
   openedUpstream(): Promise<Upstream> | undefined;
   /** Registers an abort for an approval wait (aborted when the session closes). */
   aborts: Set<AbortController>;
+  /**
+   * Registers an open session channel's stderr for notices that have no channel of their own;
+   * returns the unregister function. Notices sent while no channel was open are delivered to the
+   * next one (OpenSSH sends `-R` requests before it opens the session channel).
+   */
+  attachStderr(write: (line: string) => void): () => void;
+  /** Writes `airlock: <text>` on the stderr of the open session channels. */
+  notice(text: string): void;
 }
 
 export function beginOperation(core: SshCore, op: AuditOperation): Operation {

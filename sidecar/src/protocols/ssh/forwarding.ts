@@ -6,6 +6,7 @@ import type { ClientChannel, Connection, ServerChannel } from "ssh2";
 import { decideInboundForward, refusal } from "../../decisions/index.ts";
 import type { Operation } from "../../operations/lifecycle.ts";
 import { authorize, beginOperation, type SshCore, track } from "./core.ts";
+import { OPEN_FAILURE, openFailureReasons } from "./open-failure.ts";
 
 function relay(a: ServerChannel, b: ClientChannel, rec: Operation): void {
   a.pipe(b).pipe(a);
@@ -21,21 +22,28 @@ function relay(a: ServerChannel, b: ClientChannel, rec: Operation): void {
 /** Serves the agent's forwarding requests for the session. */
 export function serveForwarding(core: SshCore, agent: Connection): void {
   const { connection } = core;
+  const rejectWith = openFailureReasons(agent);
 
+  // A refused `-L` says why in the open-failure description: OpenSSH prints
+  // "channel N: open failed: administratively prohibited: airlock: denied ...".
   agent.on("tcpip", (accept, reject, info) => {
     const target = `${info.destIP}:${info.destPort}`;
     const rec = beginOperation(core, { kind: "ssh-forward", target });
     void track(core, async () => {
-      const up = await authorize(core, rec, core.evaluate({ kind: "ssh-forward", target }), () => {
+      const up = await authorize(core, rec, core.evaluate({ kind: "ssh-forward", target }), (message) => {
         rec.end();
-        reject();
+        rejectWith(reject, OPEN_FAILURE.administrativelyProhibited, `airlock: ${message}`);
       });
       if (!up) return;
       up.client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, upCh) => {
         if (err) {
           rec.upstream = { error: "forward_refused" };
           rec.end();
-          return reject();
+          return rejectWith(
+            reject,
+            OPEN_FAILURE.connectFailed,
+            `airlock: the upstream refused: ${err.message}`,
+          );
         }
         core.recording()?.marker(`forward ${target}`);
         relay(accept(), upCh, rec);
@@ -65,8 +73,11 @@ export function serveForwarding(core: SshCore, agent: Connection): void {
     }
     const rec = beginOperation(core, { kind: "ssh-forward", target });
     void track(core, async () => {
-      const up = await authorize(core, rec, core.evaluate({ kind: "ssh-forward", target }), () => {
+      // SSH_MSG_REQUEST_FAILURE carries no text: the reason goes to the stderr of the agent's
+      // session channels (the `ssh -R host cmd` the agent is watching), and to the audit event.
+      const up = await authorize(core, rec, core.evaluate({ kind: "ssh-forward", target }), (message) => {
         rec.end();
+        core.notice(`remote forward ${bind.bindAddr}:${bind.bindPort}: ${message}`);
         reject?.();
       });
       if (!up) return;
@@ -94,6 +105,9 @@ export function serveForwarding(core: SshCore, agent: Connection): void {
         if (err) {
           rec.upstream = { error: "forward_refused" };
           rec.end();
+          core.notice(
+            `remote forward ${bind.bindAddr}:${bind.bindPort}: the upstream refused: ${err.message}`,
+          );
           return reject?.();
         }
         remoteForwards.add(target);

@@ -1,7 +1,6 @@
-// The SSH guard as a ConnectionHandler: one ssh2 Server (the agent-facing side, with a host key
-// generated per sidecar start or read from a file) fed with sockets from the listeners, one
+// The SSH guard as a ConnectionHandler: one ssh2 Server (the agent-facing side, with a stable
+// host key: host-key.ts) fed with sockets from the listeners, one
 // session (session.ts) per agent connection. See README.md in this directory.
-import { readFileSync } from "node:fs";
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from "node:net";
 // ssh2 is CommonJS and its `Server` is not visible to Node's ESM named-export detection.
 import ssh2 from "ssh2";
@@ -14,13 +13,8 @@ import { createRecorder, type Recorder } from "../../recording/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import { assertSupportedSsh2 } from "./cert-auth.ts";
-import {
-  generateEd25519,
-  parsePrivateKey,
-  publicKeyLine,
-  type SshPrivateKey,
-  toOpenSshPrivateKey,
-} from "./keys.ts";
+import { loadHostKey } from "./host-key.ts";
+import { fingerprint, publicKeyLine } from "./keys.ts";
 import { type SshSession, startSession } from "./session.ts";
 
 export interface SshGuardOptions {
@@ -28,9 +22,13 @@ export interface SshGuardOptions {
   approvals?: ApprovalGate;
   /** Where sessions are recorded; default: a recorder on ctx.logger writing to stdout. */
   recorder?: Recorder;
-  /** OpenSSH or PEM private key text for the agent-facing host key (default: generated per start). */
+  /** OpenSSH or PEM private key text for the agent-facing host key. */
   hostKey?: string;
-  /** A file holding it (e.g. a mounted Secret), read at start. Ignored when hostKey is given. */
+  /**
+   * A file holding it: read at start when it exists (a mounted Secret, or the key an earlier start
+   * generated), else generated once and written there. Ignored when hostKey is given. Neither:
+   * an ephemeral key (tests).
+   */
   hostKeyFile?: string;
   /** Upstream connect + authentication deadline (default 10 s). */
   connectTimeoutMs?: number;
@@ -49,14 +47,6 @@ export interface SshGuard extends ConnectionHandler {
   close(): Promise<void>;
 }
 
-function hostKeyFrom(options: SshGuardOptions): { key: SshPrivateKey; text: string } {
-  const given =
-    options.hostKey ?? (options.hostKeyFile ? readFileSync(options.hostKeyFile, "utf8") : undefined);
-  if (given !== undefined) return { key: parsePrivateKey(given), text: given };
-  const key = generateEd25519();
-  return { key, text: toOpenSshPrivateKey(key) };
-}
-
 const keyOf = (ip: string | undefined, port: number | undefined) => `${ip ?? ""}|${port ?? ""}`;
 
 export function createSshGuard(ctx: SidecarContext, options: SshGuardOptions = {}): SshGuard {
@@ -70,7 +60,20 @@ export function createSshGuard(ctx: SidecarContext, options: SshGuardOptions = {
       "ssh guard: certificates unavailable",
     );
   }
-  const { key: hostKey, text: hostKeyText } = hostKeyFrom(options);
+  const loaded = loadHostKey({
+    ...(options.hostKey !== undefined ? { text: options.hostKey } : {}),
+    ...(options.hostKeyFile ? { path: options.hostKeyFile } : {}),
+  });
+  const { key: hostKey, text: hostKeyText } = loaded;
+  ctx.logger.info(
+    {
+      fingerprint: fingerprint(hostKey.publicBlob),
+      type: hostKey.type,
+      source: loaded.source,
+      ...(loaded.path ? { path: loaded.path } : {}),
+    },
+    "ssh host key",
+  );
   const recorder = options.recorder ?? createRecorder({ logger: ctx.logger });
   const sessions = new Set<SshSession>();
   const pending = new Map<string, CompiledConnection>();

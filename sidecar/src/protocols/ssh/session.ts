@@ -22,6 +22,8 @@ import { connectUpstream, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { EXIT_DENIED, EXIT_UPSTREAM, type SessionDeps } from "./core.ts";
 
+/** Notices kept for a session channel that is not open yet (refused `-R` before the command). */
+const MAX_PENDING_NOTICES = 10;
 const JWT_LIKE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export interface SshSession {
@@ -82,7 +84,11 @@ export function startSession(
   agent.on("authentication", (auth: AuthContext) => {
     const current = ctx.policies.current().connections.get(name) ?? connection;
     const verifier = ctx.verifierFor(current);
-    if (auth.method === "password" && (verifier || JWT_LIKE.test(auth.password))) {
+    // A password that cannot be a token (clients such as paramiko need one to try at all) claims
+    // no identity: where the policy does not require a token, it is ignored like `none`.
+    const dummyPassword =
+      auth.method === "password" && !current.requireUserToken && !JWT_LIKE.test(auth.password);
+    if (auth.method === "password" && !dummyPassword && (verifier || JWT_LIKE.test(auth.password))) {
       if (!verifier) {
         // A token nobody can verify is refused rather than ignored (as for HTTP): the agent
         // believes it acts for someone, and the policy cannot say for whom.
@@ -203,6 +209,8 @@ export function startSession(
 
   // --- channels and forwarding ----------------------------------------------------------
 
+  const stderrWriters = new Set<(line: string) => void>();
+  const pendingNotices: string[] = [];
   const core: SshCore = {
     deps,
     ctx,
@@ -217,6 +225,19 @@ export function startSession(
     masking: () => connectionMasking(connection, ctx.hashKey),
     upstream: getUpstream,
     openedUpstream: () => upstream,
+    attachStderr(write) {
+      stderrWriters.add(write);
+      for (const line of pendingNotices.splice(0)) write(line);
+      return () => stderrWriters.delete(write);
+    },
+    notice(text) {
+      const line = `airlock: ${text}`;
+      if (stderrWriters.size === 0) {
+        if (pendingNotices.length < MAX_PENDING_NOTICES) pendingNotices.push(line);
+        return;
+      }
+      for (const write of stderrWriters) write(line);
+    },
   };
   agent.on("session", (acceptSession) => serveSessionChannel(core, acceptSession()));
   serveForwarding(core, agent);
