@@ -1,6 +1,7 @@
 // Composes a running sidecar: policy source → policy store → protocol handlers and listeners,
 // plus the admin port. The same composition serves Kubernetes pods (`--kubernetes`), the
 // standalone demo and the tests; only where policies, identity and secrets come from differs.
+
 import { mkdirSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
@@ -9,6 +10,7 @@ import type { Logger } from "pino";
 import { startAdminServer } from "./admin/server.ts";
 import { setupApprovals } from "./approvals/index.ts";
 import { type AuditSink, createAuditSink } from "./audit/sink.ts";
+import { createCredentialSources } from "./credentials/index.ts";
 import { loadWorkloadIdentity, serviceAccountSubject, type WorkloadIdentity } from "./identity/index.ts";
 import { type ListenerSet, startListenerSet } from "./listeners.ts";
 import { loadOrCreateHashKey } from "./masking/index.ts";
@@ -123,13 +125,15 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   // SSH sessions record their terminal; HTTP and SQL sessions are recorded from their audit events.
   const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(policies.objects) });
   const recordingAudit = recordingAuditSink(audit, recorder, policies);
+  const secrets = createSecretStore(secretsDir);
   const ctx: SidecarContext = {
     logger,
     audit: recordingAudit,
     metrics,
     workload,
     policies,
-    secrets: createSecretStore(secretsDir),
+    secrets,
+    credentials: createCredentialSources({ secrets, logger, metrics }),
     hashKey: loadOrCreateHashKey(hashKeyFile),
     verifierFor: createVerifierCache(),
   };
@@ -201,6 +205,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       await listeners.close();
       await capture?.close();
       await Promise.all(Object.values(handlers).map((h) => h?.drain()));
+      // Sessions are closed: revoke the Vault leases they held (and wait for revocations in flight).
+      await ctx.credentials.drain();
     })();
     return draining;
   };

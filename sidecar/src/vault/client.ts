@@ -36,12 +36,13 @@ export interface VaultTokenGrant {
   ttlSeconds: number;
 }
 
-export interface DatabaseCredential {
+/** A secret read from Vault: its string fields, and its lease when it has one (dynamic secrets). */
+export interface VaultSecret {
+  /** Empty for secrets without a lease (KV). */
   leaseId: string;
   ttlSeconds: number;
   renewable: boolean;
-  username: string;
-  password: string;
+  data: Readonly<Record<string, string>>;
 }
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -145,21 +146,38 @@ export async function kubernetesLogin(
   };
 }
 
-/** GET <mount>/creds/<role>: a fresh database user and its lease. */
-export async function readDatabaseCredential(
+/**
+ * GET <path>: the database engine's creds/<role> (a fresh user and its lease) or a KV entry (v2's
+ * data.data is unwrapped). Only string fields are kept.
+ */
+export async function readSecret(ep: VaultEndpoint, token: string, path: string): Promise<VaultSecret> {
+  const body = await call(ep, "GET", path, token);
+  let data = field(body?.data, isObject, "data");
+  if (isObject(data.data) && isObject(data.metadata)) data = data.data;
+  const strings: Record<string, string> = {};
+  for (const [k, v] of Object.entries(data)) if (typeof v === "string") strings[k] = v;
+  return {
+    leaseId: typeof body?.lease_id === "string" ? body.lease_id : "",
+    ttlSeconds: isNumber(body?.lease_duration) ? body.lease_duration : 0,
+    renewable: body?.renewable === true,
+    data: strings,
+  };
+}
+
+/** POST auth/token/renew-self: the token's new TTL. */
+export async function renewToken(
   ep: VaultEndpoint,
   token: string,
-  path: string,
-): Promise<DatabaseCredential> {
-  const body = await call(ep, "GET", path, token);
-  const data = field(body?.data, isObject, "data");
-  return {
-    leaseId: field(body?.lease_id, isString, "lease_id"),
-    ttlSeconds: field(body?.lease_duration, isNumber, "lease_duration"),
-    renewable: body?.renewable === true,
-    username: field(data.username, isString, "data.username"),
-    password: field(data.password, isString, "data.password"),
-  };
+  incrementSeconds: number,
+): Promise<number> {
+  const body = await call(ep, "POST", "auth/token/renew-self", token, { increment: incrementSeconds });
+  const auth = field(body?.auth, isObject, "auth");
+  return field(auth.lease_duration, isNumber, "auth.lease_duration");
+}
+
+/** POST auth/token/revoke-self: the token and every lease it created are revoked. */
+export async function revokeToken(ep: VaultEndpoint, token: string): Promise<void> {
+  await call(ep, "POST", "auth/token/revoke-self", token);
 }
 
 /** PUT sys/leases/renew: the lease's new TTL (Vault may grant less than asked, up to its max TTL). */
