@@ -54,6 +54,8 @@ export interface SidecarOptions {
   /** Address per-connection listeners bind to (default 127.0.0.1). */
   bindHost?: string;
   hashKeyFile?: string;
+  /** Projected service-account tokens the sidecar logs in to Vault with (default: the pod's). */
+  serviceAccountTokenDir?: string;
   approvals?: ApprovalGate;
   /** Standalone: approver credentials file (see approvals/credentials.ts). */
   approverTokenFile?: string;
@@ -133,7 +135,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     workload,
     policies,
     secrets,
-    credentials: createCredentialSources({ secrets, logger, metrics }),
+    credentials: createCredentialSources({
+      secrets,
+      logger,
+      metrics,
+      ...(opts.serviceAccountTokenDir ? { tokenDir: opts.serviceAccountTokenDir } : {}),
+    }),
     hashKey: loadOrCreateHashKey(hashKeyFile),
     verifierFor: createVerifierCache(),
   };

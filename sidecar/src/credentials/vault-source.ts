@@ -191,7 +191,7 @@ export function vaultCredentialSource(
         secret = await readSecret(ep, grant.token, spec.path);
       } catch (err) {
         deps.leases.track(revoke(ep, grant.token, "", req.session));
-        throw asCredentialError(err, `Vault read ${spec.path}`);
+        throw asCredentialError(err, `read ${spec.path}`);
       }
       const fields = new Map(Object.entries(secret.data));
       const missing = req.keys.find((k) => !fields.has(k));

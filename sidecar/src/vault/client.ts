@@ -115,13 +115,25 @@ function call(ep: VaultEndpoint, method: "GET" | "POST" | "PUT", path: string, t
     req.end(payload);
   }).then(({ status, body }) => {
     if (status >= 200 && status < 300) return body;
-    const errors = Array.isArray(body?.errors) ? body.errors.filter((e) => typeof e === "string") : [];
+    const errors = Array.isArray(body?.errors)
+      ? body.errors.filter((e): e is string => typeof e === "string").map(oneLine)
+      : [];
     throw new VaultError(
       "refused",
-      `${what} answered ${status}${errors.length ? `: ${errors.join("; ").slice(0, 300)}` : ""}`,
+      `${method} /v1/${path} answered ${status}${errors.length ? `: ${errors.join("; ").slice(0, 300)}` : ""}`,
       status,
     );
   });
+}
+
+/** Vault's multi-error text ("1 error occurred:\n\t* permission denied\n\n") on one line. */
+function oneLine(e: string): string {
+  return e
+    .replace(/^\d+ errors? occurred:/, "")
+    .split(/\n\s*\*?\s*/)
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .join("; ");
 }
 
 function field<T>(v: unknown, check: (x: unknown) => x is T, what: string): T {
