@@ -209,11 +209,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const drain = () => {
     draining ??= (async () => {
       logger.info("draining: no new connections; waiting for in-flight operations");
-      await listeners.close();
-      await capture?.close();
+      // Stop accepting now; the servers' close resolves only once their connections are gone.
+      const closed = Promise.all([listeners.close(), capture?.close()]);
       await Promise.all(Object.values(handlers).map((h) => h?.drain()));
-      // Sessions are closed: revoke the Vault leases they held (and wait for revocations in flight).
+      // In-flight operations are done: revoke the Vault leases sessions still hold (an idle
+      // session left open would otherwise keep its credential until the lease TTL).
       await ctx.credentials.drain();
+      await closed;
     })();
     return draining;
   };
