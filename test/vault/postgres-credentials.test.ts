@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentAccessPolicy, vaultTokenFile } from "../../api/src/index.ts";
 import { connect } from "../envtest/connect.ts";
 import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { relay } from "../harness/relay.ts";
 import { startVault, type VaultServer } from "../harness/vault.ts";
 import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
 import { AUDIENCE, setUpVault, type VaultFixture, vaultRoles } from "./setup.ts";
@@ -237,6 +238,55 @@ describe("Vault failures reach the agent as PostgreSQL errors; no static fallbac
       `the service-account token for Vault is not mounted at ${join(fx.tokenDir, vaultTokenFile("never-projected"))}`,
     );
   });
+});
+
+describe("revocation failures are retried and counted", () => {
+  // Vault behind a relay the test cuts while the session ends.
+  async function throughRelay() {
+    const r = relay(new URL(vault.address));
+    const port = await r.up();
+    const g = await startGuard(vaultPolicy({ address: `http://127.0.0.1:${port}` }), {
+      credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 4, firstDelayMs: 300 } },
+    });
+    guards.push(g);
+    return { r, g };
+  }
+
+  it("Vault back during the retries: the lease is revoked, the retries counted", async () => {
+    const { r, g } = await throughRelay();
+    const c = await session(g);
+    const user = (await c.query("SELECT current_user AS u")).rows[0].u as string;
+    await r.down();
+    await c.end();
+    await expect
+      .poll(() => metric(g, "airlock_credential_revocations_total", { result: "retried" }))
+      .toBeGreaterThanOrEqual(1);
+    expect(await vaultRoles(server)).toContain(user);
+    await r.up();
+    await expect.poll(() => vaultRoles(server), { timeout: 10_000 }).not.toContain(user);
+    expect(await metric(g, "airlock_credential_revocations_total", { result: "revoked" })).toBe(1);
+    expect(await metric(g, "airlock_credential_revocations_total", { result: "failed" })).toBe(0);
+    await r.down();
+  });
+
+  it("Vault gone for good: counted as failed; the lease TTL is what ends the credential", async () => {
+    const { r, g } = await throughRelay();
+    const c = await session(g);
+    const user = (await c.query("SELECT current_user AS u")).rows[0].u as string;
+    await r.down();
+    await c.end();
+    // 4 attempts at the lease, then 4 at the token: 300+600+1200 ms of back-off each.
+    await expect
+      .poll(() => metric(g, "airlock_credential_revocations_total", { result: "failed" }), {
+        timeout: 15_000,
+      })
+      .toBe(1);
+    expect(await metric(g, "airlock_credential_revocations_total", { result: "retried" })).toBe(6);
+    expect(await vaultRoles(server)).toContain(user);
+    // Clean up what this test left (as Vault would at the TTL).
+    const lease = g.audit.find((e) => e.operation.kind === "sql")?.credential?.lease ?? "";
+    await vault.api("PUT", "sys/leases/revoke", { lease_id: lease });
+  }, 30_000);
 });
 
 describe("drain revokes what the sidecar holds", () => {
