@@ -181,11 +181,79 @@ const tls = obj(
   { description: "TLS from the sidecar to the upstream. Absent means verify-full." },
 );
 
+const VAULT_SEGMENT = "[A-Za-z0-9_.-]+";
+
+const vault = obj(
+  {
+    address: str({
+      description:
+        "Vault or OpenBao address, e.g. https://vault.vault.svc:8200. http:// is accepted for loopback only.",
+      minLength: 1,
+      maxLength: 512,
+      pattern: "^https?://[^/?#@\\s]+$",
+      validations: [
+        {
+          rule: "self.startsWith('https://') || self.matches('^http://(127[.]0[.]0[.]1|localhost|\\\\[::1\\\\])(:[0-9]+)?$')",
+          message: "address must be https:// (http:// only for 127.0.0.1, localhost or [::1])",
+        },
+      ],
+    }),
+    caSecretRef: opt(secretKeyRef("CA bundle (PEM) to verify Vault with, instead of the system roots.")),
+    auth: obj(
+      {
+        mount: opt(
+          str({
+            description: "Path the Kubernetes auth method is mounted at.",
+            maxLength: 128,
+            default: "kubernetes",
+            pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+          }),
+        ),
+        role: str({
+          description: "Vault role the sidecar's service account logs in as.",
+          minLength: 1,
+          maxLength: 128,
+          pattern: `^${VAULT_SEGMENT}$`,
+        }),
+        audience: opt(
+          str({
+            description:
+              "Audience of the projected service-account token the sidecar logs in with; the Vault role's audience must match. Absent: the pod's own token (the API server's audience).",
+            minLength: 1,
+            maxLength: 253,
+          }),
+        ),
+      },
+      { description: "Kubernetes auth: the sidecar logs in with its projected service-account token." },
+    ),
+    path: str({
+      description:
+        "Secrets path read once per agent session. PostgreSQL: the database secrets engine's <mount>/creds/<role>; the lease is renewed while the session lasts and revoked when it ends.",
+      minLength: 1,
+      maxLength: 256,
+      pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*/creds/${VAULT_SEGMENT}$`,
+    }),
+    fallback: opt(
+      oneOf(["none", "secretRef"] as const, {
+        description:
+          "What the sidecar does when Vault cannot issue a credential: none refuses the session (08004); secretRef uses the static credential in secretRef.",
+        default: "none",
+      }),
+    ),
+  },
+  {
+    description: "A dynamic credential per agent session, issued by Vault or OpenBao (PostgreSQL).",
+  },
+);
+
 const credentials = obj(
   {
-    secretRef: secretRef(
-      "Secret in the policy's namespace that holds the upstream credential. Mounted only into the sidecar.",
+    secretRef: opt(
+      secretRef(
+        "Secret in the policy's namespace that holds the upstream credential. Mounted only into the sidecar.",
+      ),
     ),
+    vault: opt(vault),
     http: opt(
       obj(
         {
@@ -284,7 +352,16 @@ const credentials = obj(
       ),
     ),
   },
-  { description: "Upstream credentials held by the sidecar; the agent never sees them." },
+  {
+    description: "Upstream credentials held by the sidecar; the agent never sees them.",
+    validations: [
+      { rule: "has(self.secretRef) || has(self.vault)", message: "credentials need secretRef or vault" },
+      {
+        rule: "!has(self.vault) || !has(self.vault.fallback) || self.vault.fallback != 'secretRef' || has(self.secretRef)",
+        message: "vault.fallback secretRef needs credentials.secretRef",
+      },
+    ],
+  },
 );
 
 const connection = obj(
@@ -388,6 +465,14 @@ const connection = obj(
       {
         rule: "!has(self.credentials) || !has(self.credentials.ssh) || self.protocol == 'ssh'",
         message: "credentials.ssh is only for protocol ssh",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol == 'postgres'",
+        message: "credentials.vault is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres'",
+        message: "credentials.secretRef is required for protocols http and ssh",
       },
       {
         rule: "!has(self.database) || self.protocol == 'postgres'",

@@ -11,7 +11,7 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from "@kubernetes/client-node";
-import type { AgentAccessPolicy } from "../../api/src/index.ts";
+import { type AgentAccessPolicy, vaultTokenFile } from "../../api/src/index.ts";
 import { parseCidr, parsePort, splitList } from "../../init/src/net.ts";
 import type { InjectorConfig } from "./config.ts";
 import {
@@ -31,7 +31,7 @@ import {
   SIDECAR_CONTAINER,
   VOLUMES,
 } from "./names.ts";
-import { policiesSelecting, referencedSecrets } from "./policies.ts";
+import { policiesSelecting, referencedSecrets, vaultAudiences } from "./policies.ts";
 
 /** What the airlock.dev/status annotation records (JSON). */
 export interface InjectionStatus {
@@ -368,7 +368,11 @@ function sidecarContainer(
   };
 }
 
-function airlockVolumes(config: InjectorConfig, secrets: readonly string[]): V1Volume[] {
+function airlockVolumes(
+  config: InjectorConfig,
+  secrets: readonly string[],
+  vaultAudiences: readonly string[],
+): V1Volume[] {
   const field = (path: string, fieldPath: string) => ({ path, fieldRef: { apiVersion: "v1", fieldPath } });
   return [
     {
@@ -389,6 +393,14 @@ function airlockVolumes(config: InjectorConfig, secrets: readonly string[]): V1V
         defaultMode: 0o644,
         sources: [
           { serviceAccountToken: { path: "token", expirationSeconds: config.tokenExpirationSeconds } },
+          // Vault's Kubernetes login, for policies naming an audience (credentials.vault.auth.audience).
+          ...vaultAudiences.map((audience) => ({
+            serviceAccountToken: {
+              path: vaultTokenFile(audience),
+              audience,
+              expirationSeconds: config.tokenExpirationSeconds,
+            },
+          })),
           { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
           { downwardAPI: { items: [field("namespace", "metadata.namespace")] } },
         ],
@@ -504,7 +516,7 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
     mountPath: `${PATHS.secrets}/${s}`,
     readOnly: true,
   }));
-  const volumes = airlockVolumes(config, secrets);
+  const volumes = airlockVolumes(config, secrets, vaultAudiences(selecting));
   spec.volumes = [...(spec.volumes ?? []), ...volumes];
   const { initContainers: userInit, ...rest } = spec;
   // initContainers first, so that the spec reads in start-up order.

@@ -62,6 +62,14 @@ export function connectionSecretKeys(c: Connection): SecretKeyReference[] {
     });
   if (c.knownHosts?.name)
     out.push({ connection: c.name, secret: c.knownHosts.name, key: c.knownHosts.key, field: "knownHosts" });
+  const vaultCa = cred?.vault?.caSecretRef;
+  if (vaultCa?.name)
+    out.push({
+      connection: c.name,
+      secret: vaultCa.name,
+      key: vaultCa.key,
+      field: "credentials.vault.caSecretRef",
+    });
   return out;
 }
 
@@ -72,4 +80,12 @@ export function policySecretKeys(policy: AgentAccessPolicy): SecretKeyReference[
 /** Secret names referenced by the given policies, sorted and de-duplicated. */
 export function referencedSecrets(policies: readonly AgentAccessPolicy[]): string[] {
   return [...new Set(policies.flatMap((p) => policySecretKeys(p).map((r) => r.secret)))].sort();
+}
+
+/** Audiences of the service-account tokens the sidecar logs in to Vault with, sorted and de-duplicated. */
+export function vaultAudiences(policies: readonly AgentAccessPolicy[]): string[] {
+  const audiences = policies.flatMap((p) =>
+    (p.spec?.connections ?? []).flatMap((c) => c.credentials?.vault?.auth.audience ?? []),
+  );
+  return [...new Set(audiences)].sort();
 }

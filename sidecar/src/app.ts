@@ -1,6 +1,7 @@
 // Composes a running sidecar: policy source → policy store → protocol handlers and listeners,
 // plus the admin port. The same composition serves Kubernetes pods (`--kubernetes`), the
 // standalone demo and the tests; only where policies, identity and secrets come from differs.
+
 import { mkdirSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
@@ -8,6 +9,7 @@ import type { Logger } from "pino";
 import { startAdminServer } from "./admin/server.ts";
 import { setupApprovals } from "./approvals/index.ts";
 import { type AuditSink, createAuditSink } from "./audit/sink.ts";
+import { createCredentialSources } from "./credentials/index.ts";
 import { loadWorkloadIdentity, serviceAccountSubject, type WorkloadIdentity } from "./identity/index.ts";
 import { accessFromKubeConfig, inClusterAccess, type KubeConfigLike } from "./kube/access.ts";
 import { createKubeClient, type KubeClient } from "./kube/client.ts";
@@ -53,6 +55,8 @@ export interface SidecarOptions {
   /** Address per-connection listeners bind to (default 127.0.0.1). */
   bindHost?: string;
   hashKeyFile?: string;
+  /** Projected service-account tokens the sidecar logs in to Vault with (default: the pod's). */
+  serviceAccountTokenDir?: string;
   approvals?: ApprovalGate;
   /** Standalone: approver credentials file (see approvals/credentials.ts). */
   approverTokenFile?: string;
@@ -124,13 +128,20 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   // SSH sessions record their terminal; HTTP and SQL sessions are recorded from their audit events.
   const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(policies.objects) });
   const recordingAudit = recordingAuditSink(audit, recorder, policies);
+  const secrets = createSecretStore(secretsDir);
   const ctx: SidecarContext = {
     logger,
     audit: recordingAudit,
     metrics,
     workload,
     policies,
-    secrets: createSecretStore(secretsDir),
+    secrets,
+    credentials: createCredentialSources({
+      secrets,
+      logger,
+      metrics,
+      ...(opts.serviceAccountTokenDir ? { tokenDir: opts.serviceAccountTokenDir } : {}),
+    }),
     hashKey: loadOrCreateHashKey(hashKeyFile),
     verifierFor: createVerifierCache(),
   };
@@ -204,9 +215,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const drain = () => {
     draining ??= (async () => {
       logger.info("draining: no new connections; waiting for in-flight operations");
-      await listeners.close();
-      await capture?.close();
+      // Stop accepting now; the servers' close resolves only once their connections are gone.
+      const closed = Promise.all([listeners.close(), capture?.close()]);
       await Promise.all(Object.values(handlers).map((h) => h?.drain()));
+      // In-flight operations are done: revoke the Vault leases sessions still hold (an idle
+      // session left open would otherwise keep its credential until the lease TTL).
+      await ctx.credentials.drain();
+      await closed;
     })();
     return draining;
   };

@@ -1,6 +1,7 @@
 // Test harness for the HTTP guard: a real SidecarContext (PolicyStore, file SecretStore, metrics,
 // pino logger writing to a buffer, audit events both collected and logged), real upstream servers
 // on 127.0.0.1 (HTTP and HTTPS with a generated CA), and a small HTTP client.
+
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import {
@@ -21,6 +22,7 @@ import { Writable } from "node:stream";
 import type { AgentAccessPolicy, AgentAccessPolicySpec } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { createCredentialSources } from "../../sidecar/src/credentials/index.ts";
 import type { WorkloadIdentity } from "../../sidecar/src/identity/index.ts";
 import {
   createHttpGuard,
@@ -94,6 +96,7 @@ export async function startSidecar(opts: {
   for (const [name, keys] of Object.entries(opts.secrets ?? {}))
     for (const [key, value] of Object.entries(keys)) await writeSecret(name, key, value);
 
+  const secrets = createSecretStore(secretsDir);
   const ctx: SidecarContext = {
     logger,
     audit: {
@@ -105,7 +108,8 @@ export async function startSidecar(opts: {
     metrics,
     workload: WORKLOAD,
     policies,
-    secrets: createSecretStore(secretsDir),
+    secrets,
+    credentials: createCredentialSources({ secrets, logger, metrics }),
     hashKey: randomBytes(32),
     verifierFor: createVerifierCache(),
   };

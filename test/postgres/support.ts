@@ -1,6 +1,7 @@
 // Test support for the PostgreSQL guard: a SidecarContext over an in-memory audit sink and a real
 // secret directory, the guard behind a loopback listener, and a policy builder for a harness
 // PostgreSQL. Also used by the bench (test/bench/postgres.ts).
+
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
@@ -9,6 +10,10 @@ import { join } from "node:path";
 import { pino } from "pino";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
+import {
+  type CredentialSourcesOptions,
+  createCredentialSources,
+} from "../../sidecar/src/credentials/index.ts";
 import type { OidcVerifier } from "../../sidecar/src/identity/index.ts";
 import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import {
@@ -104,6 +109,8 @@ export async function startGuard(
     audit?: (e: AuditEvent) => void;
     /** Discard audit events instead of keeping them (bench). */
     keepAudit?: boolean;
+    /** Vault settings of the credential sources (token directory, timeouts, revocation retries). */
+    credentials?: Omit<CredentialSourcesOptions, "secrets" | "logger" | "metrics">;
   } = {},
 ): Promise<GuardedPostgres> {
   const secretsDir = await mkdtemp(join(tmpdir(), "airlock-pg-secrets-"));
@@ -114,6 +121,7 @@ export async function startGuard(
   if (result.problems.length) throw new Error(`test policy problems: ${JSON.stringify(result.problems)}`);
   const events: AuditEvent[] = [];
   const keep = opts.keepAudit !== false;
+  const secrets = createSecretStore(secretsDir);
   const ctx: SidecarContext = {
     logger,
     audit: {
@@ -125,7 +133,8 @@ export async function startGuard(
     metrics,
     workload: WORKLOAD,
     policies,
-    secrets: createSecretStore(secretsDir),
+    secrets,
+    credentials: createCredentialSources({ secrets, logger, metrics, ...opts.credentials }),
     hashKey: randomBytes(32),
     verifierFor: () => opts.verifier,
   };

@@ -1,6 +1,7 @@
 // Test support for the SSH guard: a real SidecarContext (PolicyStore, file SecretStore, metrics,
 // pino logger into a buffer so recordings and audit lines can be read back like pod logs), the
 // guard on a loopback port, policies for a harness sshd, and an ssh2 client playing the agent.
+
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { Client, type ClientChannel, type PseudoTtyOptions } from "ssh2";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { createCredentialSources } from "../../sidecar/src/credentials/index.ts";
 import type { OidcVerifier } from "../../sidecar/src/identity/index.ts";
 import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import {
@@ -136,6 +138,7 @@ export async function startSshSidecar(opts: {
   await writeSecret(SECRET, "ca", opts.sshd.caPrivateKey);
   await writeSecret(SECRET, "id_ed25519", opts.sshd.userPrivateKey);
   await writeSecret(KNOWN_HOSTS, "known_hosts", `${opts.sshd.knownHosts}\n`);
+  const secrets = createSecretStore(secretsDir, { ttlMs: 0 });
   const ctx: SidecarContext = {
     logger,
     audit: {
@@ -148,7 +151,8 @@ export async function startSshSidecar(opts: {
     workload: WORKLOAD,
     policies,
     // No caching: tests rewrite Secrets between sessions.
-    secrets: createSecretStore(secretsDir, { ttlMs: 0 }),
+    secrets,
+    credentials: createCredentialSources({ secrets, logger, metrics }),
     hashKey: randomBytes(32),
     verifierFor: opts.verifierFor ?? createVerifierCache(),
   };

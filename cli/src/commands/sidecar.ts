@@ -18,6 +18,9 @@ sidecar to stop taking new connections and finish in-flight ones (the preStop ho
   --admin-port N           /metrics /healthz /readyz (default 15990)
   --proxy-port N           explicit HTTP proxy for HTTP_PROXY clients (default 15901)
   --hash-key-file FILE     key of the hash masking strategy (created if missing)
+  --service-account-token-dir DIR
+                           projected service-account tokens for Vault's Kubernetes login
+                           (default /var/run/secrets/kubernetes.io/serviceaccount)
   --approver NAME          standalone: approver whose credential is created at start (default: your OS user)
   --approver-token-file F  standalone: approver credentials, mode 0600 (default: $AIRLOCK_APPROVER_TOKEN_FILE,
                            else ~/.config/airlock/approver-tokens); \`airlock approvals --sidecar\` reads it
@@ -49,6 +52,7 @@ export const command: Command = {
         "admin-port": { type: "string" },
         "proxy-port": { type: "string" },
         "hash-key-file": { type: "string" },
+        "service-account-token-dir": { type: "string" },
         approver: { type: "string" },
         "approver-token-file": { type: "string" },
         "log-level": { type: "string" },
@@ -79,6 +83,7 @@ export const command: Command = {
       adminPort: port("--admin-port", values["admin-port"]),
       proxyPort: port("--proxy-port", values["proxy-port"]),
       hashKeyFile: values["hash-key-file"],
+      serviceAccountTokenDir: values["service-account-token-dir"],
       approver: values.approver,
       approverTokenFile: values["approver-token-file"],
     });

@@ -28,6 +28,8 @@ export interface AuditEvent {
   upstream?: { status?: number | string; error?: string };
   /** Rows returned or affected (SQL). */
   rows?: number;
+  /** The leased upstream credential the operation ran under: Vault's lease ID, never the secret. */
+  credential?: { source: "secretRef" | "vault"; lease?: string };
   durationMs: number;
 }
 

@@ -66,6 +66,7 @@ export function auditLine(event: AuditEvent, time: string): string {
   if (event.masked !== undefined) line += `,"masked":${json(event.masked)}`;
   if (event.upstream !== undefined) line += `,"upstream":${upstreamJson(event.upstream)}`;
   if (event.rows !== undefined) line += `,"rows":${num(event.rows)}`;
+  if (event.credential !== undefined) line += `,"credential":${json(event.credential)}`;
   return `${line},"durationMs":${num(event.durationMs)},"msg":${message(event)}}\n`;
 }
 

@@ -210,6 +210,8 @@ export class OperationLog {
   readonly connection: string;
   readonly protocol: Protocol;
   identity: AuditIdentity;
+  /** The leased credential the session runs under, once known (audited with each operation). */
+  credential: AuditEvent["credential"];
   readonly #deps: LifecycleDeps;
   readonly #cells: Cells;
   readonly #failClosed: (err: AuditFailure) => void;
@@ -268,6 +270,7 @@ export class OperationLog {
     if (anyMasked) event.masked = masked;
     if (op.upstream) event.upstream = op.upstream;
     if (op.rows !== undefined) event.rows = op.rows;
+    if (this.credential) event.credential = this.credential;
     try {
       this.#deps.audit.emit(event);
     } catch (err) {

@@ -123,6 +123,68 @@ describe("errorFormat", () => {
   });
 });
 
+describe("credentials.vault is checked as the CRD checks it", () => {
+  const conn = (p: ReturnType<typeof demo>) =>
+    (p.spec.connections as Record<string, unknown>[])[0] as Record<string, unknown>;
+  const vault = {
+    address: "https://vault.vault.svc:8200",
+    auth: { role: "agent" },
+    path: "database/creds/ro",
+  };
+  const onPostgres = (credentials: unknown) =>
+    problems((p) => {
+      conn(p).protocol = "postgres";
+      conn(p).credentials = credentials;
+    }).filter((x) => x.path.startsWith("spec.connections")); // (the demo's rules match HTTP)
+  it("accepts a Vault source on a PostgreSQL connection, with or without a Secret fallback", () => {
+    expect(onPostgres({ vault })).toEqual([]);
+    expect(onPostgres({ vault: { ...vault, fallback: "secretRef" }, secretRef: { name: "db" } })).toEqual([]);
+  });
+  it("refuses a path that is not <mount>/creds/<role>, naming the pattern", () => {
+    expect(onPostgres({ vault: { ...vault, path: "secret/data/db" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.path",
+      message: expect.stringContaining("creds"),
+    });
+  });
+  it("refuses plain http:// to anything but loopback", () => {
+    expect(onPostgres({ vault: { ...vault, address: "http://vault.vault.svc:8200" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.address",
+      message:
+        "http://vault.vault.svc:8200: address must be https:// (http:// only for 127.0.0.1, localhost or [::1])",
+    });
+    expect(onPostgres({ vault: { ...vault, address: "http://127.0.0.1:8200" } })).toEqual([]);
+  });
+  it("a fallback needs the Secret, and lists the allowed values", () => {
+    expect(onPostgres({ vault: { ...vault, fallback: "secretRef" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.fallback",
+      message: "fallback secretRef needs credentials.secretRef (allowed values: none, secretRef)",
+    });
+    expect(onPostgres({ vault: { ...vault, fallback: "static" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.fallback",
+      message: expect.stringContaining("none, secretRef"),
+    });
+  });
+  it("credentials need a source; vault is PostgreSQL-only", () => {
+    expect(onPostgres({})).toContainEqual({
+      path: "spec.connections[0].credentials",
+      message: "connection customers-api: credentials need secretRef or vault",
+    });
+    expect(problems((p) => (conn(p).credentials = { vault }))).toEqual(
+      expect.arrayContaining([
+        {
+          path: "spec.connections[0].credentials.vault",
+          message: "credentials.vault is only for protocol postgres; connection customers-api speaks http",
+        },
+        {
+          path: "spec.connections[0].credentials.secretRef",
+          message:
+            "connection customers-api: credentials.secretRef is required for protocol http (vault is for postgres only)",
+        },
+      ]),
+    );
+  });
+});
+
 describe("semantic errors are caught at load, naming the rule", () => {
   it("an invalid JSONPath in masking.fields", () => {
     const found = problems(

@@ -30,6 +30,7 @@ const PROTOCOL_ONLY: readonly [field: string, read: (c: Connection) => unknown, 
   ["credentials.http", (c) => c.credentials?.http, "http"],
   ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
   ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
+  ["credentials.vault", (c) => c.credentials?.vault, "postgres"],
   ["database", (c) => c.database, "postgres"],
   ["knownHosts", (c) => c.knownHosts, "ssh"],
   ["userHeader", (c) => c.userHeader, "http"],
@@ -44,6 +45,36 @@ function duplicates(names: readonly string[]): string[] {
     seen.add(n);
   }
   return dup;
+}
+
+const LOOPBACK_HTTP = /^http:\/\/(127[.]0[.]0[.]1|localhost|\[::1\])(:[0-9]+)?$/;
+
+/** The CRD's CEL rules on credentials: a source is named, and a Vault setup is complete. */
+function credentialProblems(c: Connection, at: string): Problem[] {
+  const creds = c.credentials;
+  if (!creds) return [];
+  const out: Problem[] = [];
+  if (!creds.secretRef && !creds.vault)
+    out.push({ path: at, message: `connection ${c.name}: credentials need secretRef or vault` });
+  else if (!creds.secretRef && c.protocol !== "postgres")
+    out.push({
+      path: `${at}.secretRef`,
+      message: `connection ${c.name}: credentials.secretRef is required for protocol ${c.protocol} (vault is for postgres only)`,
+    });
+  const vault = creds.vault;
+  if (vault) {
+    if (!vault.address.startsWith("https://") && !LOOPBACK_HTTP.test(vault.address))
+      out.push({
+        path: `${at}.vault.address`,
+        message: `${vault.address}: address must be https:// (http:// only for 127.0.0.1, localhost or [::1])`,
+      });
+    if (vault.fallback === "secretRef" && !creds.secretRef)
+      out.push({
+        path: `${at}.vault.fallback`,
+        message: "fallback secretRef needs credentials.secretRef (allowed values: none, secretRef)",
+      });
+  }
+  return out;
 }
 
 export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
@@ -68,6 +99,9 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
           path: `spec.connections[${i}].${field}`,
           message: `${field} is only for protocol ${protocol}; connection ${c.name} speaks ${c.protocol}`,
         });
+  });
+  spec.connections.forEach((c, i) => {
+    out.push(...credentialProblems(c, `spec.connections[${i}].credentials`));
   });
   for (const d of duplicates(spec.connections.map((c) => c.name)))
     out.push({ path: "spec.connections", message: `duplicate connection name ${d}` });

@@ -3,6 +3,7 @@
 // standalone), so the same handler code runs in both.
 import type { Logger } from "pino";
 import type { AuditSink } from "../audit/sink.ts";
+import type { CredentialSources } from "../credentials/index.ts";
 import type { OidcVerifier, WorkloadIdentity } from "../identity/index.ts";
 import type { CompiledConnection } from "../policy/compile.ts";
 import type { Subject } from "../policy/types.ts";
@@ -19,6 +20,8 @@ export interface SidecarContext {
   readonly workload: WorkloadIdentity;
   readonly policies: PolicyStore;
   readonly secrets: SecretStore;
+  /** Upstream credentials per connection (its Secret, or Vault), held per agent session. */
+  readonly credentials: CredentialSources;
   /** Key for the `hash` masking strategy, stable per install. */
   readonly hashKey: Buffer;
   /** The OIDC verifier for a connection's policy, or undefined when the policy has no OIDC issuer. */

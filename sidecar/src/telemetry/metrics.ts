@@ -92,6 +92,30 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection", "protocol", "reason"] as const,
       registers: [registry],
     }),
+    credentialsIssued: new Counter({
+      name: "airlock_credentials_issued_total",
+      help: "Upstream credentials acquired for agent sessions, by connection, source (secretRef, vault) and result (ok, unreachable, refused, missing, fallback).",
+      labelNames: ["connection", "source", "result"] as const,
+      registers: [registry],
+    }),
+    credentialLeases: new Gauge({
+      name: "airlock_credential_leases",
+      help: "Vault leases the sidecar holds (one per agent session on a Vault-credential connection).",
+      labelNames: ["connection"] as const,
+      registers: [registry],
+    }),
+    credentialRenewals: new Counter({
+      name: "airlock_credential_renewals_total",
+      help: "Renewals of Vault leases and tokens held for agent sessions, by result (ok, failed).",
+      labelNames: ["connection", "result"] as const,
+      registers: [registry],
+    }),
+    credentialRevocations: new Counter({
+      name: "airlock_credential_revocations_total",
+      help: "Revocations of Vault leases at session end or drain, by result: revoked, retried (one per retry), failed (every attempt failed; the lease TTL ends it).",
+      labelNames: ["connection", "result"] as const,
+      registers: [registry],
+    }),
   };
   return m;
 }

@@ -38,6 +38,8 @@ export async function resolveCredential(
 ): Promise<InjectedCredential | undefined> {
   const creds = spec.credentials;
   if (!creds) return undefined;
+  // (The schema requires secretRef on HTTP connections; credentials.vault is PostgreSQL-only.)
+  if (!creds.secretRef) throw new CredentialError(`connection ${spec.name} has no credentials.secretRef`);
   const http = creds.http ?? {};
   const raw = await secrets.get(creds.secretRef.name, http.key ?? DEFAULT_CREDENTIAL_KEY);
   const hit = formatted.get(spec);

@@ -2,6 +2,7 @@
 // sidecar-held credential, the startup parameters the agent may choose (checked), read-only mode
 // when the subject can only read, and the catalog lookups masking needs. Failures become
 // protocol-native errors that never carry the credential.
+import { CredentialError, type HeldCredential } from "../../credentials/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { pgDurationMs } from "../../sql/pg-duration.ts";
@@ -47,6 +48,8 @@ export interface Connected {
   catalog: CatalogSource;
   /** The session's statement_timeout at start (the database's or role's default), in ms. */
   statementTimeoutMs: number;
+  /** Held for the session: released (a Vault lease revoked) when the session ends. */
+  credential?: HeldCredential;
 }
 
 export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
@@ -70,16 +73,10 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   let user = req.params.user ?? "";
   let password: string | undefined;
   const creds = spec.credentials;
-  if (creds) {
-    try {
-      user = await ctx.secrets.get(creds.secretRef.name, creds.postgres?.usernameKey ?? "username");
-      password = await ctx.secrets.get(creds.secretRef.name, creds.postgres?.passwordKey ?? "password");
-    } catch (err) {
-      throw new ProtocolError(
-        `the sidecar cannot read the upstream credential: ${(err as Error).message}`,
-        "08006",
-      );
-    }
+  const held = creds ? await acquireCredential(req, creds) : undefined;
+  if (held) {
+    user = held.get(creds?.postgres?.usernameKey ?? "username");
+    password = held.get(creds?.postgres?.passwordKey ?? "password");
   }
   const database = spec.database ?? req.params.database ?? req.params.user ?? user;
   const params: Record<string, string> = {
@@ -96,6 +93,7 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   try {
     up = await startUpstream(target, { user, ...(password !== undefined ? { password } : {}) }, params);
   } catch (err) {
+    held?.release();
     throw connectFailure(req, err);
   }
   // Approval waits end with the statement_timeout the agent's session has (0: none).
@@ -105,6 +103,7 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
     statementTimeoutMs = pgDurationMs(row?.[0] ?? "") ?? 0;
   } catch (err) {
     up.socket.destroy();
+    held?.release();
     throw connectFailure(req, err);
   }
   // Column rules also cover table columns read under another name: learn where they live.
@@ -116,6 +115,7 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
         req.results.learn(oid ?? "0", Number(attnum), col ?? "");
     } catch (err) {
       up.socket.destroy();
+      held?.release();
       ctx.logger.warn({ session: req.session, err: String(err) }, "postgres: masking catalog lookup failed");
       throw new ProtocolError(
         "the Airlock sidecar could not prepare result masking; see the sidecar log",
@@ -129,7 +129,43 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
     up,
     catalog: { target, credentials, database, timeoutMs: req.connectTimeoutMs },
     statementTimeoutMs,
+    ...(held ? { credential: held } : {}),
   };
+}
+
+/**
+ * The session's credential from the connection's source (its Secret, or a lease from Vault). Vault
+ * unreachable → 08004, Vault refusing the login or the role → 28000, each with the reason; a
+ * Secret that is not mounted → 08006 as before. No fallback here: the source applies the
+ * policy's.
+ */
+async function acquireCredential(
+  req: ConnectRequest,
+  creds: NonNullable<CompiledConnection["spec"]["credentials"]>,
+): Promise<HeldCredential> {
+  const source = req.ctx.credentials.forConnection(req.connection.spec);
+  const keys = [creds.postgres?.usernameKey ?? "username", creds.postgres?.passwordKey ?? "password"];
+  try {
+    if (!source) throw new CredentialError("missing", "the connection has no credential source");
+    return await source.acquire({ session: req.session, keys });
+  } catch (err) {
+    const e = err instanceof CredentialError ? err : new CredentialError("missing", String(err));
+    req.ctx.logger.warn(
+      { session: req.session, connection: req.connection.spec.name, reason: e.reason, err: e.message },
+      "postgres: no upstream credential",
+    );
+    if (source?.kind !== "vault")
+      throw new ProtocolError(`the sidecar cannot read the upstream credential: ${e.message}`, "08006");
+    if (e.reason === "refused")
+      throw new ProtocolError(
+        `Vault refused the Airlock sidecar a database credential: ${e.message}`,
+        "28000",
+      );
+    throw new ProtocolError(
+      `the Airlock sidecar cannot get a database credential from Vault: ${e.message}`,
+      "08004",
+    );
+  }
 }
 
 function connectFailure(req: ConnectRequest, err: unknown): ProtocolError {

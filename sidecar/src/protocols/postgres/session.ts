@@ -20,6 +20,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
+import type { HeldCredential } from "../../credentials/index.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { UserIdentity } from "../../identity/index.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
@@ -124,6 +125,8 @@ export class Session {
   /** Judgements of the current policy generation, by classification (see #judge). */
   #judged = new WeakMap<Classification, SqlJudgement>();
 
+  /** The upstream credential held for this session (a Vault lease is revoked at close). */
+  #credential: HeldCredential | undefined;
   #pumping = false;
   #blocked = false;
   #approvalAbort: AbortController | undefined;
@@ -234,6 +237,7 @@ export class Session {
       this.#finish(op);
     }
     if (wasReady) this.#ctx.metrics.sessions.dec({ connection: this.#name, protocol: "postgres" });
+    this.#credential?.release();
     this.#d.onClose(this);
   }
 
@@ -360,7 +364,7 @@ export class Session {
     const ctx = this.#ctx;
     await this.#d.parserReady;
     const readOnly = readOnlySession(ctx.policies.current(), this.#conn, this.#subject);
-    const { target, up, catalog, statementTimeoutMs } = await connectUpstream({
+    const { target, up, catalog, statementTimeoutMs, credential } = await connectUpstream({
       ctx,
       session: this.id,
       connection: this.#conn,
@@ -371,6 +375,10 @@ export class Session {
     });
     this.#target = target;
     this.#statements.statementTimeout.default = statementTimeoutMs;
+    this.#credential = credential;
+    // Every operation's audit event names the lease it ran under (not the secret).
+    if (credential?.audit.lease) this.#ops.credential = credential.audit;
+    if (this.#isClosed()) credential?.release();
     try {
       // Judge with the grammar of the server in front of us; a major we have none for is refused.
       this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {

@@ -68,6 +68,9 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
   const ssh = creds?.ssh;
   if (!creds || !ssh)
     throw new UpstreamError("no_credentials", `connection ${spec.name} has no credentials.ssh`);
+  const secretRef = creds.secretRef;
+  if (!secretRef)
+    throw new UpstreamError("no_credentials", `connection ${spec.name} has no credentials.secretRef`);
   if (!spec.knownHosts)
     throw new UpstreamError(
       "no_known_hosts",
@@ -88,7 +91,7 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
   try {
     if (ssh.certificate) {
       const ca = parsePrivateKey(
-        await secret(req.secrets, creds.secretRef.name, ssh.certificate.caKey, "the SSH CA key"),
+        await secret(req.secrets, secretRef.name, ssh.certificate.caKey, "the SSH CA key"),
       );
       cert = signUserCertificate({
         ca,
@@ -100,7 +103,7 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
       key = certificateKey(cert);
       auth = "certificate";
     } else if (ssh.privateKeyKey) {
-      const text = await secret(req.secrets, creds.secretRef.name, ssh.privateKeyKey, "the SSH private key");
+      const text = await secret(req.secrets, secretRef.name, ssh.privateKeyKey, "the SSH private key");
       parsePrivateKey(text); // fails early, with a clear message, on keys we cannot use
       key = text;
       auth = "key";

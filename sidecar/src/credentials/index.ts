@@ -1,0 +1,92 @@
+// The credential source of each policy connection: Vault when credentials.vault is set (with the
+// Secret as fallback only when the policy says `fallback: secretRef`), else the Secret.
+import type { Logger } from "pino";
+import type { Connection } from "../../../api/src/index.ts";
+import type { SecretStore } from "../runtime/secrets.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import { secretCredentialSource } from "./secret-source.ts";
+import { CredentialError, type CredentialSource } from "./source.ts";
+import { LeaseSet, type RevokeRetry, vaultCredentialSource } from "./vault-source.ts";
+
+export type { AcquireRequest, CredentialAudit, CredentialFailure, HeldCredential } from "./source.ts";
+export { CredentialError } from "./source.ts";
+
+export const DEFAULT_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+export interface CredentialSources {
+  /** The connection's source, or undefined when it holds no credential (the agent's own is used). */
+  forConnection(spec: Connection): CredentialSource | undefined;
+  /** Vault leases held right now. */
+  readonly held: number;
+  /** Revokes every lease still held and waits for revocations in flight (sidecar drain). */
+  drain(): Promise<void>;
+}
+
+export interface CredentialSourcesOptions {
+  secrets: SecretStore;
+  logger: Logger;
+  metrics: Metrics;
+  /** Directory of the sidecar's projected service-account tokens (Vault's Kubernetes login). */
+  tokenDir?: string;
+  vaultTimeoutMs?: number;
+  revokeRetry?: RevokeRetry;
+}
+
+export function createCredentialSources(opts: CredentialSourcesOptions): CredentialSources {
+  const leases = new LeaseSet();
+  // Per connection spec object: a policy update brings new objects, and with them new sources.
+  const cache = new WeakMap<Connection, CredentialSource | undefined>();
+  const build = (spec: Connection): CredentialSource | undefined => {
+    const creds = spec.credentials;
+    if (!creds) return undefined;
+    const secret = creds.secretRef ? secretCredentialSource(opts.secrets, creds.secretRef.name) : undefined;
+    if (!creds.vault) {
+      if (!secret) throw new Error(`connection ${spec.name}: credentials need secretRef or vault`);
+      return secret;
+    }
+    const vault = vaultCredentialSource(spec.name, creds.vault, {
+      logger: opts.logger,
+      metrics: opts.metrics,
+      secrets: opts.secrets,
+      tokenDir: opts.tokenDir ?? DEFAULT_TOKEN_DIR,
+      leases,
+      ...(opts.vaultTimeoutMs !== undefined ? { timeoutMs: opts.vaultTimeoutMs } : {}),
+      ...(opts.revokeRetry ? { revokeRetry: opts.revokeRetry } : {}),
+    });
+    const fallback = creds.vault.fallback === "secretRef" ? secret : undefined;
+    const issued = opts.metrics.credentialsIssued;
+    return {
+      kind: "vault",
+      async acquire(req) {
+        try {
+          const held = await vault.acquire(req);
+          issued.inc({ connection: spec.name, source: "vault", result: "ok" });
+          return held;
+        } catch (err) {
+          const reason = err instanceof CredentialError ? err.reason : "unreachable";
+          issued.inc({ connection: spec.name, source: "vault", result: reason });
+          if (!fallback) throw err;
+          opts.logger.warn(
+            { session: req.session, connection: spec.name, err: (err as Error).message },
+            "vault: no credential; using the policy's fallback secretRef",
+          );
+          const held = await fallback.acquire(req);
+          issued.inc({ connection: spec.name, source: "secretRef", result: "fallback" });
+          return held;
+        }
+      },
+    };
+  };
+  return {
+    forConnection(spec) {
+      if (cache.has(spec)) return cache.get(spec);
+      const source = build(spec);
+      cache.set(spec, source);
+      return source;
+    },
+    get held() {
+      return leases.size;
+    },
+    drain: () => leases.drain(),
+  };
+}

@@ -1,0 +1,148 @@
+// The Vault setup the README describes, against real parts: a harness PostgreSQL, vault-dev, and
+// the shared kube-apiserver (Vault's Kubernetes auth method calls its TokenReview API).
+//
+// PostgreSQL: `vault_admin` (LOGIN CREATEROLE, owner of `accounts`) is the user Vault's database
+// engine connects as. Vault: database engine at database/, roles `ro` (lease TTL 1 h: anything
+// gone sooner was revoked) and `short` (4 s: gone unless renewed), `other` (no policy grants it);
+// Kubernetes auth at kubernetes/, roles `airlock` (token TTL 1 h) and `airlock-short` (4 s),
+// bound to the service account `agent` of a fresh namespace and the audience AUDIENCE; policy
+// `airlock-pg` grants creds/ro, creds/short and lease revocation.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { vaultTokenFile } from "../../api/src/index.ts";
+import type { Envtest } from "../envtest/connect.ts";
+import type { PostgresServer } from "../harness/postgres.ts";
+import type { VaultServer } from "../harness/vault.ts";
+
+export const AUDIENCE = "vault.airlock.test";
+
+export interface VaultFixture {
+  namespace: string;
+  /** Directory holding the agent's projected token, named as the injector names it. */
+  tokenDir: string;
+  /** The service-account token written there (never to appear in a log). */
+  agentJwt: string;
+}
+
+/** Roles Vault has minted (their names start with v-), as the superuser sees pg_roles. */
+export async function vaultRoles(pg: PostgresServer): Promise<string[]> {
+  const out = await pg.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%' ORDER BY 1");
+  return out.split("\n").filter(Boolean);
+}
+
+async function kubectl(k8s: Envtest, args: string[], stdin?: string): Promise<string> {
+  const r = await k8s.kubectl(args, stdin === undefined ? {} : { stdin });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export async function setUpVault(
+  vault: VaultServer,
+  pg: PostgresServer,
+  k8s: Envtest,
+): Promise<VaultFixture> {
+  const adminPassword = randomBytes(12).toString("hex");
+  await pg.sql(`
+    CREATE ROLE vault_admin LOGIN CREATEROLE PASSWORD '${adminPassword}';
+    CREATE TABLE accounts (id int PRIMARY KEY, owner text);
+    INSERT INTO accounts VALUES (1, 'ann'), (2, 'bob');
+    ALTER TABLE accounts OWNER TO vault_admin;
+  `);
+  await vault.api("POST", "sys/mounts/database", { type: "database" });
+  await vault.api("POST", "database/config/pg", {
+    plugin_name: "postgresql-database-plugin",
+    connection_url: `postgresql://{{username}}:{{password}}@127.0.0.1:${pg.port}/${pg.database}?sslmode=disable`,
+    username: "vault_admin",
+    password: adminPassword,
+    allowed_roles: ["ro", "short", "other"],
+  });
+  const role = (ttl: string) => ({
+    db_name: "pg",
+    creation_statements: [
+      `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`,
+      `GRANT SELECT ON accounts TO "{{name}}"`,
+    ],
+    revocation_statements: [`REVOKE ALL ON accounts FROM "{{name}}"`, `DROP ROLE IF EXISTS "{{name}}"`],
+    default_ttl: ttl,
+    max_ttl: "2h",
+  });
+  await vault.api("POST", "database/roles/ro", role("1h"));
+  await vault.api("POST", "database/roles/short", role("4s"));
+  await vault.api("POST", "database/roles/other", role("1h"));
+  await vault.api("PUT", "sys/policies/acl/airlock-pg", {
+    policy: [
+      'path "database/creds/ro" { capabilities = ["read"] }',
+      'path "database/creds/short" { capabilities = ["read"] }',
+      'path "sys/leases/revoke" { capabilities = ["update"] }',
+    ].join("\n"),
+  });
+
+  // Kubernetes: the agent's service account, and a reviewer allowed to call TokenReview.
+  const namespace = await k8s.createNamespace("vault");
+  await kubectl(
+    k8s,
+    ["apply", "-f", "-"],
+    `
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: agent, namespace: ${namespace} }
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: vault-reviewer, namespace: ${namespace} }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: vault-reviewer-${namespace} }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator" }
+subjects: [{ kind: ServiceAccount, name: vault-reviewer, namespace: ${namespace} }]
+`,
+  );
+  const reviewerJwt = await kubectl(k8s, [
+    "create",
+    "token",
+    "vault-reviewer",
+    "-n",
+    namespace,
+    "--duration",
+    "2h",
+  ]);
+  const agentJwt = await kubectl(k8s, [
+    "create",
+    "token",
+    "agent",
+    "-n",
+    namespace,
+    "--audience",
+    AUDIENCE,
+    "--duration",
+    "2h",
+  ]);
+  await vault.api("POST", "sys/auth/kubernetes", { type: "kubernetes" });
+  await vault.api("POST", "auth/kubernetes/config", {
+    kubernetes_host: k8s.server,
+    kubernetes_ca_cert: k8s.caPem,
+    token_reviewer_jwt: reviewerJwt,
+    disable_local_ca_jwt: true,
+  });
+  const k8sRole = (ttl: number) => ({
+    bound_service_account_names: ["agent"],
+    bound_service_account_namespaces: [namespace],
+    audience: AUDIENCE,
+    token_policies: ["airlock-pg"],
+    token_ttl: ttl,
+    token_max_ttl: 7200,
+  });
+  await vault.api("POST", "auth/kubernetes/role/airlock", k8sRole(3600));
+  await vault.api("POST", "auth/kubernetes/role/airlock-short", k8sRole(4));
+  await vault.api("POST", "auth/kubernetes/role/someone-else", {
+    ...k8sRole(3600),
+    bound_service_account_names: ["someone-else"],
+  });
+
+  const tokenDir = await mkdtemp(join(tmpdir(), "airlock-sa-token-"));
+  await writeFile(join(tokenDir, vaultTokenFile(AUDIENCE)), agentJwt);
+  return { namespace, tokenDir, agentJwt };
+}
