@@ -89,6 +89,44 @@ describe("cursors", () => {
   });
 });
 
+describe("cursors redeclared under the same name", () => {
+  // A DECLARE the server refuses (the name is taken) must not replace what the guard knows of
+  // the cursor; and FETCH is masked as any declaration that name ever had in the session.
+  it.each([
+    [
+      "BEGIN",
+      "DECLARE k CURSOR FOR SELECT upper(card_number) AS u FROM customers",
+      "SAVEPOINT s",
+      "DECLARE k CURSOR FOR SELECT 'a' AS u",
+      "ROLLBACK TO SAVEPOINT s",
+      "FETCH 1 FROM k",
+    ],
+    [
+      "BEGIN",
+      "DECLARE k CURSOR FOR SELECT upper(card_number) AS u FROM customers",
+      "DECLARE k CURSOR FOR SELECT 'a' AS u; SELECT 1",
+      "ROLLBACK",
+      "BEGIN",
+      "DECLARE k CURSOR FOR SELECT upper(card_number) AS u FROM customers",
+      "FETCH 1 FROM k",
+    ],
+    [
+      "DECLARE h CURSOR WITH HOLD FOR SELECT upper(card_number) AS u FROM customers",
+      "BEGIN",
+      "DECLARE h CURSOR WITH HOLD FOR SELECT 'a' AS u",
+      "ROLLBACK",
+      "FETCH 1 FROM h",
+    ],
+  ])("%s … %s", async (...steps: string[]) => {
+    await withClient(g, async (c) => {
+      let last = "";
+      for (const sql of steps) last = await seen(c, sql);
+      expect(last).toMatch(/^\[\{"u":/); // the FETCH returned the covered cursor's row
+      expectNoCard(steps.join("; "), last);
+    });
+  });
+});
+
 describe("names the statement gives the data", () => {
   it.each([
     "SELECT x FROM customers AS c(i, n, y, x) WHERE i = 1",
@@ -111,6 +149,11 @@ describe("names the statement gives the data", () => {
     "SELECT upper(v) AS u FROM customers, unnest(ARRAY[card_number]) AS u(v) WHERE id = 1",
     "SELECT x FROM (customers JOIN (SELECT 1 AS k) q ON true) AS j(x1, x2, x3, x) WHERE x1 = 1",
     "SELECT lower(x) AS v FROM (customers JOIN (SELECT 1 AS k) q ON true) AS j(x1, x2, x3, x) WHERE x1 = 1",
+    // A set operation takes the first branch's names: a later branch renames what it reads.
+    "SELECT string_to_array(column4, NULL) AS v FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+    "SELECT '' AS x WHERE false UNION ALL SELECT card_number || '' FROM customers",
+    "SELECT '' AS x WHERE false UNION ALL SELECT most_common_vals::text FROM pg_stats WHERE attname = 'card_number'",
+    "(VALUES ('')) UNION ALL (SELECT upper(card_number) FROM customers)",
   ])("%s", async (sql) => {
     await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
   });

@@ -986,6 +986,10 @@ class Walker {
   #visitQuery(type: string, body: Node, outer: Scope | undefined, out: Collect, top: boolean) {
     const dmlKind = DML[type];
     const target = dmlKind !== undefined && !top && !this.#inert ? new Collect() : out;
+    // A set operation's columns take the first branch's names, and PostgreSQL describes them
+    // with no origin: a covered column in a later branch (`... UNION ALL TABLE customers`) is
+    // renamed as surely as by an alias list.
+    if (typeof body.op === "string" && body.op !== "SETOP_NONE") target.columns.add("*");
     // WITH: a non-recursive CTE sees the CTEs before it; a recursive one sees all of them.
     let scope = outer;
     const withClause = isObj(body.withClause) ? body.withClause : undefined;

@@ -28,7 +28,7 @@ export class ResultMasking {
   readonly userFunctions = new Set<string>();
   /** Relations every column of which may carry covered data: dependent views, statistics views. */
   readonly coveredRelations = new Set<string>();
-  /** The statements a SQL cursor was declared with (SessionStatements.cursors), for FETCH. */
+  /** Every query a SQL cursor of this name was declared with (SessionStatements.cursorHistory), for FETCH. */
   readonly #cursor: (name: string) => readonly ClassifiedStatement[] | undefined;
 
   constructor(
@@ -95,7 +95,10 @@ export class ResultMasking {
   /** The plan for an Execute's rows; throws when masking applies and the columns are unknown. */
   planFor(portal: PortalInfo | undefined): ResultPlan | undefined {
     if (!this.mask) return undefined;
-    const statements = portal?.statements ?? [];
+    // A SQL cursor executed by name reads what any of its declarations read (a FETCH in effect).
+    const statements: readonly ClassifiedStatement[] = portal?.cursor
+      ? [...portal.statements, fetchOf(portal.cursor)]
+      : (portal?.statements ?? []);
     if (portal?.columns) return this.plan(statements, portal.columns);
     const cols = portal?.statement?.columns;
     if (cols) return this.plan(statements, cols, portal?.formats ?? []);
@@ -127,4 +130,20 @@ export class ResultMasking {
       (statements === undefined || taintOf(mask, this.#context(statements).referenced) !== undefined);
     return redactNotice(mask, type, payload, counts, tainted);
   }
+}
+
+/** A FETCH from `name`, for masking a cursor executed by name through the extended protocol. */
+function fetchOf(name: string): ClassifiedStatement {
+  return {
+    kind: "select",
+    tables: [],
+    functions: [],
+    columns: [],
+    routines: [],
+    operators: [],
+    casts: [],
+    fingerprint: "",
+    index: 0,
+    effect: { kind: "fetch", name },
+  };
 }

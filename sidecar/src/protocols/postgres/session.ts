@@ -151,7 +151,7 @@ export class Session {
     } catch (err) {
       this.#broken = err; // masking rules that do not compile: the session fails closed at start
     }
-    this.#results = new ResultMasking(mask, (name) => this.#statements.cursors.get(name));
+    this.#results = new ResultMasking(mask, (name) => this.#statements.cursorHistory.get(name));
     this.#front = new FrontendFramer(deps.limits);
     this.#subject = subjectFor(deps.ctx.workload);
     const w = deps.ctx.workload;

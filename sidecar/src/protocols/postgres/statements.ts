@@ -49,6 +49,8 @@ export interface PortalInfo {
   /** From Describe Portal: the columns with their actual formats. */
   columns?: readonly Column[];
   describing?: Promise<void>;
+  /** A SQL cursor (declared in SQL or by a function), executed by name: masking reads its history. */
+  cursor?: string;
 }
 
 export class SessionStatements {
@@ -62,6 +64,12 @@ export class SessionStatements {
   readonly prepared = new Map<string, StatementInfo>();
   readonly portals = new Map<string, PortalInfo>();
   readonly cursors = new Map<string, readonly ClassifiedStatement[]>();
+  /**
+   * Every query a cursor of each name was declared with in this session, never forgotten: a
+   * CLOSE or a DECLARE inside a transaction or savepoint that is rolled back comes undone on the
+   * server, so what a FETCH reads may be any of them (masking takes all: see ResultMasking).
+   */
+  readonly cursorHistory = new Map<string, ClassifiedStatement[]>();
 
   /**
    * Records what an allowed text does to the session's named statements and cursors: all of it,
@@ -109,6 +117,10 @@ export class SessionStatements {
             e.name,
             c.statements.filter((x) => x.index === s.index),
           );
+          this.cursorHistory.set(e.name, [
+            ...(this.cursorHistory.get(e.name) ?? []),
+            ...c.statements.filter((x) => x.index === s.index),
+          ]);
           break;
         case "closeCursor":
           if (e.name === undefined) this.#closeAll(active);
@@ -169,7 +181,7 @@ export class SessionStatements {
   portalFor(name: string): PortalInfo {
     let info = this.portals.get(name);
     if (!info) {
-      info = { statements: this.cursors.get(name) ?? [] };
+      info = { statements: this.cursors.get(name) ?? [], cursor: name };
       this.portals.set(name, info);
     }
     return info;
