@@ -6,7 +6,8 @@
 // line; 64 MB with the baseline compiler only; measured on Node 24.21). The sidecar loads two
 // lines (the server's grammar and the newest, for fingerprints), so its first guarded PostgreSQL
 // session peaked at ~1 GB RSS and was OOM-killed under a 512Mi limit. Baseline (Liftoff) code
-// parses a typical statement ~30% slower (48 → 65 µs, JSON included), well under a millisecond.
+// parses a typical statement ~30% slower (48 → 65 µs, JSON included), well under a millisecond;
+// `npm run bench -- --only postgres` showed no higher proxy CPU per transaction (pgbench).
 //
 // The flags must be set before the first module is compiled, which libpg-query starts when it is
 // imported: every import of libpg-query goes through ./libpg-query.ts, which imports this first.
