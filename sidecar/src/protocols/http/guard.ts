@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import { refusal } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
+import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import type { ApprovalGate } from "./approval.ts";
@@ -184,7 +185,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const conn = set.connections.get(name);
       return {
         set,
-        connection: conn?.spec.protocol === "http" ? conn : undefined,
+        connection: conn && ridesHttp(conn.spec.protocol) ? conn : undefined,
         destination: name,
         pathAndQuery: target.path + target.query,
       };
@@ -206,7 +207,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const conn = set.connectionFor(host, port);
       return {
         set,
-        connection: conn?.spec.protocol === "http" ? conn : undefined,
+        connection: conn && ridesHttp(conn.spec.protocol) ? conn : undefined,
         destination: `${host.includes(":") ? `[${host}]` : host}:${port}`,
         pathAndQuery,
       };
@@ -434,7 +435,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const set = ctx.policies.current();
       const wanted = new Map<string, CompiledConnection>();
       for (const [name, conn] of set.connections)
-        if (conn.spec.protocol === "http" && conn.spec.listen?.port !== undefined) wanted.set(name, conn);
+        if (ridesHttp(conn.spec.protocol) && conn.spec.listen?.port !== undefined) wanted.set(name, conn);
       for (const [name, b] of bound) if (wanted.get(name)?.spec.listen?.port !== b.port) unbind(name);
       for (const conn of wanted.values()) {
         try {
