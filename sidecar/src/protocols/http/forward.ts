@@ -267,7 +267,27 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     // read whole and masked if it is text, refused if it is not (unless the rule allows binary).
     const maskRequest = hasBody && requestMasker !== undefined;
     let whole: Buffer | undefined;
-    if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
+    if (authorized.body !== undefined) {
+      // Read (and decoded) whole while authorizing (MCP); masked here like any whole body.
+      whole = authorized.body;
+      delete headers["content-encoding"];
+      if (requestMasker) {
+        try {
+          const masked = maskBody(requestMasker, "json", whole);
+          recordMasked(ctx, ex, countByDetector(masked.findings));
+          whole = masked.body;
+        } catch (err) {
+          if (!(err instanceof MaskingError)) throw err;
+          ex.upstream = { error: "unmaskable_request_body" };
+          refuseOnce(f, res, 422, {
+            error: "unmaskable_request_body",
+            reason: "the request body must be masked and cannot be (JSON nested too deeply)",
+          });
+          return;
+        }
+      }
+      headers["content-length"] = String(whole.length);
+    } else if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
       const decs = maskRequest ? decoders(req.headers["content-encoding"]) : [];
       if (!decs) {
         ex.upstream = { error: "unsupported_content_encoding" };

@@ -18,7 +18,7 @@ import { createExchange, type Exchange } from "./exchange.ts";
 import { createForwarder } from "./forward.ts";
 import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
-import { type ErrorBody, sendJson, writeSocketJson } from "./respond.ts";
+import { type ErrorBody, sendJson, sendRawJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
 import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
@@ -80,6 +80,7 @@ function closeServer(server: Server): Promise<void> {
 
 const resResponder = (res: ServerResponse): Responder => ({
   refuse: (status, body, opts) => sendJson(res, status, body, opts),
+  json: (status, body, close) => sendRawJson(res, status, body, close),
   waiting: (w) => {
     if (!res.headersSent && !res.destroyed)
       // Node sends 103 only with a Link (RFC 8297): the link names the request, the headers say the rest.
