@@ -17,12 +17,12 @@ interface McpUpstream {
   close(): Promise<void>;
 }
 
-/** A stateless MCP server with three tools; each POST gets a fresh server and transport. */
+/** A stateless MCP server with four tools; each POST gets a fresh server and transport. */
 async function startMcpServer(): Promise<McpUpstream> {
   const calls: string[] = [];
   const build = () => {
     const server = new McpServer({ name: "ops", version: "1.0.0" });
-    for (const name of ["get_weather", "delete_database", "send_email"])
+    for (const name of ["get_weather", "delete_database", "send_email", "run_report"])
       server.registerTool(
         name,
         { description: `${name} tool`, inputSchema: { arg: z.string().optional() } },
@@ -89,6 +89,13 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
               match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
             },
             {
+              name: "reports",
+              action: "requireApproval",
+              connections: ["ops-mcp"],
+              match: { mcp: { tools: ["run_report"] } },
+              approval: { approvers: { groups: ["sre"] } },
+            },
+            {
               name: "weather",
               action: "allow",
               connections: ["ops-mcp"],
@@ -109,11 +116,25 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     await upstream?.close();
   });
 
+  it("tools/list shows only the tools the agent may call; approval ones say so", async () => {
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => [t.name, t.description])).toEqual([
+      ["get_weather", "get_weather tool"],
+      ["run_report", "run_report tool (requires approval)"],
+    ]);
+  });
+
+  it("a requireApproval tool is refused naming its rule (approvals are not wired for MCP yet)", async () => {
+    const err = await client.callTool({ name: "run_report", arguments: {} }).catch((e: unknown) => e);
+    expect((err as McpError).message).toMatch(/rule reports .*requires approval/);
+    expect(upstream.calls).not.toContain("run_report");
+  });
+
   it("an allowed tool call works and is audited with its tool and rule", async () => {
     const r = await client.callTool({ name: "get_weather", arguments: { arg: "Oslo" } });
     expect(r.content).toEqual([{ type: "text", text: "get_weather done" }]);
     expect(upstream.calls).toContain("get_weather");
-    const ev = sidecar.audit.find((e) => e.operation.kind === "mcp" && "tool" in e.operation);
+    const ev = sidecar.audit.find((e) => e.operation.kind === "mcp" && e.decision.rule === "weather");
     expect(ev?.operation).toEqual({ kind: "mcp", method: "tools/call", tool: "get_weather" });
     expect(ev?.decision).toMatchObject({ action: "allow", rule: "weather" });
   });

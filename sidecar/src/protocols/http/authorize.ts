@@ -47,6 +47,11 @@ export interface Authorized {
   subject: Subject;
   /** The request body, already read whole (MCP: parsed and judged); forwarded instead of the stream. */
   body?: Buffer;
+  /**
+   * Rewrites the whole response body (MCP tools/list filtering); the response is then read whole,
+   * bounded by maxResponseBodyBytes. Throws when the body cannot be rewritten (refused, 502).
+   */
+  rewriteResponse?: (contentType: string, body: Buffer) => Buffer;
 }
 
 export interface AuthorizeDeps {

@@ -23,6 +23,7 @@ import {
   POLICY_REFUSED,
   parseMcpBody,
 } from "./jsonrpc.ts";
+import { filterBody, type ToolVerdict } from "./tools-list.ts";
 
 export interface McpReply {
   /** Sends a JSON body as is (JSON-RPC errors are not Airlock's error envelope). */
@@ -193,7 +194,15 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   });
   for (const j of judged.slice(1)) j.ex.finish();
   const refused = judged.find((j) => j.decision.action !== "allow");
-  if (!refused) return done(body);
+  if (!refused) {
+    const lists = new Set(judged.filter((j) => j.op.method === "tools/list").map((j) => j.id));
+    if (lists.size === 0) return done(body);
+    const verdict = (tool: string): ToolVerdict => {
+      const d = set.evaluate(name, subject, { kind: "mcp", method: "tools/call", tool });
+      return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
+    };
+    return { ...done(body), rewriteResponse: (type, b) => filterBody(type, b, lists, verdict).body };
+  }
 
   ex.finish();
   const errors = judged.map((j) =>
