@@ -5,7 +5,7 @@
 import { conditionsStatus, labelSelector, secretKeyRef, secretRef } from "./common.ts";
 import { bool, duration, int, list, name, obj, oneOf, opt, type Static, str } from "./schema-kit.ts";
 
-export const PROTOCOLS = ["postgres", "http", "ssh"] as const;
+export const PROTOCOLS = ["postgres", "http", "ssh", "mcp"] as const;
 export const ACTIONS = ["allow", "deny", "requireApproval"] as const;
 /** Shapes of the sidecar's own HTTP errors: Airlock's JSON, or the upstream API's error envelope. */
 export const ERROR_FORMATS = ["airlock", "anthropic", "openai"] as const;
@@ -455,8 +455,8 @@ const connection = obj(
     description: "An upstream the agent may reach through the sidecar.",
     validations: [
       {
-        rule: "!has(self.credentials) || !has(self.credentials.http) || self.protocol == 'http'",
-        message: "credentials.http is only for protocol http",
+        rule: "!has(self.credentials) || !has(self.credentials.http) || self.protocol == 'http' || self.protocol == 'mcp'",
+        message: "credentials.http is only for protocols http and mcp",
       },
       {
         rule: "!has(self.credentials) || !has(self.credentials.postgres) || self.protocol == 'postgres'",
@@ -610,6 +610,60 @@ const match = obj(
           ),
         },
         { description: "SQL statement match, decided by the PostgreSQL parser." },
+      ),
+    ),
+    mcp: opt(
+      obj(
+        {
+          methods: opt(
+            list(
+              str({
+                description:
+                  "A JSON-RPC method name (tools/call, tools/list, resources/read, prompts/get, initialize, ...); * globs allowed (resources/*).",
+                maxLength: 128,
+                pattern: "^[A-Za-z0-9_/*.-]+$",
+              }),
+              {
+                description:
+                  "JSON-RPC methods. Absent means any, or, with tools/resources/prompts, the methods those name (tools/call, resources/read, prompts/get).",
+                maxItems: 32,
+                listType: "set",
+              },
+            ),
+          ),
+          tools: opt(
+            list(str({ description: "A tool name; * globs allowed.", maxLength: 256 }), {
+              description: "Tools (tools/call params.name). A rule with tools matches tools/call only.",
+              maxItems: 64,
+              listType: "set",
+            }),
+          ),
+          resources: opt(
+            list(
+              str({
+                description: "A resource URI; * matches within a path segment, ** across segments.",
+                maxLength: 1024,
+              }),
+              {
+                description:
+                  "Resource URIs (resources/read params.uri). A rule with resources matches resources/read only.",
+                maxItems: 64,
+                listType: "set",
+              },
+            ),
+          ),
+          prompts: opt(
+            list(str({ description: "A prompt name; * globs allowed.", maxLength: 256 }), {
+              description: "Prompts (prompts/get params.name). A rule with prompts matches prompts/get only.",
+              maxItems: 64,
+              listType: "set",
+            }),
+          ),
+        },
+        {
+          description:
+            "MCP (Model Context Protocol) JSON-RPC request match, for protocol mcp connections: each request of a POST body is judged on its own.",
+        },
       ),
     ),
     ssh: opt(
@@ -846,6 +900,19 @@ export const AgentAccessPolicySpec = obj(
         rule: "!has(self.masking) || self.masking.all(m, !has(m.connections) || m.connections.all(n, self.connections.exists(c, c.name == n)))",
         message: "masking[].connections must name connections in spec.connections",
         fieldPath: ".masking",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: "self.rules.all(r, !has(r.match) || !has(r.match.mcp) || (has(r.connections) && r.connections.all(n, self.connections.exists(c, c.name == n && c.protocol == 'mcp'))))",
+        message: "rules with match.mcp must list connections, all of protocol mcp",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: "self.rules.all(r, !has(r.match) || !has(r.match.http) || !has(r.connections) || r.connections.all(n, !self.connections.exists(c, c.name == n && c.protocol == 'mcp')))",
+        message:
+          "match.http does not apply to protocol mcp connections (they are judged per JSON-RPC request): use match.mcp",
+        fieldPath: ".rules",
         reason: "FieldValueInvalid",
       },
     ],

@@ -6,6 +6,7 @@
 // never start talking to whatever holds the port instead.
 import { createServer, type Server } from "node:net";
 import type { CompiledConnection } from "./policy/compile.ts";
+import { ridesHttp } from "./policy/protocols.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
 import type { HttpGuard } from "./protocols/http/index.ts";
 import type { SidecarContext } from "./runtime/context.ts";
@@ -34,7 +35,8 @@ export async function startListenerSet(opts: {
   let logged = "";
 
   const open = async (conn: CompiledConnection) => {
-    const handler = opts.handlers[conn.spec.protocol];
+    const handler =
+      opts.handlers[ridesHttp(conn.spec.protocol) ? "http" : (conn.spec.protocol as "postgres" | "ssh")];
     const name = conn.spec.name;
     if (!handler) {
       failures.set(name, `protocol ${conn.spec.protocol} is not supported by this sidecar build`);
@@ -65,7 +67,7 @@ export async function startListenerSet(opts: {
     // syncListeners logs a port it cannot open and goes on; listen() is idempotent for a bound
     // connection and throws for one that is not, which is what readiness needs to know.
     for (const conn of ctx.policies.current().connections.values()) {
-      if (conn.spec.protocol !== "http" || conn.spec.listen?.port === undefined) continue;
+      if (!ridesHttp(conn.spec.protocol) || conn.spec.listen?.port === undefined) continue;
       await opts.http
         .listen(conn)
         .catch((e: Error) =>
@@ -77,7 +79,7 @@ export async function startListenerSet(opts: {
     }
     const wanted = new Map(
       [...ctx.policies.current().connections.values()]
-        .filter((c) => c.spec.listen?.port && c.spec.protocol !== "http")
+        .filter((c) => c.spec.listen?.port && !ridesHttp(c.spec.protocol))
         .map((c) => [c.spec.name, c] as const),
     );
     for (const [name, l] of tcp) {

@@ -185,6 +185,23 @@ describe("broken policies are rejected by the API server with a message that say
       /spec\.connections\[0\]\.name: Invalid value: "Orders_DB": spec\.connections\[0\]\.name in body should match/,
     ],
     [
+      "match.mcp on a rule whose connections are not mcp",
+      (p) => Object.assign(p.spec.rules[0]!, { match: { mcp: { tools: ["get_*"] } } }),
+      /rules with match\.mcp must list connections, all of protocol mcp/,
+    ],
+    [
+      "match.http on a rule naming an mcp connection",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, { connections: ["tools"], match: { http: { paths: ["/mcp"] } } });
+      },
+      /match\.http does not apply to protocol mcp connections/,
+    ],
+    [
       "no connections at all",
       (p) => (p.spec.connections = []),
       /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
@@ -193,6 +210,24 @@ describe("broken policies are rejected by the API server with a message that say
 
   it("accepts the unbroken base policy (so each case below fails only for its own reason)", async () => {
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(base()));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts an mcp connection with credentials.http and match.mcp rules", async () => {
+    const p = base();
+    p.spec.connections.push({
+      name: "tools",
+      protocol: "mcp",
+      target: { host: "mcp.internal", port: 443 },
+      credentials: { secretRef: { name: "gh" }, http: { header: "Authorization", key: "token" } },
+    } as unknown as Policy["spec"]["connections"][number]);
+    p.spec.rules.push({
+      name: "weather",
+      action: "allow",
+      connections: ["tools"],
+      match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
 

@@ -136,6 +136,10 @@ export function summarizeOperation(op: AuditOperation): string {
       return `${op.method} ${op.path}${op.websocket ? " (websocket)" : ""}`;
     case "http-tunnel":
       return "CONNECT (tunnel)";
+    case "mcp": {
+      const target = op.tool ?? op.resource ?? op.prompt;
+      return target === undefined ? op.method : `${op.method} ${target}`;
+    }
     case "sql":
       return (
         op.statements

@@ -30,3 +30,13 @@ export function anyOf(
   const matchers = globs.map(compile);
   return (value) => matchers.some((m) => m(value));
 }
+
+/** URI globs (MCP resources): `**` matches anything, `*` anything but `/`. Case-sensitive. */
+export function compileUriGlob(glob: string): Matcher {
+  const re = glob
+    .split("**")
+    .map((part) => part.split("*").map(escapeRegex).join("[^/]*"))
+    .join(".*");
+  const regex = new RegExp(`^${re}$`, "s");
+  return (value) => regex.test(value);
+}

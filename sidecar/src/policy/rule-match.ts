@@ -6,7 +6,7 @@
 // restrictive rule matches case-insensitively and ignores `;` path parameters, an allow rule
 // matches exactly (see http-path.ts).
 import type { SqlStatementKind } from "../../../api/src/index.ts";
-import { anyOf, compileNameGlob, compilePathGlob, type Matcher } from "./glob.ts";
+import { anyOf, compileNameGlob, compilePathGlob, compileUriGlob, type Matcher } from "./glob.ts";
 import { looseMatchPath } from "./http-path.ts";
 import type { Operation, Rule, SqlKind, SqlStatement } from "./types.ts";
 
@@ -51,7 +51,8 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
   const http = match?.http;
   const sql = match?.sql;
   const ssh = match?.ssh;
-  const open = !match || (!http && !sql && !ssh);
+  const mcp = match?.mcp;
+  const open = !match || (!http && !sql && !ssh && !mcp);
 
   const methods = http?.methods && !http.methods.includes("*") ? new Set<string>(http.methods) : undefined;
   const globs = anyOf(http?.paths, (g) => compilePathGlob(g, restrictive));
@@ -73,6 +74,24 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
     if (!names?.length) return admits || !settingGlobs;
     if (!settingGlobs) return !admits;
     return admits ? names.every(settingGlobs) : names.some(settingGlobs);
+  };
+
+  // MCP: tools/resources/prompts each imply the method that names them; `methods` may widen that.
+  const mcpMethods = anyOf(mcp?.methods, (g) => compileNameGlob(g));
+  const mcpTools = anyOf(mcp?.tools, (g) => compileNameGlob(g));
+  const mcpResources = anyOf(mcp?.resources, compileUriGlob);
+  const mcpPrompts = anyOf(mcp?.prompts, (g) => compileNameGlob(g));
+  const mcpOp = (op: Extract<Operation, { kind: "mcp" }>): boolean => {
+    if (!mcp) return false;
+    const named = mcpTools || mcpResources || mcpPrompts;
+    if (mcpMethods && !mcpMethods(op.method)) return false;
+    if (!named) return true;
+    if (op.method === "tools/call" && mcpTools) return op.tool !== undefined && mcpTools(op.tool);
+    if (op.method === "resources/read" && mcpResources)
+      return op.resource !== undefined && mcpResources(op.resource);
+    if (op.method === "prompts/get" && mcpPrompts) return op.prompt !== undefined && mcpPrompts(op.prompt);
+    // Other methods pass a rule with names only when `methods` lists them explicitly.
+    return mcpMethods !== undefined;
   };
 
   const statement = (s: SqlStatement) =>
@@ -107,6 +126,8 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
         return restrictive ? open || !!ssh?.portForwarding : !!ssh?.portForwarding;
       case "ssh-sftp":
         return restrictive ? open || !!ssh?.sftp : !!ssh?.sftp;
+      case "mcp":
+        return open || mcpOp(op);
     }
   };
 }

@@ -30,7 +30,9 @@ export type Operation =
   | { kind: "ssh-exec"; command: string }
   | { kind: "ssh-shell" }
   | { kind: "ssh-forward"; target: string }
-  | { kind: "ssh-sftp" };
+  | { kind: "ssh-sftp" }
+  /** One MCP JSON-RPC request; tool/resource/prompt are set for tools/call, resources/read, prompts/get. */
+  | { kind: "mcp"; method: string; tool?: string; resource?: string; prompt?: string };
 
 export interface Decision {
   action: Action;

@@ -26,8 +26,13 @@ const TOP_LEVEL = ["apiVersion", "kind", "metadata", "spec", "status"];
 
 // Connection fields that mean something for one protocol only (the CRD's CEL rules say the same):
 // on another protocol they would be silently ignored, so the restriction they express would not hold.
-const PROTOCOL_ONLY: readonly [field: string, read: (c: Connection) => unknown, protocol: Protocol][] = [
-  ["credentials.http", (c) => c.credentials?.http, "http"],
+const PROTOCOL_ONLY: readonly [
+  field: string,
+  read: (c: Connection) => unknown,
+  protocol: Protocol,
+  alsoFor?: Protocol,
+][] = [
+  ["credentials.http", (c) => c.credentials?.http, "http", "mcp"],
   ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
   ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
   ["credentials.vault", (c) => c.credentials?.vault, "postgres"],
@@ -93,11 +98,11 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
   const spec = policy.spec;
   const connections = new Map(spec.connections.map((c) => [c.name, c]));
   spec.connections.forEach((c, i) => {
-    for (const [field, read, protocol] of PROTOCOL_ONLY)
-      if (read(c) !== undefined && c.protocol !== protocol)
+    for (const [field, read, protocol, alsoFor] of PROTOCOL_ONLY)
+      if (read(c) !== undefined && c.protocol !== protocol && c.protocol !== alsoFor)
         out.push({
           path: `spec.connections[${i}].${field}`,
-          message: `${field} is only for protocol ${protocol}; connection ${c.name} speaks ${c.protocol}`,
+          message: `${field} is only for protocol ${protocol}${alsoFor ? ` and ${alsoFor}` : ""}; connection ${c.name} speaks ${c.protocol}`,
         });
   });
   spec.connections.forEach((c, i) => {
@@ -137,9 +142,20 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
     // certainly a mistake that would leave the intended restriction unenforced.
     const protocols = new Set(named.map((n) => connections.get(n)?.protocol));
     const m = rule.match;
-    const wrong = (["http", "sql", "ssh"] as const).filter(
+    const wrong = (["http", "sql", "ssh", "mcp"] as const).filter(
       (k) => m?.[k] && !protocols.has(k === "sql" ? "postgres" : k),
     );
+    // MCP connections are judged per JSON-RPC request, never as HTTP requests (the CRD says the same).
+    if (m?.mcp && (!rule.connections?.length || named.some((n) => connections.get(n)?.protocol !== "mcp")))
+      out.push({
+        path: `${at}.match.mcp`,
+        message: `rule ${rule.name} matches mcp: it must list connections, all of protocol mcp`,
+      });
+    if (m?.http && rule.connections?.length && named.some((n) => connections.get(n)?.protocol === "mcp"))
+      out.push({
+        path: `${at}.match.http`,
+        message: `rule ${rule.name}: match.http does not apply to protocol mcp connections (they are judged per JSON-RPC request); use match.mcp`,
+      });
     for (const k of wrong)
       out.push({
         path: `${at}.match.${k}`,

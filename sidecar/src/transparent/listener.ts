@@ -16,6 +16,7 @@ import { type AddressInfo, createServer, isIP, type Server, type Socket } from "
 import { networkInterfaces } from "node:os";
 import { OperationLog } from "../operations/lifecycle.ts";
 import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
+import { ridesHttp } from "../policy/protocols.ts";
 import type { AcceptInfo, ConnectionHandler } from "../protocols/handler.ts";
 import type { SidecarContext } from "../runtime/context.ts";
 import { type AddressMap, canonicalIp, createAddressMap, type Resolver } from "./address-map.ts";
@@ -180,7 +181,7 @@ export async function createTransparentListener(
     if (candidates.length === 1 && only) return { ok: true, connection: only, by: "address" };
 
     const httpOnPort = [...set.connections.values()].some(
-      (c) => c.spec.protocol === "http" && c.spec.target.port === dst.port,
+      (c) => ridesHttp(c.spec.protocol) && c.spec.target.port === dst.port,
     );
     if (!httpOnPort)
       return candidates.length > 1
@@ -254,7 +255,7 @@ export async function createTransparentListener(
       if (closed) return void socket.resetAndDestroy();
 
       const { connection } = mapping;
-      const handler = handlers[connection.spec.protocol];
+      const handler = handlers[ridesHttp(connection.spec.protocol) ? "http" : connection.spec.protocol];
       if (!handler)
         return deny(
           socket,

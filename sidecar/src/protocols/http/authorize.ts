@@ -13,6 +13,7 @@ import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { splitTarget } from "../../policy/http-path.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { authorizeMcp } from "../mcp/authorize.ts";
 import { type ApprovalGate, approvalReason } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -22,6 +23,8 @@ import type { ErrorBody, RefuseOptions } from "./respond.ts";
 
 export interface Responder {
   refuse(status: number, body: ErrorBody, opts?: RefuseOptions): void;
+  /** Sends a JSON body as is (MCP's JSON-RPC errors); absent on raw sockets. */
+  json?(status: number, body: unknown, close?: boolean): void;
   /** Tells the agent at once that the request waits for approval (a 103 with X-Airlock-Approval-*). */
   waiting?(w: ApprovalWaiting): void;
 }
@@ -42,6 +45,13 @@ export interface Authorized {
   /** Normalized path plus the untouched query: what the upstream gets. */
   forwardTarget: string;
   subject: Subject;
+  /** The request body, already read whole (MCP: parsed and judged); forwarded instead of the stream. */
+  body?: Buffer;
+  /**
+   * Rewrites the whole response body (MCP tools/list filtering); the response is then read whole,
+   * bounded by maxResponseBodyBytes. Throws when the body cannot be rewritten (refused, 502).
+   */
+  rewriteResponse?: (contentType: string, body: Buffer) => Buffer;
 }
 
 export interface AuthorizeDeps {
@@ -130,6 +140,29 @@ export async function authorize(
     ex.decide(refusal("identityRefused", undefined, err.code)).finish();
     responder.refuse(identityStatus(err), { error: "invalid_identity", code: err.code, reason: err.message });
     return undefined;
+  }
+
+  if (connection.spec.protocol === "mcp") {
+    const json = agentResponder.json;
+    if (websocket || !json) {
+      ex.operation = { kind: "mcp", method: "(websocket)" };
+      ex.decide(
+        refusal("badTarget", connection.policy, "MCP connections carry no WebSocket upgrades"),
+      ).finish();
+      responder.refuse(403, { error: "denied", reason: "MCP connections carry no WebSocket upgrades" });
+      return undefined;
+    }
+    return authorizeMcp({
+      ctx,
+      req,
+      session,
+      ex,
+      set: route.set,
+      connection,
+      subject,
+      forwardTarget: judged.forwardPath + query,
+      reply: { json },
+    });
   }
 
   // Decision time: classifying (path normalization) plus evaluating; token verification, which

@@ -33,7 +33,7 @@ import {
 import { classify, decoders, looksBinary, upstreamAcceptEncoding } from "./content.ts";
 import { credentialHeadersToDrop, type InjectedCredential, resolveCredential } from "./credentials.ts";
 import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
-import { declaredLength, isChunked, upstreamRequestHeaders } from "./headers.ts";
+import { declaredLength, downstreamResponseHeaders, isChunked, upstreamRequestHeaders } from "./headers.ts";
 import { maskHeaderValues, maskQuery } from "./mask-headers.ts";
 import { countByDetector, type MaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson } from "./respond.ts";
@@ -180,6 +180,68 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     });
   };
 
+  /** Reads the response whole, rewrites it (then masks it), and sends it with its own length. */
+  async function relayRewritten(
+    f: InFlight,
+    res: ServerResponse,
+    proxyRes: IncomingMessage,
+    rewrite: NonNullable<Authorized["rewriteResponse"]>,
+  ): Promise<void> {
+    const { ex } = f;
+    const status = proxyRes.statusCode ?? 502;
+    const fail = (error: string, reason: string) => {
+      proxyRes.destroy();
+      ex.upstream = { status, error };
+      f.settled = false;
+      refuseOnce(f, res, 502, { error, reason });
+    };
+    const decs = decoders(proxyRes.headers["content-encoding"]);
+    if (!decs)
+      return fail("unsupported_content_encoding", "the server's answer cannot be decoded to be filtered");
+    let body: Buffer;
+    try {
+      body = await readAll(proxyRes, decs, f.maxResponseBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLargeError)
+        return fail(
+          "response_body_too_large",
+          `responses to filter are limited to ${f.maxResponseBytes} bytes`,
+        );
+      return fail("undecodable_response_body", "the server's answer could not be read whole");
+    }
+    const type = String(proxyRes.headers["content-type"] ?? "");
+    if (status >= 200 && status < 300) {
+      try {
+        body = rewrite(type, body);
+      } catch (err) {
+        return fail("unfilterable_response", err instanceof Error ? err.message : "cannot filter the answer");
+      }
+    }
+    if (f.responseMasker) {
+      try {
+        const masked = maskBody(
+          f.responseMasker,
+          type.startsWith("application/json") ? "json" : "text",
+          body,
+        );
+        recordMasked(ctx, ex, countByDetector(masked.findings));
+        body = masked.body;
+      } catch (err) {
+        if (!(err instanceof MaskingError)) throw err;
+        return fail("unmaskable_response_body", "the server's answer cannot be masked");
+      }
+    }
+    const headers = downstreamResponseHeaders(proxyRes.headers);
+    delete headers["content-encoding"];
+    delete headers["transfer-encoding"];
+    headers["content-length"] = String(body.length);
+    ex.upstream = { status };
+    emitAudit(ctx, ex);
+    if (res.destroyed) return;
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
   async function web(req: IncomingMessage, res: ServerResponse, authorized: Authorized): Promise<void> {
     const { ex, connection, forwardTarget } = authorized;
     const spec = connection.spec;
@@ -267,7 +329,27 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     // read whole and masked if it is text, refused if it is not (unless the rule allows binary).
     const maskRequest = hasBody && requestMasker !== undefined;
     let whole: Buffer | undefined;
-    if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
+    if (authorized.body !== undefined) {
+      // Read (and decoded) whole while authorizing (MCP); masked here like any whole body.
+      whole = authorized.body;
+      delete headers["content-encoding"];
+      if (requestMasker) {
+        try {
+          const masked = maskBody(requestMasker, "json", whole);
+          recordMasked(ctx, ex, countByDetector(masked.findings));
+          whole = masked.body;
+        } catch (err) {
+          if (!(err instanceof MaskingError)) throw err;
+          ex.upstream = { error: "unmaskable_request_body" };
+          refuseOnce(f, res, 422, {
+            error: "unmaskable_request_body",
+            reason: "the request body must be masked and cannot be (JSON nested too deeply)",
+          });
+          return;
+        }
+      }
+      headers["content-length"] = String(whole.length);
+    } else if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
       const decs = maskRequest ? decoders(req.headers["content-encoding"]) : [];
       if (!decs) {
         ex.upstream = { error: "unsupported_content_encoding" };
@@ -383,6 +465,10 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         { connection: ex.connection, protocol: "http" },
         (performance.now() - f.startedUpstream) / 1000,
       );
+      if (authorized.rewriteResponse) {
+        void relayRewritten(f, res, proxyRes, authorized.rewriteResponse);
+        return;
+      }
       relayResponse(ctx, ex, res, proxyRes, {
         masker: f.responseMasker,
         maxBodyBytes: f.maxResponseBytes,

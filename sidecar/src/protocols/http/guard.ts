@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import { refusal } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
+import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import type { ApprovalGate } from "./approval.ts";
@@ -17,7 +18,7 @@ import { createExchange, type Exchange } from "./exchange.ts";
 import { createForwarder } from "./forward.ts";
 import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
-import { type ErrorBody, sendJson, writeSocketJson } from "./respond.ts";
+import { type ErrorBody, sendJson, sendRawJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
 import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
@@ -79,6 +80,7 @@ function closeServer(server: Server): Promise<void> {
 
 const resResponder = (res: ServerResponse): Responder => ({
   refuse: (status, body, opts) => sendJson(res, status, body, opts),
+  json: (status, body, close) => sendRawJson(res, status, body, close),
   waiting: (w) => {
     if (!res.headersSent && !res.destroyed)
       // Node sends 103 only with a Link (RFC 8297): the link names the request, the headers say the rest.
@@ -184,7 +186,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const conn = set.connections.get(name);
       return {
         set,
-        connection: conn?.spec.protocol === "http" ? conn : undefined,
+        connection: conn && ridesHttp(conn.spec.protocol) ? conn : undefined,
         destination: name,
         pathAndQuery: target.path + target.query,
       };
@@ -206,7 +208,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const conn = set.connectionFor(host, port);
       return {
         set,
-        connection: conn?.spec.protocol === "http" ? conn : undefined,
+        connection: conn && ridesHttp(conn.spec.protocol) ? conn : undefined,
         destination: `${host.includes(":") ? `[${host}]` : host}:${port}`,
         pathAndQuery,
       };
@@ -434,7 +436,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       const set = ctx.policies.current();
       const wanted = new Map<string, CompiledConnection>();
       for (const [name, conn] of set.connections)
-        if (conn.spec.protocol === "http" && conn.spec.listen?.port !== undefined) wanted.set(name, conn);
+        if (ridesHttp(conn.spec.protocol) && conn.spec.listen?.port !== undefined) wanted.set(name, conn);
       for (const [name, b] of bound) if (wanted.get(name)?.spec.listen?.port !== b.port) unbind(name);
       for (const conn of wanted.values()) {
         try {

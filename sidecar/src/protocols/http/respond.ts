@@ -42,6 +42,24 @@ export function sendJson(
   res.end(payload);
 }
 
+/** Sends `body` as JSON exactly as given (no error envelope), unless a response is under way. */
+export function sendRawJson(res: ServerResponse, status: number, body: unknown, close = false): void {
+  if (res.destroyed) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const payload = Buffer.from(JSON.stringify(body));
+  if (close) res.shouldKeepAlive = false;
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": payload.length,
+    "cache-control": "no-store",
+    ...(close ? { connection: "close" } : {}),
+  });
+  res.end(payload);
+}
+
 /** Writes a complete HTTP/1.1 JSON response on a raw socket and closes it. */
 export function writeSocketJson(
   socket: Duplex,

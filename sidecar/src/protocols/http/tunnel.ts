@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import { judgeConnect, judgeTunnel, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
+import { ridesHttp } from "../../policy/protocols.ts";
 import type { Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
 import { refuseUnknown } from "./authorize.ts";
@@ -216,11 +217,11 @@ export async function handleConnect(
       head,
       () => socket.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
       (status, detail) => writeSocketJson(socket, status, { error: "upstream_unavailable", reason: detail }),
-      connection.spec.protocol === "http",
+      ridesHttp(connection.spec.protocol),
     );
     return;
   }
-  if (!judged.inspectsHttp || connection.spec.protocol !== "http") {
+  if (!judged.inspectsHttp || !ridesHttp(connection.spec.protocol)) {
     tunnelEx.finish();
     denied();
     return;
