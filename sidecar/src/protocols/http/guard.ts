@@ -19,6 +19,7 @@ import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
+import type { PodCa } from "./tls/pod-ca.ts";
 import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
 import { createWebSocketForwarder, isWebSocketUpgrade } from "./websocket.ts";
@@ -37,6 +38,8 @@ export interface HttpGuardOptions {
   upstreamTimeoutMs?: number;
   /** Upstream TCP/TLS connect timeout, ms (default 10000). */
   connectTimeoutMs?: number;
+  /** The pod CA in force; with it, CONNECTs to HTTPS hosts it covers are intercepted (tls/intercept.ts). */
+  podCa?: () => PodCa | undefined;
 }
 
 export interface ListenOptions {
@@ -122,6 +125,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
     ctx,
     connectTimeoutMs: fwdDeps.connectTimeoutMs,
     open: tunnels,
+    ...(options.podCa ? { podCa: options.podCa } : {}),
     inspect(connection, socket) {
       handoverServer(connection).emit("connection", socket);
       socket.resume();

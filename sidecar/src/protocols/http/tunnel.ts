@@ -18,6 +18,8 @@ import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
 import { writeSocketJson } from "./respond.ts";
 import { parseAuthority, TargetError } from "./target.ts";
+import { terminateTls } from "./tls/intercept.ts";
+import type { PodCa } from "./tls/pod-ca.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface TunnelDeps {
@@ -27,6 +29,8 @@ export interface TunnelDeps {
   open: Set<Duplex>;
   /** Serves plain HTTP found inside a CONNECT with `connection`'s HTTP guard (`first` unread). */
   inspect(connection: string, socket: Duplex): void;
+  /** The pod CA in force (absent: no interception, the agent's TLS stays a host-level tunnel). */
+  podCa?: () => PodCa | undefined;
 }
 
 /** A TLS record starts with content type 22 (handshake): the agent's own TLS. */
@@ -207,6 +211,38 @@ export async function handleConnect(
       reason: judged.tls.reason,
     });
   tunnelEx.decide(judged.tls);
+  const ca = deps.podCa?.();
+  // Interception: an HTTPS connection whose host the pod CA covers, unless a CONNECT rule admits
+  // an opaque tunnel (the per-rule passthrough, for pinned clients).
+  const intercept =
+    judged.tls.action !== "allow" &&
+    judged.inspectsHttp &&
+    connection.spec.protocol === "http" &&
+    connection.spec.tls?.mode !== "disable" &&
+    ca?.covers(authority.host) === true;
+  if (intercept && ca) {
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    firstBytes(socket, head, (first) => {
+      if (!isTls(first)) {
+        handOver(deps, connection.spec.name, socket, first);
+        return;
+      }
+      socket.unshift(first);
+      void terminateTls({
+        ca,
+        host: authority.host,
+        socket,
+        logger: ctx.logger,
+        connection: connection.spec.name,
+        // Each request inside is one operation, audited by the HTTP guard.
+        ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+      }).catch((err: unknown) => {
+        ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
+        socket.destroy();
+      });
+    });
+    return;
+  }
   if (judged.tls.action === "allow") {
     openTunnel(
       deps,
