@@ -263,4 +263,28 @@ describe("HTTPS interception on CONNECT", () => {
     await expect(ca?.leaf("evil.example")).rejects.toBeInstanceOf(NameOutsideConstraintsError);
     await expect(ca?.leaf("a.localhost")).rejects.toBeInstanceOf(NameOutsideConstraintsError);
   });
+
+  it("re-mints the CA (new key, new constraints, new bundle) when the HTTPS hosts change", async () => {
+    const before = keeper.current();
+    const bundleBefore = await readFile(bundle, "utf8");
+    const next = spec(upstream.port);
+    next.connections?.push({ name: "other", protocol: "http", target: { host: "other.example", port: 443 } });
+    sc.setPolicies([policy("intercept", next)]);
+    await keeper.ready();
+    const after = keeper.current();
+    expect(after).not.toBe(before);
+    expect(after?.covers("other.example")).toBe(true);
+    expect(before?.covers("other.example")).toBe(false);
+    const bundleAfter = await readFile(bundle, "utf8");
+    expect(bundleAfter).not.toBe(bundleBefore);
+    expect(bundleAfter.startsWith(after?.certPem.trim() ?? "-")).toBe(true);
+    // The same hosts again: the CA in force stays (agents keep trusting it).
+    sc.setPolicies([policy("intercept", next)]);
+    await keeper.ready();
+    expect(keeper.current()).toBe(after);
+    // Interception keeps working with the new CA and the rewritten bundle.
+    const r = await curl("/v1/after");
+    expect(r.status).toBe(200);
+    expect(r.body).not.toContain("alice@example.com");
+  });
 });
