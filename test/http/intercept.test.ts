@@ -6,7 +6,12 @@ import "reflect-metadata";
 import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect as netConnect, type Socket } from "node:net";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Socket,
+} from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
@@ -286,5 +291,42 @@ describe("HTTPS interception on CONNECT", () => {
     const r = await curl("/v1/after");
     expect(r.status).toBe(200);
     expect(r.body).not.toContain("alice@example.com");
+  });
+
+  it("captured TLS (transparent listener) with the connection's SNI is intercepted the same way", async () => {
+    const conn = sc.ctx.policies.current().connections.get("api");
+    if (!conn) throw new Error("no connection");
+    // A stand-in for the transparent listener: the ClientHello is read, then the socket handed over.
+    const server = createNetServer((socket) => {
+      socket.once("data", (head: Buffer) => {
+        socket.pause();
+        sc.guard.acceptTunnel(socket, conn, { via: "transparent", head });
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const get = async (servername: string) => {
+      const tls = tlsConnect({ host: "127.0.0.1", port, servername, ca: await readFile(bundle) });
+      let out = "";
+      tls.on("data", (c: Buffer) => {
+        out += c.toString("utf8");
+      });
+      await once(tls, "secureConnect");
+      tls.write(`GET /v1/captured HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+      await once(tls, "close");
+      return out;
+    };
+    try {
+      const res = await get("localhost");
+      expect(res).toMatch(/^HTTP\/1\.1 200/);
+      expect(res).not.toContain("alice@example.com");
+      expect(upstream.requests.at(-1)).toMatchObject({ url: "/v1/captured" });
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
+      // An SNI that is not a name of the connection is not intercepted: no tunnel rule, so cut.
+      await expect(get("evil.example")).rejects.toThrow();
+    } finally {
+      server.close();
+    }
   });
 });

@@ -13,6 +13,7 @@ import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
+import { sniff } from "../../transparent/sniff.ts";
 import { refuseUnknown } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
@@ -275,6 +276,43 @@ export async function handleConnect(
 }
 
 /**
+ * Captured TLS whose SNI is a name of the connection the pod CA covers, with no rule asking for an
+ * opaque tunnel but rules that may admit requests: terminated and handed to the HTTP guard, as a
+ * CONNECT would be. Returns false when the socket is left to the host-level tunnel path.
+ */
+function interceptCaptured(
+  deps: TunnelDeps,
+  connection: CompiledConnection,
+  socket: Duplex,
+  head: Buffer,
+): boolean {
+  const { ctx } = deps;
+  const ca = deps.podCa?.();
+  if (!ca || connection.spec.protocol !== "http" || connection.spec.tls?.mode === "disable") return false;
+  const hello = sniff(head);
+  const name = hello.kind === "tls" ? hello.serverName?.toLowerCase() : undefined;
+  const names = [connection.spec.target.host, ...(connection.spec.target.aliases ?? [])].map((h) =>
+    h.toLowerCase(),
+  );
+  if (!name || !names.includes(name) || !ca.covers(name)) return false;
+  const judged = judgeConnect(ctx.policies.current(), connection.spec.name, subjectFor(ctx.workload));
+  if (judged.tls.action === "allow" || !judged.inspectsHttp) return false;
+  socket.unshift(head);
+  void terminateTls({
+    ca,
+    host: name,
+    socket,
+    logger: ctx.logger,
+    connection: connection.spec.name,
+    ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+  }).catch((err: unknown) => {
+    ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
+    socket.destroy();
+  });
+  return true;
+}
+
+/**
  * A captured socket the agent speaks TLS on (the transparent listener saw a ClientHello in
  * `head`): judged as a tunnel for the workload identity; refused by closing the socket.
  */
@@ -299,6 +337,7 @@ export function acceptTunnel(
     refuseUnknown(ctx, ex, connection.spec.name, { refuse: () => socket.destroy() });
     return;
   }
+  if (head && interceptCaptured(deps, current, socket, head)) return;
   const decision = decide(ctx, ex, current, subjectFor(ctx.workload));
   if (decision.action !== "allow") {
     ex.finish();
