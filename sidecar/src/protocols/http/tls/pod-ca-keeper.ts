@@ -43,6 +43,11 @@ export function startPodCaKeeper(opts: {
       if (key !== next) return; // superseded while queued
       if (hosts.length === 0) {
         ca = undefined;
+        // The agents' trust variables point at the bundle: it must exist, with the roots at least.
+        if (opts.bundlePath)
+          await writeTrustBundle(opts.bundlePath, undefined).catch((err: unknown) =>
+            opts.logger.error({ err: String(err) }, "trust bundle could not be written"),
+          );
         return;
       }
       try {

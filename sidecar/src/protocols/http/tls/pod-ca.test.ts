@@ -80,6 +80,14 @@ describe("PodCa", async () => {
     expect(pem.match(/BEGIN CERTIFICATE/g)?.length).toBe(rootCertificates.length + 1);
   });
 
+  it("writes the system roots alone when there is no pod CA", async () => {
+    const alone = join(dir, "roots-only.pem");
+    await writeTrustBundle(alone, undefined);
+    const pem = readFileSync(alone, "utf8");
+    expect(pem.match(/BEGIN CERTIFICATE/g)?.length).toBe(rootCertificates.length);
+    expect(pem).not.toContain(ca.certPem.trim());
+  });
+
   it("mints leaves for policy hosts that the bundle validates (openssl verify)", async () => {
     for (const host of ["api.example.com", "a.svc.test"]) {
       const leaf = await ca.leaf(host);

@@ -7,12 +7,16 @@ import { rootCertificates } from "node:tls";
 /** Env variable naming the bundle path (the injector mounts its directory read-only into agents). */
 export const TRUST_BUNDLE_ENV = "AIRLOCK_TRUST_BUNDLE";
 
-export function trustBundlePem(caPem: string, roots: readonly string[] = rootCertificates): string {
-  const parts = [caPem, ...roots].map((p) => p.trim());
+/** The bundle; without a pod CA (no HTTPS hosts) the system roots alone, so agents' TLS still works. */
+export function trustBundlePem(
+  caPem: string | undefined,
+  roots: readonly string[] = rootCertificates,
+): string {
+  const parts = [...(caPem ? [caPem] : []), ...roots].map((p) => p.trim());
   return `${parts.join("\n")}\n`;
 }
 
-export async function writeTrustBundle(path: string, caPem: string): Promise<void> {
+export async function writeTrustBundle(path: string, caPem: string | undefined): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   await writeFile(tmp, trustBundlePem(caPem), { mode: 0o644 });
   await rename(tmp, path);
