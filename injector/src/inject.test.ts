@@ -62,7 +62,7 @@ describe("injectPod", () => {
       version: "1.2.3",
       image: "example/airlock:1.2.3",
       containers: ["airlock-init", "airlock-sidecar"],
-      volumes: ["airlock-podinfo", "airlock-token", "airlock-tmp", "airlock-secret-tok"],
+      volumes: ["airlock-podinfo", "airlock-token", "airlock-tmp", "airlock-trust", "airlock-secret-tok"],
       secrets: ["tok"],
       policies: ["pol"],
     });
@@ -79,7 +79,10 @@ describe("injectPod", () => {
     expect(out.status.secrets).toEqual(["s1", "s3", "s5"]);
     expect(out.status.policies).toEqual(["empty", "expr", "match-labels"]);
     const agent = out.pod.spec?.containers[0];
-    expect(agent?.volumeMounts).toBeUndefined();
+    // Agents get only the trust bundle, read-only: never a Secret.
+    expect(agent?.volumeMounts).toEqual([
+      { name: "airlock-trust", mountPath: "/etc/airlock/trust", readOnly: true },
+    ]);
     const sidecar = out.pod.spec?.initContainers?.[1];
     expect(sidecar?.volumeMounts?.filter((m) => m.mountPath.startsWith("/etc/airlock/secrets/"))).toEqual([
       { name: "airlock-secret-s1", mountPath: "/etc/airlock/secrets/s1", readOnly: true },
@@ -226,8 +229,15 @@ describe("injectPod", () => {
     const spec = out.pod.spec;
     expect(spec?.automountServiceAccountToken).toBe(false);
     expect(spec?.serviceAccountName).toBe("agent-sa");
-    expect(spec?.containers[0]?.volumeMounts).toBeUndefined();
-    expect(spec?.volumes?.map((v) => v.name)).toEqual(["airlock-podinfo", "airlock-token", "airlock-tmp"]);
+    expect(spec?.containers[0]?.volumeMounts).toEqual([
+      { name: "airlock-trust", mountPath: "/etc/airlock/trust", readOnly: true },
+    ]);
+    expect(spec?.volumes?.map((v) => v.name)).toEqual([
+      "airlock-podinfo",
+      "airlock-token",
+      "airlock-tmp",
+      "airlock-trust",
+    ]);
   });
 
   it("turns capture annotations into airlock-init arguments", () => {

@@ -29,6 +29,7 @@ import {
   PORTS,
   SIDECAR_COMMAND,
   SIDECAR_CONTAINER,
+  TRUST_BUNDLE_PATH,
   VOLUMES,
 } from "./names.ts";
 import { policiesSelecting, referencedSecrets, vaultAudiences } from "./policies.ts";
@@ -74,6 +75,16 @@ export const PROXY_ENV: readonly V1EnvVar[] = [
   { name: "https_proxy", value: PROXY_URL },
   { name: "no_proxy", value: NO_PROXY },
 ];
+
+/** Where common clients look for their CA bundle: the sidecar's trust bundle (pod CA + system roots). */
+export const TRUST_ENV: readonly V1EnvVar[] = [
+  "SSL_CERT_FILE",
+  "NODE_EXTRA_CA_CERTS",
+  "REQUESTS_CA_BUNDLE",
+  "CURL_CA_BUNDLE",
+  "GIT_SSL_CAINFO",
+  "AWS_CA_BUNDLE",
+].map((name) => ({ name, value: TRUST_BUNDLE_PATH }));
 
 /** The volume the ServiceAccount admission plugin adds (kube-api-access-xxxxx). */
 const AUTO_TOKEN_VOLUME = /^kube-api-access-[a-z0-9]+$/;
@@ -193,7 +204,7 @@ function refusals(pod: V1Pod, config: InjectorConfig, allowSetuid: boolean): str
   for (const name of [INIT_CONTAINER, SIDECAR_CONTAINER])
     if (userContainers(pod).some(({ container }) => container.name === name))
       problems.push(`container name ${name} is reserved for Airlock; rename the container`);
-  const reservedVolumes = new Set<string>([VOLUMES.podinfo, VOLUMES.token, VOLUMES.tmp]);
+  const reservedVolumes = new Set<string>([VOLUMES.podinfo, VOLUMES.token, VOLUMES.tmp, VOLUMES.trust]);
   for (const v of spec.volumes ?? [])
     if (reservedVolumes.has(v.name) || v.name.startsWith(VOLUMES.secretPrefix))
       problems.push(`volume name ${v.name} is reserved for Airlock; rename the volume`);
@@ -264,7 +275,7 @@ function hardenAgent(
  */
 function withProxyEnv(env: readonly V1EnvVar[] | undefined): V1EnvVar[] {
   const have = new Set((env ?? []).map((e) => e.name.toUpperCase()));
-  return [...(env ?? []), ...PROXY_ENV.filter((e) => !have.has(e.name.toUpperCase()))];
+  return [...(env ?? []), ...[...PROXY_ENV, ...TRUST_ENV].filter((e) => !have.has(e.name.toUpperCase()))];
 }
 
 function initContainer(
@@ -342,6 +353,7 @@ function sidecarContainer(
       fieldEnv("AIRLOCK_SERVICE_ACCOUNT", "spec.serviceAccountName"),
       // Lets approvals re-attach only to requests of this very pod and own them (ownerReference).
       fieldEnv("AIRLOCK_POD_UID", "metadata.uid"),
+      { name: "AIRLOCK_TRUST_BUNDLE", value: TRUST_BUNDLE_PATH },
     ],
     ports: [{ name: "airlock-admin", containerPort: PORTS.admin, protocol: "TCP" }],
     resources,
@@ -362,6 +374,8 @@ function sidecarContainer(
       { name: VOLUMES.podinfo, mountPath: PATHS.podinfo, readOnly: true },
       { name: VOLUMES.token, mountPath: PATHS.serviceAccount, readOnly: true },
       { name: VOLUMES.tmp, mountPath: PATHS.tmp },
+      // Written before /readyz answers, so the startup probe holds the agent until it exists.
+      { name: VOLUMES.trust, mountPath: PATHS.trust },
       ...secretMounts,
     ],
     terminationMessagePolicy: "FallbackToLogsOnError",
@@ -407,6 +421,7 @@ function airlockVolumes(
       },
     },
     { name: VOLUMES.tmp, emptyDir: { sizeLimit: "64Mi" } },
+    { name: VOLUMES.trust, emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
     ...secrets.map((secretName) => ({
       name: secretVolumeName(secretName),
       // optional: a policy naming a missing Secret shows SecretNotFound on the policy and fails
@@ -504,6 +519,10 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
         );
     }
     c.env = withProxyEnv(c.env);
+    c.volumeMounts = [
+      ...(c.volumeMounts ?? []),
+      { name: VOLUMES.trust, mountPath: PATHS.trust, readOnly: true },
+    ];
     c.securityContext = hardenAgent(c, allowSetuid, what, warnings);
   }
   if (autoTokenVolumes.size) {

@@ -50,6 +50,8 @@ export const VOLUMES = {
   podinfo: "airlock-podinfo",
   token: "airlock-token",
   tmp: "airlock-tmp",
+  /** The sidecar writes the trust bundle (system roots + pod CA) here; agents mount it read-only. */
+  trust: "airlock-trust",
   /** Prefix of the per-Secret volumes. */
   secretPrefix: "airlock-secret-",
 } as const;
@@ -59,7 +61,11 @@ export const PATHS = {
   secrets: "/etc/airlock/secrets",
   serviceAccount: "/var/run/secrets/kubernetes.io/serviceaccount",
   tmp: "/tmp",
+  trust: "/etc/airlock/trust",
 } as const;
+
+/** The trust bundle the sidecar writes (PEM), as agents see it. */
+export const TRUST_BUNDLE_PATH = `${PATHS.trust}/ca-bundle.pem`;
 
 /** Namespaces the injector never touches, whatever their labels. */
 export const SYSTEM_NAMESPACES: readonly string[] = [

@@ -17,6 +17,8 @@ import { type ListenerSet, startListenerSet } from "./listeners.ts";
 import { loadOrCreateHashKey } from "./masking/index.ts";
 import type { ConnectionHandler } from "./protocols/handler.ts";
 import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
+import { startPodCaKeeper } from "./protocols/http/tls/pod-ca-keeper.ts";
+import { TRUST_BUNDLE_ENV } from "./protocols/http/tls/trust-bundle.ts";
 import { createPostgresGuard } from "./protocols/postgres/index.ts";
 import { createSshGuard } from "./protocols/ssh/index.ts";
 import { recordingAuditSink } from "./recording/audit-tee.ts";
@@ -54,6 +56,8 @@ export interface SidecarOptions {
   capturePort?: number | false;
   /** Address per-connection listeners bind to (default 127.0.0.1). */
   bindHost?: string;
+  /** Where the trust bundle (system roots + pod CA) is written; default $AIRLOCK_TRUST_BUNDLE, else not written. */
+  trustBundlePath?: string;
   hashKeyFile?: string;
   /** Projected service-account tokens the sidecar logs in to Vault with (default: the pod's). */
   serviceAccountTokenDir?: string;
@@ -187,8 +191,18 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       });
   const approvals = opts.approvals ?? (approvalSetup?.gate as ApprovalGate);
 
+  // The pod CA follows the policies: made now (bundle written) and on every change of HTTPS hosts.
+  const trustBundlePath = opts.trustBundlePath ?? process.env[TRUST_BUNDLE_ENV];
+  const podCa = startPodCaKeeper({
+    policies,
+    logger,
+    label: workload.podName,
+    ...(trustBundlePath ? { bundlePath: trustBundlePath } : {}),
+  });
+  await podCa.ready();
   const http = createHttpGuard(ctx, {
     approvals,
+    podCa: podCa.current,
     ...(opts.bindHost ? { bindHost: opts.bindHost } : {}),
   });
   const ssh = createSshGuard(ctx, {
@@ -257,6 +271,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     drain,
     async close() {
       await stopSource();
+      podCa.stop();
       await listeners.close();
       await capture?.close();
       await http.close();

@@ -20,6 +20,7 @@ import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson, sendRawJson, writeSocketJson } from "./respond.ts";
 import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from "./target.ts";
+import type { PodCa } from "./tls/pod-ca.ts";
 import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
 import { createWebSocketForwarder, isWebSocketUpgrade } from "./websocket.ts";
@@ -38,6 +39,8 @@ export interface HttpGuardOptions {
   upstreamTimeoutMs?: number;
   /** Upstream TCP/TLS connect timeout, ms (default 10000). */
   connectTimeoutMs?: number;
+  /** The pod CA in force; with it, CONNECTs to HTTPS hosts it covers are intercepted (tls/intercept.ts). */
+  podCa?: () => PodCa | undefined;
 }
 
 export interface ListenOptions {
@@ -124,6 +127,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
     ctx,
     connectTimeoutMs: fwdDeps.connectTimeoutMs,
     open: tunnels,
+    ...(options.podCa ? { podCa: options.podCa } : {}),
     inspect(connection, socket) {
       handoverServer(connection).emit("connection", socket);
       socket.resume();

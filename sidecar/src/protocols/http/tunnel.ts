@@ -14,11 +14,14 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import { ridesHttp } from "../../policy/protocols.ts";
 import type { Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
+import { sniff } from "../../transparent/sniff.ts";
 import { refuseUnknown } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
 import { writeSocketJson } from "./respond.ts";
 import { parseAuthority, TargetError } from "./target.ts";
+import { terminateTls } from "./tls/intercept.ts";
+import type { PodCa } from "./tls/pod-ca.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface TunnelDeps {
@@ -28,6 +31,8 @@ export interface TunnelDeps {
   open: Set<Duplex>;
   /** Serves plain HTTP found inside a CONNECT with `connection`'s HTTP guard (`first` unread). */
   inspect(connection: string, socket: Duplex): void;
+  /** The pod CA in force (absent: no interception, the agent's TLS stays a host-level tunnel). */
+  podCa?: () => PodCa | undefined;
 }
 
 /** A TLS record starts with content type 22 (handshake): the agent's own TLS. */
@@ -208,6 +213,38 @@ export async function handleConnect(
       reason: judged.tls.reason,
     });
   tunnelEx.decide(judged.tls);
+  const ca = deps.podCa?.();
+  // Interception: an HTTPS connection whose host the pod CA covers, unless a CONNECT rule admits
+  // an opaque tunnel (the per-rule passthrough, for pinned clients).
+  const intercept =
+    judged.tls.action !== "allow" &&
+    judged.inspectsHttp &&
+    connection.spec.protocol === "http" &&
+    connection.spec.tls?.mode !== "disable" &&
+    ca?.covers(authority.host) === true;
+  if (intercept && ca) {
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    firstBytes(socket, head, (first) => {
+      if (!isTls(first)) {
+        handOver(deps, connection.spec.name, socket, first);
+        return;
+      }
+      socket.unshift(first);
+      void terminateTls({
+        ca,
+        host: authority.host,
+        socket,
+        logger: ctx.logger,
+        connection: connection.spec.name,
+        // Each request inside is one operation, audited by the HTTP guard.
+        ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+      }).catch((err: unknown) => {
+        ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
+        socket.destroy();
+      });
+    });
+    return;
+  }
   if (judged.tls.action === "allow") {
     openTunnel(
       deps,
@@ -240,6 +277,43 @@ export async function handleConnect(
 }
 
 /**
+ * Captured TLS whose SNI is a name of the connection the pod CA covers, with no rule asking for an
+ * opaque tunnel but rules that may admit requests: terminated and handed to the HTTP guard, as a
+ * CONNECT would be. Returns false when the socket is left to the host-level tunnel path.
+ */
+function interceptCaptured(
+  deps: TunnelDeps,
+  connection: CompiledConnection,
+  socket: Duplex,
+  head: Buffer,
+): boolean {
+  const { ctx } = deps;
+  const ca = deps.podCa?.();
+  if (!ca || connection.spec.protocol !== "http" || connection.spec.tls?.mode === "disable") return false;
+  const hello = sniff(head);
+  const name = hello.kind === "tls" ? hello.serverName?.toLowerCase() : undefined;
+  const names = [connection.spec.target.host, ...(connection.spec.target.aliases ?? [])].map((h) =>
+    h.toLowerCase(),
+  );
+  if (!name || !names.includes(name) || !ca.covers(name)) return false;
+  const judged = judgeConnect(ctx.policies.current(), connection.spec.name, subjectFor(ctx.workload));
+  if (judged.tls.action === "allow" || !judged.inspectsHttp) return false;
+  socket.unshift(head);
+  void terminateTls({
+    ca,
+    host: name,
+    socket,
+    logger: ctx.logger,
+    connection: connection.spec.name,
+    ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+  }).catch((err: unknown) => {
+    ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
+    socket.destroy();
+  });
+  return true;
+}
+
+/**
  * A captured socket the agent speaks TLS on (the transparent listener saw a ClientHello in
  * `head`): judged as a tunnel for the workload identity; refused by closing the socket.
  */
@@ -264,6 +338,7 @@ export function acceptTunnel(
     refuseUnknown(ctx, ex, connection.spec.name, { refuse: () => socket.destroy() });
     return;
   }
+  if (head && interceptCaptured(deps, current, socket, head)) return;
   const decision = decide(ctx, ex, current, subjectFor(ctx.workload));
   if (decision.action !== "allow") {
     ex.finish();

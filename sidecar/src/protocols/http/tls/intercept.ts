@@ -1,0 +1,76 @@
+// Terminates the agent's TLS inside a CONNECT with a leaf the pod CA mints for the CONNECT host,
+// so the decrypted stream can go to the connection's HTTP guard like plain HTTP in a tunnel.
+
+import { isIP } from "node:net";
+import type { Duplex } from "node:stream";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import type { Logger } from "pino";
+import type { Leaf, PodCa } from "./pod-ca.ts";
+
+const contexts = new WeakMap<Leaf, SecureContext>();
+
+function contextFor(leaf: Leaf): SecureContext {
+  let c = contexts.get(leaf);
+  if (!c) {
+    c = createSecureContext({ cert: leaf.chainPem, key: leaf.keyPem, minVersion: "TLSv1.2" });
+    contexts.set(leaf, c);
+  }
+  return c;
+}
+
+/** The CONNECT host, normalized as SNI compares to it. */
+const norm = (h: string) => h.toLowerCase().replace(/\.$/, "");
+
+/**
+ * Wraps `socket` (its ClientHello unread) as the TLS server for `host`. `ready` gets the decrypted
+ * socket at once (reads wait for the handshake). An SNI other than `host` (or none, for a DNS
+ * name) fails the handshake: the agent may not reach one name through a tunnel opened for another.
+ */
+export async function terminateTls(opts: {
+  ca: PodCa;
+  host: string;
+  socket: Duplex;
+  logger: Logger;
+  connection: string;
+  ready: (decrypted: TLSSocket) => void;
+}): Promise<void> {
+  const host = norm(opts.host);
+  const leaf = await opts.ca.leaf(host);
+  const secureContext = contextFor(leaf);
+  let refusedSni: string | undefined;
+  const tls = new TLSSocket(opts.socket, {
+    isServer: true,
+    secureContext,
+    ALPNProtocols: ["http/1.1"],
+    SNICallback: (name, cb) => {
+      if (norm(name) === host) return cb(null, secureContext);
+      refusedSni = name;
+      cb(new Error(`SNI ${name} is not the CONNECT host ${host}`));
+    },
+  });
+  tls.once("secure", () => {
+    // No SNI at all is normal for an IP, not for a name.
+    if (!tls.servername && !isIP(host)) {
+      opts.logger.warn(
+        { connection: opts.connection, host },
+        "agent TLS without SNI for a named host: refused",
+      );
+      tls.destroy();
+    }
+  });
+  tls.on("error", (err: Error) => {
+    opts.logger.warn(
+      {
+        connection: opts.connection,
+        host,
+        reason: refusedSni !== undefined ? "sni_mismatch" : "tls_untrusted_by_client",
+        ...(refusedSni !== undefined ? { sni: refusedSni } : {}),
+        err: err.message,
+      },
+      "agent TLS handshake failed",
+    );
+    tls.destroy();
+    opts.socket.destroy();
+  });
+  opts.ready(tls);
+}

@@ -1,0 +1,192 @@
+import "reflect-metadata";
+import { execFileSync } from "node:child_process";
+import { randomBytes, webcrypto } from "node:crypto";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, createServer, rootCertificates } from "node:tls";
+import * as x509 from "@peculiar/x509";
+import { describe, expect, it } from "vitest";
+import { encodeNameConstraints, NAME_CONSTRAINTS_OID, permits } from "./name-constraints.ts";
+import { NameOutsideConstraintsError, PodCa, permittedNames } from "./pod-ca.ts";
+import { writeTrustBundle } from "./trust-bundle.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "airlock-pod-ca-"));
+
+function opensslVerify(bundle: string, leafPem: string, host: string): { ok: boolean; out: string } {
+  const leafPath = join(dir, `leaf-${randomBytes(4).toString("hex")}.pem`);
+  writeFileSync(leafPath, leafPem);
+  const args = ["verify", "-CAfile", bundle, "-purpose", "sslserver", "-verify_hostname", host, leafPath];
+  try {
+    return { ok: true, out: execFileSync("openssl", args, { encoding: "utf8", stdio: "pipe" }) };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+  }
+}
+
+describe("name constraints", () => {
+  it("maps policy hosts to permitted subtrees", () => {
+    expect(permittedNames(["API.example.com.", "*.svc.test", "10.0.0.7", "[::1]"])).toEqual([
+      { dns: "api.example.com" },
+      { dns: ".svc.test" },
+      { ip: "10.0.0.7" },
+      { ip: "::1" },
+    ]);
+    expect(() => permittedNames(["*"])).toThrow(/cannot be name-constrained/);
+    expect(() => permittedNames(["a*.example.com"])).toThrow(/leading/);
+  });
+
+  it("reads subtrees as a verifier does", () => {
+    const p = permittedNames(["api.example.com", "*.svc.test", "10.0.0.7"]);
+    expect(permits(p, "api.example.com")).toBe(true);
+    expect(permits(p, "example.com")).toBe(false);
+    expect(permits(p, "evil-api.example.com")).toBe(false);
+    expect(permits(p, "a.svc.test")).toBe(true);
+    expect(permits(p, "svc.test")).toBe(false);
+    expect(permits(p, "10.0.0.7")).toBe(true);
+    expect(permits(p, "10.0.0.8")).toBe(false);
+  });
+});
+
+describe("PodCa", async () => {
+  const ca = await PodCa.create({ hosts: ["api.example.com", "*.svc.test", "127.0.0.1"], label: "test" });
+  const bundle = join(dir, "bundle.pem");
+  await writeTrustBundle(bundle, ca.certPem);
+
+  it("is a short-lived, name-constrained P-256 CA that may sign leaves only", () => {
+    const cert = new x509.X509Certificate(ca.certPem);
+    expect(cert.notAfter.getTime() - Date.now()).toBeLessThanOrEqual(24 * 3600_000);
+    const alg = cert.publicKey.algorithm as webcrypto.EcKeyAlgorithm;
+    expect(alg.namedCurve).toBe("P-256");
+    const bc = cert.getExtension(x509.BasicConstraintsExtension);
+    expect(bc?.ca).toBe(true);
+    expect(bc?.pathLength).toBe(0);
+    const nc = cert.getExtension(NAME_CONSTRAINTS_OID);
+    expect(nc?.critical).toBe(true);
+    const text = execFileSync("openssl", ["x509", "-noout", "-text"], {
+      input: ca.certPem,
+      encoding: "utf8",
+    });
+    expect(text).toMatch(
+      /X509v3 Name Constraints: critical\s+Permitted:\s+DNS:api\.example\.com\s+DNS:\.svc\.test\s+IP:127\.0\.0\.1\/255\.255\.255\.255/,
+    );
+  });
+
+  it("writes a trust bundle with the pod CA and the system roots", () => {
+    const pem = readFileSync(bundle, "utf8");
+    expect(pem.startsWith(ca.certPem.trim())).toBe(true);
+    expect(pem.match(/BEGIN CERTIFICATE/g)?.length).toBe(rootCertificates.length + 1);
+  });
+
+  it("writes the system roots alone when there is no pod CA", async () => {
+    const alone = join(dir, "roots-only.pem");
+    await writeTrustBundle(alone, undefined);
+    const pem = readFileSync(alone, "utf8");
+    expect(pem.match(/BEGIN CERTIFICATE/g)?.length).toBe(rootCertificates.length);
+    expect(pem).not.toContain(ca.certPem.trim());
+  });
+
+  it("mints leaves for policy hosts that the bundle validates (openssl verify)", async () => {
+    for (const host of ["api.example.com", "a.svc.test"]) {
+      const leaf = await ca.leaf(host);
+      const r = opensslVerify(bundle, leaf.certPem, host);
+      expect(r.out).toMatch(/OK/);
+      expect(r.ok).toBe(true);
+    }
+  });
+
+  it("caches a leaf per name", async () => {
+    const a = await ca.leaf("api.example.com");
+    const b = await ca.leaf("API.example.com.");
+    expect(b).toBe(a);
+  });
+
+  it("refuses to mint for any name outside the policy hosts", async () => {
+    for (const host of [
+      "example.com",
+      "evil.com",
+      "x.api.example.com",
+      "svc.test",
+      "a.b.svc.test",
+      "127.0.0.2",
+    ]) {
+      await expect(ca.leaf(host)).rejects.toBeInstanceOf(NameOutsideConstraintsError);
+    }
+  });
+
+  it("a leaf outside the constraints, even signed by a CA key, fails verification", async () => {
+    // The pod CA's key is not extractable, so sign with a twin CA carrying the same extension bytes.
+    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as webcrypto.CryptoKeyPair;
+    const twin = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: "01",
+      name: "CN=twin",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3600_000),
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+        new x509.Extension(NAME_CONSTRAINTS_OID, true, encodeNameConstraints(ca.permitted)),
+      ],
+    });
+    const leafKeys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as webcrypto.CryptoKeyPair;
+    const mint = (host: string) =>
+      x509.X509CertificateGenerator.create({
+        serialNumber: "02",
+        subject: `CN=${host}`,
+        issuer: twin.subject,
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3600_000),
+        publicKey: leafKeys.publicKey,
+        signingKey: keys.privateKey,
+        signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+        extensions: [
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
+        ],
+      });
+    const twinBundle = join(dir, "twin.pem");
+    writeFileSync(twinBundle, twin.toString("pem"));
+    const inside = opensslVerify(
+      twinBundle,
+      (await mint("api.example.com")).toString("pem"),
+      "api.example.com",
+    );
+    expect(inside.ok).toBe(true);
+    const outside = opensslVerify(twinBundle, (await mint("evil.com")).toString("pem"), "evil.com");
+    expect(outside.ok).toBe(false);
+    expect(outside.out).toMatch(/permitted subtree violation/);
+  });
+
+  it("serves a real TLS handshake that a client trusting the bundle accepts", async () => {
+    const leaf = await ca.leaf("api.example.com");
+    const server = createServer({ cert: leaf.chainPem, key: leaf.keyPem, ALPNProtocols: ["http/1.1"] }, (s) =>
+      s.end("hi"),
+    );
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    try {
+      const sock = connect({
+        host: "127.0.0.1",
+        port,
+        servername: "api.example.com",
+        ca: readFileSync(bundle),
+      });
+      await once(sock, "secureConnect");
+      expect(sock.authorized).toBe(true);
+      sock.destroy();
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -1,0 +1,332 @@
+// HTTPS interception with real clients and real TLS: curl, Python requests and Node fetch go
+// through the explicit proxy (CONNECT) to a local HTTPS upstream with its own CA, trusting only the
+// trust bundle the pod CA keeper writes. Inside, the full HTTP guard applies: path rules, masking,
+// credential injection, one audit event per request.
+import "reflect-metadata";
+import { execFile } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Socket,
+} from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
+import { NameOutsideConstraintsError } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
+import { type PodCaKeeper, startPodCaKeeper } from "../../sidecar/src/protocols/http/tls/pod-ca-keeper.ts";
+import { createCA, issueServingCert } from "../envtest/pki.ts";
+import { json, policy, type Sidecar, startSidecar, startUpstream, type Upstream } from "./harness.ts";
+
+const run = promisify(execFile);
+const REAL_TOKEN = "sk-real-upstream-token";
+
+let upstream: Upstream;
+let sc: Sidecar;
+let keeper: PodCaKeeper;
+let proxyUrl: string;
+let dir: string;
+let bundle: string;
+let origin: string;
+
+function spec(port: number): AgentAccessPolicySpec {
+  return {
+    connections: [
+      {
+        name: "api",
+        protocol: "http",
+        target: { host: "localhost", port },
+        tls: { mode: "verify-full", caSecretRef: { name: "upstream-ca", key: "ca.crt" } },
+        credentials: {
+          secretRef: { name: "api-token" },
+          http: { header: "Authorization", key: "token", format: "Bearer {value}" },
+        },
+      },
+    ],
+    rules: [
+      { name: "no-admin", action: "deny", connections: ["api"], match: { http: { paths: ["/admin/**"] } } },
+      {
+        name: "read",
+        action: "allow",
+        connections: ["api"],
+        match: { http: { methods: ["GET"], paths: ["/v1/**"] } },
+      },
+    ],
+    masking: [{ name: "pii", detectors: ["email"], strategy: "redact" }],
+  };
+}
+
+const python = await run("python3", ["-c", "import requests"]).then(
+  () => true,
+  () => false,
+);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "airlock-intercept-"));
+  bundle = join(dir, "trust-bundle.pem");
+  const upstreamCa = await createCA("airlock-intercept-upstream-ca");
+  const serving = await issueServingCert(upstreamCa, ["localhost"]);
+  upstream = await startUpstream(
+    (req, res) =>
+      json(res, 200, {
+        path: req.url,
+        customer: "alice@example.com",
+        auth: req.headers.authorization ?? null,
+      }),
+    { key: serving.keyPem, cert: serving.certPem },
+  );
+  origin = `https://localhost:${upstream.port}`;
+  sc = await startSidecar({
+    policies: [policy("intercept", spec(upstream.port))],
+    secrets: { "upstream-ca": { "ca.crt": upstreamCa.certPem }, "api-token": { token: REAL_TOKEN } },
+    guard: { podCa: () => keeper?.current() },
+  });
+  keeper = startPodCaKeeper({ policies: sc.ctx.policies, logger: sc.ctx.logger, bundlePath: bundle });
+  await keeper.ready();
+  proxyUrl = await sc.listenProxy();
+});
+
+afterAll(async () => {
+  keeper?.stop();
+  await sc?.close();
+  await upstream?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const clientEnv = () => ({
+  PATH: process.env.PATH ?? "",
+  HOME: dir,
+  HTTPS_PROXY: proxyUrl,
+  https_proxy: proxyUrl,
+  NO_PROXY: "",
+  no_proxy: "",
+});
+
+async function curl(path: string): Promise<{ status: number; body: string }> {
+  const { stdout } = await run(
+    "curl",
+    [
+      "-sS",
+      "--proxy",
+      proxyUrl,
+      "--cacert",
+      bundle,
+      "-H",
+      "Authorization: Bearer agent-fake",
+      "-w",
+      "\n%{http_code}",
+      `${origin}${path}`,
+    ],
+    { env: clientEnv() },
+  );
+  const nl = stdout.lastIndexOf("\n");
+  return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
+}
+
+/** CONNECT through the proxy; resolves with the open socket after the 200. */
+async function connectThrough(authority: string): Promise<{ status: string; socket: Socket }> {
+  const url = new URL(proxyUrl);
+  const socket = netConnect({ host: url.hostname, port: Number(url.port) });
+  await once(socket, "connect");
+  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+  let buf = "";
+  while (!buf.includes("\r\n\r\n")) {
+    const [chunk] = (await once(socket, "data")) as [Buffer];
+    buf += chunk.toString("latin1");
+  }
+  socket.pause();
+  return { status: buf.split("\r\n")[0] ?? "", socket };
+}
+
+describe("HTTPS interception on CONNECT", () => {
+  it("curl: an allowed path returns masked data; the upstream sees the sidecar's credential", async () => {
+    const before = sc.audit.length;
+    const r = await curl("/v1/customers");
+    expect(r.status).toBe(200);
+    const body = JSON.parse(r.body) as { customer: string; auth: string; path: string };
+    expect(body.path).toBe("/v1/customers");
+    expect(body.customer).not.toContain("alice@example.com");
+    expect(r.body).not.toContain("alice@example.com");
+    // The upstream echoed what it received: the sidecar's token, never the agent's.
+    expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
+    const events = sc.audit.slice(before).filter((e) => e.connection === "api");
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ decision: { action: "allow", rule: "read" } });
+  });
+
+  it("curl: a denied path gets 403 naming the rule, and never reaches the upstream", async () => {
+    const seen = upstream.requests.length;
+    const r = await curl("/admin/users");
+    expect(r.status).toBe(403);
+    expect(JSON.parse(r.body)).toMatchObject({ error: "denied", rule: "no-admin" });
+    expect(upstream.requests.length).toBe(seen);
+    expect(sc.audit.at(-1)).toMatchObject({
+      connection: "api",
+      decision: { action: "deny", rule: "no-admin" },
+    });
+  });
+
+  it.skipIf(!python)("Python requests (REQUESTS_CA_BUNDLE): masked, credential injected", async () => {
+    const script = [
+      "import requests, sys",
+      "r = requests.get(sys.argv[1], headers={'Authorization': 'Bearer agent-fake'}, timeout=20)",
+      "print(r.status_code)",
+      "print(r.text)",
+    ].join("\n");
+    const { stdout } = await run("python3", ["-c", script, `${origin}/v1/py`], {
+      env: { ...clientEnv(), REQUESTS_CA_BUNDLE: bundle },
+    });
+    const [status, text = ""] = stdout.split("\n");
+    expect(status).toBe("200");
+    expect(text).not.toContain("alice@example.com");
+    expect(JSON.parse(text)).toMatchObject({ path: "/v1/py", auth: `Bearer ${REAL_TOKEN}` });
+  });
+
+  it("Node fetch (NODE_USE_ENV_PROXY, NODE_EXTRA_CA_CERTS): masked, credential injected", async () => {
+    const script = `const r = await fetch(process.argv[1]); console.log(r.status); console.log(await r.text());`;
+    const { stdout } = await run(
+      process.execPath,
+      ["--input-type=module", "-e", script, `${origin}/v1/node`],
+      {
+        env: { ...clientEnv(), NODE_USE_ENV_PROXY: "1", NODE_EXTRA_CA_CERTS: bundle },
+      },
+    );
+    const [status, text = ""] = stdout.split("\n");
+    expect(status).toBe("200");
+    expect(text).not.toContain("alice@example.com");
+    expect(JSON.parse(text)).toMatchObject({ path: "/v1/node", auth: `Bearer ${REAL_TOKEN}` });
+  });
+
+  it("a client without the bundle fails the handshake (no fallback to a raw tunnel)", async () => {
+    const seen = upstream.requests.length;
+    const err = await run("curl", ["-sS", "--proxy", proxyUrl, `${origin}/v1/customers`], {
+      env: clientEnv(),
+    }).then(
+      () => undefined,
+      (e: { stderr?: string }) => e.stderr ?? "",
+    );
+    expect(err).toMatch(/certificate|SSL/i);
+    expect(upstream.requests.length).toBe(seen);
+  });
+
+  it("the served leaf validates against the trust bundle with openssl verify", async () => {
+    const { status, socket } = await connectThrough(`localhost:${upstream.port}`);
+    expect(status).toMatch(/ 200 /);
+    const tls = tlsConnect({ socket, servername: "localhost", ca: await readFile(bundle) });
+    await once(tls, "secureConnect");
+    expect(tls.authorized).toBe(true);
+    expect(tls.alpnProtocol).toBe(false);
+    const leaf = tls.getPeerCertificate(true);
+    tls.destroy();
+    const leafPath = join(dir, "served-leaf.pem");
+    await writeFile(
+      leafPath,
+      `-----BEGIN CERTIFICATE-----\n${leaf.raw.toString("base64")}\n-----END CERTIFICATE-----\n`,
+    );
+    const { stdout } = await run("openssl", [
+      "verify",
+      "-CAfile",
+      bundle,
+      "-purpose",
+      "sslserver",
+      "-verify_hostname",
+      "localhost",
+      leafPath,
+    ]);
+    expect(stdout).toMatch(/OK/);
+  });
+
+  it("an SNI other than the CONNECT authority is refused", async () => {
+    const seen = upstream.requests.length;
+    const { status, socket } = await connectThrough(`localhost:${upstream.port}`);
+    expect(status).toMatch(/ 200 /);
+    const tls = tlsConnect({
+      socket,
+      servername: "evil.example",
+      ca: await readFile(bundle),
+      rejectUnauthorized: false,
+    });
+    const [err] = (await once(tls, "error")) as [Error];
+    expect(err.message).toMatch(/alert|handshake|socket/i);
+    expect(upstream.requests.length).toBe(seen);
+    expect(sc.logs()).toMatch(
+      /"reason":"sni_mismatch".*"sni":"evil.example"|"sni":"evil.example".*"reason":"sni_mismatch"/,
+    );
+  });
+
+  it("unknown hosts stay refused and the CA mints no leaf outside its constraints", async () => {
+    const { status, socket } = await connectThrough("evil.example:443");
+    socket.destroy();
+    expect(status).toMatch(/ 403 /);
+    const ca = keeper.current();
+    expect(ca?.covers("localhost")).toBe(true);
+    await expect(ca?.leaf("evil.example")).rejects.toBeInstanceOf(NameOutsideConstraintsError);
+    await expect(ca?.leaf("a.localhost")).rejects.toBeInstanceOf(NameOutsideConstraintsError);
+  });
+
+  it("re-mints the CA (new key, new constraints, new bundle) when the HTTPS hosts change", async () => {
+    const before = keeper.current();
+    const bundleBefore = await readFile(bundle, "utf8");
+    const next = spec(upstream.port);
+    next.connections?.push({ name: "other", protocol: "http", target: { host: "other.example", port: 443 } });
+    sc.setPolicies([policy("intercept", next)]);
+    await keeper.ready();
+    const after = keeper.current();
+    expect(after).not.toBe(before);
+    expect(after?.covers("other.example")).toBe(true);
+    expect(before?.covers("other.example")).toBe(false);
+    const bundleAfter = await readFile(bundle, "utf8");
+    expect(bundleAfter).not.toBe(bundleBefore);
+    expect(bundleAfter.startsWith(after?.certPem.trim() ?? "-")).toBe(true);
+    // The same hosts again: the CA in force stays (agents keep trusting it).
+    sc.setPolicies([policy("intercept", next)]);
+    await keeper.ready();
+    expect(keeper.current()).toBe(after);
+    // Interception keeps working with the new CA and the rewritten bundle.
+    const r = await curl("/v1/after");
+    expect(r.status).toBe(200);
+    expect(r.body).not.toContain("alice@example.com");
+  });
+
+  it("captured TLS (transparent listener) with the connection's SNI is intercepted the same way", async () => {
+    const conn = sc.ctx.policies.current().connections.get("api");
+    if (!conn) throw new Error("no connection");
+    // A stand-in for the transparent listener: the ClientHello is read, then the socket handed over.
+    const server = createNetServer((socket) => {
+      socket.once("data", (head: Buffer) => {
+        socket.pause();
+        sc.guard.acceptTunnel(socket, conn, { via: "transparent", head });
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const get = async (servername: string) => {
+      const tls = tlsConnect({ host: "127.0.0.1", port, servername, ca: await readFile(bundle) });
+      let out = "";
+      tls.on("data", (c: Buffer) => {
+        out += c.toString("utf8");
+      });
+      await once(tls, "secureConnect");
+      tls.write(`GET /v1/captured HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+      await once(tls, "close");
+      return out;
+    };
+    try {
+      const res = await get("localhost");
+      expect(res).toMatch(/^HTTP\/1\.1 200/);
+      expect(res).not.toContain("alice@example.com");
+      expect(upstream.requests.at(-1)).toMatchObject({ url: "/v1/captured" });
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
+      // An SNI that is not a name of the connection is not intercepted: no tunnel rule, so cut.
+      await expect(get("evil.example")).rejects.toThrow();
+    } finally {
+      server.close();
+    }
+  });
+});
