@@ -81,7 +81,7 @@ describe("injectPod", () => {
     const agent = out.pod.spec?.containers[0];
     // Agents get only the trust bundle, read-only: never a Secret.
     expect(agent?.volumeMounts).toEqual([
-      { name: "airlock-trust", mountPath: "/etc/airlock/trust", readOnly: true },
+      { name: "airlock-trust", mountPath: "/var/run/airlock/trust", readOnly: true },
     ]);
     const sidecar = out.pod.spec?.initContainers?.[1];
     expect(sidecar?.volumeMounts?.filter((m) => m.mountPath.startsWith("/etc/airlock/secrets/"))).toEqual([
@@ -230,7 +230,7 @@ describe("injectPod", () => {
     expect(spec?.automountServiceAccountToken).toBe(false);
     expect(spec?.serviceAccountName).toBe("agent-sa");
     expect(spec?.containers[0]?.volumeMounts).toEqual([
-      { name: "airlock-trust", mountPath: "/etc/airlock/trust", readOnly: true },
+      { name: "airlock-trust", mountPath: "/var/run/airlock/trust", readOnly: true },
     ]);
     expect(spec?.volumes?.map((v) => v.name)).toEqual([
       "airlock-podinfo",

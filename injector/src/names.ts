@@ -61,7 +61,8 @@ export const PATHS = {
   secrets: "/etc/airlock/secrets",
   serviceAccount: "/var/run/secrets/kubernetes.io/serviceaccount",
   tmp: "/tmp",
-  trust: "/etc/airlock/trust",
+  // Outside /etc/airlock, where the sidecar's own files live: agents see the bundle and nothing else.
+  trust: "/var/run/airlock/trust",
 } as const;
 
 /** The trust bundle the sidecar writes (PEM), as agents see it. */

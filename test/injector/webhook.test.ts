@@ -149,14 +149,14 @@ describe("injection through the real API server", () => {
       "/etc/airlock/podinfo",
       "/var/run/secrets/kubernetes.io/serviceaccount",
       "/tmp",
-      "/etc/airlock/trust",
+      "/var/run/airlock/trust",
       "/etc/airlock/secrets/tickets-token",
       "/etc/airlock/secrets/warehouse-readonly",
     ]);
     const agent = pod.spec?.containers[0];
     // Only the trust bundle, read-only.
     expect(agent?.volumeMounts ?? []).toEqual([
-      { name: "airlock-trust", mountPath: "/etc/airlock/trust", readOnly: true },
+      { name: "airlock-trust", mountPath: "/var/run/airlock/trust", readOnly: true },
     ]);
     const volumes = Object.fromEntries((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
     expect(volumes["airlock-secret-warehouse-readonly"]?.secret?.secretName).toBe("warehouse-readonly");
