@@ -192,6 +192,57 @@ describe("names the statement gives the data", () => {
   });
 });
 
+// Found by a red-team pass: set operations take the first branch's names and PostgreSQL gives
+// their columns no origin, so a covered column in a later branch is renamed.
+const SET_OPERATIONS = [
+  "VALUES (0, '', '', '') UNION ALL TABLE customers LIMIT 2",
+  "SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL SELECT * FROM customers WHERE id = 1",
+  "SELECT * FROM (VALUES (0, '', '', '')) v UNION ALL SELECT * FROM customers WHERE id = 1",
+  "SELECT 0 a, '' b, '' c, '' d WHERE false UNION ALL (SELECT c.* FROM customers c WHERE c.id = 1)",
+  "SELECT 0 a, '' b, '' c, '' d WHERE false EXCEPT SELECT 0, '', '', '' UNION ALL TABLE customers LIMIT 1",
+  "SELECT * FROM (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) s LIMIT 1",
+  "SELECT d FROM (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) s LIMIT 1",
+  "SELECT upper(d) AS u FROM (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) s LIMIT 1",
+  "SELECT column4 FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s OFFSET 1 LIMIT 1",
+  "WITH RECURSIVE r AS (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) SELECT * FROM r LIMIT 1",
+  "WITH r AS (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) SELECT d FROM r LIMIT 1",
+  "SELECT ARRAY(SELECT d FROM (SELECT 0 AS a, '' AS b, '' AS c, '' AS d WHERE false UNION ALL TABLE customers) s) AS v",
+  "SELECT array_to_string(string_to_array(column4, NULL), '') AS v FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+  "SELECT current_setting(column4) FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+  "SELECT current_setting('x.' || column4) FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+  "SELECT ('x' || column4)::regclass FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+  "SELECT has_table_privilege(column4, 'select') FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+  "SELECT pg_get_viewdef(('x' || column4)::regclass) FROM (VALUES (0, '', '', '') UNION ALL TABLE customers) s WHERE column1 = 1",
+];
+
+describe("set operations", () => {
+  it.each(SET_OPERATIONS)("redact: %s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+  it.each(SET_OPERATIONS)("partial: %s", async (sql) => {
+    await withClient(partial, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+  it("FETCH from a cursor over a set operation", async () => {
+    await withClient(g, async (c) => {
+      await c.query("BEGIN");
+      await c.query("DECLARE k CURSOR FOR VALUES (0, '', '', '') UNION ALL TABLE customers");
+      expectNoCard("FETCH 2 FROM k", await seen(c, "FETCH 2 FROM k"));
+      await c.query("ROLLBACK");
+    });
+  });
+  it("extended protocol (Parse/Bind/Describe/Execute)", async () => {
+    await withClient(g, async (c) => {
+      for (const sql of SET_OPERATIONS.slice(0, 6)) {
+        const r = await c.query({ text: sql, values: [] }).then(
+          (x) => JSON.stringify(x.rows),
+          (e: Error) => e.message,
+        );
+        expectNoCard(sql, r);
+      }
+    });
+  });
+});
+
 describe("partial masking keeps only the covered column's own tail", () => {
   it.each([
     "SELECT 'xxxx' || substr(card_number, 1, 4) AS v FROM customers WHERE id = 1",
