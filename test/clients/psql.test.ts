@@ -2,6 +2,7 @@
 // (columns + detectors): rows, masked values, a clean 42501 and the same session still usable.
 import { execFile } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import type { ApprovalGate } from "../../sidecar/src/protocols/postgres/index.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
 
@@ -103,3 +104,38 @@ it.each([
     } else expect(guarded.out).toBe(direct.out);
   },
 );
+
+it("psql: a statement that needs approval shows the wait notice at once, then completes when approved", async () => {
+  const gate: ApprovalGate = {
+    async request(input) {
+      input.onWaiting?.({
+        request: "areq-psql",
+        approveHint: "kubectl airlock approve areq-psql -n agents",
+        expiresAt: new Date(Date.now() + 60_000).toISOString(),
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      return { approved: true, request: "areq-psql", approvers: ["dana"] };
+    },
+  };
+  const approving = await startGuard(
+    pgPolicy(server, {
+      rules: [
+        { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
+        {
+          name: "deletes-need-dba",
+          action: "requireApproval",
+          match: { sql: { statements: ["delete"] } },
+          approval: { approvers: { groups: ["dba"] } },
+        },
+      ],
+    }),
+    { credential: server.users.scram, approvals: gate },
+  );
+  try {
+    const { out, err } = await psql(approving.url(), "DELETE FROM customers WHERE id = 42");
+    expect(err).toMatch(/NOTICE: .*kubectl airlock approve areq-psql -n agents/);
+    expect(out.trim()).toBe("DELETE 0");
+  } finally {
+    await approving.close();
+  }
+});
