@@ -328,25 +328,31 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     // Judged by its bytes, not its declared type: any body on a connection with request masking is
     // read whole and masked if it is text, refused if it is not (unless the rule allows binary).
     const maskRequest = hasBody && requestMasker !== undefined;
+    /** A whole request body masked (findings recorded), or undefined when it was refused (422). */
+    const maskWhole = (masker: Masker, as: "json" | "text", body: Buffer): Buffer | undefined => {
+      try {
+        const masked = maskBody(masker, as, body);
+        recordMasked(ctx, ex, countByDetector(masked.findings));
+        return masked.body;
+      } catch (err) {
+        if (!(err instanceof MaskingError)) throw err;
+        ex.upstream = { error: "unmaskable_request_body" };
+        refuseOnce(f, res, 422, {
+          error: "unmaskable_request_body",
+          reason: "the request body must be masked and cannot be (JSON nested too deeply)",
+        });
+        return undefined;
+      }
+    };
     let whole: Buffer | undefined;
     if (authorized.body !== undefined) {
       // Read (and decoded) whole while authorizing (MCP); masked here like any whole body.
       whole = authorized.body;
       delete headers["content-encoding"];
       if (requestMasker) {
-        try {
-          const masked = maskBody(requestMasker, "json", whole);
-          recordMasked(ctx, ex, countByDetector(masked.findings));
-          whole = masked.body;
-        } catch (err) {
-          if (!(err instanceof MaskingError)) throw err;
-          ex.upstream = { error: "unmaskable_request_body" };
-          refuseOnce(f, res, 422, {
-            error: "unmaskable_request_body",
-            reason: "the request body must be masked and cannot be (JSON nested too deeply)",
-          });
-          return;
-        }
+        const masked = maskWhole(requestMasker, "json", whole);
+        if (!masked) return;
+        whole = masked;
       }
       headers["content-length"] = String(whole.length);
     } else if (maskRequest || (chunked && NO_DEFAULT_CHUNKING.has(method))) {
@@ -401,20 +407,10 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         // Allowed unmasked; `whole` was decoded, so it goes out without its Content-Encoding.
         if (decs.length > 0) delete headers["content-encoding"];
       } else if (maskRequest && requestMasker) {
-        try {
-          // JSON when it parses (whatever the label says), text otherwise.
-          const masked = maskBody(requestMasker, kind === "text" ? "text" : "json", whole);
-          recordMasked(ctx, ex, countByDetector(masked.findings));
-          whole = masked.body;
-        } catch (err) {
-          if (!(err instanceof MaskingError)) throw err;
-          ex.upstream = { error: "unmaskable_request_body" };
-          refuseOnce(f, res, 422, {
-            error: "unmaskable_request_body",
-            reason: "the request body must be masked and cannot be (JSON nested too deeply)",
-          });
-          return;
-        }
+        // JSON when it parses (whatever the label says), text otherwise.
+        const masked = maskWhole(requestMasker, kind === "text" ? "text" : "json", whole);
+        if (!masked) return;
+        whole = masked;
         if (decs.length > 0) delete headers["content-encoding"];
       }
       headers["content-length"] = String(whole.length);

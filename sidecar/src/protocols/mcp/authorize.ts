@@ -78,26 +78,25 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
     reason,
   });
   const admitsAnything = set.mayAdmitHttp(name, subject);
+  /**
+   * Messages that carry no request of their own (the event stream, session end, notifications,
+   * responses) pass where some rule admits anything on the connection; otherwise default deny.
+   */
+  const gate = (op: McpOperation, allowedBecause: string): boolean => {
+    ex.operation = op;
+    const d: Decision = admitsAnything
+      ? builtin("allow", allowedBecause)
+      : { action: "deny", policy: connection.policy, reason: "no rule allows this operation (default deny)" };
+    ex.decide(d);
+    if (d.action === "allow") return true;
+    ex.finish();
+    reply.json(403, jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, op), airlockData(d, op)));
+    return false;
+  };
 
   if (method === "GET" || method === "DELETE") {
-    ex.operation = { kind: "mcp", method: method === "GET" ? "(event stream)" : "(session end)" };
-    const d = admitsAnything
-      ? builtin("allow", "some rule admits requests on this connection")
-      : {
-          action: "deny" as const,
-          policy: connection.policy,
-          reason: "no rule allows this operation (default deny)",
-        };
-    ex.decide(d);
-    if (d.action !== "allow") {
-      ex.finish();
-      reply.json(
-        403,
-        jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, ex.operation), airlockData(d, ex.operation)),
-      );
-      return undefined;
-    }
-    return done();
+    const op = { kind: "mcp", method: method === "GET" ? "(event stream)" : "(session end)" } as const;
+    return gate(op, "some rule admits requests on this connection") ? done() : undefined;
   }
   if (method !== "POST") {
     ex.operation = { kind: "mcp", method: `(${method})` };
@@ -147,24 +146,10 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
 
   if (parsed.requests.length === 0) {
     // Notifications and responses only: they travel where the subject may talk at all.
-    ex.operation = { kind: "mcp", method: "(notifications)" };
-    const d = admitsAnything
-      ? builtin("allow", "notifications and responses pass where some rule admits requests")
-      : {
-          action: "deny" as const,
-          policy: connection.policy,
-          reason: "no rule allows this operation (default deny)",
-        };
-    ex.decide(d);
-    if (d.action !== "allow") {
-      ex.finish();
-      reply.json(
-        403,
-        jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, ex.operation), airlockData(d, ex.operation)),
-      );
-      return undefined;
-    }
-    return done(body);
+    const op = { kind: "mcp", method: "(notifications)" } as const;
+    return gate(op, "notifications and responses pass where some rule admits requests")
+      ? done(body)
+      : undefined;
   }
 
   // One operation (audit event) per request: the first rides on the HTTP exchange, which is

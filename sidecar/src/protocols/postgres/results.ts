@@ -51,7 +51,8 @@ export class ResultMasking {
     this.mask = mask ?? this.mask;
   }
 
-  #context(statements: readonly ClassifiedStatement[]) {
+  /** `cursor`: a SQL cursor run by name through the extended protocol (a FETCH in effect). */
+  #context(statements: readonly ClassifiedStatement[], cursor?: string) {
     const referenced = new Set<string>();
     // Set when something taints every computed column, whatever its expression.
     let wide = false;
@@ -67,13 +68,13 @@ export class ResultMasking {
     add(statements);
     // FETCH runs the cursor's query: its rows derive from what the DECLARE read. A cursor the
     // sidecar never saw declared (one a function opened) could hold anything.
-    for (const s of statements)
-      if (s.effect?.kind === "fetch") {
-        wide = true;
-        const declared = this.#cursor(s.effect.name);
-        if (declared) add(declared);
-        else referenced.add("*");
-      }
+    const fetched = statements.flatMap((s) => (s.effect?.kind === "fetch" ? [s.effect.name] : []));
+    for (const name of cursor === undefined ? fetched : [...fetched, cursor]) {
+      wide = true;
+      const declared = this.#cursor(name);
+      if (declared) add(declared);
+      else referenced.add("*");
+    }
     // One plain SELECT: each computed output column is tainted by its own expression only (see
     // ClassifiedStatement.targets), unless something statement-wide taints them all.
     const top = new Set(statements.map((s) => s.index));
@@ -87,21 +88,20 @@ export class ResultMasking {
     statements: readonly ClassifiedStatement[],
     columns: readonly Column[],
     formats?: readonly number[],
+    cursor?: string,
   ): ResultPlan | undefined {
     const mask = this.mask;
-    return mask ? planResult(mask, columns, formats, this.#context(statements)) : undefined;
+    return mask ? planResult(mask, columns, formats, this.#context(statements, cursor)) : undefined;
   }
 
   /** The plan for an Execute's rows; throws when masking applies and the columns are unknown. */
   planFor(portal: PortalInfo | undefined): ResultPlan | undefined {
     if (!this.mask) return undefined;
     // A SQL cursor executed by name reads what any of its declarations read (a FETCH in effect).
-    const statements: readonly ClassifiedStatement[] = portal?.cursor
-      ? [...portal.statements, fetchOf(portal.cursor)]
-      : (portal?.statements ?? []);
-    if (portal?.columns) return this.plan(statements, portal.columns);
+    const statements = portal?.statements ?? [];
+    if (portal?.columns) return this.plan(statements, portal.columns, undefined, portal.cursor);
     const cols = portal?.statement?.columns;
-    if (cols) return this.plan(statements, cols, portal?.formats ?? []);
+    if (cols) return this.plan(statements, cols, portal?.formats ?? [], portal?.cursor);
     throw new ProtocolError(
       "result columns unknown on a connection with masking rules; refusing to send rows",
       "42501",
@@ -130,20 +130,4 @@ export class ResultMasking {
       (statements === undefined || taintOf(mask, this.#context(statements).referenced) !== undefined);
     return redactNotice(mask, type, payload, counts, tainted);
   }
-}
-
-/** A FETCH from `name`, for masking a cursor executed by name through the extended protocol. */
-function fetchOf(name: string): ClassifiedStatement {
-  return {
-    kind: "select",
-    tables: [],
-    functions: [],
-    columns: [],
-    routines: [],
-    operators: [],
-    casts: [],
-    fingerprint: "",
-    index: 0,
-    effect: { kind: "fetch", name },
-  };
 }
