@@ -78,6 +78,12 @@ describe("kubectl apply -f crds/", () => {
   });
 });
 
+const VAULT = {
+  address: "https://vault.vault.svc:8200",
+  auth: { role: "airlock", audience: "vault" },
+  path: "database/creds/readonly",
+};
+
 describe("broken policies are rejected by the API server with a message that says why", () => {
   const cases: [string, (p: Policy) => void, RegExp][] = [
     [
@@ -150,6 +156,46 @@ describe("broken policies are rejected by the API server with a message that say
       (p) =>
         Object.assign(p.spec.connections[1]!, { credentials: { secretRef: { name: "s" }, postgres: {} } }),
       /credentials\.postgres is only for protocol postgres/,
+    ],
+    [
+      "Vault credentials on an http connection",
+      (p) => Object.assign(p.spec.connections[1]!, { credentials: { vault: VAULT } }),
+      /credentials\.vault is only for protocol postgres/,
+    ],
+    [
+      "a Vault secrets path that is not <mount>/creds/<role>",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, path: "secret/data/db" } },
+        }),
+      /credentials\.vault\.path: Invalid value: "secret\/data\/db": spec\.connections\[0\]\.credentials\.vault\.path in body should match/,
+    ],
+    [
+      "Vault over plain http to a non-loopback address",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, address: "http://vault.vault.svc:8200" } },
+        }),
+      /address must be https:\/\/ \(http:\/\/ only for 127\.0\.0\.1, localhost or \[::1\]\)/,
+    ],
+    [
+      "a Vault fallback without a Secret to fall back to",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, fallback: "secretRef" } },
+        }),
+      /vault\.fallback secretRef needs credentials\.secretRef/,
+    ],
+    [
+      "a misspelled Vault fallback",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, { credentials: { vault: { ...VAULT, fallback: "static" } } }),
+      /Unsupported value: "static": supported values: "none", "secretRef"/,
+    ],
+    [
+      "credentials naming no source",
+      (p) => Object.assign(p.spec.connections[0]!, { credentials: { postgres: {} } }),
+      /credentials need secretRef or vault/,
     ],
     [
       "an HTTP error format on a postgres connection",
@@ -227,6 +273,13 @@ describe("broken policies are rejected by the API server with a message that say
       connections: ["tools"],
       match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
     } as unknown as Policy["spec"]["rules"][number]);
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts a Vault credential on the postgres connection", async () => {
+    const p = base();
+    Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
