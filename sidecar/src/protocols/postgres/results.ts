@@ -3,6 +3,7 @@
 // are masked as what — built from a RowDescription or from what a Describe recorded. Also what
 // the server says outside rows: notices, errors and notifications are redacted by the same rules.
 import type { ClassifiedStatement } from "../../sql/index.ts";
+import type { BinaryKind } from "./binary-values.ts";
 import { type Column, ProtocolError } from "./protocol.ts";
 import {
   callsUserFunction,
@@ -21,6 +22,8 @@ export class ResultMasking {
   readonly origins = new Map<string, string>();
   /** Functions defined in the database (lower-cased names), when column rules apply. */
   readonly userFunctions = new Set<string>();
+  /** Database-defined types whose binary form is text (citext, enums), learned at connect. */
+  readonly types = new Map<number, BinaryKind>();
 
   constructor(mask: MaskState | undefined) {
     this.mask = mask;
@@ -36,7 +39,7 @@ export class ResultMasking {
     for (const s of statements) for (const c of s.columns ?? []) referenced.add(c);
     // A database function may read a covered column the statement never names.
     if (callsUserFunction(statements, this.userFunctions)) referenced.add("*");
-    return { origins: this.origins, referenced: [...referenced] };
+    return { origins: this.origins, types: this.types, referenced: [...referenced] };
   }
 
   /** The plan for rows described by `columns` (formats: from Bind, or the columns' own). */

@@ -72,6 +72,8 @@ export interface ResultContext {
    * origin); `viewOid:0` → column name, for views that depend on one (see originsQuery).
    */
   origins?: ReadonlyMap<string, string>;
+  /** Database-defined types readable in binary (citext, enums: see TEXT_TYPES_QUERY). */
+  types?: ReadonlyMap<number, BinaryKind>;
   /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
   referenced?: readonly string[];
 }
@@ -120,8 +122,9 @@ export function planResult(
       (c.tableOid === 0 ? taint : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
     const format = formats ? formatOf(formats, i) : c.format;
-    const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid) : undefined;
-    if (as !== undefined && format !== 0) refused ??= binaryRefusal(c.name, c.typeOid, rule !== undefined);
+    const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid, context.types) : undefined;
+    if (as !== undefined && format !== 0)
+      refused ??= binaryRefusal(c.name, c.typeOid, rule !== undefined, context.types);
     names.push(as);
     ruled.push(rule !== undefined);
     binary.push(binaryKind);
