@@ -68,6 +68,12 @@ export async function startDriverFixture(): Promise<DriverFixture> {
        'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"pan": "4111 1111 1111 1111", "tier": "gold"}',
        ARRAY['vip', 'card 5500 0000 0000 0004']);
     CREATE TABLE events (id serial PRIMARY KEY, what text);
+    -- Types defined in the database whose binary form is text: an enum and citext (and its array).
+    CREATE EXTENSION citext;
+    CREATE TYPE tier AS ENUM ('gold', 'silver');
+    CREATE TABLE accounts (id int, tier tier, handle citext, handles citext[]);
+    INSERT INTO accounts VALUES (1, 'gold', 'card 4111 1111 1111 1111', ARRAY['x', 'card 5500 0000 0000 0004']);
+    GRANT SELECT ON accounts TO airlock_scram;
     GRANT SELECT, UPDATE, DELETE ON customers TO airlock_scram;
     GRANT SELECT, INSERT ON events TO airlock_scram;
     GRANT USAGE ON SEQUENCE events_id_seq TO airlock_scram;

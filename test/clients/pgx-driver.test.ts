@@ -38,6 +38,7 @@ describe.skipIf(!available)("pgx v5", () => {
       modes: Record<string, CustomerRow>;
       derivedInt: DriverError;
       derivedText: string;
+      typed: [string, string, string[]];
       batch: CustomerRow[];
       batchDenied: DriverError;
       batchAfter: number;
@@ -48,6 +49,9 @@ describe.skipIf(!available)("pgx v5", () => {
     expect(x.derivedInt.code).toBe("42501");
     expect(x.derivedInt.message).toMatch(/column "n".*n::text/);
     expect(x.derivedText).not.toBe("15");
+    expect(x.typed[0]).toBe("gold");
+    expect(x.typed[1]).toMatch(/^card /);
+    expect(x.typed[2]).toHaveLength(2);
     expect(x.batch).toHaveLength(2);
     x.batch.forEach((r, i) => {
       expectMaskedRow(r, `batch #${i + 1}`);

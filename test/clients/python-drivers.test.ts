@@ -84,6 +84,7 @@ describe.skipIf(!drivers.asyncpg)("asyncpg", () => {
       derivedInt: DriverError;
       derivedText: string;
       selectOne: number;
+      typed: [string, string, string[]];
       cursor: string[][];
       copy: string | DriverError;
       pool: CustomerRow[];
@@ -93,6 +94,9 @@ describe.skipIf(!drivers.asyncpg)("asyncpg", () => {
     expect(x.derivedInt.message).toMatch(/column "n".*n::text/);
     expect(x.derivedText).not.toBe("15");
     expect(x.selectOne).toBe(1);
+    expect(x.typed[0]).toBe("gold");
+    expect(x.typed[1]).toMatch(/^card /);
+    expect(x.typed[2]).toHaveLength(2);
     expect(x.cursor).toHaveLength(1);
     expect(x.cursor[0]?.[1]).toMatch(/^card /);
     if (typeof x.copy === "string") expect(x.copy).toMatch(/^\S+\tcard /);

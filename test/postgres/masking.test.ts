@@ -39,6 +39,12 @@ beforeAll(async () => {
     GRANT SELECT ON contacts, contacts_upper, payments, names TO airlock_scram;
     -- Functions that read the card column without the statement naming it.
     CREATE FUNCTION card_of(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT card_number FROM customers WHERE id = i';
+    -- Types defined in the database whose binary form is text.
+    CREATE EXTENSION citext;
+    CREATE TYPE mood AS ENUM ('calm', 'card 4111 1111 1111 1111');
+    CREATE TABLE typed (id int, m mood, handle citext, handles citext[], addr inet);
+    INSERT INTO typed VALUES (1, 'card 4111 1111 1111 1111', 'ann.b@example.org', ARRAY['x', 'ann.b@example.org'], '10.0.0.1');
+    GRANT SELECT ON typed TO airlock_scram;
     CREATE FUNCTION all_cards() RETURNS TABLE (who text, pan text) LANGUAGE sql STABLE AS 'SELECT name, card_number FROM customers';
   `);
 });
@@ -342,6 +348,32 @@ describe("result masking", () => {
       expect(asText.rows[0].addr).toBe("10.0.0.1/32");
     } finally {
       await c.end();
+    }
+    // Enums and citext (types defined in the database) in binary: masked as text; inet refused.
+    const t = await RawClient.connect(g.port);
+    try {
+      await t.startup();
+      await t.write(
+        Buffer.concat([
+          parseMessage("", "SELECT m, handle, handles FROM typed"),
+          bindMessage("", "", [], [1]),
+          executeMessage(""),
+          parseMessage("", "SELECT addr FROM typed"),
+          bindMessage("", "", [], [1]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await t.until("Z");
+      expect(msgs.map((m) => m.type).join("")).toBe("12DC1EZ");
+      const raw = msgs.find((m) => m.type === "D")?.payload ?? Buffer.alloc(0);
+      for (const secret of ["4111", "ann.b@"]) expect(raw.toString("latin1")).not.toContain(secret);
+      const [m, handle] = rowValues(msgs[2] as (typeof msgs)[number]);
+      expect(m).toMatch(/^card /);
+      expect(handle).not.toBe("ann.b@example.org");
+      expect(errorOf(msgs[5])?.message).toMatch(/column "addr" \(type oid 869\)/);
+    } finally {
+      t.close();
     }
     // A card number held in a bigint cannot be masked in binary: the session ends, saying why.
     const r = await RawClient.connect(g.port);

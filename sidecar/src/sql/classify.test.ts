@@ -219,6 +219,14 @@ describe("built-in denials", () => {
     ["SELECT dblink_connect('x')", "function dblink_connect"],
     ["SELECT database_to_xml(true, true, '')", "function database_to_xml"],
     ["SELECT 1 FROM t WHERE set_config('a.b', 'c', true) IS NULL", "function set_config"],
+    // A parameter value may be anything: a guarded setting stays refused.
+    ["SELECT set_config('search_path', $1, false)", "set_config search_path"],
+    ["SELECT set_config('client_encoding', $1, false)", "set_config client_encoding"],
+    ["SELECT current_setting('jit'), set_config('jit', 'off', false), now()", "function set_config"],
+    [
+      "SELECT set_config('jit', 'off', false), set_config('statement_timeout', '0', false)",
+      "function set_config",
+    ],
     ["ALTER TABLE t ALTER COLUMN a SET DEFAULT pg_sleep(1)", "function pg_sleep"],
     ["SET search_path TO x", "SET search_path"],
     ["SET search_path FROM CURRENT", "SET search_path"],
@@ -242,6 +250,9 @@ describe("built-in denials", () => {
     "SET TRANSACTION READ ONLY",
     "SET statement_timeout TO DEFAULT",
     "SELECT current_setting('search_path')",
+    // asyncpg's type introspection turns jit off around its query and restores it.
+    "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new",
+    "SELECT set_config('jit', $1, false)",
     "RESET ALL",
     "SELECT currval('s')",
   ])("%s is not denied", (sql) => {

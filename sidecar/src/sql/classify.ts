@@ -773,7 +773,8 @@ class Walker {
           const set = setConfigCall(constText, body);
           if (set) {
             if (set.name.includes(".")) collect.settings.add(set.name);
-            const reason = guardedSetting(set.name, [set.value]);
+            // A parameter value may be anything: no value that only makes a session stricter.
+            const reason = guardedSetting(set.name, [set.value ?? "\u0000(parameter)"]);
             if (reason) this.#deny(`set_config ${set.name}`, reason);
             return { kind: "set", collect };
           }

@@ -48,7 +48,17 @@ const TWO_PHASE = new Set([
 
 const ACCESS_SHARE_LOCK = 1;
 
-export function setConfigCall(constText: ConstText, body: Node): { name: string; value: string } | undefined {
+/**
+ * `SELECT [pg_catalog.]set_config(name, value, is_local)` alone (name and is_local constants),
+ * judged as that SET. The value may be a parameter (`undefined`: any value; asyncpg restores
+ * `jit` with `set_config('jit', $1, false)`), and `current_setting(const)` targets may stand
+ * beside the call (asyncpg: `SELECT current_setting('jit') AS cur, set_config('jit', 'off',
+ * false) AS new`): reading a setting changes nothing.
+ */
+export function setConfigCall(
+  constText: ConstText,
+  body: Node,
+): { name: string; value: string | undefined } | undefined {
   const keys = Object.keys(body).filter((k) => !["targetList", "limitOption", "op"].includes(k));
   // pg_dump 15.8+: `SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings
   // WHERE name = 'restrict_nonsystem_relation_kind'`: the setting named by the WHERE constant.
@@ -56,28 +66,36 @@ export function setConfigCall(constText: ConstText, body: Node): { name: string;
   if (keys.length && !(fromSettings && keys.every((k) => k === "fromClause" || k === "whereClause")))
     return undefined;
   const list = Array.isArray(body.targetList) ? body.targetList : [];
-  if (list.length !== 1) return undefined;
-  const rt = isObj(list[0]) && isObj(list[0].ResTarget) ? list[0].ResTarget : undefined;
-  const fc = rt && isObj(rt.val) && isObj(rt.val.FuncCall) ? rt.val.FuncCall : undefined;
-  if (!fc || fc.agg_star || fc.over || fc.func_variadic) return undefined;
-  const fn = stringList(fc.funcname)
-    .map((p) => p.toLowerCase())
-    .join(".");
-  if (fn !== "set_config" && fn !== "pg_catalog.set_config") return undefined;
-  const args = Array.isArray(fc.args) ? fc.args : [];
+  const calls = list.map((t) => {
+    const rt = isObj(t) && isObj(t.ResTarget) ? t.ResTarget : undefined;
+    const fc = rt && isObj(rt.val) && isObj(rt.val.FuncCall) ? rt.val.FuncCall : undefined;
+    if (!fc || fc.agg_star || fc.over || fc.func_variadic || fc.agg_filter || fc.agg_order) return undefined;
+    const fn = stringList(fc.funcname)
+      .map((p) => p.toLowerCase())
+      .join(".");
+    return { fn: fn.replace(/^pg_catalog\./, ""), args: Array.isArray(fc.args) ? fc.args : [] };
+  });
+  if (calls.some((c) => c === undefined)) return undefined;
+  const sets = calls.filter((c) => c?.fn === "set_config");
+  const reads = calls.filter((c) => c?.fn === "current_setting");
+  if (sets.length !== 1 || sets.length + reads.length !== calls.length) return undefined;
+  for (const r of reads)
+    if (!r || r.args.length < 1 || r.args.length > 2 || r.args.some((a) => constText(a) === undefined))
+      return undefined;
+  const args = sets[0]?.args ?? [];
   if (args.length !== 3 || args.some((a) => isObj(a) && isObj(a.NamedArgExpr))) return undefined;
-  const first = args[0];
+  const [first, second] = [args[0], args[1]];
   const byColumn =
     fromSettings !== undefined &&
     isObj(first) &&
     isObj(first.ColumnRef) &&
     columnName(first.ColumnRef) === "name";
-  const [name, value, local] = [
-    byColumn ? fromSettings : constText(first),
-    constText(args[1]),
-    constText(args[2]),
-  ];
-  if (name === undefined || value === undefined || (local !== "true" && local !== "false")) return undefined;
+  const name = byColumn ? fromSettings : constText(first);
+  const value = constText(second);
+  const param = isObj(second) && isObj(second.ParamRef);
+  const local = constText(args[2]);
+  if (name === undefined || (value === undefined && !param) || (local !== "true" && local !== "false"))
+    return undefined;
   return { name: name.toLowerCase(), value };
 }
 

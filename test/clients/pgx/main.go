@@ -171,6 +171,11 @@ func main() {
 	var s string
 	must(0, c.QueryRow(ctx, "SELECT length(email)::text AS n FROM customers").Scan(&s))
 	extras["derivedText"] = s
+	// An enum and citext (types defined in the database); pgx asks for unknown types as text.
+	var tierName, handle string
+	var handles []string
+	must(0, c.QueryRow(ctx, "SELECT tier, handle, handles::text[] FROM accounts").Scan(&tierName, &handle, &handles))
+	extras["typed"] = []any{tierName, handle, handles}
 	// A batch: several queries in one round trip, each masked.
 	b := &pgx.Batch{}
 	b.Queue(rowSQL+"$1", 1)

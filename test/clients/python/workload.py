@@ -186,6 +186,8 @@ async def run_asyncpg(host, port):
         extras["derivedInt"] = error_of(e)
     extras["derivedText"] = await conn.fetchval("SELECT length(email)::text AS n FROM customers")
     extras["selectOne"] = await conn.fetchval("SELECT 1")
+    # An enum and citext (types defined in the database), in binary.
+    extras["typed"] = render(list(await conn.fetchrow("SELECT tier, handle, handles FROM accounts")))
     # A cursor inside a transaction.
     async with conn.transaction():
         extras["cursor"] = [render(list(r)) async for r in conn.cursor("SELECT email, note FROM customers")]

@@ -155,9 +155,38 @@ const ARRAYS = new Map<number, number>([
   [2211, 2206],
 ]);
 
-/** How the guard reads a binary value of this type, or undefined for a type it does not know. */
-export function binaryKindOf(typeOid: number): BinaryKind | undefined {
-  const e = ELEMENTS.get(typeOid);
+/**
+ * Types defined in the database whose binary form is their text (citext and other types sent by
+ * textsend, enums by enum_send): `oid, arrayOid` rows. Read at connect when masking applies.
+ * Domains need nothing: RowDescription names their base type.
+ */
+export const TEXT_TYPES_QUERY = `SELECT t.oid::pg_catalog.int8, t.typarray::pg_catalog.int8
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_proc p ON p.oid = t.typsend
+  WHERE t.oid >= 16384 AND p.prolang = 12
+    AND p.prosrc IN ('textsend', 'enum_send', 'varcharsend', 'bpcharsend')`;
+
+/** The kinds of database-defined text types and their arrays, from TEXT_TYPES_QUERY rows. */
+export function textTypeKinds(rows: readonly (readonly (string | null)[])[]): Map<number, BinaryKind> {
+  const out = new Map<number, BinaryKind>();
+  for (const [oid, array] of rows) {
+    const o = Number(oid);
+    if (!Number.isInteger(o) || o <= 0) continue;
+    out.set(o, TEXT);
+    const a = Number(array);
+    if (Number.isInteger(a) && a > 0) out.set(a, { kind: "array", element: TEXT, elementOid: o });
+  }
+  return out;
+}
+
+/**
+ * How the guard reads a binary value of this type, or undefined for a type it does not know.
+ * `known`: database-defined types (textTypeKinds).
+ */
+export function binaryKindOf(
+  typeOid: number,
+  known?: ReadonlyMap<number, BinaryKind>,
+): BinaryKind | undefined {
+  const e = ELEMENTS.get(typeOid) ?? known?.get(typeOid);
   if (e) return e;
   const elementOid = ARRAYS.get(typeOid);
   const element = elementOid === undefined ? undefined : ELEMENTS.get(elementOid);
@@ -171,8 +200,13 @@ const castHint = (column: string) =>
  * Why a binary column cannot be sent under masking (before any row flows), or undefined when it
  * can: `ruled` when a column rule masks it whole, else only detectors look at it.
  */
-export function binaryRefusal(column: string, typeOid: number, ruled: boolean): string | undefined {
-  const kind = binaryKindOf(typeOid);
+export function binaryRefusal(
+  column: string,
+  typeOid: number,
+  ruled: boolean,
+  known?: ReadonlyMap<number, BinaryKind>,
+): string | undefined {
+  const kind = binaryKindOf(typeOid, known);
   const element = kind?.kind === "array" ? kind.element : kind;
   if (!element)
     return `binary-format results are refused for column "${column}" (type oid ${typeOid}): masking applies to it and the sidecar cannot read that type in binary; ${castHint(column)}`;

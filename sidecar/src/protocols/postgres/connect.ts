@@ -6,6 +6,7 @@ import { CredentialError, type HeldCredential } from "../../credentials/index.ts
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { pgDurationMs } from "../../sql/pg-duration.ts";
+import { TEXT_TYPES_QUERY, textTypeKinds } from "./binary-values.ts";
 import type { CatalogSource } from "./catalog-source.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { ResultMasking } from "./results.ts";
@@ -107,12 +108,16 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
     throw connectFailure(req, err);
   }
   // Column rules also cover table columns read under another name: learn where they live.
+  // Binary results of database-defined text types (citext, enums) can be masked: learn their oids.
   const mask = req.results.mask;
   const origins = mask ? originsQuery(mask) : undefined;
-  if (origins) {
+  if (mask) {
     try {
-      for (const [oid, attnum, col] of await sidecarQuery(up, origins, req.connectTimeoutMs))
-        req.results.learn(oid ?? "0", Number(attnum), col ?? "");
+      if (origins)
+        for (const [oid, attnum, col] of await sidecarQuery(up, origins, req.connectTimeoutMs))
+          req.results.learn(oid ?? "0", Number(attnum), col ?? "");
+      const types = textTypeKinds(await sidecarQuery(up, TEXT_TYPES_QUERY, req.connectTimeoutMs));
+      for (const [oid, kind] of types) req.results.types.set(oid, kind);
     } catch (err) {
       up.socket.destroy();
       held?.release();

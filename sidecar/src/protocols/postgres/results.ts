@@ -3,6 +3,7 @@
 // are masked as what — built from a RowDescription or from what a Describe recorded. Also what
 // the server says outside rows: notices, errors and notifications are redacted by the same rules.
 import type { ClassifiedStatement } from "../../sql/index.ts";
+import type { BinaryKind } from "./binary-values.ts";
 import { type Column, ProtocolError } from "./protocol.ts";
 import {
   callsUserFunction,
@@ -30,6 +31,8 @@ export class ResultMasking {
   readonly coveredRelations = new Set<string>();
   /** Every query a SQL cursor of this name was declared with (SessionStatements.cursorHistory), for FETCH. */
   readonly #cursor: (name: string) => readonly ClassifiedStatement[] | undefined;
+  /** Database-defined types whose binary form is text (citext, enums), learned at connect. */
+  readonly types = new Map<number, BinaryKind>();
 
   constructor(
     mask: MaskState | undefined,
@@ -80,7 +83,12 @@ export class ResultMasking {
     const top = new Set(statements.map((s) => s.index));
     const targets =
       !wide && top.size === 1 ? statements.find((s) => s.targets && !s.nested)?.targets : undefined;
-    return { origins: this.origins, referenced: [...referenced], ...(targets ? { targets } : {}) };
+    return {
+      origins: this.origins,
+      types: this.types,
+      referenced: [...referenced],
+      ...(targets ? { targets } : {}),
+    };
   }
 
   /** The plan for rows described by `columns` (formats: from Bind, or the columns' own). */

@@ -79,6 +79,8 @@ export interface ResultContext {
    * (see originsQuery).
    */
   origins?: ReadonlyMap<string, string>;
+  /** Database-defined types readable in binary (citext, enums: see TEXT_TYPES_QUERY). */
+  types?: ReadonlyMap<number, BinaryKind>;
   /** Column names (and "*" for whole rows) the statements reference: computed columns derived from a masked column are masked as it. */
   referenced?: readonly string[];
   /** One plain SELECT: what each output column's own expression references (taints per column). */
@@ -136,8 +138,9 @@ export function planResult(
       (c.tableOid === 0 ? taint : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
     const format = formats ? formatOf(formats, i) : c.format;
-    const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid) : undefined;
-    if (as !== undefined && format !== 0) refused ??= binaryRefusal(c.name, c.typeOid, rule !== undefined);
+    const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid, context.types) : undefined;
+    if (as !== undefined && format !== 0)
+      refused ??= binaryRefusal(c.name, c.typeOid, rule !== undefined, context.types);
     names.push(as);
     ruled.push(rule !== undefined);
     derived.push(rule !== undefined && own === undefined);
