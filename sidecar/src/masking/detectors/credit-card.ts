@@ -3,10 +3,8 @@
 // Amex, Discover, JCB, Diners, UnionPay, Maestro up to 19 digits, Mir). The network rule keeps
 // 13-digit millisecond timestamps (leading 1) and other numeric ids that happen to pass Luhn (1 in
 // 10) from being masked; the finding names the network.
-// Luhn-valid, starting 2-6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, Mastercard/Maestro 5,
-// Discover/UnionPay 6). The prefix rule keeps 13-digit millisecond timestamps (leading 1) and other
-// numeric ids that happen to pass Luhn (1 in 10) from being masked.
 import { codeAt, isDigit, isWordChar, pendingRun } from "./chars.ts";
+import { triggerCheck } from "./triggers.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MIN_DIGITS = 13;
@@ -113,23 +111,16 @@ function enoughDigits(text: string): boolean {
   return false;
 }
 
-/** The same test on UTF-8 bytes `[start, end)` (ASCII digits are the same bytes in UTF-8). */
-function enoughDigitBytes(bytes: Uint8Array, start: number, end: number): boolean {
-  if (end - start < MIN_DIGITS) return false;
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    const c = bytes[i] as number;
-    if (c >= 48 && c <= 57 && ++n >= MIN_DIGITS) return true;
-  }
-  return false;
-}
+// (ASCII digits are the same bytes in UTF-8.)
+const CARD_DIGITS = { bytes: "0123456789", min: MIN_DIGITS };
 
 export const creditCard: Detector = {
   id: "creditCard",
   maxLength: MAX_DIGITS * 2 + 2,
   // A run of digit groups at the end (a "." may still turn out to be a decimal point).
   pendingFrom: (text, from) => pendingRun(text, from, isCardRunChar),
-  mayOccurIn: enoughDigitBytes,
+  trigger: CARD_DIGITS,
+  mayOccurIn: triggerCheck(CARD_DIGITS),
   find(text) {
     const out: Finding[] = [];
     // Most values (ids, amounts, words) have too few digits to hold a card: no run to read.

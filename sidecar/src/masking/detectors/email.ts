@@ -1,6 +1,7 @@
 // Email addresses. Found by walking out from each "@" instead of a regex: an open-ended
 // `[local]+@` regex retried at every offset is quadratic on long runs of local-part characters.
 import { codeAt, isAlnum, isAsciiLetter, pendingToken } from "./chars.ts";
+import { triggerCheck } from "./triggers.ts";
 import type { Detector, Finding } from "./types.ts";
 
 const MAX_LOCAL = 64;
@@ -73,6 +74,8 @@ function isTld(label: string): boolean {
   return true;
 }
 
+const AT = { bytes: "@", min: 1 };
+
 export const email: Detector = {
   id: "email",
   maxLength: MAX_LOCAL + 1 + MAX_DOMAIN + 2,
@@ -81,10 +84,8 @@ export const email: Detector = {
   pendingFrom: pendingToken,
   // Every finding is anchored on an "@". (A bounded loop: indexOf would search past `end`, to the
   // end of the whole buffer, which for a value inside a large read is quadratic.)
-  mayOccurIn: (bytes, start, end) => {
-    for (let i = start; i < end; i++) if (bytes[i] === 64) return true;
-    return false;
-  },
+  trigger: AT,
+  mayOccurIn: triggerCheck(AT),
   find(text) {
     const out: Finding[] = [];
     let from = 0;

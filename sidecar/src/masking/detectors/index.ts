@@ -8,13 +8,14 @@ import { iban } from "./iban.ts";
 import { ipv4 } from "./ipv4.ts";
 import { ipv6 } from "./ipv6.ts";
 import { jwt } from "./jwt.ts";
-import { createKeywordScanner } from "./keyword-scanner.ts";
+import { createKeywordScanner, type KeywordScanner } from "./keyword-scanner.ts";
 import { keywordSecret } from "./keyword-secret.ts";
 import { resolveOverlaps } from "./overlaps.ts";
 import { createPhoneDetector, type PhoneOptions } from "./phone.ts";
 import { privateKey } from "./private-key.ts";
 import { createSecretCatalogue } from "./secret-catalogue.ts";
 import { slackToken } from "./slack-token.ts";
+import { compileTriggers } from "./triggers.ts";
 import type { Detector, DetectorId, FindHint, Finding } from "./types.ts";
 import { DETECTOR_IDS } from "./types.ts";
 import { urlCredentials } from "./url-credentials.ts";
@@ -115,18 +116,40 @@ export function compileDetectors(detectors: readonly Detector[]): DetectorSet {
       }
       return found.length > 1 ? resolveOverlaps(found) : found;
     },
-    mayOccurIn(bytes, start, end) {
-      let mask: number | undefined;
-      for (let i = 0; i < detectors.length; i++) {
-        const d = detectors[i] as Detector;
-        const bit = bits[i] as number;
-        if (bit !== 0 && (inKey & bit) === 0) {
-          mask ??= scanner?.maskOfBytes(bytes, start, end) ?? 0;
-          if ((mask & bit) === 0) continue;
-        }
-        if (!d.mayOccurIn || d.mayOccurIn(bytes, start, end)) return true;
+    mayOccurIn: compileByteCheck(detectors, bits, inKey, scanner),
+  };
+}
+
+/**
+ * The set's byte pre-check: the byte triggers of its detectors in one pass, then the detectors
+ * without one (their keyword filter, then their own check). A detector with neither makes every
+ * value need the scan.
+ */
+function compileByteCheck(
+  detectors: readonly Detector[],
+  bits: readonly number[],
+  inKey: number,
+  scanner: KeywordScanner | undefined,
+): DetectorSet["mayOccurIn"] {
+  const triggered = compileTriggers(detectors.flatMap((d) => (d.trigger ? [d.trigger] : [])));
+  const rest: { d: Detector; bit: number }[] = [];
+  detectors.forEach((d, i) => {
+    if (d.trigger) return;
+    const bit = bits[i] as number;
+    rest.push({ d, bit: (inKey & bit) === 0 ? bit : 0 });
+  });
+  if (rest.some((r) => r.bit === 0 && !r.d.mayOccurIn)) return () => true;
+  if (rest.length === 0) return triggered;
+  return (bytes, start, end) => {
+    if (triggered(bytes, start, end)) return true;
+    let mask: number | undefined;
+    for (const { d, bit } of rest) {
+      if (bit !== 0) {
+        mask ??= scanner?.maskOfBytes(bytes, start, end) ?? 0;
+        if ((mask & bit) === 0) continue;
       }
-      return false;
-    },
+      if (!d.mayOccurIn || d.mayOccurIn(bytes, start, end)) return true;
+    }
+    return false;
   };
 }

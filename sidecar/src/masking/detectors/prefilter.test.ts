@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { createMasker } from "../masker.ts";
 import { compileDetectors, createDetectors, findAll } from "./index.ts";
+import { compileTriggers } from "./triggers.ts";
 import { DETECTOR_IDS } from "./types.ts";
 
 const ALPHABET = [..."0123456789 -.@_abcxyzABC:/+()", "é", "€", "😀", "０", "＠", "\u00a0", "\n"];
@@ -85,6 +86,46 @@ describe("detector byte pre-checks", () => {
     expect(set.find("q8Xv2Lm5Np8Rt1Wz4Bc6", { key: "client_secret" }).map((f) => f.detector)).toEqual([
       "keywordSecret",
     ]);
+  });
+
+  it("a set of detectors with byte triggers checks them in one pass without a false no", () => {
+    const withTriggers = [...detectors.values()].filter((d) => d.trigger);
+    expect(withTriggers.map((d) => d.id).sort()).toEqual(["creditCard", "email"]);
+    const set = compileDetectors(withTriggers);
+    let positives = 0;
+    let skipped = 0;
+    for (const text of texts) {
+      const bytes = Buffer.from(`@.${text}@.`, "utf8");
+      const may = set.mayOccurIn(bytes, 2, bytes.length - 2);
+      if (!may) skipped++;
+      if (findAll(text, withTriggers).length > 0) {
+        positives++;
+        expect(may, JSON.stringify(text)).toBe(true);
+      }
+    }
+    expect(positives).toBeGreaterThan(400);
+    expect(skipped).toBeGreaterThan(1000);
+  });
+
+  it("fuses triggers: the lowest min of one byte set wins, and any set met is enough", () => {
+    const check = compileTriggers([
+      { bytes: "0123456789", min: 13 },
+      { bytes: "9876543210", min: 9 },
+      { bytes: "@", min: 1 },
+    ]);
+    const b = (s: string) => Buffer.from(s);
+    expect(check(b("12345678"), 0, 8)).toBe(false);
+    expect(check(b("123-456-789"), 0, 11)).toBe(true);
+    expect(check(b("x@y"), 0, 3)).toBe(true);
+    expect(check(b("x@y"), 2, 3)).toBe(false);
+    expect(check(b(""), 0, 0)).toBe(false);
+    // Counts start afresh on every call, after a no and after a yes alike.
+    expect(check(b("12345678"), 0, 8)).toBe(false);
+    expect(check(b("1"), 0, 1)).toBe(false);
+    expect(check(b("123456789"), 0, 9)).toBe(true);
+    expect(check(b("1"), 0, 1)).toBe(false);
+    expect(() => compileTriggers([{ bytes: "é", min: 1 }])).toThrow(/ASCII/);
+    expect(() => compileTriggers([{ bytes: "a", min: 0 }])).toThrow(/min >= 1/);
   });
 
   it("lets the masker skip values no active detector can match", () => {

@@ -1,5 +1,6 @@
 // Shared detector contract. Detector ids are stable: policy YAML and metric labels use them.
 import { DETECTORS } from "../../../../api/src/agent-access-policy.ts";
+import type { ByteTrigger } from "./triggers.ts";
 
 /** Names a policy may use for a set of detectors rather than one. */
 export type DetectorGroup = "all" | "secrets";
@@ -80,6 +81,12 @@ export interface Detector {
    * keeps ASCII bytes for ASCII characters only, so an ASCII byte test is exact for any text.
    */
   mayOccurIn?(bytes: Uint8Array, start: number, end: number): boolean;
+  /**
+   * Optional declarative form of `mayOccurIn` (which it then must agree with): `find` matches
+   * only text holding at least `min` of these ASCII bytes. A detector set checks the triggers of
+   * all its detectors in one pass over the bytes (triggers.ts).
+   */
+  readonly trigger?: ByteTrigger;
   /**
    * Optional prefilter: printable ASCII strings, matched case-insensitively, at least one of which
    * occurs in every text `find` can match. A detector set scans once for the keywords of all its
