@@ -197,6 +197,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     policies,
     logger,
     label: workload.podName,
+    metrics: ctx.metrics,
     ...(trustBundlePath ? { bundlePath: trustBundlePath } : {}),
   });
   await podCa.ready();

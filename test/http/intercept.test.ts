@@ -4,6 +4,7 @@
 // credential injection, one audit event per request.
 import "reflect-metadata";
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import {
@@ -33,6 +34,7 @@ let proxyUrl: string;
 let dir: string;
 let bundle: string;
 let origin: string;
+let upstreamCaPem: string;
 
 function spec(port: number): AgentAccessPolicySpec {
   return {
@@ -71,6 +73,7 @@ beforeAll(async () => {
   bundle = join(dir, "trust-bundle.pem");
   const upstreamCa = await createCA("airlock-intercept-upstream-ca");
   const serving = await issueServingCert(upstreamCa, ["localhost"]);
+  upstreamCaPem = upstreamCa.certPem;
   upstream = await startUpstream(
     (req, res) =>
       json(res, 200, {
@@ -129,8 +132,11 @@ async function curl(path: string): Promise<{ status: number; body: string }> {
 }
 
 /** CONNECT through the proxy; resolves with the open socket after the 200. */
-async function connectThrough(authority: string): Promise<{ status: string; socket: Socket }> {
-  const url = new URL(proxyUrl);
+async function connectThrough(
+  authority: string,
+  proxy = proxyUrl,
+): Promise<{ status: string; socket: Socket }> {
+  const url = new URL(proxy);
   const socket = netConnect({ host: url.hostname, port: Number(url.port) });
   await once(socket, "connect");
   socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
@@ -329,4 +335,136 @@ describe("HTTPS interception on CONNECT", () => {
       server.close();
     }
   });
+});
+
+/** The CA certificates at the head of a trust bundle (the pod CAs come before the system roots). */
+function pemBlocks(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+}
+
+describe("pod CA rotation (6 s lifetime)", () => {
+  const LIFETIME_MS = 6000;
+  let rsc: Sidecar;
+  let rk: PodCaKeeper;
+  let rproxy: string;
+  let rbundle: string;
+
+  beforeAll(async () => {
+    rbundle = join(dir, "rotating-bundle.pem");
+    rsc = await startSidecar({
+      policies: [policy("intercept", spec(upstream.port))],
+      secrets: {
+        "upstream-ca": { "ca.crt": upstreamCaPem },
+        "api-token": { token: REAL_TOKEN },
+      },
+      guard: { podCa: () => rk?.current() },
+    });
+    rk = startPodCaKeeper({
+      policies: rsc.ctx.policies,
+      logger: rsc.ctx.logger,
+      bundlePath: rbundle,
+      lifetimeMs: LIFETIME_MS,
+      // 80 % (minus up to 5 % jitter): the next rotation (~9.4 s) comes well after the first CA ends (6 s).
+      rotateFraction: 0.8,
+      metrics: rsc.ctx.metrics,
+    });
+    await rk.ready();
+    rproxy = await rsc.listenProxy();
+  });
+
+  afterAll(async () => {
+    rk?.stop();
+    await rsc?.close();
+  });
+
+  /** A client holding `ca` in memory (as a process that read the bundle at start): GET through CONNECT. */
+  async function get(ca: Buffer | string, path: string) {
+    const { status, socket } = await connectThrough(`localhost:${upstream.port}`, rproxy);
+    expect(status).toMatch(/ 200 /);
+    const tls = tlsConnect({ socket, servername: "localhost", ca });
+    const at = Date.now();
+    await once(tls, "secureConnect");
+    const peer = tls.getPeerCertificate();
+    const leaf = new X509Certificate(peer.raw);
+    let out = "";
+    tls.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+    });
+    tls.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    await once(tls, "close");
+    return { authorized: tls.authorized, leaf, at, response: out };
+  }
+  const issuedBy = (leaf: X509Certificate, caPem: string | undefined) =>
+    caPem !== undefined && leaf.verify(new X509Certificate(caPem).publicKey);
+
+  it("publishes the successor ahead, rotates before expiry, keeps the old CA until its leaves end", async () => {
+    const ca1 = rk.current();
+    const ca2 = rk.next();
+    if (!ca1 || !ca2) throw new Error("no pod CA");
+    // The bundle carries the CA in force and its successor before the successor signs anything.
+    const early = await readFile(rbundle, "utf8");
+    expect(pemBlocks(early).slice(0, 2)).toEqual([ca1.certPem.trim(), ca2.certPem.trim()]);
+    expect(ca1.notAfter.getTime() - Date.now()).toBeLessThanOrEqual(LIFETIME_MS);
+
+    const first = await get(early, "/v1/before");
+    expect(first.authorized).toBe(true);
+    expect(first.response).toMatch(/^HTTP\/1\.1 200/);
+    expect(first.response).not.toContain("alice@example.com");
+    expect(issuedBy(first.leaf, ca1.certPem)).toBe(true);
+
+    // Connect on and on with the bundle loaded before the rotation, until the old CA is gone.
+    const seen: { issuer: "ca1" | "ca2"; serial: string }[] = [];
+    let removedAt: number | undefined;
+    const deadline = ca1.notAfter.getTime() + 3000;
+    while (Date.now() < deadline && removedAt === undefined) {
+      const r = await get(early, "/v1/during");
+      expect(r.authorized).toBe(true);
+      expect(r.response).toMatch(/^HTTP\/1\.1 200/);
+      // Never an expired (or not yet valid) leaf.
+      expect(Date.parse(r.leaf.validTo)).toBeGreaterThan(r.at);
+      expect(Date.parse(r.leaf.validFrom)).toBeLessThanOrEqual(r.at);
+      const issuer = issuedBy(r.leaf, ca1.certPem)
+        ? "ca1"
+        : issuedBy(r.leaf, ca2.certPem)
+          ? "ca2"
+          : undefined;
+      expect(issuer).toBeDefined();
+      if (issuer) seen.push({ issuer, serial: r.leaf.serialNumber });
+      if (rk.current() === ca2) {
+        // After the rotation: the new CA and a new successor lead; the old CA is still trusted until its notAfter.
+        const bundleNow = pemBlocks(await readFile(rbundle, "utf8"));
+        if (!bundleNow.includes(ca1.certPem.trim())) removedAt = Date.now();
+        else {
+          expect(bundleNow[0]).toBe(ca2.certPem.trim());
+          expect(bundleNow.indexOf(ca1.certPem.trim())).toBe(2);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Rotated ahead of expiry: leaves from both generations were served to the same early client,
+    // the old CA first and never again once the new one signed.
+    const firstNew = seen.findIndex((s) => s.issuer === "ca2");
+    expect(firstNew).toBeGreaterThan(0);
+    expect(seen.slice(firstNew).every((s) => s.issuer === "ca2")).toBe(true);
+    expect(removedAt).toBeDefined();
+    expect(removedAt).toBeGreaterThanOrEqual(ca1.notAfter.getTime());
+    expect(rk.trusted()).not.toContain(ca1.certPem);
+
+    // A client reading the bundle now (curl) gets a leaf from the CA in force.
+    const { stdout } = await run(
+      "curl",
+      ["-sS", "--proxy", rproxy, "--cacert", rbundle, "-w", "\n%{http_code}", `${origin}/v1/after`],
+      { env: { ...clientEnv(), HTTPS_PROXY: rproxy, https_proxy: rproxy } },
+    );
+    expect(stdout.endsWith("\n200")).toBe(true);
+
+    const metrics = await rsc.ctx.metrics.registry.metrics();
+    expect(metrics).toMatch(/airlock_pod_ca_rotations_total\{reason="schedule",result="ok"\} [1-9]/);
+    expect(metrics).toMatch(/airlock_pod_ca_expiry_timestamp_seconds [1-9]/);
+    expect(metrics).toMatch(/airlock_trust_bundle_pod_cas 2/);
+    const logs = rsc.logs();
+    expect(logs).toContain("pod CA rotated");
+    expect(logs).toContain("expired pod CA removed from the trust bundle");
+    expect(logs).not.toContain("PRIVATE KEY");
+  }, 30_000);
 });

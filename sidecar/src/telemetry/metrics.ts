@@ -116,6 +116,22 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection", "result"] as const,
       registers: [registry],
     }),
+    podCaRotations: new Counter({
+      name: "airlock_pod_ca_rotations_total",
+      help: "Pod CA generations put in force, by reason (start, hosts: the HTTPS host set changed, schedule: renewal ahead of expiry) and result (ok, failed).",
+      labelNames: ["reason", "result"] as const,
+      registers: [registry],
+    }),
+    podCaNotAfter: new Gauge({
+      name: "airlock_pod_ca_expiry_timestamp_seconds",
+      help: "notAfter of the pod CA signing leaves now (0: none); renewal is due at 2/3 of its lifetime, so less than a quarter of it left means rotation is stuck.",
+      registers: [registry],
+    }),
+    trustBundleCas: new Gauge({
+      name: "airlock_trust_bundle_pod_cas",
+      help: "Pod CA certificates in the trust bundle: the one in force, its published successor, and retired ones until their leaves expire.",
+      registers: [registry],
+    }),
   };
   return m;
 }

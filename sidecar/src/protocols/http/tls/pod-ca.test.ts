@@ -9,7 +9,7 @@ import { connect, createServer, rootCertificates } from "node:tls";
 import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { encodeNameConstraints, NAME_CONSTRAINTS_OID, permits } from "./name-constraints.ts";
-import { NameOutsideConstraintsError, PodCa, permittedNames } from "./pod-ca.ts";
+import { CaExpiredError, NameOutsideConstraintsError, PodCa, permittedNames } from "./pod-ca.ts";
 import { writeTrustBundle } from "./trust-bundle.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "airlock-pod-ca-"));
@@ -188,5 +188,55 @@ describe("PodCa", async () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe("PodCa expiry (injected clock)", async () => {
+  let t = Date.parse("2026-01-01T00:00:00Z");
+  const now = () => t;
+  const ca = await PodCa.create({
+    hosts: ["api.example.com"],
+    lifetimeMs: 60 * 60_000,
+    leafLifetimeMs: 10 * 60_000,
+    now,
+  });
+
+  it("serves a cached leaf until its margin, then mints a fresh one and drops the old", async () => {
+    const first = await ca.leaf("api.example.com");
+    expect(first.notAfter.getTime()).toBe(t + 10 * 60_000);
+    expect(await ca.leaf("api.example.com")).toBe(first);
+    // The margin is a tenth of the CA lifetime at most the 5 min skew allowance: 5 min here.
+    t += 5 * 60_000 - 1;
+    expect(await ca.leaf("api.example.com")).toBe(first);
+    t += 1;
+    const second = await ca.leaf("api.example.com");
+    expect(second).not.toBe(first);
+    expect(second.certPem).not.toBe(first.certPem);
+    expect(second.notAfter.getTime()).toBe(t + 10 * 60_000);
+    expect(ca.cachedLeaves).toBe(1);
+    t += 6 * 60_000;
+    expect(ca.dropExpiredLeaves()).toBe(1);
+    expect(ca.cachedLeaves).toBe(0);
+  });
+
+  it("never lets a leaf outlive the CA and refuses to serve near the CA's end", async () => {
+    t = ca.notAfter.getTime() - 7 * 60_000;
+    const late = await ca.leaf("api.example.com");
+    expect(late.notAfter.getTime()).toBe(ca.notAfter.getTime());
+    t = ca.notAfter.getTime() - 5 * 60_000;
+    expect(ca.usable()).toBe(false);
+    await expect(ca.leaf("api.example.com")).rejects.toBeInstanceOf(CaExpiredError);
+  });
+
+  it("a successor minted ahead is valid from now until its lifetime after taking over", async () => {
+    const t0 = t;
+    const next = await PodCa.create({
+      hosts: ["api.example.com"],
+      lifetimeMs: 60_000,
+      activeFrom: t0 + 40_000,
+      now,
+    });
+    expect(next.notBefore.getTime()).toBeLessThan(t0);
+    expect(next.notAfter.getTime()).toBe(t0 + 100_000);
   });
 });

@@ -1,5 +1,7 @@
 // The per-pod CA: created in memory at sidecar start (ECDSA P-256, short-lived, key not exportable),
 // name-constrained to the HTTPS hosts of the policies in force, minting one leaf per SNI on demand.
+// Renewal (a successor CA published ahead, the old one kept until its leaves expire) is
+// pod-ca-keeper.ts; here a CA only refuses to serve anything at or near its own expiry.
 import "reflect-metadata";
 import { randomBytes, webcrypto } from "node:crypto";
 import { isIP } from "node:net";
@@ -30,6 +32,12 @@ export interface PodCaOptions {
   maxLeaves?: number;
   /** Distinguishes CAs in the trust bundle and logs (e.g. the pod name). */
   label?: string;
+  /** When this CA starts signing (a successor is minted ahead of it); its validity ends `lifetimeMs` later. Default: now. */
+  activeFrom?: number;
+  /** Leaf lifetime cap (leaves never outlive the CA either). Default 24 h. */
+  leafLifetimeMs?: number;
+  /** Clock (ms since the epoch), injectable for tests. Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface Leaf {
@@ -39,6 +47,26 @@ export interface Leaf {
   keyPem: string;
   /** The leaf followed by the CA, as a server sends it. */
   chainPem: string;
+  notAfter: Date;
+}
+
+/** The CA is at (or within the safety margin of) its expiry: it serves nothing any more. */
+export class CaExpiredError extends Error {
+  override readonly name = "CaExpiredError";
+  constructor(notAfter: Date) {
+    super(`pod CA expired (notAfter ${notAfter.toISOString()}): no leaf is served`);
+  }
+}
+
+/** Leaves are not served within this margin of their (or the CA's) notAfter: a tenth of the lifetime, at most the skew allowance. */
+export function expiryMargin(lifetimeMs: number): number {
+  return Math.min(SKEW_MS, Math.floor(lifetimeMs / 10));
+}
+
+interface CachedLeaf {
+  leaf: Promise<Leaf>;
+  /** After this instant (ms) the leaf is re-minted rather than served. */
+  serveUntil: number;
 }
 
 export class NameOutsideConstraintsError extends Error {
@@ -54,6 +82,11 @@ function serial(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   return bytes.toString("hex");
+}
+
+/** X.509 times have whole seconds: round down so the certificate says exactly what we computed. */
+function wholeSeconds(ms: number): number {
+  return Math.floor(ms / 1000) * 1000;
 }
 
 function normalizeHost(host: string): string {
@@ -77,29 +110,40 @@ export function permittedNames(hosts: readonly string[]): PermittedName[] {
 
 export class PodCa {
   readonly certPem: string;
+  readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Hex serial number: names this CA in logs (never key material). */
+  readonly serialNumber: string;
   readonly permitted: readonly PermittedName[];
   readonly #hosts: ReadonlySet<string>;
   readonly #wildcards: readonly string[];
   readonly #cert: x509.X509Certificate;
   readonly #keys: CryptoKeyPair;
-  readonly #leaves: LRUCache<string, Promise<Leaf>>;
+  readonly #leaves: LRUCache<string, CachedLeaf>;
+  readonly #now: () => number;
+  readonly #leafLifetimeMs: number;
+  readonly #margin: number;
 
   private constructor(
     cert: x509.X509Certificate,
     keys: CryptoKeyPair,
     hosts: readonly string[],
-    maxLeaves: number,
+    options: { maxLeaves: number; now: () => number; leafLifetimeMs: number; margin: number },
   ) {
     this.#cert = cert;
     this.#keys = keys;
     this.certPem = cert.toString("pem");
+    this.notBefore = cert.notBefore;
     this.notAfter = cert.notAfter;
+    this.serialNumber = cert.serialNumber;
+    this.#now = options.now;
+    this.#leafLifetimeMs = options.leafLifetimeMs;
+    this.#margin = options.margin;
     this.permitted = permittedNames(hosts);
     const names = hosts.map((h) => normalizeHost(h).replace(/^\[(.*)\]$/, "$1"));
     this.#hosts = new Set(names.filter((h) => !h.startsWith("*.")));
     this.#wildcards = names.filter((h) => h.startsWith("*.")).map((h) => h.slice(1));
-    this.#leaves = new LRUCache({ max: maxLeaves });
+    this.#leaves = new LRUCache({ max: options.maxLeaves });
   }
 
   static async create(options: PodCaOptions): Promise<PodCa> {
@@ -107,13 +151,15 @@ export class PodCa {
     if (permitted.length === 0) throw new Error("pod CA: no HTTPS hosts to constrain to");
     // extractable=false: the private key cannot leave this process's memory, not even to us.
     const keys = (await webcrypto.subtle.generateKey(EC_KEY, false, ["sign", "verify"])) as CryptoKeyPair;
-    const now = Date.now();
+    const clock = options.now ?? Date.now;
+    const now = clock();
+    const lifetimeMs = options.lifetimeMs ?? 24 * HOUR_MS;
     const label = (options.label ?? "pod").replace(/[\\,+"<>;=#]/g, "_");
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
       name: `CN=Airlock pod CA ${label}, O=Airlock`,
       notBefore: new Date(now - SKEW_MS),
-      notAfter: new Date(now + (options.lifetimeMs ?? 24 * HOUR_MS)),
+      notAfter: new Date(wholeSeconds((options.activeFrom ?? now) + lifetimeMs)),
       keys,
       signingAlgorithm: SIGNING,
       extensions: [
@@ -124,7 +170,12 @@ export class PodCa {
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    return new PodCa(cert, keys, options.hosts, options.maxLeaves ?? 256);
+    return new PodCa(cert, keys, options.hosts, {
+      maxLeaves: options.maxLeaves ?? 256,
+      now: clock,
+      leafLifetimeMs: options.leafLifetimeMs ?? 24 * HOUR_MS,
+      margin: expiryMargin(lifetimeMs),
+    });
   }
 
   /** Whether a leaf may be minted for `host`: exactly a policy host (or under a `*.` one) and inside the constraints. */
@@ -136,15 +187,32 @@ export class PodCa {
     return named && permits(this.permitted, h);
   }
 
-  /** The leaf for `host` (cached); rejects with {@link NameOutsideConstraintsError} for any other name. */
+  /** Whether this CA may still serve leaves (it is not within the margin of its expiry). */
+  usable(): boolean {
+    return this.#now() < this.notAfter.getTime() - this.#margin;
+  }
+
+  /**
+   * The leaf for `host` (cached while it is not near its expiry); rejects with
+   * {@link NameOutsideConstraintsError} for any other name and {@link CaExpiredError} once this CA
+   * is near its end, so an expired leaf is never served.
+   */
   leaf(host: string): Promise<Leaf> {
     const h = normalizeHost(host);
     if (!this.covers(h)) return Promise.reject(new NameOutsideConstraintsError(host));
+    const now = this.#now();
+    if (now >= this.notAfter.getTime() - this.#margin)
+      return Promise.reject(new CaExpiredError(this.notAfter));
     const cached = this.#leaves.get(h);
-    if (cached) return cached;
-    const minted = this.#mint(h);
-    this.#leaves.set(h, minted);
-    minted.catch(() => this.#leaves.delete(h));
+    if (cached && now < cached.serveUntil) return cached.leaf;
+    // Absent, or near its notAfter: a fresh leaf replaces the entry (the expired one is dropped).
+    const notAfter = wholeSeconds(Math.min(this.notAfter.getTime(), now + this.#leafLifetimeMs));
+    const minted = this.#mint(h, now, notAfter);
+    const entry = { leaf: minted, serveUntil: notAfter - this.#margin };
+    this.#leaves.set(h, entry);
+    minted.catch(() => {
+      if (this.#leaves.get(h) === entry) this.#leaves.delete(h);
+    });
     return minted;
   }
 
@@ -152,15 +220,26 @@ export class PodCa {
     return this.#leaves.size;
   }
 
-  async #mint(host: string): Promise<Leaf> {
+  /** Drops cached leaves that may no longer be served (their keys go with them). */
+  dropExpiredLeaves(): number {
+    const now = this.#now();
+    let dropped = 0;
+    for (const [name, entry] of this.#leaves.entries())
+      if (now >= entry.serveUntil) {
+        this.#leaves.delete(name);
+        dropped++;
+      }
+    return dropped;
+  }
+
+  async #mint(host: string, now: number, notAfter: number): Promise<Leaf> {
     const keys = (await webcrypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"])) as CryptoKeyPair;
-    const now = Date.now();
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: `CN=${host}`,
       issuer: this.#cert.subject,
       notBefore: new Date(now - SKEW_MS),
-      notAfter: new Date(Math.min(this.notAfter.getTime(), now + 24 * HOUR_MS)),
+      notAfter: new Date(notAfter),
       publicKey: keys.publicKey,
       signingKey: this.#keys.privateKey,
       signingAlgorithm: SIGNING,
@@ -178,6 +257,12 @@ export class PodCa {
       "PRIVATE KEY",
     );
     const certPem = cert.toString("pem");
-    return { name: host, certPem, keyPem, chainPem: `${certPem}\n${this.certPem}\n` };
+    return {
+      name: host,
+      certPem,
+      keyPem,
+      chainPem: `${certPem}\n${this.certPem}\n`,
+      notAfter: cert.notAfter,
+    };
   }
 }
