@@ -62,6 +62,8 @@ interface Retired {
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Retired CAs kept in the bundle at most (host-set churn must not grow it without bound); the newest stay. */
+const MAX_RETIRED = 8;
 
 export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   const now = opts.now ?? Date.now;
@@ -108,8 +110,21 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
     if (opts.bundlePath) await writeTrustBundle(opts.bundlePath, pems.length ? pems.join("\n") : undefined);
     opts.metrics?.trustBundleCas.set(pems.length);
   };
-  const retire = (old: PodCa | undefined): Retired[] =>
-    old ? [{ certPem: old.certPem, notAfter: old.notAfter.getTime(), serialNumber: old.serialNumber }] : [];
+  /** `retired` plus `old` (certificate only: its key goes with the PodCa), the oldest beyond the cap dropped. */
+  const retire = (old: PodCa | undefined): Retired[] => {
+    const all = old
+      ? [
+          ...retired,
+          { certPem: old.certPem, notAfter: old.notAfter.getTime(), serialNumber: old.serialNumber },
+        ]
+      : retired;
+    for (const r of all.slice(0, Math.max(0, all.length - MAX_RETIRED)))
+      opts.logger.warn(
+        { serial: r.serialNumber },
+        "retired pod CA dropped early: too many in the trust bundle",
+      );
+    return all.slice(-MAX_RETIRED);
+  };
   const count = (reason: Reason, result: "ok" | "failed") =>
     opts.metrics?.podCaRotations.inc({ reason, result });
 
@@ -131,7 +146,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   /** A new CA for a new host set (or the first one): published, then in force at once. */
   const replace = async (reason: Reason) => {
     if (hosts.length === 0) {
-      retired = [...retired, ...retire(ca)];
+      retired = retire(ca);
       ca = undefined;
       successor = undefined;
       rotateAt = Number.POSITIVE_INFINITY;
@@ -148,7 +163,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
       const at = rotationPoint(t);
       const next = await mint(at);
       // The old successor never signed anything: dropped. The old CA stays trusted until it expires.
-      const keep = [...retired, ...retire(ca)];
+      const keep = retire(ca);
       await publish([made.certPem, next.certPem, ...keep.map((r) => r.certPem)]);
       [ca, successor, rotateAt, retired] = [made, next, at, keep];
       opts.metrics?.podCaNotAfter.set(made.notAfter.getTime() / 1000);
@@ -183,7 +198,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
         const incoming = successor ?? (await mint(t));
         const at = rotationPoint(Math.max(t, incoming.notAfter.getTime() - lifetimeMs));
         const next = await mint(at);
-        const keep = [...retired, ...retire(ca)];
+        const keep = retire(ca);
         await publish([incoming.certPem, next.certPem, ...keep.map((r) => r.certPem)]);
         const old = ca;
         [ca, successor, rotateAt, retired] = [incoming, next, at, keep];
