@@ -359,7 +359,7 @@ describe("monitoring objects, behind values", () => {
     expect(pm.namespaceSelector).toEqual({ any: true });
   });
 
-  it("a PrometheusRule with the four alerts the issue asks for, plus certificate reloads", () => {
+  it("a PrometheusRule with the four alerts the issue asks for, plus certificate reloads and pod CA renewal", () => {
     const rule = spec<{ groups: { rules: { alert: string; expr: string; for?: string }[] }[] }>(
       find(objs, "PrometheusRule"),
     );
@@ -368,6 +368,7 @@ describe("monitoring objects, behind values", () => {
       "AirlockApprovalPendingTooLong",
       "AirlockDenyRateSpike",
       "AirlockSidecarPolicyStale",
+      "AirlockPodCaNotRenewed",
       "AirlockInjectorErrors",
       "AirlockInjectorCertificateReloadFailing",
     ]);

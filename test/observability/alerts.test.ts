@@ -26,7 +26,7 @@ beforeAll(async () => {
 describe("the chart's alert rules", () => {
   it("pass promtool check rules", async () => {
     const { stdout } = await execFileP(PROMTOOL, ["check", "rules", rules.file]);
-    expect(stdout).toContain("SUCCESS: 5 rules found");
+    expect(stdout).toContain("SUCCESS: 6 rules found");
   });
 
   it("behave as alerts.promtest.yaml says (promtool test rules)", async () => {
