@@ -468,3 +468,45 @@ describe("pod CA rotation (6 s lifetime)", () => {
     expect(logs).not.toContain("PRIVATE KEY");
   }, 30_000);
 });
+
+describe("pod CA keeper without HTTPS hosts", () => {
+  it("still writes the bundle at start (system roots only) and mints no CA", async () => {
+    const plain = await startSidecar({
+      policies: [
+        policy("plain", {
+          connections: [
+            {
+              name: "plain",
+              protocol: "http",
+              target: { host: "localhost", port: 1 },
+              tls: { mode: "disable" },
+            },
+          ],
+          rules: [
+            { name: "read", action: "allow", connections: ["plain"], match: { http: { methods: ["GET"] } } },
+          ],
+        }),
+      ],
+    });
+    const path = join(dir, "roots-only.pem");
+    const k = startPodCaKeeper({
+      policies: plain.ctx.policies,
+      logger: plain.ctx.logger,
+      bundlePath: path,
+      metrics: plain.ctx.metrics,
+    });
+    try {
+      await k.ready();
+      expect(k.current()).toBeUndefined();
+      const text = await readFile(path, "utf8");
+      expect(pemBlocks(text).length).toBeGreaterThan(50);
+      expect(pemBlocks(text).some((pem) => new X509Certificate(pem).subject.includes("Airlock pod CA"))).toBe(
+        false,
+      );
+      expect(await plain.ctx.metrics.registry.metrics()).toMatch(/airlock_trust_bundle_pod_cas 0/);
+    } finally {
+      k.stop();
+      await plain.close();
+    }
+  });
+});
