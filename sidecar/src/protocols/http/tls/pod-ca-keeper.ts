@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { PolicySet } from "../../../policy/compile.ts";
 import type { PolicyStore } from "../../../runtime/policy-store.ts";
 import type { Metrics } from "../../../telemetry/metrics.ts";
-import { PodCa } from "./pod-ca.ts";
+import { expiryMargin, PodCa } from "./pod-ca.ts";
 import { writeTrustBundle } from "./trust-bundle.ts";
 
 /** Hosts of HTTP connections that speak TLS upstream (what CONNECT authorities are matched to). */
@@ -90,8 +90,14 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   let stopped = false;
   let chain: Promise<void> = Promise.resolve();
 
-  const rotationPoint = (activeFrom: number) =>
-    activeFrom + Math.floor(lifetimeMs * (rotateFraction - jitterFraction * Math.random()));
+  // From the certificate's own notAfter (whole seconds, so up to 1 s short of the lifetime), and
+  // always before the CA stops serving (PodCa refuses within the margin of its end).
+  const margin = expiryMargin(lifetimeMs);
+  const rotationPoint = (from: number, ca: PodCa) => {
+    const end = ca.notAfter.getTime();
+    const point = from + Math.floor((end - from) * (rotateFraction - jitterFraction * Math.random()));
+    return Math.min(point, end - 2 * margin);
+  };
   const mint = (activeFrom: number) =>
     PodCa.create({
       hosts,
@@ -160,7 +166,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
     try {
       const t = now();
       const made = await mint(t);
-      const at = rotationPoint(t);
+      const at = rotationPoint(t, made);
       const next = await mint(at);
       // The old successor never signed anything: dropped. The old CA stays trusted until it expires.
       const keep = retire(ca);
@@ -196,7 +202,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
       try {
         // Normally the successor was published one generation ago; if that failed, publish one now.
         const incoming = successor ?? (await mint(t));
-        const at = rotationPoint(Math.max(t, incoming.notAfter.getTime() - lifetimeMs));
+        const at = rotationPoint(t, incoming);
         const next = await mint(at);
         const keep = retire(ca);
         await publish([incoming.certPem, next.certPem, ...keep.map((r) => r.certPem)]);
