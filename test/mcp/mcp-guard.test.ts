@@ -124,9 +124,15 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     ]);
   });
 
-  it("a requireApproval tool is refused naming its rule (approvals are not wired for MCP yet)", async () => {
+  it("a requireApproval tool without an approval service is refused, naming rule and outcome", async () => {
     const err = await client.callTool({ name: "run_report", arguments: {} }).catch((e: unknown) => e);
-    expect((err as McpError).message).toMatch(/rule reports .*requires approval/);
+    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).message).toMatch(
+      /did not forward tools\/call run_report: rule reports: approval required but no approval service is configured/,
+    );
+    expect((err as McpError).data).toMatchObject({
+      airlock: { decision: "requireApproval", rule: "reports", error: "approval_unavailable" },
+    });
     expect(upstream.calls).not.toContain("run_report");
   });
 
