@@ -1,59 +1,11 @@
 // The MCP guard with real MCP peers: the official TypeScript SDK's McpServer (Streamable HTTP) behind
 // the sidecar's connection listener, and the SDK's Client through it.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
 import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-
-interface McpUpstream {
-  port: number;
-  calls: string[];
-  close(): Promise<void>;
-}
-
-/** A stateless MCP server with four tools; each POST gets a fresh server and transport. */
-async function startMcpServer(): Promise<McpUpstream> {
-  const calls: string[] = [];
-  const build = () => {
-    const server = new McpServer({ name: "ops", version: "1.0.0" });
-    for (const name of ["get_weather", "delete_database", "send_email", "run_report"])
-      server.registerTool(
-        name,
-        { description: `${name} tool`, inputSchema: { arg: z.string().optional() } },
-        async () => {
-          calls.push(name);
-          return { content: [{ type: "text", text: `${name} done` }] };
-        },
-      );
-    return server;
-  };
-  const http: Server = createServer(async (req, res) => {
-    const server = build();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on("close", () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-  });
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-  return {
-    port: (http.address() as AddressInfo).port,
-    calls,
-    close: () =>
-      new Promise((r) => {
-        http.closeAllConnections();
-        http.close(() => r());
-      }),
-  };
-}
+import { type McpUpstream, startMcpServer } from "./server.ts";
 
 describe("MCP guard (SDK server and client through the sidecar)", () => {
   let upstream: McpUpstream;
@@ -86,7 +38,15 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
               name: "session",
               action: "allow",
               connections: ["ops-mcp"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+              match: {
+                mcp: { methods: ["initialize", "ping", "tools/list", "resources/list", "prompts/list"] },
+              },
+            },
+            {
+              name: "docs",
+              action: "allow",
+              connections: ["ops-mcp"],
+              match: { mcp: { resources: ["file:///docs/**"], prompts: ["summarize"] } },
             },
             {
               name: "reports",
@@ -122,6 +82,34 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
       ["get_weather", "get_weather tool"],
       ["run_report", "run_report tool (requires approval)"],
     ]);
+  });
+
+  it("resources/list and prompts/list show only what the agent may read or get", async () => {
+    const { resources } = await client.listResources();
+    expect(resources.map((r) => r.uri)).toEqual(["file:///docs/readme.md"]);
+    const { prompts } = await client.listPrompts();
+    expect(prompts.map((p) => p.name)).toEqual(["summarize"]);
+  });
+
+  it("resources/read and prompts/get are judged by match.mcp resources and prompts", async () => {
+    const doc = await client.readResource({ uri: "file:///docs/readme.md" });
+    expect(doc.contents).toEqual([
+      { uri: "file:///docs/readme.md", text: "contents of file:///docs/readme.md" },
+    ]);
+    const key = await client.readResource({ uri: "file:///secrets/key.pem" }).catch((e: unknown) => e);
+    expect((key as McpError).code).toBe(-32001);
+    expect((key as McpError).message).toMatch(
+      /resources\/read file:\/\/\/secrets\/key.pem: no rule allows it/,
+    );
+    const prompt = await client.getPrompt({ name: "summarize" });
+    expect(prompt.messages[0]?.content).toEqual({ type: "text", text: "summarize text" });
+    const hidden = await client.getPrompt({ name: "internal_only" }).catch((e: unknown) => e);
+    expect((hidden as McpError).code).toBe(-32001);
+    expect((hidden as McpError).message).toMatch(/prompts\/get internal_only: no rule allows it/);
+    const ev = sidecar.audit.find(
+      (e) => e.operation.kind === "mcp" && e.operation.method === "resources/read",
+    );
+    expect(ev?.decision).toMatchObject({ action: "allow", rule: "docs" });
   });
 
   it("a requireApproval tool without an approval service is refused, naming rule and outcome", async () => {
