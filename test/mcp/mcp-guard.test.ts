@@ -4,6 +4,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
 import { type McpUpstream, startMcpServer } from "./server.ts";
 
@@ -212,5 +213,105 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     expect(out.error.code).toBe(code);
     expect(out.error.message).toMatch(message);
     expect(upstream.calls.length).toBe(before);
+  });
+});
+
+describe("Mcp-Session-Id binding (stateful SDK server, two end users)", () => {
+  let upstream: McpUpstream;
+  let sidecar: Sidecar;
+  let base: string;
+  let idp: TestIdp;
+  let key: TestKey;
+  let alice: Client;
+  let transport: StreamableHTTPClientTransport;
+  const token = (sub: string) =>
+    signToken(key, {
+      iss: idp.url,
+      aud: "airlock",
+      sub,
+      groups: ["agents"],
+      iat: Math.floor(Date.now() / 1000),
+      exp: Math.floor(Date.now() / 1000) + 600,
+    });
+
+  beforeAll(async () => {
+    key = await makeKey("RS256", "k1");
+    idp = await TestIdp.start([key]);
+    upstream = await startMcpServer({ stateful: true });
+    sidecar = await startSidecar({
+      policies: [
+        policy("mcp-sessions", {
+          identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
+          connections: [
+            {
+              name: "ops-mcp",
+              protocol: "mcp",
+              target: { host: "127.0.0.1", port: upstream.port },
+              tls: { mode: "disable" },
+            },
+          ],
+          rules: [
+            {
+              name: "session",
+              action: "allow",
+              connections: ["ops-mcp"],
+              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+            },
+          ],
+        }),
+      ],
+    });
+    base = await sidecar.listen("ops-mcp");
+    alice = new Client({ name: "agent", version: "1.0.0" });
+    transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { "x-airlock-identity": `Bearer ${await token("alice")}` } },
+    });
+    await alice.connect(transport);
+  });
+
+  afterAll(async () => {
+    await alice?.close();
+    await sidecar?.close();
+    await upstream?.close();
+    await idp?.stop();
+  });
+
+  it("the session the server issued to one user cannot be used by another; audit carries a digest", async () => {
+    const sid = transport.sessionId;
+    expect(sid).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await alice.listTools()).tools).toEqual([]);
+    const seen = upstream.sessions.length;
+    const res = await fetch(`${base}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": sid ?? "",
+        "mcp-protocol-version": "2025-06-18",
+        "x-airlock-identity": `Bearer ${await token("bob")}`,
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 5, method: "tools/list" }),
+    });
+    expect(res.status).toBe(403);
+    const body = (await res.json()) as { error: { code: number; message: string } };
+    expect(body.error.code).toBe(-32001);
+    expect(body.error.message).toMatch(/this Mcp-Session-Id belongs to another subject/);
+    expect(upstream.sessions.length).toBe(seen);
+    // alice keeps her session.
+    expect((await alice.listTools()).tools).toEqual([]);
+
+    const events = sidecar.audit.filter((e) => e.operation.kind === "mcp");
+    const digests = new Set(
+      events.map((e) => (e.operation.kind === "mcp" ? e.operation.session : undefined)),
+    );
+    const init = events.find((e) => e.operation.kind === "mcp" && e.operation.method === "initialize");
+    const refused = events.find((e) => e.identity.user === "bob");
+    expect(refused?.decision.action).toBe("deny");
+    const digest = refused?.operation.kind === "mcp" ? refused.operation.session : undefined;
+    expect(digest).toMatch(/^[0-9a-f]{16}$/);
+    expect(init?.operation).toMatchObject({ session: digest });
+    expect(digests).toEqual(new Set([digest]));
+    expect(JSON.stringify(sidecar.audit)).not.toContain(sid);
+    expect(sidecar.logs()).not.toContain(sid);
   });
 });

@@ -1,7 +1,9 @@
 // A real MCP server for the guard's tests: the official TypeScript SDK's McpServer over the
-// Streamable HTTP transport (stateless: each POST gets a fresh server and transport), with a few
-// tools, resources and prompts, recording every tool call and its arguments.
-import { createServer, type Server } from "node:http";
+// Streamable HTTP transport, with a few tools, resources and prompts, recording every tool call and
+// its arguments. Stateless (each POST gets a fresh server and transport), or stateful: the server
+// issues an Mcp-Session-Id at initialize and later requests name it.
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
@@ -13,6 +15,8 @@ export interface McpUpstream {
   calls: string[];
   /** Arguments of each call, in order. */
   args: Record<string, unknown>[];
+  /** Mcp-Session-Id of each POST the server received (stateful servers), in order. */
+  sessions: (string | undefined)[];
   close(): Promise<void>;
 }
 
@@ -20,8 +24,10 @@ export const TOOLS = ["get_weather", "delete_database", "send_email", "run_repor
 export const RESOURCES = ["file:///docs/readme.md", "file:///secrets/key.pem"];
 export const PROMPTS = ["summarize", "internal_only"];
 
-export async function startMcpServer(): Promise<McpUpstream> {
+export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise<McpUpstream> {
   const calls: string[] = [];
+  const sessions: (string | undefined)[] = [];
+  const open = new Map<string, StreamableHTTPServerTransport>();
   const args: Record<string, unknown>[] = [];
   const build = () => {
     const server = new McpServer({ name: "ops", version: "1.0.0" });
@@ -48,7 +54,26 @@ export async function startMcpServer(): Promise<McpUpstream> {
       }));
     return server;
   };
+  const stateful = async (req: IncomingMessage, res: ServerResponse) => {
+    const id = req.headers["mcp-session-id"];
+    sessions.push(typeof id === "string" ? id : undefined);
+    const known = typeof id === "string" ? open.get(id) : undefined;
+    if (known) return known.handleRequest(req, res);
+    if (id !== undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: randomUUID,
+      onsessioninitialized: (sid) => {
+        open.set(sid, transport);
+      },
+    });
+    await build().connect(transport);
+    await transport.handleRequest(req, res);
+  };
   const http: Server = createServer(async (req, res) => {
+    if (opts.stateful) return stateful(req, res);
     const server = build();
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on("close", () => {
@@ -63,6 +88,7 @@ export async function startMcpServer(): Promise<McpUpstream> {
     port: (http.address() as AddressInfo).port,
     calls,
     args,
+    sessions,
     close: () =>
       new Promise((r) => {
         http.closeAllConnections();

@@ -15,6 +15,7 @@ import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { McpWaits } from "../mcp/approval.ts";
 import { authorizeMcp } from "../mcp/authorize.ts";
+import type { McpSessions } from "../mcp/sessions.ts";
 import { type ApprovalGate, askApproval } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -53,6 +54,8 @@ export interface Authorized {
    * bounded by maxResponseBodyBytes. Throws when the body cannot be rewritten (refused, 502).
    */
   rewriteResponse?: (contentType: string, body: Buffer) => Buffer;
+  /** Sees the upstream's response headers before anything is relayed (MCP session binding). */
+  onResponseHeaders?: (headers: IncomingMessage["headers"]) => void;
 }
 
 export interface AuthorizeDeps {
@@ -60,6 +63,8 @@ export interface AuthorizeDeps {
   approvals: ApprovalGate | undefined;
   /** MCP requests waiting for approval (a notifications/cancelled ends the wait). */
   mcpWaits: McpWaits;
+  /** Which subject each Mcp-Session-Id belongs to. */
+  mcpSessions: McpSessions;
 }
 
 /** Refuses a destination that no policy connection covers (fail closed). */
@@ -167,6 +172,7 @@ export async function authorize(
       reply: { json },
       approvals: deps.approvals,
       waits: deps.mcpWaits,
+      sessions: deps.mcpSessions,
     });
   }
 

@@ -14,6 +14,7 @@ import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import { createMcpWaits } from "../mcp/approval.ts";
+import { createMcpSessions } from "../mcp/sessions.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { type AuthorizeDeps, authorize, type Responder, type Route } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -121,7 +122,12 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   };
   const forwarder = createForwarder(fwdDeps);
   const wsForwarder = createWebSocketForwarder(fwdDeps);
-  const authDeps: AuthorizeDeps = { ctx, approvals: options.approvals, mcpWaits: createMcpWaits() };
+  const authDeps: AuthorizeDeps = {
+    ctx,
+    approvals: options.approvals,
+    mcpWaits: createMcpWaits(),
+    mcpSessions: createMcpSessions(ctx.hashKey),
+  };
   const tunnels = new Set<Duplex>();
   // Every agent socket, including upgraded ones node's HTTP server no longer tracks.
   const agentSockets = new Set<Duplex>();

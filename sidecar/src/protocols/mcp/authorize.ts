@@ -31,6 +31,7 @@ import {
   parseMcpBody,
 } from "./jsonrpc.ts";
 import { filterBody, isListMethod, type Judge, type ListMethod } from "./list-filter.ts";
+import type { McpSessions } from "./sessions.ts";
 
 export interface McpReply {
   /** Sends a JSON body as is (JSON-RPC errors are not Airlock's error envelope). */
@@ -50,6 +51,7 @@ export interface McpAuthorizeInput {
   approvals: ApprovalGate | undefined;
   /** Requests waiting for approval, so that a notifications/cancelled can end the wait. */
   waits: McpWaits;
+  sessions: McpSessions;
 }
 
 const airlockData = (d: Decision, op: McpOperation) => ({
@@ -74,12 +76,27 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   const { ctx, req, ex, set, connection, subject, reply } = input;
   const name = connection.spec.name;
   const method = (req.method ?? "GET").toUpperCase();
+  const header = req.headers["mcp-session-id"];
+  const sessionId = Array.isArray(header) ? header[0] : header;
+  const sessionDigest = sessionId === undefined ? undefined : input.sessions.digest(sessionId);
+  /** Every operation of this request carries the session (as a digest). */
+  const tag = (op: McpOperation): McpOperation =>
+    sessionDigest === undefined ? op : { ...op, session: sessionDigest };
   const done = (body?: Buffer): Authorized => ({
     ex,
     connection,
     forwardTarget: input.forwardTarget,
     subject,
     ...(body ? { body } : {}),
+    // The server issues the session id in its answer to initialize: it belongs to this subject.
+    onResponseHeaders: (headers) => {
+      const issued = headers["mcp-session-id"];
+      if (typeof issued !== "string" || issued === sessionId) return;
+      if (!input.sessions.claim(name, issued, subject))
+        ctx.logger.warn({ connection: name }, "the MCP server issued a session id bound to another subject");
+      if (ex.operation.kind === "mcp")
+        ex.operation = { ...ex.operation, session: input.sessions.digest(issued) };
+    },
   });
   const builtin = (action: Decision["action"], reason: string): Decision => ({
     action,
@@ -93,7 +110,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
    * responses) pass where some rule admits anything on the connection; otherwise default deny.
    */
   const gate = (op: McpOperation, allowedBecause: string): boolean => {
-    ex.operation = op;
+    ex.operation = tag(op);
     const d: Decision = admitsAnything
       ? builtin("allow", allowedBecause)
       : { action: "deny", policy: connection.policy, reason: "no rule allows this operation (default deny)" };
@@ -103,6 +120,16 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
     reply.json(403, jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, op), airlockData(d, op)));
     return false;
   };
+
+  if (sessionId !== undefined && !input.sessions.claim(name, sessionId, subject)) {
+    // Another subject's session: presenting its id would act as that subject at the server.
+    const op = tag({ kind: "mcp", method: "(session)" });
+    ex.operation = op;
+    const d = builtin("deny", "this Mcp-Session-Id belongs to another subject");
+    ex.decide(d).finish();
+    reply.json(403, jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, op), airlockData(d, op)));
+    return undefined;
+  }
 
   if (method === "GET" || method === "DELETE") {
     const op = { kind: "mcp", method: method === "GET" ? "(event stream)" : "(session end)" } as const;
@@ -119,7 +146,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   }
 
   const refuseInput = (status: number, code: number, message: string, close = false) => {
-    ex.operation = { kind: "mcp", method: "(unparsed)" };
+    ex.operation = tag({ kind: "mcp", method: "(unparsed)" });
     ex.decide(builtin("deny", message)).finish();
     reply.json(status, jsonRpcError(null, code, message), close);
     return undefined;
@@ -154,8 +181,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   const parsed = parseMcpBody(body);
   if (!parsed.ok) return refuseInput(400, parsed.code, parsed.message);
 
-  const header = req.headers["mcp-session-id"];
-  const scope = waitScope(name, Array.isArray(header) ? header[0] : header, subject);
+  const scope = waitScope(name, sessionId, subject);
   if (parsed.cancelled.length > 0) input.waits.cancel(scope, parsed.cancelled);
 
   if (parsed.requests.length === 0) {
@@ -176,10 +202,10 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
             session: input.session,
             connection: name,
             identity: ex.identity,
-            operation: r.operation,
+            operation: tag(r.operation),
             failClosed: () => req.socket.destroy(),
           });
-    own.operation = r.operation;
+    own.operation = tag(r.operation);
     let d = set.evaluate(name, subject, r.operation);
     if (d.action === "requireApproval" && parsed.requests.length > 1)
       // One wait per HTTP request keeps cancel and the answer simple: batches fail closed.
