@@ -156,6 +156,21 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     expect(upstream.calls).not.toContain("send_email");
   });
 
+  it("counts requests by method and decision, with tool names only as the policy spells them", async () => {
+    const text = await sidecar.metrics.registry.getSingleMetricAsString("airlock_mcp_requests_total");
+    const count = (labels: string) =>
+      Number(new RegExp(`^airlock_mcp_requests_total\\{${labels}\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+    expect(
+      count('connection="ops-mcp",method="tools/call",tool="get_weather",decision="allow"'),
+    ).toBeGreaterThan(0);
+    // delete_database is named by a glob only, send_email not at all: both are `other`.
+    expect(
+      count('connection="ops-mcp",method="tools/call",tool="other",decision="deny"'),
+    ).toBeGreaterThanOrEqual(2);
+    expect(count('connection="ops-mcp",method="tools/list",tool="",decision="allow"')).toBeGreaterThan(0);
+    expect(text).not.toMatch(/tool="(delete_database|send_email)"/);
+  });
+
   const post = (body: string, type = "application/json") =>
     fetch(`${base}/mcp`, {
       method: "POST",

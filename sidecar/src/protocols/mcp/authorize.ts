@@ -31,6 +31,7 @@ import {
   parseMcpBody,
 } from "./jsonrpc.ts";
 import { filterBody, isListMethod, type Judge, type ListMethod } from "./list-filter.ts";
+import { mcpLabels } from "./metric-labels.ts";
 import type { McpSessions } from "./sessions.ts";
 
 export interface McpReply {
@@ -215,6 +216,11 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
         reason: `rule ${d.rule} requires approval, which is not offered inside a batch: send the request alone`,
       };
     own.decide(d);
+    ctx.metrics.mcpRequests.inc({
+      connection: name,
+      ...mcpLabels(connection, r.operation),
+      decision: d.action,
+    });
     return { id: r.id, op: r.operation, args: r.arguments, decision: d, ex: own };
   });
   for (const j of judged.slice(1)) j.ex.finish();
