@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
 import { createMasker } from "../../masking/index.ts";
+import { MAX_JSON_DEPTH } from "../../masking/masker.ts";
 import { approvalSummary, argumentsDigest, createMcpWaits, waitScope } from "./approval.ts";
 import { createMcpSessions } from "./sessions.ts";
 
@@ -72,5 +73,17 @@ describe("createMcpSessions", () => {
     expect(s.claim("ops", "id1", ann)).toBe(true);
     expect(s.digest("id1")).toMatch(/^[0-9a-f]{16}$/);
     expect(s.digest("id1")).not.toContain("id1");
+  });
+});
+
+describe("approvalSummary on hostile arguments", () => {
+  it("throws (the guard then refuses) when the arguments are nested too deeply to mask", () => {
+    const masker = createMasker({
+      rules: [{ name: "e", detectors: ["email"], strategy: "redact" }],
+      hashKey: key,
+    });
+    let deep: unknown = "x";
+    for (let i = 0; i <= MAX_JSON_DEPTH; i++) deep = { d: deep };
+    expect(() => approvalSummary(call, deep, masker, key)).toThrow();
   });
 });

@@ -284,7 +284,23 @@ async function approved(
     );
     return false;
   }
-  const summary = approvalSummary(held.op, held.args, masking.request.masker, ctx.hashKey);
+  let summary: string;
+  try {
+    summary = approvalSummary(held.op, held.args, masking.request.masker, ctx.hashKey);
+  } catch {
+    // Arguments nested too deeply to mask (or to digest): nobody is asked about what cannot be shown.
+    ex.upstream = { error: "unmaskable_request_body" };
+    ex.finish();
+    reply.json(
+      200,
+      jsonRpcError(
+        held.id,
+        POLICY_REFUSED,
+        "Airlock refused the request: its arguments cannot be masked for the approver (JSON nested too deeply)",
+      ),
+    );
+    return false;
+  }
   const wait = input.waits.watch(scope, held.id);
   let result: Awaited<ReturnType<typeof askApproval>>;
   try {
