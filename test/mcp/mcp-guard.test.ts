@@ -1,59 +1,12 @@
 // The MCP guard with real MCP peers: the official TypeScript SDK's McpServer (Streamable HTTP) behind
 // the sidecar's connection listener, and the SDK's Client through it.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
+import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-
-interface McpUpstream {
-  port: number;
-  calls: string[];
-  close(): Promise<void>;
-}
-
-/** A stateless MCP server with four tools; each POST gets a fresh server and transport. */
-async function startMcpServer(): Promise<McpUpstream> {
-  const calls: string[] = [];
-  const build = () => {
-    const server = new McpServer({ name: "ops", version: "1.0.0" });
-    for (const name of ["get_weather", "delete_database", "send_email", "run_report"])
-      server.registerTool(
-        name,
-        { description: `${name} tool`, inputSchema: { arg: z.string().optional() } },
-        async () => {
-          calls.push(name);
-          return { content: [{ type: "text", text: `${name} done` }] };
-        },
-      );
-    return server;
-  };
-  const http: Server = createServer(async (req, res) => {
-    const server = build();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on("close", () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-  });
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-  return {
-    port: (http.address() as AddressInfo).port,
-    calls,
-    close: () =>
-      new Promise((r) => {
-        http.closeAllConnections();
-        http.close(() => r());
-      }),
-  };
-}
+import { type McpUpstream, startMcpServer } from "./server.ts";
 
 describe("MCP guard (SDK server and client through the sidecar)", () => {
   let upstream: McpUpstream;
@@ -86,7 +39,15 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
               name: "session",
               action: "allow",
               connections: ["ops-mcp"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+              match: {
+                mcp: { methods: ["initialize", "ping", "tools/list", "resources/list", "prompts/list"] },
+              },
+            },
+            {
+              name: "docs",
+              action: "allow",
+              connections: ["ops-mcp"],
+              match: { mcp: { resources: ["file:///docs/**"], prompts: ["summarize"] } },
             },
             {
               name: "reports",
@@ -124,9 +85,43 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     ]);
   });
 
-  it("a requireApproval tool is refused naming its rule (approvals are not wired for MCP yet)", async () => {
+  it("resources/list and prompts/list show only what the agent may read or get", async () => {
+    const { resources } = await client.listResources();
+    expect(resources.map((r) => r.uri)).toEqual(["file:///docs/readme.md"]);
+    const { prompts } = await client.listPrompts();
+    expect(prompts.map((p) => p.name)).toEqual(["summarize"]);
+  });
+
+  it("resources/read and prompts/get are judged by match.mcp resources and prompts", async () => {
+    const doc = await client.readResource({ uri: "file:///docs/readme.md" });
+    expect(doc.contents).toEqual([
+      { uri: "file:///docs/readme.md", text: "contents of file:///docs/readme.md" },
+    ]);
+    const key = await client.readResource({ uri: "file:///secrets/key.pem" }).catch((e: unknown) => e);
+    expect((key as McpError).code).toBe(-32001);
+    expect((key as McpError).message).toMatch(
+      /resources\/read file:\/\/\/secrets\/key.pem: no rule allows it/,
+    );
+    const prompt = await client.getPrompt({ name: "summarize" });
+    expect(prompt.messages[0]?.content).toEqual({ type: "text", text: "summarize text" });
+    const hidden = await client.getPrompt({ name: "internal_only" }).catch((e: unknown) => e);
+    expect((hidden as McpError).code).toBe(-32001);
+    expect((hidden as McpError).message).toMatch(/prompts\/get internal_only: no rule allows it/);
+    const ev = sidecar.audit.find(
+      (e) => e.operation.kind === "mcp" && e.operation.method === "resources/read",
+    );
+    expect(ev?.decision).toMatchObject({ action: "allow", rule: "docs" });
+  });
+
+  it("a requireApproval tool without an approval service is refused, naming rule and outcome", async () => {
     const err = await client.callTool({ name: "run_report", arguments: {} }).catch((e: unknown) => e);
-    expect((err as McpError).message).toMatch(/rule reports .*requires approval/);
+    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).message).toMatch(
+      /did not forward tools\/call run_report: rule reports: approval required but no approval service is configured/,
+    );
+    expect((err as McpError).data).toMatchObject({
+      airlock: { decision: "requireApproval", rule: "reports", error: "approval_unavailable" },
+    });
     expect(upstream.calls).not.toContain("run_report");
   });
 
@@ -159,6 +154,21 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     expect((err as McpError).code).toBe(-32001);
     expect((err as McpError).message).toMatch(/send_email: no rule allows it \(default deny\)/);
     expect(upstream.calls).not.toContain("send_email");
+  });
+
+  it("counts requests by method and decision, with tool names only as the policy spells them", async () => {
+    const text = await sidecar.metrics.registry.getSingleMetricAsString("airlock_mcp_requests_total");
+    const count = (labels: string) =>
+      Number(new RegExp(`^airlock_mcp_requests_total\\{${labels}\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+    expect(
+      count('connection="ops-mcp",method="tools/call",tool="get_weather",decision="allow"'),
+    ).toBeGreaterThan(0);
+    // delete_database is named by a glob only, send_email not at all: both are `other`.
+    expect(
+      count('connection="ops-mcp",method="tools/call",tool="other",decision="deny"'),
+    ).toBeGreaterThanOrEqual(2);
+    expect(count('connection="ops-mcp",method="tools/list",tool="",decision="allow"')).toBeGreaterThan(0);
+    expect(text).not.toMatch(/tool="(delete_database|send_email)"/);
   });
 
   const post = (body: string, type = "application/json") =>
@@ -218,5 +228,105 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     expect(out.error.code).toBe(code);
     expect(out.error.message).toMatch(message);
     expect(upstream.calls.length).toBe(before);
+  });
+});
+
+describe("Mcp-Session-Id binding (stateful SDK server, two end users)", () => {
+  let upstream: McpUpstream;
+  let sidecar: Sidecar;
+  let base: string;
+  let idp: TestIdp;
+  let key: TestKey;
+  let alice: Client;
+  let transport: StreamableHTTPClientTransport;
+  const token = (sub: string) =>
+    signToken(key, {
+      iss: idp.url,
+      aud: "airlock",
+      sub,
+      groups: ["agents"],
+      iat: Math.floor(Date.now() / 1000),
+      exp: Math.floor(Date.now() / 1000) + 600,
+    });
+
+  beforeAll(async () => {
+    key = await makeKey("RS256", "k1");
+    idp = await TestIdp.start([key]);
+    upstream = await startMcpServer({ stateful: true });
+    sidecar = await startSidecar({
+      policies: [
+        policy("mcp-sessions", {
+          identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
+          connections: [
+            {
+              name: "ops-mcp",
+              protocol: "mcp",
+              target: { host: "127.0.0.1", port: upstream.port },
+              tls: { mode: "disable" },
+            },
+          ],
+          rules: [
+            {
+              name: "session",
+              action: "allow",
+              connections: ["ops-mcp"],
+              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+            },
+          ],
+        }),
+      ],
+    });
+    base = await sidecar.listen("ops-mcp");
+    alice = new Client({ name: "agent", version: "1.0.0" });
+    transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { "x-airlock-identity": `Bearer ${await token("alice")}` } },
+    });
+    await alice.connect(transport);
+  });
+
+  afterAll(async () => {
+    await alice?.close();
+    await sidecar?.close();
+    await upstream?.close();
+    await idp?.stop();
+  });
+
+  it("the session the server issued to one user cannot be used by another; audit carries a digest", async () => {
+    const sid = transport.sessionId;
+    expect(sid).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await alice.listTools()).tools).toEqual([]);
+    const seen = upstream.sessions.length;
+    const res = await fetch(`${base}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": sid ?? "",
+        "mcp-protocol-version": "2025-06-18",
+        "x-airlock-identity": `Bearer ${await token("bob")}`,
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 5, method: "tools/list" }),
+    });
+    expect(res.status).toBe(403);
+    const body = (await res.json()) as { error: { code: number; message: string } };
+    expect(body.error.code).toBe(-32001);
+    expect(body.error.message).toMatch(/this Mcp-Session-Id belongs to another subject/);
+    expect(upstream.sessions.length).toBe(seen);
+    // alice keeps her session.
+    expect((await alice.listTools()).tools).toEqual([]);
+
+    const events = sidecar.audit.filter((e) => e.operation.kind === "mcp");
+    const digests = new Set(
+      events.map((e) => (e.operation.kind === "mcp" ? e.operation.session : undefined)),
+    );
+    const init = events.find((e) => e.operation.kind === "mcp" && e.operation.method === "initialize");
+    const refused = events.find((e) => e.identity.user === "bob");
+    expect(refused?.decision.action).toBe("deny");
+    const digest = refused?.operation.kind === "mcp" ? refused.operation.session : undefined;
+    expect(digest).toMatch(/^[0-9a-f]{16}$/);
+    expect(init?.operation).toMatchObject({ session: digest });
+    expect(digests).toEqual(new Set([digest]));
+    expect(JSON.stringify(sidecar.audit)).not.toContain(sid);
+    expect(sidecar.logs()).not.toContain(sid);
   });
 });

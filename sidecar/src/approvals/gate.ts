@@ -6,7 +6,7 @@ import { parseDuration } from "../../../api/src/duration.ts";
 import type { AuditOperation } from "../audit/events.ts";
 import type { Decision, Subject } from "../policy/types.ts";
 
-export type ApprovalProtocol = "http" | "postgres" | "ssh";
+export type ApprovalProtocol = "http" | "postgres" | "ssh" | "mcp";
 
 export interface ApprovalInput {
   /** Policy connection the operation targets. */

@@ -32,7 +32,15 @@ export type Operation =
   | { kind: "ssh-forward"; target: string }
   | { kind: "ssh-sftp" }
   /** One MCP JSON-RPC request; tool/resource/prompt are set for tools/call, resources/read, prompts/get. */
-  | { kind: "mcp"; method: string; tool?: string; resource?: string; prompt?: string };
+  | {
+      kind: "mcp";
+      method: string;
+      tool?: string;
+      resource?: string;
+      prompt?: string;
+      /** A keyed digest of the request's Mcp-Session-Id (the id itself works as a credential). */
+      session?: string;
+    };
 
 export interface Decision {
   action: Action;

@@ -86,6 +86,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: "Policies in force.",
       registers: [registry],
     }),
+    mcpRequests: new Counter({
+      name: "airlock_mcp_requests_total",
+      help: "MCP JSON-RPC requests judged, by connection, method (known MCP methods, else other), tool (tool names the policy spells out, else other; empty for other methods) and decision.",
+      labelNames: ["connection", "method", "tool", "decision"] as const,
+      registers: [registry],
+    }),
     upstreamErrors: new Counter({
       name: "airlock_upstream_errors_total",
       help: "Upstream failures (connect, TLS, protocol) by connection.",

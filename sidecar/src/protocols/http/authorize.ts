@@ -7,14 +7,16 @@ import { performance } from "node:perf_hooks";
 import type { ApprovalWaiting } from "../../approvals/gate.ts";
 import { httpOperation, judgeHttp, refusal } from "../../decisions/index.ts";
 import { isIdentityError } from "../../identity/index.ts";
-import { type ApprovalResult, recordApproval, seekApproval } from "../../operations/approval-step.ts";
+import { type ApprovalResult, recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { splitTarget } from "../../policy/http-path.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import type { McpWaits } from "../mcp/approval.ts";
 import { authorizeMcp } from "../mcp/authorize.ts";
-import { type ApprovalGate, approvalReason } from "./approval.ts";
+import type { McpSessions } from "../mcp/sessions.ts";
+import { type ApprovalGate, askApproval } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
 import { declaredLength } from "./headers.ts";
@@ -52,11 +54,17 @@ export interface Authorized {
    * bounded by maxResponseBodyBytes. Throws when the body cannot be rewritten (refused, 502).
    */
   rewriteResponse?: (contentType: string, body: Buffer) => Buffer;
+  /** Sees the upstream's response headers before anything is relayed (MCP session binding). */
+  onResponseHeaders?: (headers: IncomingMessage["headers"]) => void;
 }
 
 export interface AuthorizeDeps {
   ctx: SidecarContext;
   approvals: ApprovalGate | undefined;
+  /** MCP requests waiting for approval (a notifications/cancelled ends the wait). */
+  mcpWaits: McpWaits;
+  /** Which subject each Mcp-Session-Id belongs to. */
+  mcpSessions: McpSessions;
 }
 
 /** Refuses a destination that no policy connection covers (fail closed). */
@@ -162,6 +170,9 @@ export async function authorize(
       subject,
       forwardTarget: judged.forwardPath + query,
       reply: { json },
+      approvals: deps.approvals,
+      waits: deps.mcpWaits,
+      sessions: deps.mcpSessions,
     });
   }
 
@@ -225,7 +236,10 @@ export async function authorize(
   }
 
   if (decision.action === "requireApproval") {
-    const result = await approve(deps, req, session, ex, decision, subject, responder);
+    const result = await askApproval(deps, req, session, ex, decision, subject, {
+      protocol: "http",
+      ...(responder.waiting ? { onWaiting: (w: ApprovalWaiting) => responder.waiting?.(w) } : {}),
+    });
     recordApproval(ex, decision, result);
     if (!result.approved) {
       ex.finish();
@@ -235,47 +249,6 @@ export async function authorize(
   }
 
   return { ex, connection, forwardTarget: judged.forwardPath + query, subject };
-}
-
-async function approve(
-  deps: AuthorizeDeps,
-  req: IncomingMessage,
-  session: string,
-  ex: Exchange,
-  decision: Decision,
-  subject: Subject,
-  responder: Responder,
-): Promise<ApprovalResult> {
-  const { ctx, approvals } = deps;
-  const abort = new AbortController();
-  const onClose = () => abort.abort();
-  req.socket.once("close", onClose);
-  try {
-    const reason = approvalReason(req.headers);
-    return await seekApproval(
-      {
-        gate: approvals,
-        warn: (message, err) =>
-          ctx.logger.warn(
-            { connection: ex.connection, err: err instanceof Error ? err.message : String(err) },
-            message,
-          ),
-      },
-      decision,
-      {
-        connection: ex.connection,
-        protocol: "http",
-        subject,
-        operation: ex.operation,
-        session,
-        ...(reason !== undefined ? { reason } : {}),
-        ...(responder.waiting ? { onWaiting: (w: ApprovalWaiting) => responder.waiting?.(w) } : {}),
-      },
-      abort.signal,
-    );
-  } finally {
-    req.socket.off("close", onClose);
-  }
 }
 
 /** The 403 body of an approval that did not let the request through. */

@@ -461,6 +461,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         { connection: ex.connection, protocol: "http" },
         (performance.now() - f.startedUpstream) / 1000,
       );
+      authorized.onResponseHeaders?.(proxyRes.headers);
       if (authorized.rewriteResponse) {
         void relayRewritten(f, res, proxyRes, authorized.rewriteResponse);
         return;

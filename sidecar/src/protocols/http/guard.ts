@@ -2,6 +2,7 @@
 // handed over by the transparent listener, and the explicit forward proxy (HTTP_PROXY, default
 // 127.0.0.1:15901). Each request is authorized (authorize.ts), then forwarded (forward.ts,
 // websocket.ts) or tunnelled (tunnel.ts); every request ends in exactly one audit event.
+
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -12,6 +13,8 @@ import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
+import { createMcpWaits } from "../mcp/approval.ts";
+import { createMcpSessions } from "../mcp/sessions.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { type AuthorizeDeps, authorize, type Responder, type Route } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -119,7 +122,12 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
   };
   const forwarder = createForwarder(fwdDeps);
   const wsForwarder = createWebSocketForwarder(fwdDeps);
-  const authDeps: AuthorizeDeps = { ctx, approvals: options.approvals };
+  const authDeps: AuthorizeDeps = {
+    ctx,
+    approvals: options.approvals,
+    mcpWaits: createMcpWaits(),
+    mcpSessions: createMcpSessions(ctx.hashKey),
+  };
   const tunnels = new Set<Duplex>();
   // Every agent socket, including upgraded ones node's HTTP server no longer tracks.
   const agentSockets = new Set<Duplex>();

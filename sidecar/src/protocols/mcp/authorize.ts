@@ -4,16 +4,23 @@
 // request is answered with a JSON-RPC error and never reaches the server; a batch with any refused
 // request is refused as a whole (simplest safe choice: no partial forwarding to reassemble).
 // GET (the server's SSE stream) and DELETE (session end) pass when some rule could admit anything
-// for the subject on this connection.
+// for the subject on this connection. A request a requireApproval rule matches waits for an
+// AccessRequest (approval.ts) and is forwarded once approved; list answers are filtered
+// (list-filter.ts).
 import type { IncomingMessage } from "node:http";
+import type { ApprovalGate } from "../../approvals/gate.ts";
 import { BUILTIN_RULE } from "../../decisions/index.ts";
+import { recordApproval } from "../../operations/approval-step.ts";
+import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { askApproval } from "../http/approval.ts";
 import type { Authorized } from "../http/authorize.ts";
 import { BodyDecodeError, BodyTooLargeError, DEFAULT_MAX_BODY_BYTES, readAll } from "../http/body.ts";
 import { decoders } from "../http/content.ts";
 import { createExchange, type Exchange } from "../http/exchange.ts";
+import { approvalErrorData, approvalSummary, type McpWaits, waitScope } from "./approval.ts";
 import {
   INVALID_REQUEST,
   type JsonRpcId,
@@ -23,7 +30,9 @@ import {
   POLICY_REFUSED,
   parseMcpBody,
 } from "./jsonrpc.ts";
-import { filterBody, type ToolVerdict } from "./tools-list.ts";
+import { filterBody, isListMethod, type Judge, type ListMethod } from "./list-filter.ts";
+import { mcpLabels } from "./metric-labels.ts";
+import type { McpSessions } from "./sessions.ts";
 
 export interface McpReply {
   /** Sends a JSON body as is (JSON-RPC errors are not Airlock's error envelope). */
@@ -40,6 +49,10 @@ export interface McpAuthorizeInput {
   subject: Subject;
   forwardTarget: string;
   reply: McpReply;
+  approvals: ApprovalGate | undefined;
+  /** Requests waiting for approval, so that a notifications/cancelled can end the wait. */
+  waits: McpWaits;
+  sessions: McpSessions;
 }
 
 const airlockData = (d: Decision, op: McpOperation) => ({
@@ -64,12 +77,27 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   const { ctx, req, ex, set, connection, subject, reply } = input;
   const name = connection.spec.name;
   const method = (req.method ?? "GET").toUpperCase();
+  const header = req.headers["mcp-session-id"];
+  const sessionId = Array.isArray(header) ? header[0] : header;
+  const sessionDigest = sessionId === undefined ? undefined : input.sessions.digest(sessionId);
+  /** Every operation of this request carries the session (as a digest). */
+  const tag = (op: McpOperation): McpOperation =>
+    sessionDigest === undefined ? op : { ...op, session: sessionDigest };
   const done = (body?: Buffer): Authorized => ({
     ex,
     connection,
     forwardTarget: input.forwardTarget,
     subject,
     ...(body ? { body } : {}),
+    // The server issues the session id in its answer to initialize: it belongs to this subject.
+    onResponseHeaders: (headers) => {
+      const issued = headers["mcp-session-id"];
+      if (typeof issued !== "string" || issued === sessionId) return;
+      if (!input.sessions.claim(name, issued, subject))
+        ctx.logger.warn({ connection: name }, "the MCP server issued a session id bound to another subject");
+      if (ex.operation.kind === "mcp")
+        ex.operation = { ...ex.operation, session: input.sessions.digest(issued) };
+    },
   });
   const builtin = (action: Decision["action"], reason: string): Decision => ({
     action,
@@ -83,7 +111,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
    * responses) pass where some rule admits anything on the connection; otherwise default deny.
    */
   const gate = (op: McpOperation, allowedBecause: string): boolean => {
-    ex.operation = op;
+    ex.operation = tag(op);
     const d: Decision = admitsAnything
       ? builtin("allow", allowedBecause)
       : { action: "deny", policy: connection.policy, reason: "no rule allows this operation (default deny)" };
@@ -93,6 +121,16 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
     reply.json(403, jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, op), airlockData(d, op)));
     return false;
   };
+
+  if (sessionId !== undefined && !input.sessions.claim(name, sessionId, subject)) {
+    // Another subject's session: presenting its id would act as that subject at the server.
+    const op = tag({ kind: "mcp", method: "(session)" });
+    ex.operation = op;
+    const d = builtin("deny", "this Mcp-Session-Id belongs to another subject");
+    ex.decide(d).finish();
+    reply.json(403, jsonRpcError(null, POLICY_REFUSED, refusalMessage(d, op), airlockData(d, op)));
+    return undefined;
+  }
 
   if (method === "GET" || method === "DELETE") {
     const op = { kind: "mcp", method: method === "GET" ? "(event stream)" : "(session end)" } as const;
@@ -109,7 +147,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   }
 
   const refuseInput = (status: number, code: number, message: string, close = false) => {
-    ex.operation = { kind: "mcp", method: "(unparsed)" };
+    ex.operation = tag({ kind: "mcp", method: "(unparsed)" });
     ex.decide(builtin("deny", message)).finish();
     reply.json(status, jsonRpcError(null, code, message), close);
     return undefined;
@@ -144,6 +182,9 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   const parsed = parseMcpBody(body);
   if (!parsed.ok) return refuseInput(400, parsed.code, parsed.message);
 
+  const scope = waitScope(name, sessionId, subject);
+  if (parsed.cancelled.length > 0) input.waits.cancel(scope, parsed.cancelled);
+
   if (parsed.requests.length === 0) {
     // Notifications and responses only: they travel where the subject may talk at all.
     const op = { kind: "mcp", method: "(notifications)" } as const;
@@ -162,31 +203,45 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
             session: input.session,
             connection: name,
             identity: ex.identity,
-            operation: r.operation,
+            operation: tag(r.operation),
             failClosed: () => req.socket.destroy(),
           });
-    own.operation = r.operation;
+    own.operation = tag(r.operation);
     let d = set.evaluate(name, subject, r.operation);
-    if (d.action === "requireApproval")
-      // Not yet wired to the approval gate for MCP: fail closed, naming the rule.
+    if (d.action === "requireApproval" && parsed.requests.length > 1)
+      // One wait per HTTP request keeps cancel and the answer simple: batches fail closed.
       d = {
         ...d,
         action: "deny",
-        reason: `rule ${d.rule} requires approval, which MCP connections do not offer yet`,
+        reason: `rule ${d.rule} requires approval, which is not offered inside a batch: send the request alone`,
       };
     own.decide(d);
-    return { id: r.id, op: r.operation, decision: d, ex: own };
+    ctx.metrics.mcpRequests.inc({
+      connection: name,
+      ...mcpLabels(connection, r.operation),
+      decision: d.action,
+    });
+    return { id: r.id, op: r.operation, args: r.arguments, decision: d, ex: own };
   });
   for (const j of judged.slice(1)) j.ex.finish();
-  const refused = judged.find((j) => j.decision.action !== "allow");
+  const refused = judged.find((j) => j.decision.action === "deny");
   if (!refused) {
-    const lists = new Set(judged.filter((j) => j.op.method === "tools/list").map((j) => j.id));
+    const held = judged.find((j) => j.decision.action === "requireApproval");
+    if (held && !(await approved(input, scope, held))) return undefined;
+    const lists = new Map<JsonRpcId, ListMethod>();
+    for (const j of judged) if (isListMethod(j.op.method)) lists.set(j.id, j.op.method);
     if (lists.size === 0) return done(body);
-    const verdict = (tool: string): ToolVerdict => {
-      const d = set.evaluate(name, subject, { kind: "mcp", method: "tools/call", tool });
+    const judge: Judge = (list, key) => {
+      const use: McpOperation =
+        list === "tools/list"
+          ? { kind: "mcp", method: "tools/call", tool: key }
+          : list === "resources/list"
+            ? { kind: "mcp", method: "resources/read", resource: key }
+            : { kind: "mcp", method: "prompts/get", prompt: key };
+      const d = set.evaluate(name, subject, use);
       return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
     };
-    return { ...done(body), rewriteResponse: (type, b) => filterBody(type, b, lists, verdict).body };
+    return { ...done(body), rewriteResponse: (type, b) => filterBody(type, b, lists, judge).body };
   }
 
   ex.finish();
@@ -202,6 +257,80 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   );
   reply.json(200, parsed.batch ? errors : errors[0]);
   return undefined;
+}
+
+/**
+ * Holds one request for approval (the shared approval step, as on plain HTTP); true once approved.
+ * Otherwise the agent has been answered with a JSON-RPC error naming the outcome.
+ */
+async function approved(
+  input: McpAuthorizeInput,
+  scope: string,
+  held: { id: JsonRpcId; op: McpOperation; args: unknown; decision: Decision; ex: Exchange },
+): Promise<boolean> {
+  const { ctx, ex, connection, reply } = input;
+  // Masking is resolved before anyone is asked: a broken configuration refuses now (fail closed).
+  const masking = connectionMasking(connection, ctx.hashKey);
+  if ("error" in masking.request || "error" in masking.response) {
+    ex.upstream = { error: "masking_unavailable" };
+    ex.finish();
+    reply.json(
+      200,
+      jsonRpcError(
+        held.id,
+        POLICY_REFUSED,
+        "Airlock refused the request: this connection's masking rules are unusable, so nothing is forwarded",
+      ),
+    );
+    return false;
+  }
+  let summary: string;
+  try {
+    summary = approvalSummary(held.op, held.args, masking.request.masker, ctx.hashKey);
+  } catch {
+    // Arguments nested too deeply to mask (or to digest): nobody is asked about what cannot be shown.
+    ex.upstream = { error: "unmaskable_request_body" };
+    ex.finish();
+    reply.json(
+      200,
+      jsonRpcError(
+        held.id,
+        POLICY_REFUSED,
+        "Airlock refused the request: its arguments cannot be masked for the approver (JSON nested too deeply)",
+      ),
+    );
+    return false;
+  }
+  const wait = input.waits.watch(scope, held.id);
+  let result: Awaited<ReturnType<typeof askApproval>>;
+  try {
+    result = await askApproval(
+      { ctx, approvals: input.approvals },
+      input.req,
+      input.session,
+      ex,
+      held.decision,
+      input.subject,
+      { protocol: "mcp", summary, signal: wait.signal },
+    );
+  } finally {
+    wait.release();
+  }
+  if (recordApproval(ex, held.decision, result)) return true;
+  ex.finish();
+  if (!result.approved) {
+    const what = held.op.tool === undefined ? held.op.method : `${held.op.method} ${held.op.tool}`;
+    reply.json(
+      200,
+      jsonRpcError(
+        held.id,
+        POLICY_REFUSED,
+        `Airlock did not forward ${what}: ${result.message}${result.hint ? ` (${result.hint})` : ""}`,
+        approvalErrorData(held.decision, held.op, result),
+      ),
+    );
+  }
+  return false;
 }
 
 export type { JsonRpcId };

@@ -15,10 +15,19 @@ export type JsonRpcId = string | number | null;
 export interface McpRequest {
   id: JsonRpcId;
   operation: McpOperation;
+  /** tools/call `params.arguments` as sent (values: never audited or shown unmasked). */
+  arguments?: unknown;
 }
 
 export type ParsedBody =
-  | { ok: true; batch: boolean; requests: McpRequest[]; others: number }
+  | {
+      ok: true;
+      batch: boolean;
+      requests: McpRequest[];
+      others: number;
+      /** Request ids named by `notifications/cancelled` in this body. */
+      cancelled: JsonRpcId[];
+    }
   | { ok: false; code: number; message: string };
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -59,6 +68,7 @@ export function parseMcpBody(body: Buffer): ParsedBody {
   if (messages.length === 0)
     return { ok: false, code: INVALID_REQUEST, message: "Airlock refused the request: empty JSON-RPC batch" };
   const requests: McpRequest[] = [];
+  const cancelled: JsonRpcId[] = [];
   let others = 0;
   for (const [i, m] of messages.entries()) {
     const at = batch ? ` (batch item ${i})` : "";
@@ -75,8 +85,20 @@ export function parseMcpBody(body: Buffer): ParsedBody {
       // A request with params that are not an object or array is malformed: the tool name could hide.
       if ("params" in m && !isObject(m.params) && !Array.isArray(m.params))
         return { ok: false, code: INVALID_REQUEST, message: `Airlock refused the request: bad params${at}` };
-      if (hasId) requests.push({ id: m.id as JsonRpcId, operation: operationOf(m.method, m.params) });
-      else others++;
+      if (hasId) {
+        const request: McpRequest = { id: m.id as JsonRpcId, operation: operationOf(m.method, m.params) };
+        if (m.method === "tools/call" && isObject(m.params) && "arguments" in m.params)
+          request.arguments = m.params.arguments;
+        requests.push(request);
+      } else {
+        others++;
+        const target = isObject(m.params) ? m.params.requestId : undefined;
+        if (
+          m.method === "notifications/cancelled" &&
+          (typeof target === "string" || typeof target === "number")
+        )
+          cancelled.push(target);
+      }
     } else if (hasId && ("result" in m || "error" in m)) others++;
     else
       return {
@@ -85,7 +107,7 @@ export function parseMcpBody(body: Buffer): ParsedBody {
         message: `Airlock refused the request: neither a request, a notification nor a response${at}`,
       };
   }
-  return { ok: true, batch, requests, others };
+  return { ok: true, batch, requests, others, cancelled };
 }
 
 export function jsonRpcError(id: JsonRpcId, code: number, message: string, data?: Record<string, unknown>) {

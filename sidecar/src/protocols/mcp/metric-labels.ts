@@ -1,0 +1,46 @@
+// Labels of airlock_mcp_requests_total, bounded whatever the agent sends: methods from the MCP
+// specification, tool names only as the connection's rules spell them out (a glob such as `get_*`
+// names no tool), everything else `other`.
+import type { CompiledConnection } from "../../policy/compile.ts";
+import type { McpOperation } from "./jsonrpc.ts";
+
+const METHODS = new Set([
+  "initialize",
+  "ping",
+  "tools/list",
+  "tools/call",
+  "resources/list",
+  "resources/templates/list",
+  "resources/read",
+  "resources/subscribe",
+  "resources/unsubscribe",
+  "prompts/list",
+  "prompts/get",
+  "completion/complete",
+  "logging/setLevel",
+]);
+
+export const OTHER = "other";
+
+const named = new WeakMap<CompiledConnection, ReadonlySet<string>>();
+
+/** Tool names the connection's rules name literally (no `*`). */
+export function policyToolNames(connection: CompiledConnection): ReadonlySet<string> {
+  const hit = named.get(connection);
+  if (hit) return hit;
+  const names = new Set<string>();
+  for (const rules of Object.values(connection.rules))
+    for (const r of rules) for (const t of r.rule.match?.mcp?.tools ?? []) if (!t.includes("*")) names.add(t);
+  named.set(connection, names);
+  return names;
+}
+
+export function mcpLabels(
+  connection: CompiledConnection,
+  op: McpOperation,
+): { method: string; tool: string } {
+  const method = METHODS.has(op.method) ? op.method : OTHER;
+  if (op.method !== "tools/call") return { method, tool: "" };
+  const tool = op.tool !== undefined && policyToolNames(connection).has(op.tool) ? op.tool : OTHER;
+  return { method, tool };
+}

@@ -1,0 +1,273 @@
+// Approvals for MCP tool calls end to end: the official SDK's Client → the sidecar in Kubernetes mode
+// (policy from a real kube-apiserver, the Kubernetes approval gate) → the SDK's McpServer. A tools/call
+// matched by a requireApproval rule creates an AccessRequest and waits; approvers decide with the
+// real `kubectl-airlock` plugin, as in kubernetes.test.ts.
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API_VERSION } from "../../api/src/index.ts";
+import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
+import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
+import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { connect } from "../envtest/connect.ts";
+import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
+import { type Cluster, plugin, setUpCluster } from "./cluster.ts";
+
+const k8s = connect();
+let c: Cluster;
+let upstream: McpUpstream;
+let sidecar: Sidecar;
+let audit: AuditEvent[];
+let client: Client;
+let base: string;
+let dir: string;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+const pendingFor = (tool: string) =>
+  until(`an AccessRequest for ${tool}`, async () =>
+    (await c.list()).find(
+      (o) =>
+        o.spec.operation.summary.startsWith(`tools/call ${tool} `) &&
+        (o.status?.phase ?? "Pending") === "Pending",
+    ),
+  );
+
+const SUMMARY = /^tools\/call (\w+) (\{.*\}) \(arguments digest [0-9a-f]{16}\)$/;
+
+beforeAll(async () => {
+  c = await setUpCluster(k8s, "mcp-approvals");
+  upstream = await startMcpServer();
+  const listenPort = await freePort();
+  const rule = (name: string, tool: string, approval: Record<string, unknown> = {}) => ({
+    name,
+    action: "requireApproval",
+    connections: ["ops-mcp"],
+    match: { mcp: { tools: [tool] } },
+    approval: { approvers: { groups: ["dba"] }, timeout: "45s", ...approval },
+  });
+  const policy = {
+    apiVersion: API_VERSION,
+    kind: "AgentAccessPolicy",
+    metadata: { name: "ops", namespace: c.ns },
+    spec: {
+      podSelector: { matchLabels: { app: "agent" } },
+      connections: [
+        {
+          name: "ops-mcp",
+          protocol: "mcp",
+          target: { host: "127.0.0.1", port: upstream.port },
+          tls: { mode: "disable" },
+          listen: { port: listenPort },
+        },
+      ],
+      rules: [
+        {
+          name: "session",
+          action: "allow",
+          connections: ["ops-mcp"],
+          match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+        },
+        rule("reports", "run_report"),
+        rule("slow", "slow_report", { timeout: "2s" }),
+      ],
+      masking: [
+        {
+          name: "accounts",
+          connections: ["ops-mcp"],
+          fields: ["$..account"],
+          strategy: "redact",
+          direction: "request",
+        },
+      ],
+    },
+  };
+  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(policy) });
+  expect(r.code, r.stderr).toBe(0);
+  dir = await mkdtemp(join(tmpdir(), "airlock-mcp-approvals-"));
+  const memory = createMemoryAuditSink();
+  audit = memory.events;
+  sidecar = await startSidecar({
+    kubernetes: true,
+    kubeConfig: c.agentKubeConfig(),
+    podInfoDir: await c.podInfo("agent-0"),
+    secretsDir: dir,
+    hashKeyFile: join(dir, "hash.key"),
+    adminPort: 0,
+    proxyPort: 0,
+    capturePort: false,
+    logger: pino({ level: "silent" }),
+    audit: memory,
+  });
+  base = `http://127.0.0.1:${listenPort}`;
+  client = new Client({ name: "agent", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+});
+
+afterAll(async () => {
+  await client?.close();
+  await sidecar?.close();
+  await upstream?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("MCP tool calls held for approval on the real API server", () => {
+  it("tools/list marks the approval tools; a call waits, shows masked arguments, and runs once a dba approves", async () => {
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => [t.name, t.description])).toEqual([
+      ["run_report", "run_report tool (requires approval)"],
+      ["slow_report", "slow_report tool (requires approval)"],
+    ]);
+
+    const held = client.callTool({
+      name: "run_report",
+      arguments: { arg: "q3", account: "acct-778-secret" },
+    });
+    const req = await pendingFor("run_report");
+    const name = req.metadata.name as string;
+    expect(req.spec).toMatchObject({
+      policy: `${c.ns}/ops`,
+      rule: "reports",
+      connection: "ops-mcp",
+      requester: { serviceAccount: c.agentSubject, pod: "agent-0" },
+      operation: { protocol: "mcp" },
+      approvers: { groups: ["dba"] },
+    });
+    // The tool name and the arguments as request masking leaves them: the account never leaves.
+    const shown = SUMMARY.exec(req.spec.operation.summary);
+    expect(shown?.[1]).toBe("run_report");
+    expect(JSON.parse(shown?.[2] ?? "")).toEqual({ arg: "q3", account: "[REDACTED]" });
+    expect(JSON.stringify(req)).not.toContain("acct-778");
+    await sleep(500);
+    expect(upstream.calls).not.toContain("run_report");
+
+    const approved = await plugin(["approve", name, "-n", c.ns], c.users.ann);
+    expect(approved.code, approved.stderr).toBe(0);
+    const result = await held;
+    expect(result.content).toEqual([{ type: "text", text: "run_report done" }]);
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+    // Forwarded with the request masking applied, like any MCP request on this connection.
+    expect(upstream.args.at(-1)).toEqual({ arg: "q3", account: "[REDACTED]" });
+    const ev = audit.find((e) => e.operation.kind === "mcp" && e.approval?.request === name);
+    expect(ev).toMatchObject({
+      operation: { kind: "mcp", method: "tools/call", tool: "run_report" },
+      decision: { action: "requireApproval", rule: "reports" },
+      approval: { request: name, approvers: ["ann"] },
+    });
+  });
+
+  it("other arguments are another request; a denial answers with a JSON-RPC error naming the outcome", async () => {
+    const first = (await c.list()).find((o) => o.spec.rule === "reports");
+    const held = client.callTool({ name: "run_report", arguments: { arg: "q4" } }).catch((e: unknown) => e);
+    const req = await pendingFor("run_report");
+    const name = req.metadata.name as string;
+    expect(name).not.toBe(first?.metadata.name);
+    expect(req.spec.operation.fingerprint).not.toBe(first?.spec.operation.fingerprint);
+    const denied = await plugin(["deny", name, "-n", c.ns, "--reason", "not this quarter"], c.users.bob);
+    expect(denied.code, denied.stderr).toBe(0);
+    const err = await held;
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).message).toMatch(
+      /did not forward tools\/call run_report: approval denied for rule reports .*not this quarter/,
+    );
+    expect((err as McpError).data).toMatchObject({
+      airlock: {
+        decision: "requireApproval",
+        rule: "reports",
+        tool: "run_report",
+        error: "approval_denied",
+        approval: { status: "denied", request: name },
+      },
+    });
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+  });
+
+  it("expires at the rule's timeout with an error saying so", async () => {
+    const err = await client.callTool({ name: "slow_report", arguments: {} }).catch((e: unknown) => e);
+    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).data).toMatchObject({
+      airlock: { rule: "slow", error: "approval_expired", approval: { status: "expired" } },
+    });
+    expect((err as McpError).message).toMatch(/approval expired for rule slow/);
+    expect(upstream.calls).not.toContain("slow_report");
+  });
+
+  it("the client cancelling (notifications/cancelled) ends the wait; nothing reaches the server", async () => {
+    const ac = new AbortController();
+    const held = client
+      .callTool({ name: "run_report", arguments: { arg: "cancel-me" } }, undefined, { signal: ac.signal })
+      .catch((e: unknown) => e);
+    const req = await pendingFor("run_report");
+    ac.abort("changed my mind");
+    await held;
+    const ev = await until("the canceled call's audit event", () =>
+      audit.find(
+        (e) =>
+          e.operation.kind === "mcp" &&
+          e.upstream?.error === "approval_pending" &&
+          /canceled/.test(e.decision.reason),
+      ),
+    );
+    expect(ev.decision.reason).toMatch(
+      new RegExp(`the client canceled the wait for approval of rule reports \\(request ${req.metadata.name}`),
+    );
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+  });
+
+  it("a closed connection ends the wait too", async () => {
+    const before = audit.length;
+    const ac = new AbortController();
+    const sent = fetch(`${base}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 77,
+        method: "tools/call",
+        params: { name: "run_report", arguments: { arg: "gone" } },
+      }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    const req = await until("the request", async () =>
+      (await c.list()).find(
+        (o) => o.spec.operation.summary.includes('"gone"') && (o.status?.phase ?? "Pending") === "Pending",
+      ),
+    );
+    ac.abort();
+    await sent;
+    // The guard audits the agent that went away (whichever notices first: the HTTP exchange or the
+    // approval step), and nothing is left waiting to forward.
+    const ev = await until("the abandoned call's audit event", () =>
+      audit.slice(before).find((e) => e.operation.kind === "mcp" && e.upstream?.error !== undefined),
+    );
+    expect(ev.upstream?.error).toMatch(/^(agent_disconnected|approval_pending)$/);
+    // An approval arriving later lets nothing through: the call is gone.
+    expect((await plugin(["approve", req.metadata.name as string, "-n", c.ns], c.users.ann)).code).toBe(0);
+    await sleep(1000);
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+  });
+});
