@@ -243,6 +243,13 @@ async function startTheSidecar(): Promise<Sidecar> {
           tls: { mode: "disable" },
           listen: { port: billingPort },
         },
+        // An HTTPS host the sidecar intercepts: it mints its pod CA (AirlockPodCaNotRenewed).
+        {
+          name: "ledger",
+          protocol: "http",
+          target: { host: "ledger.internal", port: 443 },
+          tls: { mode: "verify-full" },
+        },
       ],
       rules: [
         { name: "read", action: "allow", match: { http: { methods: ["GET"], paths: ["/customers/**"] } } },
@@ -439,6 +446,8 @@ beforeAll(async () => {
     policyStaleAfterSeconds: 2,
     policyStaleFor: "2s",
     injectorErrorFor: "2s",
+    // Past the 24 h CA's whole lifetime: the sidecar's fresh CA counts as "not renewed in time".
+    podCaRenewalMarginSeconds: 90_000,
   });
   await setUpCluster();
   sidecar = await startTheSidecar();

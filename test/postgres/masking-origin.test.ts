@@ -25,6 +25,9 @@ beforeAll(async () => {
       $$ BEGIN RAISE NOTICE 'value: %', v; RETURN 1; END $$;
     CREATE FUNCTION complain(v text) RETURNS int LANGUAGE plpgsql STABLE AS
       $$ BEGIN RAISE EXCEPTION 'bad value %', v USING ERRCODE = 'P0001', DETAIL = 'detail ' || v, HINT = v; END $$;
+    CREATE TABLE pg_cards (card_number text);
+    INSERT INTO pg_cards VALUES ('${CARD}');
+    GRANT SELECT ON pg_cards TO airlock_scram;
     ANALYZE customers;
   `);
   const rules: PolicyOptions["rules"] = [
@@ -221,6 +224,32 @@ describe("set operations", () => {
   });
   it.each(SET_OPERATIONS)("partial: %s", async (sql) => {
     await withClient(partial, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+  // A driver's type introspection (asyncpg's is a recursive UNION over pg_type with a CTE
+  // column list) reads only the system catalogs: its computed columns are not covered data.
+  it("a set operation and a CTE column list over the system catalogs only stay readable", async () => {
+    await withClient(g, async (c) => {
+      const r = await c.query(
+        `WITH RECURSIVE t(oid, name, depth) AS (
+           SELECT oid, typname, 0 FROM pg_type WHERE typname = 'int4'
+           UNION ALL SELECT e.oid, e.typname, t.depth + 1 FROM pg_catalog.pg_type e, t WHERE e.typarray = t.oid
+         ) SELECT DISTINCT *, oid::regtype::text AS shown FROM t`,
+      );
+      expect(r.rows).toEqual([{ oid: 23, name: "int4", depth: 0, shown: "integer" }]);
+      const u = await c.query(
+        "SELECT typname AS n FROM pg_type WHERE oid = 25 UNION SELECT relname FROM pg_class WHERE oid = 1259",
+      );
+      expect(u.rows.map((x) => x.n).sort()).toEqual(["pg_class", "text"]);
+    });
+  });
+  it.each([
+    // A relation outside pg_catalog named like a catalog: the bare name resolves to it.
+    "SELECT '' AS d WHERE false UNION ALL TABLE pg_cards",
+    "WITH s(d) AS (SELECT '' WHERE false UNION ALL TABLE pg_cards) SELECT upper(d) AS u FROM s",
+    // A catalog beside a table.
+    "SELECT typname::text AS d FROM pg_type WHERE false UNION ALL TABLE pg_cards",
+  ])("not when a relation read may hold data: %s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
   });
   it("FETCH from a cursor over a set operation", async () => {
     await withClient(g, async (c) => {

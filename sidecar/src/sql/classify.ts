@@ -79,6 +79,12 @@ export interface ClassifiedStatement extends SqlStatement {
    * `max(card_number)` stays readable).
    */
   targets?: readonly (readonly string[])[];
+  /**
+   * A set operation or a CTE column list: output columns take other names than the columns they
+   * carry, and PostgreSQL describes them with no origin. Masking treats that as a whole-row
+   * reference unless every relation read is a system catalog (ResultMasking).
+   */
+  renamesColumns?: true;
   /** COPY ... TO: what masking needs to read its rows (see copyOutOf). */
   copyOut?: CopyOut;
   /** 0-based position of the top-level statement in the text. */
@@ -407,7 +413,10 @@ class Collect {
   /** Top-level SELECT: the columns each output column's expression references (see targetColumns). */
   targets?: string[][];
   copyOut?: CopyOut;
+  /** See ClassifiedStatement.renamesColumns. */
+  renamesColumns = false;
   merge(other: Collect) {
+    this.renamesColumns ||= other.renamesColumns;
     for (const t of other.tables) this.tables.add(t);
     for (const f of other.functions) this.functions.add(f);
     for (const c of other.columns) this.columns.add(c);
@@ -442,11 +451,20 @@ class Collect {
   /** The SQL-layer facts every entry carries besides kind and tables. */
   facts(): Pick<
     ClassifiedStatement,
-    "functions" | "columns" | "routines" | "operators" | "casts" | "customSettings" | "targets" | "copyOut"
+    | "functions"
+    | "columns"
+    | "routines"
+    | "operators"
+    | "casts"
+    | "customSettings"
+    | "targets"
+    | "copyOut"
+    | "renamesColumns"
   > {
     return {
       functions: [...this.functions],
       columns: this.columnList(),
+      ...(this.renamesColumns ? { renamesColumns: true as const } : {}),
       ...(this.targets ? { targets: this.targets } : {}),
       ...(this.copyOut ? { copyOut: this.copyOut } : {}),
       routines: [...this.routines.values()],
@@ -990,7 +1008,7 @@ class Walker {
     // A set operation's columns take the first branch's names, and PostgreSQL describes them
     // with no origin: a covered column in a later branch (`... UNION ALL TABLE customers`) is
     // renamed as surely as by an alias list.
-    if (typeof body.op === "string" && body.op !== "SETOP_NONE") target.columns.add("*");
+    if (typeof body.op === "string" && body.op !== "SETOP_NONE") target.renamesColumns = true;
     // WITH: a non-recursive CTE sees the CTEs before it; a recursive one sees all of them.
     let scope = outer;
     const withClause = isObj(body.withClause) ? body.withClause : undefined;
@@ -1000,7 +1018,7 @@ class Walker {
         .filter((c): c is Node => c !== undefined);
       const all = new Set(ctes.map((c) => str(c.ctename) ?? ""));
       for (const n of all) target.rowSources.add(n.toLowerCase());
-      if (ctes.some((c) => renames(c.aliascolnames))) target.columns.add("*");
+      if (ctes.some((c) => renames(c.aliascolnames))) target.renamesColumns = true;
       if (withClause.recursive) {
         scope = { names: all, parent: outer };
         for (const c of ctes) this.visit(c.ctequery, scope, target);

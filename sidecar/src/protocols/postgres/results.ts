@@ -6,12 +6,14 @@ import type { ClassifiedStatement } from "../../sql/index.ts";
 import type { BinaryKind } from "./binary-values.ts";
 import { type Column, ProtocolError } from "./protocol.ts";
 import {
+  CATALOG_SHADOW,
   callsUserFunction,
   type MaskState,
   maskNotification,
   planResult,
   RELATION_NAME,
   type ResultPlan,
+  readsOnlySystemCatalogs,
   readsRelation,
   redactNotice,
   taintOf,
@@ -29,6 +31,8 @@ export class ResultMasking {
   readonly userFunctions = new Set<string>();
   /** Relations every column of which may carry covered data: dependent views, statistics views. */
   readonly coveredRelations = new Set<string>();
+  /** Relations outside pg_catalog named like a catalog (`pg_x`), which a bare name may resolve to. */
+  readonly catalogShadows = new Set<string>();
   /** Every query a SQL cursor of this name was declared with (SessionStatements.cursorHistory), for FETCH. */
   readonly #cursor: (name: string) => readonly ClassifiedStatement[] | undefined;
   /** Database-defined types whose binary form is text (citext, enums), learned at connect. */
@@ -46,6 +50,7 @@ export class ResultMasking {
   learn(oid: string, attnum: number, name: string): void {
     if (attnum === USER_FUNCTION) this.userFunctions.add(name);
     else if (attnum === RELATION_NAME) this.coveredRelations.add(name);
+    else if (attnum === CATALOG_SHADOW) this.catalogShadows.add(name);
     else this.origins.set(`${oid}:${attnum === VIEW_ALL ? "*" : attnum}`, name);
   }
 
@@ -61,6 +66,9 @@ export class ResultMasking {
     let wide = false;
     const add = (list: readonly ClassifiedStatement[]) => {
       for (const s of list) for (const c of s.columns ?? []) referenced.add(c);
+      // Columns renamed by a set operation or a CTE column list may be any column read.
+      if (list.some((s) => s.renamesColumns) && !readsOnlySystemCatalogs(list, this.catalogShadows))
+        referenced.add("*");
       // A database function may read a covered column the statement never names; so may a
       // computed column over a view that depends on one, or over the planner's statistics.
       if (callsUserFunction(list, this.userFunctions) || readsRelation(list, this.coveredRelations)) {

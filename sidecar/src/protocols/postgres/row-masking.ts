@@ -156,6 +156,30 @@ export const USER_FUNCTION = -1;
 export const VIEW_ALL = -2;
 /** `attnum` of originsQuery rows that name a relation whose columns may all carry covered data. */
 export const RELATION_NAME = -3;
+/** `attnum` of originsQuery rows naming a relation outside pg_catalog whose name starts `pg_`. */
+export const CATALOG_SHADOW = -4;
+
+/**
+ * Whether every relation the statements read is a system catalog: `pg_catalog.x`, or a bare
+ * `pg_x` that no relation outside pg_catalog shadowed at connect (`shadows`). Their rows hold no
+ * table data; the statistics catalogs that do are covered relations (readsRelation). A temporary
+ * `pg_x` created later in the session would shadow a bare name: that needs CREATE, which already
+ * opens the window every table created after connect has (origins are learned at connect).
+ */
+export function readsOnlySystemCatalogs(
+  statements: readonly { tables: readonly string[] }[],
+  shadows: ReadonlySet<string>,
+): boolean {
+  for (const s of statements)
+    for (const t of s.tables) {
+      const dot = t.lastIndexOf(".");
+      const name = t.slice(dot + 1).toLowerCase();
+      const schema = dot < 0 ? undefined : t.slice(0, dot).toLowerCase();
+      if (schema !== undefined ? schema !== "pg_catalog" : !name.startsWith("pg_") || shadows.has(name))
+        return false;
+    }
+  return true;
+}
 
 /**
  * Whether a statement calls a function defined in the database (not a built-in): such a
@@ -207,7 +231,8 @@ const STATISTICS_VALUES = `(c.relname = 'pg_statistic' AND a.attname LIKE 'stava
  *   one is the safe side);
  * - `0, RELATION_NAME, name`: those views and the statistics views by name, for computed columns
  *   over them (see ResultMasking);
- * - `0, USER_FUNCTION, name`: the functions defined outside the system schemas (callsUserFunction).
+ * - `0, USER_FUNCTION, name`: the functions defined outside the system schemas (callsUserFunction);
+ * - `0, CATALOG_SHADOW, name`: relations outside pg_catalog named like a catalog (readsOnlySystemCatalogs).
  */
 export function originsQuery(state: MaskState): string | undefined {
   if (state.columns.size === 0) return undefined;
@@ -246,7 +271,10 @@ export function originsQuery(state: MaskState): string | undefined {
   UNION ALL
   SELECT DISTINCT 0::pg_catalog.int8, ${USER_FUNCTION}, lower(p.proname) FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`;
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL
+  SELECT DISTINCT 0::pg_catalog.int8, ${CATALOG_SHADOW}, lower(c.relname) FROM pg_catalog.pg_class c
+    WHERE c.relname LIKE 'pg\\_%' AND c.relnamespace <> 'pg_catalog'::pg_catalog.regnamespace`;
 }
 
 /**
