@@ -35,6 +35,8 @@
 
 import type { SqlKind, SqlStatement } from "../policy/types.ts";
 import { isObj, type Node, str, stringList } from "./ast.ts";
+import { Collect, type OperatorRef, type RoutineRef, type TypeRef } from "./collect.ts";
+import { type CopyOut, copyOutOf, renames, targetColumns } from "./data-flow.ts";
 import {
   DENIED_FUNCTION_NAMES,
   DENIED_FUNCTION_PREFIXES,
@@ -63,6 +65,9 @@ export type SessionEffect =
   | { kind: "closeCursor"; name?: string }
   /** SET [LOCAL] / RESET statement_timeout: `ms` undefined is back to the session's default. */
   | { kind: "statementTimeout"; ms?: number; local: boolean };
+
+export type { OperatorRef, RoutineRef, TypeRef } from "./collect.ts";
+export type { CopyOut } from "./data-flow.ts";
 
 export interface ClassifiedStatement extends SqlStatement {
   /** libpg-query fingerprint of the top-level statement (literals and layout ignored). */
@@ -100,34 +105,6 @@ export interface ClassifiedStatement extends SqlStatement {
   /** Present on entries derived from inside a statement (`opaque`: catalog-judge.ts). */
   nested?: "cte" | "locking" | "sequence" | "opaque";
   effect?: SessionEffect;
-}
-
-/** A COPY ... TO STDOUT as the rows will come: its columns when listed, its format, its options. */
-export interface CopyOut {
-  /** The table's column list as written (lower-cased); undefined for `COPY t` and `COPY (query)`. */
-  columns?: readonly string[];
-  format: "text" | "csv" | "binary";
-  /** A header line comes first (CSV). */
-  header: boolean;
-  /** Only FORMAT and HEADER are given: default delimiter, NULL, quote and escape. */
-  plain: boolean;
-}
-
-/** A function call as written: `schema` only when qualified; `args` undefined when the count is not plain (named or VARIADIC arguments). */
-export interface RoutineRef {
-  schema?: string;
-  name: string;
-  args?: number;
-}
-
-export interface OperatorRef {
-  schema?: string;
-  name: string;
-}
-
-export interface TypeRef {
-  schema?: string;
-  name: string;
 }
 
 /** A construct that is always denied, whatever the rules say. */
@@ -387,104 +364,6 @@ function deepFreeze<T>(value: T): T {
 
 // ---------------------------------------------------------------------------------------------
 
-const refKey = (schema: string | undefined, name: string, args?: number) =>
-  `${schema ?? ""}\u0001${name}\u0001${args ?? ""}`;
-
-class Collect {
-  readonly tables = new Set<string>();
-  readonly functions = new Set<string>();
-  readonly routines = new Map<string, RoutineRef>();
-  readonly operators = new Map<string, OperatorRef>();
-  readonly casts = new Map<string, TypeRef>();
-  readonly settings = new Set<string>();
-  /** Referenced column names (lower-cased last field of every column reference). */
-  readonly columns = new Set<string>();
-  /** Single-field references (`c`), which are whole rows when `c` names a FROM item. */
-  readonly singles = new Set<string>();
-  /** Relation names and aliases of FROM items. */
-  readonly relations = new Set<string>();
-  /**
-   * Aliases of functions in FROM (`unnest(a) x`): a bare `x` is the function's output, derived
-   * from its arguments (named where they are written), not a table's whole row.
-   */
-  readonly functionAliases = new Set<string>();
-  /** Aliases and names of FROM items other than functions (tables, views, subqueries, CTEs, joins). */
-  readonly rowSources = new Set<string>();
-  /** Top-level SELECT: the columns each output column's expression references (see targetColumns). */
-  targets?: string[][];
-  copyOut?: CopyOut;
-  /** See ClassifiedStatement.renamesColumns. */
-  renamesColumns = false;
-  merge(other: Collect) {
-    this.renamesColumns ||= other.renamesColumns;
-    for (const t of other.tables) this.tables.add(t);
-    for (const f of other.functions) this.functions.add(f);
-    for (const c of other.columns) this.columns.add(c);
-    for (const c of other.singles) this.singles.add(c);
-    for (const r of other.relations) this.relations.add(r);
-    for (const r of other.functionAliases) this.functionAliases.add(r);
-    for (const r of other.rowSources) this.rowSources.add(r);
-    for (const [k, v] of other.routines) this.routines.set(k, v);
-    for (const [k, v] of other.operators) this.operators.set(k, v);
-    for (const [k, v] of other.casts) this.casts.set(k, v);
-    for (const c of other.settings) this.settings.add(c);
-  }
-  routine(parts: readonly string[], args: number | undefined) {
-    const name = parts[parts.length - 1] ?? "";
-    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
-    this.routines.set(refKey(schema, name, args), {
-      ...(schema ? { schema } : {}),
-      name,
-      ...(args === undefined ? {} : { args }),
-    });
-  }
-  operator(parts: readonly string[]) {
-    const name = parts[parts.length - 1] ?? "";
-    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
-    this.operators.set(refKey(schema, name), { ...(schema ? { schema } : {}), name });
-  }
-  cast(parts: readonly string[]) {
-    const name = parts[parts.length - 1] ?? "";
-    const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
-    this.casts.set(refKey(schema, name), { ...(schema ? { schema } : {}), name });
-  }
-  /** The SQL-layer facts every entry carries besides kind and tables. */
-  facts(): Pick<
-    ClassifiedStatement,
-    | "functions"
-    | "columns"
-    | "routines"
-    | "operators"
-    | "casts"
-    | "customSettings"
-    | "targets"
-    | "copyOut"
-    | "renamesColumns"
-  > {
-    return {
-      functions: [...this.functions],
-      columns: this.columnList(),
-      ...(this.renamesColumns ? { renamesColumns: true as const } : {}),
-      ...(this.targets ? { targets: this.targets } : {}),
-      ...(this.copyOut ? { copyOut: this.copyOut } : {}),
-      routines: [...this.routines.values()],
-      operators: [...this.operators.values()],
-      casts: [...this.casts.values()],
-      ...(this.settings.size ? { customSettings: [...this.settings] } : {}),
-    };
-  }
-  /** Column names, with "*" when a whole row is referenced (`row_to_json(c)`, `f(t.*)`, `SELECT c FROM t c`). */
-  columnList(): string[] {
-    const out = [...this.columns];
-    if (!this.columns.has("*") && [...this.singles].some((s) => this.isRowSource(s))) out.push("*");
-    return out;
-  }
-  /** Whether a bare name may be a whole row: it names a FROM item that is not only a function. */
-  isRowSource(name: string): boolean {
-    return this.relations.has(name) && !(this.functionAliases.has(name) && !this.rowSources.has(name));
-  }
-}
-
 /** What SET/RESET statement_timeout does to the session (the guard ends approval waits with it). */
 function statementTimeoutEffect(body: Node): SessionEffect | undefined {
   const k = str(body.kind);
@@ -497,104 +376,6 @@ function statementTimeoutEffect(body: Node): SessionEffect | undefined {
   const text = constText(args[0]);
   const ms = args.length === 1 && text !== undefined ? pgDurationMs(text) : undefined;
   return ms === undefined ? undefined : { kind: "statementTimeout", ms, local };
-}
-
-function copyOutOf(body: Node): CopyOut {
-  let format: CopyOut["format"] = "text";
-  let header = false;
-  let plain = true;
-  for (const o of Array.isArray(body.options) ? body.options : []) {
-    const d = isObj(o) && isObj(o.DefElem) ? o.DefElem : undefined;
-    const name = str(d?.defname);
-    const arg = isObj(d?.arg) ? d.arg : undefined;
-    if (name === "format") {
-      const f = str(isObj(arg?.String) ? arg.String.sval : undefined)?.toLowerCase();
-      if (f === "csv" || f === "binary" || f === "text") format = f;
-      else plain = false;
-    } else if (name === "header") {
-      header =
-        !(isObj(arg?.Boolean) && arg.Boolean.boolval !== true) &&
-        str(isObj(arg?.String) ? arg.String.sval : undefined) !== "false";
-    } else plain = false;
-  }
-  const list = Array.isArray(body.attlist) ? body.attlist : undefined;
-  const columns =
-    isObj(body.relation) && list?.length
-      ? list.map((c) => (isObj(c) && isObj(c.String) ? (str(c.String.sval) ?? "") : "").toLowerCase())
-      : undefined;
-  return { ...(columns ? { columns } : {}), format, header, plain };
-}
-
-/** Whether a FROM item is a table (or a join of tables) that keeps its columns' names. */
-function plainFromItem(item: unknown): boolean {
-  if (!isObj(item)) return false;
-  if (isObj(item.RangeVar)) return !isObj(item.RangeVar.alias) || !renames(item.RangeVar.alias.colnames);
-  if (isObj(item.JoinExpr)) {
-    const j = item.JoinExpr;
-    return (!isObj(j.alias) || !renames(j.alias.colnames)) && plainFromItem(j.larg) && plainFromItem(j.rarg);
-  }
-  return false;
-}
-
-/** Every column reference in a subtree: lower-cased last names, "*" for `t.*`, bare names apart. */
-function columnRefs(node: unknown, out: { columns: Set<string>; singles: Set<string> }): void {
-  if (Array.isArray(node)) {
-    for (const n of node) columnRefs(n, out);
-    return;
-  }
-  if (!isObj(node)) return;
-  // A column list inside the expression (a sublink's FROM or WITH) renames what it selects: any
-  // name may then stand for a covered column.
-  const renamed =
-    renames(node.aliascolnames) ||
-    (isObj(node.alias) && !Array.isArray(node.functions) && renames(node.alias.colnames));
-  if (renamed) out.columns.add("*");
-  if (isObj(node.ColumnRef)) {
-    const fields = Array.isArray(node.ColumnRef.fields) ? node.ColumnRef.fields : [];
-    const last = fields[fields.length - 1];
-    if (isObj(last) && isObj(last.A_Star)) out.columns.add("*");
-    else {
-      const name = (isObj(last) && isObj(last.String) ? (str(last.String.sval) ?? "") : "").toLowerCase();
-      out.columns.add(name);
-      if (fields.length === 1) out.singles.add(name);
-    }
-  }
-  for (const key in node) if (typeof node[key] === "object") columnRefs(node[key], out);
-}
-
-/**
- * Per output column of a plain top-level SELECT, the columns its expression references; undefined
- * when output columns cannot be told apart by their expressions alone (WITH, set operations,
- * VALUES, `*`, or FROM items that rename columns: subqueries, functions, alias column lists).
- * A value reaches an output column only through its own expression (WHERE, GROUP BY and ORDER
- * BY choose rows, they do not carry values into other columns).
- */
-function targetColumns(body: Node, whole: Collect): string[][] | undefined {
-  if (body.withClause || (body.op !== undefined && body.op !== "SETOP_NONE") || body.valuesLists)
-    return undefined;
-  const from = Array.isArray(body.fromClause) ? body.fromClause : [];
-  if (!from.every(plainFromItem)) return undefined;
-  const targets = Array.isArray(body.targetList) ? body.targetList : [];
-  const out: string[][] = [];
-  for (const t of targets) {
-    const val = isObj(t) && isObj(t.ResTarget) ? t.ResTarget.val : undefined;
-    const refs = { columns: new Set<string>(), singles: new Set<string>() };
-    columnRefs(val, refs);
-    if (isObj(val) && isObj(val.ColumnRef) && refs.columns.has("*")) return undefined; // `*` expands
-    const list = [...refs.columns];
-    if (!refs.columns.has("*") && [...refs.singles].some((s) => whole.isRowSource(s))) list.push("*");
-    out.push(list);
-  }
-  return out;
-}
-
-/**
- * Whether an alias column list (`FROM t AS c(a, b)`, `WITH s(a, b) AS ...`) renames columns by
- * position: any name in the statement may then stand for any column of what it renames, so
- * masking treats it as a whole-row reference ("*").
- */
-function renames(colnames: unknown): boolean {
-  return Array.isArray(colnames) && colnames.length > 0;
 }
 
 /** CTE names visible at a point of the tree (innermost first). */
@@ -803,7 +584,7 @@ class Walker {
         }
         this.visitNode(type, body, undefined, collect, true);
         {
-          const targets = targetColumns(body, collect);
+          const targets = targetColumns(body, (n) => collect.isRowSource(n));
           if (targets) collect.targets = targets;
         }
         return { kind: topKind(type, body), collect };
