@@ -78,7 +78,11 @@ export interface Sidecar {
   readonly listeners: ListenerSet;
   /** The approval gate the guards use (AccessRequests in Kubernetes, a local store standalone). */
   readonly approvals: ApprovalGate;
-  drain(): Promise<void>;
+  /**
+   * Stops taking new connections and resolves once in-flight operations are done. `trigger`
+   * says who asked (logged): the preStop hook, or the signal the process got.
+   */
+  drain(trigger?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -227,9 +231,14 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   }
 
   let draining: Promise<void> | undefined;
-  const drain = () => {
-    draining ??= (async () => {
-      logger.info("draining: no new connections; waiting for in-flight operations");
+  const drain = (trigger = "request") => {
+    if (draining) {
+      // The preStop hook drains first; the kubelet's SIGTERM follows once it returns.
+      logger.info({ trigger }, "drain already under way or done");
+      return draining;
+    }
+    draining = (async () => {
+      logger.info({ trigger }, "draining: no new connections; waiting for in-flight operations");
       // Stop accepting now; the servers' close resolves only once their connections are gone.
       const closed = Promise.all([listeners.close(), capture?.close()]);
       await Promise.all(Object.values(handlers).map((h) => h?.drain()));

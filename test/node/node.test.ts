@@ -573,7 +573,17 @@ spec:
         events.length,
         `audit events vs statements the agent saw complete\n${sidecarText.slice(-3000)}`,
       ).toBe(done.length);
-      expect(sidecarText).toMatch(/draining: no new connections/);
+      // The preStop hook (`airlock-sidecar drain`) drained first; the kubelet's SIGTERM came after
+      // it returned and found the drain done. A plain SIGTERM would log trigger SIGTERM first.
+      const lines = sidecarText
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { msg?: string; trigger?: string });
+      const drainLines = lines.filter((l) => l.trigger !== undefined).map((l) => `${l.trigger}: ${l.msg}`);
+      expect(drainLines, sidecarText.slice(-3000)).toEqual([
+        "preStop: draining: no new connections; waiting for in-flight operations",
+        "SIGTERM: drain already under way or done",
+      ]);
       process.stderr.write(
         `[node] drain: ${done.length} statements completed, ${events.length} audit events\n`,
       );

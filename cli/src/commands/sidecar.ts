@@ -87,12 +87,11 @@ export const command: Command = {
       approver: values.approver,
       approverTokenFile: values["approver-token-file"],
     });
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
+    const signal = await new Promise<string>((resolve) => {
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+      process.once("SIGINT", () => resolve("SIGINT"));
     });
-    await sidecar.drain();
+    await sidecar.drain(signal);
     await sidecar.close();
     return 0;
   },

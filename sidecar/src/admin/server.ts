@@ -15,7 +15,7 @@ export interface AdminServerOptions {
   logger: Logger;
   /** Why the sidecar is not ready, or undefined when it is. */
   notReadyReason(): string | undefined;
-  drain(): Promise<void>;
+  drain(trigger: string): Promise<void>;
   routes?: Route[];
 }
 
@@ -49,7 +49,7 @@ export async function startAdminServer(
         if (!isLoopback(req.socket.remoteAddress))
           return json(res, 403, { error: "drain is only accepted from loopback" });
         draining = true;
-        await opts.drain();
+        await opts.drain("preStop");
         return json(res, 200, { status: "drained" });
       }
       for (const route of opts.routes ?? []) if (await route(req, res, url)) return;
