@@ -33,7 +33,7 @@ AGENT_REF="airlock.test/agent:$TAG"
 PAUSE_REF="registry.k8s.io/pause:3.10"
 MIRROR="${AIRLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 log() { printf '[node-images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-for tool in debootstrap umoci; do command -v $tool >/dev/null || { echo "$tool is required (apt-get install $tool)" >&2; exit 1; }; done
+for tool in debootstrap umoci rsync; do command -v $tool >/dev/null || { echo "$tool is required (apt-get install $tool)" >&2; exit 1; }; done
 mkdir -p "$CACHE" "$OUT"
 
 # --- what the Dockerfile says ------------------------------------------------------------------

@@ -12,9 +12,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 if [[ $(uname -s) == Linux && $(id -u) -eq 0 ]]; then
   # containerd/runc: the runtime; containernetworking-plugins: the pod network (bridge,
-  # host-local, loopback); umoci/debootstrap: images with no registry; gcc/libc6-dev: the static
+  # host-local, loopback); umoci/debootstrap/rsync: images with no registry; gcc/libc6-dev: the static
   # pause binary.
-  packages=(containerd runc containernetworking-plugins umoci debootstrap iptables iproute2 gcc libc6-dev)
+  packages=(containerd runc containernetworking-plugins umoci debootstrap rsync iptables iproute2 gcc libc6-dev)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
