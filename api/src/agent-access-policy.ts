@@ -228,11 +228,22 @@ const vault = obj(
     ),
     path: str({
       description:
-        "Secrets path read once per agent session. PostgreSQL: the database secrets engine's <mount>/creds/<role>; the lease is renewed while the session lasts and revoked when it ends.",
+        "Secrets path. PostgreSQL: the database secrets engine's <mount>/creds/<role>, read once per agent session; the lease is renewed while the session lasts and revoked when it ends. HTTP and MCP: a KV entry (v2: <mount>/data/<path>, v1: <mount>/<path>) whose field credentials.http.key is the credential, read at first use and again every refreshSeconds.",
       minLength: 1,
       maxLength: 256,
-      pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*/creds/${VAULT_SEGMENT}$`,
+      pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+      validations: [
+        { rule: "!self.matches('(^|/)[.]{1,2}(/|$)')", message: "path segments may not be . or .." },
+      ],
     }),
+    refreshSeconds: opt(
+      int({
+        description:
+          "HTTP and MCP: how long a value read from Vault is used before it is read again (a rotated key is picked up within this time); absent: 300. If a re-read fails, the last value is used for one more period, then requests are refused (503).",
+        minimum: 5,
+        maximum: 86400,
+      }),
+    ),
     fallback: opt(
       oneOf(["none", "secretRef"] as const, {
         description:
@@ -242,7 +253,8 @@ const vault = obj(
     ),
   },
   {
-    description: "A dynamic credential per agent session, issued by Vault or OpenBao (PostgreSQL).",
+    description:
+      "A credential from Vault or OpenBao: for PostgreSQL a dynamic one per agent session; for HTTP and MCP a KV entry the sidecar re-reads every refreshSeconds.",
   },
 );
 
@@ -467,12 +479,23 @@ const connection = obj(
         message: "credentials.ssh is only for protocol ssh",
       },
       {
-        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol == 'postgres'",
-        message: "credentials.vault is only for protocol postgres",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'ssh'",
+        message: "credentials.vault is only for protocols postgres, http and mcp",
       },
       {
-        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres'",
-        message: "credentials.secretRef is required for protocols http and ssh",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'postgres' || self.credentials.vault.path.matches('/creds/[^/]+$')",
+        message:
+          "credentials.vault.path must be the database secrets engine's <mount>/creds/<role> for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol != 'postgres'",
+        message:
+          "credentials.vault.refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
+      },
+      {
+        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres' || (self.protocol != 'ssh' && has(self.credentials.vault))",
+        message:
+          "credentials.secretRef is required for protocol ssh, and for http and mcp without credentials.vault",
       },
       {
         rule: "!has(self.database) || self.protocol == 'postgres'",

@@ -158,17 +158,58 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.postgres is only for protocol postgres/,
     ],
     [
-      "Vault credentials on an http connection",
-      (p) => Object.assign(p.spec.connections[1]!, { credentials: { vault: VAULT } }),
-      /credentials\.vault is only for protocol postgres/,
+      "Vault credentials on an ssh connection",
+      (p) =>
+        p.spec.connections.push({
+          name: "box",
+          protocol: "ssh",
+          target: { host: "box", port: 22 },
+          credentials: { vault: VAULT },
+        } as (typeof p.spec.connections)[number]),
+      /credentials\.vault is only for protocols postgres, http and mcp/,
     ],
     [
-      "a Vault secrets path that is not <mount>/creds/<role>",
+      "a PostgreSQL Vault path that is not <mount>/creds/<role>",
       (p) =>
         Object.assign(p.spec.connections[0]!, {
           credentials: { vault: { ...VAULT, path: "secret/data/db" } },
         }),
-      /credentials\.vault\.path: Invalid value: "secret\/data\/db": spec\.connections\[0\]\.credentials\.vault\.path in body should match/,
+      /credentials\.vault\.path must be the database secrets engine's <mount>\/creds\/<role> for protocol postgres/,
+    ],
+    [
+      "a Vault path that is not a path",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: { vault: { ...VAULT, path: "secret/../sys/raw" } },
+        }),
+      /path segments may not be \. or \.\./,
+    ],
+    [
+      "refreshSeconds on a PostgreSQL Vault credential",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, refreshSeconds: 60 } },
+        }),
+      /credentials\.vault\.refreshSeconds is only for protocols http and mcp/,
+    ],
+    [
+      "a refreshSeconds below 5",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: { vault: { ...VAULT, path: "secret/data/api", refreshSeconds: 1 } },
+        }),
+      /refreshSeconds in body should be greater than or equal to 5/,
+    ],
+    [
+      "an ssh connection with Vault and no Secret",
+      (p) =>
+        p.spec.connections.push({
+          name: "box",
+          protocol: "ssh",
+          target: { host: "box", port: 22 },
+          credentials: { vault: VAULT, ssh: { username: "ops", privateKeyKey: "id" } },
+        } as (typeof p.spec.connections)[number]),
+      /credentials\.secretRef is required for protocol ssh/,
     ],
     [
       "Vault over plain http to a non-loopback address",
@@ -280,6 +321,18 @@ describe("broken policies are rejected by the API server with a message that say
   it("accepts a Vault credential on the postgres connection", async () => {
     const p = base();
     Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts a Vault KV credential on the http connection", async () => {
+    const p = base();
+    Object.assign(p.spec.connections[1]!, {
+      credentials: {
+        vault: { ...VAULT, path: "secret/data/api", refreshSeconds: 60 },
+        http: { key: "token" },
+      },
+    });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });

@@ -22,7 +22,10 @@ import { Writable } from "node:stream";
 import type { AgentAccessPolicy, AgentAccessPolicySpec } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { createCredentialSources } from "../../sidecar/src/credentials/index.ts";
+import {
+  type CredentialSourcesOptions,
+  createCredentialSources,
+} from "../../sidecar/src/credentials/index.ts";
 import type { WorkloadIdentity } from "../../sidecar/src/identity/index.ts";
 import {
   createHttpGuard,
@@ -73,6 +76,8 @@ export async function startSidecar(opts: {
   policies: AgentAccessPolicy[];
   secrets?: Record<string, Record<string, string>>;
   guard?: HttpGuardOptions;
+  /** Credential source options (Vault: the projected token directory, timeouts). */
+  credentials?: Partial<Pick<CredentialSourcesOptions, "tokenDir" | "vaultTimeoutMs">>;
 }): Promise<Sidecar> {
   let logText = "";
   const destination = new Writable({
@@ -109,7 +114,7 @@ export async function startSidecar(opts: {
     workload: WORKLOAD,
     policies,
     secrets,
-    credentials: createCredentialSources({ secrets, logger, metrics }),
+    credentials: createCredentialSources({ secrets, logger, metrics, ...opts.credentials }),
     hashKey: randomBytes(32),
     verifierFor: createVerifierCache(),
   };

@@ -1,9 +1,11 @@
 // The credential source of each policy connection: Vault when credentials.vault is set (with the
-// Secret as fallback only when the policy says `fallback: secretRef`), else the Secret.
+// Secret as fallback only when the policy says `fallback: secretRef`), else the Secret. HTTP and
+// MCP connections read Vault once per refresh period (refreshing-source.ts).
 import type { Logger } from "pino";
 import type { Connection } from "../../../api/src/index.ts";
 import type { SecretStore } from "../runtime/secrets.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { refreshingSource } from "./refreshing-source.ts";
 import { secretCredentialSource } from "./secret-source.ts";
 import { CredentialError, type CredentialSource } from "./source.ts";
 import { LeaseSet, type RevokeRetry, vaultCredentialSource } from "./vault-source.ts";
@@ -12,6 +14,8 @@ export type { AcquireRequest, CredentialAudit, CredentialFailure, HeldCredential
 export { CredentialError } from "./source.ts";
 
 export const DEFAULT_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+/** credentials.vault.refreshSeconds when absent (the CRD's default). */
+export const DEFAULT_REFRESH_SECONDS = 300;
 
 export interface CredentialSources {
   /** The connection's source, or undefined when it holds no credential (the agent's own is used). */
@@ -55,7 +59,7 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
     });
     const fallback = creds.vault.fallback === "secretRef" ? secret : undefined;
     const issued = opts.metrics.credentialsIssued;
-    return {
+    const source: CredentialSource = {
       kind: "vault",
       async acquire(req) {
         try {
@@ -76,6 +80,14 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
         }
       },
     };
+    // PostgreSQL holds a credential per agent session; HTTP and MCP send one with every request,
+    // read from Vault once per refresh period.
+    if (spec.protocol === "postgres") return source;
+    return refreshingSource(source, {
+      connection: spec.name,
+      refreshMs: (creds.vault.refreshSeconds ?? DEFAULT_REFRESH_SECONDS) * 1000,
+      logger: opts.logger,
+    });
   };
   return {
     forConnection(spec) {

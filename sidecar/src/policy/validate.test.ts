@@ -164,24 +164,44 @@ describe("credentials.vault is checked as the CRD checks it", () => {
       message: expect.stringContaining("none, secretRef"),
     });
   });
-  it("credentials need a source; vault is PostgreSQL-only", () => {
+  it("credentials need a source; vault is for postgres, http and mcp, with a path of the protocol's kind", () => {
     expect(onPostgres({})).toContainEqual({
       path: "spec.connections[0].credentials",
       message: "connection customers-api: credentials need secretRef or vault",
     });
-    expect(problems((p) => (conn(p).credentials = { vault }))).toEqual(
+    // HTTP: a KV entry, with a refresh period.
+    expect(
+      problems(
+        (p) => (conn(p).credentials = { vault: { ...vault, path: "secret/data/api", refreshSeconds: 60 } }),
+      ),
+    ).toEqual([]);
+    expect(problems((p) => Object.assign(conn(p), { protocol: "ssh", credentials: { vault } }))).toEqual(
       expect.arrayContaining([
         {
           path: "spec.connections[0].credentials.vault",
-          message: "credentials.vault is only for protocol postgres; connection customers-api speaks http",
+          message:
+            "credentials.vault is only for protocols postgres, http and mcp; connection customers-api speaks ssh",
         },
         {
           path: "spec.connections[0].credentials.secretRef",
-          message:
-            "connection customers-api: credentials.secretRef is required for protocol http (vault is for postgres only)",
+          message: "connection customers-api: credentials.secretRef is required for protocol ssh",
         },
       ]),
     );
+    expect(onPostgres({ vault: { ...vault, path: "secret/data/db" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.path",
+      message:
+        "secret/data/db: for protocol postgres the path is the database secrets engine's <mount>/creds/<role>",
+    });
+    expect(onPostgres({ vault: { ...vault, path: "database/../sys/creds/x" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.path",
+      message: "database/../sys/creds/x: path segments may not be . or ..",
+    });
+    expect(onPostgres({ vault: { ...vault, refreshSeconds: 60 } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.refreshSeconds",
+      message:
+        "refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
+    });
   });
 });
 

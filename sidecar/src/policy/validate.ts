@@ -35,7 +35,6 @@ const PROTOCOL_ONLY: readonly [
   ["credentials.http", (c) => c.credentials?.http, "http", "mcp"],
   ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
   ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
-  ["credentials.vault", (c) => c.credentials?.vault, "postgres"],
   ["database", (c) => c.database, "postgres"],
   ["knownHosts", (c) => c.knownHosts, "ssh"],
   ["userHeader", (c) => c.userHeader, "http"],
@@ -61,12 +60,30 @@ function credentialProblems(c: Connection, at: string): Problem[] {
   const out: Problem[] = [];
   if (!creds.secretRef && !creds.vault)
     out.push({ path: at, message: `connection ${c.name}: credentials need secretRef or vault` });
-  else if (!creds.secretRef && c.protocol !== "postgres")
+  else if (!creds.secretRef && (c.protocol === "ssh" || !creds.vault))
     out.push({
       path: `${at}.secretRef`,
-      message: `connection ${c.name}: credentials.secretRef is required for protocol ${c.protocol} (vault is for postgres only)`,
+      message: `connection ${c.name}: credentials.secretRef is required for protocol ${c.protocol}${c.protocol === "ssh" ? "" : " without credentials.vault"}`,
     });
   const vault = creds.vault;
+  if (vault && c.protocol === "ssh")
+    out.push({
+      path: `${at}.vault`,
+      message: `credentials.vault is only for protocols postgres, http and mcp; connection ${c.name} speaks ssh`,
+    });
+  if (vault && /(^|\/)\.{1,2}(\/|$)/.test(vault.path))
+    out.push({ path: `${at}.vault.path`, message: `${vault.path}: path segments may not be . or ..` });
+  if (vault && c.protocol === "postgres" && !/\/creds\/[^/]+$/.test(vault.path))
+    out.push({
+      path: `${at}.vault.path`,
+      message: `${vault.path}: for protocol postgres the path is the database secrets engine's <mount>/creds/<role>`,
+    });
+  if (vault?.refreshSeconds !== undefined && c.protocol === "postgres")
+    out.push({
+      path: `${at}.vault.refreshSeconds`,
+      message:
+        "refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
+    });
   if (vault) {
     if (!vault.address.startsWith("https://") && !LOOPBACK_HTTP.test(vault.address))
       out.push({

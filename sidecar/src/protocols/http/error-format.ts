@@ -14,7 +14,7 @@ export interface ShapedError {
 
 // Upstream trouble may clear up; the sidecar's own decisions and limits will not, so clients
 // that honour `x-should-retry` (the Anthropic and OpenAI SDKs do) do not retry into them.
-const TRANSIENT = new Set(["upstream_unavailable", "upstream_timeout"]);
+const TRANSIENT = new Set(["upstream_unavailable", "upstream_timeout", "credential_source_unavailable"]);
 
 // The Anthropic API's error types by status (its documented set; other 5xx are `api_error`).
 function anthropicType(status: number): string {

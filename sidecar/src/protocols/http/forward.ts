@@ -31,7 +31,12 @@ import {
   readAll,
 } from "./body.ts";
 import { classify, decoders, looksBinary, upstreamAcceptEncoding } from "./content.ts";
-import { credentialHeadersToDrop, type InjectedCredential, resolveCredential } from "./credentials.ts";
+import {
+  CredentialError,
+  credentialHeadersToDrop,
+  type InjectedCredential,
+  resolveCredential,
+} from "./credentials.ts";
 import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
 import { declaredLength, downstreamResponseHeaders, isChunked, upstreamRequestHeaders } from "./headers.ts";
 import { maskHeaderValues, maskQuery } from "./mask-headers.ts";
@@ -105,11 +110,16 @@ export async function prepareUpstream(
   { upstream: Upstream; credential: InjectedCredential | undefined; drop: readonly string[] } | undefined
 > {
   const { ctx } = deps;
-  const fail = (error: string, reason: string) => {
+  const fail = (
+    error: string,
+    reason: string,
+    status = 502,
+    why = "the sidecar cannot reach this connection's upstream as configured",
+  ) => {
     ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason });
     ex.upstream = { error };
     emitAudit(ctx, ex);
-    refuse(502, { error, reason: "the sidecar cannot reach this connection's upstream as configured" });
+    refuse(status, { error, reason: why });
   };
   let upstream: Upstream;
   try {
@@ -124,13 +134,20 @@ export async function prepareUpstream(
   }
   let credential: InjectedCredential | undefined;
   try {
-    credential = await resolveCredential(ctx.secrets, connection.spec);
+    credential = await resolveCredential(ctx.credentials, connection.spec, ex.session);
   } catch (err) {
     ctx.logger.error(
       { connection: ex.connection, err: err instanceof Error ? err.message : String(err) },
       "upstream credential unavailable",
     );
-    fail("credential_unavailable", "credential");
+    if (err instanceof CredentialError && err.status === 503)
+      fail(
+        err.code,
+        "credential",
+        503,
+        "the credential source (Vault) cannot provide this connection's credential now",
+      );
+    else fail("credential_unavailable", "credential");
     return undefined;
   }
   let drop = dropLists.get(connection.spec);
