@@ -165,6 +165,40 @@ describe("lease and token are renewed while the session lasts", () => {
   }, 30_000);
 });
 
+describe("a lease at its max TTL ends the session cleanly before Vault drops the role", () => {
+  it("the idle session is closed with 57P01 before the 6 s max TTL; a new session gets a new role", async () => {
+    const g = await guard(vaultPolicy({ path: "database/creds/capped" }));
+    const c = await session(g);
+    const user = (await c.query("SELECT current_user AS u")).rows[0].u as string;
+    const t0 = Date.now();
+    const ended = new Promise<{ code?: string; message: string }>((resolve) =>
+      c.on("error", (e: Error & { code?: string }) =>
+        resolve({ message: e.message, ...(e.code ? { code: e.code } : {}) }),
+      ),
+    );
+    // Statements keep running while renewals extend the lease, then the session ends on its own.
+    let ran = 0;
+    while (Date.now() - t0 < 3_000) {
+      expect((await c.query("SELECT count(*)::int AS n FROM accounts")).rows[0].n).toBe(2);
+      ran++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const err = await ended;
+    const at = Date.now() - t0;
+    expect(err.code).toBe("57P01");
+    expect(err.message).toMatch(/reaches the end of its lifetime \(Vault max TTL\); reconnect/);
+    expect(at).toBeLessThan(6_000);
+    expect(ran).toBeGreaterThan(5);
+    // Not a single statement failed on a revoked role, and the role is gone once the lease is.
+    expect(g.audit.filter((e) => e.upstream?.error !== undefined)).toEqual([]);
+    await expect.poll(() => vaultRoles(server), { timeout: 10_000 }).not.toContain(user);
+    const next = await session(g);
+    const nextUser = (await next.query("SELECT current_user AS u")).rows[0].u as string;
+    expect(nextUser).not.toBe(user);
+    await next.end();
+  }, 30_000);
+});
+
 describe("Vault failures reach the agent as PostgreSQL errors; no static fallback unless listed", () => {
   it("Vault unreachable at connect: 08004 naming it; the Secret is not used", async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;

@@ -3,7 +3,8 @@
 //
 // PostgreSQL: `vault_admin` (LOGIN CREATEROLE, owner of `accounts`) is the user Vault's database
 // engine connects as. Vault: database engine at database/, roles `ro` (lease TTL 1 h: anything
-// gone sooner was revoked) and `short` (4 s: gone unless renewed), `other` (no policy grants it);
+// gone sooner was revoked), `short` (4 s: gone unless renewed), `capped` (2 s renewals up to a
+// 6 s max TTL), `other` (no policy grants it);
 // Kubernetes auth at kubernetes/, roles `airlock` (token TTL 1 h) and `airlock-short` (4 s),
 // bound to the service account `agent` of a fresh namespace and the audience AUDIENCE; policy
 // `airlock-pg` grants creds/ro, creds/short and lease revocation.
@@ -56,7 +57,7 @@ export async function setUpVault(
     connection_url: `postgresql://{{username}}:{{password}}@127.0.0.1:${pg.port}/${pg.database}?sslmode=disable`,
     username: "vault_admin",
     password: adminPassword,
-    allowed_roles: ["ro", "short", "other"],
+    allowed_roles: ["ro", "short", "other", "capped"],
   });
   const role = (ttl: string) => ({
     db_name: "pg",
@@ -71,10 +72,13 @@ export async function setUpVault(
   await vault.api("POST", "database/roles/ro", role("1h"));
   await vault.api("POST", "database/roles/short", role("4s"));
   await vault.api("POST", "database/roles/other", role("1h"));
+  // Renewable in 2 s steps up to a 6 s max TTL: a session outlives what Vault will extend.
+  await vault.api("POST", "database/roles/capped", { ...role("2s"), max_ttl: "6s" });
   await vault.api("PUT", "sys/policies/acl/airlock-pg", {
     policy: [
       'path "database/creds/ro" { capabilities = ["read"] }',
       'path "database/creds/short" { capabilities = ["read"] }',
+      'path "database/creds/capped" { capabilities = ["read"] }',
       'path "sys/leases/revoke" { capabilities = ["update"] }',
     ].join("\n"),
   });

@@ -29,6 +29,12 @@ export interface HeldCredential {
   get(key: string): string;
   /** Ends the hold: a Vault lease is revoked (retried in the background). Idempotent. */
   release(): void;
+  /**
+   * Calls `listener` once, with the epoch milliseconds at which the credential stops working,
+   * when that time becomes known and cannot be pushed back (a Vault lease or token renewed up to
+   * its max TTL). Sessions end cleanly before then instead of failing mid-statement.
+   */
+  onEnding?(listener: (endsAt: number) => void): void;
 }
 
 export interface AcquireRequest {

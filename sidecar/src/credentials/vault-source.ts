@@ -209,6 +209,21 @@ export function vaultCredentialSource(
       let token = { ttl: grant.ttlSeconds, ask: grant.ttlSeconds };
       let lease = { ttl: secret.ttlSeconds, ask: secret.ttlSeconds };
       let timer: NodeJS.Timeout | undefined;
+      // When renewals stop extending (max TTL of the lease or of the token that owns it), the
+      // credential's end is fixed: tell the holder once.
+      let endsAt: number | undefined;
+      const endingListeners: ((endsAt: number) => void)[] = [];
+      const ending = (ttlSeconds: number) => {
+        const at = Date.now() + ttlSeconds * 1000;
+        if (endsAt !== undefined && endsAt <= at) return;
+        const first = endsAt === undefined;
+        endsAt = at;
+        log.info(
+          { session: req.session, connection, lease: leaseId, endsAt: new Date(at).toISOString() },
+          "vault: lease reaches its max TTL",
+        );
+        if (first) for (const l of endingListeners) l(at);
+      };
       const schedule = () => {
         const ttls = [token.ttl, secret.renewable ? lease.ttl : 0].filter((t) => t > 0);
         if (ttls.length === 0) return;
@@ -221,6 +236,11 @@ export function vaultCredentialSource(
           if (secret.renewable)
             lease = { ...lease, ttl: await renewLease(ep, grant.token, leaseId, lease.ask) };
           m.credentialRenewals.inc({ connection, result: "ok" });
+          const capped = [
+            token.ttl > 0 && token.ttl < token.ask ? token.ttl : undefined,
+            secret.renewable && lease.ttl < lease.ask ? lease.ttl : undefined,
+          ].filter((t): t is number => t !== undefined);
+          if (capped.length) ending(Math.min(...capped));
         } catch (err) {
           m.credentialRenewals.inc({ connection, result: "failed" });
           log.warn(
@@ -243,13 +263,21 @@ export function vaultCredentialSource(
           deps.leases.track(revoke(ep, grant.token, leaseId, req.session));
         },
       );
-      deps.leases.hold(held);
+      const holder: HeldCredential = Object.assign(held, {
+        onEnding(listener: (at: number) => void) {
+          if (endsAt !== undefined) listener(endsAt);
+          else endingListeners.push(listener);
+        },
+      });
+      // A lease that cannot be renewed ends when its TTL does.
+      if (!secret.renewable && secret.ttlSeconds > 0) ending(secret.ttlSeconds);
+      deps.leases.hold(holder);
       schedule();
       log.info(
         { session: req.session, connection, lease: leaseId, ttlSeconds: secret.ttlSeconds },
         "vault: lease issued",
       );
-      return held;
+      return holder;
     },
   };
 }

@@ -209,6 +209,37 @@ export class Session {
     if (head?.length) this.#onAgentData(head);
   }
 
+  /**
+   * The credential stops working at `endsAt` (a Vault lease at its max TTL): end the session
+   * while it is idle (no statement in flight) in the last stretch before then, or at `endsAt`
+   * whatever it is doing, with 57P01 so clients and pools reconnect (and get a new credential)
+   * instead of failing on a dropped role mid-statement.
+   */
+  #endBefore(endsAt: number) {
+    const end = () =>
+      this.#fatal(
+        new ProtocolError(
+          "Airlock ended this session: its database credential reaches the end of its lifetime (Vault max TTL); reconnect to get a new one",
+          "57P01",
+        ),
+      );
+    const window = Math.min(5_000, Math.max(0, (endsAt - Date.now()) / 2));
+    const start = setTimeout(
+      () => {
+        const poll = setInterval(() => {
+          if (this.#isClosed()) clearInterval(poll);
+          else if (this.idle || Date.now() >= endsAt - 250) {
+            clearInterval(poll);
+            end();
+          }
+        }, 50);
+        poll.unref();
+      },
+      Math.max(0, endsAt - window - Date.now()),
+    );
+    start.unref();
+  }
+
   /** Cancel the statement in flight: stop waiting for an approval, and cancel upstream. */
   cancel() {
     this.#approvalAbort?.abort(new ApprovalWaitCanceled());
@@ -378,6 +409,7 @@ export class Session {
     this.#credential = credential;
     // Every operation's audit event names the lease it ran under (not the secret).
     if (credential?.audit.lease) this.#ops.credential = credential.audit;
+    credential?.onEnding?.((endsAt) => this.#endBefore(endsAt));
     if (this.#isClosed()) credential?.release();
     try {
       // Judge with the grammar of the server in front of us; a major we have none for is refused.
