@@ -22,7 +22,7 @@ import type { AgentAccessPolicySpec } from "../../api/src/index.ts";
 import { NameOutsideConstraintsError } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
 import { type PodCaKeeper, startPodCaKeeper } from "../../sidecar/src/protocols/http/tls/pod-ca-keeper.ts";
 import { createCA, issueServingCert } from "../envtest/pki.ts";
-import { json, policy, type Sidecar, startSidecar, startUpstream, type Upstream } from "./harness.ts";
+import { json, policy, type Sidecar, startSidecar, startUpstream, type Upstream, until } from "./harness.ts";
 
 const run = promisify(execFile);
 const REAL_TOKEN = "sk-real-upstream-token";
@@ -218,6 +218,21 @@ describe("HTTPS interception on CONNECT", () => {
     );
     expect(err).toMatch(/certificate|SSL/i);
     expect(upstream.requests.length).toBe(seen);
+    // Audited (nothing was forwarded) and counted, with the reason an operator can act on.
+    const refused = await until(() =>
+      sc.audit.find((e) => e.upstream?.error === "client_rejected_certificate"),
+    );
+    expect(refused).toMatchObject({
+      connection: "api",
+      operation: { kind: "http-tunnel" },
+      decision: {
+        action: "deny",
+        reason: expect.stringMatching(/trust store lacks the Airlock trust bundle/),
+      },
+    });
+    expect(await sc.metrics.registry.metrics()).toMatch(
+      /airlock_tls_intercept_refusals_total\{connection="api",reason="client_rejected_certificate"\} 1/,
+    );
   });
 
   it("the served leaf validates against the trust bundle with openssl verify", async () => {
@@ -263,6 +278,9 @@ describe("HTTPS interception on CONNECT", () => {
     expect(sc.logs()).toMatch(
       /"reason":"sni_mismatch".*"sni":"evil.example"|"sni":"evil.example".*"reason":"sni_mismatch"/,
     );
+    expect(await until(() => sc.audit.find((e) => e.upstream?.error === "sni_mismatch"))).toMatchObject({
+      decision: { action: "deny", reason: expect.stringContaining("SNI evil.example") },
+    });
   });
 
   it("unknown hosts stay refused and the CA mints no leaf outside its constraints", async () => {

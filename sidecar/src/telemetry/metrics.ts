@@ -55,6 +55,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection", "protocol"] as const,
       registers: [registry],
     }),
+    tlsInterceptRefusals: new Counter({
+      name: "airlock_tls_intercept_refusals_total",
+      help: "Intercepted HTTPS handshakes the agent did not complete, by connection and reason (client_rejected_certificate: its trust store lacks the Airlock bundle; sni_mismatch; no_sni; handshake_failed).",
+      labelNames: ["connection", "reason"] as const,
+      registers: [registry],
+    }),
     unknownDestinations: new Counter({
       name: "airlock_unknown_destination_total",
       help: "Connections refused because no policy connection matches their destination.",

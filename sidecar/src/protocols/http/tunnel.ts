@@ -20,7 +20,7 @@ import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
 import { writeSocketJson } from "./respond.ts";
 import { parseAuthority, TargetError } from "./target.ts";
-import { terminateTls } from "./tls/intercept.ts";
+import { type TlsRefusal, terminateTls } from "./tls/intercept.ts";
 import type { PodCa } from "./tls/pod-ca.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
@@ -238,6 +238,8 @@ export async function handleConnect(
         connection: connection.spec.name,
         // Each request inside is one operation, audited by the HTTP guard.
         ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+        refused: (reason, detail) =>
+          auditRefusedTls(ctx, tunnelEx, connection.spec.name, authority.host, reason, detail),
       }).catch((err: unknown) => {
         ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
         socket.destroy();
@@ -276,6 +278,28 @@ export async function handleConnect(
   });
 }
 
+const REFUSAL_TEXT: Record<TlsRefusal, string> = {
+  client_rejected_certificate:
+    "the agent's TLS client rejected the Airlock pod CA's certificate: its trust store lacks the Airlock trust bundle (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, a JVM truststore), or it pins the server's key",
+  sni_mismatch: "the TLS server name is not the host the tunnel was opened for",
+  no_sni: "the agent sent no TLS server name for a named host",
+  handshake_failed: "the agent's TLS handshake did not complete",
+};
+
+/** An intercepted handshake that did not complete: one audit event (nothing was forwarded) and a count. */
+function auditRefusedTls(
+  ctx: SidecarContext,
+  ex: Exchange,
+  connection: string,
+  host: string,
+  reason: TlsRefusal,
+  detail: string,
+): void {
+  ctx.metrics.tlsInterceptRefusals.inc({ connection, reason });
+  ex.decide({ action: "deny", reason: `${REFUSAL_TEXT[reason]} (${host}: ${detail})` });
+  ex.end(reason);
+}
+
 /**
  * Captured TLS whose SNI is a name of the connection the pod CA covers, with no rule asking for an
  * opaque tunnel but rules that may admit requests: terminated and handed to the HTTP guard, as a
@@ -286,6 +310,7 @@ function interceptCaptured(
   connection: CompiledConnection,
   socket: Duplex,
   head: Buffer,
+  session: string,
 ): boolean {
   const { ctx } = deps;
   const ca = deps.podCa?.();
@@ -306,6 +331,16 @@ function interceptCaptured(
     logger: ctx.logger,
     connection: connection.spec.name,
     ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+    refused: (reason, detail) => {
+      const ex = createExchange(ctx, {
+        session,
+        connection: connection.spec.name,
+        identity: workloadAuditIdentity(ctx),
+        operation: { kind: "http-tunnel" },
+        failClosed: () => socket.destroy(),
+      });
+      auditRefusedTls(ctx, ex, connection.spec.name, name, reason, detail);
+    },
   }).catch((err: unknown) => {
     ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
     socket.destroy();
@@ -338,7 +373,7 @@ export function acceptTunnel(
     refuseUnknown(ctx, ex, connection.spec.name, { refuse: () => socket.destroy() });
     return;
   }
-  if (head && interceptCaptured(deps, current, socket, head)) return;
+  if (head && interceptCaptured(deps, current, socket, head, session)) return;
   const decision = decide(ctx, ex, current, subjectFor(ctx.workload));
   if (decision.action !== "allow") {
     ex.finish();

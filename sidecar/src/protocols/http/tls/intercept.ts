@@ -21,6 +21,22 @@ function contextFor(leaf: Leaf): SecureContext {
 /** The CONNECT host, normalized as SNI compares to it. */
 const norm = (h: string) => h.toLowerCase().replace(/\.$/, "");
 
+/** Why an intercepted handshake did not complete. */
+export type TlsRefusal = "client_rejected_certificate" | "sni_mismatch" | "no_sni" | "handshake_failed";
+
+// OpenSSL's names for the alerts a client sends when it does not accept the server's certificate
+// (unknown CA above all: the agent's trust store lacks the pod CA bundle).
+const CLIENT_REJECTED =
+  /alert (unknown ca|bad certificate|certificate unknown|unsupported certificate|certificate expired|certificate revoked|decrypt error)/i;
+
+export function refusalOf(err: Error & { code?: string }, refusedSni: boolean): TlsRefusal {
+  if (refusedSni) return "sni_mismatch";
+  return CLIENT_REJECTED.test(err.message) ||
+    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_)/.test(err.code ?? "")
+    ? "client_rejected_certificate"
+    : "handshake_failed";
+}
+
 /**
  * Wraps `socket` (its ClientHello unread) as the TLS server for `host`. `ready` gets the decrypted
  * socket at once (reads wait for the handshake). An SNI other than `host` (or none, for a DNS
@@ -33,11 +49,14 @@ export async function terminateTls(opts: {
   logger: Logger;
   connection: string;
   ready: (decrypted: TLSSocket) => void;
+  /** The handshake did not complete (once): the caller audits it. */
+  refused?: (reason: TlsRefusal, detail: string) => void;
 }): Promise<void> {
   const host = norm(opts.host);
   const leaf = await opts.ca.leaf(host);
   const secureContext = contextFor(leaf);
   let refusedSni: string | undefined;
+  let failed = false;
   const tls = new TLSSocket(opts.socket, {
     isServer: true,
     secureContext,
@@ -55,22 +74,28 @@ export async function terminateTls(opts: {
         { connection: opts.connection, host },
         "agent TLS without SNI for a named host: refused",
       );
+      failed = true;
+      opts.refused?.("no_sni", `no SNI for ${host}`);
       tls.destroy();
     }
   });
-  tls.on("error", (err: Error) => {
+  tls.on("error", (err: Error & { code?: string }) => {
+    tls.destroy();
+    opts.socket.destroy();
+    if (failed) return;
+    failed = true;
+    const reason = refusalOf(err, refusedSni !== undefined);
     opts.logger.warn(
       {
         connection: opts.connection,
         host,
-        reason: refusedSni !== undefined ? "sni_mismatch" : "tls_untrusted_by_client",
+        reason,
         ...(refusedSni !== undefined ? { sni: refusedSni } : {}),
         err: err.message,
       },
       "agent TLS handshake failed",
     );
-    tls.destroy();
-    opts.socket.destroy();
+    opts.refused?.(reason, refusedSni !== undefined ? `SNI ${refusedSni}` : err.message);
   });
   opts.ready(tls);
 }
