@@ -1,0 +1,288 @@
+// Fault: SIGTERM (the kubelet's, or after the preStop hook) while agents are busy. The real
+// `airlock sidecar` process, a real PostgreSQL with log_statement=all and a real HTTP upstream
+// that logs every request it receives; concurrent node-postgres and HTTP clients through the
+// sidecar's listeners; SIGTERM mid-load. Then three accounts are compared:
+// - what the upstreams saw (PostgreSQL's statement log lines, the HTTP server's request log),
+// - what the sidecar audited (its stdout, read as a log collector would),
+// - what the clients were answered.
+// Audit events = operations: none lost, none invented. And the way sessions end: each PostgreSQL
+// session at its next boundary outside a transaction with 57P01 (a transaction in progress
+// commits first), HTTP requests in flight answered, the process exiting 0 well inside the drain
+// deadline.
+import { readFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentAccessPolicy } from "../../api/src/index.ts";
+import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { startUpstream, type Upstream } from "../http/harness.ts";
+import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+
+const MARK = "/*load*/";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let server: PostgresServer;
+let upstream: Upstream;
+let w: Workdir;
+let dbPort: number;
+let apiPort: number;
+
+beforeAll(async () => {
+  [server, upstream, w] = await Promise.all([
+    startPostgres({
+      settings: {
+        log_statement: "'all'",
+        logging_collector: "on",
+        log_directory: "'log'",
+        log_filename: "'postgresql.log'",
+      },
+    }),
+    // The upstream takes its time so that requests are in flight when the signal comes.
+    startUpstream(async (req, res) => {
+      await sleep(10 + Math.floor(Math.random() * 40));
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ url: req.url }));
+    }),
+    workdir("drain"),
+  ]);
+  const agent = await server.createUser("fault_agent");
+  await server.sql(
+    "CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); GRANT SELECT, INSERT ON fault_load TO fault_agent",
+  );
+  await w.secret("db", { username: agent.user, password: agent.password });
+  [dbPort, apiPort] = [await freePort(), await freePort()];
+});
+
+afterAll(async () => {
+  await upstream?.close();
+  await server?.stop();
+  await w?.remove();
+});
+
+function policy(): AgentAccessPolicy {
+  return {
+    apiVersion: "airlock.dev/v1alpha1",
+    kind: "AgentAccessPolicy",
+    metadata: { name: "drain", namespace: "agents" },
+    spec: {
+      connections: [
+        {
+          name: "db",
+          protocol: "postgres",
+          target: { host: "127.0.0.1", port: server.port },
+          listen: { port: dbPort },
+          tls: { mode: "disable" },
+          database: server.database,
+          credentials: { secretRef: { name: "db" } },
+        },
+        {
+          name: "api",
+          protocol: "http",
+          target: { host: "127.0.0.1", port: upstream.port },
+          listen: { port: apiPort },
+          tls: { mode: "disable" },
+        },
+      ],
+      rules: [{ name: "everything", action: "allow" }],
+    },
+  };
+}
+
+/** What PostgreSQL logged of the agents' statements (one line per simple Query or Execute). */
+function serverStatements(): string[] {
+  const log = readFileSync(join(server.dataDir, "log", "postgresql.log"), "utf8");
+  return log.split("\n").filter((l) => /LOG: {2}(statement|execute [^:]+): \/\*load\*\//.test(l));
+}
+
+interface PgTally {
+  acked: number;
+  committedIds: number[];
+  ended?: { code: string | undefined; message: string; inTransaction: boolean };
+}
+
+let nextId = 1;
+
+/** A client looping over simple and extended statements and short transactions until its session ends. */
+async function pgWorker(client: number, stop: () => boolean): Promise<PgTally> {
+  const t: PgTally = { acked: 0, committedIds: [] };
+  const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
+  let idleError: Error | undefined;
+  c.on("error", (e) => {
+    idleError ??= e;
+  });
+  await c.connect();
+  let inTransaction = false;
+  const q = async (text: string, values?: unknown[], name?: string) => {
+    await c.query({ text: `${MARK} ${text}`, ...(values ? { values } : {}), ...(name ? { name } : {}) });
+    t.acked++;
+  };
+  try {
+    for (let k = 0; !stop() && !idleError; k++) {
+      const id = nextId++;
+      switch (k % 4) {
+        case 0:
+          await q(`INSERT INTO fault_load (id, client) VALUES (${id}, ${client})`);
+          t.committedIds.push(id);
+          break;
+        case 1:
+          await q("INSERT INTO fault_load (id, client) VALUES ($1, $2)", [id, client], "ins");
+          t.committedIds.push(id);
+          break;
+        case 2:
+          await q("SELECT count(*) FROM fault_load WHERE client = $1", [client]);
+          break;
+        default: {
+          const id2 = nextId++;
+          await q("BEGIN");
+          inTransaction = true;
+          await q("INSERT INTO fault_load (id, client) VALUES ($1, $2)", [id, client]);
+          await q(`INSERT INTO fault_load (id, client) VALUES (${id2}, ${client})`);
+          await q("COMMIT");
+          inTransaction = false;
+          t.committedIds.push(id, id2);
+        }
+      }
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    t.ended = { code: err.code, message: err.message, inTransaction };
+  }
+  if (!t.ended && idleError) {
+    const err = idleError as Error & { code?: string };
+    t.ended = { code: err.code, message: err.message, inTransaction };
+  }
+  await c.end().catch(() => {});
+  return t;
+}
+
+interface HttpTally {
+  sent: number;
+  ok: number;
+  failed?: string;
+}
+
+/** A keep-alive HTTP client alternating GET and POST until the sidecar stops answering. */
+async function httpWorker(client: number, stop: () => boolean): Promise<HttpTally> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const t: HttpTally = { sent: 0, ok: 0 };
+  const one = (k: number) =>
+    new Promise<number>((resolve, reject) => {
+      const post = k % 2 === 1;
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: apiPort,
+          path: `/items/${client}/${k}`,
+          method: post ? "POST" : "GET",
+          agent,
+          headers: post ? { "content-type": "application/json" } : {},
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+          res.on("error", reject);
+        },
+      );
+      req.on("error", reject);
+      req.end(post ? JSON.stringify({ k }) : undefined);
+    });
+  try {
+    for (let k = 0; !stop(); k++) {
+      t.sent++;
+      const status = await one(k);
+      if (status !== 200) throw new Error(`status ${status}`);
+      t.ok++;
+    }
+  } catch (e) {
+    t.failed = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+  agent.destroy();
+  return t;
+}
+
+describe("SIGTERM under load", () => {
+  let sc: SidecarProcess;
+
+  it("every operation the upstreams saw has its one audit event and every audit event an operation; sessions end at a boundary with 57P01", async () => {
+    sc = await spawnSidecar(w, { policies: [await w.policy(policy())] });
+    let stopAll = false;
+    const stop = () => stopAll;
+    const pgWorkers = Array.from({ length: 6 }, (_, i) => pgWorker(i + 1, stop));
+    const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(i + 1, stop));
+
+    // A transaction open when the signal comes: it must be allowed to commit.
+    const longTx = (async () => {
+      const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
+      let ended: (Error & { code?: string }) | undefined;
+      c.on("error", (e) => {
+        ended ??= e; // the FATAL first, then "Connection terminated"
+      });
+      await c.connect();
+      await c.query(`${MARK} BEGIN`);
+      await c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-1, 0)`);
+      await sleep(1_800); // SIGTERM arrives meanwhile
+      await c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-2, 0)`);
+      const commit = await c.query(`${MARK} COMMIT`);
+      await expect.poll(() => ended?.code, { timeout: 5_000 }).toBe("57P01");
+      await c.end().catch(() => {});
+      return { commit: commit.command, ended };
+    })();
+
+    await sleep(1_000);
+    const before = sc.audit().length;
+    const signalled = Date.now();
+    sc.kill("SIGTERM");
+    const exit = await sc.exited;
+    const exitedAfterMs = Date.now() - signalled;
+    stopAll = true;
+    const [pgTallies, httpTallies, tx] = await Promise.all([
+      Promise.all(pgWorkers),
+      Promise.all(httpWorkers),
+      longTx,
+    ]);
+
+    expect(exit, sc.stderr()).toEqual({ code: 0, signal: null });
+    // The long transaction was in progress: the drain waited for it (~0.8 s after the signal).
+    expect(exitedAfterMs).toBeGreaterThanOrEqual(700);
+    expect(exitedAfterMs).toBeLessThan(10_000);
+    expect(before, "load ran before the signal").toBeGreaterThan(50);
+    expect(tx.commit).toBe("COMMIT");
+    expect(tx.ended?.message).toMatch(/Airlock sidecar is shutting down/);
+
+    // Every looping session ended with 57P01, none inside a transaction.
+    for (const t of pgTallies) {
+      expect(t.ended, JSON.stringify(t.ended)).toMatchObject({ code: "57P01", inTransaction: false });
+    }
+
+    // PostgreSQL: statement log lines = audit events = answers the clients got.
+    const audit = ofConnection(sc.audit(), "db");
+    const acked = pgTallies.reduce((n, t) => n + t.acked, 0) + 4; // + the long transaction's 4
+    await expect.poll(() => serverStatements().length, { timeout: 5_000 }).toBe(audit.length);
+    expect(audit.length).toBe(acked);
+    // Nothing was cut: every event says the server completed it.
+    const notCompleted = audit.filter(
+      (e) => e.upstream?.error !== undefined || e.upstream?.status === undefined,
+    );
+    expect(notCompleted).toEqual([]);
+    // Rows the server holds = inserts audited = inserts the clients were told committed.
+    const committed = pgTallies.flatMap((t) => t.committedIds).length + 2;
+    const rows = Number(await server.sql("SELECT count(*) FROM fault_load"));
+    expect(rows).toBe(committed);
+    expect(audit.filter((e) => e.upstream?.status === "INSERT 0 1").length).toBe(committed);
+    // Upstream sessions were ended by a Terminate, not dropped with a transaction open.
+    const log = readFileSync(join(server.dataDir, "log", "postgresql.log"), "utf8");
+    expect(log).not.toMatch(/open transaction/);
+
+    // HTTP: requests the upstream logged = audit events = 200s the clients got.
+    const httpAudit = ofConnection(sc.audit(), "api");
+    const ok = httpTallies.reduce((n, t) => n + t.ok, 0);
+    expect(upstream.requests.length).toBe(httpAudit.length);
+    expect(httpAudit.length).toBe(ok);
+    expect(httpAudit.every((e) => e.upstream?.status === 200)).toBe(true);
+    for (const t of httpTallies) expect(t.failed).toBeDefined(); // each ran until the sidecar stopped
+
+    console.log(
+      `drain: exit ${exitedAfterMs} ms after SIGTERM; postgres ${serverStatements().length} logged = ${audit.length} audited = ${acked} answered, ${rows} rows = ${committed} committed; http ${upstream.requests.length} received = ${httpAudit.length} audited = ${ok} answered`,
+    );
+  }, 45_000);
+});
