@@ -47,7 +47,7 @@ beforeAll(async () => {
   ]);
   const agent = await server.createUser("fault_agent");
   await server.sql(
-    "CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); GRANT SELECT, INSERT ON fault_load TO fault_agent",
+    "CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); GRANT SELECT, INSERT, UPDATE ON fault_load TO fault_agent",
   );
   await w.secret("db", { username: agent.user, password: agent.password });
   [dbPort, apiPort] = [await freePort(), await freePort()];
@@ -210,6 +210,10 @@ describe("SIGTERM under load", () => {
     const pgWorkers = Array.from({ length: 6 }, (_, i) => pgWorker(i + 1, stop));
     const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(i + 1, stop));
 
+    let signal: () => void = () => {};
+    const signalSent = new Promise<void>((r) => {
+      signal = r;
+    });
     // A transaction open when the signal comes: it must be allowed to commit.
     const longTx = (async () => {
       const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
@@ -220,7 +224,8 @@ describe("SIGTERM under load", () => {
       await c.connect();
       await c.query(`${MARK} BEGIN`);
       await c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-1, 0)`);
-      await sleep(1_800); // SIGTERM arrives meanwhile
+      await signalSent;
+      await sleep(800); // draining meanwhile
       await c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-2, 0)`);
       const commit = await c.query(`${MARK} COMMIT`);
       await expect.poll(() => ended?.code, { timeout: 5_000 }).toBe("57P01");
@@ -228,10 +233,12 @@ describe("SIGTERM under load", () => {
       return { commit: commit.command, ended };
     })();
 
+    // Signal once the load is well under way (the first sessions load the catalog).
+    await expect.poll(() => ofConnection(sc.audit(), "db").length, { timeout: 20_000 }).toBeGreaterThan(300);
     await sleep(1_000);
-    const before = sc.audit().length;
     const signalled = Date.now();
     sc.kill("SIGTERM");
+    signal();
     const exit = await sc.exited;
     const exitedAfterMs = Date.now() - signalled;
     stopAll = true;
@@ -245,7 +252,6 @@ describe("SIGTERM under load", () => {
     // The long transaction was in progress: the drain waited for it (~0.8 s after the signal).
     expect(exitedAfterMs).toBeGreaterThanOrEqual(700);
     expect(exitedAfterMs).toBeLessThan(10_000);
-    expect(before, "load ran before the signal").toBeGreaterThan(50);
     expect(tx.commit).toBe("COMMIT");
     expect(tx.ended?.message).toMatch(/Airlock sidecar is shutting down/);
 
@@ -285,4 +291,54 @@ describe("SIGTERM under load", () => {
       `drain: exit ${exitedAfterMs} ms after SIGTERM; postgres ${serverStatements().length} logged = ${audit.length} audited = ${acked} answered, ${rows} rows = ${committed} committed; http ${upstream.requests.length} received = ${httpAudit.length} audited = ${ok} answered`,
     );
   }, 45_000);
+
+  it("the drain deadline ends what is left: an idle transaction rolls back, a statement in flight is audited as not completed", async () => {
+    sc = await spawnSidecar(w, { policies: [await w.policy(policy())], extraArgs: ["--drain-timeout", "2"] });
+    const client = async () => {
+      const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
+      const errors: (Error & { code?: string })[] = [];
+      c.on("error", (e) => errors.push(e));
+      await c.connect();
+      return { c, errors };
+    };
+    const holder = await client();
+    const waiter = await client();
+    const logged = serverStatements().length;
+    await holder.c.query(`${MARK} BEGIN`);
+    await holder.c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-10, 0)`);
+    await holder.c.query(`${MARK} LOCK TABLE fault_load IN ACCESS EXCLUSIVE MODE`);
+    // Blocked on the holder's lock until the deadline ends both sessions.
+    const blocked = waiter.c
+      .query(`${MARK} SELECT count(*) FROM fault_load`)
+      .catch((e: Error & { code?: string }) => e);
+    await expect.poll(() => serverStatements().length - logged, { timeout: 5_000 }).toBe(4);
+
+    const signalled = Date.now();
+    sc.kill("SIGTERM");
+    const exit = await sc.exited;
+    const ms = Date.now() - signalled;
+    expect(exit, sc.stderr()).toEqual({ code: 0, signal: null });
+    expect(ms).toBeGreaterThanOrEqual(1_900);
+    expect(ms).toBeLessThan(6_000);
+
+    const ended = await blocked;
+    expect(ended).toMatchObject({ code: "57P01", message: expect.stringMatching(/drain deadline passed/) });
+    await expect.poll(() => holder.errors[0]?.code).toBe("57P01");
+    await holder.c.end().catch(() => {});
+    await waiter.c.end().catch(() => {});
+    expect(sc.stdout()).toMatch(/postgres: drain deadline passed; ending the sessions left/);
+
+    // The held transaction never committed.
+    expect(await server.sql("SELECT count(*) FROM fault_load WHERE id = -10")).toBe("0");
+    // Four statements reached the server, four audit events: three completed, and the one
+    // in flight says it did not complete (no status), never "done".
+    const audit = ofConnection(sc.audit(), "db");
+    expect(serverStatements().length - logged).toBe(4);
+    expect(audit.map((e) => e.upstream)).toEqual([
+      { status: "BEGIN" },
+      { status: "INSERT 0 1" },
+      { status: "LOCK TABLE" },
+      { error: "session_closed" },
+    ]);
+  }, 30_000);
 });
