@@ -9,17 +9,14 @@
 // session at its next boundary outside a transaction with 57P01 (a transaction in progress
 // commits first), HTTP requests in flight answered, the process exiting 0 well inside the drain
 // deadline.
-import { readFileSync } from "node:fs";
-import { Agent, request } from "node:http";
-import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { startUpstream, type Upstream } from "../http/harness.ts";
+import { httpWorker, MARK, pgWorker, STATEMENT_LOG, serverLog, serverStatements } from "./load.ts";
 import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
 
-const MARK = "/*load*/";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let server: PostgresServer;
@@ -31,12 +28,7 @@ let apiPort: number;
 beforeAll(async () => {
   [server, upstream, w] = await Promise.all([
     startPostgres({
-      settings: {
-        log_statement: "'all'",
-        logging_collector: "on",
-        log_directory: "'log'",
-        log_filename: "'postgresql.log'",
-      },
+      settings: STATEMENT_LOG,
     }),
     // The upstream takes its time so that requests are in flight when the signal comes.
     startUpstream(async (req, res) => {
@@ -88,118 +80,6 @@ function policy(): AgentAccessPolicy {
   };
 }
 
-/** What PostgreSQL logged of the agents' statements (one line per simple Query or Execute). */
-function serverStatements(): string[] {
-  const log = readFileSync(join(server.dataDir, "log", "postgresql.log"), "utf8");
-  return log.split("\n").filter((l) => /LOG: {2}(statement|execute [^:]+): \/\*load\*\//.test(l));
-}
-
-interface PgTally {
-  acked: number;
-  committedIds: number[];
-  ended?: { code: string | undefined; message: string; inTransaction: boolean };
-}
-
-let nextId = 1;
-
-/** A client looping over simple and extended statements and short transactions until its session ends. */
-async function pgWorker(client: number, stop: () => boolean): Promise<PgTally> {
-  const t: PgTally = { acked: 0, committedIds: [] };
-  const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
-  let idleError: Error | undefined;
-  c.on("error", (e) => {
-    idleError ??= e;
-  });
-  await c.connect();
-  let inTransaction = false;
-  const q = async (text: string, values?: unknown[], name?: string) => {
-    await c.query({ text: `${MARK} ${text}`, ...(values ? { values } : {}), ...(name ? { name } : {}) });
-    t.acked++;
-  };
-  try {
-    for (let k = 0; !stop() && !idleError; k++) {
-      const id = nextId++;
-      switch (k % 4) {
-        case 0:
-          await q(`INSERT INTO fault_load (id, client) VALUES (${id}, ${client})`);
-          t.committedIds.push(id);
-          break;
-        case 1:
-          await q("INSERT INTO fault_load (id, client) VALUES ($1, $2)", [id, client], "ins");
-          t.committedIds.push(id);
-          break;
-        case 2:
-          await q("SELECT count(*) FROM fault_load WHERE client = $1", [client]);
-          break;
-        default: {
-          const id2 = nextId++;
-          await q("BEGIN");
-          inTransaction = true;
-          await q("INSERT INTO fault_load (id, client) VALUES ($1, $2)", [id, client]);
-          await q(`INSERT INTO fault_load (id, client) VALUES (${id2}, ${client})`);
-          await q("COMMIT");
-          inTransaction = false;
-          t.committedIds.push(id, id2);
-        }
-      }
-    }
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    t.ended = { code: err.code, message: err.message, inTransaction };
-  }
-  if (!t.ended && idleError) {
-    const err = idleError as Error & { code?: string };
-    t.ended = { code: err.code, message: err.message, inTransaction };
-  }
-  await c.end().catch(() => {});
-  return t;
-}
-
-interface HttpTally {
-  sent: number;
-  ok: number;
-  failed?: string;
-}
-
-/** A keep-alive HTTP client alternating GET and POST until the sidecar stops answering. */
-async function httpWorker(client: number, stop: () => boolean): Promise<HttpTally> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const t: HttpTally = { sent: 0, ok: 0 };
-  const one = (k: number) =>
-    new Promise<number>((resolve, reject) => {
-      const post = k % 2 === 1;
-      const req = request(
-        {
-          host: "127.0.0.1",
-          port: apiPort,
-          path: `/items/${client}/${k}`,
-          method: post ? "POST" : "GET",
-          agent,
-          headers: post ? { "content-type": "application/json" } : {},
-        },
-        (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
-          res.on("error", reject);
-        },
-      );
-      req.on("error", reject);
-      req.end(post ? JSON.stringify({ k }) : undefined);
-    });
-  try {
-    for (let k = 0; !stop(); k++) {
-      t.sent++;
-      const status = await one(k);
-      if (status !== 200) throw new Error(`status ${status}`);
-      t.ok++;
-    }
-  } catch (e) {
-    t.failed = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-  }
-  agent.destroy();
-  return t;
-}
-
 describe("SIGTERM under load", () => {
   let sc: SidecarProcess;
 
@@ -207,8 +87,10 @@ describe("SIGTERM under load", () => {
     sc = await spawnSidecar(w, { policies: [await w.policy(policy())] });
     let stopAll = false;
     const stop = () => stopAll;
-    const pgWorkers = Array.from({ length: 6 }, (_, i) => pgWorker(i + 1, stop));
-    const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(i + 1, stop));
+    const pgWorkers = Array.from({ length: 6 }, (_, i) =>
+      pgWorker({ port: dbPort, database: server.database }, i + 1, stop),
+    );
+    const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(apiPort, i + 1, stop));
 
     let signal: () => void = () => {};
     const signalSent = new Promise<void>((r) => {
@@ -263,7 +145,7 @@ describe("SIGTERM under load", () => {
     // PostgreSQL: statement log lines = audit events = answers the clients got.
     const audit = ofConnection(sc.audit(), "db");
     const acked = pgTallies.reduce((n, t) => n + t.acked, 0) + 4; // + the long transaction's 4
-    await expect.poll(() => serverStatements().length, { timeout: 5_000 }).toBe(audit.length);
+    await expect.poll(() => serverStatements(server).length, { timeout: 5_000 }).toBe(audit.length);
     expect(audit.length).toBe(acked);
     // Nothing was cut: every event says the server completed it.
     const notCompleted = audit.filter(
@@ -276,7 +158,7 @@ describe("SIGTERM under load", () => {
     expect(rows).toBe(committed);
     expect(audit.filter((e) => e.upstream?.status === "INSERT 0 1").length).toBe(committed);
     // Upstream sessions were ended by a Terminate, not dropped with a transaction open.
-    const log = readFileSync(join(server.dataDir, "log", "postgresql.log"), "utf8");
+    const log = serverLog(server);
     expect(log).not.toMatch(/open transaction/);
 
     // HTTP: requests the upstream logged = audit events = 200s the clients got.
@@ -288,7 +170,7 @@ describe("SIGTERM under load", () => {
     for (const t of httpTallies) expect(t.failed).toBeDefined(); // each ran until the sidecar stopped
 
     console.log(
-      `drain: exit ${exitedAfterMs} ms after SIGTERM; postgres ${serverStatements().length} logged = ${audit.length} audited = ${acked} answered, ${rows} rows = ${committed} committed; http ${upstream.requests.length} received = ${httpAudit.length} audited = ${ok} answered`,
+      `drain: exit ${exitedAfterMs} ms after SIGTERM; postgres ${serverStatements(server).length} logged = ${audit.length} audited = ${acked} answered, ${rows} rows = ${committed} committed; http ${upstream.requests.length} received = ${httpAudit.length} audited = ${ok} answered`,
     );
   }, 45_000);
 
@@ -303,7 +185,7 @@ describe("SIGTERM under load", () => {
     };
     const holder = await client();
     const waiter = await client();
-    const logged = serverStatements().length;
+    const logged = serverStatements(server).length;
     await holder.c.query(`${MARK} BEGIN`);
     await holder.c.query(`${MARK} INSERT INTO fault_load (id, client) VALUES (-10, 0)`);
     await holder.c.query(`${MARK} LOCK TABLE fault_load IN ACCESS EXCLUSIVE MODE`);
@@ -311,7 +193,7 @@ describe("SIGTERM under load", () => {
     const blocked = waiter.c
       .query(`${MARK} SELECT count(*) FROM fault_load`)
       .catch((e: Error & { code?: string }) => e);
-    await expect.poll(() => serverStatements().length - logged, { timeout: 5_000 }).toBe(4);
+    await expect.poll(() => serverStatements(server).length - logged, { timeout: 5_000 }).toBe(4);
 
     const signalled = Date.now();
     sc.kill("SIGTERM");
@@ -333,7 +215,7 @@ describe("SIGTERM under load", () => {
     // Four statements reached the server, four audit events: three completed, and the one
     // in flight says it did not complete (no status), never "done".
     const audit = ofConnection(sc.audit(), "db");
-    expect(serverStatements().length - logged).toBe(4);
+    expect(serverStatements(server).length - logged).toBe(4);
     expect(audit.map((e) => e.upstream)).toEqual([
       { status: "BEGIN" },
       { status: "INSERT 0 1" },
