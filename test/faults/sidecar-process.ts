@@ -11,6 +11,7 @@ import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { freePort } from "../harness/postgres.ts";
 
 export const AIRLOCK = new URL("../../bin/airlock.js", import.meta.url).pathname;
+const KUBE_SIDECAR = new URL("./kube-sidecar.ts", import.meta.url).pathname;
 
 export interface SidecarProcess {
   readonly child: ChildProcess;
@@ -60,31 +61,41 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** stdout of the child: piped (default) or a file descriptor the test opened. */
   stdout?: "pipe" | number;
-  /** Wait for /readyz (default) or only for the start line. */
-  waitReady?: boolean;
+  /** Wait for /readyz (default), only for the start line, or not at all ("none"). */
+  waitReady?: boolean | "none";
 }
 
 export async function spawnSidecar(w: Workdir, opts: SpawnOptions): Promise<SidecarProcess> {
   const adminPort = await freePort();
-  const args = [
-    AIRLOCK,
-    "sidecar",
-    ...(opts.kubernetes ? ["--kubernetes", "--podinfo", opts.kubernetes.podInfoDir] : []),
-    ...(opts.policies ?? []).flatMap((f) => ["--policy", f]),
-    "--secrets",
-    join(w.dir, "secrets"),
-    "--service-account",
-    "agents/agent",
-    "--admin-port",
-    String(adminPort),
-    "--proxy-port",
-    "0",
-    "--hash-key-file",
-    join(w.dir, "hash.key"),
-    "--approver-token-file",
-    join(w.dir, "approvers"),
-    ...(opts.extraArgs ?? []),
-  ];
+  // Kubernetes mode runs the composition through kube-sidecar.ts (credentials from a kubeconfig).
+  const args = opts.kubernetes
+    ? [
+        KUBE_SIDECAR,
+        JSON.stringify({
+          podInfoDir: opts.kubernetes.podInfoDir,
+          secretsDir: join(w.dir, "secrets"),
+          hashKeyFile: join(w.dir, "hash.key"),
+          adminPort,
+        }),
+      ]
+    : [
+        AIRLOCK,
+        "sidecar",
+        ...(opts.policies ?? []).flatMap((f) => ["--policy", f]),
+        "--secrets",
+        join(w.dir, "secrets"),
+        "--service-account",
+        "agents/agent",
+        "--admin-port",
+        String(adminPort),
+        "--proxy-port",
+        "0",
+        "--hash-key-file",
+        join(w.dir, "hash.key"),
+        "--approver-token-file",
+        join(w.dir, "approvers"),
+        ...(opts.extraArgs ?? []),
+      ];
   const child = spawn(process.execPath, args, {
     env: {
       ...process.env,
@@ -121,7 +132,7 @@ export async function spawnSidecar(w: Workdir, opts: SpawnOptions): Promise<Side
     },
   };
   const deadline = Date.now() + 45_000;
-  for (;;) {
+  for (; opts.waitReady !== "none"; ) {
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error(`the sidecar exited (${child.exitCode ?? child.signalCode}):\n${err}\n${out}`);
     const ok =
