@@ -79,8 +79,14 @@ async function run(argv: string[]): Promise<number> {
     const { connectionMasking } = await import("../../../sidecar/src/operations/masking.ts");
     const { catalogFor, touchesCatalog } = await import("../sql-catalog.ts");
     const classification = await classify(values.sql);
-    const response = connectionMasking(connection, Buffer.alloc(32)).response;
+    const resolved = connectionMasking(connection, Buffer.alloc(32));
+    const response = resolved.response;
     const masking = "error" in response || response.masker !== undefined;
+    // Column rules: statements storing covered values are refused, as on the wire (without
+    // --database, the database's functions and views over covered data are not known).
+    const columns = new Set(
+      resolved.responseRules.flatMap((r) => r.columns ?? []).map((c) => c.toLowerCase()),
+    );
     const catalog = values.database !== undefined ? await catalogFor(values.database) : undefined;
     const { decision: d } = judgeSql({
       classification,
@@ -88,6 +94,7 @@ async function run(argv: string[]): Promise<number> {
       connection,
       subject,
       masking,
+      ...(columns.size ? { covered: { columns } } : {}),
       text: values.sql,
       ...(catalog ? { catalog } : {}),
     });

@@ -57,7 +57,7 @@ import {
 } from "./protocol.ts";
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
-import type { MaskState } from "./row-masking.ts";
+import { type MaskState, originsQuery } from "./row-masking.ts";
 import { parseStartupPacket, verifyPasswordToken } from "./startup.ts";
 import {
   auditOperation,
@@ -178,7 +178,9 @@ export class Session {
         this.#fatalPassed();
       },
       closing: () => this.#closing,
+      transactionEnded: () => this.#catalog.transactionEnded(),
     });
+    this.#results.uncertain = () => !this.#catalog.certain;
   }
 
   /** No statement is waiting for a response or a decision. */
@@ -416,7 +418,8 @@ export class Session {
       this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {
         throw new ProtocolError(err instanceof Error ? err.message : String(err), "0A000");
       });
-      await this.#catalog.open({ ...catalog, parser: this.#parser });
+      await this.#catalog.open({ ...catalog, parser: this.#parser }, this.#originsSql());
+      this.#results.origins = this.#catalog.origins;
     } catch (err) {
       up.socket.destroy();
       throw err;
@@ -546,7 +549,14 @@ export class Session {
     if (c) {
       this.#conn = c;
       this.#results.update(this.#d.maskStateFor(c));
+      this.#catalog.maskChanged(this.#originsSql());
     }
+  }
+
+  /** originsQuery for the column rules in force (undefined: none). */
+  #originsSql(): string | undefined {
+    const mask = this.#results.mask;
+    return mask ? originsQuery(mask) : undefined;
   }
 
   #judge(text: string): { classification: Classification; judgement: SqlJudgement } {
@@ -567,6 +577,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...this.#results.covered(),
         ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
         text,
       });
@@ -790,6 +801,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...this.#results.covered(),
         ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
       });
       info.judgement = j;
@@ -969,6 +981,7 @@ export class Session {
   /** Rereads the catalog (after this session's DDL): judgements made with the old one are dropped. */
   async #rereadCatalog(): Promise<void> {
     if (await this.#catalog.reread()) this.#judged = new WeakMap();
+    this.#results.origins = this.#catalog.origins;
   }
 
   /** Ends an operation with its audit event: rows, and the upstream outcome when it was forwarded. */
