@@ -74,6 +74,7 @@ export const DETECTORS = [
 ] as const;
 export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
 export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
+export const AGENT_TLS_MODES = ["disable", "allow", "require"] as const;
 export const SIGNING_ALGORITHMS = [
   "RS256",
   "RS384",
@@ -402,6 +403,20 @@ const connection = obj(
       { description: "Where the upstream is." },
     ),
     tls: opt(tls),
+    agentTls: opt(
+      obj(
+        {
+          mode: oneOf(AGENT_TLS_MODES, {
+            description:
+              "disable answers the agent's SSLRequest with N (plaintext inside the pod); allow accepts TLS when the agent asks (sslmode=require, verify-ca and verify-full work, with the injected trust bundle as root for the verify modes); require also refuses an agent that does not ask for TLS.",
+          }),
+        },
+        {
+          description:
+            "PostgreSQL: TLS between the agent and the sidecar, served with a certificate of the pod CA for target.host (and its aliases). Absent means disable.",
+        },
+      ),
+    ),
     credentials: opt(credentials),
     listen: opt(
       obj(
@@ -500,6 +515,10 @@ const connection = obj(
       {
         rule: "!has(self.database) || self.protocol == 'postgres'",
         message: "database is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.agentTls) || self.protocol == 'postgres'",
+        message: "agentTls is only for protocol postgres",
       },
       {
         rule: "!has(self.knownHosts) || self.protocol == 'ssh'",

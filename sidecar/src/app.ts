@@ -215,7 +215,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     recorder,
     hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE ?? defaultSshHostKeyFile(opts.kubernetes === true),
   });
-  const postgres = createPostgresGuard(ctx, { approvals });
+  const postgres = createPostgresGuard(ctx, { approvals, podCa: podCa.current });
   const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http, postgres, ssh };
   const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
   const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });

@@ -244,6 +244,16 @@ describe("broken policies are rejected by the API server with a message that say
       /errorFormat is only for protocol http/,
     ],
     [
+      "agent TLS on an HTTP connection",
+      (p) => Object.assign(p.spec.connections[1]!, { agentTls: { mode: "allow" } }),
+      /agentTls is only for protocol postgres/,
+    ],
+    [
+      "a misspelled agent TLS mode",
+      (p) => Object.assign(p.spec.connections[0]!, { agentTls: { mode: "required" } }),
+      /Unsupported value: "required": supported values: "disable", "allow", "require"/,
+    ],
+    [
       "a misspelled error format",
       (p) => Object.assign(p.spec.connections[1]!, { errorFormat: "anthropik" }),
       /Unsupported value: "anthropik": supported values: "airlock", "anthropic", "openai"/,

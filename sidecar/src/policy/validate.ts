@@ -36,6 +36,7 @@ const PROTOCOL_ONLY: readonly [
   ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
   ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
   ["database", (c) => c.database, "postgres"],
+  ["agentTls", (c) => c.agentTls, "postgres"],
   ["knownHosts", (c) => c.knownHosts, "ssh"],
   ["userHeader", (c) => c.userHeader, "http"],
   ["errorFormat", (c) => c.errorFormat, "http"],
