@@ -6,14 +6,17 @@
 //  2. The fuzzer addon: where the prebuilt one in @jazzer.js/fuzzer does not load (it needs a
 //     newer glibc and libstdc++ than Debian 12 has), require it from the local build
 //     (test/fuzz/native/build.sh) instead.
-import { createRequire, register, registerHooks } from "node:module";
+
 import { existsSync } from "node:fs";
+import { createRequire, register, registerHooks } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 register(new URL("./strip-types-loader.mjs", import.meta.url));
 
 const require = createRequire(import.meta.url);
-const prebuilt = require.resolve(`@jazzer.js/fuzzer/prebuilds/fuzzer-${process.platform}-${process.arch}.node`);
+const prebuilt = require.resolve(
+  `@jazzer.js/fuzzer/prebuilds/fuzzer-${process.platform}-${process.arch}.node`,
+);
 const local = fileURLToPath(new URL("../native/build/Release/jazzer_fuzzer.node", import.meta.url));
 
 function prebuiltLoads() {
