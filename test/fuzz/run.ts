@@ -9,7 +9,7 @@
 // The repository's corpus (test/fuzz/corpus/<target>/) is read, never written: new inputs go to
 // a scratch corpus; --keep-corpus DIR keeps them there (e.g. to merge interesting ones by hand).
 // Findings are written to .airlock/fuzz/<target>/ (crash-*, timeout-*, oom-*).
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -47,8 +47,39 @@ export interface RunOptions {
   quiet?: boolean;
 }
 
-/** Fuzzes one target for `seconds`; resolves with libFuzzer's figures. */
+const prebuilt = join(
+  root,
+  "node_modules",
+  "@jazzer.js",
+  "fuzzer",
+  "prebuilds",
+  `fuzzer-${process.platform}-${process.arch}.node`,
+);
+const localAddon = join(here, "native", "build", "Release", "jazzer_fuzzer.node");
+
+/**
+ * Makes sure a fuzzer addon loads: the prebuilt one, else the local build (test/fuzz/native),
+ * built here on first use. Throws with what to install when neither can be had.
+ */
+export function ensureFuzzer(): void {
+  try {
+    process.dlopen({ exports: {} }, prebuilt);
+    return;
+  } catch {
+    // Needs a newer glibc/libstdc++ than this system has: build against the system's libFuzzer.
+  }
+  if (existsSync(localAddon)) return;
+  const r = spawnSync("bash", [join(here, "native", "build.sh")], { stdio: ["ignore", "inherit", "pipe"] });
+  if (r.status !== 0) throw new Error(`cannot build the fuzzer addon: ${r.stderr?.toString("utf8").trim()}`);
+}
+
+/**
+ * Fuzzes one target (a name under test/fuzz/, or a path to a .fuzz.ts file) for `seconds`;
+ * resolves with libFuzzer's figures.
+ */
 export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResult> {
+  const file = target.endsWith(".fuzz.ts") ? resolve(target) : join(here, `${target}.fuzz.ts`);
+  if (target.endsWith(".fuzz.ts")) target = target.replace(/^.*\//, "").slice(0, -".fuzz.ts".length);
   const artifacts = join(root, ".airlock", "fuzz", target);
   mkdirSync(artifacts, { recursive: true });
   const scratch = opts.corpusDir ?? mkdtempSync(join(tmpdir(), `airlock-fuzz-${target}-`));
@@ -58,7 +89,7 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
   const cli = join(root, "node_modules", "@jazzer.js", "core", "dist", "cli.js");
   // Targets that drive sockets are async (their fuzz function returns a promise).
   const sync = !/export async function fuzz|export function fuzz\([^)]*\): Promise/.test(
-    readFileSync(join(here, `${target}.fuzz.ts`), "utf8"),
+    readFileSync(file, "utf8"),
   );
   const args = [
     cli,
@@ -90,7 +121,7 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
       cwd: root,
       env: {
         ...process.env,
-        AIRLOCK_FUZZ_TARGET: join(here, `${target}.fuzz.ts`),
+        AIRLOCK_FUZZ_TARGET: file,
         // NODE_OPTIONS, not argv: libFuzzer's merge/fork modes start the CLI again.
         NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${join(here, "support", "preload.mjs")} --max-old-space-size=1536`,
       },
@@ -168,6 +199,7 @@ async function main(): Promise<number> {
     console.error(HELP);
     return 2;
   }
+  ensureFuzzer();
   const results: TargetResult[] = [];
   for (const target of targets) {
     const keep = values["keep-corpus"];
