@@ -5,7 +5,8 @@
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { ApprovalWaiting } from "../../approvals/gate.ts";
-import { httpOperation, judgeHttp, refusal } from "../../decisions/index.ts";
+import { httpOperation, judgeHttp } from "../../decisions/http.ts";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";

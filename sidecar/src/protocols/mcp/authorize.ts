@@ -9,7 +9,7 @@
 // (list-filter.ts).
 import type { IncomingMessage } from "node:http";
 import type { ApprovalGate } from "../../approvals/gate.ts";
-import { BUILTIN_RULE } from "../../decisions/index.ts";
+import { BUILTIN_RULE } from "../../decisions/refusals.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";

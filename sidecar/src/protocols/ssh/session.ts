@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { AuthContext, Connection } from "ssh2";
 import type { AuditIdentity } from "../../audit/events.ts";
-import { refusal } from "../../decisions/index.ts";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import { connectionMasking } from "../../operations/masking.ts";
