@@ -36,6 +36,9 @@ export interface PostgresGuard extends ConnectionHandler {
   readonly ready: Promise<void>;
 }
 
+/** When the caller gives no drain deadline. */
+const DEFAULT_DRAIN_MS = 20_000;
+
 export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardOptions = {}): PostgresGuard {
   const sessions = new Set<Session>();
   const cancels = new Map<string, Session>();
@@ -81,10 +84,22 @@ export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardO
         },
       );
     },
-    async drain() {
+    async drain(deadline = Date.now() + DEFAULT_DRAIN_MS) {
       draining = true;
-      // In-flight statements finish; idle sessions are left for the process exit to close.
-      while ([...sessions].some((s) => !s.idle)) await new Promise((r) => setTimeout(r, 50));
+      // Each session ends at its next boundary outside a transaction (57P01); at the deadline,
+      // whatever is left ends as it is.
+      for (const s of sessions) s.drain();
+      const sleep = () => new Promise((r) => setTimeout(r, 50));
+      while (sessions.size > 0 && Date.now() < deadline) await sleep();
+      if (sessions.size > 0) {
+        ctx.logger.warn(
+          { sessions: sessions.size },
+          "postgres: drain deadline passed; ending the sessions left",
+        );
+        for (const s of sessions) s.drain(true);
+        // A session closes once the agent took its FATAL, or 2 s after (Session.#fatal).
+        while (sessions.size > 0) await sleep();
+      }
     },
   };
 

@@ -96,6 +96,11 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const now = () => performance.now();
 
+const DRAIN_MESSAGE =
+  "terminating connection: the Airlock sidecar is shutting down (drain); reconnect to continue";
+const DRAIN_DEADLINE_MESSAGE =
+  "terminating connection: the Airlock sidecar is shutting down and its drain deadline passed; reconnect to continue";
+
 export class Session {
   readonly id = randomUUID();
   readonly #d: SessionDeps;
@@ -132,6 +137,8 @@ export class Session {
   #approvalAbort: AbortController | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  /** The sidecar drains: end at the next boundary outside a transaction (see drain()). */
+  #draining = false;
   #broken: unknown;
   /** The upstream's catalog the session judges with (decisions/sql.ts). */
   readonly #catalog = new SessionCatalog();
@@ -240,6 +247,24 @@ export class Session {
       Math.max(0, endsAt - window - Date.now()),
     );
     start.unref();
+  }
+
+  /**
+   * The sidecar drains: end the session with 57P01 (what PostgreSQL's own shutdown sends) at its
+   * next boundary outside a transaction (nothing in flight, ReadyForQuery 'I'), so clients and
+   * pools reconnect elsewhere; a transaction in progress finishes first. Checked now and after
+   * every batch from the upstream (every statement ends with one). `now`: the drain deadline
+   * passed, end whatever the session is doing (what was in flight is audited session_closed).
+   */
+  drain(now = false) {
+    this.#draining = true;
+    if (now) this.#fatal(new ProtocolError(DRAIN_DEADLINE_MESSAGE, "57P01"));
+    else this.#endIfDrained();
+  }
+
+  #endIfDrained() {
+    if (this.#phase === "ready" && this.idle && this.#replies.txStatus === "I")
+      this.#fatal(new ProtocolError(DRAIN_MESSAGE, "57P01"));
   }
 
   /** Cancel the statement in flight: stop waiting for an approval, and cancel upstream. */
@@ -475,6 +500,7 @@ export class Session {
     s.on("close", () => this.#upstreamGone());
     s.resume();
     if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    if (this.#draining) this.#endIfDrained();
   }
 
   #onMessage(f: Frame): Promise<void> | undefined {
@@ -957,6 +983,7 @@ export class Session {
       return;
     }
     this.#io.flushAgent();
+    if (this.#draining) this.#endIfDrained();
   }
 
   #upstreamGone() {
