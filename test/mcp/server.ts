@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import {
@@ -40,6 +40,7 @@ export interface McpUpstream {
 
 export const TOOLS = ["get_weather", "delete_database", "send_email", "run_report", "slow_report"];
 export const RESOURCES = ["file:///docs/readme.md", "file:///secrets/key.pem"];
+export const TEMPLATES = ["file:///docs/{name}", "file:///secrets/{name}"];
 export const PROMPTS = ["summarize", "internal_only"];
 
 export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise<McpUpstream> {
@@ -106,6 +107,13 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
       server.registerResource(uri, uri, { description: `${uri} resource` }, async () => ({
         contents: [{ uri, text: `contents of ${uri}` }],
       }));
+    for (const uriTemplate of TEMPLATES)
+      server.registerResource(
+        uriTemplate,
+        new ResourceTemplate(uriTemplate, { list: undefined }),
+        { description: `${uriTemplate} template` },
+        async (uri) => ({ contents: [{ uri: uri.href, text: `contents of ${uri.href}` }] }),
+      );
     for (const name of PROMPTS)
       server.registerPrompt(name, { description: `${name} prompt` }, () => ({
         messages: [{ role: "user", content: { type: "text", text: `${name} text` } }],
