@@ -232,7 +232,11 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   );
   const postgres: LazyHandler<PostgresGuard> = lazyHandler(
     "postgres",
-    async () => (await import("./protocols/postgres/index.ts")).createPostgresGuard(ctx, { approvals, podCa: podCa.current }),
+    async () =>
+      (await import("./protocols/postgres/index.ts")).createPostgresGuard(ctx, {
+        approvals,
+        podCa: podCa.current,
+      }),
     logger,
   );
   const lazyGuards = { postgres, ssh } as const;

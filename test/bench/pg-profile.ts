@@ -96,9 +96,7 @@ async function spawnGuard(tree: string, config: unknown): Promise<Guard> {
       stdio: ["ignore", "ignore", "inherit", "pipe"],
       env: {
         ...process.env,
-        ...(profile
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250` }
-          : {}),
+        ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250` } : {}),
       },
     },
   );
@@ -188,7 +186,10 @@ try {
   const workload = args[values.workload] ?? [];
   const user = pg.users.scram;
   const config = {
-    policy: pgPolicy(pg, { rules: [...RULES], ...(values.masking ? { masking: [...MASKING] } : {}) } as never),
+    policy: pgPolicy(pg, {
+      rules: [...RULES],
+      ...(values.masking ? { masking: [...MASKING] } : {}),
+    } as never),
     credential: user,
   };
   const guards: Guard[] = [];
@@ -217,7 +218,18 @@ try {
   ];
   const run = (env: NodeJS.ProcessEnv, t: number) =>
     pgbench(
-      [...workload, ...(values.connect ? ["-C"] : []), "-n", "-c", String(clients), "-j", "2", "-t", String(t), pg.database],
+      [
+        ...workload,
+        ...(values.connect ? ["-C"] : []),
+        "-n",
+        "-c",
+        String(clients),
+        "-j",
+        "2",
+        "-t",
+        String(t),
+        pg.database,
+      ],
       { PGHOST: "127.0.0.1", ...env },
       600_000,
       "0",
@@ -225,7 +237,10 @@ try {
   log(`warm-up: ${Math.max(1, Math.round(perClient / 4))} tx per client on each path`);
   for (const t of targets) await run(t.env, Math.max(1, Math.round(perClient / 4)));
   placeDb();
-  const cpu = new Map<string, { us: number; tx: number; tps: number[]; windows: [number, number][]; r: number; w: number }>();
+  const cpu = new Map<
+    string,
+    { us: number; tx: number; tps: number[]; windows: [number, number][]; r: number; w: number }
+  >();
   for (let r = 0; r < rounds; r++)
     for (const t of targets) {
       const c0 = cpuUs(t.pid);

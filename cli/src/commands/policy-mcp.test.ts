@@ -34,8 +34,14 @@ spec:
 async function run(args: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((c) => (out.push(String(c)), true));
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((c) => (err.push(String(c)), true));
+  const o = vi.spyOn(process.stdout, "write").mockImplementation((c) => {
+    out.push(String(c));
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, "write").mockImplementation((c) => {
+    err.push(String(c));
+    return true;
+  });
   try {
     const code = await command.run(args);
     return { code, out: out.join(""), err: err.join("") };
