@@ -57,7 +57,7 @@ export async function setUpVault(
     connection_url: `postgresql://{{username}}:{{password}}@127.0.0.1:${pg.port}/${pg.database}?sslmode=disable`,
     username: "vault_admin",
     password: adminPassword,
-    allowed_roles: ["ro", "short", "other", "capped"],
+    allowed_roles: ["ro", "short", "other", "capped", "writer"],
   });
   const role = (ttl: string) => ({
     db_name: "pg",
@@ -74,11 +74,20 @@ export async function setUpVault(
   await vault.api("POST", "database/roles/other", role("1h"));
   // Renewable in 2 s steps up to a 6 s max TTL: a session outlives what Vault will extend.
   await vault.api("POST", "database/roles/capped", { ...role("2s"), max_ttl: "6s" });
+  // What approved statements run under (credentials.vault.approvedPath): may change accounts.
+  await vault.api("POST", "database/roles/writer", {
+    ...role("1h"),
+    creation_statements: [
+      `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`,
+      `GRANT SELECT, INSERT, UPDATE, DELETE ON accounts TO "{{name}}"`,
+    ],
+  });
   await vault.api("PUT", "sys/policies/acl/airlock-pg", {
     policy: [
       'path "database/creds/ro" { capabilities = ["read"] }',
       'path "database/creds/short" { capabilities = ["read"] }',
       'path "database/creds/capped" { capabilities = ["read"] }',
+      'path "database/creds/writer" { capabilities = ["read"] }',
       'path "sys/leases/revoke" { capabilities = ["update"] }',
     ].join("\n"),
   });
