@@ -13,6 +13,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { vaultTokenFile } from "../../api/src/index.ts";
+import { render } from "../chart/helm.ts";
 import type { Envtest } from "../envtest/connect.ts";
 import type { PostgresServer } from "../harness/postgres.ts";
 import type { VaultServer } from "../harness/vault.ts";
@@ -101,22 +102,20 @@ export async function setUpVault(
 apiVersion: v1
 kind: ServiceAccount
 metadata: { name: agent, namespace: ${namespace} }
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: { name: vault-reviewer, namespace: ${namespace} }
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: vault-reviewer-${namespace} }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator" }
-subjects: [{ kind: ServiceAccount, name: vault-reviewer, namespace: ${namespace} }]
 `,
   );
+  // Vault reviews tokens as the chart's token reviewer (vault.tokenReviewer), installed from the
+  // chart as a user would, in this namespace.
+  const reviewer = (
+    await render({ namespace, values: { vault: { tokenReviewer: { enabled: true } } } })
+  ).filter((o) => o.metadata.labels?.["app.kubernetes.io/component"] === "vault-token-reviewer");
+  if (reviewer.length !== 2)
+    throw new Error(`the chart rendered ${reviewer.length} token-reviewer objects, not 2`);
+  await kubectl(k8s, ["apply", "-f", "-"], reviewer.map((o) => JSON.stringify(o)).join("\n---\n"));
   const reviewerJwt = await kubectl(k8s, [
     "create",
     "token",
-    "vault-reviewer",
+    "airlock-vault-reviewer",
     "-n",
     namespace,
     "--duration",
