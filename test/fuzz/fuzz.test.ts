@@ -15,6 +15,8 @@ describe("fuzzing harness", () => {
   it("reports a planted finding as a failure and keeps its input", async () => {
     const r = await fuzzTarget(join(import.meta.dirname, "support", "planted.fuzz.ts"), {
       seconds: 30,
+      // Its guard is in the target itself: instrument it, so comparisons guide the search.
+      includes: ["test/fuzz/support/planted"],
       quiet: true,
     });
     expect(r.ok).toBe(false);

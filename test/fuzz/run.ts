@@ -44,6 +44,8 @@ export interface RunOptions {
   timeout?: number;
   rssLimitMb?: number;
   corpusDir?: string;
+  /** More path patterns to instrument besides the sidecar, injector and API sources. */
+  includes?: string[];
   quiet?: boolean;
 }
 
@@ -102,6 +104,7 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
     "injector/src",
     "--includes",
     "api/",
+    ...(opts.includes ?? []).flatMap((p) => ["--includes", p]),
     // The SSRF detector reports every outbound TCP connection; the socket targets connect only to
     // the loopback servers they start themselves.
     "--disable_bug_detectors",

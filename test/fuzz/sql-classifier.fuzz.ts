@@ -88,6 +88,9 @@ function notRead(stmt: Json): string | undefined {
       return isObj(body.query) ? notRead(body.query) : undefined;
     case "DeclareCursorStmt":
       return isObj(body.query) ? notRead(body.query) : undefined;
+    case "PrepareStmt":
+      // PREPARE is judged as the statement it prepares (EXECUTE then replays that judgement).
+      return isObj(body.query) ? notRead(body.query) : "PREPARE without a statement";
     default:
       return type;
   }

@@ -26,7 +26,14 @@ export async function readPolicyFiles(files: readonly string[]): Promise<AgentAc
         const err = doc.errors[0];
         throw new PolicyFileError(`${file}: ${err?.message ?? "invalid YAML"}`);
       }
-      const value = doc.toJS() as unknown;
+      let value: unknown;
+      try {
+        value = doc.toJS();
+      } catch (e) {
+        // An alias to no anchor, or past the alias limit (a billion-laughs document): yaml throws
+        // its own ReferenceError, which would not name the file.
+        throw new PolicyFileError(`${file}: ${(e as Error).message}`);
+      }
       if (value === null || value === undefined) continue;
       const obj = value as Partial<AgentAccessPolicy>;
       if (obj.kind !== "AgentAccessPolicy") {
