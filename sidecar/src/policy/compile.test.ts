@@ -185,6 +185,9 @@ describe("broken policies are left out whole and reported", () => {
       /CONNECT/,
     ],
     ["bad enum", { rules: [{ name: "r", action: "permit" }] }, /./],
+    // Found by test/fuzz/policy-loader.fuzz.ts: connections not a list threw a TypeError.
+    ["connections a map", { connections: { a: 1 } }, /Expected array/],
+    ["connections holding null", { connections: [null, 3] }, /Expected object/],
   ])("%s", (_label, patch, message) => {
     const broken = {
       ...good,

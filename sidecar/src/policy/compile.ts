@@ -151,7 +151,10 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
   for (const policy of sorted) {
     const key = policyKey(policy);
     const own = validatePolicy(policy).map((p) => ({ ...p, policy: key }));
-    for (const c of policy.spec?.connections ?? []) {
+    // The spec may not match the schema (validatePolicy said so): read it without trusting it.
+    const declared: unknown = policy.spec?.connections;
+    for (const c of Array.isArray(declared) ? (declared as CompiledConnection["spec"][]) : []) {
+      if (typeof c !== "object" || c === null) continue;
       const holder = connections.get(c.name);
       if (holder)
         own.push({
