@@ -777,10 +777,23 @@ const match = obj(
               },
             ),
           ),
+          when: opt(
+            str({
+              description:
+                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax). Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide or mark a tool (it applies to some calls only); an allow rule with when shows it.',
+              maxLength: 2048,
+            }),
+          ),
         },
         {
           description:
             "MCP (Model Context Protocol) JSON-RPC request match, for protocol mcp connections: each request of a POST body is judged on its own.",
+          validations: [
+            {
+              rule: "!has(self.when) || has(self.tools)",
+              message: "match.mcp.when applies to tools/call requests: it needs tools",
+            },
+          ],
         },
       ),
     ),

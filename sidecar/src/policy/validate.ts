@@ -9,6 +9,7 @@ import {
 import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
+import { compileWhen } from "./mcp-when.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
@@ -166,6 +167,17 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     if (rule.action === "requireApproval" && !rule.approval)
       out.push({ path: `${at}.action`, message: "requireApproval rules need approval.approvers" });
+    const when = rule.match?.mcp?.when;
+    if (when !== undefined) {
+      if (!rule.match?.mcp?.tools?.length)
+        out.push({
+          path: `${at}.match.mcp.when`,
+          message: "match.mcp.when applies to tools/call requests: it needs tools",
+        });
+      const compiled = compileWhen(when);
+      if ("error" in compiled)
+        out.push({ path: `${at}.match.mcp.when`, message: `rule ${rule.name}: ${compiled.error}` });
+    }
     if (rule.action === "requireApproval" && rule.match?.mcp?.serverRequests)
       out.push({
         path: `${at}.match.mcp.serverRequests`,
