@@ -14,7 +14,7 @@ import { type LoadResult, wrk } from "./wrk.ts";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 /** ~1 KB of JSON with PII in it, like an internal API's record. */
-const body = JSON.stringify({
+export const body = JSON.stringify({
   customers: Array.from({ length: 4 }, (_, i) => ({
     id: i,
     name: `Customer ${i}`,
@@ -25,8 +25,10 @@ const body = JSON.stringify({
   })),
 });
 
-function startUpstream(port: number): Promise<Server> {
+/** The upstream of the HTTP rows (and the soak): the record above, for the bench token only. */
+export function startUpstream(port: number, onRequest?: () => void): Promise<Server> {
   const server = createServer((req, res) => {
+    onRequest?.();
     if (req.headers.authorization !== "Bearer bench-token") {
       res.writeHead(401).end();
       return;
