@@ -74,6 +74,7 @@ export const DETECTORS = [
 ] as const;
 export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
 export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
+export const AGENT_TLS_MODES = ["disable", "allow", "require"] as const;
 export const SIGNING_ALGORITHMS = [
   "RS256",
   "RS384",
@@ -402,6 +403,20 @@ const connection = obj(
       { description: "Where the upstream is." },
     ),
     tls: opt(tls),
+    agentTls: opt(
+      obj(
+        {
+          mode: oneOf(AGENT_TLS_MODES, {
+            description:
+              "disable answers the agent's SSLRequest with N (plaintext inside the pod); allow accepts TLS when the agent asks (sslmode=require, verify-ca and verify-full work, with the injected trust bundle as root for the verify modes); require also refuses an agent that does not ask for TLS.",
+          }),
+        },
+        {
+          description:
+            "PostgreSQL: TLS between the agent and the sidecar, served with a certificate of the pod CA for target.host (and its aliases). Absent means disable.",
+        },
+      ),
+    ),
     credentials: opt(credentials),
     listen: opt(
       obj(
@@ -440,6 +455,39 @@ const connection = obj(
         description:
           "HTTP: shape of the sidecar's own refusals (denials, approvals, masking and upstream failures). `anthropic` and `openai` answer in that API's error envelope, so its SDKs raise their usual typed errors with Airlock's reason, rule and next step in the message; `airlock` (also when absent; no schema default, so other protocols stay free of it) is Airlock's JSON.",
       }),
+    ),
+    mcp: opt(
+      obj(
+        {
+          pinnedTools: opt(
+            list(
+              obj(
+                {
+                  name: str({
+                    description: "The tool's name, as tools/list gives it.",
+                    minLength: 1,
+                    maxLength: 256,
+                  }),
+                  digest: str({
+                    description:
+                      "sha256: and the hex SHA-256 of the tool's definition as canonical JSON (RFC 8785) of name, description, inputSchema and annotations (those present). The sidecar logs and audits the digest it sees.",
+                    pattern: "^sha256:[0-9a-f]{64}$",
+                    maxLength: 71,
+                  }),
+                },
+                { description: "One pinned tool definition." },
+              ),
+              {
+                description:
+                  "Tool definitions the server must keep: a tool whose definition has another digest is removed from tools/list and calls to it are refused. Tools not listed here are pinned at first sight (per sidecar process).",
+                maxItems: 256,
+                mapKeys: ["name"],
+              },
+            ),
+          ),
+        },
+        { description: "MCP: what the sidecar holds the server to." },
+      ),
     ),
     limits: opt(
       obj(
@@ -502,6 +550,10 @@ const connection = obj(
         message: "database is only for protocol postgres",
       },
       {
+        rule: "!has(self.agentTls) || self.protocol == 'postgres'",
+        message: "agentTls is only for protocol postgres",
+      },
+      {
         rule: "!has(self.knownHosts) || self.protocol == 'ssh'",
         message: "knownHosts is only for protocol ssh",
       },
@@ -512,6 +564,10 @@ const connection = obj(
       {
         rule: "!has(self.errorFormat) || self.protocol == 'http'",
         message: "errorFormat is only for protocol http",
+      },
+      {
+        rule: "!has(self.mcp) || self.protocol == 'mcp'",
+        message: "mcp is only for protocol mcp",
       },
     ],
   },
@@ -682,6 +738,22 @@ const match = obj(
               listType: "set",
             }),
           ),
+          serverRequests: opt(
+            list(
+              str({
+                description:
+                  "A method the MCP server may ask of the agent: sampling/createMessage, elicitation/create, roots/list, ping; * globs allowed.",
+                maxLength: 128,
+                pattern: "^[A-Za-z0-9_/*.-]+$",
+              }),
+              {
+                description:
+                  "Requests the server sends to the agent (in a response stream or the GET stream). They are refused (the server gets a JSON-RPC error, the agent never sees them) unless an allow rule lists them; a deny rule listing them refuses them. Only server requests are matched by this field, and server requests only by it (or by a deny rule without match). Not for requireApproval rules.",
+                maxItems: 16,
+                listType: "set",
+              },
+            ),
+          ),
         },
         {
           description:
@@ -792,6 +864,12 @@ const rule = obj(
         rule: "self.action != 'requireApproval' || has(self.approval)",
         message: "requireApproval rules need approval.approvers",
         fieldPath: ".action",
+      },
+      {
+        rule: "self.action != 'requireApproval' || !has(self.match) || !has(self.match.mcp) || !has(self.match.mcp.serverRequests)",
+        message:
+          "match.mcp.serverRequests cannot require approval (nobody is asked on the server's behalf): allow or deny them",
+        fieldPath: ".match.mcp.serverRequests",
       },
     ],
   },

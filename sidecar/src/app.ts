@@ -34,6 +34,7 @@ import { createMetrics, type Metrics } from "./telemetry/metrics.ts";
 import { createTransparentListener, nativeAddonStatus } from "./transparent/index.ts";
 
 export const PORTS = { capture: 15900, proxy: 15901, admin: 15990 } as const;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000;
 
 export interface SidecarOptions {
   /** Kubernetes mode: policies from the API server, identity from the downward API. */
@@ -67,6 +68,12 @@ export interface SidecarOptions {
   approverTokenFile?: string;
   /** Standalone: the approver whose credential is created at start (default: the OS user). */
   approver?: string;
+  /**
+   * How long a drain waits for sessions to reach a boundary (default 20 s: inside the pod's
+   * default 30 s termination grace period, leaving time to write the queued audit lines and
+   * revoke credentials before the kubelet's SIGKILL).
+   */
+  drainTimeoutMs?: number;
   logger?: Logger;
   audit?: AuditSink;
   metrics?: Metrics;
@@ -225,7 +232,11 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   );
   const postgres: LazyHandler<PostgresGuard> = lazyHandler(
     "postgres",
-    async () => (await import("./protocols/postgres/index.ts")).createPostgresGuard(ctx, { approvals }),
+    async () =>
+      (await import("./protocols/postgres/index.ts")).createPostgresGuard(ctx, {
+        approvals,
+        podCa: podCa.current,
+      }),
     logger,
   );
   const lazyGuards = { postgres, ssh } as const;
@@ -264,11 +275,24 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       logger.info({ trigger }, "draining: no new connections; waiting for in-flight operations");
       // Stop accepting now; the servers' close resolves only once their connections are gone.
       const closed = Promise.all([listeners.close(), capture?.close()]);
-      await Promise.all(Object.values(handlers).map((h) => h?.drain()));
+      const timeoutMs = opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      const deadline = Date.now() + timeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((r) => {
+        timer = setTimeout(() => r("late"), timeoutMs + 3_000);
+      });
+      // PostgreSQL sessions end at a boundary or at the deadline; HTTP and SSH finish their
+      // operations. Whatever is still open a little past the deadline is cut by close().
+      const drained = await Promise.race([
+        Promise.all(Object.values(handlers).map((h) => h?.drain(deadline))),
+        late,
+      ]);
+      clearTimeout(timer);
+      if (drained === "late") logger.warn({ timeoutMs }, "drain deadline passed; closing what is left");
       // In-flight operations are done: revoke the Vault leases sessions still hold (an idle
       // session left open would otherwise keep its credential until the lease TTL).
       await ctx.credentials.drain();
-      await closed;
+      if (drained !== "late") await closed;
     })();
     return draining;
   };

@@ -244,6 +244,16 @@ describe("broken policies are rejected by the API server with a message that say
       /errorFormat is only for protocol http/,
     ],
     [
+      "agent TLS on an HTTP connection",
+      (p) => Object.assign(p.spec.connections[1]!, { agentTls: { mode: "allow" } }),
+      /agentTls is only for protocol postgres/,
+    ],
+    [
+      "a misspelled agent TLS mode",
+      (p) => Object.assign(p.spec.connections[0]!, { agentTls: { mode: "required" } }),
+      /Unsupported value: "required": supported values: "disable", "allow", "require"/,
+    ],
+    [
       "a misspelled error format",
       (p) => Object.assign(p.spec.connections[1]!, { errorFormat: "anthropik" }),
       /Unsupported value: "anthropik": supported values: "airlock", "anthropic", "openai"/,
@@ -289,6 +299,69 @@ describe("broken policies are rejected by the API server with a message that say
       /match\.http does not apply to protocol mcp connections/,
     ],
     [
+      "mcp settings on a connection of another protocol",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          mcp: { pinnedTools: [{ name: "t", digest: `sha256:${"a".repeat(64)}` }] },
+        }),
+      /mcp is only for protocol mcp/,
+    ],
+    [
+      "a pinned tool digest that is not sha256: and 64 hex digits",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+          mcp: { pinnedTools: [{ name: "t", digest: "sha256:ABC" }] },
+        } as unknown as Policy["spec"]["connections"][number]);
+      },
+      /spec\.connections\[2\]\.mcp\.pinnedTools\[0\]\.digest: Invalid value: "sha256:ABC"/,
+    ],
+    [
+      "a tool pinned twice",
+      (p) => {
+        const pin = { name: "t", digest: `sha256:${"a".repeat(64)}` };
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+          mcp: { pinnedTools: [pin, pin] },
+        } as unknown as Policy["spec"]["connections"][number]);
+      },
+      /spec\.connections\[2\]\.mcp\.pinnedTools\[1\]: Duplicate value/,
+    ],
+    [
+      "server requests on a requireApproval rule",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[1]!, {
+          connections: ["tools"],
+          match: { mcp: { serverRequests: ["sampling/createMessage"] } },
+        });
+      },
+      /spec\.rules\[1\]\.match\.mcp\.serverRequests: Invalid value: match\.mcp\.serverRequests cannot require approval/,
+    ],
+    [
+      "a server request method with a space",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, {
+          connections: ["tools"],
+          match: { mcp: { serverRequests: ["sampling create"] } },
+        });
+      },
+      /spec\.rules\[0\]\.match\.mcp\.serverRequests\[0\]: Invalid value: "sampling create"/,
+    ],
+    [
       "no connections at all",
       (p) => (p.spec.connections = []),
       /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
@@ -314,6 +387,15 @@ describe("broken policies are rejected by the API server with a message that say
       connections: ["tools"],
       match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
     } as unknown as Policy["spec"]["rules"][number]);
+    p.spec.rules.push({
+      name: "roots",
+      action: "allow",
+      connections: ["tools"],
+      match: { mcp: { serverRequests: ["roots/list", "elicitation/*"] } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    Object.assign(p.spec.connections[2]!, {
+      mcp: { pinnedTools: [{ name: "get_weather", digest: `sha256:${"0123456789abcdef".repeat(4)}` }] },
+    });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
@@ -440,6 +522,16 @@ describe("kubectl explain", () => {
     expect(flat(deep.stdout)).toMatch(/later matching operations by the same requester pass for this long/);
     const areq = await kubectl(["explain", "areq.status.approvals.user"]);
     expect(flat(areq.stdout)).toMatch(/the API server guarantees it is the caller's own name/);
+  });
+  it("explains MCP server requests and tool pins", async () => {
+    const flat = (text: string) => text.replace(/\s+/g, " ");
+    const sr = await kubectl(["explain", "aap.spec.rules.match.mcp.serverRequests"]);
+    expect(sr.code, sr.out).toBe(0);
+    expect(flat(sr.stdout)).toMatch(/Requests the server sends to the agent .* are refused/);
+    const pins = await kubectl(["explain", "aap.spec.connections.mcp.pinnedTools.digest"]);
+    expect(flat(pins.stdout)).toMatch(
+      /canonical JSON \(RFC 8785\) of name, description, inputSchema and annotations/,
+    );
   });
 });
 

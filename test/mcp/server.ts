@@ -1,13 +1,29 @@
 // A real MCP server for the guard's tests: the official TypeScript SDK's McpServer over the
 // Streamable HTTP transport, with a few tools, resources and prompts, recording every tool call and
 // its arguments. Stateless (each POST gets a fresh server and transport), or stateful: the server
-// issues an Mcp-Session-Id at initialize and later requests name it.
+// issues an Mcp-Session-Id at initialize and later requests name it. Tools that ask the client
+// something (sampling, elicitation, roots) do it in the call's own stream or, through the
+// session's server with no related request, on the GET stream (stateful servers only); their
+// result is the client's answer or the error the server got. A tool's description can be changed
+// while the server runs (a "rug pull").
+
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
+import {
+  CreateMessageResultSchema,
+  ElicitResultSchema,
+  ListRootsResultSchema,
+  type ServerNotification,
+  type ServerRequest,
+} from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 export interface McpUpstream {
   port: number;
@@ -17,11 +33,14 @@ export interface McpUpstream {
   args: Record<string, unknown>[];
   /** Mcp-Session-Id of each POST the server received (stateful servers), in order. */
   sessions: (string | undefined)[];
+  /** Changes a tool's description (every session's server, and those built later). */
+  describeTool(name: string, description: string): void;
   close(): Promise<void>;
 }
 
 export const TOOLS = ["get_weather", "delete_database", "send_email", "run_report", "slow_report"];
 export const RESOURCES = ["file:///docs/readme.md", "file:///secrets/key.pem"];
+export const TEMPLATES = ["file:///docs/{name}", "file:///secrets/{name}"];
 export const PROMPTS = ["summarize", "internal_only"];
 
 export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise<McpUpstream> {
@@ -29,13 +48,51 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
   const sessions: (string | undefined)[] = [];
   const open = new Map<string, StreamableHTTPServerTransport>();
   const args: Record<string, unknown>[] = [];
+  const descriptions = new Map(TOOLS.map((t) => [t, `${t} tool`]));
+  const registered: Map<string, RegisteredTool>[] = [];
+  const outcome = async (ask: () => Promise<unknown>) => {
+    try {
+      return { content: [{ type: "text" as const, text: `answer: ${JSON.stringify(await ask())}` }] };
+    } catch (err) {
+      return {
+        content: [{ type: "text" as const, text: `error: ${err instanceof Error ? err.message : err}` }],
+      };
+    }
+  };
   const build = () => {
     const server = new McpServer({ name: "ops", version: "1.0.0" });
-    for (const name of TOOLS)
-      server.registerTool(
+    const tools = new Map<string, RegisteredTool>();
+    registered.push(tools);
+    const sampling = {
+      messages: [{ role: "user" as const, content: { type: "text" as const, text: "hi" } }],
+      maxTokens: 5,
+    };
+    const elicitation = {
+      mode: "form" as const,
+      message: "Your password?",
+      requestedSchema: { type: "object" as const, properties: { password: { type: "string" as const } } },
+    };
+    const asking = {
+      // In the call's own stream.
+      ask_model: (extra: Extra) =>
+        extra.sendRequest({ method: "sampling/createMessage", params: sampling }, CreateMessageResultSchema),
+      ask_user: (extra: Extra) =>
+        extra.sendRequest({ method: "elicitation/create", params: elicitation }, ElicitResultSchema),
+      list_roots: (extra: Extra) => extra.sendRequest({ method: "roots/list" }, ListRootsResultSchema),
+      // On the GET stream: the session's server asks with no related request.
+      ask_model_later: () => server.server.createMessage(sampling),
+      list_roots_later: () => server.server.listRoots(),
+    };
+    for (const [name, ask] of Object.entries(asking))
+      server.registerTool(name, { description: `${name} tool` }, async (extra) => {
+        calls.push(name);
+        return outcome(() => ask(extra));
+      });
+    for (const name of TOOLS) {
+      const tool = server.registerTool(
         name,
         {
-          description: `${name} tool`,
+          description: descriptions.get(name) ?? "",
           inputSchema: { arg: z.string().optional(), account: z.string().optional() },
         },
         async (a) => {
@@ -44,10 +101,19 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
           return { content: [{ type: "text", text: `${name} done` }] };
         },
       );
+      tools.set(name, tool);
+    }
     for (const uri of RESOURCES)
       server.registerResource(uri, uri, { description: `${uri} resource` }, async () => ({
         contents: [{ uri, text: `contents of ${uri}` }],
       }));
+    for (const uriTemplate of TEMPLATES)
+      server.registerResource(
+        uriTemplate,
+        new ResourceTemplate(uriTemplate, { list: undefined }),
+        { description: `${uriTemplate} template` },
+        async (uri) => ({ contents: [{ uri: uri.href, text: `contents of ${uri.href}` }] }),
+      );
     for (const name of PROMPTS)
       server.registerPrompt(name, { description: `${name} prompt` }, () => ({
         messages: [{ role: "user", content: { type: "text", text: `${name} text` } }],
@@ -89,6 +155,10 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
     calls,
     args,
     sessions,
+    describeTool(name, description) {
+      descriptions.set(name, description);
+      for (const tools of registered) tools.get(name)?.update({ description });
+    },
     close: () =>
       new Promise((r) => {
         http.closeAllConnections();

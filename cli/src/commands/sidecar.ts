@@ -24,6 +24,8 @@ sidecar to stop taking new connections and finish in-flight ones (the preStop ho
   --approver NAME          standalone: approver whose credential is created at start (default: your OS user)
   --approver-token-file F  standalone: approver credentials, mode 0600 (default: $AIRLOCK_APPROVER_TOKEN_FILE,
                            else ~/.config/airlock/approver-tokens); \`airlock approvals --sidecar\` reads it
+  --drain-timeout SECONDS  how long a drain (preStop, SIGTERM) waits for sessions to reach a
+                           boundary before ending them (default 20)
   --log-level LEVEL        pino level (default info; AIRLOCK_LOG_LEVEL)
 `;
 
@@ -56,6 +58,7 @@ export const command: Command = {
         approver: { type: "string" },
         "approver-token-file": { type: "string" },
         "log-level": { type: "string" },
+        "drain-timeout": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -74,6 +77,9 @@ export const command: Command = {
       return n;
     };
     if (values["log-level"]) process.env.AIRLOCK_LOG_LEVEL = values["log-level"];
+    const drainTimeout = values["drain-timeout"] === undefined ? undefined : Number(values["drain-timeout"]);
+    if (drainTimeout !== undefined && !(Number.isFinite(drainTimeout) && drainTimeout >= 0))
+      throw new UsageError(`--drain-timeout must be a number of seconds, got ${values["drain-timeout"]}`);
     const sidecar = await startSidecar({
       kubernetes: values.kubernetes ?? false,
       policyFiles: values.policy,
@@ -86,6 +92,7 @@ export const command: Command = {
       serviceAccountTokenDir: values["service-account-token-dir"],
       approver: values.approver,
       approverTokenFile: values["approver-token-file"],
+      ...(drainTimeout !== undefined ? { drainTimeoutMs: drainTimeout * 1000 } : {}),
     });
     const signal = await new Promise<string>((resolve) => {
       process.once("SIGTERM", () => resolve("SIGTERM"));

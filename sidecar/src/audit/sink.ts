@@ -1,6 +1,7 @@
 // Writes audit events as pino JSON lines marked `"audit": true`. `emit` is synchronous from the
 // caller's point of view: handlers call it before releasing a response, so an operation is never
-// visible to the agent without its audit record having been handed to the logger first.
+// visible to the agent without its audit record having been written to stdout first (a SIGKILL
+// right after the response loses no line; test/faults/crash.test.ts).
 //
 // Hot path: one line per operation. Lines are serialized by `auditLine` (no generic walk, no
 // redaction pass) and written straight to the logger's own destination, so audit and diagnostic
@@ -10,6 +11,7 @@
 // never headers, bodies, query strings or credentials. The general logger keeps its redaction as
 // the second line of defence for diagnostics.
 import { type DestinationStream, type Logger, pino } from "pino";
+import type { LineOutput } from "../telemetry/line-output.ts";
 import { isoTime } from "../telemetry/logger.ts";
 import type { AuditEvent } from "./events.ts";
 import { auditLine } from "./line.ts";
@@ -20,11 +22,18 @@ export interface AuditSink {
 
 /** Audit records are not diagnostics: they are written whatever the log level is set to. */
 export function createAuditSink(logger: Logger): AuditSink {
-  const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
+  const stream = (logger as unknown as Record<symbol, DestinationStream & Partial<LineOutput>>)[
+    pino.symbols.streamSym
+  ];
   if (!stream) throw new Error("audit sink: the logger has no destination stream");
+  // The sidecar's stdout writes an audit line at once, before the response is released; another
+  // destination (tests) takes it as any line.
+  const writeNow = stream.writeNow?.bind(stream);
   return {
     emit(event) {
-      stream.write(auditLine(event, isoTime()));
+      const line = auditLine(event, isoTime());
+      if (writeNow) writeNow(line);
+      else stream.write(line);
     },
   };
 }

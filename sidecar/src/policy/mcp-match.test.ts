@@ -65,7 +65,111 @@ describe("match.mcp", () => {
   });
 });
 
+describe("match.mcp.serverRequests", () => {
+  const { set, problems } = compilePolicies([
+    policy([
+      { name: "everything", action: "allow", connections: ["tools"] },
+      { name: "all-methods", action: "allow", connections: ["tools"], match: { mcp: { methods: ["*"] } } },
+      {
+        name: "roots",
+        action: "allow",
+        connections: ["tools"],
+        match: { mcp: { serverRequests: ["roots/*"] } },
+      },
+      {
+        name: "no-elicitation",
+        action: "deny",
+        connections: ["tools"],
+        match: { mcp: { serverRequests: ["elicitation/create"] } },
+      },
+    ]),
+  ]);
+  const server = (method: string): Operation => ({ kind: "mcp", method, origin: "server" });
+  it("compiles", () => expect(problems).toEqual([]));
+  it("admits a server request only by a rule that lists it; rules for the agent's requests never do", () => {
+    expect(set.evaluate("tools", subject, server("roots/list"))).toMatchObject({
+      action: "allow",
+      rule: "roots",
+    });
+    const sampling = set.evaluate("tools", subject, server("sampling/createMessage"));
+    expect([sampling.action, sampling.rule]).toEqual(["deny", undefined]);
+    expect(set.evaluate("tools", subject, server("elicitation/create"))).toMatchObject({
+      action: "deny",
+      rule: "no-elicitation",
+    });
+  });
+  it("a rule listing only server requests says nothing about the agent's requests", () => {
+    const only = compilePolicies([
+      policy([
+        { name: "roots", action: "allow", connections: ["tools"], match: { mcp: { serverRequests: ["*"] } } },
+      ]),
+    ]).set;
+    expect(only.evaluate("tools", subject, { kind: "mcp", method: "tools/list" }).action).toBe("deny");
+    expect(only.evaluate("tools", subject, { kind: "mcp", method: "roots/list" }).action).toBe("deny");
+  });
+  it("a deny rule without match refuses server requests too", () => {
+    const all = compilePolicies([
+      policy([
+        { name: "roots", action: "allow", connections: ["tools"], match: { mcp: { serverRequests: ["*"] } } },
+        { name: "lockdown", action: "deny", connections: ["tools"] },
+      ]),
+    ]).set;
+    expect(all.evaluate("tools", subject, server("roots/list"))).toMatchObject({
+      action: "deny",
+      rule: "lockdown",
+    });
+  });
+});
+
 describe("validation of mcp rules", () => {
+  it("refuses serverRequests on a requireApproval rule, and mcp settings on other protocols", () => {
+    const out = validatePolicy(
+      policy(
+        [
+          {
+            name: "r",
+            action: "requireApproval",
+            connections: ["tools"],
+            match: { mcp: { serverRequests: ["sampling/createMessage"] } },
+            approval: { approvers: { groups: ["sre"] } },
+          },
+        ],
+        [
+          {
+            name: "api",
+            protocol: "http",
+            target: { host: "api", port: 80 },
+            mcp: { pinnedTools: [{ name: "t", digest: `sha256:${"0".repeat(64)}` }] },
+          },
+        ],
+      ),
+    );
+    expect(out).toEqual([
+      {
+        path: "spec.connections[2].mcp",
+        message: "mcp is only for protocol mcp; connection api speaks http",
+      },
+      {
+        path: "spec.rules[0].match.mcp.serverRequests",
+        message:
+          "match.mcp.serverRequests cannot require approval (nobody is asked on the server's behalf): allow or deny them",
+      },
+    ]);
+  });
+  it("refuses a malformed or twice-pinned digest", () => {
+    const pin = (digest: string) => ({ name: "t", digest });
+    const conn = (pins: unknown[]) => [
+      { name: "m", protocol: "mcp", target: { host: "m", port: 80 }, mcp: { pinnedTools: pins } },
+    ];
+    expect(validatePolicy(policy([], conn([pin("sha256:abc")])))[0]?.path).toBe(
+      "spec.connections[2].mcp.pinnedTools[0].digest",
+    );
+    const good = `sha256:${"a".repeat(64)}`;
+    expect(validatePolicy(policy([], conn([pin(good), pin(good)])))).toEqual([
+      { path: "spec.connections[2].mcp.pinnedTools", message: "tool t is pinned twice on connection m" },
+    ]);
+  });
+
   it("refuses match.mcp on a rule that does not list only mcp connections", () => {
     const out = validatePolicy(policy([{ name: "r", action: "allow", match: { mcp: { tools: ["x"] } } }]));
     expect(out.map((p) => p.message)).toContain(

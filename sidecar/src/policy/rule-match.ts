@@ -81,8 +81,15 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
   const mcpTools = anyOf(mcp?.tools, (g) => compileNameGlob(g));
   const mcpResources = anyOf(mcp?.resources, compileUriGlob);
   const mcpPrompts = anyOf(mcp?.prompts, (g) => compileNameGlob(g));
+  const mcpServerRequests = anyOf(mcp?.serverRequests, (g) => compileNameGlob(g));
   const mcpOp = (op: Extract<Operation, { kind: "mcp" }>): boolean => {
+    // A server's request to the agent is matched by serverRequests alone (or refused by a deny
+    // rule without match): rules written for the agent's requests never admit one.
+    if (op.origin === "server")
+      return (open && rule.action === "deny") || (mcpServerRequests?.(op.method) ?? false);
     if (!mcp) return false;
+    // A rule that names only server requests says nothing about the agent's own requests.
+    if (mcpServerRequests && !mcpMethods && !mcpTools && !mcpResources && !mcpPrompts) return false;
     const named = mcpTools || mcpResources || mcpPrompts;
     if (mcpMethods && !mcpMethods(op.method)) return false;
     if (!named) return true;
@@ -127,7 +134,7 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
       case "ssh-sftp":
         return restrictive ? open || !!ssh?.sftp : !!ssh?.sftp;
       case "mcp":
-        return open || mcpOp(op);
+        return op.origin === "server" ? mcpOp(op) : open || mcpOp(op);
     }
   };
 }

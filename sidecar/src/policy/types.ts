@@ -40,6 +40,8 @@ export type Operation =
       prompt?: string;
       /** A keyed digest of the request's Mcp-Session-Id (the id itself works as a credential). */
       session?: string;
+      /** Set on a request the server sends to the agent (sampling, elicitation, roots). */
+      origin?: "server";
     };
 
 export interface Decision {

@@ -123,6 +123,26 @@ describe("errorFormat", () => {
   });
 });
 
+describe("agentTls is checked as the CRD checks it", () => {
+  const conn = (p: ReturnType<typeof demo>) =>
+    (p.spec.connections as Record<string, unknown>[])[0] as Record<string, unknown>;
+  it("only on postgres, with one of its modes", () => {
+    expect(problems((p) => (conn(p).agentTls = { mode: "allow" }))).toContainEqual({
+      path: "spec.connections[0].agentTls",
+      message: "agentTls is only for protocol postgres; connection customers-api speaks http",
+    });
+    const misspelled = problems((p) => {
+      conn(p).protocol = "postgres";
+      conn(p).credentials = { secretRef: { name: "db" } };
+      conn(p).agentTls = { mode: "required" };
+    });
+    expect(misspelled).toContainEqual({
+      path: "spec.connections[0].agentTls.mode",
+      message: '"required" is not one of: disable, allow, require; did you mean "require"?',
+    });
+  });
+});
+
 describe("credentials.vault is checked as the CRD checks it", () => {
   const conn = (p: ReturnType<typeof demo>) =>
     (p.spec.connections as Record<string, unknown>[])[0] as Record<string, unknown>;

@@ -36,9 +36,11 @@ const PROTOCOL_ONLY: readonly [
   ["credentials.postgres", (c) => c.credentials?.postgres, "postgres"],
   ["credentials.ssh", (c) => c.credentials?.ssh, "ssh"],
   ["database", (c) => c.database, "postgres"],
+  ["agentTls", (c) => c.agentTls, "postgres"],
   ["knownHosts", (c) => c.knownHosts, "ssh"],
   ["userHeader", (c) => c.userHeader, "http"],
   ["errorFormat", (c) => c.errorFormat, "http"],
+  ["mcp", (c) => c.mcp, "mcp"],
 ];
 
 function duplicates(names: readonly string[]): string[] {
@@ -124,6 +126,11 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
   });
   spec.connections.forEach((c, i) => {
     out.push(...credentialProblems(c, `spec.connections[${i}].credentials`));
+    for (const d of duplicates((c.mcp?.pinnedTools ?? []).map((t) => t.name)))
+      out.push({
+        path: `spec.connections[${i}].mcp.pinnedTools`,
+        message: `tool ${d} is pinned twice on connection ${c.name}`,
+      });
   });
   for (const d of duplicates(spec.connections.map((c) => c.name)))
     out.push({ path: "spec.connections", message: `duplicate connection name ${d}` });
@@ -145,6 +152,12 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     if (rule.action === "requireApproval" && !rule.approval)
       out.push({ path: `${at}.action`, message: "requireApproval rules need approval.approvers" });
+    if (rule.action === "requireApproval" && rule.match?.mcp?.serverRequests)
+      out.push({
+        path: `${at}.match.mcp.serverRequests`,
+        message:
+          "match.mcp.serverRequests cannot require approval (nobody is asked on the server's behalf): allow or deny them",
+      });
     for (const [field, value] of [
       ["grantTtl", rule.approval?.grantTtl],
       ["timeout", rule.approval?.timeout],

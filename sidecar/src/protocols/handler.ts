@@ -13,6 +13,10 @@ export interface AcceptInfo {
 
 export interface ConnectionHandler {
   accept(socket: Socket, connection: CompiledConnection, info: AcceptInfo): void;
-  /** Stops taking new work and resolves once in-flight operations finished (preStop drain). */
-  drain(): Promise<void>;
+  /**
+   * Stops taking new work and resolves once in-flight operations finished (preStop drain).
+   * `deadline` (epoch ms): when the sidecar stops waiting; a handler that holds sessions ends
+   * them by then.
+   */
+  drain(deadline?: number): Promise<void>;
 }

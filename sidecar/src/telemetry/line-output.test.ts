@@ -25,6 +25,16 @@ describe("createLineOutput", () => {
     closeSync(fd);
   });
 
+  it("writeNow hands the line, and what the turn queued before it, to the output at once", () => {
+    const file = join(dir, "now.log");
+    const fd = openSync(file, "w");
+    const out = createLineOutput(fd);
+    out.write("diagnostic\n");
+    out.writeNow("audit\n");
+    expect(readFileSync(file, "utf8")).toBe("diagnostic\naudit\n");
+    closeSync(fd);
+  });
+
   it("flushes at once past 64 KiB pending", () => {
     const file = join(dir, "big.log");
     const fd = openSync(file, "w");

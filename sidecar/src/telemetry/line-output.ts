@@ -4,9 +4,10 @@
 // Why not pino's destinations: an asynchronous one hands every write to the thread pool (a
 // thread wake-up per audit line, the largest single cost on the proxied path at thousands of
 // statements a second), and a synchronous one makes a system call per line. Here a busy turn that
-// proxies many statements costs one write(2). Lines are still handed over before the response
-// they describe is released: the caller writes the audit line, then the response; the write to
-// stdout follows within the same turn.
+// proxies many statements costs one write(2) for its diagnostics. Audit lines go out at once
+// (writeNow, taking what is queued with them): the caller writes the audit line, then the
+// response, so an operation the agent saw has its line in the pipe even if the process is killed
+// right after (SIGKILL), one write(2) per operation.
 //
 // Back-pressure: when stdout is a non-blocking pipe that is full (the log collector is behind),
 // what the pipe does not take stays queued, in order, and is retried on a timer: the event loop
@@ -32,6 +33,12 @@ export interface LineOutputOptions {
 export interface LineOutput {
   /** Queues `line` (already newline-terminated); always returns true (no stream back-pressure). */
   write(line: string): boolean;
+  /**
+   * Queues `line` and hands everything queued to the pipe now, without waiting for a full one:
+   * audit lines, which must be out of the process before the response they describe is
+   * released (a SIGKILL between that response and the end of the turn would lose them).
+   */
+  writeNow(line: string): void;
   /** Writes everything queued now. */
   flushSync(): void;
   /** pino's flush contract: flush, then call back. */
@@ -158,6 +165,11 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
         setImmediate(endOfTurn);
       }
       return true;
+    },
+    writeNow(line) {
+      pending.push(line);
+      size += line.length;
+      flushTurn();
     },
     flushSync,
     flush(cb) {

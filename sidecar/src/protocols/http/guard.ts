@@ -15,6 +15,7 @@ import type { SidecarContext } from "../../runtime/context.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import { createMcpWaits } from "../mcp/approval.ts";
 import { createMcpSessions } from "../mcp/sessions.ts";
+import { createToolPins } from "../mcp/tool-pins.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { type AuthorizeDeps, authorize, type Responder, type Route } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -127,6 +128,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
     approvals: options.approvals,
     mcpWaits: createMcpWaits(),
     mcpSessions: createMcpSessions(ctx.hashKey),
+    mcpPins: createToolPins(),
   };
   const tunnels = new Set<Duplex>();
   // Every agent socket, including upgraded ones node's HTTP server no longer tracks.

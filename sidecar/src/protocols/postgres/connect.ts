@@ -10,7 +10,6 @@ import { TEXT_TYPES_QUERY, textTypeKinds } from "./binary-values.ts";
 import type { CatalogSource } from "./catalog-source.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { ResultMasking } from "./results.ts";
-import { originsQuery } from "./row-masking.ts";
 import {
   sidecarQuery,
   startUpstream,
@@ -107,15 +106,10 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
     held?.release();
     throw connectFailure(req, err);
   }
-  // Column rules also cover table columns read under another name: learn where they live.
   // Binary results of database-defined text types (citext, enums) can be masked: learn their oids.
   const mask = req.results.mask;
-  const origins = mask ? originsQuery(mask) : undefined;
   if (mask) {
     try {
-      if (origins)
-        for (const [oid, attnum, col] of await sidecarQuery(up, origins, req.connectTimeoutMs))
-          req.results.learn(oid ?? "0", Number(attnum), col ?? "");
       const types = textTypeKinds(await sidecarQuery(up, TEXT_TYPES_QUERY, req.connectTimeoutMs));
       for (const [oid, kind] of types) req.results.types.set(oid, kind);
     } catch (err) {

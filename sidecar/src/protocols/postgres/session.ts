@@ -57,7 +57,7 @@ import {
 } from "./protocol.ts";
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
-import type { MaskState } from "./row-masking.ts";
+import { type MaskState, originsQuery } from "./row-masking.ts";
 import { parseStartupPacket, verifyPasswordToken } from "./startup.ts";
 import {
   auditOperation,
@@ -96,6 +96,11 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const now = () => performance.now();
 
+const DRAIN_MESSAGE =
+  "terminating connection: the Airlock sidecar is shutting down (drain); reconnect to continue";
+const DRAIN_DEADLINE_MESSAGE =
+  "terminating connection: the Airlock sidecar is shutting down and its drain deadline passed; reconnect to continue";
+
 export class Session {
   readonly id = randomUUID();
   readonly #d: SessionDeps;
@@ -132,6 +137,8 @@ export class Session {
   #approvalAbort: AbortController | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  /** The sidecar drains: end at the next boundary outside a transaction (see drain()). */
+  #draining = false;
   #broken: unknown;
   /** The upstream's catalog the session judges with (decisions/sql.ts). */
   readonly #catalog = new SessionCatalog();
@@ -178,7 +185,9 @@ export class Session {
         this.#fatalPassed();
       },
       closing: () => this.#closing,
+      transactionEnded: () => this.#catalog.transactionEnded(),
     });
+    this.#results.uncertain = () => !this.#catalog.certain;
   }
 
   /** No statement is waiting for a response or a decision. */
@@ -238,6 +247,24 @@ export class Session {
       Math.max(0, endsAt - window - Date.now()),
     );
     start.unref();
+  }
+
+  /**
+   * The sidecar drains: end the session with 57P01 (what PostgreSQL's own shutdown sends) at its
+   * next boundary outside a transaction (nothing in flight, ReadyForQuery 'I'), so clients and
+   * pools reconnect elsewhere; a transaction in progress finishes first. Checked now and after
+   * every batch from the upstream (every statement ends with one). `now`: the drain deadline
+   * passed, end whatever the session is doing (what was in flight is audited session_closed).
+   */
+  drain(now = false) {
+    this.#draining = true;
+    if (now) this.#fatal(new ProtocolError(DRAIN_DEADLINE_MESSAGE, "57P01"));
+    else this.#endIfDrained();
+  }
+
+  #endIfDrained() {
+    if (this.#phase === "ready" && this.idle && this.#replies.txStatus === "I")
+      this.#fatal(new ProtocolError(DRAIN_MESSAGE, "57P01"));
   }
 
   /** Cancel the statement in flight: stop waiting for an approval, and cancel upstream. */
@@ -416,7 +443,8 @@ export class Session {
       this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {
         throw new ProtocolError(err instanceof Error ? err.message : String(err), "0A000");
       });
-      await this.#catalog.open({ ...catalog, parser: this.#parser });
+      await this.#catalog.open({ ...catalog, parser: this.#parser }, this.#originsSql());
+      this.#results.origins = this.#catalog.origins;
     } catch (err) {
       up.socket.destroy();
       throw err;
@@ -472,6 +500,7 @@ export class Session {
     s.on("close", () => this.#upstreamGone());
     s.resume();
     if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    if (this.#draining) this.#endIfDrained();
   }
 
   #onMessage(f: Frame): Promise<void> | undefined {
@@ -546,7 +575,14 @@ export class Session {
     if (c) {
       this.#conn = c;
       this.#results.update(this.#d.maskStateFor(c));
+      this.#catalog.maskChanged(this.#originsSql());
     }
+  }
+
+  /** originsQuery for the column rules in force (undefined: none). */
+  #originsSql(): string | undefined {
+    const mask = this.#results.mask;
+    return mask ? originsQuery(mask) : undefined;
   }
 
   #judge(text: string): { classification: Classification; judgement: SqlJudgement } {
@@ -567,6 +603,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...this.#results.covered(),
         ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
         text,
       });
@@ -790,6 +827,7 @@ export class Session {
         subject: this.#subject,
         prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
         masking: this.#results.mask !== undefined,
+        ...this.#results.covered(),
         ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
       });
       info.judgement = j;
@@ -945,6 +983,7 @@ export class Session {
       return;
     }
     this.#io.flushAgent();
+    if (this.#draining) this.#endIfDrained();
   }
 
   #upstreamGone() {
@@ -969,6 +1008,7 @@ export class Session {
   /** Rereads the catalog (after this session's DDL): judgements made with the old one are dropped. */
   async #rereadCatalog(): Promise<void> {
     if (await this.#catalog.reread()) this.#judged = new WeakMap();
+    this.#results.origins = this.#catalog.origins;
   }
 
   /** Ends an operation with its audit event: rows, and the upstream outcome when it was forwarded. */

@@ -22,6 +22,18 @@ export function httpsHosts(set: PolicySet): string[] {
   return [...hosts].sort();
 }
 
+/**
+ * Names the pod CA is constrained to: the HTTPS hosts, and the names of PostgreSQL connections
+ * that serve TLS to the agent (agentTls: allow or require).
+ */
+export function podCaHosts(set: PolicySet): string[] {
+  const hosts = new Set(httpsHosts(set));
+  for (const c of set.connections.values())
+    if (c.spec.protocol === "postgres" && (c.spec.agentTls?.mode ?? "disable") !== "disable")
+      for (const h of [c.spec.target.host, ...(c.spec.target.aliases ?? [])]) hosts.add(h.toLowerCase());
+  return [...hosts].sort();
+}
+
 export interface PodCaKeeper {
   /** The CA that signs leaves now; undefined without HTTPS hosts or once it is too close to expiry. */
   current(): PodCa | undefined;
@@ -250,7 +262,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   };
 
   const refresh = (set: PolicySet) => {
-    const nextHosts = httpsHosts(set);
+    const nextHosts = podCaHosts(set);
     const next = nextHosts.join(",");
     if (next === key) return;
     const reason: Reason = key === "" && !ca ? "start" : "hosts";

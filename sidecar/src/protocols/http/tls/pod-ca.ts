@@ -236,7 +236,10 @@ export class PodCa {
     const keys = (await webcrypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"])) as CryptoKeyPair;
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
-      subject: `CN=${host}`,
+      // No CN for an address: OpenSSL checks a CN that looks like a host name against the CA's
+      // DNS constraints, so CN=127.0.0.1 under a CA that also permits names fails verification
+      // ("permitted subtree violation"); clients match the SAN.
+      subject: isIP(host) ? "O=Airlock" : `CN=${host}`,
       issuer: this.#cert.subject,
       notBefore: new Date(now - SKEW_MS),
       notAfter: new Date(notAfter),

@@ -1,0 +1,47 @@
+// The bounded fuzzing run of the test suite: every target of test/fuzz/ for a few seconds from
+// its corpus (test/fuzz/corpus/<target>/), one after another (each is one busy process). A crash,
+// a broken invariant, a hang or memory past the limit fails the target's test with the input
+// left in .airlock/fuzz/<target>/. The longer run is `npm run fuzz -- --minutes N`.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ensureFuzzer, fuzzTarget, TARGETS } from "./run.ts";
+
+const SECONDS = Number(process.env.AIRLOCK_FUZZ_SECONDS ?? 14);
+
+beforeAll(() => ensureFuzzer(), 120_000);
+
+describe("fuzzing harness", () => {
+  it("reports a planted finding as a failure and keeps its input", async () => {
+    const r = await fuzzTarget(join(import.meta.dirname, "support", "planted.fuzz.ts"), {
+      seconds: 30,
+      quiet: true,
+    });
+    expect(r.ok).toBe(false);
+    expect(r.finding).toMatch(/InvariantError: planted/);
+    expect(r.artifact && existsSync(r.artifact)).toBe(true);
+    expect(
+      readFileSync(r.artifact as string)
+        .subarray(0, 3)
+        .toString("latin1"),
+    ).toBe("FZ!");
+  }, 60_000);
+});
+
+describe.each(TARGETS)("fuzz target %s", (target) => {
+  it(
+    `runs ${SECONDS} s from its corpus without a finding`,
+    async () => {
+      const r = await fuzzTarget(target, { seconds: SECONDS, quiet: true });
+      console.log(
+        `${target}: ${r.execs} executions, ${r.edges} edges, ${r.features} features, corpus ${r.corpus}${r.ok ? "" : `; ${r.finding}`}`,
+      );
+      expect(r.finding ?? "", r.artifact).toBe("");
+      expect(r.ok).toBe(true);
+      // Instrumentation reached the modules under test (not only the target's own file).
+      expect(r.edges).toBeGreaterThan(100);
+      expect(r.execs).toBeGreaterThan(50);
+    },
+    (SECONDS + 60) * 1000,
+  );
+});
