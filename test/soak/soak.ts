@@ -14,6 +14,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { startUpstream } from "../bench/http.ts";
 import { waitForPort } from "../bench/nginx.ts";
+import { processMemory, sidecarLaunch } from "../bench/sidecar-process.ts";
 import { freePort, startPostgres } from "../harness/postgres.ts";
 import { driveHttp, drivePostgres } from "./load.ts";
 import { protocolWindow, type SoakResult, type SoakTotals, type SoakWindow } from "./verdict.ts";
@@ -63,10 +64,6 @@ spec:
     - { name: emails, connections: [db], columns: [email], detectors: [email], strategy: partial }
 `;
 }
-
-const status = (pid: number, field: string) =>
-  Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) /
-  1024;
 
 /** User + system CPU seconds of a process (clock ticks of /proc/PID/stat fields 14 and 15). */
 function cpuSeconds(pid: number): number {
@@ -121,9 +118,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       policy({ upstream: upPort, http: httpPort, pg: pgPort, pgPort: pg.port, database: pg.database }),
     );
 
+    const launch = await sidecarLaunch();
     const sidecar: ChildProcess = spawn(
       process.execPath,
       [
+        ...launch.execArgv,
         "bin/airlock.js",
         "sidecar",
         "--policy",
@@ -139,7 +138,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         "--log-level",
         "warn",
       ],
-      { cwd: root, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NODE_ENV: "production" } },
+      {
+        cwd: root,
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, ...launch.env, NODE_ENV: "production" },
+      },
     );
     cleanup.push(
       () =>
@@ -173,7 +176,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await waitForPort(pgPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
     const pid = sidecar.pid as number;
     await new Promise((r) => setTimeout(r, 2000));
-    const idleRssMb = status(pid, "VmRSS");
+    const idle = processMemory(pid);
 
     opts.log(`  soak: ${opts.rate}/s HTTP + ${opts.rate}/s PostgreSQL, ${opts.minutes} min`);
     const http = driveHttp({
@@ -212,7 +215,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const m = await scrape(adminPort);
       const w: SoakWindow = {
         t: (now - t0) / 1000,
-        rssMb: status(pid, "VmRSS"),
+        ...processMemory(pid),
         heapUsedMb: (m.get("nodejs_heap_size_used_bytes") ?? Number.NaN) / 1024 / 1024,
         fds: readdirSync(`/proc/${pid}/fd`).length,
         loopP99Ms: (m.get("nodejs_eventloop_lag_p99_seconds") ?? Number.NaN) * 1000,
@@ -262,7 +265,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       windows,
       totals,
       loadAverage: { start: loadStart, end: loadavg() },
-      idleRssMb,
+      idleRssMb: idle.rssMb,
+      idleAnonMb: idle.anonMb,
+      launch: launch.label,
     };
   } finally {
     for (const c of cleanup.reverse()) await c();

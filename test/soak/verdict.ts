@@ -16,6 +16,8 @@ export interface SoakWindow {
   /** Seconds since the measured part of the run began, at the end of the window. */
   t: number;
   rssMb: number;
+  /** The private part of the RSS (anonymous pages; the node binary's pages are shared by every sidecar on a node). */
+  anonMb: number;
   heapUsedMb: number;
   fds: number;
   /** Event-loop delay over the window (the sidecar's own monitor, reset at each scrape), ms. */
@@ -55,6 +57,9 @@ export interface SoakResult {
   /** Machine load average (1, 5, 15 min) at the start and at the end. */
   loadAverage: { start: number[]; end: number[] };
   idleRssMb: number;
+  idleAnonMb: number;
+  /** How the sidecar process was run (test/bench/sidecar-process.ts). */
+  launch: string;
 }
 
 export const BOUNDS = {
@@ -170,17 +175,69 @@ export function verdict(r: SoakResult): Check[] {
 export function formatSoak(r: SoakResult): string {
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
   const out = [
-    `Soak: ${r.minutes} min at ${r.rate} HTTP req/s + ${r.rate} PostgreSQL statements/s (open loop, latency from the scheduled time), masking and audit on; ${r.windowSeconds} s windows after ${r.warmupSeconds} s of warm-up. Started ${r.startedAt}; idle sidecar RSS ${f(r.idleRssMb)} MB; load average ${r.loadAverage.start.map((x) => f(x, 2)).join(" ")} at start, ${r.loadAverage.end.map((x) => f(x, 2)).join(" ")} at the end`,
+    `Soak: ${r.minutes} min at ${r.rate} HTTP req/s + ${r.rate} PostgreSQL statements/s (open loop, latency from the scheduled time), masking and audit on; ${r.windowSeconds} s windows after ${r.warmupSeconds} s of warm-up. Started ${r.startedAt}; sidecar run ${r.launch}; idle RSS ${f(r.idleRssMb)} MB (private ${f(r.idleAnonMb)} MB); load average ${r.loadAverage.start.map((x) => f(x, 2)).join(" ")} at start, ${r.loadAverage.end.map((x) => f(x, 2)).join(" ")} at the end`,
     "",
-    "| t s | RSS MB | heap MB | fds | loop p99 ms | loop max ms | CPU % | HTTP n | HTTP p50/p99/max ms | HTTP err | PG n | PG p50/p99/max ms | PG err | audit lines |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| t s | RSS MB | private MB | heap MB | fds | loop p99 ms | loop max ms | CPU % | HTTP n | HTTP p50/p99/max ms | HTTP err | PG n | PG p50/p99/max ms | PG err | audit lines |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const w of r.windows)
     out.push(
-      `| ${f(w.t, 0)} | ${f(w.rssMb)} | ${f(w.heapUsedMb)} | ${w.fds} | ${f(w.loopP99Ms, 1)} | ${f(w.loopMaxMs, 1)} | ${f(w.cpuPct, 0)} | ${w.http.n} | ${f(w.http.p50, 2)} / ${f(w.http.p99, 2)} / ${f(w.http.max, 1)} | ${w.http.errors} | ${w.postgres.n} | ${f(w.postgres.p50, 2)} / ${f(w.postgres.p99, 2)} / ${f(w.postgres.max, 1)} | ${w.postgres.errors} | ${w.auditLines} |`,
+      `| ${f(w.t, 0)} | ${f(w.rssMb)} | ${f(w.anonMb)} | ${f(w.heapUsedMb)} | ${w.fds} | ${f(w.loopP99Ms, 1)} | ${f(w.loopMaxMs, 1)} | ${f(w.cpuPct, 0)} | ${w.http.n} | ${f(w.http.p50, 2)} / ${f(w.http.p99, 2)} / ${f(w.http.max, 1)} | ${w.http.errors} | ${w.postgres.n} | ${f(w.postgres.p50, 2)} / ${f(w.postgres.p99, 2)} / ${f(w.postgres.max, 1)} | ${w.postgres.errors} | ${w.auditLines} |`,
     );
   const checks = verdict(r);
   out.push("", `Verdict: ${checks.every((c) => c.ok) ? "PASS" : "FAIL"}`);
+  for (const c of checks) out.push(`- ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
+  return out.join("\n");
+}
+
+/**
+ * Per-minute figures of a soak, for the bench's report: the windows grouped by minute; p50 is the
+ * median of the windows' p50s, p99 the worst window's (an upper bound of the minute's p99).
+ */
+export function soakMinutes(r: SoakResult): string {
+  const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+  const rows = new Map<number, SoakWindow[]>();
+  for (const w of r.windows) {
+    const m = Math.max(1, Math.ceil(w.t / 60 - 1e-9));
+    rows.set(m, [...(rows.get(m) ?? []), w]);
+  }
+  const max = (ws: SoakWindow[], pick: (w: SoakWindow) => number) => Math.max(...ws.map(pick));
+  const median = (ws: SoakWindow[], pick: (w: SoakWindow) => number) => {
+    const s = ws.map(pick).sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)] as number;
+  };
+  const out = [
+    "| minute | RSS MB (end) | private MB | fds | HTTP p50 / p99 ms | PG p50 / p99 ms | errors | CPU % |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const [m, ws] of rows) {
+    const last = ws[ws.length - 1] as SoakWindow;
+    out.push(
+      `| ${m} | ${f(last.rssMb)} | ${f(last.anonMb)} | ${last.fds} | ${f(
+        median(ws, (w) => w.http.p50),
+        2,
+      )} / ${f(
+        max(ws, (w) => w.http.p99),
+        2,
+      )} | ${f(
+        median(ws, (w) => w.postgres.p50),
+        2,
+      )} / ${f(
+        max(ws, (w) => w.postgres.p99),
+        2,
+      )} | ${ws.reduce((a, w) => a + w.http.errors + w.postgres.errors, 0)} | ${f(ws.reduce((a, w) => a + w.cpuPct, 0) / ws.length, 0)} |`,
+    );
+  }
+  const checks = verdict(r);
+  out.push(
+    "",
+    `Verdict: ${checks.every((c) => c.ok) ? "PASS" : "FAIL"} (${
+      checks
+        .filter((c) => !c.ok)
+        .map((c) => c.name)
+        .join(", ") || "all checks"
+    }${checks.every((c) => c.ok) ? " held" : " failed"})`,
+  );
   for (const c of checks) out.push(`- ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
   return out.join("\n");
 }
