@@ -9,37 +9,17 @@
 // the proxy variables (PROXY_ENV) too. Skipped, with the reason printed, without root or netns.
 import { execFileSync } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
-import {
-  chmodSync,
-  chownSync,
-  copyFileSync,
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
-import { PROXY_ENV, TRUST_ENV } from "../../injector/src/inject.ts";
-import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
+import { ANTHROPIC_PLACEHOLDER_API_KEY } from "../../injector/src/names.ts";
 import { compilePolicies } from "../../sidecar/src/policy/compile.ts";
 import { NameOutsideConstraintsError, PodCa } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
 import { podCaHosts } from "../../sidecar/src/protocols/http/tls/pod-ca-keeper.ts";
 import { nativeAddonStatus } from "../../sidecar/src/transparent/original-dst.ts";
-import { createCA, issueServingCert } from "../envtest/pki.ts";
-import {
-  createTopology,
-  missingFeature,
-  type RunResult,
-  reapStale,
-  type Service,
-  startService,
-  type Topology,
-  workingBackends,
-} from "./netns.ts";
+import { type AgentPod, type Mode, PROXY_UID as PROXY, startAgentPod } from "./agent-pod.ts";
+import { missingFeature, type Service, type Topology, workingBackends } from "./netns.ts";
 import {
   ANTHROPIC_HOST,
   CUSTOMER,
@@ -50,9 +30,6 @@ import {
 } from "./tls-fixtures.ts";
 
 const here = import.meta.dirname;
-const INIT = join(here, "..", "..", "init", "bin", "airlock-init.js");
-const PROXY = 1717;
-const AGENT = 1000;
 
 const missing = missingFeature();
 const backend = missing ? undefined : workingBackends()[0];
@@ -124,71 +101,20 @@ interface Http {
 describe.skipIf(skipReason !== undefined)(
   `HTTPS interception in network namespaces (iptables-${backend})`,
   () => {
+    let pod: AgentPod;
     let t: Topology;
-    let dir: string;
     let bundle: string;
     let upstreamCaFile: string;
     let realKeyPin: string;
     let nodeBin: string;
     let goBin: string;
-    let home: string;
-    let upstream: Service;
     let sidecar: Service;
-
-    type Mode = "captured" | "proxied";
-    /** Exactly what the injector gives an agent container, with the bundle where this test keeps it. */
-    const envFor = (mode: Mode, extra: Record<string, string> = {}): Record<string, string> => ({
-      PATH: "/usr/bin:/bin",
-      HOME: home,
-      ...Object.fromEntries(TRUST_ENV.map((e) => [e.name, bundle])),
-      ...(mode === "proxied" ? Object.fromEntries(PROXY_ENV.map((e) => [e.name, e.value ?? ""])) : {}),
-      ...extra,
-    });
-    /** Runs `command` in the agent namespace as UID/GID 1000 with exactly `env`. */
-    const asAgent = (
-      env: Record<string, string>,
-      command: string,
-      args: readonly string[],
-    ): Promise<RunResult> =>
-      t.exec(t.agent, "setpriv", [
-        "--reuid",
-        String(AGENT),
-        "--regid",
-        String(AGENT),
-        "--clear-groups",
-        "env",
-        "-i",
-        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        command,
-        ...args,
-      ]);
-
-    const audits = () => sidecar.lines.flatMap((l) => ("audit" in l ? [l.audit as AuditEvent] : []));
-    const requests = () =>
-      upstream.lines.flatMap((l) =>
-        "request" in l
-          ? [
-              l.request as {
-                host: string;
-                method: string;
-                url: string;
-                authorization: string | null;
-                xApiKey: string | null;
-              },
-            ]
-          : [],
-      );
-    /** The audit event of the next request the sidecar finishes for `connection` and `path`. */
-    const auditOf = (connection: string, path: string, from: number) =>
-      sidecar
-        .waitFor(
-          (l) =>
-            sidecar.lines.indexOf(l) >= from &&
-            (l.audit as AuditEvent | undefined)?.connection === connection &&
-            ((l.audit as AuditEvent | undefined)?.operation as { path?: string } | undefined)?.path === path,
-          10_000,
-        )
-        .then((l) => l.audit as AuditEvent);
+    const envFor = (mode: Mode, extra: Record<string, string> = {}) => pod.envFor(mode, extra);
+    const asAgent = (env: Record<string, string>, command: string, args: readonly string[]) =>
+      pod.asAgent(env, command, args);
+    const audits = () => pod.audits();
+    const requests = () => pod.requests();
+    const auditOf = (connection: string, path: string, from: number) => pod.auditOf(connection, path, from);
 
     // --- the clients, each with its defaults ---------------------------------------------------
     const curl = async (mode: Mode, url: string, extra: readonly string[] = []): Promise<Http> => {
@@ -242,115 +168,32 @@ describe.skipIf(skipReason !== undefined)(
     beforeAll(async () => {
       const addon = nativeAddonStatus();
       if (!addon.ok) throw new Error(addon.reason);
-      reapStale();
-      t = createTopology();
-      // Each name alone on its address: captured sockets are mapped by address, before the sidecar
-      // has read a byte (the HTTP guard then tells TLS from plain HTTP by the first bytes).
-      t.hosts({ [EXAMPLE_HOST]: [t.upstreamV4], [ANTHROPIC_HOST]: [t.upstreamV4Excluded] });
-
-      dir = mkdtempSync("/tmp/airlock-netns-https-");
-      chmodSync(dir, 0o755);
-      // The agent's tools where UID 1000 can run them (this machine's Node may live under /root).
-      const bin = join(dir, "bin");
-      mkdirSync(bin);
-      nodeBin = join(bin, "node");
-      try {
-        linkSync(process.execPath, nodeBin);
-      } catch {
-        copyFileSync(process.execPath, nodeBin);
-        chmodSync(nodeBin, 0o755);
-      }
-      goBin = join(bin, "go-https");
+      pod = await startAgentPod({
+        policy: policy(),
+        backend: backend ?? "nft",
+        // Each name alone on its address: captured sockets are mapped by address, before the sidecar
+        // has read a byte (the HTTP guard then tells TLS from plain HTTP by the first bytes).
+        hosts: (t) => ({ [EXAMPLE_HOST]: [t.upstreamV4], [ANTHROPIC_HOST]: [t.upstreamV4Excluded] }),
+        secrets: [
+          ["api-token", "token", REAL_API_TOKEN],
+          ["anthropic-api-key", "api-key", REAL_ANTHROPIC_KEY],
+        ],
+      });
+      ({ t, bundle, upstreamCaFile, nodeBin, sidecar } = pod);
+      realKeyPin = `sha256//${createHash("sha256")
+        .update(new X509Certificate(pod.serving.certPem).publicKey.export({ type: "spki", format: "der" }))
+        .digest("base64")}`;
+      // The agent's Go program, built where UID 1000 can run it.
+      goBin = join(pod.binDir, "go-https");
       execFileSync("go", ["build", "-trimpath", "-o", goBin, "."], {
         cwd: join(here, "clients", "go-https"),
         env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=mod" },
         stdio: ["ignore", "ignore", "pipe"],
       });
-      home = join(dir, "home");
-      mkdirSync(home);
-      chownSync(home, AGENT, AGENT);
-
-      // The upstream's own CA: only the sidecar is told about it.
-      const ca = await createCA("airlock-netns-upstream-ca");
-      const serving = await issueServingCert(ca, [EXAMPLE_HOST, ANTHROPIC_HOST]);
-      upstreamCaFile = join(dir, "upstream-ca.pem");
-      writeFileSync(upstreamCaFile, ca.certPem, { mode: 0o644 });
-      realKeyPin = `sha256//${createHash("sha256")
-        .update(new X509Certificate(serving.certPem).publicKey.export({ type: "spki", format: "der" }))
-        .digest("base64")}`;
-
-      // What the sidecar container has: its policy, its Secrets (owner-only), its trust volume.
-      const secrets = join(dir, "secrets");
-      for (const [secret, key, value] of [
-        ["upstream-ca", "ca.crt", ca.certPem],
-        ["api-token", "token", REAL_API_TOKEN],
-        ["anthropic-api-key", "api-key", REAL_ANTHROPIC_KEY],
-      ] as const) {
-        mkdirSync(join(secrets, secret), { recursive: true });
-        writeFileSync(join(secrets, secret, key), value, { mode: 0o600 });
-      }
-      const trust = join(dir, "trust");
-      mkdirSync(trust, { mode: 0o755 });
-      bundle = join(trust, "ca-bundle.pem");
-      const state = join(dir, "sidecar-state");
-      mkdirSync(state, { mode: 0o700 });
-      for (const d of [secrets, trust, state]) execFileSync("chown", ["-R", `${PROXY}:${PROXY}`, d]);
-      chmodSync(secrets, 0o700);
-      const policyFile = join(dir, "policy.yaml");
-      writeFileSync(policyFile, stringify(policy()), { mode: 0o644 });
-
-      upstream = startService(t.upstream, join(here, "tls-upstream.ts"), {
-        port: 443,
-        keyPem: serving.keyPem,
-        certPem: serving.certPem,
-      });
-      await upstream.waitFor((l) => l.ready === true);
-
-      const init = await t.exec(t.agent, process.execPath, [
-        INIT,
-        "--proxy-uid",
-        String(PROXY),
-        "--proxy-gid",
-        String(PROXY),
-        "--redirect-port",
-        "15900",
-        "--dns-servers",
-        "none",
-        "--iptables-backend",
-        backend ?? "nft",
-      ]);
-      if (init.code !== 0) throw new Error(`airlock-init failed: ${init.stderr}`);
-
-      // Debug logs name each captured connection ("captured connection mapped"): how a test tells
-      // a captured request from one that came through the explicit proxy.
-      sidecar = startService(
-        t.agent,
-        join(here, "airlock-sidecar.ts"),
-        {
-          policyFiles: [policyFile],
-          secretsDir: secrets,
-          trustBundle: bundle,
-          hashKeyFile: join(state, "hash.key"),
-          approverTokenFile: join(state, "approver-tokens"),
-          uid: PROXY,
-          gid: PROXY,
-        },
-        { AIRLOCK_LOG_LEVEL: "debug" },
-      );
-      await sidecar.waitFor((l) => l.ready === true, 30_000);
     }, 60_000);
 
     afterAll(async () => {
-      if (process.env.AIRLOCK_NETNS_DEBUG)
-        writeFileSync(
-          process.env.AIRLOCK_NETNS_DEBUG,
-          [...(sidecar?.lines ?? []), ...(upstream?.lines ?? [])].map((l) => JSON.stringify(l)).join("\n") +
-            `\n${sidecar?.stderr()}\n${upstream?.stderr()}`,
-        );
-      await sidecar?.stop();
-      await upstream?.stop();
-      t?.cleanup();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await pod?.close();
     });
 
     it("the agent namespace has no route out; the sidecar runs as UID 1717 and wrote the bundle", async () => {
@@ -365,10 +208,10 @@ describe.skipIf(skipReason !== undefined)(
       expect(out.code).not.toBe(0);
       expect(sidecar.lines.find((l) => l.ready === true)).toMatchObject({ uid: PROXY, gid: PROXY });
       // The pod CA leads the bundle; the upstream's own CA is nowhere in it.
-      const pem = execFileSync("cat", [bundle], { encoding: "utf8" });
+      const pem = readFileSync(bundle, "utf8");
       const first = new X509Certificate(pem.slice(0, pem.indexOf("-----END CERTIFICATE-----") + 25));
       expect(first.subject).toContain("Airlock pod CA");
-      expect(pem).not.toContain(execFileSync("cat", [upstreamCaFile], { encoding: "utf8" }).trim());
+      expect(pem).not.toContain(readFileSync(upstreamCaFile, "utf8").trim());
     });
 
     let customer = 100;
@@ -446,10 +289,11 @@ describe.skipIf(skipReason !== undefined)(
       for (const how of ["create", "stream"] as const) {
         const from = sidecar.lines.length;
         const seen = requests().length;
-        const r = await asAgent(envFor("captured", { ANTHROPIC_API_KEY: PLACEHOLDER_TOKEN }), nodeBin, [
-          join(here, "clients", "anthropic-sdk.ts"),
-          how,
-        ]);
+        const r = await asAgent(
+          envFor("captured", { ANTHROPIC_API_KEY: ANTHROPIC_PLACEHOLDER_API_KEY }),
+          nodeBin,
+          [join(here, "clients", "anthropic-sdk.ts"), how],
+        );
         const out = JSON.parse(r.stdout || "{}") as { text?: string; error?: string; deltas?: number };
         expect(out.error, r.stderr).toBeUndefined();
         expect(out.text).toMatch(/^Hello from the stand-in\. The customer is /);
@@ -462,7 +306,7 @@ describe.skipIf(skipReason !== undefined)(
           url: "/v1/messages",
           xApiKey: REAL_ANTHROPIC_KEY,
         });
-        expect(JSON.stringify(got)).not.toContain(PLACEHOLDER_TOKEN);
+        expect(JSON.stringify(got)).not.toContain(ANTHROPIC_PLACEHOLDER_API_KEY);
         expect(await auditOf("anthropic", "/v1/messages", from)).toMatchObject({
           decision: { action: "allow", rule: "call-model" },
           upstream: { status: 200 },
