@@ -94,7 +94,10 @@ describe("PostgreSQL upstream", () => {
     try {
       const g = await guardFor(silent.port, 1_500);
       const r = await settles(client(g).connect(), 10_000);
-      expect(r.error).toMatchObject({ code: "08006", message: expect.stringMatching(/did not complete startup/) });
+      expect(r.error).toMatchObject({
+        code: "08006",
+        message: expect.stringMatching(/did not complete startup/),
+      });
       expect(r.ms).toBeGreaterThanOrEqual(1_400);
       expect(r.ms).toBeLessThan(5_000);
     } finally {
@@ -275,7 +278,10 @@ describe("SSH upstream", () => {
     const r = await settles(running, 8_000);
     expect(r.error?.message ?? "").not.toMatch(/hung/);
     // As ssh itself reports a lost connection: exit 255, and a line saying why.
-    expect(r.value).toMatchObject({ code: 255, stderr: expect.stringMatching(/upstream closed the connection/) });
+    expect(r.value).toMatchObject({
+      code: 255,
+      stderr: expect.stringMatching(/upstream closed the connection/),
+    });
     await expect.poll(() => s.audit.length).toBeGreaterThan(0);
     const event = s.audit.at(-1);
     expect(event?.operation).toMatchObject({ kind: "ssh-exec" });

@@ -167,7 +167,11 @@ function passthrough(
   res.writeHead(status, upstream.statusMessage, headers);
   // The event went out with the head; an upstream that dies after it is counted and logged.
   relay(upstream, res, () => {
-    ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: "aborted_mid_body" });
+    ctx.metrics.upstreamErrors.inc({
+      connection: ex.connection,
+      protocol: "http",
+      reason: "aborted_mid_body",
+    });
     ctx.logger.warn(
       { connection: ex.connection, status },
       "upstream response cut mid-body; the agent's response is cut too",
