@@ -342,6 +342,10 @@ try {
     lines.push(
       `  ${name}: ${(a.us / a.tx).toFixed(1)} µs/tx CPU${name === "pgbouncer" ? "" : ` (${(a.us / a.tx / bPerTx).toFixed(2)} × pgbouncer)`}, reads/tx ${(a.r / a.tx).toFixed(1)} writes/tx ${(a.w / a.tx).toFixed(1)}, tps ${a.tps.map((x) => x.toFixed(0)).join(" ")}; µs/tx per round ${a.perRound.map((x) => x.toFixed(0)).join(" ")}`,
     );
+  for (const g of guards) {
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${g.pid}/status`, "utf8"))?.[1];
+    lines.push(`  ${g.tree} RSS after the runs: ${(Number(rss) / 1024).toFixed(0)} MB`);
+  }
   if (values.gc)
     for (const g of guards) {
       const { tx } = cpu.get(g.tree) as { tx: number };
