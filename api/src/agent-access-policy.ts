@@ -74,6 +74,7 @@ export const DETECTORS = [
 ] as const;
 export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
 export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
+export const AGENT_TLS_MODES = ["disable", "allow", "require"] as const;
 export const SIGNING_ALGORITHMS = [
   "RS256",
   "RS384",
@@ -228,7 +229,7 @@ const vault = obj(
     ),
     path: str({
       description:
-        "Secrets path. PostgreSQL: the database secrets engine's <mount>/creds/<role>, read once per agent session; the lease is renewed while the session lasts and revoked when it ends. HTTP and MCP: a KV entry (v2: <mount>/data/<path>, v1: <mount>/<path>) whose field credentials.http.key is the credential, read at first use and again every refreshSeconds.",
+        "Secrets path. PostgreSQL: the database secrets engine's <mount>/creds/<role>, read once per agent session; the lease is renewed while the session lasts and revoked when it ends. SSH: the SSH secrets engine's <mount>/sign/<role>, which signs each session's fresh key (credentials.ssh.certificate says principals and validity). HTTP and MCP: a KV entry (v2: <mount>/data/<path>, v1: <mount>/<path>) whose field credentials.http.key is the credential, read at first use and again every refreshSeconds.",
       minLength: 1,
       maxLength: 256,
       pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
@@ -236,6 +237,25 @@ const vault = obj(
         { rule: "!self.matches('(^|/)[.]{1,2}(/|$)')", message: "path segments may not be . or .." },
       ],
     }),
+    approvedPath: opt(
+      str({
+        description:
+          "PostgreSQL: the database secrets engine's <mount>/creds/<role> a statement a human approved runs under. A credential is minted for it when the approval is granted, the statement runs alone on a connection of its own as that role, and the lease is revoked when it completes; the agent's session keeps path's role. Absent: approved statements run in the agent's session.",
+        minLength: 1,
+        maxLength: 256,
+        pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+        validations: [
+          {
+            rule: "!self.matches('(^|/)[.]{1,2}(/|$)')",
+            message: "approvedPath segments may not be . or ..",
+          },
+          {
+            rule: "self.matches('/creds/[^/]+$')",
+            message: "approvedPath must be the database secrets engine's <mount>/creds/<role>",
+          },
+        ],
+      }),
+    ),
     refreshSeconds: opt(
       int({
         description:
@@ -330,11 +350,13 @@ const credentials = obj(
           certificate: opt(
             obj(
               {
-                caKey: str({
-                  description:
-                    "Key in the Secret holding the user CA private key that signs per-session certificates.",
-                  maxLength: 253,
-                }),
+                caKey: opt(
+                  str({
+                    description:
+                      "Key in the Secret holding the user CA private key that signs per-session certificates. Not with credentials.vault, where Vault's SSH secrets engine signs them.",
+                    maxLength: 253,
+                  }),
+                ),
                 validity: opt(
                   duration({ description: "Lifetime of each certificate.", default: "5m", max: "1h" }),
                 ),
@@ -402,6 +424,20 @@ const connection = obj(
       { description: "Where the upstream is." },
     ),
     tls: opt(tls),
+    agentTls: opt(
+      obj(
+        {
+          mode: oneOf(AGENT_TLS_MODES, {
+            description:
+              "disable answers the agent's SSLRequest with N (plaintext inside the pod); allow accepts TLS when the agent asks (sslmode=require, verify-ca and verify-full work, with the injected trust bundle as root for the verify modes); require also refuses an agent that does not ask for TLS.",
+          }),
+        },
+        {
+          description:
+            "PostgreSQL: TLS between the agent and the sidecar, served with a certificate of the pod CA for target.host (and its aliases). Absent means disable.",
+        },
+      ),
+    ),
     credentials: opt(credentials),
     listen: opt(
       obj(
@@ -441,6 +477,39 @@ const connection = obj(
           "HTTP: shape of the sidecar's own refusals (denials, approvals, masking and upstream failures). `anthropic` and `openai` answer in that API's error envelope, so its SDKs raise their usual typed errors with Airlock's reason, rule and next step in the message; `airlock` (also when absent; no schema default, so other protocols stay free of it) is Airlock's JSON.",
       }),
     ),
+    mcp: opt(
+      obj(
+        {
+          pinnedTools: opt(
+            list(
+              obj(
+                {
+                  name: str({
+                    description: "The tool's name, as tools/list gives it.",
+                    minLength: 1,
+                    maxLength: 256,
+                  }),
+                  digest: str({
+                    description:
+                      "sha256: and the hex SHA-256 of the tool's definition as canonical JSON (RFC 8785) of name, description, inputSchema and annotations (those present). The sidecar logs and audits the digest it sees.",
+                    pattern: "^sha256:[0-9a-f]{64}$",
+                    maxLength: 71,
+                  }),
+                },
+                { description: "One pinned tool definition." },
+              ),
+              {
+                description:
+                  "Tool definitions the server must keep: a tool whose definition has another digest is removed from tools/list and calls to it are refused. Tools not listed here are pinned at first sight (per sidecar process).",
+                maxItems: 256,
+                mapKeys: ["name"],
+              },
+            ),
+          ),
+        },
+        { description: "MCP: what the sidecar holds the server to." },
+      ),
+    ),
     limits: opt(
       obj(
         {
@@ -479,8 +548,13 @@ const connection = obj(
         message: "credentials.ssh is only for protocol ssh",
       },
       {
-        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'ssh'",
-        message: "credentials.vault is only for protocols postgres, http and mcp",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'ssh' || (self.credentials.vault.path.matches('/sign/[^/]+$') && has(self.credentials.ssh) && has(self.credentials.ssh.certificate) && !has(self.credentials.ssh.certificate.caKey))",
+        message:
+          "for protocol ssh, credentials.vault signs the session certificates: its path is the SSH secrets engine's <mount>/sign/<role>, with credentials.ssh.certificate and no caKey",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.ssh) || !has(self.credentials.ssh.certificate) || has(self.credentials.vault) || has(self.credentials.ssh.certificate.caKey)",
+        message: "credentials.ssh.certificate needs caKey, or credentials.vault to sign with",
       },
       {
         rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'postgres' || self.credentials.vault.path.matches('/creds/[^/]+$')",
@@ -488,18 +562,30 @@ const connection = obj(
           "credentials.vault.path must be the database secrets engine's <mount>/creds/<role> for protocol postgres",
       },
       {
-        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol != 'postgres'",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.approvedPath) || self.protocol == 'postgres'",
+        message: "credentials.vault.approvedPath is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol == 'http' || self.protocol == 'mcp'",
         message:
           "credentials.vault.refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
       },
       {
-        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres' || (self.protocol != 'ssh' && has(self.credentials.vault))",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.fallback) || self.credentials.vault.fallback != 'secretRef' || self.protocol != 'ssh'",
+        message: "credentials.vault.fallback secretRef is not for protocol ssh",
+      },
+      {
+        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres' || has(self.credentials.vault)",
         message:
-          "credentials.secretRef is required for protocol ssh, and for http and mcp without credentials.vault",
+          "credentials.secretRef is required for protocols ssh, http and mcp without credentials.vault",
       },
       {
         rule: "!has(self.database) || self.protocol == 'postgres'",
         message: "database is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.agentTls) || self.protocol == 'postgres'",
+        message: "agentTls is only for protocol postgres",
       },
       {
         rule: "!has(self.knownHosts) || self.protocol == 'ssh'",
@@ -512,6 +598,10 @@ const connection = obj(
       {
         rule: "!has(self.errorFormat) || self.protocol == 'http'",
         message: "errorFormat is only for protocol http",
+      },
+      {
+        rule: "!has(self.mcp) || self.protocol == 'mcp'",
+        message: "mcp is only for protocol mcp",
       },
     ],
   },
@@ -682,10 +772,39 @@ const match = obj(
               listType: "set",
             }),
           ),
+          serverRequests: opt(
+            list(
+              str({
+                description:
+                  "A method the MCP server may ask of the agent: sampling/createMessage, elicitation/create, roots/list, ping; * globs allowed.",
+                maxLength: 128,
+                pattern: "^[A-Za-z0-9_/*.-]+$",
+              }),
+              {
+                description:
+                  "Requests the server sends to the agent (in a response stream or the GET stream). They are refused (the server gets a JSON-RPC error, the agent never sees them) unless an allow rule lists them; a deny rule listing them refuses them. Only server requests are matched by this field, and server requests only by it (or by a deny rule without match). Not for requireApproval rules.",
+                maxItems: 16,
+                listType: "set",
+              },
+            ),
+          ),
+          when: opt(
+            str({
+              description:
+                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax). Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide or mark a tool (it applies to some calls only); an allow rule with when shows it.',
+              maxLength: 2048,
+            }),
+          ),
         },
         {
           description:
             "MCP (Model Context Protocol) JSON-RPC request match, for protocol mcp connections: each request of a POST body is judged on its own.",
+          validations: [
+            {
+              rule: "!has(self.when) || has(self.tools)",
+              message: "match.mcp.when applies to tools/call requests: it needs tools",
+            },
+          ],
         },
       ),
     ),
@@ -792,6 +911,12 @@ const rule = obj(
         rule: "self.action != 'requireApproval' || has(self.approval)",
         message: "requireApproval rules need approval.approvers",
         fieldPath: ".action",
+      },
+      {
+        rule: "self.action != 'requireApproval' || !has(self.match) || !has(self.match.mcp) || !has(self.match.mcp.serverRequests)",
+        message:
+          "match.mcp.serverRequests cannot require approval (nobody is asked on the server's behalf): allow or deny them",
+        fieldPath: ".match.mcp.serverRequests",
       },
     ],
   },

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { defaultConfig } from "./config.ts";
 import { injectPod, parseStatus, secretVolumeName } from "./inject.ts";
+import { ANTHROPIC_PLACEHOLDER_API_KEY } from "./names.ts";
 
 const config = defaultConfig({ version: "1.2.3", image: "example/airlock:1.2.3" });
 const ctx = (policies: AgentAccessPolicy[] = [], namespace = "agents") => ({ config, namespace, policies });
@@ -126,6 +127,51 @@ describe("injectPod", () => {
     expect(injectPod(pod(), ctx([], "kube-system")).kind).toBe("skipped");
   });
 
+  it("where injection is required, skips a pod marked injected only if it carries Airlock's containers as made", () => {
+    const required = { ...ctx([policy("p", undefined, "api-cred")]), required: true };
+    const once = injectPod(pod(), required);
+    if (once.kind !== "injected") throw new Error(once.kind);
+    // What the API server adds (defaults) does not matter; reinvocation skips.
+    const defaulted = structuredClone(once.pod);
+    for (const c of defaulted.spec?.initContainers ?? []) c.terminationMessagePath = "/dev/termination-log";
+    expect(injectPod(defaulted, required).kind).toBe("skipped");
+    const forged = (edit: (p: V1Pod) => void) => {
+      const p = structuredClone(once.pod);
+      edit(p);
+      return injectPod(p, required);
+    };
+    const inits = (p: V1Pod) => p.spec?.initContainers ?? [];
+    const cases: [string, (p: V1Pod) => void, RegExp][] = [
+      ["annotation alone", (p) => (p.spec = pod().spec), /init container 1 is not airlock-init/],
+      [
+        "capture excluded",
+        (p) => inits(p)[0]?.args?.push("--exclude-cidrs", "0.0.0.0/0"),
+        /airlock-init container's args/,
+      ],
+      [
+        "another image",
+        (p) => Object.assign(inits(p)[1] ?? {}, { image: "evil/proxy" }),
+        /airlock-sidecar container's image/,
+      ],
+      [
+        "sidecar as root",
+        (p) => Object.assign(inits(p)[1]?.securityContext ?? {}, { runAsUser: 0 }),
+        /securityContext/,
+      ],
+      ["sidecar removed", (p) => inits(p).splice(1, 1), /init container 2 is not airlock-sidecar/],
+    ];
+    for (const [label, edit, why] of cases) {
+      const out = forged(edit);
+      expect(out.kind, label).toBe("refused");
+      if (out.kind === "refused") expect(out.message).toMatch(why);
+    }
+    // Elsewhere the annotation is an opt-out like airlock.dev/inject=false (skipped, as before).
+    expect(
+      injectPod({ ...pod(), metadata: { name: "p", annotations: { "airlock.dev/status": "{}" } } }, ctx())
+        .kind,
+    ).toBe("skipped");
+  });
+
   it("refuses the proxy UID/GID however it is reached", () => {
     const refused = (p: V1Pod) => {
       const out = injectPod(p, ctx());
@@ -202,6 +248,94 @@ describe("injectPod", () => {
       { name: "https_proxy", value: "u" },
     ]);
     expect(env.map((e) => e.name)).toContain("HTTP_PROXY");
+  });
+
+  it("gives agents an inert ANTHROPIC_API_KEY when a policy has an Anthropic connection with a credential", () => {
+    const anthropic = (connection: Record<string, unknown>, name = "claude"): AgentAccessPolicy => ({
+      apiVersion: "airlock.dev/v1alpha1",
+      kind: "AgentAccessPolicy",
+      metadata: { name, namespace: "agents" },
+      spec: {
+        connections: [
+          {
+            name: "model",
+            protocol: "http",
+            target: { host: "api.anthropic.com", port: 443 },
+            credentials: { secretRef: { name: "anthropic-api-key" } },
+            ...connection,
+          } as never,
+        ],
+        rules: [{ name: "all", action: "allow" }],
+      },
+    });
+    const keyOf = (out: ReturnType<typeof injected>, i = 0) =>
+      out.pod.spec?.containers[i]?.env?.filter((e) => e.name === "ANTHROPIC_API_KEY");
+    const twoContainers = pod({
+      initContainers: [{ name: "setup", image: "s" }],
+      containers: [
+        { name: "agent", image: "a" },
+        { name: "helper", image: "h" },
+      ],
+    });
+    const out = injected(twoContainers, [anthropic({})]);
+    for (const i of [0, 1])
+      expect(keyOf(out, i)).toEqual([{ name: "ANTHROPIC_API_KEY", value: ANTHROPIC_PLACEHOLDER_API_KEY }]);
+    const setup = out.pod.spec?.initContainers?.find((c) => c.name === "setup");
+    expect(setup?.env?.find((e) => e.name === "ANTHROPIC_API_KEY")?.value).toBe(
+      ANTHROPIC_PLACEHOLDER_API_KEY,
+    );
+    // The sidecar is not an agent: it reads the real key from its Secret, never from this variable.
+    const sidecar = out.pod.spec?.initContainers?.find((c) => c.name === "airlock-sidecar");
+    expect(sidecar?.env?.some((e) => e.name === "ANTHROPIC_API_KEY")).toBe(false);
+    expect(out.warnings.join("\n")).not.toContain("ANTHROPIC_API_KEY");
+
+    // By alias, and an Anthropic-shaped API elsewhere (a gateway), count too.
+    expect(
+      keyOf(
+        injected(pod(), [
+          anthropic({ target: { host: "llm.internal", port: 443, aliases: ["api.anthropic.com"] } }),
+        ]),
+      ),
+    ).toHaveLength(1);
+    expect(
+      keyOf(
+        injected(pod(), [
+          anthropic({ target: { host: "llm.internal", port: 443 }, errorFormat: "anthropic" }),
+        ]),
+      ),
+    ).toHaveLength(1);
+    // No credential on the connection: the agent's own key is what goes upstream, so nothing is added.
+    expect(keyOf(injected(pod(), [anthropic({ credentials: undefined })]))).toEqual([]);
+    // No Anthropic connection, or a policy that does not select the pod: nothing.
+    expect(keyOf(injected(pod(), [policy("other", undefined, "tok")]))).toEqual([]);
+    const elsewhere = {
+      ...anthropic({}),
+      spec: { ...anthropic({}).spec, podSelector: { matchLabels: { app: "x" } } },
+    };
+    expect(keyOf(injected(pod(), [elsewhere]))).toEqual([]);
+
+    // A key the user set is left alone (the sidecar still overwrites it upstream), with a warning.
+    const own = injected(
+      pod({
+        containers: [
+          {
+            name: "a",
+            image: "x",
+            env: [{ name: "ANTHROPIC_API_KEY", valueFrom: { secretKeyRef: { name: "k", key: "k" } } }],
+          },
+        ],
+      }),
+      [anthropic({})],
+    );
+    expect(keyOf(own)).toEqual([
+      { name: "ANTHROPIC_API_KEY", valueFrom: { secretKeyRef: { name: "k", key: "k" } } },
+    ]);
+    expect(own.warnings.join("\n")).toMatch(
+      /container a sets ANTHROPIC_API_KEY itself; .* connection model \(policy claude\)/,
+    );
+    // Injecting its own output again changes nothing.
+    const again = injectPod(out.pod, ctx([anthropic({})]));
+    expect(again.kind).toBe("skipped");
   });
 
   it("removes the ServiceAccount plugin's token from agents and gives the sidecar its own", () => {

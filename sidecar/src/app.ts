@@ -19,8 +19,9 @@ import type { ConnectionHandler } from "./protocols/handler.ts";
 import { type ApprovalGate, createHttpGuard } from "./protocols/http/index.ts";
 import { startPodCaKeeper } from "./protocols/http/tls/pod-ca-keeper.ts";
 import { TRUST_BUNDLE_ENV } from "./protocols/http/tls/trust-bundle.ts";
-import { createPostgresGuard } from "./protocols/postgres/index.ts";
-import { createSshGuard } from "./protocols/ssh/index.ts";
+import { type LazyHandler, lazyHandler } from "./protocols/lazy.ts";
+import type { PostgresGuard } from "./protocols/postgres/index.ts";
+import type { SshGuard } from "./protocols/ssh/index.ts";
 import { recordingAuditSink } from "./recording/audit-tee.ts";
 import { createRecorder, recordingSettingsFrom, withPolicyObjects } from "./recording/index.ts";
 import type { SidecarContext } from "./runtime/context.ts";
@@ -217,12 +218,38 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     podCa: podCa.current,
     ...(opts.bindHost ? { bindHost: opts.bindHost } : {}),
   });
-  const ssh = createSshGuard(ctx, {
-    approvals,
-    recorder,
-    hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE ?? defaultSshHostKeyFile(opts.kubernetes === true),
-  });
-  const postgres = createPostgresGuard(ctx, { approvals });
+  // PostgreSQL and SSH guards load once a policy in force names their protocol (lazy.ts): the SQL
+  // parser's WebAssembly and ssh2 are most of an idle sidecar's memory.
+  const ssh: LazyHandler<SshGuard> = lazyHandler(
+    "ssh",
+    async () =>
+      (await import("./protocols/ssh/index.ts")).createSshGuard(ctx, {
+        approvals,
+        recorder,
+        hostKeyFile: process.env.AIRLOCK_SSH_HOST_KEY_FILE ?? defaultSshHostKeyFile(opts.kubernetes === true),
+      }),
+    logger,
+  );
+  const postgres: LazyHandler<PostgresGuard> = lazyHandler(
+    "postgres",
+    async () =>
+      (await import("./protocols/postgres/index.ts")).createPostgresGuard(ctx, {
+        approvals,
+        podCa: podCa.current,
+      }),
+    logger,
+  );
+  const lazyGuards = { postgres, ssh } as const;
+  const loadConfiguredGuards = () =>
+    Promise.all(
+      (["postgres", "ssh"] as const)
+        .filter((p) => [...policies.current().connections.values()].some((c) => c.spec.protocol === p))
+        .map((p) => lazyGuards[p].load()),
+    );
+  // At start a guard that cannot load (e.g. an SSH host key file that does not parse) stops the
+  // sidecar, as before; after a policy change it keeps the sidecar unready (lazy.ts).
+  await loadConfiguredGuards();
+  const stopGuardLoading = policies.onChange(() => void loadConfiguredGuards().catch(() => undefined));
   const handlers: Partial<Record<"http" | "postgres" | "ssh", ConnectionHandler>> = { http, postgres, ssh };
   const listeners = await startListenerSet({ ctx, handlers, http, bindHost: opts.bindHost });
   const proxy = await http.listenProxy({ port: opts.proxyPort ?? PORTS.proxy });
@@ -276,6 +303,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     logger,
     notReadyReason: () =>
       captureProblem ??
+      postgres.problem ??
+      ssh.problem ??
       (policies.current().policies.length === 0
         ? "no valid AgentAccessPolicy selects this pod"
         : listeners.notReadyReason()),
@@ -305,7 +334,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       await listeners.close();
       await capture?.close();
       await http.close();
-      await ssh.close();
+      stopGuardLoading();
+      await ssh.loaded?.close();
       recordingAudit.close();
       await recorder.close();
       await approvalSetup?.close();

@@ -158,15 +158,15 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.postgres is only for protocol postgres/,
     ],
     [
-      "Vault credentials on an ssh connection",
+      "Vault credentials on an ssh connection with a database path",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT },
+          credentials: { vault: VAULT, ssh: { username: "ops", certificate: { principals: ["ops"] } } },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.vault is only for protocols postgres, http and mcp/,
+      /for protocol ssh, credentials\.vault signs the session certificates: its path is the SSH secrets engine's <mount>\/sign\/<role>/,
     ],
     [
       "a PostgreSQL Vault path that is not <mount>/creds/<role>",
@@ -193,6 +193,24 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.vault\.refreshSeconds is only for protocols http and mcp/,
     ],
     [
+      "approvedPath on an http connection",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: {
+            vault: { ...VAULT, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          },
+        }),
+      /credentials\.vault\.approvedPath is only for protocol postgres/,
+    ],
+    [
+      "an approvedPath that is not <mount>/creds/<role>",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, approvedPath: "secret/data/writer" } },
+        }),
+      /approvedPath must be the database secrets engine's <mount>\/creds\/<role>/,
+    ],
+    [
       "a refreshSeconds below 5",
       (p) =>
         Object.assign(p.spec.connections[1]!, {
@@ -201,15 +219,32 @@ describe("broken policies are rejected by the API server with a message that say
       /refreshSeconds in body should be greater than or equal to 5/,
     ],
     [
-      "an ssh connection with Vault and no Secret",
+      "an ssh connection with Vault and a private key to use",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT, ssh: { username: "ops", privateKeyKey: "id" } },
+          credentials: {
+            vault: { ...VAULT, path: "ssh/sign/agents" },
+            ssh: { username: "ops", privateKeyKey: "id" },
+          },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.secretRef is required for protocol ssh/,
+      /with credentials\.ssh\.certificate and no caKey/,
+    ],
+    [
+      "an ssh certificate with neither caKey nor Vault",
+      (p) =>
+        p.spec.connections.push({
+          name: "box",
+          protocol: "ssh",
+          target: { host: "box", port: 22 },
+          credentials: {
+            secretRef: { name: "s" },
+            ssh: { username: "ops", certificate: { principals: ["ops"] } },
+          },
+        } as (typeof p.spec.connections)[number]),
+      /credentials\.ssh\.certificate needs caKey, or credentials\.vault to sign with/,
     ],
     [
       "Vault over plain http to a non-loopback address",
@@ -242,6 +277,16 @@ describe("broken policies are rejected by the API server with a message that say
       "an HTTP error format on a postgres connection",
       (p) => Object.assign(p.spec.connections[0]!, { errorFormat: "anthropic" }),
       /errorFormat is only for protocol http/,
+    ],
+    [
+      "agent TLS on an HTTP connection",
+      (p) => Object.assign(p.spec.connections[1]!, { agentTls: { mode: "allow" } }),
+      /agentTls is only for protocol postgres/,
+    ],
+    [
+      "a misspelled agent TLS mode",
+      (p) => Object.assign(p.spec.connections[0]!, { agentTls: { mode: "required" } }),
+      /Unsupported value: "required": supported values: "disable", "allow", "require"/,
     ],
     [
       "a misspelled error format",
@@ -289,6 +334,84 @@ describe("broken policies are rejected by the API server with a message that say
       /match\.http does not apply to protocol mcp connections/,
     ],
     [
+      "mcp settings on a connection of another protocol",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          mcp: { pinnedTools: [{ name: "t", digest: `sha256:${"a".repeat(64)}` }] },
+        }),
+      /mcp is only for protocol mcp/,
+    ],
+    [
+      "a pinned tool digest that is not sha256: and 64 hex digits",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+          mcp: { pinnedTools: [{ name: "t", digest: "sha256:ABC" }] },
+        } as unknown as Policy["spec"]["connections"][number]);
+      },
+      /spec\.connections\[2\]\.mcp\.pinnedTools\[0\]\.digest: Invalid value: "sha256:ABC"/,
+    ],
+    [
+      "a tool pinned twice",
+      (p) => {
+        const pin = { name: "t", digest: `sha256:${"a".repeat(64)}` };
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+          mcp: { pinnedTools: [pin, pin] },
+        } as unknown as Policy["spec"]["connections"][number]);
+      },
+      /spec\.connections\[2\]\.mcp\.pinnedTools\[1\]: Duplicate value/,
+    ],
+    [
+      "server requests on a requireApproval rule",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[1]!, {
+          connections: ["tools"],
+          match: { mcp: { serverRequests: ["sampling/createMessage"] } },
+        });
+      },
+      /spec\.rules\[1\]\.match\.mcp\.serverRequests: Invalid value: match\.mcp\.serverRequests cannot require approval/,
+    ],
+    [
+      "a server request method with a space",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, {
+          connections: ["tools"],
+          match: { mcp: { serverRequests: ["sampling create"] } },
+        });
+      },
+      /spec\.rules\[0\]\.match\.mcp\.serverRequests\[0\]: Invalid value: "sampling create"/,
+    ],
+    [
+      "an argument condition without tools",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, {
+          connections: ["tools"],
+          match: { mcp: { methods: ["tools/call"], when: 'args.env == "prod"' } },
+        });
+      },
+      /spec\.rules\[0\]\.match\.mcp: Invalid value: match\.mcp\.when applies to tools\/call requests: it needs tools/,
+    ],
+    [
       "no connections at all",
       (p) => (p.spec.connections = []),
       /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
@@ -314,13 +437,46 @@ describe("broken policies are rejected by the API server with a message that say
       connections: ["tools"],
       match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
     } as unknown as Policy["spec"]["rules"][number]);
+    p.spec.rules.push({
+      name: "not-prod",
+      action: "deny",
+      connections: ["tools"],
+      match: { mcp: { tools: ["*"], when: 'has(args.env) && args.env == "prod"' } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    p.spec.rules.push({
+      name: "roots",
+      action: "allow",
+      connections: ["tools"],
+      match: { mcp: { serverRequests: ["roots/list", "elicitation/*"] } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    Object.assign(p.spec.connections[2]!, {
+      mcp: { pinnedTools: [{ name: "get_weather", digest: `sha256:${"0123456789abcdef".repeat(4)}` }] },
+    });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
 
   it("accepts a Vault credential on the postgres connection", async () => {
     const p = base();
-    Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
+    Object.assign(p.spec.connections[0]!, {
+      credentials: { vault: { ...VAULT, approvedPath: "database/creds/writer" } },
+    });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts an ssh connection whose certificates Vault signs (no Secret, no CA key)", async () => {
+    const p = base();
+    p.spec.connections.push({
+      name: "box",
+      protocol: "ssh",
+      target: { host: "box", port: 22 },
+      knownHosts: { name: "kh", key: "known_hosts" },
+      credentials: {
+        vault: { ...VAULT, path: "ssh/sign/agents" },
+        ssh: { username: "ops", certificate: { principals: ["ops"], validity: "5m" } },
+      },
+    } as (typeof p.spec.connections)[number]);
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
@@ -440,6 +596,19 @@ describe("kubectl explain", () => {
     expect(flat(deep.stdout)).toMatch(/later matching operations by the same requester pass for this long/);
     const areq = await kubectl(["explain", "areq.status.approvals.user"]);
     expect(flat(areq.stdout)).toMatch(/the API server guarantees it is the caller's own name/);
+  });
+  it("explains MCP server requests and tool pins", async () => {
+    const flat = (text: string) => text.replace(/\s+/g, " ");
+    const sr = await kubectl(["explain", "aap.spec.rules.match.mcp.serverRequests"]);
+    expect(sr.code, sr.out).toBe(0);
+    expect(flat(sr.stdout)).toMatch(/Requests the server sends to the agent .* are refused/);
+    const when = await kubectl(["explain", "aap.spec.rules.match.mcp.when"]);
+    expect(flat(when.stdout)).toMatch(/A CEL expression over a tools\/call request/);
+    expect(flat(when.stdout)).toMatch(/Fail closed: when evaluation errors/);
+    const pins = await kubectl(["explain", "aap.spec.connections.mcp.pinnedTools.digest"]);
+    expect(flat(pins.stdout)).toMatch(
+      /canonical JSON \(RFC 8785\) of name, description, inputSchema and annotations/,
+    );
   });
 });
 

@@ -29,6 +29,13 @@ beforeAll(async () => {
     INSERT INTO pg_cards VALUES ('${CARD}');
     GRANT SELECT ON pg_cards TO airlock_scram;
     ANALYZE customers;
+    -- Extended statistics are shown only to the table's owner: a table the agent's role owns.
+    CREATE TABLE owned_cards (id int, name text, card_number text);
+    INSERT INTO owned_cards SELECT i, 'n' || (i % 3), '${CARD}' FROM generate_series(1, 200) i;
+    ALTER TABLE owned_cards OWNER TO airlock_scram;
+    CREATE STATISTICS owned_mcv (mcv) ON name, card_number FROM owned_cards;
+    CREATE STATISTICS owned_expr ON (upper(card_number)) FROM owned_cards;
+    ANALYZE owned_cards;
   `);
   const rules: PolicyOptions["rules"] = [
     { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction"] } } },
@@ -316,6 +323,32 @@ describe("errors the agent can act on keep their text", () => {
       expect(err.code).toBe("42703");
       expect(err.message).toBe('column "nosuch" does not exist');
     });
+  });
+});
+
+describe("extended statistics (CREATE STATISTICS: MCV lists and expressions)", () => {
+  it.each([
+    "SELECT most_common_vals::text AS v FROM pg_stats_ext WHERE tablename = 'owned_cards'",
+    "SELECT unnest(most_common_vals) AS v FROM pg_stats_ext WHERE tablename = 'owned_cards'",
+    "SELECT * FROM pg_stats_ext WHERE tablename = 'owned_cards'",
+    "SELECT most_common_vals::text AS v, expr FROM pg_stats_ext_exprs WHERE tablename = 'owned_cards'",
+    "SELECT * FROM pg_stats_ext_exprs WHERE tablename = 'owned_cards'",
+  ])("%s", async (sql) => {
+    // The agent's role does see the card there without the sidecar (the case is not vacuous).
+    const direct = new pg.Client({
+      host: "127.0.0.1",
+      port: server.port,
+      database: "airlock",
+      user: server.users.scram.user,
+      password: server.users.scram.password,
+    });
+    await direct.connect();
+    try {
+      expect(JSON.stringify((await direct.query(sql)).rows)).toContain(CARD);
+    } finally {
+      await direct.end();
+    }
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
   });
 });
 

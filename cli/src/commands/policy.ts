@@ -8,7 +8,8 @@ import { loadConnection } from "../policy-files.ts";
 
 const HELP = `Usage: airlock policy test --policy FILE [--policy FILE...] --connection NAME
          [--user U] [--group G...] [--service-account [NS/]NAME]
-         (--http "METHOD PATH" | --sql TEXT [--database URL] | --ssh COMMAND)
+         (--http "METHOD PATH" | --sql TEXT [--database URL] | --ssh COMMAND |
+          --mcp "METHOD [NAME|URI] [ARGS_JSON]")
 
 Evaluates one operation against AgentAccessPolicy files with the sidecar's own engine and prints
 {"decision", "policy", "rule", "reason"} as JSON. Exit status: 0 when a decision was made (whatever
@@ -33,6 +34,15 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
                            the answer says so ("catalog": "not loaded")
   --ssh COMMAND            an SSH exec command, analysed as the SSH guard does (chains, wrappers,
                            metacharacters: sidecar/src/protocols/ssh/README.md)
+  --mcp "METHOD ..."       an MCP JSON-RPC request on a protocol mcp connection, read by the
+                           MCP guard's own parser:
+                             "tools/call NAME [ARGS_JSON]"   e.g. 'tools/call get_weather {"city":"Oslo"}'
+                             "resources/read URI"            "prompts/get NAME"
+                             "tools/list", "initialize", ... any other method, without params
+                           sampling/createMessage, elicitation/create and roots/list are judged as
+                           the server's requests to the agent (match.mcp.serverRequests; the answer
+                           says "origin": "server"). Tool-definition pins are not judged offline:
+                           they depend on what the server lists
 `;
 
 async function run(argv: string[]): Promise<number> {
@@ -48,6 +58,7 @@ async function run(argv: string[]): Promise<number> {
       sql: { type: "string" },
       database: { type: "string" },
       ssh: { type: "string" },
+      mcp: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -58,8 +69,8 @@ async function run(argv: string[]): Promise<number> {
   }
   if (!values.policy?.length) throw new UsageError("--policy FILE is required");
   if (!values.connection) throw new UsageError("--connection NAME is required");
-  const ops = [values.http, values.sql, values.ssh].filter((v) => v !== undefined);
-  if (ops.length !== 1) throw new UsageError("give exactly one of --http, --sql, --ssh");
+  const ops = [values.http, values.sql, values.ssh, values.mcp].filter((v) => v !== undefined);
+  if (ops.length !== 1) throw new UsageError("give exactly one of --http, --sql, --ssh, --mcp");
   if (values.database !== undefined && values.sql === undefined)
     throw new UsageError("--database goes with --sql (it is the catalog SQL is judged against)");
 
@@ -79,8 +90,14 @@ async function run(argv: string[]): Promise<number> {
     const { connectionMasking } = await import("../../../sidecar/src/operations/masking.ts");
     const { catalogFor, touchesCatalog } = await import("../sql-catalog.ts");
     const classification = await classify(values.sql);
-    const response = connectionMasking(connection, Buffer.alloc(32)).response;
+    const resolved = connectionMasking(connection, Buffer.alloc(32));
+    const response = resolved.response;
     const masking = "error" in response || response.masker !== undefined;
+    // Column rules: statements storing covered values are refused, as on the wire (without
+    // --database, the database's functions and views over covered data are not known).
+    const columns = new Set(
+      resolved.responseRules.flatMap((r) => r.columns ?? []).map((c) => c.toLowerCase()),
+    );
     const catalog = values.database !== undefined ? await catalogFor(values.database) : undefined;
     const { decision: d } = judgeSql({
       classification,
@@ -88,6 +105,7 @@ async function run(argv: string[]): Promise<number> {
       connection,
       subject,
       masking,
+      ...(columns.size ? { covered: { columns } } : {}),
       text: values.sql,
       ...(catalog ? { catalog } : {}),
     });
@@ -114,7 +132,18 @@ async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  // Exactly one of --http/--sql/--ssh was given, and SQL and SSH returned above: HTTP goes through
+  if (values.mcp !== undefined) {
+    if (connection.spec.protocol !== "mcp")
+      throw new UsageError(
+        `--mcp needs a protocol mcp connection; ${values.connection} speaks ${connection.spec.protocol}`,
+      );
+    const { mcpOperation } = await import("../mcp-operation.ts");
+    const { op, arguments: args } = mcpOperation(values.mcp);
+    const input = op.method === "tools/call" ? { arguments: args } : undefined;
+    print(set.evaluate(values.connection, subject, op, input), op.origin ? { origin: op.origin } : {});
+    return 0;
+  }
+  // Exactly one of --http/--sql/--ssh was given, and the others returned above: HTTP goes through
   // the HTTP guard's own judgement (path normalization; CONNECT as the host-level tunnel).
   const { httpOperation, judgeConnect, judgeHttp } = await import("../../../sidecar/src/decisions/http.ts");
   const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(values.http as string);

@@ -1,5 +1,6 @@
 // The decision layer: judgement of SQL texts, SSH operations and HTTP requests on top of the
-// policy engine, and the guard's own refusals. Guards and `airlock policy test` ask here.
+// policy engine, and the guard's own refusals. Guards and `airlock policy test` ask here. The
+// HTTP and SSH guards import the modules they need directly: this barrel brings the SQL parser.
 
 export {
   type HttpOperation,

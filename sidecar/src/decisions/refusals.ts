@@ -36,6 +36,15 @@ const REFUSALS = {
     rule: BUILTIN_RULE,
     reason: (limit) => `too many prepared statements in this session (limit ${limit}); close some`,
   },
+  sqlApprovedNotAlone: {
+    rule: BUILTIN_RULE,
+    reason: (why) =>
+      `this statement needs approval, and once approved it runs alone on a connection of its own under the credential minted for approved statements (credentials.vault.approvedPath): ${why}`,
+  },
+  sqlApprovedCredential: {
+    rule: BUILTIN_RULE,
+    reason: (why) => `approved, but the credential for approved statements could not be had: ${why}`,
+  },
   sqlCustomSetting: {
     rule: BUILTIN_RULE,
     reason: (names) =>
@@ -52,6 +61,11 @@ const REFUSALS = {
       "binary cursors are refused on a connection with masking rules; declare the cursor without BINARY",
   },
   maskingBinaryResult: { rule: MASKING_RULE, reason: (d) => d },
+  maskingStoredCopy: {
+    rule: MASKING_RULE,
+    reason: (column) =>
+      `this statement stores values computed from ${column}, which masking covers, under another name (a copy, or a renamed column); masking follows a value by the column it is read from, so it could be read back unmasked. Store covered values only into a column of a covered name, or leave them where they are`,
+  },
   // SSH
   sshCommandUnjudgeable: { reason: (d) => `refused before policy evaluation: ${d}` },
   sshX11: { reason: () => "X11 forwarding is never allowed" },

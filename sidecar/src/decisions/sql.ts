@@ -29,6 +29,12 @@ export interface JudgeInput {
   /** Masking applies to this connection's results. */
   masking?: boolean;
   /**
+   * Column rules in force: the covered columns (lower-cased), and what the database holds that
+   * reads them unseen (its functions, the views over them). A statement that stores values
+   * computed from them is refused (copiedCoveredColumn).
+   */
+  covered?: CoveredData;
+  /**
    * The upstream's catalog: functions and operators the statements call — directly, and through
    * the views, defaults, constraints, triggers and domains they touch — that may write make the
    * statement opaque, judged like CALL. Without it, only what the text shows is judged.
@@ -36,6 +42,36 @@ export interface JudgeInput {
   catalog?: Catalog;
   /** The SQL text: a denial in a multi-statement text names the statement that was denied. */
   text?: string;
+}
+
+export interface CoveredData {
+  readonly columns: ReadonlySet<string>;
+  readonly userFunctions?: ReadonlySet<string>;
+  readonly coveredRelations?: ReadonlySet<string>;
+}
+
+const lastName = (n: string) => n.slice(n.lastIndexOf(".") + 1).toLowerCase();
+
+/**
+ * The covered column a statement would store values of (INSERT ... SELECT, UPDATE ... SET, CREATE
+ * TABLE AS): masking follows a value by the column it is read from, and a stored copy under
+ * another name would be read back unmasked. "*" (a whole row) and a database function or a view
+ * over covered data in such a statement count as the first covered column.
+ */
+export function copiedCoveredColumn(s: ClassifiedStatement, covered: CoveredData): string | undefined {
+  if (!s.written || covered.columns.size === 0) return undefined;
+  const first = covered.columns.values().next().value;
+  // A database function or a view over covered data may supply any value the statement stores.
+  const wide =
+    s.functions.some((f) => covered.userFunctions?.has(lastName(f))) ||
+    s.tables.some((t) => covered.coveredRelations?.has(lastName(t)));
+  for (const v of s.written) {
+    // Stored into a covered column: read back, it is masked as that column.
+    if (v.into !== undefined && covered.columns.has(v.into)) continue;
+    for (const c of v.from) if (covered.columns.has(c)) return c;
+    if (v.from.includes("*") || wide) return first;
+  }
+  return undefined;
 }
 
 /** `decision` with the denied statement of a multi-statement text named (position and excerpt). */
@@ -104,6 +140,11 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
         return { decision: refusal("maskingBinaryCursor", policy), statements };
     }
   }
+  if (input.covered)
+    for (const s of statements) {
+      const column = copiedCoveredColumn(s, input.covered);
+      if (column !== undefined) return { decision: refusal("maskingStoredCopy", policy, column), statements };
+    }
 
   const name = connection.spec.name;
   const decision = policies.evaluate(name, subject, { kind: "sql", statements });

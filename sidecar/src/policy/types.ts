@@ -40,7 +40,18 @@ export type Operation =
       prompt?: string;
       /** A keyed digest of the request's Mcp-Session-Id (the id itself works as a credential). */
       session?: string;
+      /** Set on a request the server sends to the agent (sampling, elicitation, roots). */
+      origin?: "server";
     };
+
+/**
+ * What rules see of a tools/call beyond its operation (match.mcp.when): its arguments, which are
+ * never audited, or "any" when judging whether a tool may be used at all (list filtering, where
+ * no arguments exist). `failures` collects the rules whose condition could not be evaluated.
+ */
+export type ToolCallInput =
+  | { arguments: unknown; failures?: { rule: string; error: string }[] }
+  | "any-arguments";
 
 export interface Decision {
   action: Action;

@@ -105,6 +105,14 @@ describe("analyzeCommand: refused forms", () => {
     ["time rm x", /keyword "time"/],
     ["echo 'unterminated", /unterminated single quote/],
     ['echo "unterminated', /unterminated double quote/],
+    // Found by fuzzing against bash: a final backslash does not close an open double quote.
+    ['echo "\\', /unterminated double quote/],
+    ['FO" \\', /unterminated double quote/],
+    // bash runs a command word starting with % as `fg`, quoted or not.
+    ["%1", /job specification/],
+    ["'%vim' x", /job specification/],
+    ["ls && \\%1", /job specification/],
+    ["sh -c '%1'", /job specification/],
     ["echo x\\", /trailing backslash/],
     ["", /empty command/],
     ["   ", /empty command/],

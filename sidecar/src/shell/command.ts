@@ -14,7 +14,8 @@
 //            `find -exec`); tilde expansion (unquoted `~` at a word start or after `=`/`:`);
 //            comments (unquoted `#` at a word start); `NAME=value` assignments before a command;
 //            shell keywords as the command (if, for, while, case, function, time, !, ...); empty
-//            commands (`a ;; b`, a trailing `|`); unterminated quotes; more than 64 KiB.
+//            commands (`a ;; b`, a trailing `|`); unterminated quotes (also `"...\` at the end);
+//            a command word starting with `%` (a job specification to bash); more than 64 KiB.
 //
 // The policy sees each simple command normalized: its argv (after quote removal) joined by single
 // spaces, so `"rm"  -rf '/x'` and `rm -rf /x` are the same `rm -rf /x` to a glob.
@@ -149,7 +150,8 @@ function lex(line: string): Token[] {
             );
           if (d === "\\") {
             const n = line[j + 1];
-            if (n === undefined) break;
+            // A backslash ending the line escapes nothing and the quote is never closed.
+            if (n === undefined) throw new Refusal("an unterminated double quote");
             if (n === "$" || n === "`" || n === '"' || n === "\\") {
               push(n, true);
               j++;
@@ -262,6 +264,9 @@ function checkCommandWord(words: Word[]): void {
   }
   if (KEYWORDS.has(first.text) && first.unquoted.size === first.text.length)
     throw new Refusal(`the shell keyword "${first.text}"`);
+  // bash takes a command word starting with % as a job specification (`%1` is `fg %1`), quoted
+  // or not: it would not run the program the policy judged.
+  if (first.text.startsWith("%")) throw new Refusal(`a job specification as the command (${first.text})`);
 }
 
 function split(tokens: Token[]): { parts: string[][]; operators: ChainOperator[] } {

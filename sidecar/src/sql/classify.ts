@@ -36,7 +36,14 @@
 import type { SqlKind, SqlStatement } from "../policy/types.ts";
 import { isObj, type Node, str, stringList } from "./ast.ts";
 import { Collect, type OperatorRef, type RoutineRef, type TypeRef } from "./collect.ts";
-import { type CopyOut, copyOutOf, renames, targetColumns } from "./data-flow.ts";
+import {
+  type CopyOut,
+  copyOutOf,
+  renames,
+  type StoredValue,
+  targetColumns,
+  writtenColumns,
+} from "./data-flow.ts";
 import {
   DENIED_FUNCTION_NAMES,
   DENIED_FUNCTION_PREFIXES,
@@ -92,6 +99,13 @@ export interface ClassifiedStatement extends SqlStatement {
   renamesColumns?: true;
   /** COPY ... TO: what masking needs to read its rows (see copyOutOf). */
   copyOut?: CopyOut;
+  /**
+   * A statement that stores values in the database (INSERT, UPDATE, MERGE, CREATE TABLE AS,
+   * SELECT INTO): per value, the columns it is computed from ("*" for a whole row) and the
+   * column it is stored into when known (see writtenColumns). Masking cannot follow a covered
+   * value stored under another name.
+   */
+  written?: readonly StoredValue[];
   /** 0-based position of the top-level statement in the text. */
   index: number;
   /** Functions called by name, with schema and argument count, for catalog resolution (catalog.ts). */
@@ -774,10 +788,30 @@ class Walker {
           }
         }
         return;
-      case "CreateTableAsStmt":
+      case "RenameStmt": {
+        this.visit(body.relation, scope, out);
+        const written = writtenColumns(
+          type,
+          body,
+          () => out.columnList(),
+          (n) => out.isRowSource(n),
+        );
+        if (written) out.written = written;
+        this.visit(body.object, scope, out);
+        return;
+      }
+      case "CreateTableAsStmt": {
         if (isObj(body.into) && isObj(body.into.rel)) out.tables.add(rangeVarName(body.into.rel));
         this.visit(body.query, scope, out);
+        const written = writtenColumns(
+          type,
+          body,
+          () => out.columnList(),
+          (n) => out.isRowSource(n),
+        );
+        if (written) out.written = written;
         return;
+      }
       default:
         this.visit(body, scope, out);
     }
@@ -828,6 +862,13 @@ class Walker {
       }
       if (typeof value === "object") this.visit(value, scope, target);
     }
+    const written = writtenColumns(
+      type,
+      body,
+      () => target.columnList(),
+      (n) => target.isRowSource(n),
+    );
+    if (written) target.written = written;
     if (target !== out) {
       out.merge(target);
       this.nested.push({ kind: dmlKind as SqlKind, collect: target, nested: "cte" });

@@ -2,7 +2,7 @@
 // settings and column references the guard and masking judge. classify.ts fills it; the
 // data-flow helpers (data-flow.ts) read its FROM items.
 import type { ClassifiedStatement } from "./classify.ts";
-import type { CopyOut } from "./data-flow.ts";
+import type { CopyOut, StoredValue } from "./data-flow.ts";
 
 /** A function call as written: `schema` only when qualified; `args` undefined when the count is not plain (named or VARIADIC arguments). */
 export interface RoutineRef {
@@ -47,6 +47,8 @@ export class Collect {
   /** Top-level SELECT: the columns each output column's expression references (see targetColumns). */
   targets?: string[][];
   copyOut?: CopyOut;
+  /** See ClassifiedStatement.written. */
+  written?: StoredValue[];
   /** See ClassifiedStatement.renamesColumns. */
   renamesColumns = false;
   merge(other: Collect) {
@@ -93,6 +95,7 @@ export class Collect {
     | "customSettings"
     | "targets"
     | "copyOut"
+    | "written"
     | "renamesColumns"
   > {
     return {
@@ -101,6 +104,7 @@ export class Collect {
       ...(this.renamesColumns ? { renamesColumns: true as const } : {}),
       ...(this.targets ? { targets: this.targets } : {}),
       ...(this.copyOut ? { copyOut: this.copyOut } : {}),
+      ...(this.written ? { written: this.written } : {}),
       routines: [...this.routines.values()],
       operators: [...this.operators.values()],
       casts: [...this.casts.values()],

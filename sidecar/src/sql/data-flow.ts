@@ -111,3 +111,123 @@ export function targetColumns(body: Node, isRowSource: (name: string) => boolean
 export function renames(colnames: unknown): boolean {
   return Array.isArray(colnames) && colnames.length > 0;
 }
+
+/** The columns `node`'s expressions reference, with "*" for a whole row (`isRowSource`). */
+function refsOf(node: unknown, isRowSource: (name: string) => boolean): string[] {
+  const refs = { columns: new Set<string>(), singles: new Set<string>() };
+  columnRefs(node, refs);
+  const out = [...refs.columns];
+  if (!refs.columns.has("*") && [...refs.singles].some((s) => isRowSource(s))) out.push("*");
+  return out;
+}
+
+/** Values a statement stores: computed `from` these columns, into the column `into` when known. */
+export interface StoredValue {
+  into?: string;
+  from: string[];
+}
+
+/** The output column name of a SELECT target: its alias, or the column it plainly is. */
+function outputName(t: unknown): string | undefined {
+  const rt = isObj(t) && isObj(t.ResTarget) ? t.ResTarget : undefined;
+  if (!rt) return undefined;
+  if (typeof rt.name === "string") return rt.name.toLowerCase();
+  const ref = isObj(rt.val) && isObj(rt.val.ColumnRef) ? rt.val.ColumnRef : undefined;
+  const fields = ref && Array.isArray(ref.fields) ? ref.fields : [];
+  const last = fields[fields.length - 1];
+  return isObj(last) && isObj(last.String) ? str(last.String.sval)?.toLowerCase() : undefined;
+}
+
+const names = (list: unknown): string[] =>
+  (Array.isArray(list) ? list : []).map((c) =>
+    isObj(c) && isObj(c.ResTarget)
+      ? (str(c.ResTarget.name) ?? "").toLowerCase()
+      : isObj(c) && isObj(c.String)
+        ? (str(c.String.sval) ?? "").toLowerCase()
+        : "",
+  );
+
+/**
+ * The values a data-writing statement stores in the database (INSERT, UPDATE, MERGE, CREATE
+ * TABLE AS, SELECT INTO; a column rename moves them), or undefined when it stores none. Masking follows a value by the column
+ * it is read from; once stored under another name it no longer can. Precise for the plain forms
+ * (a VALUES list, a plain SELECT, UPDATE ... SET without FROM or WITH: the WHERE that picks rows
+ * does not count, and each value's destination column is known when the statement names it);
+ * anything else is one value computed from every column the statement references (`all`).
+ */
+export function writtenColumns(
+  type: string,
+  body: Node,
+  all: () => string[],
+  isRowSource: (name: string) => boolean,
+): StoredValue[] | undefined {
+  const everything = (): StoredValue[] => [{ from: all() }];
+  /**
+   * Per output position of a query, what it is computed from, stored into `into[i]` — or, when
+   * `ownNames` (CREATE TABLE AS, SELECT INTO: the new table's columns are the query's), into the
+   * output column's own name.
+   */
+  const selected = (query: unknown, into: readonly string[], ownNames: boolean): StoredValue[] => {
+    const sel = isObj(query) && isObj(query.SelectStmt) ? query.SelectStmt : undefined;
+    if (!sel) return query === undefined || query === null ? [] : everything();
+    const at = (i: number, own?: string): StoredValue => {
+      const name = into[i] || (ownNames ? own : undefined);
+      return name ? { into: name, from: [] } : { from: [] };
+    };
+    if (sel.valuesLists && !sel.withClause) {
+      const out: StoredValue[] = [];
+      for (const row of sel.valuesLists as unknown[]) {
+        const items = isObj(row) && isObj(row.List) && Array.isArray(row.List.items) ? row.List.items : [row];
+        items.forEach((v, i) => {
+          out.push({ ...at(i), from: refsOf(v, isRowSource) });
+        });
+      }
+      return out;
+    }
+    const targets = targetColumns(sel, isRowSource);
+    if (!targets) return everything();
+    const list = Array.isArray(sel.targetList) ? sel.targetList : [];
+    return targets.map((from, i) => ({ ...at(i, outputName(list[i])), from }));
+  };
+  switch (type) {
+    case "InsertStmt": {
+      if (body.withClause) return everything();
+      const conflict = isObj(body.onConflictClause) ? body.onConflictClause.targetList : undefined;
+      return [...selected(body.selectStmt, names(body.cols), false), ...assignments(conflict, isRowSource)];
+    }
+    case "UpdateStmt": {
+      const from = Array.isArray(body.fromClause) ? body.fromClause : [];
+      if (body.withClause || from.length) return everything();
+      return assignments(body.targetList, isRowSource);
+    }
+    case "MergeStmt":
+      return everything();
+    case "RenameStmt":
+      // ALTER TABLE/VIEW ... RENAME COLUMN: the column's values, under the new name.
+      if (body.renameType !== "OBJECT_COLUMN" && body.renameType !== "OBJECT_ATTRIBUTE") return undefined;
+      return [
+        { into: (str(body.newname) ?? "").toLowerCase(), from: [(str(body.subname) ?? "").toLowerCase()] },
+      ];
+    case "CreateTableAsStmt": {
+      // A materialized view is a view: its columns are masked through its dependencies.
+      if (body.objtype === "OBJECT_MATVIEW") return undefined;
+      const into = isObj(body.into) ? names(body.into.colNames) : [];
+      return selected(body.query, into, true);
+    }
+    case "SelectStmt":
+      return body.intoClause
+        ? selected({ SelectStmt: { ...body, intoClause: undefined } }, [], true)
+        : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** `SET a = expr` (UPDATE, ON CONFLICT DO UPDATE): each value into its column. */
+function assignments(list: unknown, isRowSource: (name: string) => boolean): StoredValue[] {
+  return (Array.isArray(list) ? list : []).map((t) => {
+    const rt = isObj(t) && isObj(t.ResTarget) ? t.ResTarget : undefined;
+    const into = typeof rt?.name === "string" ? rt.name.toLowerCase() : undefined;
+    return { ...(into ? { into } : {}), from: refsOf(rt?.val, isRowSource) };
+  });
+}

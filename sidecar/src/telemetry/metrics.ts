@@ -98,6 +98,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection", "method", "tool", "decision"] as const,
       registers: [registry],
     }),
+    mcpServerRequests: new Counter({
+      name: "airlock_mcp_server_requests_total",
+      help: "Requests an MCP server sent to the agent (sampling, elicitation, roots), by connection, method (known MCP methods, else other) and decision (allow: relayed; deny: refused, the server answered with an error).",
+      labelNames: ["connection", "method", "decision"] as const,
+      registers: [registry],
+    }),
+    mcpToolPinRefusals: new Counter({
+      name: "airlock_mcp_tool_pin_refusals_total",
+      help: "MCP tool definitions that differ from their pin, by connection, tool (names the policy spells out, else other), pin (policy, firstSight, full: past the first-sight bound) and where (list: removed from tools/list; call: tools/call refused).",
+      labelNames: ["connection", "tool", "pin", "where"] as const,
+      registers: [registry],
+    }),
     upstreamErrors: new Counter({
       name: "airlock_upstream_errors_total",
       help: "Upstream failures (connect, TLS, protocol) by connection.",
@@ -106,7 +118,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     credentialsIssued: new Counter({
       name: "airlock_credentials_issued_total",
-      help: "Upstream credentials acquired for agent sessions, by connection, source (secretRef, vault) and result (ok, unreachable, refused, missing, fallback).",
+      help: "Upstream credentials acquired for agent sessions, by connection, source (secretRef, vault, vault-approved: for one approved PostgreSQL statement) and result (ok, unreachable, refused, missing, fallback).",
       labelNames: ["connection", "source", "result"] as const,
       registers: [registry],
     }),

@@ -5,7 +5,8 @@
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { ApprovalWaiting } from "../../approvals/gate.ts";
-import { httpOperation, judgeHttp, refusal } from "../../decisions/index.ts";
+import { httpOperation, judgeHttp } from "../../decisions/http.ts";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { type ApprovalResult, recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
@@ -13,9 +14,12 @@ import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { splitTarget } from "../../policy/http-path.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import type { MessageInspector } from "../mcp/answers.ts";
 import type { McpWaits } from "../mcp/approval.ts";
 import { authorizeMcp } from "../mcp/authorize.ts";
+import type { AnswerServer } from "../mcp/server-messages.ts";
 import type { McpSessions } from "../mcp/sessions.ts";
+import type { ToolPins } from "../mcp/tool-pins.ts";
 import { type ApprovalGate, askApproval } from "./approval.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
@@ -50,10 +54,11 @@ export interface Authorized {
   /** The request body, already read whole (MCP: parsed and judged); forwarded instead of the stream. */
   body?: Buffer;
   /**
-   * Rewrites the whole response body (MCP tools/list filtering); the response is then read whole,
-   * bounded by maxResponseBodyBytes. Throws when the body cannot be rewritten (refused, 502).
+   * MCP: every JSON-RPC message of the server's answer goes through the inspector this returns (a
+   * JSON answer read whole, bounded by maxResponseBodyBytes; SSE event by event). `answerServer`
+   * posts a message to the server as the agent would.
    */
-  rewriteResponse?: (contentType: string, body: Buffer) => Buffer;
+  mcpAnswer?: (answerServer: AnswerServer) => MessageInspector;
   /** Sees the upstream's response headers before anything is relayed (MCP session binding). */
   onResponseHeaders?: (headers: IncomingMessage["headers"]) => void;
 }
@@ -65,6 +70,8 @@ export interface AuthorizeDeps {
   mcpWaits: McpWaits;
   /** Which subject each Mcp-Session-Id belongs to. */
   mcpSessions: McpSessions;
+  /** MCP tool-definition pins. */
+  mcpPins: ToolPins;
 }
 
 /** Refuses a destination that no policy connection covers (fail closed). */
@@ -173,6 +180,7 @@ export async function authorize(
       approvals: deps.approvals,
       waits: deps.mcpWaits,
       sessions: deps.mcpSessions,
+      pins: deps.mcpPins,
     });
   }
 

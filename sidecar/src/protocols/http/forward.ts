@@ -21,6 +21,8 @@ import type { ProxyServer } from "http-proxy-3";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { createSseAnswerFilter, inspectJsonAnswer } from "../mcp/answers.ts";
+import { postToServer } from "../mcp/server-reply.ts";
 import type { Authorized } from "./authorize.ts";
 import {
   BodyDecodeError,
@@ -42,7 +44,7 @@ import { declaredLength, downstreamResponseHeaders, isChunked, upstreamRequestHe
 import { maskHeaderValues, maskQuery } from "./mask-headers.ts";
 import { countByDetector, type MaskerCache } from "./masking.ts";
 import { type ErrorBody, sendJson } from "./respond.ts";
-import { relayResponse } from "./response.ts";
+import { type RelayOptions, relayResponse } from "./response.ts";
 import type { Upstream, UpstreamPool } from "./upstream.ts";
 import { classifyUpstreamError } from "./upstream-errors.ts";
 
@@ -202,7 +204,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     f: InFlight,
     res: ServerResponse,
     proxyRes: IncomingMessage,
-    rewrite: NonNullable<Authorized["rewriteResponse"]>,
+    rewrite: (body: Buffer) => Buffer,
   ): Promise<void> {
     const { ex } = f;
     const status = proxyRes.statusCode ?? 502;
@@ -229,7 +231,7 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
     const type = String(proxyRes.headers["content-type"] ?? "");
     if (status >= 200 && status < 300) {
       try {
-        body = rewrite(type, body);
+        body = rewrite(body);
       } catch (err) {
         return fail("unfilterable_response", err instanceof Error ? err.message : "cannot filter the answer");
       }
@@ -479,16 +481,42 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
         (performance.now() - f.startedUpstream) / 1000,
       );
       authorized.onResponseHeaders?.(proxyRes.headers);
-      if (authorized.rewriteResponse) {
-        void relayRewritten(f, res, proxyRes, authorized.rewriteResponse);
-        return;
-      }
-      relayResponse(ctx, ex, res, proxyRes, {
+      const relay: RelayOptions = {
         masker: f.responseMasker,
         maxBodyBytes: f.maxResponseBytes,
         method,
         errorFormat: spec.errorFormat,
-      });
+      };
+      const status = proxyRes.statusCode ?? 502;
+      if (authorized.mcpAnswer && status >= 200 && status < 300 && status !== 202 && status !== 204) {
+        // MCP: nothing the server sends reaches the agent without being read as JSON-RPC.
+        const issued = proxyRes.headers["mcp-session-id"];
+        const session = typeof issued === "string" ? issued : undefined;
+        const reply = { upstream, path: target, headers, timeoutMs: deps.upstreamTimeoutMs };
+        const inspect = authorized.mcpAnswer((message) =>
+          postToServer({ ...reply, logger: ctx.logger, connection: ex.connection }, session, message),
+        );
+        const type = String(proxyRes.headers["content-type"] ?? "").toLowerCase();
+        // The order SDK clients look at the type in: a stream first, then JSON.
+        if (type.includes("text/event-stream"))
+          relayResponse(ctx, ex, res, proxyRes, {
+            ...relay,
+            sseFilter: createSseAnswerFilter(inspect, f.maxResponseBytes),
+          });
+        else if (type.includes("application/json"))
+          void relayRewritten(f, res, proxyRes, (b) => inspectJsonAnswer(b, inspect));
+        else {
+          proxyRes.destroy();
+          ex.upstream = { status, error: "unreadable_mcp_answer" };
+          f.settled = false;
+          refuseOnce(f, res, 502, {
+            error: "unreadable_mcp_answer",
+            reason: `the MCP server answered as ${type || "no content type"}, neither JSON nor an event stream`,
+          });
+        }
+        return;
+      }
+      relayResponse(ctx, ex, res, proxyRes, relay);
     });
     if (whole !== undefined) proxyReq.end(whole);
     else if (hasBody) req.pipe(byteLimiter(maxRequest, tooLarge)).pipe(proxyReq);

@@ -16,6 +16,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { ErrorFormat } from "../../../../api/src/index.ts";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { type SseAnswerFilter, UnreadableAnswer } from "../mcp/answers.ts";
 import { BodyDecodeError, BodyTooLargeError, maskBody, readAll } from "./body.ts";
 import { classify, decoders, looksBinary } from "./content.ts";
 import { type Exchange, emitAudit, recordMasked } from "./exchange.ts";
@@ -33,6 +34,8 @@ export interface RelayOptions {
   method: string;
   /** The connection's `errorFormat`, for the sidecar's own refusals of a response. */
   errorFormat?: ErrorFormat | undefined;
+  /** MCP: an event stream is read event by event through this before masking (mcp/answers.ts). */
+  sseFilter?: SseAnswerFilter;
 }
 
 // Integrity headers describe the upstream's bytes, not the masked ones.
@@ -54,7 +57,12 @@ function agentHeaders(
   return headers;
 }
 
-function maskedHeaders(ctx: SidecarContext, ex: Exchange, upstream: IncomingMessage, masker: Masker) {
+function maskedHeaders(
+  ctx: SidecarContext,
+  ex: Exchange,
+  upstream: IncomingMessage,
+  masker: Masker | undefined,
+) {
   const headers = agentHeaders(ctx, ex, upstream, masker);
   delete headers["content-encoding"];
   delete headers["content-length"];
@@ -92,6 +100,12 @@ export function relayResponse(
   const status = upstream.statusCode ?? 502;
   ex.upstream = { status };
   const kind = classify(upstream.headers["content-type"]);
+  if (opts.sseFilter && !hasNoBody(opts.method, status)) {
+    const decs = decoders(upstream.headers["content-encoding"]);
+    if (!decs) refuse(ctx, ex, res, upstream, "unsupported_content_encoding", opts.errorFormat);
+    else streamSse(ctx, ex, res, upstream, status, opts.masker, decs, opts.sseFilter);
+    return;
+  }
   if (!opts.masker || hasNoBody(opts.method, status)) {
     passthrough(ctx, ex, res, upstream, status, opts.masker);
     return;
@@ -244,10 +258,24 @@ function streamSse(
   res: ServerResponse,
   upstream: IncomingMessage,
   status: number,
-  masker: Masker,
+  masker: Masker | undefined,
   decs: NonNullable<ReturnType<typeof decoders>>,
+  filter?: SseAnswerFilter,
 ) {
-  const stream = createSseMasker(masker, (findings) => recordMasked(ctx, ex, countByDetector(findings)));
+  const masking = masker
+    ? createSseMasker(masker, (findings) => recordMasked(ctx, ex, countByDetector(findings)))
+    : undefined;
+  // The filter (MCP) sees the events first; masking applies to what it lets through.
+  const stream = {
+    push: (t: string) => {
+      const kept = filter ? filter.push(t) : t;
+      return masking ? masking.push(kept) : kept;
+    },
+    end: () => {
+      const kept = filter ? filter.end() : "";
+      return masking ? masking.push(kept) + masking.end() : kept;
+    },
+  };
   const text = new StringDecoder("utf8");
   let source: Readable = upstream;
   for (const d of decs) source = source.pipe(d);
@@ -272,8 +300,9 @@ function streamSse(
     let out: string;
     try {
       out = stream.push(text.write(chunk));
-    } catch {
-      fail("unmaskable_response"); // e.g. an event nested too deeply to mask: cut, never pass
+    } catch (err) {
+      // e.g. an event nested too deeply to mask: cut, never pass
+      fail(err instanceof UnreadableAnswer ? "unreadable_mcp_answer" : "unmaskable_response");
       return;
     }
     if (out !== "" && !res.write(out)) {

@@ -9,7 +9,7 @@
 // (list-filter.ts).
 import type { IncomingMessage } from "node:http";
 import type { ApprovalGate } from "../../approvals/gate.ts";
-import { BUILTIN_RULE } from "../../decisions/index.ts";
+import { BUILTIN_RULE } from "../../decisions/refusals.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
@@ -30,9 +30,11 @@ import {
   POLICY_REFUSED,
   parseMcpBody,
 } from "./jsonrpc.ts";
-import { filterBody, isListMethod, type Judge, type ListMethod } from "./list-filter.ts";
+import { isListMethod, type ListMethod } from "./list-filter.ts";
 import { mcpLabels } from "./metric-labels.ts";
+import { countPinRefusal, createAnswerInspector, pinRefusal } from "./server-messages.ts";
 import type { McpSessions } from "./sessions.ts";
+import type { ToolPins } from "./tool-pins.ts";
 
 export interface McpReply {
   /** Sends a JSON body as is (JSON-RPC errors are not Airlock's error envelope). */
@@ -53,6 +55,8 @@ export interface McpAuthorizeInput {
   /** Requests waiting for approval, so that a notifications/cancelled can end the wait. */
   waits: McpWaits;
   sessions: McpSessions;
+  /** Tool-definition pins (first sight, per sidecar process, or the policy's). */
+  pins: ToolPins;
 }
 
 const airlockData = (d: Decision, op: McpOperation) => ({
@@ -83,12 +87,26 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
   /** Every operation of this request carries the session (as a digest). */
   const tag = (op: McpOperation): McpOperation =>
     sessionDigest === undefined ? op : { ...op, session: sessionDigest };
-  const done = (body?: Buffer): Authorized => ({
+  /** One operation of its own (a server request, a refused tool definition): audited at once. */
+  const audit = (op: McpOperation, d: Decision) =>
+    createExchange(ctx, {
+      session: input.session,
+      connection: name,
+      identity: ex.identity,
+      operation: tag(op),
+      failClosed: () => req.socket.destroy(),
+    })
+      .decide(d)
+      .finish();
+  const done = (body?: Buffer, lists: ReadonlyMap<JsonRpcId, ListMethod> = new Map()): Authorized => ({
     ex,
     connection,
     forwardTarget: input.forwardTarget,
     subject,
     ...(body ? { body } : {}),
+    // Whatever the server sends back is read message by message: server requests, list answers.
+    mcpAnswer: (answerServer) =>
+      createAnswerInspector({ ctx, set, connection, subject, pins: input.pins, lists, audit }, answerServer),
     // The server issues the session id in its answer to initialize: it belongs to this subject.
     onResponseHeaders: (headers) => {
       const issued = headers["mcp-session-id"];
@@ -207,7 +225,20 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
             failClosed: () => req.socket.destroy(),
           });
     own.operation = tag(r.operation);
-    let d = set.evaluate(name, subject, r.operation);
+    // tools/call arguments are seen by match.mcp.when only (never audited).
+    let d = set.evaluate(
+      name,
+      subject,
+      r.operation,
+      r.operation.method === "tools/call" ? { arguments: r.arguments } : undefined,
+    );
+    if (d.action !== "deny" && r.operation.method === "tools/call" && r.operation.tool !== undefined) {
+      const pin = input.pins.check(connection, r.operation.tool);
+      if (!pin.ok) {
+        d = builtin("deny", pinRefusal(r.operation.tool, pin));
+        countPinRefusal(ctx, connection, r.operation.tool, pin, "call");
+      }
+    }
     if (d.action === "requireApproval" && parsed.requests.length > 1)
       // One wait per HTTP request keeps cancel and the answer simple: batches fail closed.
       d = {
@@ -230,18 +261,7 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
     if (held && !(await approved(input, scope, held))) return undefined;
     const lists = new Map<JsonRpcId, ListMethod>();
     for (const j of judged) if (isListMethod(j.op.method)) lists.set(j.id, j.op.method);
-    if (lists.size === 0) return done(body);
-    const judge: Judge = (list, key) => {
-      const use: McpOperation =
-        list === "tools/list"
-          ? { kind: "mcp", method: "tools/call", tool: key }
-          : list === "resources/list"
-            ? { kind: "mcp", method: "resources/read", resource: key }
-            : { kind: "mcp", method: "prompts/get", prompt: key };
-      const d = set.evaluate(name, subject, use);
-      return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
-    };
-    return { ...done(body), rewriteResponse: (type, b) => filterBody(type, b, lists, judge).body };
+    return done(body, lists);
   }
 
   ex.finish();

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { parseMcpBody } from "./jsonrpc.ts";
-import { filterBody, type Judge, type ListMethod } from "./list-filter.ts";
 
 const b = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v));
 
@@ -39,68 +38,5 @@ describe("parseMcpBody", () => {
     const r = parseMcpBody(b(text));
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.code).toBe(code);
-  });
-});
-
-describe("filterBody", () => {
-  const verdict: Judge = (_m, t) => (t === "a" ? "keep" : t === "b" ? "approval" : "drop");
-  const tools = (id: number) => new Map<number, ListMethod>([[id, "tools/list"]]);
-  const answer = {
-    jsonrpc: "2.0",
-    id: 7,
-    result: { tools: [{ name: "a" }, { name: "b", description: "B" }, { name: "c" }, {}] },
-  };
-  it("filters a JSON answer", () => {
-    const out = filterBody("application/json", b(answer), tools(7), verdict);
-    expect(out.removed).toBe(2);
-    expect(JSON.parse(out.body.toString()).result.tools).toEqual([
-      { name: "a" },
-      { name: "b", description: "B (requires approval)" },
-    ]);
-  });
-  it("filters an SSE answer, keeping event fields", () => {
-    const sse = `event: message\nid: 1\ndata: ${JSON.stringify(answer)}\n\n`;
-    const out = filterBody("text/event-stream", b(sse), tools(7), verdict).body.toString();
-    expect(out.startsWith("event: message\nid: 1\ndata: ")).toBe(true);
-    expect(JSON.parse(out.split("data: ")[1]?.split("\n")[0] ?? "").result.tools).toHaveLength(2);
-  });
-  it("leaves answers to other ids alone and refuses what it cannot read", () => {
-    expect(filterBody("application/json", b(answer), tools(8), verdict).removed).toBe(0);
-    expect(() => filterBody("text/plain", b("x"), tools(7), verdict)).toThrow(/text\/plain/);
-    expect(() => filterBody("application/json", b("{"), tools(7), verdict)).toThrow(/not JSON/);
-  });
-});
-
-describe("filterBody on resources and prompts", () => {
-  it("judges resources by URI and prompts by name", () => {
-    const seen: string[] = [];
-    const judge: Judge = (m, k) => {
-      seen.push(`${m} ${k}`);
-      return k.endsWith("secret") ? "drop" : "keep";
-    };
-    const ids = new Map<number, ListMethod>([
-      [1, "resources/list"],
-      [2, "prompts/list"],
-    ]);
-    const answers = [
-      {
-        jsonrpc: "2.0",
-        id: 1,
-        result: { resources: [{ uri: "file:///a" }, { uri: "file:///secret" }, { name: "x" }] },
-      },
-      { jsonrpc: "2.0", id: 2, result: { prompts: [{ name: "p" }, { name: "psecret" }] } },
-    ];
-    const out = filterBody("application/json", b(answers), ids, judge);
-    expect(out.removed).toBe(3);
-    expect(JSON.parse(out.body.toString())).toEqual([
-      { jsonrpc: "2.0", id: 1, result: { resources: [{ uri: "file:///a" }] } },
-      { jsonrpc: "2.0", id: 2, result: { prompts: [{ name: "p" }] } },
-    ]);
-    expect(seen).toEqual([
-      "resources/list file:///a",
-      "resources/list file:///secret",
-      "prompts/list p",
-      "prompts/list psecret",
-    ]);
   });
 });

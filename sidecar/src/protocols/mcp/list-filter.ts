@@ -1,9 +1,8 @@
-// The list methods as the agent sees them: `tools/list`, `resources/list` and `prompts/list`
-// answers lose the entries the subject may never use (no allow or requireApproval rule would admit
-// tools/call of that name, resources/read of that URI, prompts/get of that name); entries that
-// need approval say so in their description. Works on a JSON response and on an SSE response (each
-// `data:` event a JSON-RPC message), which the sidecar reads whole: the server ends a POST's stream
-// once it has answered.
+// The list methods as the agent sees them: `tools/list`, `resources/list`,
+// `resources/templates/list` and `prompts/list` answers lose the entries the subject may never use
+// (no allow or requireApproval rule would admit tools/call of that name, resources/read of that URI
+// or template, prompts/get of that name); entries that need approval say so in their description.
+// One answer message at a time: answers.ts takes them out of a JSON body or an SSE stream.
 import type { JsonRpcId } from "./jsonrpc.ts";
 
 export type ListVerdict = "keep" | "approval" | "drop";
@@ -12,6 +11,7 @@ export type ListVerdict = "keep" | "approval" | "drop";
 export const LISTS = {
   "tools/list": { field: "tools", key: "name" },
   "resources/list": { field: "resources", key: "uri" },
+  "resources/templates/list": { field: "resourceTemplates", key: "uriTemplate" },
   "prompts/list": { field: "prompts", key: "name" },
 } as const;
 
@@ -24,10 +24,13 @@ export const APPROVAL_NOTE = " (requires approval)";
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Verdict on one entry of a list answer (`key`: the tool/prompt name or resource URI). */
-export type Judge = (method: ListMethod, key: string) => ListVerdict;
+/**
+ * Verdict on one entry of a list answer (`key`: the tool/prompt name, resource URI or URI
+ * template; `entry`: the whole entry, for tool-definition pins).
+ */
+export type Judge = (method: ListMethod, key: string, entry: Record<string, unknown>) => ListVerdict;
 
-/** Rewrites the entries of responses to the list requests `ids`; returns how many were removed. */
+/** Rewrites the entries of a response to one of the list requests `ids`; returns how many were removed. */
 export function filterMessage(
   message: unknown,
   ids: ReadonlyMap<JsonRpcId, ListMethod>,
@@ -43,7 +46,7 @@ export function filterMessage(
   for (const e of entries) {
     // An entry without its name (URI) cannot be judged: it is not shown (fail closed).
     if (!isObject(e) || typeof e[key] !== "string") continue;
-    const v = judge(method, e[key]);
+    const v = judge(method, e[key], e);
     if (v === "drop") continue;
     if (v === "approval")
       kept.push({
@@ -54,46 +57,4 @@ export function filterMessage(
   }
   message.result[field] = kept;
   return entries.length - kept.length;
-}
-
-export class UnfilterableResponse extends Error {}
-
-/** Rewrites a whole response body (JSON or SSE); throws UnfilterableResponse when it cannot be read. */
-export function filterBody(
-  contentType: string,
-  body: Buffer,
-  ids: ReadonlyMap<JsonRpcId, ListMethod>,
-  judge: Judge,
-): { body: Buffer; removed: number } {
-  const type = contentType.split(";")[0]?.trim().toLowerCase();
-  let removed = 0;
-  const apply = (m: unknown) => {
-    if (Array.isArray(m)) for (const x of m) removed += filterMessage(x, ids, judge);
-    else removed += filterMessage(m, ids, judge);
-  };
-  const parse = (text: string): unknown => {
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new UnfilterableResponse("the server's answer to a list request is not JSON");
-    }
-  };
-  if (type === "application/json") {
-    const m = parse(body.toString("utf8"));
-    apply(m);
-    return { body: Buffer.from(JSON.stringify(m)), removed };
-  }
-  if (type === "text/event-stream") {
-    const events = body.toString("utf8").split(/\r?\n\r?\n/);
-    const out = events.map((event) => {
-      const lines = event.split(/\r?\n/);
-      const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
-      if (data.length === 0) return event;
-      const m = parse(data.join("\n"));
-      apply(m);
-      return [...lines.filter((l) => !l.startsWith("data:")), `data: ${JSON.stringify(m)}`].join("\n");
-    });
-    return { body: Buffer.from(out.join("\n\n")), removed };
-  }
-  throw new UnfilterableResponse(`the server answered a list request as ${type || "no content type"}`);
 }

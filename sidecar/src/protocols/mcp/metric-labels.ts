@@ -24,13 +24,14 @@ export const OTHER = "other";
 
 const named = new WeakMap<CompiledConnection, ReadonlySet<string>>();
 
-/** Tool names the connection's rules name literally (no `*`). */
+/** Tool names the connection's rules name literally (no `*`), and the tools it pins. */
 export function policyToolNames(connection: CompiledConnection): ReadonlySet<string> {
   const hit = named.get(connection);
   if (hit) return hit;
   const names = new Set<string>();
   for (const rules of Object.values(connection.rules))
     for (const r of rules) for (const t of r.rule.match?.mcp?.tools ?? []) if (!t.includes("*")) names.add(t);
+  for (const t of connection.spec.mcp?.pinnedTools ?? []) names.add(t.name);
   named.set(connection, names);
   return names;
 }
@@ -44,3 +45,12 @@ export function mcpLabels(
   const tool = op.tool !== undefined && policyToolNames(connection).has(op.tool) ? op.tool : OTHER;
   return { method, tool };
 }
+
+/** Methods a server may ask of the client (the MCP specification's). */
+const SERVER_METHODS = new Set(["sampling/createMessage", "elicitation/create", "roots/list", "ping"]);
+
+export const serverMethodLabel = (method: string): string => (SERVER_METHODS.has(method) ? method : OTHER);
+
+/** The tool label for a name: itself when the connection's policy spells it out, else other. */
+export const toolLabel = (connection: CompiledConnection, tool: string): string =>
+  policyToolNames(connection).has(tool) ? tool : OTHER;

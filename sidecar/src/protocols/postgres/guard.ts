@@ -7,6 +7,8 @@ import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { loadSqlParser } from "../../sql/index.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
+import type { PodCa } from "../http/tls/pod-ca.ts";
+import { negotiateAgentTls } from "./agent-tls.ts";
 import type { ApprovalGate } from "./approval.ts";
 import type { FrontendLimits } from "./framing.ts";
 import { createMaskState, type MaskState } from "./row-masking.ts";
@@ -23,6 +25,8 @@ export interface PostgresGuardOptions {
   startupTimeoutMs?: number;
   /** Named prepared statements per session (default 10000). */
   maxPreparedStatements?: number;
+  /** The pod CA in force, for connections with agentTls (TLS between the agent and the sidecar). */
+  podCa?: () => PodCa | undefined;
 }
 
 export interface PostgresGuard extends ConnectionHandler {
@@ -39,6 +43,7 @@ export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardO
   const sessions = new Set<Session>();
   const cancels = new Map<string, Session>();
   const masks = new WeakMap<CompiledConnection, MaskState | null>();
+  const startupTimeoutMs = options.startupTimeoutMs ?? 30_000;
   let draining = false;
   const ready = loadSqlParser();
   ready.catch((err: unknown) =>
@@ -60,39 +65,24 @@ export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardO
       return sessions.size;
     },
     ready,
-    accept(socket: Socket, connection: CompiledConnection, info: AcceptInfo) {
-      const session = new Session(
-        {
-          ctx,
-          connection,
-          limits: options.limits ?? {},
-          connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-          startupTimeoutMs: options.startupTimeoutMs ?? 30_000,
-          maxPreparedStatements: options.maxPreparedStatements ?? 10_000,
-          approvals: options.approvals,
-          draining: () => draining,
-          maskStateFor,
-          parserReady: ready,
-          registerCancelKey: (key, s) => cancels.set(key, s),
-          cancelKey: (pid, secret) => {
-            const target = cancels.get(`${pid}:${secret}`);
-            if (target) target.cancel();
-            else
-              ctx.logger.info(
-                { connection: connection.spec.name },
-                "postgres: cancel request for an unknown key ignored",
-              );
-          },
-          onClose: (s) => {
-            sessions.delete(s);
-            const key = s.agentKey;
-            if (key && cancels.get(key) === s) cancels.delete(key);
-          },
+    accept(raw: Socket, connection: CompiledConnection, info: AcceptInfo) {
+      const spec = connection.spec;
+      negotiateAgentTls(raw, info.head, {
+        mode: spec.agentTls?.mode ?? "disable",
+        ca: options.podCa?.(),
+        names: [spec.target.host, ...(spec.target.aliases ?? [])],
+        logger: ctx.logger,
+        connection: spec.name,
+        timeoutMs: startupTimeoutMs,
+      }).then(
+        (n) => {
+          if (n) start(n.socket, connection, n.head);
         },
-        socket,
+        (err: unknown) => {
+          ctx.logger.info({ connection: spec.name, err: String(err) }, "postgres: agent startup failed");
+          raw.destroy();
+        },
       );
-      sessions.add(session);
-      session.start(info.head);
     },
     async drain(deadline = Date.now() + DEFAULT_DRAIN_MS) {
       draining = true;
@@ -112,4 +102,40 @@ export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardO
       }
     },
   };
+
+  function start(socket: Socket, connection: CompiledConnection, head: Buffer | undefined) {
+    const session = new Session(
+      {
+        ctx,
+        connection,
+        limits: options.limits ?? {},
+        connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+        startupTimeoutMs,
+        maxPreparedStatements: options.maxPreparedStatements ?? 10_000,
+        approvals: options.approvals,
+        draining: () => draining,
+        maskStateFor,
+        parserReady: ready,
+        registerCancelKey: (key, s) => cancels.set(key, s),
+        cancelKey: (pid, secret) => {
+          const target = cancels.get(`${pid}:${secret}`);
+          if (target) target.cancel();
+          else
+            ctx.logger.info(
+              { connection: connection.spec.name },
+              "postgres: cancel request for an unknown key ignored",
+            );
+        },
+        onClose: (s) => {
+          sessions.delete(s);
+          const key = s.agentKey;
+          if (key && cancels.get(key) === s) cancels.delete(key);
+        },
+      },
+      socket,
+    );
+    sessions.add(session);
+    session.start(head);
+    socket.resume(); // paused while the first packet was read (agent-tls.ts)
+  }
 }

@@ -184,6 +184,14 @@ describe("payload readers", () => {
       expect.objectContaining({ code: "22021" }),
     );
   });
+  it("keeps a leading byte-order mark: the text judged is the bytes the server gets (found by fuzzing)", () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const q = parseQuery(Buffer.concat([bom, Buffer.from("SELECT 1\0")]));
+    expect(q).toBe("\uFEFFSELECT 1");
+    expect(Buffer.from(q, "utf8")).toEqual(Buffer.concat([bom, Buffer.from("SELECT 1")]));
+    const p = parseParse(message(T.Parse, cstr("s"), bom, cstr("DELETE FROM t"), int16(0)).subarray(5));
+    expect(p.query).toBe("\uFEFFDELETE FROM t");
+  });
   it("reads CommandComplete row counts", () => {
     expect([
       rowsOfTag("SELECT 5"),

@@ -218,7 +218,10 @@ export class Reader {
   }
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading byte-order mark stays in the text. Dropped, the classifier would judge
+// `SELECT 1` where the server receives (and refuses) `\uFEFFSELECT 1`: the judged text must be
+// the bytes forwarded.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Strict UTF-8: invalid bytes are refused rather than replaced (the server would see them). */
 export function decodeUtf8(buf: Buffer, what = "text"): string {

@@ -73,6 +73,7 @@ function setup(opts: { masking?: boolean } = {}) {
       fatal = true;
     },
     closing: () => fatal,
+    transactionEnded: () => {},
   });
   const back = new BackendFramer();
   const op = (): Op => ({

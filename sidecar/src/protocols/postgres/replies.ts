@@ -72,6 +72,8 @@ export interface ReplyHost {
   fatalPassed(): void;
   /** Whether the session is closing (stop reading replies). */
   closing(): boolean;
+  /** The server reported no transaction open (what the session changed is committed or gone). */
+  transactionEnded(): void;
 }
 
 export class Queue<V> {
@@ -232,7 +234,10 @@ export class ReplyMatcher {
 
   #ready(f: Frame): void {
     this.txStatus = String.fromCharCode(f.payload[0] ?? 0x49);
-    if (this.txStatus === "I") this.#host.statements.transactionEnded();
+    if (this.txStatus === "I") {
+      this.#host.statements.transactionEnded();
+      this.#host.transactionEnded();
+    }
   }
 
   #tag(op: Op, f: Frame): void {
@@ -257,7 +262,10 @@ export class ReplyMatcher {
     const host = this.#host;
     switch (f.type) {
       case T.RowDescription: {
-        head.plan = host.results.plan(op.statements, parseRowDescription(f.payload));
+        // Columns serve masking only (as in #onDescribeReply): without it they are not read.
+        head.plan = host.results.mask
+          ? host.results.plan(op.statements, parseRowDescription(f.payload))
+          : undefined;
         if (head.plan?.refused) throw new ProtocolError(head.plan.refused, "42501");
         break;
       }

@@ -2,37 +2,34 @@
 // columns live in the catalog (learned at connect), and the plan for each result — which columns
 // are masked as what — built from a RowDescription or from what a Describe recorded. Also what
 // the server says outside rows: notices, errors and notifications are redacted by the same rules.
+import type { CoveredData } from "../../decisions/sql.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
 import type { BinaryKind } from "./binary-values.ts";
+import { NO_ORIGINS, type Origins } from "./origins.ts";
 import { type Column, ProtocolError } from "./protocol.ts";
 import {
-  CATALOG_SHADOW,
   callsUserFunction,
   type MaskState,
   maskNotification,
   planResult,
-  RELATION_NAME,
   type ResultPlan,
   readsOnlySystemCatalogs,
   readsRelation,
   redactNotice,
   taintOf,
-  USER_FUNCTION,
-  VIEW_ALL,
 } from "./row-masking.ts";
 import type { PortalInfo } from "./statements.ts";
 
 export class ResultMasking {
   /** The response masking in force, or undefined when nothing is masked. */
   mask: MaskState | undefined;
-  /** `tableOid:attnum` → name of the table columns column rules cover (see row-masking.ts). */
-  readonly origins = new Map<string, string>();
-  /** Functions defined in the database (lower-cased names), when column rules apply. */
-  readonly userFunctions = new Set<string>();
-  /** Relations every column of which may carry covered data: dependent views, statistics views. */
-  readonly coveredRelations = new Set<string>();
-  /** Relations outside pg_catalog named like a catalog (`pg_x`), which a bare name may resolve to. */
-  readonly catalogShadows = new Set<string>();
+  /** Where covered columns live, as of the catalog the session judges with (origins.ts). */
+  origins: Origins = NO_ORIGINS;
+  /**
+   * Whether `origins` may not describe a result: a catalog change is unread or uncommitted.
+   * Every column of such a result is masked (see ResultContext.uncertain).
+   */
+  uncertain: () => boolean = () => false;
   /** Every query a SQL cursor of this name was declared with (SessionStatements.cursorHistory), for FETCH. */
   readonly #cursor: (name: string) => readonly ClassifiedStatement[] | undefined;
   /** Database-defined types whose binary form is text (citext, enums), learned at connect. */
@@ -46,12 +43,12 @@ export class ResultMasking {
     this.#cursor = cursor;
   }
 
-  /** One row of originsQuery. */
-  learn(oid: string, attnum: number, name: string): void {
-    if (attnum === USER_FUNCTION) this.userFunctions.add(name);
-    else if (attnum === RELATION_NAME) this.coveredRelations.add(name);
-    else if (attnum === CATALOG_SHADOW) this.catalogShadows.add(name);
-    else this.origins.set(`${oid}:${attnum === VIEW_ALL ? "*" : attnum}`, name);
+  /** The column rules in force, for judging statements that store values (judgeSql `covered`). */
+  covered(): { covered?: CoveredData } {
+    const columns = this.mask?.columns;
+    if (!columns?.size) return {};
+    const { userFunctions, coveredRelations } = this.origins;
+    return { covered: { columns, userFunctions, coveredRelations } };
   }
 
   /** Masking only ever tightens within a session: a policy that drops masking applies to new sessions. */
@@ -67,11 +64,14 @@ export class ResultMasking {
     const add = (list: readonly ClassifiedStatement[]) => {
       for (const s of list) for (const c of s.columns ?? []) referenced.add(c);
       // Columns renamed by a set operation or a CTE column list may be any column read.
-      if (list.some((s) => s.renamesColumns) && !readsOnlySystemCatalogs(list, this.catalogShadows))
+      if (list.some((s) => s.renamesColumns) && !readsOnlySystemCatalogs(list, this.origins.catalogShadows))
         referenced.add("*");
       // A database function may read a covered column the statement never names; so may a
       // computed column over a view that depends on one, or over the planner's statistics.
-      if (callsUserFunction(list, this.userFunctions) || readsRelation(list, this.coveredRelations)) {
+      if (
+        callsUserFunction(list, this.origins.userFunctions) ||
+        readsRelation(list, this.origins.coveredRelations)
+      ) {
         referenced.add("*");
         wide = true;
       }
@@ -92,8 +92,9 @@ export class ResultMasking {
     const targets =
       !wide && top.size === 1 ? statements.find((s) => s.targets && !s.nested)?.targets : undefined;
     return {
-      origins: this.origins,
+      origins: this.origins.columns,
       types: this.types,
+      ...(this.uncertain() ? { uncertain: true } : {}),
       referenced: [...referenced],
       ...(targets ? { targets } : {}),
     };
@@ -143,7 +144,9 @@ export class ResultMasking {
     if (!mask) return undefined;
     const tainted =
       mask.columns.size > 0 &&
-      (statements === undefined || taintOf(mask, this.#context(statements).referenced) !== undefined);
+      (statements === undefined ||
+        this.uncertain() ||
+        taintOf(mask, this.#context(statements).referenced) !== undefined);
     return redactNotice(mask, type, payload, counts, tainted);
   }
 }

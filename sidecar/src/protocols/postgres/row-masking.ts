@@ -85,6 +85,12 @@ export interface ResultContext {
   referenced?: readonly string[];
   /** One plain SELECT: what each output column's own expression references (taints per column). */
   targets?: readonly (readonly string[])[];
+  /**
+   * The catalog may have changed since `origins` were read (the session's own DDL not yet reread,
+   * or not yet committed): any column could hold covered data under a name origins do not know,
+   * so every column is masked whole.
+   */
+  uncertain?: boolean;
 }
 
 /** Format of column i given Bind's result format codes ([] text, [f] all f, else per column). */
@@ -94,11 +100,16 @@ export function formatOf(formats: readonly number[], i: number): number {
   return formats[i] ?? 0;
 }
 
+/** The first covered column: what a value that may derive from any of them is masked as. */
+function firstCovered(state: MaskState): string | undefined {
+  return state.columns.values().next().value;
+}
+
 /** The masked column a computed result column is treated as, if the statement references one. */
 export function taintOf(state: MaskState, referenced: readonly string[] | undefined): string | undefined {
   if (!referenced?.length || state.columns.size === 0) return undefined;
   for (const c of referenced) if (state.columns.has(c)) return c;
-  return referenced.includes("*") ? (state.columns.values().next().value as string) : undefined;
+  return referenced.includes("*") ? firstCovered(state) : undefined;
 }
 
 /**
@@ -135,7 +146,8 @@ export function planResult(
       (c.tableOid !== 0
         ? (context.origins?.get(`${c.tableOid}:${c.attnum}`) ?? context.origins?.get(`${c.tableOid}:*`))
         : undefined) ??
-      (c.tableOid === 0 ? taint : undefined);
+      (c.tableOid === 0 ? taint : undefined) ??
+      (context.uncertain ? firstCovered(state) : undefined);
     const as = rule ?? (state.detectors ? c.name : undefined);
     const format = formats ? formatOf(formats, i) : c.format;
     const binaryKind = as !== undefined && format !== 0 ? binaryKindOf(c.typeOid, context.types) : undefined;

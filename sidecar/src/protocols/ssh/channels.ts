@@ -3,7 +3,8 @@
 // each judged on its own and, when allowed, bridged to a channel on the session's upstream.
 // Requests the sidecar never bridges (X11, agent forwarding, other subsystems) are refused here.
 import type { ClientChannel, PseudoTtyInfo, ServerChannel, Session, Client as Ssh2Client } from "ssh2";
-import { decideAgentForwarding, decideExec, decideX11, refusal } from "../../decisions/index.ts";
+import { refusal } from "../../decisions/refusals.ts";
+import { decideAgentForwarding, decideExec, decideX11 } from "../../decisions/ssh-exec.ts";
 import type { Operation } from "../../operations/lifecycle.ts";
 import type { Decision } from "../../policy/types.ts";
 import { renderCommand } from "../../shell/command.ts";

@@ -3,7 +3,8 @@
 // policy; inbound connections on an allowed remote forward are relayed under that decision.
 // Other global requests are refused.
 import type { ClientChannel, Connection, ServerChannel } from "ssh2";
-import { decideInboundForward, refusal } from "../../decisions/index.ts";
+import { refusal } from "../../decisions/refusals.ts";
+import { decideInboundForward } from "../../decisions/ssh-exec.ts";
 import type { Operation } from "../../operations/lifecycle.ts";
 import { authorize, beginOperation, type SshCore, track } from "./core.ts";
 import { OPEN_FAILURE, openFailureReasons } from "./open-failure.ts";

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { AuthContext, Connection } from "ssh2";
 import type { AuditIdentity } from "../../audit/events.ts";
-import { refusal } from "../../decisions/index.ts";
+import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import { connectionMasking } from "../../operations/masking.ts";
@@ -159,6 +159,7 @@ export function startSession(
     const up = await connectUpstream({
       connection,
       secrets: ctx.secrets,
+      credentials: ctx.credentials,
       keyId: `airlock:pod=${ctx.workload.namespace}/${ctx.workload.podName},user=${user},session=${id}`,
       // The certificate carries only what the policy could allow this session at all.
       permissions: {

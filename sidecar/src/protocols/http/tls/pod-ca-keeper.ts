@@ -10,7 +10,8 @@ import type { Logger } from "pino";
 import type { PolicySet } from "../../../policy/compile.ts";
 import type { PolicyStore } from "../../../runtime/policy-store.ts";
 import type { Metrics } from "../../../telemetry/metrics.ts";
-import { expiryMargin, PodCa } from "./pod-ca.ts";
+import { expiryMargin } from "./ca-timing.ts";
+import type { PodCa } from "./pod-ca.ts";
 import { writeTrustBundle } from "./trust-bundle.ts";
 
 /** Hosts of HTTP connections that speak TLS upstream (what CONNECT authorities are matched to). */
@@ -19,6 +20,18 @@ export function httpsHosts(set: PolicySet): string[] {
   for (const c of set.connections.values())
     if (c.spec.protocol === "http" && c.spec.tls?.mode !== "disable")
       hosts.add(c.spec.target.host.toLowerCase());
+  return [...hosts].sort();
+}
+
+/**
+ * Names the pod CA is constrained to: the HTTPS hosts, and the names of PostgreSQL connections
+ * that serve TLS to the agent (agentTls: allow or require).
+ */
+export function podCaHosts(set: PolicySet): string[] {
+  const hosts = new Set(httpsHosts(set));
+  for (const c of set.connections.values())
+    if (c.spec.protocol === "postgres" && (c.spec.agentTls?.mode ?? "disable") !== "disable")
+      for (const h of [c.spec.target.host, ...(c.spec.target.aliases ?? [])]) hosts.add(h.toLowerCase());
   return [...hosts].sort();
 }
 
@@ -98,8 +111,10 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
     const point = from + Math.floor((end - from) * (rotateFraction - jitterFraction * Math.random()));
     return Math.min(point, end - 2 * margin);
   };
-  const mint = (activeFrom: number) =>
-    PodCa.create({
+  // The X.509 library (~13 MB resident) loads with the first CA: a policy without HTTPS hosts or
+  // agent-facing TLS never mints one.
+  const mint = async (activeFrom: number) =>
+    (await import("./pod-ca.ts")).PodCa.create({
       hosts,
       lifetimeMs,
       activeFrom,
@@ -250,7 +265,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   };
 
   const refresh = (set: PolicySet) => {
-    const nextHosts = httpsHosts(set);
+    const nextHosts = podCaHosts(set);
     const next = nextHosts.join(",");
     if (next === key) return;
     const reason: Reason = key === "" && !ca ? "start" : "hosts";
