@@ -61,6 +61,8 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** stdout of the child: piped (default) or a file descriptor the test opened. */
   stdout?: "pipe" | number;
+  /** A command the sidecar runs under (its argv appended), e.g. to give it a mount namespace. */
+  wrap?: string[];
   /** Wait for /readyz (default), only for the start line, or not at all ("none"). */
   waitReady?: boolean | "none";
 }
@@ -96,7 +98,8 @@ export async function spawnSidecar(w: Workdir, opts: SpawnOptions): Promise<Side
         join(w.dir, "approvers"),
         ...(opts.extraArgs ?? []),
       ];
-  const child = spawn(process.execPath, args, {
+  const [command, ...argv] = [...(opts.wrap ?? []), process.execPath, ...args] as [string, ...string[]];
+  const child = spawn(command, argv, {
     env: {
       ...process.env,
       AIRLOCK_SSH_HOST_KEY_FILE: join(w.dir, "ssh_host_key"),

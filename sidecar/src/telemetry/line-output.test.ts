@@ -55,6 +55,18 @@ describe("createLineOutput", () => {
     );
   });
 
+  it("a lost output stays lost: onLost once, later audit lines throw, diagnostics are dropped", () => {
+    const fd = openSync("/dev/full", "w");
+    const lostWith: Error[] = [];
+    const out = createLineOutput(fd, { onLost: (e) => lostWith.push(e) });
+    expect(() => out.writeNow("audit 1\n")).toThrow(/\(ENOSPC\); stopping rather than proxying/);
+    expect(out.write("diagnostic\n")).toBe(true);
+    expect(() => out.writeNow("audit 2\n")).toThrow(/\(ENOSPC\)/);
+    expect(() => out.flushSync()).toThrow(/\(ENOSPC\)/);
+    expect(lostWith).toHaveLength(1);
+    closeSync(fd);
+  });
+
   it("waits for a full non-blocking pipe instead of losing lines", async () => {
     // A child writes 4 MiB of numbered lines (multi-byte UTF-8 in each, so partial writes split characters) to its stdout pipe (made non-blocking by touching
     // process.stdout) while this side does not read for a while: every line must arrive, in order.

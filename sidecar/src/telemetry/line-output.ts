@@ -15,8 +15,11 @@
 // sidecar restarted (which would lose what is queued). The queue is bounded (maxBacklogBytes,
 // default 64 MiB): past it the writer waits for the pipe, stopping the data path with it, so the
 // sidecar never proxies further ahead of its audit trail than that, and never drops a line. A
-// write error other than "try again" (stdout closed) is thrown: the sidecar does not go on
-// proxying without an audit trail. flushSync (drain, exit) always waits until everything is out.
+// write error other than "try again" (stdout closed: EPIPE, EBADF; a full disk: ENOSPC) loses the
+// output for good: it is thrown to the writer (the audit line's operation is not released), later
+// writes fail the same way, and the process's stdout ends the process at once (exitOnLost): the
+// sidecar does not go on proxying without an audit trail. flushSync (drain, exit) always waits
+// until everything is out.
 import { writeSync } from "node:fs";
 
 /** Flush at once (not at the end of the turn) past this many pending characters. */
@@ -28,6 +31,8 @@ const DEFAULT_MAX_BACKLOG = 64 * 1024 * 1024;
 export interface LineOutputOptions {
   /** Most bytes queued behind a full pipe before the writer waits for it (default 64 MiB). */
   maxBacklogBytes?: number;
+  /** Called once, when the output is lost (before the error is thrown to the writer). */
+  onLost?(err: Error): void;
 }
 
 export interface LineOutput {
@@ -49,28 +54,31 @@ export interface LineOutput {
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
-function lost(fd: number, err: unknown): Error {
-  const code = (err as NodeJS.ErrnoException).code ?? String(err);
-  return new Error(
-    `cannot write log and audit lines to fd ${fd} (${code}); stopping rather than proxying without an audit trail`,
-    { cause: err },
-  );
-}
-
-function writeAll(fd: number, data: Buffer): void {
-  let off = 0;
-  while (off < data.length) {
-    try {
-      off += writeSync(fd, data, off, data.length - off);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
-      Atomics.wait(pause, 0, 0, EAGAIN_WAIT_MS);
-    }
-  }
-}
-
 export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutput {
   const maxBacklog = opts.maxBacklogBytes ?? DEFAULT_MAX_BACKLOG;
+  /** Set once a write failed for good: nothing is written after it (no gap in the middle). */
+  let failed: Error | undefined;
+  const lost = (err: unknown): Error => {
+    if (failed) return failed;
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    failed = new Error(
+      `cannot write log and audit lines to fd ${fd} (${code}); stopping rather than proxying without an audit trail`,
+      { cause: err },
+    );
+    opts.onLost?.(failed);
+    return failed;
+  };
+  const writeAll = (data: Buffer): void => {
+    let off = 0;
+    while (off < data.length) {
+      try {
+        off += writeSync(fd, data, off, data.length - off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(err);
+        Atomics.wait(pause, 0, 0, EAGAIN_WAIT_MS);
+      }
+    }
+  };
   let pending: string[] = [];
   let size = 0;
   let scheduled = false;
@@ -98,7 +106,7 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
       try {
         n = writeSync(fd, head);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(err);
         return false;
       }
       backlogBytes -= n;
@@ -120,6 +128,7 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
   };
   /** Hands the turn's lines to the pipe without waiting for it, up to the backlog bound. */
   const flushTurn = () => {
+    if (failed) throw failed;
     if (size > 0) {
       const data = take();
       if (backlog.length > 0) queue(Buffer.from(data));
@@ -129,7 +138,7 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
         try {
           written = writeSync(fd, data);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(fd, err);
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw lost(err);
         }
         if (written < data.length || written < Buffer.byteLength(data))
           queue(Buffer.from(data).subarray(written));
@@ -145,18 +154,22 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
   };
   /** Everything out now, waiting for a full pipe as long as it takes. */
   const flushSync = () => {
+    if (failed) throw failed;
     if (size > 0) queue(Buffer.from(take()));
-    for (const chunk of backlog.splice(0)) writeAll(fd, chunk);
+    for (const chunk of backlog.splice(0)) writeAll(chunk);
     backlogBytes = 0;
   };
   const endOfTurn = () => {
     scheduled = false;
     flushTurn();
   };
-  process.once("exit", flushSync);
+  process.once("exit", () => {
+    if (!failed) flushSync();
+  });
 
   return {
     write(line) {
+      if (failed) return true; // diagnostics after the loss have nowhere to go
       pending.push(line);
       size += line.length;
       if (size >= MAX_PENDING) flushTurn();
@@ -187,9 +200,23 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
 
 let stdout: LineOutput | undefined;
 
+/**
+ * stdout is the audit trail: once it is lost the process ends at once, status 1, saying why on
+ * stderr — inside the write, so the operation whose line it was is never answered, and nothing
+ * in flight is answered after it (docs/audit.md; test/faults/audit-sink.test.ts).
+ */
+function exitOnLost(err: Error): never {
+  try {
+    writeSync(2, `airlock: ${err.message}\n`);
+  } catch {
+    // stderr gone too: the exit status still says it
+  }
+  process.exit(1);
+}
+
 /** The process's stdout as a LineOutput, one per process so every logger shares its order. */
 export function stdoutLineOutput(): LineOutput {
-  stdout ??= createLineOutput(1);
+  stdout ??= createLineOutput(1, { onLost: exitOnLost });
   return stdout;
 }
 
