@@ -273,6 +273,25 @@ describe("SSH upstream", () => {
     expect(s.audit.at(-1)?.upstream).toEqual({ error: "connect_failed" });
   });
 
+  it("slow (accepts, never answers): exit 255 at the connect timeout, audited, not hung", async () => {
+    const silent = await silentServer();
+    try {
+      const s = await sidecarFor(silent.port);
+      const c = await agentClient(s.port);
+      const r = await settles(exec(c, "echo hi"), 10_000);
+      c.end();
+      expect(r.value).toMatchObject({
+        code: 255,
+        stderr: expect.stringMatching(/^airlock: upstream unavailable/),
+      });
+      expect(r.ms).toBeGreaterThanOrEqual(1_900);
+      expect(r.ms).toBeLessThan(5_000);
+      expect(s.audit.at(-1)?.upstream).toEqual({ error: "timeout" });
+    } finally {
+      await silent.close();
+    }
+  });
+
   /** Starts `command`, cuts the relay once its first output arrived, and returns what the agent saw. */
   const cutDuring = async (command: string) => {
     const s = await sidecarFor(await link.up());
