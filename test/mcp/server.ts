@@ -139,6 +139,12 @@ export async function startMcpServer(
         };
       },
     );
+    // ~150 KB in one event: the sidecar receives it in many TCP chunks.
+    server.registerTool("export_customers", { description: "export_customers tool" }, async () => {
+      calls.push("export_customers");
+      const rows = Array.from({ length: 2000 }, (_, i) => `row ${i}: c${i}@example.com ${CUSTOMER.card}`);
+      return { content: [{ type: "text", text: rows.join("\n") }] };
+    });
     for (const uri of RESOURCES)
       server.registerResource(uri, uri, { description: `${uri} resource` }, async () => ({
         contents: [{ uri, text: `contents of ${uri}` }],
