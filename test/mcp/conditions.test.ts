@@ -75,12 +75,12 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
 
   const refusal = (p: Promise<unknown>) => p.then(() => undefined).catch((e: unknown) => e as McpError);
 
-  it("tools/list shows tools that some call may use; conditional deny/approval rules mark nothing", async () => {
+  it("tools/list shows tools that some call may use; a conditional approval says it may apply", async () => {
     const { tools } = await client.listTools();
     expect(tools.map((t) => [t.name, t.description])).toEqual([
       ["get_weather", "get_weather tool"],
       ["send_email", "send_email tool"],
-      ["run_report", "run_report tool"],
+      ["run_report", "run_report tool (may require approval)"],
     ]);
   });
 

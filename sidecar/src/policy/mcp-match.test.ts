@@ -292,11 +292,17 @@ describe("match.mcp.when (CEL over tools/call arguments)", () => {
     expect(out.reason).not.toContain("secret-abc");
   });
 
-  it("listing: conditional deny/approval rules neither hide nor mark a tool; a conditional allow shows it", () => {
+  it("listing: conditional deny/approval rules do not hide a tool; a conditional allow shows it", () => {
     expect(listed("write_file")).toBe("allow");
     expect(listed("run_report")).toBe("allow");
     expect(listed("query")).toBe("allow");
     expect(listed("delete_all")).toBe("deny");
+    // The strictest some call may meet: what the list note is drawn from.
+    const strictest = (tool: string) =>
+      set.evaluate("tools", subject, { kind: "mcp", method: "tools/call", tool }, "some-arguments").action;
+    expect(strictest("run_report")).toBe("requireApproval");
+    expect(strictest("write_file")).toBe("deny");
+    expect(strictest("query")).toBe("allow");
   });
 
   it.each([
