@@ -39,6 +39,7 @@ async def main(url: str) -> None:
         report["denied"] = await call(client, "delete_database", {})
         report["unlisted"] = await call(client, "send_email", {"arg": "x"})
         report["masked"] = await call(client, "lookup_customer", {})
+        report["approval"] = await call(client, "run_report", {"arg": "q4"})
     print(json.dumps(report))
 
 
