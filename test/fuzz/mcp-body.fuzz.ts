@@ -10,6 +10,7 @@
 //  - Conditions never throw: evaluating a few match.mcp.when expressions on those arguments
 //    gives an outcome (matched, or an error that rules treat fail closed), and the policy's
 //    decision on every request is one of its actions with a reason.
+//  - The input read as a match.mcp.when expression compiles or is refused, never throws.
 //  - Metric labels stay bounded: a request's method label is a specification method or
 //    `other`, its tool label a name the policy spells out, `other` or empty.
 import { isDeepStrictEqual } from "node:util";
@@ -97,7 +98,20 @@ function sdkMessages(data: Buffer): unknown[] | undefined {
   return out;
 }
 
+/** The input as a condition, as a policy author could write it: compiling and evaluating never throw. */
+function asCondition(data: Buffer): void {
+  const source = data.toString("utf8").slice(0, 256);
+  let compiled: ReturnType<typeof compileWhen>;
+  try {
+    compiled = compileWhen(source);
+    if (!("error" in compiled)) compiled.evaluate("t", { a: 1, b: "x", c: [1, 2] });
+  } catch (err) {
+    fail("a condition threw while compiling or evaluating", { source, err: String(err) });
+  }
+}
+
 export function fuzz(data: Buffer): void {
+  asCondition(data);
   let parsed: ReturnType<typeof parseMcpBody>;
   try {
     parsed = parseMcpBody(data);

@@ -83,7 +83,12 @@ export function compileWhen(source: string): CompiledWhen | { error: string } {
   } catch (e) {
     return { error: `not a CEL expression: ${firstLine(e)}` };
   }
-  const checked = parsed.check();
+  let checked: ReturnType<ParseResult["check"]>;
+  try {
+    checked = parsed.check();
+  } catch (e) {
+    return { error: `cannot be type-checked: ${firstLine(e)}` };
+  }
   if (!checked.valid) return { error: `${firstLine(checked.error)} (variables: ${WHEN_VARIABLES})` };
   if (checked.type !== "bool" && checked.type !== "dyn")
     return { error: `the expression is of type ${checked.type}; it must be a bool` };
