@@ -237,6 +237,25 @@ const vault = obj(
         { rule: "!self.matches('(^|/)[.]{1,2}(/|$)')", message: "path segments may not be . or .." },
       ],
     }),
+    approvedPath: opt(
+      str({
+        description:
+          "PostgreSQL: the database secrets engine's <mount>/creds/<role> a statement a human approved runs under. A credential is minted for it when the approval is granted, the statement runs alone on a connection of its own as that role, and the lease is revoked when it completes; the agent's session keeps path's role. Absent: approved statements run in the agent's session.",
+        minLength: 1,
+        maxLength: 256,
+        pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+        validations: [
+          {
+            rule: "!self.matches('(^|/)[.]{1,2}(/|$)')",
+            message: "approvedPath segments may not be . or ..",
+          },
+          {
+            rule: "self.matches('/creds/[^/]+$')",
+            message: "approvedPath must be the database secrets engine's <mount>/creds/<role>",
+          },
+        ],
+      }),
+    ),
     refreshSeconds: opt(
       int({
         description:
@@ -542,6 +561,10 @@ const connection = obj(
         rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'postgres' || self.credentials.vault.path.matches('/creds/[^/]+$')",
         message:
           "credentials.vault.path must be the database secrets engine's <mount>/creds/<role> for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.approvedPath) || self.protocol == 'postgres'",
+        message: "credentials.vault.approvedPath is only for protocol postgres",
       },
       {
         rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol != 'postgres'",

@@ -193,6 +193,24 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.vault\.refreshSeconds is only for protocols http and mcp/,
     ],
     [
+      "approvedPath on an http connection",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: {
+            vault: { ...VAULT, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          },
+        }),
+      /credentials\.vault\.approvedPath is only for protocol postgres/,
+    ],
+    [
+      "an approvedPath that is not <mount>/creds/<role>",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, approvedPath: "secret/data/writer" } },
+        }),
+      /approvedPath must be the database secrets engine's <mount>\/creds\/<role>/,
+    ],
+    [
       "a refreshSeconds below 5",
       (p) =>
         Object.assign(p.spec.connections[1]!, {
@@ -426,7 +444,9 @@ describe("broken policies are rejected by the API server with a message that say
 
   it("accepts a Vault credential on the postgres connection", async () => {
     const p = base();
-    Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
+    Object.assign(p.spec.connections[0]!, {
+      credentials: { vault: { ...VAULT, approvedPath: "database/creds/writer" } },
+    });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });

@@ -170,10 +170,24 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
   const accepted: string[] = [];
   // Stable order, so that a conflict is always resolved the same way on every sidecar.
   const sorted = [...policies].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
+  const copies = new Map<string, number>();
+  for (const policy of sorted) copies.set(policyKey(policy), (copies.get(policyKey(policy)) ?? 0) + 1);
   for (const policy of sorted) {
     const key = policyKey(policy);
     const own = validatePolicy(policy).map((p) => ({ ...p, policy: key }));
-    for (const c of policy.spec?.connections ?? []) {
+    // Two documents claiming one name (files; the API server keeps names unique): which one the
+    // author means is unknowable, so none loads.
+    const n = copies.get(key) ?? 0;
+    if (n > 1)
+      own.push({
+        policy: key,
+        path: "metadata.name",
+        message: `policy ${key} is defined ${n} times; give each policy its own name`,
+      });
+    // The spec may not match the schema (validatePolicy said so): read it without trusting it.
+    const declared: unknown = policy.spec?.connections;
+    for (const c of Array.isArray(declared) ? (declared as CompiledConnection["spec"][]) : []) {
+      if (typeof c !== "object" || c === null) continue;
       const holder = connections.get(c.name);
       if (holder)
         own.push({

@@ -81,6 +81,20 @@ function credentialProblems(c: Connection, at: string): Problem[] {
       path: `${at}.vault.path`,
       message: `${vault.path}: for protocol postgres the path is the database secrets engine's <mount>/creds/<role>`,
     });
+  const approved = vault?.approvedPath;
+  if (approved !== undefined && c.protocol !== "postgres")
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `credentials.vault.approvedPath is only for protocol postgres; connection ${c.name} speaks ${c.protocol}`,
+    });
+  else if (
+    approved !== undefined &&
+    (/(^|\/)\.{1,2}(\/|$)/.test(approved) || !/\/creds\/[^/]+$/.test(approved))
+  )
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `${approved}: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)`,
+    });
   if (vault?.refreshSeconds !== undefined && c.protocol === "postgres")
     out.push({
       path: `${at}.vault.refreshSeconds`,

@@ -7,7 +7,7 @@
 //   - an answer to a list request is filtered (list-filter.ts), tools/list entries first held to
 //     their pinned definitions (tool-pins.ts): a changed one is removed and audited;
 //   - notifications and other answers pass.
-import { BUILTIN_RULE } from "../../decisions/index.ts";
+import { BUILTIN_RULE } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
