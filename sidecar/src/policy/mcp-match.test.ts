@@ -290,6 +290,14 @@ describe("match.mcp.when (CEL over tools/call arguments)", () => {
     expect(out.action).toBe("deny");
     expect(out.reason).toMatch(/No such key \(a key taken from the arguments\)/);
     expect(out.reason).not.toContain("secret-abc");
+    const indexed = s2.evaluate(
+      "tools",
+      subject,
+      { kind: "mcp", method: "tools/call", tool: "t" },
+      { arguments: { n: 41111111 } },
+    );
+    expect(indexed.action).toBe("deny");
+    expect(indexed.reason).not.toContain("41111111");
   });
 
   it("listing: conditional deny/approval rules do not hide a tool; a conditional allow shows it", () => {

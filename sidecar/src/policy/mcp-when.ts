@@ -72,7 +72,11 @@ function checkPatterns(node: unknown): string | undefined {
 function safeError(message: string, source: string): string {
   const keyed = /^No such key: (.*)$/.exec(message);
   if (keyed && !source.includes(keyed[1] ?? "")) return "No such key (a key taken from the arguments)";
-  return message.replace(/"[^"]*"|'[^']*'/g, '"…"').slice(0, 160);
+  // Quoted text and long digit runs (an account or card number used as an index) are left out.
+  return message
+    .replace(/"[^"]*"|'[^']*'/g, '"…"')
+    .replace(/\d{5,}/g, "…")
+    .slice(0, 160);
 }
 
 /** Compiles an expression, or says why it cannot be used (parse or type error, non-bool result). */
