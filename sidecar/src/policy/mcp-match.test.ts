@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../../api/src/index.ts";
 import { compilePolicies } from "./compile.ts";
+import { compileWhen } from "./mcp-when.ts";
 import type { Operation, Subject } from "./types.ts";
 import { validatePolicy } from "./validate.ts";
 
@@ -328,6 +329,18 @@ describe("match.mcp.when (CEL over tools/call arguments)", () => {
       ]),
     );
     expect(out).toEqual([{ path: "spec.rules[0].match.mcp.when", message: expect.stringMatching(message) }]);
+  });
+
+  it("refuses matches() patterns that could backtrack on the agent's input; accepts ordinary ones", () => {
+    const accepted = (p: string) => !("error" in compileWhen(`args.q.matches(${JSON.stringify(p)})`));
+    for (const p of ["^select ", "^[a-z]+@example\\.com$", "(foo|bar)+", "^(ab)+$", "(?:x)*y", "\\(a+\\)+"])
+      expect([p, accepted(p)]).toEqual([p, true]);
+    for (const p of ["(a+)+$", "(\\w*x)*", "((a+)b)+", "(a|b+)*", "(x)\\1", "(?<n>a)\\k<n>", "(a{2,})+"])
+      expect([p, accepted(p)]).toEqual([p, false]);
+    const out = compileWhen('args.q.matches("(a+)+$")');
+    expect("error" in out && out.error).toMatch(
+      /nests quantifiers: on arguments the agent chooses it could backtrack/,
+    );
   });
 
   it("refuses when without tools", () => {
