@@ -17,7 +17,7 @@ const NOT_ALONE = new Set(["transaction", "twoPhaseCommit", "set", "housekeeping
 export interface AloneContext {
   /** Transaction status of the session's last ReadyForQuery. */
   txStatus: string;
-  /** Extended-protocol messages forwarded since the last Sync (the batch is not its own). */
+  /** Extended-protocol messages forwarded since the last Sync (its batch, or a Query's, is not its own). */
   unsynced: boolean;
   /** The session changed settings with SET: the approved connection would not have them. */
   settingsChanged: boolean;
@@ -39,8 +39,12 @@ export function notAloneReason(
     return "the session is inside a transaction block; send it outside BEGIN ... COMMIT (it commits on its own)";
   if (at.parseName !== undefined && at.parseName !== "")
     return `named prepared statements (${JSON.stringify(at.parseName)}) are not kept across it; use the unnamed statement`;
-  if (at.parseName !== undefined && at.unsynced)
-    return "other messages precede it in the same batch; send Sync before its Parse";
+  // Even a Query: the server would run it inside that batch (or skip it after an error there),
+  // and what came before it may not be answered until the agent sends Sync.
+  if (at.unsynced)
+    return at.parseName === undefined
+      ? "extended-protocol messages before it are not ended by Sync; send Sync before it"
+      : "other messages precede it in the same batch; send Sync before its Parse";
   if (at.settingsChanged)
     return "this session changed settings with SET, which that connection would not have; run it in a new session";
   return undefined;
