@@ -14,6 +14,7 @@ import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { startVault, type VaultServer } from "../harness/vault.ts";
 import {
   bindMessage,
+  copyData,
   describeMessage,
   errorOf,
   executeMessage,
@@ -206,6 +207,23 @@ describe("what precedes the approved statement in the socket", () => {
       expect(g.audit.slice(from).filter((e) => e.approval)).toEqual([]);
       const q = await c.query("SELECT 1");
       expect(types(q)).toMatch(/TDCZ$/);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("a Query while a COPY FROM STDIN of the session is open: nobody is asked, nothing hangs", async () => {
+    const c = await raw();
+    try {
+      asked.length = 0;
+      await c.write(queryMessage("COPY inbox FROM STDIN"));
+      expect((await c.next())?.type).toBe("G");
+      await c.write(Buffer.concat([copyData("a\n"), queryMessage("DELETE FROM accounts WHERE id = 3")]));
+      // Either the session answers (and goes on) or it ends: it must not wait forever.
+      const r = await c.until("Z").catch(() => [] as Msg[]);
+      expect(asked).toHaveLength(0);
+      expect(await owner(3)).toBe("u3");
+      expect(r.length > 0 || c.closed).toBe(true);
     } finally {
       c.close();
     }

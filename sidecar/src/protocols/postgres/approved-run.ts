@@ -19,6 +19,8 @@ export interface AloneContext {
   txStatus: string;
   /** Extended-protocol messages forwarded since the last Sync (its batch, or a Query's, is not its own). */
   unsynced: boolean;
+  /** A COPY FROM STDIN the session sent is not answered yet: the server waits for its data. */
+  copyOpen?: boolean;
   /** The session changed settings with SET: the approved connection would not have them. */
   settingsChanged: boolean;
   /** Parse: the statement's name ("" for the unnamed statement); undefined for a simple Query. */
@@ -45,6 +47,8 @@ export function notAloneReason(
     return at.parseName === undefined
       ? "extended-protocol messages before it are not ended by Sync; send Sync before it"
       : "other messages precede it in the same batch; send Sync before its Parse";
+  if (at.copyOpen)
+    return "a COPY FROM STDIN of this session is still open; end it (CopyDone or CopyFail) and wait for its answer first";
   if (at.settingsChanged)
     return "this session changed settings with SET, which that connection would not have; run it in a new session";
   return undefined;

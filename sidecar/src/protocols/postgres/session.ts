@@ -744,6 +744,7 @@ export class Session {
       ? notAloneReason(classification.statements, {
           txStatus: this.#replies.txStatus,
           unsynced: this.#unsynced,
+          copyOpen: this.#copyOpen(),
           settingsChanged: this.#settingsChanged,
           parseName,
         })
@@ -754,6 +755,13 @@ export class Session {
       return undefined;
     }
     return this.#approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
+  }
+
+  /** A COPY FROM the session forwarded is not answered yet (the server may wait for its data). */
+  #copyOpen(): boolean {
+    for (const op of this.#replies.openOperations())
+      if (op.statements.some((s) => s.kind === "copyFrom")) return true;
+    return false;
   }
 
   /** The source of the credential approved statements run under, when the connection has one. */
