@@ -8,7 +8,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import type { ApprovalGate, ApprovalInput } from "../../sidecar/src/approvals/gate.ts";
-import { cancelRequest, cstr, message, T } from "../../sidecar/src/protocols/postgres/protocol.ts";
+import { cancelRequest, cstr, int16, message, T } from "../../sidecar/src/protocols/postgres/protocol.ts";
 import { connect } from "../envtest/connect.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { startVault, type VaultServer } from "../harness/vault.ts";
@@ -336,6 +336,28 @@ describe("inside the approved batch", () => {
       await c.write(Buffer.concat([bindMessage("", "p", []), executeMessage(""), syncMessage()]));
       const again = await c.until("Z");
       expect(rowValues(again.find((m) => m.type === "D") as Msg)).toEqual(["u15"]);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("a FunctionCall inside the batch is refused and answered like PostgreSQL answers one", async () => {
+    const c = await raw();
+    try {
+      asked.length = 0;
+      // FunctionCall of oid 1 (any: refused before it reaches the server), no arguments.
+      const call = message(T.FunctionCall, Buffer.from([0, 0, 0, 1]), int16(0), int16(0), int16(0));
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "UPDATE accounts SET owner = 'fc' WHERE id = 16"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          call,
+        ]),
+      );
+      const r = await c.until("Z");
+      expect(codes(r)).toContain("42501");
+      expect(await owner(16)).toBe("u16");
     } finally {
       c.close();
     }

@@ -530,9 +530,10 @@ export class Session {
     if (run && !this.#localSkip) {
       const stray = strayInApprovedBatch(f);
       if (stray) {
+        // A Query or FunctionCall is answered with ReadyForQuery of its own, as the server would.
         this.#deny(
           this.#newOp([], refusal("sqlApprovedNotAlone", this.#conn.policy, stray)),
-          f.type === T.Query,
+          f.type === T.Query || f.type === T.FunctionCall,
         );
         return undefined;
       }
