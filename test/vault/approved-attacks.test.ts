@@ -523,4 +523,28 @@ describe("the agent leaves, cancels, or the sidecar drains mid-run", () => {
       c.close();
     }
   });
+
+  it("a drain during the run lets it finish, then ends the session; the lease is revoked", async () => {
+    const lock = await lockRow(24);
+    const c = await raw();
+    const held = g.ctx.credentials.held;
+    try {
+      await c.write(queryMessage("UPDATE accounts SET owner = 'drained' WHERE id = 24"));
+      await approvedWaiting();
+      const drained = g.handler.drain();
+      await sleep(300);
+      expect(c.closed).toBe(false);
+      await lock.release();
+      const r = await c.closedAfter(10_000);
+      expect(types(r)).toMatch(/^CZE/);
+      expect(codes(r)).toEqual(["57P01"]);
+      await drained;
+      expect(await owner(24)).toBe("drained");
+      await expect.poll(() => g.ctx.credentials.held, { timeout: 10_000 }).toBe(held - 1);
+      await allApprovedRevoked();
+    } finally {
+      await lock.release();
+      c.close();
+    }
+  });
 });

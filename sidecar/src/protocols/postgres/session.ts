@@ -375,6 +375,8 @@ export class Session {
               this.#io.flush();
               this.#io.flow();
               this.#pump();
+              // The wait may have held the session busy past its last answer (an approved run).
+              if (this.#draining) this.#endIfDrained();
             },
             (err: unknown) => this.#fatal(err),
           );
