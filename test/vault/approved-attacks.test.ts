@@ -548,3 +548,42 @@ describe("the agent leaves, cancels, or the sidecar drains mid-run", () => {
     }
   });
 });
+
+describe("an approved batch the agent leaves open", () => {
+  it("Flush and no Sync: the session ends after approvedBatchTimeoutMs, nothing commits, the lease is revoked", async () => {
+    const g2 = await startGuard(policy(), {
+      credential: server.users.scram,
+      approvals: gate,
+      handler: { approvedBatchTimeoutMs: 1000 },
+      credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
+    });
+    try {
+      const c = await RawClient.connect(g2.port);
+      await c.startup();
+      const held = g2.ctx.credentials.held;
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "UPDATE accounts SET owner = 'left open' WHERE id = 25"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          message(T.Flush),
+        ]),
+      );
+      expect(types(await c.until("C"))).toBe("12C");
+      // The approved role holds the row's lock meanwhile; then the session ends, as PostgreSQL
+      // ends a session idle in a transaction too long.
+      const t0 = Date.now();
+      const rest = await c.closedAfter(5000);
+      expect(Date.now() - t0).toBeLessThan(4000);
+      expect(codes(rest)).toEqual(["25P03"]);
+      expect(errorOf(rest.find((m) => m.type === "E"))?.message).toMatch(/left open without Sync/);
+      await expect.poll(() => g2.ctx.credentials.held, { timeout: 10_000 }).toBe(held - 1);
+      expect(await owner(25)).toBe("u25");
+      const lease = g2.audit.findLast((e) => e.approval)?.credential?.lease ?? "";
+      expect(lease).toMatch(/^database\/creds\/writer\//);
+      await expect.poll(() => leaseStatus(lease), { timeout: 10_000 }).toBe(400);
+    } finally {
+      await g2.close();
+    }
+  });
+});

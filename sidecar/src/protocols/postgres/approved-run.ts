@@ -68,6 +68,8 @@ export interface ApprovedRun {
   readonly main: SetAside;
   /** The batch's end went upstream (its Sync, or the Query itself): wait for its last answer. */
   synced: boolean;
+  /** Until then, how long the agent may leave the batch open (see `batchTimeoutMs`). */
+  timer: NodeJS.Timeout | undefined;
   readonly done: Promise<void>;
   finish(): void;
 }
@@ -77,11 +79,23 @@ export function approvedRun(
   credential: HeldCredential | undefined,
   main: SetAside,
 ): ApprovedRun {
-  let finish: () => void = () => {};
+  let resolve: () => void = () => {};
   const done = new Promise<void>((r) => {
-    finish = r;
+    resolve = r;
   });
-  return { up, credential, main, synced: false, done, finish };
+  const run: ApprovedRun = {
+    up,
+    credential,
+    main,
+    synced: false,
+    timer: undefined,
+    done,
+    finish() {
+      clearTimeout(run.timer);
+      resolve();
+    },
+  };
+  return run;
 }
 
 /**

@@ -77,6 +77,12 @@ export interface SessionDeps {
   connectTimeoutMs: number;
   startupTimeoutMs: number;
   maxPreparedStatements: number;
+  /**
+   * An approved batch (its Parse on the approved connection) left open this long by the agent
+   * without Sync ends the session: the approved role would otherwise hold its uncommitted
+   * work, row locks and lease for as long as the agent likes.
+   */
+  approvedBatchTimeoutMs: number;
   approvals: ApprovalGate | undefined;
   draining(): boolean;
   maskStateFor(connection: CompiledConnection): MaskState | undefined;
@@ -529,6 +535,7 @@ export class Session {
     // After the approved batch's end went upstream, what the agent sends next waits for the
     // session's own connection.
     if (run?.synced) return run.done.then(() => (this.#isClosed() ? undefined : this.#onMessage(f)));
+    if (run) this.#armBatchTimer(run);
     if (run && !this.#localSkip) {
       const stray = strayInApprovedBatch(f);
       if (stray) {
@@ -614,6 +621,7 @@ export class Session {
     const run = this.#run;
     if (run && !run.synced) {
       run.synced = true;
+      clearTimeout(run.timer);
       this.#io.flushUp();
     }
   }
@@ -847,7 +855,30 @@ export class Session {
       "postgres: an approved statement runs under its own credential",
     );
     if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    this.#armBatchTimer(run);
     return true;
+  }
+
+  /**
+   * (Re)starts the wait for the approved batch's Sync. Not counted: an approval asked inside it,
+   * and a server that has not taken what the agent sent yet (the Sync may be behind it).
+   */
+  #armBatchTimer(run: ApprovedRun) {
+    clearTimeout(run.timer);
+    if (run.synced) return;
+    const ms = this.#d.approvedBatchTimeoutMs;
+    run.timer = setTimeout(() => {
+      if (this.#run !== run || run.synced) return;
+      if (this.#blocked || run.up.socket.writableLength > 0) this.#armBatchTimer(run);
+      else
+        this.#fatal(
+          new ProtocolError(
+            `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
+            "25P03",
+          ),
+        );
+    }, ms);
+    run.timer.unref();
   }
 
   /** The approved batch is answered: back to the session's own connection; the lease is revoked. */
