@@ -15,6 +15,7 @@ import { startVault, type VaultServer } from "../harness/vault.ts";
 import {
   bindMessage,
   copyData,
+  copyDone,
   describeMessage,
   errorOf,
   executeMessage,
@@ -49,7 +50,14 @@ function policy(): AgentAccessPolicy {
       {
         name: "read",
         action: "allow",
-        match: { sql: { statements: ["read", "transaction", "set", "copyFrom", "other"] } },
+        match: { sql: { statements: ["read", "transaction", "set", "other"] } },
+      },
+      { name: "inbox", action: "allow", match: { sql: { statements: ["copyFrom"], tables: ["inbox"] } } },
+      {
+        name: "copy-needs-dba",
+        action: "requireApproval",
+        match: { sql: { statements: ["copyFrom"], tables: ["accounts"] } },
+        approval: { approvers: { groups: ["dba"] } },
       },
       {
         name: "changes-need-dba",
@@ -284,6 +292,45 @@ describe("inside the approved batch", () => {
       expect(codes(r)).toEqual([]);
       expect(asked).toHaveLength(2);
       expect([await owner(6), await owner(7)]).toEqual(["u6+", "u7+"]);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("a second Execute of the completed portal does not run the statement twice", async () => {
+    const c = await raw();
+    try {
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "UPDATE accounts SET owner = owner || '+' WHERE id = 26"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      // PostgreSQL refuses to run a completed portal again (55000), which rolls the batch back.
+      const r = await c.until("Z");
+      expect(types(r)).toBe("12CEZ");
+      expect(codes(r)).toEqual(["55000"]);
+      expect(await owner(26)).toBe("u26");
+    } finally {
+      c.close();
+    }
+  });
+
+  it("an approved COPY FROM STDIN is refused before anyone is asked; its CopyData never reaches the server", async () => {
+    const c = await raw();
+    try {
+      asked.length = 0;
+      await c.write(
+        Buffer.concat([queryMessage("COPY accounts FROM STDIN"), copyData("41\tcopied\n"), copyDone()]),
+      );
+      const r = await c.until("Z");
+      expect(errorOf(r.find((m) => m.type === "E"))?.message).toMatch(/contains copyFrom/);
+      expect(asked).toHaveLength(0);
+      expect(await owner(41)).toBe("");
+      expect(types(await c.query("SELECT 1"))).toMatch(/TDCZ$/);
     } finally {
       c.close();
     }
