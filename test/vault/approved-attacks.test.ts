@@ -36,10 +36,23 @@ let fx: VaultFixture;
 let g: GuardedPostgres;
 const asked: ApprovalInput[] = [];
 
+/** true: the approver never answers (the wait ends, still pending, only when it is aborted). */
+let hold = false;
 const gate: ApprovalGate = {
   async request(input) {
     asked.push(input);
-    return { approved: true, request: `areq-${asked.length}`, approvers: ["dana"] };
+    const request = `areq-${asked.length}`;
+    if (hold)
+      return new Promise((resolve) =>
+        input.signal.addEventListener(
+          "abort",
+          () => resolve({ approved: false, request, status: "pending" }),
+          {
+            once: true,
+          },
+        ),
+      );
+    return { approved: true, request, approvers: ["dana"] };
   },
 };
 
@@ -464,6 +477,63 @@ describe("inside the approved batch", () => {
       expect(types(await c.query("SELECT 1"))).toMatch(/TDCZ$/);
       await allApprovedRevoked();
     } finally {
+      c.close();
+    }
+  });
+});
+
+describe("the approval wait ends without an answer", () => {
+  const approvedIssued = async () =>
+    ((await g.metrics.registry.getSingleMetric("airlock_credentials_issued_total")?.get())?.values ?? [])
+      .filter((v) => v.labels.source === "vault-approved")
+      .reduce((n, v) => n + v.value, 0);
+
+  it("statement_timeout ends the wait (57014): nothing is minted, the session goes on", async () => {
+    await server.sql(`ALTER DATABASE ${server.database} SET statement_timeout = '800ms'`);
+    hold = true;
+    const c = await raw();
+    try {
+      const issued = await approvedIssued();
+      const t0 = Date.now();
+      const r = await c.query("DELETE FROM accounts WHERE id = 27");
+      expect(codes(r)).toEqual(["57014"]);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(await approvedIssued()).toBe(issued);
+      expect(await owner(27)).toBe("u27");
+      expect(types(await c.query("SELECT 1"))).toMatch(/TDCZ$/);
+    } finally {
+      hold = false;
+      c.close();
+      await server.sql(`ALTER DATABASE ${server.database} RESET statement_timeout`);
+    }
+  });
+
+  it("a cancel request ends the wait (57014): nothing is minted; an extended batch behind it is skipped", async () => {
+    hold = true;
+    const c = await raw();
+    try {
+      const issued = await approvedIssued();
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "DELETE FROM accounts WHERE id = 28"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      await expect.poll(() => asked.length, { timeout: 5000 }).toBeGreaterThan(0);
+      const key = keys.get(c);
+      if (!key) throw new Error("no BackendKeyData");
+      const k = await RawClient.connect(g.port);
+      await k.write(cancelRequest(key.pid, key.secret));
+      k.close();
+      const r = await c.until("Z");
+      expect(codes(r)).toEqual(["57014"]);
+      expect(await approvedIssued()).toBe(issued);
+      expect(await owner(28)).toBe("u28");
+      expect(types(await c.query("SELECT 1"))).toMatch(/TDCZ$/);
+    } finally {
+      hold = false;
       c.close();
     }
   });
