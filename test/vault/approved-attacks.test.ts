@@ -128,6 +128,12 @@ async function allApprovedRevoked() {
     await expect.poll(() => leaseStatus(lease), { timeout: 10_000 }).toBe(400);
 }
 
+/** Credentials minted for approved statements so far. */
+const approvedIssued = async () =>
+  ((await g.metrics.registry.getSingleMetric("airlock_credentials_issued_total")?.get())?.values ?? [])
+    .filter((v) => v.labels.source === "vault-approved")
+    .reduce((n, v) => n + v.value, 0);
+
 const keys = new WeakMap<RawClient, { pid: number; secret: number }>();
 
 async function raw(): Promise<RawClient> {
@@ -483,11 +489,6 @@ describe("inside the approved batch", () => {
 });
 
 describe("the approval wait ends without an answer", () => {
-  const approvedIssued = async () =>
-    ((await g.metrics.registry.getSingleMetric("airlock_credentials_issued_total")?.get())?.values ?? [])
-      .filter((v) => v.labels.source === "vault-approved")
-      .reduce((n, v) => n + v.value, 0);
-
   it("statement_timeout ends the wait (57014): nothing is minted, the session goes on", async () => {
     await server.sql(`ALTER DATABASE ${server.database} SET statement_timeout = '800ms'`);
     hold = true;
@@ -575,6 +576,29 @@ describe("the agent leaves, cancels, or the sidecar drains mid-run", () => {
     await expect.poll(() => g.ctx.credentials.held, { timeout: 10_000 }).toBe(held - 1);
     expect(await owner(20)).toBe("u20");
     await allApprovedRevoked();
+  });
+
+  it("the agent disconnects at any point of starting the run: every minted writer role is revoked", async () => {
+    const held = g.ctx.credentials.held;
+    const issued = await approvedIssued();
+    for (const delayMs of [0, 5, 20, 50, 100, 200]) {
+      const c = await raw();
+      await c.write(queryMessage("UPDATE accounts SET owner = 'race' WHERE id = 29"));
+      await sleep(delayMs);
+      c.close();
+    }
+    await expect.poll(() => g.ctx.credentials.held, { timeout: 15_000 }).toBe(held);
+    await expect
+      .poll(
+        async () =>
+          (await server.sql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%writer%'")).trim(),
+        {
+          timeout: 15_000,
+        },
+      )
+      .toBe("0");
+    // Not vacuous: some of them got as far as a writer role.
+    expect(await approvedIssued()).toBeGreaterThan(issued);
   });
 
   it("the agent disconnects while the approved statement runs: the lease is revoked", async () => {
