@@ -158,15 +158,15 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.postgres is only for protocol postgres/,
     ],
     [
-      "Vault credentials on an ssh connection",
+      "Vault credentials on an ssh connection with a database path",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT },
+          credentials: { vault: VAULT, ssh: { username: "ops", certificate: { principals: ["ops"] } } },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.vault is only for protocols postgres, http and mcp/,
+      /for protocol ssh, credentials\.vault signs the session certificates: its path is the SSH secrets engine's <mount>\/sign\/<role>/,
     ],
     [
       "a PostgreSQL Vault path that is not <mount>/creds/<role>",
@@ -219,15 +219,32 @@ describe("broken policies are rejected by the API server with a message that say
       /refreshSeconds in body should be greater than or equal to 5/,
     ],
     [
-      "an ssh connection with Vault and no Secret",
+      "an ssh connection with Vault and a private key to use",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT, ssh: { username: "ops", privateKeyKey: "id" } },
+          credentials: {
+            vault: { ...VAULT, path: "ssh/sign/agents" },
+            ssh: { username: "ops", privateKeyKey: "id" },
+          },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.secretRef is required for protocol ssh/,
+      /with credentials\.ssh\.certificate and no caKey/,
+    ],
+    [
+      "an ssh certificate with neither caKey nor Vault",
+      (p) =>
+        p.spec.connections.push({
+          name: "box",
+          protocol: "ssh",
+          target: { host: "box", port: 22 },
+          credentials: {
+            secretRef: { name: "s" },
+            ssh: { username: "ops", certificate: { principals: ["ops"] } },
+          },
+        } as (typeof p.spec.connections)[number]),
+      /credentials\.ssh\.certificate needs caKey, or credentials\.vault to sign with/,
     ],
     [
       "Vault over plain http to a non-loopback address",
@@ -444,6 +461,22 @@ describe("broken policies are rejected by the API server with a message that say
     Object.assign(p.spec.connections[0]!, {
       credentials: { vault: { ...VAULT, approvedPath: "database/creds/writer" } },
     });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts an ssh connection whose certificates Vault signs (no Secret, no CA key)", async () => {
+    const p = base();
+    p.spec.connections.push({
+      name: "box",
+      protocol: "ssh",
+      target: { host: "box", port: 22 },
+      knownHosts: { name: "kh", key: "known_hosts" },
+      credentials: {
+        vault: { ...VAULT, path: "ssh/sign/agents" },
+        ssh: { username: "ops", certificate: { principals: ["ops"], validity: "5m" } },
+      },
+    } as (typeof p.spec.connections)[number]);
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });

@@ -93,6 +93,19 @@ export async function setUpVault(
     ].join("\n"),
   });
 
+  return setUpKubernetesAuth(vault, k8s, "airlock-pg");
+}
+
+/**
+ * Vault's Kubernetes auth method against the shared API server: the agent's service account, the
+ * chart's token reviewer, roles airlock / airlock-short / someone-else with `policy`, and the
+ * agent's projected token where the sidecar reads it.
+ */
+export async function setUpKubernetesAuth(
+  vault: VaultServer,
+  k8s: Envtest,
+  policy: string,
+): Promise<VaultFixture> {
   // Kubernetes: the agent's service account, and a reviewer allowed to call TokenReview.
   const namespace = await k8s.createNamespace("vault");
   await kubectl(
@@ -143,7 +156,7 @@ metadata: { name: agent, namespace: ${namespace} }
     bound_service_account_names: ["agent"],
     bound_service_account_namespaces: [namespace],
     audience: AUDIENCE,
-    token_policies: ["airlock-pg"],
+    token_policies: [policy],
     token_ttl: ttl,
     token_max_ttl: 7200,
   });

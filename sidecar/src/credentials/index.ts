@@ -92,9 +92,9 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
         }
       },
     };
-    // PostgreSQL holds a credential per agent session; HTTP and MCP send one with every request,
-    // read from Vault once per refresh period.
-    if (spec.protocol === "postgres") return source;
+    // PostgreSQL holds a credential per agent session and SSH has each session's key signed; HTTP
+    // and MCP send one with every request, read from Vault once per refresh period.
+    if (spec.protocol === "postgres" || spec.protocol === "ssh") return source;
     return refreshingSource(source, {
       connection: spec.name,
       refreshMs: (creds.vault.refreshSeconds ?? DEFAULT_REFRESH_SECONDS) * 1000,

@@ -63,16 +63,26 @@ function credentialProblems(c: Connection, at: string): Problem[] {
   const out: Problem[] = [];
   if (!creds.secretRef && !creds.vault)
     out.push({ path: at, message: `connection ${c.name}: credentials need secretRef or vault` });
-  else if (!creds.secretRef && (c.protocol === "ssh" || !creds.vault))
-    out.push({
-      path: `${at}.secretRef`,
-      message: `connection ${c.name}: credentials.secretRef is required for protocol ${c.protocol}${c.protocol === "ssh" ? "" : " without credentials.vault"}`,
-    });
   const vault = creds.vault;
-  if (vault && c.protocol === "ssh")
+  const cert = creds.ssh?.certificate;
+  if (
+    vault &&
+    c.protocol === "ssh" &&
+    (!/\/sign\/[^/]+$/.test(vault.path) || !cert || cert.caKey !== undefined)
+  )
     out.push({
       path: `${at}.vault`,
-      message: `credentials.vault is only for protocols postgres, http and mcp; connection ${c.name} speaks ssh`,
+      message: `connection ${c.name}: for protocol ssh, credentials.vault signs the session certificates: its path is the SSH secrets engine's <mount>/sign/<role>, with credentials.ssh.certificate and no caKey`,
+    });
+  if (cert && !vault && cert.caKey === undefined)
+    out.push({
+      path: `${at}.ssh.certificate.caKey`,
+      message: `connection ${c.name}: credentials.ssh.certificate needs caKey, or credentials.vault to sign with`,
+    });
+  if (vault?.fallback === "secretRef" && c.protocol === "ssh")
+    out.push({
+      path: `${at}.vault.fallback`,
+      message: "fallback secretRef is not for protocol ssh (allowed values there: none)",
     });
   if (vault && /(^|\/)\.{1,2}(\/|$)/.test(vault.path))
     out.push({ path: `${at}.vault.path`, message: `${vault.path}: path segments may not be . or ..` });
@@ -95,7 +105,7 @@ function credentialProblems(c: Connection, at: string): Problem[] {
       path: `${at}.vault.approvedPath`,
       message: `${approved}: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)`,
     });
-  if (vault?.refreshSeconds !== undefined && c.protocol === "postgres")
+  if (vault?.refreshSeconds !== undefined && c.protocol !== "http" && c.protocol !== "mcp")
     out.push({
       path: `${at}.vault.refreshSeconds`,
       message:

@@ -155,6 +155,8 @@ export class Session {
   #answered: (() => void) | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  /** What open operations are audited with when the session ends under them. */
+  #endedBy: "session_closed" | "upstream_closed" = "session_closed";
   /** The sidecar drains: end at the next boundary outside a transaction (see drain()). */
   #draining = false;
   #broken: unknown;
@@ -316,7 +318,7 @@ export class Session {
     }
     // Statements forwarded whose reply never came still get their one audit event.
     for (const op of this.#replies.openOperations()) {
-      op.error ??= "session_closed";
+      op.error ??= this.#endedBy;
       this.#finish(op);
     }
     if (wasReady) this.#ctx.metrics.sessions.dec({ connection: this.#name, protocol: "postgres" });
@@ -1251,6 +1253,7 @@ export class Session {
 
   #upstreamGone() {
     if (this.#phase === "closed" || this.#closing) return;
+    this.#endedBy = "upstream_closed";
     this.#io.flushAgent();
     this.#fatal(new ProtocolError("the upstream database closed the connection", "08006"));
   }
