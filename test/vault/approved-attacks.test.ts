@@ -691,14 +691,25 @@ describe("the agent leaves, cancels, or the sidecar drains mid-run", () => {
 });
 
 describe("an approved batch the agent leaves open", () => {
-  it("Flush and no Sync: the session ends after approvedBatchTimeoutMs, nothing commits, the lease is revoked", async () => {
-    const g2 = await startGuard(policy(), {
+  let g2: GuardedPostgres;
+  beforeAll(async () => {
+    g2 = await startGuard(policy(), {
       credential: server.users.scram,
       approvals: gate,
       handler: { approvedBatchTimeoutMs: 1000 },
       credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
     });
-    try {
+  });
+  afterAll(async () => {
+    await g2?.close();
+  });
+
+  it.each([
+    ["Flush", [message(T.Flush)]],
+    ["no Flush either", []],
+  ])(
+    "%s and no Sync: the session ends after approvedBatchTimeoutMs, nothing commits, the lease is revoked",
+    async (_, tail) => {
       const c = await RawClient.connect(g2.port);
       await c.startup();
       const held = g2.ctx.credentials.held;
@@ -707,15 +718,15 @@ describe("an approved batch the agent leaves open", () => {
           parseMessage("", "UPDATE accounts SET owner = 'left open' WHERE id = 25"),
           bindMessage("", "", []),
           executeMessage(""),
-          message(T.Flush),
+          ...tail,
         ]),
       );
-      expect(types(await c.until("C"))).toBe("12C");
       // The approved role holds the row's lock meanwhile; then the session ends, as PostgreSQL
       // ends a session idle in a transaction too long.
       const t0 = Date.now();
-      const rest = await c.closedAfter(5000);
+      const rest = await c.closedAfter(6000);
       expect(Date.now() - t0).toBeLessThan(4000);
+      expect(types(rest)).toBe("12CE");
       expect(codes(rest)).toEqual(["25P03"]);
       expect(errorOf(rest.find((m) => m.type === "E"))?.message).toMatch(/left open without Sync/);
       await expect.poll(() => g2.ctx.credentials.held, { timeout: 10_000 }).toBe(held - 1);
@@ -723,8 +734,33 @@ describe("an approved batch the agent leaves open", () => {
       const lease = g2.audit.findLast((e) => e.approval)?.credential?.lease ?? "";
       expect(lease).toMatch(/^database\/creds\/writer\//);
       await expect.poll(() => leaseStatus(lease), { timeout: 10_000 }).toBe(400);
+    },
+  );
+
+  it("a statement still running (waiting on a lock) is not idle: the batch goes on, then commits at Sync", async () => {
+    const lock = await lockRow(30);
+    const c = await RawClient.connect(g2.port);
+    try {
+      await c.startup();
+      await c.write(
+        Buffer.concat([
+          parseMessage("", "UPDATE accounts SET owner = 'slow' WHERE id = 30"),
+          bindMessage("", "", []),
+          executeMessage(""),
+          message(T.Flush),
+        ]),
+      );
+      await approvedWaiting();
+      await sleep(2500);
+      expect(c.closed).toBe(false);
+      await lock.release();
+      expect(types(await c.until("C"))).toBe("12C");
+      await c.write(syncMessage());
+      expect(types(await c.until("Z"))).toBe("Z");
+      expect(await owner(30)).toBe("slow");
     } finally {
-      await g2.close();
+      await lock.release();
+      c.close();
     }
   });
 });

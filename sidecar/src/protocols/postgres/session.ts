@@ -862,8 +862,9 @@ export class Session {
   }
 
   /**
-   * (Re)starts the wait for the approved batch's Sync. Not counted: an approval asked inside it,
-   * and a server that has not taken what the agent sent yet (the Sync may be behind it).
+   * (Re)starts the wait for the approved batch's Sync. It counts only while the agent owes the
+   * next message: not while an approval inside the batch is asked, nor while the server has not
+   * taken what was sent (the Sync may be behind it) or still works on it.
    */
   #armBatchTimer(run: ApprovedRun) {
     clearTimeout(run.timer);
@@ -871,14 +872,20 @@ export class Session {
     const ms = this.#d.approvedBatchTimeoutMs;
     run.timer = setTimeout(() => {
       if (this.#run !== run || run.synced) return;
-      if (this.#blocked || run.up.socket.writableLength > 0) this.#armBatchTimer(run);
-      else
-        this.#fatal(
-          new ProtocolError(
-            `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
-            "25P03",
-          ),
-        );
+      if (this.#blocked || run.up.socket.writableLength > 0) return this.#armBatchTimer(run);
+      if (this.#replies.length > 0) {
+        // Without Flush the server holds its answers until Sync: ask for them, so that a
+        // statement still running is told from one done and waiting.
+        this.#io.toUp(flushMessage());
+        this.#io.flushUp();
+        return this.#armBatchTimer(run);
+      }
+      this.#fatal(
+        new ProtocolError(
+          `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
+          "25P03",
+        ),
+      );
     }, ms);
     run.timer.unref();
   }
