@@ -472,6 +472,38 @@ describe("inside the approved batch", () => {
     }
   });
 
+  it("pgx's describe-then-execute shape: each batch is approved and run on its own; both leases are revoked", async () => {
+    const c = await raw();
+    try {
+      asked.length = 0;
+      const before = approvedLeases().size;
+      const held = g.ctx.credentials.held;
+      const issued = await approvedIssued();
+      const text = "UPDATE accounts SET owner = $1 WHERE id = $2";
+      await c.write(Buffer.concat([parseMessage("", text), describeMessage("S", ""), syncMessage()]));
+      expect(types(await c.until("Z"))).toBe("1tnZ");
+      await c.write(
+        Buffer.concat([
+          parseMessage("", text),
+          bindMessage("", "", ["pgx", "31"]),
+          describeMessage("P", ""),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      expect(types(await c.until("Z"))).toBe("12nCZ");
+      expect(asked).toHaveLength(2);
+      expect(await owner(31)).toBe("pgx");
+      // The describe-only batch minted no audited lease (nothing executed); the execution did.
+      expect(approvedLeases().size).toBe(before + 1);
+      expect(await approvedIssued()).toBe(issued + 2);
+      await expect.poll(() => g.ctx.credentials.held, { timeout: 10_000 }).toBe(held);
+      await allApprovedRevoked();
+    } finally {
+      c.close();
+    }
+  });
+
   it("the server fails the approved statement: the agent gets its error, the session goes on, the lease is revoked", async () => {
     const c = await raw();
     try {
