@@ -256,6 +256,28 @@ describe("what precedes the approved statement in the socket", () => {
     }
   });
 
+  it("pipelined behind a BEGIN not answered yet: refused before anyone is asked (it could not run alone)", async () => {
+    const c = await raw();
+    try {
+      asked.length = 0;
+      await c.write(
+        Buffer.concat([
+          queryMessage("BEGIN"),
+          queryMessage("UPDATE accounts SET owner = 'tx' WHERE id = 32"),
+        ]),
+      );
+      expect(types(await c.until("Z"))).toBe("CZ");
+      const r = await c.until("Z");
+      expect(codes(r)).toEqual(["42501"]);
+      expect(errorOf(r.find((m) => m.type === "E"))?.message).toMatch(/transaction control before it/);
+      expect(asked).toHaveLength(0);
+      expect(types(await c.query("ROLLBACK"))).toBe("CZ");
+      expect(await owner(32)).toBe("u32");
+    } finally {
+      c.close();
+    }
+  });
+
   it("pipelined behind an approved Query and an approved batch: the next statements run as the session's role", async () => {
     const c = await raw();
     try {

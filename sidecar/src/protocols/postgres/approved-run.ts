@@ -21,6 +21,8 @@ export interface AloneContext {
   unsynced: boolean;
   /** A COPY FROM STDIN the session sent is not answered yet: the server waits for its data. */
   copyOpen?: boolean;
+  /** Transaction control the session sent is not answered yet: a block may be open by then. */
+  transactionPending?: boolean;
   /** The session changed settings with SET: the approved connection would not have them. */
   settingsChanged: boolean;
   /** Parse: the statement's name ("" for the unnamed statement); undefined for a simple Query. */
@@ -47,6 +49,8 @@ export function notAloneReason(
     return at.parseName === undefined
       ? "extended-protocol messages before it are not ended by Sync; send Sync before it"
       : "other messages precede it in the same batch; send Sync before its Parse";
+  if (at.transactionPending)
+    return "transaction control before it is not answered yet (it may open a transaction block); wait for its answer";
   if (at.copyOpen)
     return "a COPY FROM STDIN of this session is still open; end it (CopyDone or CopyFail) and wait for its answer first";
   if (at.settingsChanged)

@@ -753,15 +753,18 @@ export class Session {
     }
     // Under a credential for approved statements, what cannot run alone is refused before anyone
     // is asked.
-    const why = this.#approvedSource()
-      ? notAloneReason(classification.statements, {
-          txStatus: this.#replies.txStatus,
-          unsynced: this.#unsynced,
-          copyOpen: this.#copyOpen(),
-          settingsChanged: this.#settingsChanged,
-          parseName,
-        })
-      : undefined;
+    let why: string | undefined;
+    if (this.#approvedSource()) {
+      const pending = this.#pendingKinds();
+      why = notAloneReason(classification.statements, {
+        txStatus: this.#replies.txStatus,
+        unsynced: this.#unsynced,
+        copyOpen: pending.has("copyFrom"),
+        transactionPending: pending.has("transaction") || pending.has("twoPhaseCommit"),
+        settingsChanged: this.#settingsChanged,
+        parseName,
+      });
+    }
     if (why) {
       const d = refusal("sqlApprovedNotAlone", this.#conn.policy, why);
       then({ judgement, decision: d, audited: d }, classification);
@@ -770,11 +773,11 @@ export class Session {
     return this.#approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
   }
 
-  /** A COPY FROM the session forwarded is not answered yet (the server may wait for its data). */
-  #copyOpen(): boolean {
-    for (const op of this.#replies.openOperations())
-      if (op.statements.some((s) => s.kind === "copyFrom")) return true;
-    return false;
+  /** Statement kinds of what the session forwarded that is not answered yet. */
+  #pendingKinds(): Set<string> {
+    const kinds = new Set<string>();
+    for (const op of this.#replies.openOperations()) for (const s of op.statements) kinds.add(s.kind);
+    return kinds;
   }
 
   /** The source of the credential approved statements run under, when the connection has one. */
