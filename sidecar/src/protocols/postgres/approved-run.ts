@@ -2,8 +2,9 @@
 // the session's upstream is set aside, a connection of its own is opened as the approved role, the
 // statement — one simple Query, or one Parse/Bind/Describe/Execute/Sync batch of the unnamed
 // statement — runs there with the session's reply matching, masking and audit, and the connection
-// is closed and its lease revoked once the server answered the batch. What it needs of the session
-// is checked before anyone is asked, so an approver never approves what cannot run that way.
+// is closed and its lease revoked once the server answered the batch (or the agent left the batch
+// open without Sync too long: the session ends). What it needs of the session is checked before
+// anyone is asked, so an approver never approves what cannot run that way.
 import type { Socket } from "node:net";
 import type { CredentialAudit, HeldCredential } from "../../credentials/index.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
@@ -72,7 +73,7 @@ export interface ApprovedRun {
   readonly main: SetAside;
   /** The batch's end went upstream (its Sync, or the Query itself): wait for its last answer. */
   synced: boolean;
-  /** Until then, how long the agent may leave the batch open (see `batchTimeoutMs`). */
+  /** Until then: the agent may leave the batch open this long (SessionDeps.approvedBatchTimeoutMs). */
   timer: NodeJS.Timeout | undefined;
   readonly done: Promise<void>;
   finish(): void;
