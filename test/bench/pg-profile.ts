@@ -6,8 +6,16 @@
 // transaction is read from /proc, and the profile's self and total time per function are
 // reported per transaction (µs), the functions that differ most between trees first.
 //
+// Read and write system calls per transaction are timing, not work: a guard that wakes as soon as
+// the server's first 8 KiB arrive reads a result in more, smaller pieces than one that is busy
+// (the same code made 7 or 14 reads per 1000-row result from run to run). Compare CPU over many
+// rounds (the per-round spread says how far to trust a difference) and the profiles' functions.
+//
 //   node test/bench/pg-profile.ts --tree ../other-tree --tree . [--workload rows|select|prepared|tpcb]
 //        [--masking] [--transactions 2000] [--clients 8] [--rounds 3] [--top 40] [--no-profile]
+//        [--gc] [--guard-flag=--v8-flag ...] [--callers nextTick]
+//   A tree may carry Node/V8 flags of its own: --tree '.#--initial-heap-size=64' --tree .
+//   PGPROF_GC_LOG=file keeps the guards' raw --trace-gc lines of the measured runs (with --gc).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -30,7 +38,10 @@ const { values } = parseArgs({
     /** Also list the call paths (4 frames up) of the samples whose own function is named this. */
     callers: { type: "string" },
     "no-profile": { type: "boolean", default: false },
-    /** Count the guards' garbage collections (V8's --trace-gc on their stdout) during the measured runs. */
+    /**
+     * Count the guards' garbage collections (V8's --trace-gc on their stdout) during the measured
+     * runs. Their stdout becomes a pipe, so their audit lines cost more: compare CPU without it.
+     */
     gc: { type: "boolean", default: false },
     /** Extra Node/V8 flags for the guards (e.g. --guard-flag=--max-semi-space-size=16). */
     "guard-flag": { type: "string", multiple: true },
@@ -342,6 +353,10 @@ try {
     lines.push(
       `  ${name}: ${(a.us / a.tx).toFixed(1)} µs/tx CPU${name === "pgbouncer" ? "" : ` (${(a.us / a.tx / bPerTx).toFixed(2)} × pgbouncer)`}, reads/tx ${(a.r / a.tx).toFixed(1)} writes/tx ${(a.w / a.tx).toFixed(1)}, tps ${a.tps.map((x) => x.toFixed(0)).join(" ")}; µs/tx per round ${a.perRound.map((x) => x.toFixed(0)).join(" ")}`,
     );
+  for (const g of guards) {
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${g.pid}/status`, "utf8"))?.[1];
+    lines.push(`  ${g.tree} RSS after the runs: ${(Number(rss) / 1024).toFixed(0)} MB`);
+  }
   if (values.gc)
     for (const g of guards) {
       const { tx } = cpu.get(g.tree) as { tx: number };

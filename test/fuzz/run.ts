@@ -158,7 +158,11 @@ export async function fuzzTarget(target: string, opts: RunOptions): Promise<Targ
   const { code, signal, log } = await runJazzer(file, args, opts.quiet ?? false);
   const stats = [...log.matchAll(/^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/gm)].at(-1);
   const runs = log.match(/^stat::number_of_executed_units: (\d+)/m) ?? log.match(/^Done (\d+) runs/m);
-  const artifact = log.match(/Test unit written to (\S+)/)?.[1];
+  // libFuzzer also writes slow-unit-* (an input over 10 s, e.g. when the niced process was
+  // descheduled): not a finding by itself; a hang is an input over --timeout.
+  const artifact = [...log.matchAll(/Test unit written to (\S+)/g)]
+    .map((m) => m[1] as string)
+    .find((a) => !/\/slow-unit-[^/]*$/.test(a));
   const ok = code === 0 && !signal && !artifact;
   const finding = ok
     ? undefined
