@@ -642,6 +642,9 @@ describe("the agent leaves, cancels, or the sidecar drains mid-run", () => {
       c.close();
     }
     await expect.poll(() => g.ctx.credentials.held, { timeout: 15_000 }).toBe(held);
+    // The gauge operators watch says the same.
+    const gauge = await g.metrics.registry.getSingleMetric("airlock_credential_leases")?.get();
+    expect(gauge?.values.reduce((n, v) => n + v.value, 0)).toBe(held);
     await expect
       .poll(
         async () =>
