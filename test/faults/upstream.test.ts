@@ -18,6 +18,7 @@ import {
 import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
 import {
   agentClient,
+  type ExecResult,
   exec,
   KNOWN_HOSTS,
   type SshSidecar,
@@ -227,7 +228,11 @@ describe("SSH upstream", () => {
       policies: [
         sshPolicy(
           { ...sshd, port },
-          { rules: [{ name: "all", action: "allow", match: { ssh: { commands: ["echo *", "seq *"] } } }] },
+          {
+            rules: [
+              { name: "all", action: "allow", match: { ssh: { commands: ["echo *", "seq *", "sleep *"] } } },
+            ],
+          },
         ),
       ],
       guard: { connectTimeoutMs: 2_000 },
@@ -268,24 +273,55 @@ describe("SSH upstream", () => {
     expect(s.audit.at(-1)?.upstream).toEqual({ error: "connect_failed" });
   });
 
-  it("reset mid-output: the agent's command ends with an error, and its audit event says so", async () => {
+  /** Starts `command`, cuts the relay once its first output arrived, and returns what the agent saw. */
+  const cutDuring = async (command: string) => {
     const s = await sidecarFor(await link.up());
     const c = await agentClient(s.port);
-    c.on("error", () => {});
-    const running = exec(c, "seq 1 100000000");
-    await sleep(500); // output is streaming
-    await link.down();
-    const r = await settles(running, 8_000);
-    expect(r.error?.message ?? "").not.toMatch(/hung/);
-    // As ssh itself reports a lost connection: exit 255, and a line saying why.
-    expect(r.value).toMatchObject({
-      code: 255,
-      stderr: expect.stringMatching(/upstream closed the connection/),
-    });
-    await expect.poll(() => s.audit.length).toBeGreaterThan(0);
-    const event = s.audit.at(-1);
-    expect(event?.operation).toMatchObject({ kind: "ssh-exec" });
-    expect(event?.upstream).toEqual({ error: "upstream_closed" });
+    const r = await settles(
+      new Promise<ExecResult>((resolve, reject) => {
+        c.exec(command, (err, ch) => {
+          if (err) return reject(err);
+          const out = { code: null as number | null, stdout: "", stderr: "" };
+          ch.once("data", () => void link.down());
+          ch.on("data", (d: Buffer) => {
+            out.stdout += d.toString();
+          });
+          ch.stderr.on("data", (d: Buffer) => {
+            out.stderr += d.toString();
+          });
+          ch.on("exit", (code: number | null) => {
+            out.code = code;
+          });
+          ch.on("close", () => resolve(out));
+          ch.end();
+        });
+      }),
+      10_000,
+    );
     c.end();
+    return { s, r };
+  };
+
+  it("reset mid-output: the agent's command ends with exit 255, and its audit event says so", async () => {
+    const { s, r } = await cutDuring("seq 1 100000000");
+    expect(r.error).toBeUndefined(); // (not hung)
+    // As ssh itself reports a lost connection: exit 255, after the output received until then.
+    expect(r.value?.code).toBe(255);
+    expect(r.value?.stdout).toMatch(/^1\n2\n3\n/);
+    expect(r.ms).toBeLessThan(3_000);
+    expect(s.audit).toHaveLength(1);
+    expect(s.audit[0]?.operation).toMatchObject({ kind: "ssh-exec", command: "seq 1 100000000" });
+    expect(s.audit[0]?.upstream).toEqual({ error: "upstream_closed" });
+  });
+
+  it("reset while a command is silent: exit 255 with a line saying why, audited upstream_closed", async () => {
+    const { s, r } = await cutDuring("echo started; sleep 30");
+    expect(r.value).toEqual({
+      code: 255,
+      stdout: "started\n",
+      stderr: "airlock: the upstream closed the connection before the command finished\r\n",
+    });
+    expect(r.ms).toBeLessThan(3_000);
+    expect(s.audit.map((e) => e.upstream)).toEqual([{ error: "upstream_closed" }]);
   });
 });

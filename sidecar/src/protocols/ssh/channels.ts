@@ -137,6 +137,14 @@ function bridge(
   });
 }
 
+/** What the agent may still be sent on the channel now (ssh2 keeps it out of its type definitions). */
+const windowLeft = (channel: ServerChannel): number =>
+  (channel as unknown as { outgoing: { window: number } }).outgoing.window;
+
+const UPSTREAM_CLOSED_NOTICE = Buffer.from(
+  "airlock: the upstream closed the connection before the command finished\r\n",
+);
+
 /** Audits the operation (before the exit status reaches the agent), then passes the exit on. */
 function complete(core: SshCore, channel: ServerChannel, rec: Operation, exit: Exit | undefined): void {
   if (rec.finished) return; // the session closed under it and ended it
@@ -161,7 +169,9 @@ function complete(core: SshCore, channel: ServerChannel, rec: Operation, exit: E
       channel.exit(EXIT_UPSTREAM);
     }
   } else {
-    channel.stderr.write("airlock: the upstream closed the connection before the command finished\r\n");
+    // ssh2 (1.17) re-sends a stale stdout chunk and calls its callback again when stderr has to
+    // wait for the channel window, which destroys the channel: the line goes only when it fits.
+    if (windowLeft(channel) >= UPSTREAM_CLOSED_NOTICE.length) channel.stderr.write(UPSTREAM_CLOSED_NOTICE);
     channel.exit(EXIT_UPSTREAM);
   }
   channel.end();

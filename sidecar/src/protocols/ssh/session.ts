@@ -24,6 +24,8 @@ export { EXIT_DENIED, EXIT_UPSTREAM, type SessionDeps } from "./core.ts";
 
 /** Notices kept for a session channel that is not open yet (refused `-R` before the command). */
 const MAX_PENDING_NOTICES = 10;
+/** How long channels may take to end on their own once the upstream connection is gone. */
+const UPSTREAM_GONE_GRACE_MS = 2_000;
 const JWT_LIKE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export interface SshSession {
@@ -188,8 +190,18 @@ export function startSession(
       },
       "ssh upstream connected",
     );
+    // The upstream went away: the channels on it end first (their audit events, exit 255, the
+    // output already received; ssh2 closes them after this event), then the agent's connection,
+    // at the latest after UPSTREAM_GONE_GRACE_MS (an agent that stopped reading).
     up.client.on("close", () => {
-      if (!closed) agent.end();
+      const deadline = performance.now() + UPSTREAM_GONE_GRACE_MS;
+      const endAgent = () => {
+        if (closed) return;
+        const channelsDone = ops.open === 0 && stderrWriters.size === 0; // (one per exec/shell channel)
+        if (channelsDone || performance.now() >= deadline) agent.end();
+        else setTimeout(endAgent, 10);
+      };
+      setImmediate(endAgent);
     });
     if (closed) up.client.end();
     return up;
