@@ -36,13 +36,13 @@ const out: string[] = [];
 const steal = stealMeter();
 /** Memory figures gathered by the sections, printed together at the end. */
 const footprint: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[] = [];
-let bareNodeMb: number | undefined;
+let bareNode: { rssMb: number; anonMb: number } | undefined;
 
 if (want("footprint")) {
   log("Footprint: idle sidecar memory");
   const { benchFootprint } = await import("./footprint.ts");
   const f = await benchFootprint(log);
-  bareNodeMb = f.bareNodeMb;
+  bareNode = f.bareNode;
   for (const r of f.rows) footprint.push({ when: `idle, ${r.name}, ${r.launch}`, ...r });
 }
 
@@ -134,7 +134,7 @@ if (want("soak")) {
 if (footprint.length) {
   out.push(
     "",
-    `Footprint (aim: idle RSS ≤ 70 MB, ≤ 90 MB after load; private = anonymous pages, what each pod adds when the node binary's pages are shared)${bareNodeMb ? `; bare Node idle ${fmt(bareNodeMb, 0)} MB` : ""}`,
+    `Footprint (aim: idle RSS ≤ 70 MB, ≤ 90 MB after load; private = anonymous pages, what each pod adds when the node binary's pages are shared)${bareNode ? `; bare Node idle ${fmt(bareNode.rssMb, 0)} MB (private ${fmt(bareNode.anonMb, 0)})` : ""}`,
     "| when | RSS MB | private MB | V8 heap used MB |",
     "|---|---|---|---|",
     ...footprint.map(

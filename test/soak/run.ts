@@ -52,7 +52,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     }
     return n;
   };
+  // Ctrl-C or SIGTERM: stop at the next window, then stop the sidecar and PostgreSQL as usual.
+  const stop = new AbortController();
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => {
+      process.stderr.write(`  soak: ${sig}, stopping after this window\n`);
+      stop.abort();
+    });
   const result = await runSoak({
+    signal: stop.signal,
     minutes: num("minutes", values.minutes, 0.1, 24 * 60),
     rate: num("rate", values.rate, 1, 20_000),
     windowSeconds: num("window", values.window, 1, 300),

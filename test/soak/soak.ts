@@ -33,6 +33,8 @@ export interface SoakOptions {
   httpConnections?: number;
   pgClients?: number;
   log: (s: string) => void;
+  /** Ends the run at the next window (the windows so far are returned). */
+  signal?: AbortSignal;
 }
 
 function policy(p: { upstream: number; http: number; pg: number; pgPort: number; database: string }): string {
@@ -226,7 +228,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     let tPrev = t0;
     const windows: SoakWindow[] = [];
     const count = Math.max(1, Math.round((opts.minutes * 60) / opts.windowSeconds));
-    for (let i = 1; i <= count; i++) {
+    for (let i = 1; i <= count && !opts.signal?.aborted; i++) {
       const due = t0 + i * opts.windowSeconds * 1000;
       await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
       if (sidecar.exitCode !== null)
