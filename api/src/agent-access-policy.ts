@@ -237,6 +237,25 @@ const vault = obj(
         { rule: "!self.matches('(^|/)[.]{1,2}(/|$)')", message: "path segments may not be . or .." },
       ],
     }),
+    approvedPath: opt(
+      str({
+        description:
+          "PostgreSQL: the database secrets engine's <mount>/creds/<role> a statement a human approved runs under. A credential is minted for it when the approval is granted, the statement runs alone on a connection of its own as that role, and the lease is revoked when it completes; the agent's session keeps path's role. Absent: approved statements run in the agent's session.",
+        minLength: 1,
+        maxLength: 256,
+        pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+        validations: [
+          {
+            rule: "!self.matches('(^|/)[.]{1,2}(/|$)')",
+            message: "approvedPath segments may not be . or ..",
+          },
+          {
+            rule: "self.matches('/creds/[^/]+$')",
+            message: "approvedPath must be the database secrets engine's <mount>/creds/<role>",
+          },
+        ],
+      }),
+    ),
     refreshSeconds: opt(
       int({
         description:
@@ -536,6 +555,10 @@ const connection = obj(
           "credentials.vault.path must be the database secrets engine's <mount>/creds/<role> for protocol postgres",
       },
       {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.approvedPath) || self.protocol == 'postgres'",
+        message: "credentials.vault.approvedPath is only for protocol postgres",
+      },
+      {
         rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol != 'postgres'",
         message:
           "credentials.vault.refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
@@ -754,10 +777,23 @@ const match = obj(
               },
             ),
           ),
+          when: opt(
+            str({
+              description:
+                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax). Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide or mark a tool (it applies to some calls only); an allow rule with when shows it.',
+              maxLength: 2048,
+            }),
+          ),
         },
         {
           description:
             "MCP (Model Context Protocol) JSON-RPC request match, for protocol mcp connections: each request of a POST body is judged on its own.",
+          validations: [
+            {
+              rule: "!has(self.when) || has(self.tools)",
+              message: "match.mcp.when applies to tools/call requests: it needs tools",
+            },
+          ],
         },
       ),
     ),

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseManifests } from "./manifests.ts";
+import { ANTHROPIC_PLACEHOLDER_API_KEY } from "./names.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const COMMAND = join(ROOT, "cli", "src", "commands", "inject.ts");
@@ -52,6 +53,10 @@ describe("airlock inject", () => {
     };
     expect(status.secrets).toEqual(["anthropic-api-key", "tickets-token"]);
     expect(status.image).toBe("my/airlock:dev");
+    // The example's Anthropic connection: the agent gets the inert placeholder key.
+    const spec = out?.spec as { containers: { env?: { name: string; value?: string }[] }[] } | undefined;
+    const env = spec?.containers[0]?.env;
+    expect(env?.find((e) => e.name === "ANTHROPIC_API_KEY")?.value).toBe(ANTHROPIC_PLACEHOLDER_API_KEY);
   });
 
   it("is idempotent on its own output", () => {

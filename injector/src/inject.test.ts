@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { defaultConfig } from "./config.ts";
 import { injectPod, parseStatus, secretVolumeName } from "./inject.ts";
+import { ANTHROPIC_PLACEHOLDER_API_KEY } from "./names.ts";
 
 const config = defaultConfig({ version: "1.2.3", image: "example/airlock:1.2.3" });
 const ctx = (policies: AgentAccessPolicy[] = [], namespace = "agents") => ({ config, namespace, policies });
@@ -202,6 +203,94 @@ describe("injectPod", () => {
       { name: "https_proxy", value: "u" },
     ]);
     expect(env.map((e) => e.name)).toContain("HTTP_PROXY");
+  });
+
+  it("gives agents an inert ANTHROPIC_API_KEY when a policy has an Anthropic connection with a credential", () => {
+    const anthropic = (connection: Record<string, unknown>, name = "claude"): AgentAccessPolicy => ({
+      apiVersion: "airlock.dev/v1alpha1",
+      kind: "AgentAccessPolicy",
+      metadata: { name, namespace: "agents" },
+      spec: {
+        connections: [
+          {
+            name: "model",
+            protocol: "http",
+            target: { host: "api.anthropic.com", port: 443 },
+            credentials: { secretRef: { name: "anthropic-api-key" } },
+            ...connection,
+          } as never,
+        ],
+        rules: [{ name: "all", action: "allow" }],
+      },
+    });
+    const keyOf = (out: ReturnType<typeof injected>, i = 0) =>
+      out.pod.spec?.containers[i]?.env?.filter((e) => e.name === "ANTHROPIC_API_KEY");
+    const twoContainers = pod({
+      initContainers: [{ name: "setup", image: "s" }],
+      containers: [
+        { name: "agent", image: "a" },
+        { name: "helper", image: "h" },
+      ],
+    });
+    const out = injected(twoContainers, [anthropic({})]);
+    for (const i of [0, 1])
+      expect(keyOf(out, i)).toEqual([{ name: "ANTHROPIC_API_KEY", value: ANTHROPIC_PLACEHOLDER_API_KEY }]);
+    const setup = out.pod.spec?.initContainers?.find((c) => c.name === "setup");
+    expect(setup?.env?.find((e) => e.name === "ANTHROPIC_API_KEY")?.value).toBe(
+      ANTHROPIC_PLACEHOLDER_API_KEY,
+    );
+    // The sidecar is not an agent: it reads the real key from its Secret, never from this variable.
+    const sidecar = out.pod.spec?.initContainers?.find((c) => c.name === "airlock-sidecar");
+    expect(sidecar?.env?.some((e) => e.name === "ANTHROPIC_API_KEY")).toBe(false);
+    expect(out.warnings.join("\n")).not.toContain("ANTHROPIC_API_KEY");
+
+    // By alias, and an Anthropic-shaped API elsewhere (a gateway), count too.
+    expect(
+      keyOf(
+        injected(pod(), [
+          anthropic({ target: { host: "llm.internal", port: 443, aliases: ["api.anthropic.com"] } }),
+        ]),
+      ),
+    ).toHaveLength(1);
+    expect(
+      keyOf(
+        injected(pod(), [
+          anthropic({ target: { host: "llm.internal", port: 443 }, errorFormat: "anthropic" }),
+        ]),
+      ),
+    ).toHaveLength(1);
+    // No credential on the connection: the agent's own key is what goes upstream, so nothing is added.
+    expect(keyOf(injected(pod(), [anthropic({ credentials: undefined })]))).toEqual([]);
+    // No Anthropic connection, or a policy that does not select the pod: nothing.
+    expect(keyOf(injected(pod(), [policy("other", undefined, "tok")]))).toEqual([]);
+    const elsewhere = {
+      ...anthropic({}),
+      spec: { ...anthropic({}).spec, podSelector: { matchLabels: { app: "x" } } },
+    };
+    expect(keyOf(injected(pod(), [elsewhere]))).toEqual([]);
+
+    // A key the user set is left alone (the sidecar still overwrites it upstream), with a warning.
+    const own = injected(
+      pod({
+        containers: [
+          {
+            name: "a",
+            image: "x",
+            env: [{ name: "ANTHROPIC_API_KEY", valueFrom: { secretKeyRef: { name: "k", key: "k" } } }],
+          },
+        ],
+      }),
+      [anthropic({})],
+    );
+    expect(keyOf(own)).toEqual([
+      { name: "ANTHROPIC_API_KEY", valueFrom: { secretKeyRef: { name: "k", key: "k" } } },
+    ]);
+    expect(own.warnings.join("\n")).toMatch(
+      /container a sets ANTHROPIC_API_KEY itself; .* connection model \(policy claude\)/,
+    );
+    // Injecting its own output again changes nothing.
+    const again = injectPod(out.pod, ctx([anthropic({})]));
+    expect(again.kind).toBe("skipped");
   });
 
   it("removes the ServiceAccount plugin's token from agents and gives the sidecar its own", () => {

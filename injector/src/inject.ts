@@ -20,6 +20,8 @@ import {
   ANNOTATION_DEFAULT_CONTAINER,
   ANNOTATION_STATUS,
   ANNOTATIONS,
+  ANTHROPIC_API_HOST,
+  ANTHROPIC_PLACEHOLDER_API_KEY,
   INIT_COMMAND,
   INIT_CONTAINER,
   LABEL_INJECT,
@@ -32,7 +34,7 @@ import {
   TRUST_BUNDLE_PATH,
   VOLUMES,
 } from "./names.ts";
-import { policiesSelecting, referencedSecrets, vaultAudiences } from "./policies.ts";
+import { anthropicConnection, policiesSelecting, referencedSecrets, vaultAudiences } from "./policies.ts";
 
 /** What the airlock.dev/status annotation records (JSON). */
 export interface InjectionStatus {
@@ -501,6 +503,7 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
   const secretVolumes = new Map(
     (spec.volumes ?? []).flatMap((v) => (v.secret?.secretName ? [[v.name, v.secret.secretName]] : [])),
   );
+  const anthropic = anthropicConnection(selecting, ANTHROPIC_API_HOST);
   for (const { container: c, init: isInit } of userContainers(pod)) {
     const what = `${isInit ? "init container" : "container"} ${c.name}`;
     if (c.volumeMounts) {
@@ -519,6 +522,15 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
         );
     }
     c.env = withProxyEnv(c.env);
+    if (anthropic) {
+      // An unmodified Claude agent needs some key to start; the sidecar holds the real one.
+      const own = c.env.find((e) => e.name === "ANTHROPIC_API_KEY");
+      if (!own) c.env.push({ name: "ANTHROPIC_API_KEY", value: ANTHROPIC_PLACEHOLDER_API_KEY });
+      else if (own.value !== ANTHROPIC_PLACEHOLDER_API_KEY)
+        warnings.push(
+          `airlock: ${what} sets ANTHROPIC_API_KEY itself; left as is, but the sidecar injects the key of connection ${anthropic.connection} (policy ${anthropic.policy}), so the agent need not hold one`,
+        );
+    }
     c.volumeMounts = [
       ...(c.volumeMounts ?? []),
       { name: VOLUMES.trust, mountPath: PATHS.trust, readOnly: true },

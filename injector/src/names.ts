@@ -68,6 +68,15 @@ export const PATHS = {
 /** The trust bundle the sidecar writes (PEM), as agents see it. */
 export const TRUST_BUNDLE_PATH = `${PATHS.trust}/ca-bundle.pem`;
 
+/**
+ * What an agent container gets as ANTHROPIC_API_KEY when a policy selecting its pod has an Anthropic
+ * connection: inert (not a key, never valid upstream), so that an unmodified Anthropic SDK, Claude
+ * Code or Claude Agent SDK starts and calls https://api.anthropic.com; the sidecar replaces the
+ * x-api-key header with the key it holds. Documented in the README; tests compare against it.
+ */
+export const ANTHROPIC_PLACEHOLDER_API_KEY = "airlock-placeholder-the-sidecar-holds-the-real-key";
+export const ANTHROPIC_API_HOST = "api.anthropic.com";
+
 /** Namespaces the injector never touches, whatever their labels. */
 export const SYSTEM_NAMESPACES: readonly string[] = [
   "kube-system",

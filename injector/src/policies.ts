@@ -24,6 +24,25 @@ export function policiesSelecting(
     .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
 }
 
+/**
+ * The first Anthropic connection of `policies`: an HTTP connection to api.anthropic.com (its target
+ * or an alias) or answering in the Anthropic error shape, on which the sidecar injects a credential.
+ * Without a credential the agent's own key would go upstream, so a placeholder would only break it.
+ */
+export function anthropicConnection(
+  policies: readonly AgentAccessPolicy[],
+  apiHost: string,
+): { policy: string; connection: string } | undefined {
+  for (const p of policies)
+    for (const c of p.spec?.connections ?? []) {
+      if (c.protocol !== "http" || !c.credentials) continue;
+      const hosts = [c.target.host, ...(c.target.aliases ?? [])].map((h) => h.toLowerCase());
+      if (hosts.includes(apiHost) || c.errorFormat === "anthropic")
+        return { policy: p.metadata?.name ?? "", connection: c.name };
+    }
+  return undefined;
+}
+
 /** A key a connection needs from a Secret. */
 export interface SecretKeyReference {
   connection: string;

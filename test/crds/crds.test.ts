@@ -193,6 +193,24 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.vault\.refreshSeconds is only for protocols http and mcp/,
     ],
     [
+      "approvedPath on an http connection",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: {
+            vault: { ...VAULT, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          },
+        }),
+      /credentials\.vault\.approvedPath is only for protocol postgres/,
+    ],
+    [
+      "an approvedPath that is not <mount>/creds/<role>",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, approvedPath: "secret/data/writer" } },
+        }),
+      /approvedPath must be the database secrets engine's <mount>\/creds\/<role>/,
+    ],
+    [
       "a refreshSeconds below 5",
       (p) =>
         Object.assign(p.spec.connections[1]!, {
@@ -362,6 +380,21 @@ describe("broken policies are rejected by the API server with a message that say
       /spec\.rules\[0\]\.match\.mcp\.serverRequests\[0\]: Invalid value: "sampling create"/,
     ],
     [
+      "an argument condition without tools",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, {
+          connections: ["tools"],
+          match: { mcp: { methods: ["tools/call"], when: 'args.env == "prod"' } },
+        });
+      },
+      /spec\.rules\[0\]\.match\.mcp: Invalid value: match\.mcp\.when applies to tools\/call requests: it needs tools/,
+    ],
+    [
       "no connections at all",
       (p) => (p.spec.connections = []),
       /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
@@ -388,6 +421,12 @@ describe("broken policies are rejected by the API server with a message that say
       match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
     } as unknown as Policy["spec"]["rules"][number]);
     p.spec.rules.push({
+      name: "not-prod",
+      action: "deny",
+      connections: ["tools"],
+      match: { mcp: { tools: ["*"], when: 'has(args.env) && args.env == "prod"' } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    p.spec.rules.push({
       name: "roots",
       action: "allow",
       connections: ["tools"],
@@ -402,7 +441,9 @@ describe("broken policies are rejected by the API server with a message that say
 
   it("accepts a Vault credential on the postgres connection", async () => {
     const p = base();
-    Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
+    Object.assign(p.spec.connections[0]!, {
+      credentials: { vault: { ...VAULT, approvedPath: "database/creds/writer" } },
+    });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
@@ -528,6 +569,9 @@ describe("kubectl explain", () => {
     const sr = await kubectl(["explain", "aap.spec.rules.match.mcp.serverRequests"]);
     expect(sr.code, sr.out).toBe(0);
     expect(flat(sr.stdout)).toMatch(/Requests the server sends to the agent .* are refused/);
+    const when = await kubectl(["explain", "aap.spec.rules.match.mcp.when"]);
+    expect(flat(when.stdout)).toMatch(/A CEL expression over a tools\/call request/);
+    expect(flat(when.stdout)).toMatch(/Fail closed: when evaluation errors/);
     const pins = await kubectl(["explain", "aap.spec.connections.mcp.pinnedTools.digest"]);
     expect(flat(pins.stdout)).toMatch(
       /canonical JSON \(RFC 8785\) of name, description, inputSchema and annotations/,

@@ -4,17 +4,29 @@
 // left in .airlock/fuzz/<target>/. The longer run is `npm run fuzz -- --minutes N`.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ensureFuzzer, fuzzTarget, TARGETS } from "./run.ts";
 
-const SECONDS = Number(process.env.AIRLOCK_FUZZ_SECONDS ?? 14);
+const SECONDS = Number(process.env.AIRLOCK_FUZZ_SECONDS ?? 10);
 
-beforeAll(() => ensureFuzzer(), 120_000);
+// The addon is built on first use (~1 min). Without libFuzzer installed the suite is skipped,
+// saying so; any other build failure fails it.
+let unavailable: string | undefined;
+try {
+  ensureFuzzer();
+} catch (err) {
+  const message = (err as Error).message;
+  if (!/libFuzzer .*not found/.test(message)) throw err;
+  unavailable = message;
+  console.warn(`fuzz tests skipped: ${message} (.ci/run installs libclang-rt-16-dev)`);
+}
 
-describe("fuzzing harness", () => {
+describe.skipIf(unavailable !== undefined)("fuzzing harness", () => {
   it("reports a planted finding as a failure and keeps its input", async () => {
     const r = await fuzzTarget(join(import.meta.dirname, "support", "planted.fuzz.ts"), {
       seconds: 30,
+      // Its guard is in the target itself: instrument it, so comparisons guide the search.
+      includes: ["test/fuzz/support/planted"],
       quiet: true,
     });
     expect(r.ok).toBe(false);
@@ -28,7 +40,7 @@ describe("fuzzing harness", () => {
   }, 60_000);
 });
 
-describe.each(TARGETS)("fuzz target %s", (target) => {
+describe.skipIf(unavailable !== undefined).each(TARGETS)("fuzz target %s", (target) => {
   it(
     `runs ${SECONDS} s from its corpus without a finding`,
     async () => {

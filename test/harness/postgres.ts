@@ -44,6 +44,13 @@ export interface StartPostgresOptions {
   settings?: Record<string, string | number | boolean>;
   /** Database created for the tests (default `airlock`). */
   database?: string;
+  /**
+   * Run the server inside this network namespace (root only), listening on all its addresses with
+   * TCP logins from its own subnets (pg_hba `samenet`); the unix socket stays reachable from here.
+   */
+  netns?: string;
+  /** Fixed TCP port (default: a free one; with `netns`, 5432). */
+  port?: number;
 }
 
 export interface PostgresServer {
@@ -228,7 +235,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
 
   let caPem: string | undefined;
   const conf: Record<string, string | number | boolean> = {
-    listen_addresses: "'127.0.0.1'",
+    listen_addresses: options.netns ? "'*'" : "'127.0.0.1'",
     unix_socket_directories: sqlLiteral(socketDir),
     fsync: "off",
     synchronous_commit: "off",
@@ -256,11 +263,12 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     conf.ssl_cert_file = sqlLiteral(certs.cert);
     conf.ssl_key_file = sqlLiteral(certs.key);
   }
+  const from = options.netns ? "samenet" : "127.0.0.1/32";
   hba += [
-    "host all airlock_scram 127.0.0.1/32 scram-sha-256",
-    "host all airlock_md5 127.0.0.1/32 md5",
-    "host all airlock_password 127.0.0.1/32 password",
-    "host all all 127.0.0.1/32 scram-sha-256",
+    `host all airlock_scram ${from} scram-sha-256`,
+    `host all airlock_md5 ${from} md5`,
+    `host all airlock_password ${from} password`,
+    `host all all ${from} scram-sha-256`,
     "",
   ].join("\n");
   await writeFile(
@@ -279,11 +287,29 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   let port = 0;
   let child: ChildProcess | undefined;
   for (let attempt = 0; attempt < 5 && !child; attempt++) {
-    port = await freePort();
-    const proc = spawn(join(binDir, "postgres"), ["-D", dataDir, "-p", String(port)], {
-      stdio: ["ignore", "ignore", "pipe"],
-      ...(account ? { uid: account.uid, gid: account.gid } : {}),
-    });
+    port = options.port ?? (options.netns ? 5432 : await freePort());
+    const args = ["-D", dataDir, "-p", String(port)];
+    // In a namespace: `ip netns exec` enters it as root, setpriv then drops to the server account.
+    const proc = options.netns
+      ? spawn(
+          "ip",
+          [
+            "netns",
+            "exec",
+            options.netns,
+            "setpriv",
+            ...(account
+              ? ["--reuid", String(account.uid), "--regid", String(account.gid), "--clear-groups"]
+              : []),
+            join(binDir, "postgres"),
+            ...args,
+          ],
+          { stdio: ["ignore", "ignore", "pipe"] },
+        )
+      : spawn(join(binDir, "postgres"), args, {
+          stdio: ["ignore", "ignore", "pipe"],
+          ...(account ? { uid: account.uid, gid: account.gid } : {}),
+        });
     let stderr = "";
     proc.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString();

@@ -213,10 +213,16 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** Starts a long-running Node script in a namespace; it prints JSON lines on stdout. */
-export function startService(ns: string, script: string, arg: unknown): Service {
+/** Starts a long-running Node script in a namespace; it prints JSON lines on stdout. `env` adds to this process's. */
+export function startService(
+  ns: string,
+  script: string,
+  arg: unknown,
+  env: Record<string, string> = {},
+): Service {
   const child = spawn("ip", ["netns", "exec", ns, process.execPath, script, JSON.stringify(arg)], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
   const lines: Record<string, unknown>[] = [];
   const waiters: {

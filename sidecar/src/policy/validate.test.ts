@@ -217,6 +217,24 @@ describe("credentials.vault is checked as the CRD checks it", () => {
       path: "spec.connections[0].credentials.vault.path",
       message: "database/../sys/creds/x: path segments may not be . or ..",
     });
+    expect(onPostgres({ vault: { ...vault, approvedPath: "database/creds/writer" } })).toEqual([]);
+    expect(onPostgres({ vault: { ...vault, approvedPath: "secret/data/writer" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.approvedPath",
+      message:
+        "secret/data/writer: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)",
+    });
+    expect(
+      problems(
+        (p) =>
+          (conn(p).credentials = {
+            vault: { ...vault, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          }),
+      ),
+    ).toContainEqual({
+      path: "spec.connections[0].credentials.vault.approvedPath",
+      message:
+        "credentials.vault.approvedPath is only for protocol postgres; connection customers-api speaks http",
+    });
     expect(onPostgres({ vault: { ...vault, refreshSeconds: 60 } })).toContainEqual({
       path: "spec.connections[0].credentials.vault.refreshSeconds",
       message:

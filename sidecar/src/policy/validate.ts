@@ -9,6 +9,7 @@ import {
 import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
+import { compileWhen } from "./mcp-when.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
@@ -79,6 +80,20 @@ function credentialProblems(c: Connection, at: string): Problem[] {
     out.push({
       path: `${at}.vault.path`,
       message: `${vault.path}: for protocol postgres the path is the database secrets engine's <mount>/creds/<role>`,
+    });
+  const approved = vault?.approvedPath;
+  if (approved !== undefined && c.protocol !== "postgres")
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `credentials.vault.approvedPath is only for protocol postgres; connection ${c.name} speaks ${c.protocol}`,
+    });
+  else if (
+    approved !== undefined &&
+    (/(^|\/)\.{1,2}(\/|$)/.test(approved) || !/\/creds\/[^/]+$/.test(approved))
+  )
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `${approved}: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)`,
     });
   if (vault?.refreshSeconds !== undefined && c.protocol === "postgres")
     out.push({
@@ -152,6 +167,17 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     if (rule.action === "requireApproval" && !rule.approval)
       out.push({ path: `${at}.action`, message: "requireApproval rules need approval.approvers" });
+    const when = rule.match?.mcp?.when;
+    if (when !== undefined) {
+      if (!rule.match?.mcp?.tools?.length)
+        out.push({
+          path: `${at}.match.mcp.when`,
+          message: "match.mcp.when applies to tools/call requests: it needs tools",
+        });
+      const compiled = compileWhen(when);
+      if ("error" in compiled)
+        out.push({ path: `${at}.match.mcp.when`, message: `rule ${rule.name}: ${compiled.error}` });
+    }
     if (rule.action === "requireApproval" && rule.match?.mcp?.serverRequests)
       out.push({
         path: `${at}.match.mcp.serverRequests`,

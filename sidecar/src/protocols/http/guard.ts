@@ -19,6 +19,7 @@ import { createToolPins } from "../mcp/tool-pins.ts";
 import type { ApprovalGate } from "./approval.ts";
 import { type AuthorizeDeps, authorize, type Responder, type Route } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
+import { FIRST_BYTES_TIMEOUT_MS, firstBytesOf, TLS_HANDSHAKE } from "./first-bytes.ts";
 import { createForwarder } from "./forward.ts";
 import { workloadAuditIdentity } from "./identity.ts";
 import { createMaskerCache } from "./masking.ts";
@@ -142,7 +143,10 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       handoverServer(connection).emit("connection", socket);
       socket.resume();
     },
+    spokeHttp: (socket) => spoke.has(socket),
   };
+  /** Sockets on which the agent sent something the HTTP parser read (a request, or bytes it refused). */
+  const spoke = new WeakSet<Duplex>();
 
   const sessions = new WeakMap<Duplex, string>();
   const sessionOf = (socket: Duplex) => {
@@ -338,6 +342,9 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       keepAliveTimeout: 65_000,
       headersTimeout: 30_000,
     });
+    server.on("request", (req: IncomingMessage) => spoke.add(req.socket));
+    for (const event of ["upgrade", "connect", "checkContinue"])
+      server.on(event, (req: IncomingMessage) => spoke.add(req.socket));
     server.on("connection", (socket: Socket) => {
       sessionOf(socket);
       agentSockets.add(socket);
@@ -346,6 +353,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
       socket.once("close", () => ctx.metrics.sessions.dec({ connection: label, protocol: "http" }));
     });
     server.on("clientError", (_err, socket: Duplex) => {
+      spoke.add(socket);
       if (socket.writable) writeSocketJson(socket, 400, { error: "bad_request" });
       else socket.destroy();
     });
@@ -430,10 +438,21 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
 
   return {
     accept(socket, connection, info) {
-      if (info.head && info.head.length > 0) socket.unshift(info.head);
-      handoverServer(connection.spec.name).emit("connection", socket);
-      // A listener that paused the socket while it peeked at it: the HTTP parser reads from here.
-      socket.resume();
+      const serve = (head: Buffer | undefined) => {
+        // A captured socket on which the agent speaks TLS (port 443, or TLS on any port): judged as
+        // a tunnel, intercepted when the pod CA covers its server name, never parsed as HTTP.
+        if (info.via === "transparent" && head?.[0] === TLS_HANDSHAKE) {
+          acceptTunnel(tunnelDeps, socket, connection, head, sessionOf(socket));
+          return;
+        }
+        if (head && head.length > 0) socket.unshift(head);
+        handoverServer(connection.spec.name).emit("connection", socket);
+        // A listener that paused the socket while it peeked at it: the HTTP parser reads from here.
+        socket.resume();
+      };
+      if (info.via !== "transparent" || (info.head && info.head.length > 0)) return serve(info.head);
+      // Mapped by address alone: nothing was read yet, so look at the first bytes here.
+      firstBytesOf(socket, FIRST_BYTES_TIMEOUT_MS, serve);
     },
     acceptTunnel(socket, connection, info) {
       acceptTunnel(tunnelDeps, socket, connection, info.head, sessionOf(socket));

@@ -34,6 +34,8 @@ export interface TunnelDeps {
   inspect(connection: string, socket: Duplex): void;
   /** The pod CA in force (absent: no interception, the agent's TLS stays a host-level tunnel). */
   podCa?: () => PodCa | undefined;
+  /** Whether the HTTP guard read anything from `socket` (a decrypted, intercepted session). */
+  spokeHttp?: (socket: Duplex) => boolean;
 }
 
 /** A TLS record starts with content type 22 (handshake): the agent's own TLS. */
@@ -239,6 +241,7 @@ export async function handleConnect(
         connection: connection.spec.name,
         // Each request inside is one operation, audited by the HTTP guard.
         ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+        ...(deps.spokeHttp ? { spoke: deps.spokeHttp } : {}),
         refused: (reason, detail) =>
           auditRefusedTls(ctx, tunnelEx, connection.spec.name, authority.host, reason, detail),
       }).catch((err: unknown) => {
@@ -285,6 +288,8 @@ const REFUSAL_TEXT: Record<TlsRefusal, string> = {
   sni_mismatch: "the TLS server name is not the host the tunnel was opened for",
   no_sni: "the agent sent no TLS server name for a named host",
   handshake_failed: "the agent's TLS handshake did not complete",
+  closed_before_request:
+    "the agent closed the intercepted TLS session right after the handshake without sending a request: a client that pins the server's key or certificate rejects the pod CA's leaf this way (give the connection tls: passthrough, or unpin)",
 };
 
 /** An intercepted handshake that did not complete: one audit event (nothing was forwarded) and a count. */
@@ -332,6 +337,7 @@ function interceptCaptured(
     logger: ctx.logger,
     connection: connection.spec.name,
     ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+    ...(deps.spokeHttp ? { spoke: deps.spokeHttp } : {}),
     refused: (reason, detail) => {
       const ex = createExchange(ctx, {
         session,

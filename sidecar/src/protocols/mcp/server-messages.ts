@@ -84,7 +84,8 @@ export function createAnswerInspector(deps: AnswerDeps, answerServer: AnswerServ
       if (v.pinnedNow)
         ctx.logger.info({ connection: name, tool: key, digest: v.digest }, "MCP tool pinned at first sight");
     }
-    const d = set.evaluate(name, subject, use(list, key));
+    // No arguments exist here: conditional rules decide nothing about whether a tool is shown.
+    const d = set.evaluate(name, subject, use(list, key), "any-arguments");
     return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
   };
 

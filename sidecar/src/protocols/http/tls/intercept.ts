@@ -22,7 +22,13 @@ function contextFor(leaf: Leaf): SecureContext {
 const norm = (h: string) => h.toLowerCase().replace(/\.$/, "");
 
 /** Why an intercepted handshake did not complete. */
-export type TlsRefusal = "client_rejected_certificate" | "sni_mismatch" | "no_sni" | "handshake_failed";
+export type TlsRefusal =
+  | "client_rejected_certificate"
+  | "sni_mismatch"
+  | "no_sni"
+  | "handshake_failed"
+  /** The handshake completed and the agent hung up without a byte of HTTP: what a pinning client does. */
+  | "closed_before_request";
 
 // OpenSSL's names for the alerts a client sends when it does not accept the server's certificate
 // (unknown CA above all: the agent's trust store lacks the pod CA bundle).
@@ -49,6 +55,8 @@ export async function terminateTls(opts: {
   logger: Logger;
   connection: string;
   ready: (decrypted: TLSSocket) => void;
+  /** Whether the consumer read anything from the decrypted socket (closed_before_request otherwise). */
+  spoke?: (decrypted: TLSSocket) => boolean;
   /** The handshake did not complete (once): the caller audits it. */
   refused?: (reason: TlsRefusal, detail: string) => void;
 }): Promise<void> {
@@ -57,6 +65,7 @@ export async function terminateTls(opts: {
   const secureContext = contextFor(leaf);
   let refusedSni: string | undefined;
   let failed = false;
+  let secured = false;
   const tls = new TLSSocket(opts.socket, {
     isServer: true,
     secureContext,
@@ -68,6 +77,7 @@ export async function terminateTls(opts: {
     },
   });
   tls.once("secure", () => {
+    secured = true;
     // No SNI at all is normal for an IP, not for a name.
     if (!tls.servername && !isIP(host)) {
       opts.logger.warn(
@@ -77,12 +87,26 @@ export async function terminateTls(opts: {
       failed = true;
       opts.refused?.("no_sni", `no SNI for ${host}`);
       tls.destroy();
+      return;
     }
+    const spoke = opts.spoke;
+    if (!spoke) return;
+    tls.once("close", () => {
+      if (failed || spoke(tls)) return;
+      failed = true;
+      opts.logger.warn(
+        { connection: opts.connection, host, reason: "closed_before_request" },
+        "agent closed the intercepted TLS session without a request (a pinning client?)",
+      );
+      opts.refused?.("closed_before_request", "closed after the handshake");
+    });
   });
   tls.on("error", (err: Error & { code?: string }) => {
     tls.destroy();
     opts.socket.destroy();
-    if (failed) return;
+    // After the handshake an error is the session's end (a reset, a timeout), not a refusal; the
+    // close handler above tells a session that never carried a request.
+    if (failed || secured) return;
     failed = true;
     const reason = refusalOf(err, refusedSni !== undefined);
     opts.logger.warn(

@@ -1,0 +1,3 @@
+module airlock.test/go-https
+
+go 1.22
