@@ -1,4 +1,4 @@
-// `npm run soak -- [--minutes 10] [--rate 200] [--window 15]`: a fixed-rate soak of one sidecar
+// `npm run soak -- [--minutes 10] [--rate 100] [--window 15]`: a fixed-rate soak of one sidecar
 // process (HTTP and PostgreSQL, masking and audit on), not part of `npm test`. Prints the
 // per-window table and a verdict (exit 1 when it fails) and keeps the figures in
 // .airlock/soak/last.json, which `npm run bench` prints with its own short soak.
@@ -16,7 +16,7 @@ export const LAST_SOAK = join(
   "last.json",
 );
 
-const HELP = `Usage: npm run soak -- [--minutes 10] [--rate 200] [--window 15] [--warmup 10]
+const HELP = `Usage: npm run soak -- [--minutes 10] [--rate 100] [--window 15] [--warmup 10]
 
 Drives one real sidecar process at a fixed rate (open loop: latency from the scheduled time)
 through HTTP (the bench's upstream, JSON masking) and PostgreSQL (real server, column masking),
@@ -25,7 +25,7 @@ per-window latency/errors; prints a table and a verdict (RSS and fds flat, p99 s
 audit events = operations). Exit status 1 when the verdict fails.
 
   --minutes N   measured duration (default 10)
-  --rate N      operations per second for each of HTTP and PostgreSQL (default 200)
+  --rate N      operations per second for each of HTTP and PostgreSQL (default 100)
   --window N    seconds per sample window, 10-30 (default 15)
   --warmup N    seconds of load before the first window (default 10)
 `;
@@ -34,7 +34,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       minutes: { type: "string", default: "10" },
-      rate: { type: "string", default: "200" },
+      rate: { type: "string", default: "100" },
       window: { type: "string", default: "15" },
       warmup: { type: "string", default: "10" },
       help: { type: "boolean", short: "h" },
