@@ -14,7 +14,9 @@ const CACHE_DIR = join(root, ".airlock", "compile-cache");
 
 /** The flags of the Dockerfile's `ENV NODE_OPTIONS=...` (quoted or a single word). */
 export function imageNodeOptions(): string[] {
-  const m = /^(?:ENV\s+|\s+)NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(readFileSync(join(root, "Dockerfile"), "utf8"));
+  const m = /^(?:ENV\s+|\s+)NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(
+    readFileSync(join(root, "Dockerfile"), "utf8"),
+  );
   if (!m) throw new Error("the Dockerfile sets no NODE_OPTIONS");
   return (m[1] ?? m[2] ?? "").split(/\s+/).filter(Boolean);
 }
