@@ -20,7 +20,7 @@ const HELP = `Usage: npm run soak -- [--minutes 10] [--rate 100] [--window 15] [
 
 Drives one real sidecar process at a fixed rate (open loop: latency from the scheduled time)
 through HTTP (the bench's upstream, JSON masking) and PostgreSQL (real server, column masking),
-audit read from the sidecar's stdout. Samples RSS, V8 heap, open fds, event-loop delay, CPU and
+audit counted from the sidecar's stdout (a file, as a container runtime keeps it). Samples RSS, V8 heap, open fds, event-loop delay, CPU and
 per-window latency/errors; prints a table and a verdict (RSS and fds flat, p99 stable, no errors,
 audit events = operations). Exit status 1 when the verdict fails.
 
