@@ -81,10 +81,10 @@ export interface AgentPodOptions {
   backend: "nft" | "legacy";
   /** /etc/hosts of the agent namespace, from the topology's addresses. */
   hosts(t: Topology): Record<string, readonly string[]>;
-  /** Secrets besides `upstream-ca` (ca.crt: the upstream's CA): [secret, key, value]. */
+  /** Secrets besides `upstream-ca` (ca.crt: the upstream's CA): [secret, key, value]. Read after beforeSidecar. */
   secrets: readonly (readonly [string, string, string])[];
   script?: StandinScript;
-  /** Runs once the namespaces exist, before the sidecar starts (e.g. a database upstream). */
+  /** Runs once the namespaces exist, before anything else starts (e.g. a database upstream). */
   beforeSidecar?(t: Topology): Promise<void>;
 }
 
@@ -100,6 +100,7 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
   };
   try {
     t.hosts(opts.hosts(t));
+    await opts.beforeSidecar?.(t);
     chmodSync(dir, 0o755);
     const binDir = join(dir, "bin");
     mkdirSync(binDir);
@@ -145,7 +146,6 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
     });
     services.push(upstream);
     await upstream.waitFor((l) => l.ready === true);
-    await opts.beforeSidecar?.(t);
 
     const init = await t.exec(t.agent, process.execPath, [
       INIT,
