@@ -262,6 +262,27 @@ describe("HTTPS interception on CONNECT", () => {
     expect(stdout).toMatch(/OK/);
   });
 
+  it("a client that hangs up right after the handshake (a pin checked late) is audited as such", async () => {
+    const seen = upstream.requests.length;
+    const { socket } = await connectThrough(`localhost:${upstream.port}`);
+    const tls = tlsConnect({ socket, servername: "localhost", ca: await readFile(bundle) });
+    await once(tls, "secureConnect");
+    tls.end(); // what curl --pinnedpubkey does when the key is not the pinned one
+    expect(
+      await until(() => sc.audit.find((e) => e.upstream?.error === "closed_before_request")),
+    ).toMatchObject({
+      connection: "api",
+      operation: { kind: "http-tunnel" },
+      decision: { action: "deny", reason: expect.stringMatching(/pins the server's key/) },
+    });
+    expect(upstream.requests.length).toBe(seen);
+    // A session that carried a request and then closed is not one.
+    const before = sc.audit.filter((e) => e.upstream?.error === "closed_before_request").length;
+    expect((await curl("/v1/customers")).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sc.audit.filter((e) => e.upstream?.error === "closed_before_request")).toHaveLength(before);
+  });
+
   it("an SNI other than the CONNECT authority is refused", async () => {
     const seen = upstream.requests.length;
     const { status, socket } = await connectThrough(`localhost:${upstream.port}`);
@@ -320,11 +341,15 @@ describe("HTTPS interception on CONNECT", () => {
   it("captured TLS (transparent listener) with the connection's SNI is intercepted the same way", async () => {
     const conn = sc.ctx.policies.current().connections.get("api");
     if (!conn) throw new Error("no connection");
-    // A stand-in for the transparent listener: the ClientHello is read, then the socket handed over.
+    // A stand-in for the transparent listener, handing sockets to the guard as it does: either
+    // with the ClientHello it peeked (a shared address: the SNI chose), or mapped by address alone
+    // before a byte was read (the guard then tells TLS from HTTP itself).
+    let peek = true;
     const server = createNetServer((socket) => {
+      if (!peek) return sc.guard.accept(socket, conn, { via: "transparent" });
       socket.once("data", (head: Buffer) => {
         socket.pause();
-        sc.guard.acceptTunnel(socket, conn, { via: "transparent", head });
+        sc.guard.accept(socket, conn, { via: "transparent", head });
       });
     });
     server.listen(0, "127.0.0.1");
@@ -348,6 +373,12 @@ describe("HTTPS interception on CONNECT", () => {
       expect(upstream.requests.at(-1)).toMatchObject({ url: "/v1/captured" });
       expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
       // An SNI that is not a name of the connection is not intercepted: no tunnel rule, so cut.
+      await expect(get("evil.example")).rejects.toThrow();
+      peek = false;
+      const unpeeked = await get("localhost");
+      expect(unpeeked).toMatch(/^HTTP\/1\.1 200/);
+      expect(unpeeked).not.toContain("alice@example.com");
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
       await expect(get("evil.example")).rejects.toThrow();
     } finally {
       server.close();
