@@ -10,9 +10,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { ANTHROPIC_PLACEHOLDER_API_KEY } from "../../injector/src/names.ts";
+import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { nativeAddonStatus } from "../../sidecar/src/transparent/original-dst.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
-import { type AgentPod, startAgentPod } from "./agent-pod.ts";
+import { type AgentPod, startAgentPod, type UpstreamRequest } from "./agent-pod.ts";
 import type { ScriptedCall } from "./messages-standin.ts";
 import { missingFeature, workingBackends } from "./netns.ts";
 import {
@@ -185,115 +186,140 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
     await pg?.stop();
   });
 
-  it("runs the tool loop: key only in the sidecar, DROP refused, refund approved, PII masked", async () => {
-    const env = pod.envFor("proxied", {
-      ANTHROPIC_API_KEY: ANTHROPIC_PLACEHOLDER_API_KEY,
-      // Claude Code's documented switches for traffic other than the model's.
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-      DISABLE_TELEMETRY: "1",
-      DISABLE_ERROR_REPORTING: "1",
-      DISABLE_AUTOUPDATER: "1",
-    });
-    const agent = pod.asAgent(env, pod.nodeBin, [join(here, "clients", "claude-agent.ts")]);
+  // In a pod the injector sets the proxy variables too, and Claude Code honours HTTPS_PROXY (its
+  // model calls come through CONNECT); without them the same calls are captured on port 443.
+  it.each(["proxied", "captured"] as const)(
+    "%s: runs the tool loop: key only in the sidecar, DROP refused, refund approved, PII masked",
+    async (mode) => {
+      const upFrom = pod.upstream.lines.length;
+      const scFrom = pod.sidecar.lines.length;
+      const upstreamLines = () => pod.upstream.lines.slice(upFrom);
+      const requests = () =>
+        upstreamLines().flatMap((l) => ("request" in l ? [l.request as UpstreamRequest] : []));
+      const env = pod.envFor(mode, {
+        ANTHROPIC_API_KEY: ANTHROPIC_PLACEHOLDER_API_KEY,
+        // Claude Code's documented switches for traffic other than the model's.
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+        DISABLE_TELEMETRY: "1",
+        DISABLE_ERROR_REPORTING: "1",
+        DISABLE_AUTOUPDATER: "1",
+      });
+      const agent = pod.asAgent(env, pod.nodeBin, [join(here, "clients", "claude-agent.ts")]);
 
-    // The refund is held: an approval request is pending and the payments API has seen nothing.
-    let pending: { metadata: { name: string }; spec?: Record<string, unknown> } | undefined;
-    for (let i = 0; i < 150 && !pending; i++) {
-      const list = (await admin("/approvals?phase=Pending")) as {
-        body: { items: { metadata: { name: string }; spec?: Record<string, unknown> }[] };
-      };
-      pending = list.body.items[0];
-      if (!pending) await new Promise((r) => setTimeout(r, 200));
-    }
-    if (!pending)
-      throw new Error(`no approval request; agent so far: ${JSON.stringify(pod.upstream.lines.slice(-5))}`);
-    expect(JSON.stringify(pending.spec)).toMatch(/refunds-need-approval/);
-    expect(pod.requests().some((r) => r.url === "/v1/refunds")).toBe(false);
-    const approved = (await admin(`/approvals/${pending.metadata.name}/approve`, {
-      method: "POST",
-      body: { user: "ann", comment: "double charge confirmed" },
-    })) as { status: number };
-    expect(approved.status).toBe(200);
+      // The refund is held: an approval request is pending and the payments API has seen nothing.
+      let pending: { metadata: { name: string }; spec?: Record<string, unknown> } | undefined;
+      for (let i = 0; i < 150 && !pending; i++) {
+        const list = (await admin("/approvals?phase=Pending")) as {
+          body: { items: { metadata: { name: string }; spec?: Record<string, unknown> }[] };
+        };
+        pending = list.body.items[0];
+        if (!pending) await new Promise((r) => setTimeout(r, 200));
+      }
+      if (!pending)
+        throw new Error(`no approval request; agent so far: ${JSON.stringify(upstreamLines().slice(-5))}`);
+      expect(JSON.stringify(pending.spec)).toMatch(/refunds-need-approval/);
+      expect(requests().some((r) => r.url === "/v1/refunds")).toBe(false);
+      const approved = (await admin(`/approvals/${pending.metadata.name}/approve`, {
+        method: "POST",
+        body: { user: "ann", comment: "double charge confirmed" },
+      })) as { status: number };
+      expect(approved.status).toBe(200);
 
-    const r = await agent;
-    const lines = r.stdout
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const result = lines.find((l) => "result" in l || "error" in l);
-    expect(result, r.stderr + r.stdout).toMatchObject({ result: FINAL, subtype: "success", isError: false });
+      const r = await agent;
+      const lines = r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const result = lines.find((l) => "result" in l || "error" in l);
+      expect(result, r.stderr + r.stdout).toMatchObject({
+        result: FINAL,
+        subtype: "success",
+        isError: false,
+      });
 
-    // What the model saw: every tool result, as the stand-in received it.
-    // (Claude Code appends a <system-reminder> block to each tool result: the tool's own text is before it.)
-    const results = pod.upstream.lines.flatMap((l) => {
-      if (!("toolResult" in l)) return [];
-      const t = l.toolResult as ToolResult;
-      return [{ ...t, text: t.text.split("\n<system-reminder>")[0] ?? "" }];
-    });
-    expect(results.map((t) => t.name)).toEqual(CALLS.map((c) => c.name));
-    const [customer, rows, drop, refund] = results as [ToolResult, ToolResult, ToolResult, ToolResult];
-    expect(customer).toMatchObject({ isError: false, text: expect.stringMatching(/^HTTP 200\n/) });
-    expect(customer.text).toContain(CUSTOMER.name);
-    expect(rows.isError).toBe(false);
-    const listed = JSON.parse(rows.text) as { rows: { id: number; email: string }[] };
-    expect(listed.rows.map((row) => row.id)).toEqual([42, 43]);
-    for (const row of listed.rows) expect(row.email).toMatch(/\*/);
-    expect(drop).toMatchObject({
-      isError: true,
-      text: expect.stringMatching(/^ERROR 42501: .*no-destructive-sql/),
-    });
-    expect(refund).toMatchObject({
-      isError: false,
-      text: expect.stringMatching(/^HTTP 200\n.*"status":"refunded"/s),
-    });
-    // PII never reached the model, in tool results or anywhere else in what it was sent.
-    const toModel = pod.requests().filter((q) => q.host === ANTHROPIC_HOST);
-    for (const q of toModel) {
-      expect(q.body).not.toContain(CUSTOMER.email);
-      expect(q.body).not.toContain("bob@example.com");
-    }
+      // What the model saw: every tool result, as the stand-in received it.
+      // (Claude Code appends a <system-reminder> block to each tool result: the tool's own text is before it.)
+      const results = upstreamLines().flatMap((l) => {
+        if (!("toolResult" in l)) return [];
+        const t = l.toolResult as ToolResult;
+        return [{ ...t, text: t.text.split("\n<system-reminder>")[0] ?? "" }];
+      });
+      expect(results.map((t) => t.name)).toEqual(CALLS.map((c) => c.name));
+      const [customer, rows, drop, refund] = results as [ToolResult, ToolResult, ToolResult, ToolResult];
+      expect(customer).toMatchObject({ isError: false, text: expect.stringMatching(/^HTTP 200\n/) });
+      expect(customer.text).toContain(CUSTOMER.name);
+      expect(rows.isError).toBe(false);
+      const listed = JSON.parse(rows.text) as { rows: { id: number; email: string }[] };
+      expect(listed.rows.map((row) => row.id)).toEqual([42, 43]);
+      for (const row of listed.rows) expect(row.email).toMatch(/\*/);
+      expect(drop).toMatchObject({
+        isError: true,
+        text: expect.stringMatching(/^ERROR 42501: .*no-destructive-sql/),
+      });
+      expect(refund).toMatchObject({
+        isError: false,
+        text: expect.stringMatching(/^HTTP 200\n.*"status":"refunded"/s),
+      });
+      // PII never reached the model, in tool results or anywhere else in what it was sent.
+      const toModel = requests().filter((q) => q.host === ANTHROPIC_HOST);
+      for (const q of toModel) {
+        expect(q.body).not.toContain(CUSTOMER.email);
+        expect(q.body).not.toContain("bob@example.com");
+      }
 
-    // The key: every model call carried the sidecar's, none the agent's placeholder.
-    expect(toModel.length).toBeGreaterThanOrEqual(CALLS.length + 1);
-    for (const q of toModel) expect(q.xApiKey).toBe(REAL_ANTHROPIC_KEY);
-    expect(JSON.stringify(pod.requests())).not.toContain(ANTHROPIC_PLACEHOLDER_API_KEY);
-    // The payments API got the refund once, after the approval, with the sidecar's token.
-    const refunds = pod.requests().filter((q) => q.url === "/v1/refunds");
-    expect(refunds).toHaveLength(1);
-    expect(refunds[0]?.authorization).toBe(`Bearer ${REAL_API_TOKEN}`);
-    expect(await pg?.sql("SELECT count(*) FROM customers")).toBe("2");
+      // The key: every model call carried the sidecar's, none the agent's placeholder.
+      expect(toModel.length).toBeGreaterThanOrEqual(CALLS.length + 1);
+      for (const q of toModel) expect(q.xApiKey).toBe(REAL_ANTHROPIC_KEY);
+      expect(JSON.stringify(requests())).not.toContain(ANTHROPIC_PLACEHOLDER_API_KEY);
+      // The payments API got the refund once, after the approval, with the sidecar's token.
+      const refunds = requests().filter((q) => q.url === "/v1/refunds");
+      expect(refunds).toHaveLength(1);
+      expect(refunds[0]?.authorization).toBe(`Bearer ${REAL_API_TOKEN}`);
+      expect(await pg?.sql("SELECT count(*) FROM customers")).toBe("2");
 
-    // The audit trail names each decision.
-    const audits = pod.audits();
-    expect(audits.find((e) => e.connection === "orders-db" && e.decision.action === "deny")).toMatchObject({
-      decision: { rule: "no-destructive-sql" },
-    });
-    expect(audits.find((e) => (e.operation as { path?: string }).path === "/v1/refunds")).toMatchObject({
-      connection: "crm-api",
-      decision: { action: "requireApproval", rule: "refunds-need-approval" },
-      approval: { approvers: ["ann"] },
-      upstream: { status: 200 },
-    });
-    const modelCalls = audits.filter(
-      (e) => e.connection === "anthropic" && (e.operation as { path?: string }).path === "/v1/messages",
-    );
-    expect(modelCalls.length).toBe(toModel.length);
-    for (const e of modelCalls) expect(e.decision).toMatchObject({ action: "allow", rule: "call-model" });
-    // Whatever else Claude Code tried (its settings endpoints on api.anthropic.com) no rule allows:
-    // refused by the sidecar, never forwarded; the upstream saw only the loop's own requests.
-    const refused = audits.filter((e) => e.decision.action === "deny" && e.connection !== "orders-db");
-    for (const e of refused) expect(e.upstream?.status).toBeUndefined();
-    expect(new Set(pod.requests().map((q) => `${q.method} ${q.url.replace(/\?.*$/, "")}`))).toEqual(
-      new Set(["POST /v1/messages", "GET /v1/customers/42", "POST /v1/refunds"]),
-    );
-    console.log(
-      `[claude-agent] ${toModel.length} model calls, ${audits.length} audit events; refused besides the DROP: ${JSON.stringify(
-        refused.map((e) => ({ connection: e.connection, operation: e.operation, reason: e.decision.reason })),
-      )}`,
-    );
-    const text = JSON.stringify(pod.sidecar.lines);
-    for (const v of [REAL_ANTHROPIC_KEY, REAL_API_TOKEN, CUSTOMER.email]) expect(text).not.toContain(v);
-  }, 90_000);
+      // The audit trail names each decision.
+      const audits = pod.sidecar.lines
+        .slice(scFrom)
+        .flatMap((l) => ("audit" in l ? [l.audit as AuditEvent] : []));
+      const capturedModelCalls = pod.sidecar.lines
+        .slice(scFrom)
+        .filter((l) => l.msg === "captured connection mapped" && l.connection === "anthropic").length;
+      if (mode === "captured") expect(capturedModelCalls).toBeGreaterThan(0);
+      expect(audits.find((e) => e.connection === "orders-db" && e.decision.action === "deny")).toMatchObject({
+        decision: { rule: "no-destructive-sql" },
+      });
+      expect(audits.find((e) => (e.operation as { path?: string }).path === "/v1/refunds")).toMatchObject({
+        connection: "crm-api",
+        decision: { action: "requireApproval", rule: "refunds-need-approval" },
+        approval: { approvers: ["ann"] },
+        upstream: { status: 200 },
+      });
+      const modelCalls = audits.filter(
+        (e) => e.connection === "anthropic" && (e.operation as { path?: string }).path === "/v1/messages",
+      );
+      expect(modelCalls.length).toBe(toModel.length);
+      for (const e of modelCalls) expect(e.decision).toMatchObject({ action: "allow", rule: "call-model" });
+      // Whatever else Claude Code tried (its settings endpoints on api.anthropic.com) no rule allows:
+      // refused by the sidecar, never forwarded; the upstream saw only the loop's own requests.
+      const refused = audits.filter((e) => e.decision.action === "deny" && e.connection !== "orders-db");
+      for (const e of refused) expect(e.upstream?.status).toBeUndefined();
+      expect(new Set(requests().map((q) => `${q.method} ${q.url.replace(/\?.*$/, "")}`))).toEqual(
+        new Set(["POST /v1/messages", "GET /v1/customers/42", "POST /v1/refunds"]),
+      );
+      console.log(
+        `[claude-agent ${mode}] ${toModel.length} model calls (${capturedModelCalls} captured connections), ${audits.length} audit events; refused besides the DROP: ${JSON.stringify(
+          refused.map((e) => ({
+            connection: e.connection,
+            operation: e.operation,
+            reason: e.decision.reason,
+          })),
+        )}`,
+      );
+      const text = JSON.stringify(pod.sidecar.lines);
+      for (const v of [REAL_ANTHROPIC_KEY, REAL_API_TOKEN, CUSTOMER.email]) expect(text).not.toContain(v);
+    },
+    60_000,
+  );
 });
 
 if (skipReason)
