@@ -6,7 +6,9 @@
 // loop; the tools (in-process, clients/claude-agent.ts) reach a guarded PostgreSQL and HTTPS API.
 // Asserted: the model key exists only in the sidecar; a destructive statement is refused; a refund
 // waits for an approver and goes through once approved; the model never sees the PII.
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { ANTHROPIC_PLACEHOLDER_API_KEY } from "../../injector/src/names.ts";
@@ -27,9 +29,25 @@ import {
 const here = import.meta.dirname;
 const DB_HOST = "db.internal.test";
 
+/** Why the Claude Code binary the SDK runs (its per-platform optional dependency) cannot run here. */
+function claudeCodeProblem(): string | undefined {
+  const pkg = `@anthropic-ai/claude-agent-sdk-${process.platform}-${process.arch}`;
+  let bin: string;
+  try {
+    bin = join(dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`)), "claude");
+  } catch {
+    return `${pkg} is not installed (npm installs it with @anthropic-ai/claude-agent-sdk where the platform has one)`;
+  }
+  const r = spawnSync(bin, ["--version"], { encoding: "utf8", timeout: 30_000 });
+  return r.status === 0 ? undefined : `${bin} --version failed: ${r.stderr || r.error?.message}`;
+}
+
 const missing = missingFeature();
 const backend = missing ? undefined : workingBackends()[0];
-const skipReason = missing ?? (backend ? undefined : "neither iptables-nft nor iptables-legacy works here");
+const skipReason =
+  missing ??
+  (backend ? undefined : "neither iptables-nft nor iptables-legacy works here") ??
+  claudeCodeProblem();
 if (skipReason) console.warn(`[netns] Claude agent end-to-end test SKIPPED: ${skipReason}`);
 
 const CALLS: ScriptedCall[] = [
