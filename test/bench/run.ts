@@ -14,7 +14,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    "Usage: npm run bench [-- --seconds 8 --connections 16 --only http|postgres|sse|admission]\n",
+    "Usage: npm run bench [-- --seconds 8 --connections 16 --only http|https|postgres|sse|admission]\n",
   );
   process.exit(0);
 }
@@ -54,6 +54,12 @@ if (want("http")) {
       .map((m) => `${m.when} ${fmt(m.rssMb, 0)} / ${fmt(m.heapUsedMb, 0)} MB`)
       .join(", ")}`,
   );
+}
+
+if (want("https")) {
+  log("HTTPS: direct, nginx terminating TLS, the sidecar intercepting (keep-alive and fresh handshakes)");
+  const { benchHttps, formatHttpsBench } = await import("./https.ts");
+  out.push("", formatHttpsBench(await benchHttps({ seconds, connections, log }), { seconds, connections }));
 }
 
 if (want("postgres")) {
