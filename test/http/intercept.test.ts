@@ -63,6 +63,10 @@ function spec(port: number): AgentAccessPolicySpec {
   };
 }
 
+const java = await run("java", ["-version"]).then(
+  () => true,
+  () => false,
+);
 const python = await run("python3", ["-c", "import requests"]).then(
   () => true,
   () => false,
@@ -192,6 +196,32 @@ describe("HTTPS interception on CONNECT", () => {
     expect(text).not.toContain("alice@example.com");
     expect(JSON.parse(text)).toMatchObject({ path: "/v1/py", auth: `Bearer ${REAL_TOKEN}` });
   });
+
+  it.skipIf(!java)(
+    "a JVM (JAVA_TOOL_OPTIONS → the truststore.p12 beside the bundle): masked, credential injected",
+    async () => {
+      const url = new URL(proxyUrl);
+      const jvm = (options: string) =>
+        run("java", [join(import.meta.dirname, "clients", "HttpsGet.java"), `${origin}/v1/java`], {
+          env: {
+            ...clientEnv(),
+            JAVA_TOOL_OPTIONS: `${options} -Dhttps.proxyHost=${url.hostname} -Dhttps.proxyPort=${url.port}`,
+          },
+          timeout: 60_000,
+        }).then((r) => r.stdout.split("\n"));
+      // What the injector sets (JAVA_TRUST_OPTIONS), with this test's path.
+      const [status, text = ""] = await jvm(
+        `-Djavax.net.ssl.trustStore=${join(dir, "truststore.p12")} -Djavax.net.ssl.trustStoreType=PKCS12`,
+      );
+      expect(status, text).toBe("200");
+      expect(text).not.toContain("alice@example.com");
+      expect(JSON.parse(text)).toMatchObject({ path: "/v1/java", auth: `Bearer ${REAL_TOKEN}` });
+      // The JDK's own cacerts lack the pod CA: the same client without the truststore fails closed.
+      const [outcome, error = ""] = await jvm("");
+      expect(outcome).toBe("error");
+      expect(error).toMatch(/SSLHandshakeException|PKIX/);
+    },
+  );
 
   it("Node fetch (NODE_USE_ENV_PROXY, NODE_EXTRA_CA_CERTS): masked, credential injected", async () => {
     const script = `const r = await fetch(process.argv[1]); console.log(r.status); console.log(await r.text());`;
