@@ -205,7 +205,8 @@ describe("HTTPS interception on CONNECT", () => {
         run("java", [join(import.meta.dirname, "clients", "HttpsGet.java"), `${origin}/v1/java`], {
           env: {
             ...clientEnv(),
-            JAVA_TOOL_OPTIONS: `${options} -Dhttps.proxyHost=${url.hostname} -Dhttps.proxyPort=${url.port}`,
+            // The JDK skips the proxy for localhost unless told otherwise (http.nonProxyHosts).
+            JAVA_TOOL_OPTIONS: `${options} -Dhttps.proxyHost=${url.hostname} -Dhttps.proxyPort=${url.port} -Dhttp.nonProxyHosts=`,
           },
           timeout: 60_000,
         }).then((r) => r.stdout.split("\n"));

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { PROXY_ENV, TRUST_ENV } from "../../injector/src/inject.ts";
+import { JAVA_TRUST_OPTIONS, JAVA_TRUSTSTORE_PATH } from "../../injector/src/names.ts";
 import { ensureApproverCredential } from "../../sidecar/src/approvals/credentials.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { type CertificateAuthority, createCA, type IssuedCert, issueServingCert } from "../envtest/pki.ts";
@@ -65,7 +66,7 @@ export interface AgentPod {
   sidecar: Service;
   /** The approver `ann`'s token for the sidecar's standalone approvals API. */
   approverToken: string;
-  /** What the injector gives an agent container: the trust variables, the proxy ones when "proxied". */
+  /** What the injector gives an agent container: the trust variables (JAVA_TOOL_OPTIONS too), the proxy ones when "proxied". */
   envFor(mode: Mode, extra?: Record<string, string>): Record<string, string>;
   /** Runs `command` in the agent namespace as UID/GID 1000 with exactly `env`. */
   asAgent(env: Record<string, string>, command: string, args: readonly string[]): Promise<RunResult>;
@@ -211,6 +212,7 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
         PATH: "/usr/bin:/bin",
         HOME: home,
         ...Object.fromEntries(TRUST_ENV.map((e) => [e.name, bundle])),
+        JAVA_TOOL_OPTIONS: JAVA_TRUST_OPTIONS.replace(JAVA_TRUSTSTORE_PATH, join(trust, "truststore.p12")),
         ...(mode === "proxied" ? Object.fromEntries(PROXY_ENV.map((e) => [e.name, e.value ?? ""])) : {}),
         ...extra,
       }),

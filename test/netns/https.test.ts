@@ -4,9 +4,10 @@
 // https://api.example.test and https://api.anthropic.com with a certificate from the test's own CA
 // (given to the connections; no system root signs it). Both names resolve, through the agent
 // namespace's /etc/hosts, to the upstream. The agent (UID 1000) runs curl, Python requests, Node
-// fetch, Go net/http and the Anthropic TypeScript SDK with default settings and only what the
-// injector gives an agent container: the trust variables (TRUST_ENV) and, in the "proxied" runs,
-// the proxy variables (PROXY_ENV) too. Skipped, with the reason printed, without root or netns.
+// fetch, Go net/http, a JVM's HttpClient and the Anthropic TypeScript SDK with default settings and
+// only what the injector gives an agent container: the trust variables (TRUST_ENV, and
+// JAVA_TOOL_OPTIONS naming the truststore) and, in the "proxied" runs, the proxy variables
+// (PROXY_ENV) too. Skipped, with the reason printed, without root or netns.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -38,6 +39,8 @@ if (skipReason) console.warn(`[netns] HTTPS interception tests SKIPPED: ${skipRe
 // Agent clients from the machine (.ci/run installs them); a missing one skips its cases, said here.
 const hasGo = !skipReason && spawnSync("go", ["version"]).status === 0;
 const hasRequests = !skipReason && spawnSync("/usr/bin/python3", ["-c", "import requests"]).status === 0;
+const hasJava = !skipReason && spawnSync("java", ["-version"]).status === 0;
+if (!skipReason && !hasJava) console.warn("[netns] HTTPS: no java on PATH: the JVM cases are SKIPPED");
 if (!skipReason && !hasGo) console.warn("[netns] HTTPS: no go on PATH: the Go net/http cases are SKIPPED");
 if (!skipReason && !hasRequests)
   console.warn(
@@ -171,7 +174,16 @@ describe.skipIf(skipReason !== undefined)(
       ]);
       return r.stdout ? (JSON.parse(r.stdout) as Http) : { error: r.stderr };
     };
-    const clients = { curl, python, node, go } as const;
+    const java = async (mode: Mode, url: string): Promise<Http> => {
+      const r = await asAgent(envFor(mode), "java", [
+        join(here, "..", "http", "clients", "HttpsGet.java"),
+        url,
+      ]);
+      const [status = "", ...rest] = r.stdout.split("\n");
+      if (r.code !== 0 || status === "error") return { error: `${rest.join("\n")}${r.stderr}` };
+      return { status: Number(status), body: rest.join("\n").trim() };
+    };
+    const clients = { curl, python, node, go, java } as const;
 
     beforeAll(async () => {
       const addon = nativeAddonStatus();
@@ -226,7 +238,9 @@ describe.skipIf(skipReason !== undefined)(
     let customer = 100;
     for (const mode of ["captured", "proxied"] as const)
       for (const [name, client] of Object.entries(clients))
-        it.skipIf((name === "go" && !hasGo) || (name === "python" && !hasRequests))(
+        it.skipIf(
+          (name === "go" && !hasGo) || (name === "python" && !hasRequests) || (name === "java" && !hasJava),
+        )(
           `${name} (${mode}): an allowed path comes back masked; the upstream sees the sidecar's credential`,
           async () => {
             const from = sidecar.lines.length;
@@ -255,12 +269,12 @@ describe.skipIf(skipReason !== undefined)(
             });
             expect(event.masked).toMatchObject({ email: 1, phone: 1 });
             // How it got there: curl, requests and Go honour HTTPS_PROXY (a CONNECT to 127.0.0.1:15901,
-            // which the rules leave alone); fetch ignores it, so its TLS is captured on port 443 (and,
+            // which the rules leave alone); fetch and the JVM ignore it, so their TLS is captured on port 443 (and,
             // api.example.test being alone on its address, mapped before a byte was read).
             const captured = sidecar.lines
               .slice(from)
               .filter((l) => l.msg === "captured connection mapped" && l.connection === "example-api");
-            const viaProxy = mode === "proxied" && name !== "node";
+            const viaProxy = mode === "proxied" && name !== "node" && name !== "java";
             expect(captured.map((l) => l.by)).toEqual(viaProxy ? [] : ["address"]);
           },
         );

@@ -1,8 +1,7 @@
-// A JVM agent with the defaults: java.net.http.HttpClient, the proxy from -Dhttps.proxyHost/Port
-// (as a JVM is told about HTTPS_PROXY), trust from the default truststore, i.e. whatever
+// A JVM agent with the defaults: java.net.http.HttpClient, the proxy from -Dhttps.proxyHost/Port if
+// any (a JVM ignores HTTPS_PROXY), trust from the default truststore, i.e. whatever
 // JAVA_TOOL_OPTIONS names (the injector's truststore.p12). Prints the status, then the body, or
 // the exception. Run as a single-file program: java HttpsGet.java URL
-import java.net.InetSocketAddress;
 import java.net.ProxySelector;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -11,8 +10,8 @@ import java.net.http.HttpResponse;
 
 public class HttpsGet {
   public static void main(String[] args) throws Exception {
-    var proxy = ProxySelector.of(new InetSocketAddress(System.getProperty("https.proxyHost"), Integer.getInteger("https.proxyPort")));
-    var client = HttpClient.newBuilder().proxy(proxy).version(HttpClient.Version.HTTP_1_1).build();
+    // The JDK's default selector: https.proxyHost/Port when set, else direct (a captured socket).
+    var client = HttpClient.newBuilder().proxy(ProxySelector.getDefault()).version(HttpClient.Version.HTTP_1_1).build();
     var request = HttpRequest.newBuilder(URI.create(args[0])).header("Authorization", "Bearer agent-fake").build();
     try {
       var response = client.send(request, HttpResponse.BodyHandlers.ofString());
