@@ -46,6 +46,7 @@ COPY cli/ /out/cli/
 COPY init/ /out/init/
 COPY injector/ /out/injector/
 COPY sidecar/src/ /out/sidecar/src/
+COPY scripts/warm-compile-cache.mjs /out/scripts/
 COPY examples/ /out/examples/
 
 # --- runtime -------------------------------------------------------------------------------------
@@ -74,6 +75,17 @@ ENV NODE_ENV=production \
     AIRLOCK_HASH_KEY_FILE=/tmp/airlock/hash.key \
     XTABLES_LOCKFILE=/tmp/xtables.lock
 WORKDIR /opt/airlock
+# V8's young generation capped at 1 MB semi-spaces (default up to 16): an idle sidecar 104 -> 96 MB
+# RSS and ~25 MB less after load, CPU per request unchanged within the bench's noise (npm run bench).
+# Node's compile cache, filled here as the proxy user at the paths the sidecar runs from (it is
+# keyed by Node version, user id and file), then read-only: every module loads stripped and
+# compiled, and Node's type stripper (a WebAssembly compiler, ~29 MB resident) is never loaded.
+ENV NODE_OPTIONS="--max-semi-space-size=1" \
+    NODE_COMPILE_CACHE=/opt/airlock/compile-cache
+RUN install -d -o 1717 -g 1717 /opt/airlock/compile-cache \
+ && setpriv --reuid 1717 --regid 1717 --clear-groups node scripts/warm-compile-cache.mjs /opt/airlock/compile-cache \
+ && chown -R root:root /opt/airlock/compile-cache \
+ && chmod -R a=rX /opt/airlock/compile-cache
 # The proxy UID/GID: the capture rules let this UID's traffic out directly.
 USER 1717:1717
 EXPOSE 15990 15991 9443

@@ -6,5 +6,7 @@ if (major < 24) {
   process.stderr.write(`airlock-injector needs Node.js 24 or newer (this is ${process.version}).\n`);
   process.exit(1);
 }
+const { enableCompileCache } = await import("./node24.js");
+enableCompileCache();
 const { main } = await import("../injector/src/main.ts");
 process.exitCode = await main(process.argv.slice(2));

@@ -229,7 +229,7 @@ const vault = obj(
     ),
     path: str({
       description:
-        "Secrets path. PostgreSQL: the database secrets engine's <mount>/creds/<role>, read once per agent session; the lease is renewed while the session lasts and revoked when it ends. HTTP and MCP: a KV entry (v2: <mount>/data/<path>, v1: <mount>/<path>) whose field credentials.http.key is the credential, read at first use and again every refreshSeconds.",
+        "Secrets path. PostgreSQL: the database secrets engine's <mount>/creds/<role>, read once per agent session; the lease is renewed while the session lasts and revoked when it ends. SSH: the SSH secrets engine's <mount>/sign/<role>, which signs each session's fresh key (credentials.ssh.certificate says principals and validity). HTTP and MCP: a KV entry (v2: <mount>/data/<path>, v1: <mount>/<path>) whose field credentials.http.key is the credential, read at first use and again every refreshSeconds.",
       minLength: 1,
       maxLength: 256,
       pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
@@ -237,6 +237,25 @@ const vault = obj(
         { rule: "!self.matches('(^|/)[.]{1,2}(/|$)')", message: "path segments may not be . or .." },
       ],
     }),
+    approvedPath: opt(
+      str({
+        description:
+          "PostgreSQL: the database secrets engine's <mount>/creds/<role> a statement a human approved runs under. A credential is minted for it when the approval is granted, the statement runs alone on a connection of its own as that role, and the lease is revoked when it completes; the agent's session keeps path's role. Absent: approved statements run in the agent's session.",
+        minLength: 1,
+        maxLength: 256,
+        pattern: `^${VAULT_SEGMENT}(/${VAULT_SEGMENT})*$`,
+        validations: [
+          {
+            rule: "!self.matches('(^|/)[.]{1,2}(/|$)')",
+            message: "approvedPath segments may not be . or ..",
+          },
+          {
+            rule: "self.matches('/creds/[^/]+$')",
+            message: "approvedPath must be the database secrets engine's <mount>/creds/<role>",
+          },
+        ],
+      }),
+    ),
     refreshSeconds: opt(
       int({
         description:
@@ -331,11 +350,13 @@ const credentials = obj(
           certificate: opt(
             obj(
               {
-                caKey: str({
-                  description:
-                    "Key in the Secret holding the user CA private key that signs per-session certificates.",
-                  maxLength: 253,
-                }),
+                caKey: opt(
+                  str({
+                    description:
+                      "Key in the Secret holding the user CA private key that signs per-session certificates. Not with credentials.vault, where Vault's SSH secrets engine signs them.",
+                    maxLength: 253,
+                  }),
+                ),
                 validity: opt(
                   duration({ description: "Lifetime of each certificate.", default: "5m", max: "1h" }),
                 ),
@@ -527,8 +548,13 @@ const connection = obj(
         message: "credentials.ssh is only for protocol ssh",
       },
       {
-        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'ssh'",
-        message: "credentials.vault is only for protocols postgres, http and mcp",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'ssh' || (self.credentials.vault.path.matches('/sign/[^/]+$') && has(self.credentials.ssh) && has(self.credentials.ssh.certificate) && !has(self.credentials.ssh.certificate.caKey))",
+        message:
+          "for protocol ssh, credentials.vault signs the session certificates: its path is the SSH secrets engine's <mount>/sign/<role>, with credentials.ssh.certificate and no caKey",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.ssh) || !has(self.credentials.ssh.certificate) || has(self.credentials.vault) || has(self.credentials.ssh.certificate.caKey)",
+        message: "credentials.ssh.certificate needs caKey, or credentials.vault to sign with",
       },
       {
         rule: "!has(self.credentials) || !has(self.credentials.vault) || self.protocol != 'postgres' || self.credentials.vault.path.matches('/creds/[^/]+$')",
@@ -536,14 +562,22 @@ const connection = obj(
           "credentials.vault.path must be the database secrets engine's <mount>/creds/<role> for protocol postgres",
       },
       {
-        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol != 'postgres'",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.approvedPath) || self.protocol == 'postgres'",
+        message: "credentials.vault.approvedPath is only for protocol postgres",
+      },
+      {
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.refreshSeconds) || self.protocol == 'http' || self.protocol == 'mcp'",
         message:
           "credentials.vault.refreshSeconds is only for protocols http and mcp (a PostgreSQL lease lasts the agent session)",
       },
       {
-        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres' || (self.protocol != 'ssh' && has(self.credentials.vault))",
+        rule: "!has(self.credentials) || !has(self.credentials.vault) || !has(self.credentials.vault.fallback) || self.credentials.vault.fallback != 'secretRef' || self.protocol != 'ssh'",
+        message: "credentials.vault.fallback secretRef is not for protocol ssh",
+      },
+      {
+        rule: "!has(self.credentials) || has(self.credentials.secretRef) || self.protocol == 'postgres' || has(self.credentials.vault)",
         message:
-          "credentials.secretRef is required for protocol ssh, and for http and mcp without credentials.vault",
+          "credentials.secretRef is required for protocols ssh, http and mcp without credentials.vault",
       },
       {
         rule: "!has(self.database) || self.protocol == 'postgres'",
@@ -754,10 +788,23 @@ const match = obj(
               },
             ),
           ),
+          when: opt(
+            str({
+              description:
+                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax). Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide or mark a tool (it applies to some calls only); an allow rule with when shows it.',
+              maxLength: 2048,
+            }),
+          ),
         },
         {
           description:
             "MCP (Model Context Protocol) JSON-RPC request match, for protocol mcp connections: each request of a POST body is judged on its own.",
+          validations: [
+            {
+              rule: "!has(self.when) || has(self.tools)",
+              message: "match.mcp.when applies to tools/call requests: it needs tools",
+            },
+          ],
         },
       ),
     ),

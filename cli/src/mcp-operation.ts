@@ -14,13 +14,14 @@ const SERVER_METHODS = new Set(["sampling/createMessage", "elicitation/create", 
 const USAGE =
   '--mcp takes "METHOD [NAME|URI] [ARGS_JSON]", e.g. --mcp \'tools/call get_weather {"city":"Oslo"}\', --mcp "resources/read file:///docs/a.md", --mcp tools/list';
 
-export function mcpOperation(text: string): McpOperation {
+/** The operation, and for tools/call the arguments that match.mcp.when sees. */
+export function mcpOperation(text: string): { op: McpOperation; arguments?: unknown } {
   const m = /^\s*(\S+)(?:\s+(\S+))?(?:\s+([\s\S]*\S))?\s*$/.exec(text);
   if (!m) throw new UsageError(USAGE);
   const [, method = "", target, rest] = m;
   if (SERVER_METHODS.has(method)) {
     if (target !== undefined) throw new UsageError(`--mcp ${method} takes no arguments (${USAGE})`);
-    return { kind: "mcp", method, origin: "server" };
+    return { op: { kind: "mcp", method, origin: "server" } };
   }
   let params: Record<string, unknown> | undefined;
   if (method === "tools/call") {
@@ -45,7 +46,9 @@ export function mcpOperation(text: string): McpOperation {
   } else if (target !== undefined) throw new UsageError(`--mcp ${method} takes no arguments here (${USAGE})`);
   const body = { jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) };
   const parsed = parseMcpBody(Buffer.from(JSON.stringify(body)));
-  const op = parsed.ok ? parsed.requests[0]?.operation : undefined;
-  if (!op) throw new UsageError(`--mcp: ${parsed.ok ? "not a request" : parsed.message}`);
-  return op;
+  const request = parsed.ok ? parsed.requests[0] : undefined;
+  if (!request) throw new UsageError(`--mcp: ${parsed.ok ? "not a request" : parsed.message}`);
+  return method === "tools/call"
+    ? { op: request.operation, arguments: request.arguments }
+    : { op: request.operation };
 }

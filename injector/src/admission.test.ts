@@ -61,6 +61,46 @@ describe("admission", () => {
     expect(out.review.response?.status?.message).toContain("shareProcessNamespace");
   });
 
+  // Found by test/fuzz/admission-review.fuzz.ts: spec without containers threw a TypeError in
+  // injectPod (the server's 500 InternalError). Fields of another type are refused the same way:
+  // a runAsUser "1337" would otherwise compare unequal to the proxy UID and pass.
+  it("refuses with 403 a pod whose fields it cannot read, naming the field", () => {
+    const cases: [unknown, RegExp][] = [
+      [{ metadata: { name: "p" }, spec: { containehs: [{ name: "a" }] } }, /spec.containers must list/],
+      [{ metadata: { name: "p" } }, /spec.containers is required/],
+      [
+        { spec: { containers: [{ name: "a", securityContext: { runAsUser: "1337" } }] } },
+        /containers\[0\].securityContext.runAsUser must be an integer/,
+      ],
+      [
+        { spec: { hostNetwork: "false", containers: [{ name: "a" }] } },
+        /spec.hostNetwork must be true or false/,
+      ],
+      [{ spec: { containers: [{ name: "a", env: {} }] } }, /spec.containers\[0\].env must be a list/],
+      [
+        { metadata: { labels: { app: 1 } }, spec: { containers: [{ name: "a" }] } },
+        /metadata.labels must be a map of strings/,
+      ],
+      [{ spec: { volumes: [null], containers: [{ name: "a" }] } }, /spec.volumes\[0\] must be an object/],
+      [
+        { spec: { containers: [{ name: "a", securityContext: { capabilities: { add: "ALL" } } }] } },
+        /capabilities.add must be a list of strings/,
+      ],
+    ];
+    for (const [pod, message] of cases) {
+      const out = admit(podRequest(pod), deps);
+      expect(out.result, JSON.stringify(pod)).toBe("refused");
+      expect(out.review.response).toMatchObject({ uid: "u1", allowed: false, status: { code: 403 } });
+      expect(out.review.response?.status?.message).toMatch(message);
+    }
+    // null is an absent field, as Kubernetes reads it.
+    const nulls = {
+      metadata: { labels: null },
+      spec: { volumes: null, containers: [{ name: "a", env: null }] },
+    };
+    expect(admit(podRequest(nulls), deps).result).toBe("injected");
+  });
+
   it("ignores everything that is not a pod creation", () => {
     const pod = { metadata: { name: "p" }, spec: { containers: [] } };
     for (const extra of [

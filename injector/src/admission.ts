@@ -5,6 +5,7 @@ import type { InjectorConfig } from "./config.ts";
 import { injectPod, podDisplayName } from "./inject.ts";
 import type { AdmissionResult } from "./metrics.ts";
 import { podPatch } from "./patch.ts";
+import { podShapeProblems } from "./pod-shape.ts";
 import type { PolicySource } from "./policies.ts";
 
 export interface AdmissionRequest {
@@ -83,6 +84,16 @@ export function admit(
       review: answer({ uid: req.uid, allowed: true }),
       result: "ignored",
       detail: `not a pod creation: ${req.operation ?? "?"} ${req.kind?.kind ?? "?"}${req.subResource ? `/${req.subResource}` : ""}`,
+    };
+  }
+  const shape = podShapeProblems(req.object);
+  if (shape.length > 0) {
+    // Fail closed: the decisions below compare these fields, a value of another type must not pass.
+    const message = `airlock: refusing a pod in namespace ${req.namespace || "?"} whose fields cannot be read: ${shape.slice(0, 10).join("; ")}`;
+    return {
+      review: answer({ uid: req.uid, allowed: false, status: { code: 403, reason: "Forbidden", message } }),
+      result: "refused",
+      detail: message,
     };
   }
   const pod = req.object as V1Pod;

@@ -127,6 +127,51 @@ describe("injectPod", () => {
     expect(injectPod(pod(), ctx([], "kube-system")).kind).toBe("skipped");
   });
 
+  it("where injection is required, skips a pod marked injected only if it carries Airlock's containers as made", () => {
+    const required = { ...ctx([policy("p", undefined, "api-cred")]), required: true };
+    const once = injectPod(pod(), required);
+    if (once.kind !== "injected") throw new Error(once.kind);
+    // What the API server adds (defaults) does not matter; reinvocation skips.
+    const defaulted = structuredClone(once.pod);
+    for (const c of defaulted.spec?.initContainers ?? []) c.terminationMessagePath = "/dev/termination-log";
+    expect(injectPod(defaulted, required).kind).toBe("skipped");
+    const forged = (edit: (p: V1Pod) => void) => {
+      const p = structuredClone(once.pod);
+      edit(p);
+      return injectPod(p, required);
+    };
+    const inits = (p: V1Pod) => p.spec?.initContainers ?? [];
+    const cases: [string, (p: V1Pod) => void, RegExp][] = [
+      ["annotation alone", (p) => (p.spec = pod().spec), /init container 1 is not airlock-init/],
+      [
+        "capture excluded",
+        (p) => inits(p)[0]?.args?.push("--exclude-cidrs", "0.0.0.0/0"),
+        /airlock-init container's args/,
+      ],
+      [
+        "another image",
+        (p) => Object.assign(inits(p)[1] ?? {}, { image: "evil/proxy" }),
+        /airlock-sidecar container's image/,
+      ],
+      [
+        "sidecar as root",
+        (p) => Object.assign(inits(p)[1]?.securityContext ?? {}, { runAsUser: 0 }),
+        /securityContext/,
+      ],
+      ["sidecar removed", (p) => inits(p).splice(1, 1), /init container 2 is not airlock-sidecar/],
+    ];
+    for (const [label, edit, why] of cases) {
+      const out = forged(edit);
+      expect(out.kind, label).toBe("refused");
+      if (out.kind === "refused") expect(out.message).toMatch(why);
+    }
+    // Elsewhere the annotation is an opt-out like airlock.dev/inject=false (skipped, as before).
+    expect(
+      injectPod({ ...pod(), metadata: { name: "p", annotations: { "airlock.dev/status": "{}" } } }, ctx())
+        .kind,
+    ).toBe("skipped");
+  });
+
   it("refuses the proxy UID/GID however it is reached", () => {
     const refused = (p: V1Pod) => {
       const out = injectPod(p, ctx());

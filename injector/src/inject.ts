@@ -457,6 +457,50 @@ function isTokenVolume(v: V1Volume): boolean {
   return (v.projected?.sources ?? []).some((s) => s.serviceAccountToken !== undefined);
 }
 
+/** `expected` with every field it sets equal in `actual` (which may hold more: API defaults). */
+function covers(actual: unknown, expected: unknown): boolean {
+  if (Array.isArray(expected))
+    return (
+      Array.isArray(actual) &&
+      actual.length === expected.length &&
+      expected.every((e, i) => covers(actual[i], e))
+    );
+  if (typeof expected === "object" && expected !== null)
+    return (
+      typeof actual === "object" &&
+      actual !== null &&
+      Object.entries(expected).every(([k, v]) => covers((actual as Record<string, unknown>)[k], v))
+    );
+  return actual === expected;
+}
+
+/**
+ * Why the Airlock init containers of a pod marked as injected are not those this injector would
+ * add (name, image, command, args, restartPolicy, securityContext), or undefined when they are.
+ */
+function injectedDiffers(pod: V1Pod, ctx: InjectContext): string | undefined {
+  const annotations = pod.metadata?.annotations ?? {};
+  const ignored: string[] = [];
+  const secrets = referencedSecrets(policiesSelecting(ctx.policies, pod.metadata?.labels ?? {}));
+  const mounts = secrets.map((s) => ({
+    name: secretVolumeName(s),
+    mountPath: `${PATHS.secrets}/${s}`,
+    readOnly: true,
+  }));
+  const expected = [
+    initContainer(ctx.config, annotations, ignored),
+    sidecarContainer(ctx.config, proxyResources(annotations, ctx.config, ignored), mounts),
+  ];
+  const inits = pod.spec?.initContainers ?? [];
+  for (const [i, want] of expected.entries()) {
+    const have = inits[i];
+    if (have?.name !== want.name) return `init container ${i + 1} is not ${want.name}`;
+    for (const field of ["image", "command", "args", "restartPolicy", "securityContext"] as const)
+      if (!covers(have[field], want[field])) return `its ${want.name} container's ${field} is not Airlock's`;
+  }
+  return undefined;
+}
+
 /**
  * Injects Airlock into a pod, or says why it was skipped or must be refused. The input is not
  * modified. Injecting an injected pod returns it unchanged (`skipped`).
@@ -465,8 +509,22 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
   const { config } = ctx;
   const annotations = input.metadata?.annotations ?? {};
   const labels = input.metadata?.labels ?? {};
-  if (annotations[ANNOTATION_STATUS] !== undefined)
+  if (annotations[ANNOTATION_STATUS] !== undefined) {
+    // Where injection is mandatory the annotation is a claim to verify: anyone writing the pod
+    // can set it, and a pod without Airlock's own containers (or with altered ones: capture
+    // exclusions in the args, another image) would otherwise start unguarded.
+    const forged = ctx.required ? injectedDiffers(input, ctx) : undefined;
+    if (forged)
+      return {
+        kind: "refused",
+        problems: [forged],
+        message:
+          `airlock: refusing pod ${podDisplayName(input)} in namespace ${ctx.namespace}: it carries ${ANNOTATION_STATUS} ` +
+          `but ${forged}, and namespace ${ctx.namespace} requires injection (namespace label ${LABEL_INJECT}=${NAMESPACE_INJECT_REQUIRED}); ` +
+          `remove the annotation (and any ${INIT_CONTAINER}/${SIDECAR_CONTAINER} containers) to have it injected`,
+      };
     return { kind: "skipped", pod: input, reason: `already injected (${ANNOTATION_STATUS} is set)` };
+  }
   if (config.systemNamespaces.includes(ctx.namespace))
     return { kind: "skipped", pod: input, reason: `system namespace ${ctx.namespace}` };
   const unprotectable: string[] = [];

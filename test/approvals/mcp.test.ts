@@ -238,6 +238,44 @@ describe("MCP tool calls held for approval on the real API server", () => {
     expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
   });
 
+  it("the client's own timeout ends the wait; approved meanwhile, the same call retried runs at once", async () => {
+    // The TypeScript SDK's request timeout (60 s by default, 1.5 s here) is what an agent sees while
+    // an approval is pending: the SDK cancels (notifications/cancelled), the AccessRequest stays.
+    const args = { arg: "retry-me" };
+    const timedOut = await client
+      .callTool({ name: "run_report", arguments: args }, undefined, { timeout: 1500 })
+      .catch((e: unknown) => e);
+    expect(timedOut).toBeInstanceOf(McpError);
+    expect((timedOut as McpError).message).toMatch(/Request timed out/);
+    // (The canceled call above left its own request pending: pick this one by its arguments.)
+    const req = await until("the request", async () =>
+      (await c.list()).find(
+        (o) =>
+          o.spec.operation.summary.includes('"retry-me"') && (o.status?.phase ?? "Pending") === "Pending",
+      ),
+    );
+    const ev = await until("the timed-out call's audit event", () =>
+      audit.find(
+        (e) =>
+          e.upstream?.error === "approval_pending" && e.decision.reason.includes(req.metadata.name as string),
+      ),
+    );
+    expect(ev.decision.reason).toMatch(/stays pending: a retry of the same operation picks it up/);
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+
+    const approved = await plugin(["approve", req.metadata.name as string, "-n", c.ns], c.users.ann);
+    expect(approved.code, approved.stderr).toBe(0);
+    const before = (await c.list()).length;
+    const started = Date.now();
+    const result = await client.callTool({ name: "run_report", arguments: args });
+    expect(result.content).toEqual([{ type: "text", text: "run_report done" }]);
+    expect(Date.now() - started).toBeLessThan(5000);
+    // The same AccessRequest answered the retry: none was created for it.
+    expect((await c.list()).length).toBe(before);
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(2);
+    expect(upstream.args.at(-1)).toEqual(args);
+  });
+
   it("a closed connection ends the wait too", async () => {
     const before = audit.length;
     const ac = new AbortController();
@@ -268,6 +306,6 @@ describe("MCP tool calls held for approval on the real API server", () => {
     // An approval arriving later lets nothing through: the call is gone.
     expect((await plugin(["approve", req.metadata.name as string, "-n", c.ns], c.users.ann)).code).toBe(0);
     await sleep(1000);
-    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(2);
   });
 });

@@ -9,12 +9,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNginx, waitForPort } from "./nginx.ts";
 import { freePort } from "./ports.ts";
+import { processMemory, sidecarLaunch } from "./sidecar-process.ts";
 import { type LoadResult, wrk } from "./wrk.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 /** ~1 KB of JSON with PII in it, like an internal API's record. */
-const body = JSON.stringify({
+export const body = JSON.stringify({
   customers: Array.from({ length: 4 }, (_, i) => ({
     id: i,
     name: `Customer ${i}`,
@@ -25,8 +26,10 @@ const body = JSON.stringify({
   })),
 });
 
-function startUpstream(port: number): Promise<Server> {
+/** The upstream of the HTTP rows (and the soak): the record above, for the bench token only. */
+export function startUpstream(port: number, onRequest?: () => void): Promise<Server> {
   const server = createServer((req, res) => {
+    onRequest?.();
     if (req.headers.authorization !== "Bearer bench-token") {
       res.writeHead(401).end();
       return;
@@ -69,14 +72,12 @@ export interface HttpBench {
   /** Sidecar RSS after the load (the last row). */
   sidecarRssMb: number;
   /** Memory check: the sidecar's RSS and V8 heap in use, idle (before load) and after each sidecar row. */
-  sidecarMemory: { when: string; rssMb: number; heapUsedMb: number }[];
+  sidecarMemory: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[];
+  /** How the sidecar process was run (sidecar-process.ts). */
+  launch: string;
 }
 
-/** RSS of a process, from /proc (Linux). */
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-}
+const rssMb = (pid: number) => processMemory(pid).rssMb;
 
 /** User + system CPU seconds a process used so far, from /proc (Linux). */
 export function cpuSeconds(pid: number): number {
@@ -107,9 +108,11 @@ export async function benchHttp(opts: {
 
   const upstream = await startUpstream(upPort);
   const nginx = await startNginx({ listenPort: nginxPort, upstreamPort: upPort });
+  const launch = await sidecarLaunch();
   const sidecar: ChildProcess = spawn(
     process.execPath,
     [
+      ...launch.execArgv,
       "bin/airlock.js",
       "sidecar",
       "--policy",
@@ -125,14 +128,14 @@ export async function benchHttp(opts: {
       "--log-level",
       "warn",
     ],
-    { cwd: root, stdio: ["ignore", "ignore", "inherit"] },
+    { cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...launch.env } },
   );
   try {
     await waitForPort(plainPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
     const pid = sidecar.pid as number;
     const memory: HttpBench["sidecarMemory"] = [];
     const sample = async (when: string) =>
-      memory.push({ when, rssMb: rssMb(pid), heapUsedMb: await heapUsedMb(adminPort) });
+      memory.push({ when, ...processMemory(pid), heapUsedMb: await heapUsedMb(adminPort) });
     await sample("idle");
     const targets: [string, number][] = [
       ["direct", upPort],
@@ -169,7 +172,7 @@ export async function benchHttp(opts: {
       });
       if (throughSidecar) await sample(`after ${name}`);
     }
-    return { rows, sidecarRssMb: rssMb(pid), sidecarMemory: memory };
+    return { rows, sidecarRssMb: rssMb(pid), sidecarMemory: memory, launch: launch.label };
   } finally {
     sidecar.kill("SIGTERM");
     nginx.stop();

@@ -6,10 +6,18 @@
 // transaction is read from /proc, and the profile's self and total time per function are
 // reported per transaction (µs), the functions that differ most between trees first.
 //
+// Read and write system calls per transaction are timing, not work: a guard that wakes as soon as
+// the server's first 8 KiB arrive reads a result in more, smaller pieces than one that is busy
+// (the same code made 7 or 14 reads per 1000-row result from run to run). Compare CPU over many
+// rounds (the per-round spread says how far to trust a difference) and the profiles' functions.
+//
 //   node test/bench/pg-profile.ts --tree ../other-tree --tree . [--workload rows|select|prepared|tpcb]
 //        [--masking] [--transactions 2000] [--clients 8] [--rounds 3] [--top 40] [--no-profile]
+//        [--gc] [--guard-flag=--v8-flag ...] [--callers nextTick]
+//   A tree may carry Node/V8 flags of its own: --tree '.#--initial-heap-size=64' --tree .
+//   PGPROF_GC_LOG=file keeps the guards' raw --trace-gc lines of the measured runs (with --gc).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -27,13 +35,30 @@ const { values } = parseArgs({
     clients: { type: "string", default: "8" },
     rounds: { type: "string", default: "3" },
     top: { type: "string", default: "40" },
+    /** Also list the call paths (4 frames up) of the samples whose own function is named this. */
+    callers: { type: "string" },
     "no-profile": { type: "boolean", default: false },
+    /**
+     * Count the guards' garbage collections (V8's --trace-gc on their stdout) during the measured
+     * runs. Their stdout becomes a pipe, so their audit lines cost more: compare CPU without it.
+     */
+    gc: { type: "boolean", default: false },
+    /** Extra Node/V8 flags for the guards (e.g. --guard-flag=--max-semi-space-size=16). */
+    "guard-flag": { type: "string", multiple: true },
     pgbouncer: { type: "boolean", default: true },
     /** A new connection per transaction (pgbench -C): the per-session cost. */
     connect: { type: "boolean", default: false },
   },
 });
-const trees = (values.tree ?? ["."]).map((t) => resolve(t));
+/** A tree, optionally with Node/V8 flags of its own after "#" (e.g. `.#--max-semi-space-size=4`). */
+const trees = (values.tree ?? ["."]).map((t) => {
+  const [dir = ".", flags] = t.split("#");
+  return {
+    name: flags ? `${resolve(dir)}#${flags}` : resolve(dir),
+    dir: resolve(dir),
+    flags: flags ? flags.split(",") : [],
+  };
+});
 const clients = Number(values.clients);
 const perClient = Math.max(1, Math.round(Number(values.transactions) / clients));
 const rounds = Number(values.rounds);
@@ -84,22 +109,57 @@ interface Guard {
   pid: number;
   port: number;
   profDir: string;
+  /** Collections seen while `gc.on` (a measured run of this guard): count and pause ms per kind. */
+  gc: { on: boolean; scavenge: number; scavengeMs: number; markCompact: number; markCompactMs: number };
 }
 
-async function spawnGuard(tree: string, config: unknown): Promise<Guard> {
+async function spawnGuard(spec: (typeof trees)[number], config: unknown): Promise<Guard> {
+  const tree = spec.name;
   const profDir = await mkdtemp(join(tmpdir(), "airlock-pgprof-"));
   const child = spawn(
     process.execPath,
-    [join(tree, "test/bench/postgres.ts"), "--serve", JSON.stringify(config)],
+    [
+      ...(values.gc ? ["--trace-gc"] : []),
+      ...(values["guard-flag"] ?? []),
+      ...spec.flags,
+      join(spec.dir, "test/bench/postgres.ts"),
+      "--serve",
+      JSON.stringify(config),
+    ],
     {
-      cwd: tree,
-      stdio: ["ignore", "ignore", "inherit", "pipe"],
+      cwd: spec.dir,
+      stdio: ["ignore", values.gc ? "pipe" : "ignore", "inherit", "pipe"],
       env: {
         ...process.env,
         ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250` } : {}),
       },
     },
   );
+  const gc = { on: false, scavenge: 0, scavengeMs: 0, markCompact: 0, markCompactMs: 0 };
+  if (child.stdout) {
+    let rest = "";
+    child.stdout.on("data", (d: Buffer) => {
+      const lines = (rest + d.toString()).split("\n");
+      rest = lines.pop() ?? "";
+      if (!gc.on) return;
+      if (process.env.PGPROF_GC_LOG)
+        appendFileSync(process.env.PGPROF_GC_LOG, `${tree}\n${lines.join("\n")}\n`);
+      for (const l of lines) {
+        // [pid:0x...]   1234 ms: Scavenge 10.1 (12.0) -> 9.8 (13.0) MB, pooled: 0 MB, 0.52 / 0.00 ms ...
+        const m =
+          /ms: (Scavenge|Mark-Compact|Minor Mark-Sweep)\b.*?MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ /.exec(l);
+        if (!m) continue;
+        if (m[1] === "Mark-Compact") {
+          gc.markCompact++;
+          // The final pause and the incremental steps before it (both on the main thread).
+          gc.markCompactMs += Number(m[2]) + Number(/\(\+ ([\d.]+) ms in/.exec(l)?.[1] ?? 0);
+        } else {
+          gc.scavenge++;
+          gc.scavengeMs += Number(m[2]);
+        }
+      }
+    });
+  }
   const port = await new Promise<number>((res, rej) => {
     let out = "";
     (child.stdio[3] as NodeJS.ReadableStream).on("data", (d: Buffer) => {
@@ -109,7 +169,7 @@ async function spawnGuard(tree: string, config: unknown): Promise<Guard> {
     });
     child.once("exit", (code) => rej(new Error(`guard of ${tree} exited with ${code}`)));
   });
-  return { tree, child, pid: child.pid ?? 0, port, profDir };
+  return { tree, child, pid: child.pid ?? 0, port, profDir, gc };
 }
 
 interface CpuProfile {
@@ -130,7 +190,7 @@ const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 function aggregate(
   p: CpuProfile,
   windows: [number, number][],
-): { self: Map<string, number>; total: Map<string, number>; busy: number } {
+): { self: Map<string, number>; total: Map<string, number>; callers: Map<string, number>; busy: number } {
   const parent = new Map<number, number>();
   const byId = new Map<number, CpuProfile["nodes"][number]>();
   for (const n of p.nodes) {
@@ -144,6 +204,7 @@ function aggregate(
   };
   const self = new Map<string, number>();
   const total = new Map<string, number>();
+  const callers = new Map<string, number>();
   let busy = 0;
   let t = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
@@ -155,6 +216,13 @@ function aggregate(
     if (k.startsWith("(idle)")) continue;
     busy += dt;
     self.set(k, (self.get(k) ?? 0) + dt);
+    if (values.callers && k.startsWith(`${values.callers} `)) {
+      const path: string[] = [];
+      for (let cur = parent.get(id); cur !== undefined && path.length < 4; cur = parent.get(cur))
+        path.push(key(cur));
+      const pk = path.join(" < ");
+      callers.set(pk, (callers.get(pk) ?? 0) + dt);
+    }
     const seen = new Set<string>();
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
       const ck = key(cur);
@@ -163,7 +231,7 @@ function aggregate(
       total.set(ck, (total.get(ck) ?? 0) + dt);
     }
   }
-  return { self, total, busy };
+  return { self, total, callers, busy };
 }
 
 const pg = await startPostgres({ settings: { max_connections: 300 } });
@@ -210,11 +278,16 @@ try {
   };
   for (const g of guards) pin(g.pid, last);
   if (bouncer) pin(bouncer.pid, last);
-  const targets: { name: string; pid: number; env: NodeJS.ProcessEnv }[] = [
+  const targets: { name: string; pid: number; env: NodeJS.ProcessEnv; guard?: Guard }[] = [
     ...(bouncer
       ? [{ name: "pgbouncer", pid: bouncer.pid, env: { PGPORT: String(bouncer.port), PGUSER: user.user } }]
       : []),
-    ...guards.map((g) => ({ name: g.tree, pid: g.pid, env: { PGPORT: String(g.port), PGUSER: "agent" } })),
+    ...guards.map((g) => ({
+      name: g.tree,
+      pid: g.pid,
+      env: { PGPORT: String(g.port), PGUSER: "agent" },
+      guard: g,
+    })),
   ];
   const run = (env: NodeJS.ProcessEnv, t: number) =>
     pgbench(
@@ -239,17 +312,29 @@ try {
   placeDb();
   const cpu = new Map<
     string,
-    { us: number; tx: number; tps: number[]; windows: [number, number][]; r: number; w: number }
+    {
+      us: number;
+      tx: number;
+      tps: number[];
+      perRound: number[];
+      windows: [number, number][];
+      r: number;
+      w: number;
+    }
   >();
   for (let r = 0; r < rounds; r++)
     for (const t of targets) {
       const c0 = cpuUs(t.pid);
       const s0 = syscalls(t.pid);
       const w0 = nowUs();
+      if (t.guard) t.guard.gc.on = true;
       const res = await run(t.env, perClient);
+      if (t.guard) t.guard.gc.on = false;
       const w1 = nowUs();
-      const acc = cpu.get(t.name) ?? { us: 0, tx: 0, tps: [], windows: [], r: 0, w: 0 };
-      acc.us += cpuUs(t.pid) - c0;
+      const acc = cpu.get(t.name) ?? { us: 0, tx: 0, tps: [], perRound: [], windows: [], r: 0, w: 0 };
+      const used = cpuUs(t.pid) - c0;
+      acc.us += used;
+      acc.perRound.push(used / Math.max(1, res.transactions));
       const s1 = syscalls(t.pid);
       acc.r += s1.r - s0.r;
       acc.w += s1.w - s0.w;
@@ -266,11 +351,29 @@ try {
   ];
   for (const [name, a] of cpu)
     lines.push(
-      `  ${name}: ${(a.us / a.tx).toFixed(1)} µs/tx CPU${name === "pgbouncer" ? "" : ` (${(a.us / a.tx / bPerTx).toFixed(2)} × pgbouncer)`}, reads/tx ${(a.r / a.tx).toFixed(1)} writes/tx ${(a.w / a.tx).toFixed(1)}, tps ${a.tps.map((x) => x.toFixed(0)).join(" ")}`,
+      `  ${name}: ${(a.us / a.tx).toFixed(1)} µs/tx CPU${name === "pgbouncer" ? "" : ` (${(a.us / a.tx / bPerTx).toFixed(2)} × pgbouncer)`}, reads/tx ${(a.r / a.tx).toFixed(1)} writes/tx ${(a.w / a.tx).toFixed(1)}, tps ${a.tps.map((x) => x.toFixed(0)).join(" ")}; µs/tx per round ${a.perRound.map((x) => x.toFixed(0)).join(" ")}`,
     );
+  for (const g of guards) {
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${g.pid}/status`, "utf8"))?.[1];
+    lines.push(`  ${g.tree} RSS after the runs: ${(Number(rss) / 1024).toFixed(0)} MB`);
+  }
+  if (values.gc)
+    for (const g of guards) {
+      const { tx } = cpu.get(g.tree) as { tx: number };
+      const k = g.gc;
+      lines.push(
+        `  ${g.tree} GC per 1000 tx: ${((k.scavenge * 1000) / tx).toFixed(1)} scavenges (${((k.scavengeMs * 1000) / tx).toFixed(1)} ms), ${((k.markCompact * 1000) / tx).toFixed(2)} mark-compacts (${((k.markCompactMs * 1000) / tx).toFixed(1)} ms)`,
+      );
+    }
   process.stdout.write(`${lines.join("\n")}\n`);
   // Stop the guards (their profiles are written at exit) and compare.
-  const aggs: { tree: string; self: Map<string, number>; total: Map<string, number>; perTx: number }[] = [];
+  const aggs: {
+    tree: string;
+    self: Map<string, number>;
+    total: Map<string, number>;
+    callers: Map<string, number>;
+    perTx: number;
+  }[] = [];
   for (const g of guards) {
     const exited = new Promise<void>((r) => g.child.once("exit", () => r()));
     g.child.kill("SIGTERM");
@@ -286,11 +389,17 @@ try {
     // Samples of the measured runs only; their busy time scaled to the measured CPU per tx.
     const scale = c.us / c.tx / a.busy;
     const perTx = (m: Map<string, number>) => new Map([...m].map(([k, v]) => [k, v * scale]));
-    aggs.push({ tree: g.tree, self: perTx(a.self), total: perTx(a.total), perTx: c.us / c.tx });
+    aggs.push({
+      tree: g.tree,
+      self: perTx(a.self),
+      total: perTx(a.total),
+      callers: perTx(a.callers),
+      perTx: c.us / c.tx,
+    });
     await rm(g.profDir, { recursive: true, force: true });
   }
   const top = Number(values.top);
-  for (const kind of ["self", "total"] as const) {
+  for (const kind of ["self", "total", ...(values.callers ? (["callers"] as const) : [])] as const) {
     const keys = new Set(aggs.flatMap((a) => [...a[kind].keys()]));
     const rowsOut = [...keys].map((k) => ({ k, v: aggs.map((a) => a[kind].get(k) ?? 0) }));
     rowsOut.sort((x, y) => Math.max(...y.v) - Math.max(...x.v));

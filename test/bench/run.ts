@@ -7,6 +7,7 @@ import { stealLine, stealMeter } from "./steal.ts";
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "8" },
+    "soak-minutes": { type: "string", default: "1" },
     connections: { type: "string", default: "16" },
     only: { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -14,7 +15,15 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    "Usage: npm run bench [-- --seconds 8 --connections 16 --only http|https|postgres|sse|admission]\n",
+    [
+      "Usage: npm run bench [-- --seconds 8 --connections 16 --soak-minutes 1",
+      "                         --only footprint|http|https|postgres|sse|admission|soak]",
+      "",
+      "footprint: idle sidecar memory (HTTP only, HTTP + PostgreSQL), then a table with the",
+      "memory after the HTTP load and after the soak. soak: a short fixed-rate soak (npm run soak",
+      "for the 10-minute one; its last figures, in .airlock/soak/last.json, are printed too).",
+      "",
+    ].join("\n"),
   );
   process.exit(0);
 }
@@ -25,6 +34,17 @@ const want = (section: string) => !values.only || values.only === section;
 const fmt = (n: number, d = 2) => n.toFixed(d);
 const out: string[] = [];
 const steal = stealMeter();
+/** Memory figures gathered by the sections, printed together at the end. */
+const footprint: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[] = [];
+let bareNodeMb: number | undefined;
+
+if (want("footprint")) {
+  log("Footprint: idle sidecar memory");
+  const { benchFootprint } = await import("./footprint.ts");
+  const f = await benchFootprint(log);
+  bareNodeMb = f.bareNodeMb;
+  for (const r of f.rows) footprint.push({ when: `idle, ${r.name}, ${r.launch}`, ...r });
+}
 
 if (want("http")) {
   log("HTTP: wrk against direct, nginx, sidecar, sidecar+masking");
@@ -50,10 +70,11 @@ if (want("http")) {
       .filter((row) => row.sidecarCpuUsPerRequest !== undefined)
       .map((row) => `${row.name} ${fmt(row.sidecarCpuUsPerRequest ?? 0, 0)} µs`)
       .join(", ")}`,
-    `Sidecar memory (RSS / V8 heap used): ${h.sidecarMemory
+    `Sidecar run ${h.launch}. Memory (RSS / V8 heap used): ${h.sidecarMemory
       .map((m) => `${m.when} ${fmt(m.rssMb, 0)} / ${fmt(m.heapUsedMb, 0)} MB`)
       .join(", ")}`,
   );
+  for (const m of h.sidecarMemory) footprint.push({ ...m, when: `HTTP bench, ${m.when} (HTTP only)` });
 }
 
 if (want("https")) {
@@ -86,6 +107,45 @@ if (want("admission")) {
     "```",
     JSON.stringify(a, null, 2),
     "```",
+  );
+}
+
+if (want("soak")) {
+  const minutes = Number(values["soak-minutes"]);
+  log(`Soak: ${minutes} min at a fixed rate, HTTP and PostgreSQL`);
+  const { runSoak } = await import("../soak/soak.ts");
+  const { soakMinutes } = await import("../soak/verdict.ts");
+  const s = await runSoak({ minutes, rate: 200, windowSeconds: 10, warmupSeconds: 10, log });
+  out.push(
+    "",
+    `Soak (short): ${minutes} min at 200 HTTP req/s + 200 PostgreSQL statements/s, open loop, masking and audit on (npm run soak for the 10-minute run)`,
+    soakMinutes(s),
+  );
+  const last = s.windows[s.windows.length - 1];
+  if (last) footprint.push({ when: `after the ${minutes}-min soak (HTTP + PostgreSQL)`, ...last });
+  const { LAST_SOAK } = await import("../soak/run.ts");
+  const { existsSync, readFileSync } = await import("node:fs");
+  if (existsSync(LAST_SOAK)) {
+    const full = JSON.parse(readFileSync(LAST_SOAK, "utf8")) as import("../soak/verdict.ts").SoakResult;
+    out.push(
+      "",
+      `Last \`npm run soak\` (${LAST_SOAK}): ${full.minutes} min at ${full.rate}/s each, started ${full.startedAt}, sidecar run ${full.launch ?? "?"}`,
+      soakMinutes(full),
+    );
+    const end = full.windows[full.windows.length - 1];
+    if (end) footprint.push({ when: `after the last ${full.minutes}-min soak, ${full.startedAt}`, ...end });
+  }
+}
+
+if (footprint.length) {
+  out.push(
+    "",
+    `Footprint (aim: idle RSS ≤ 70 MB, ≤ 90 MB after load; private = anonymous pages, what each pod adds when the node binary's pages are shared)${bareNodeMb ? `; bare Node idle ${fmt(bareNodeMb, 0)} MB` : ""}`,
+    "| when | RSS MB | private MB | V8 heap used MB |",
+    "|---|---|---|---|",
+    ...footprint.map(
+      (m) => `| ${m.when} | ${fmt(m.rssMb, 0)} | ${fmt(m.anonMb, 0)} | ${fmt(m.heapUsedMb, 0)} |`,
+    ),
   );
 }
 

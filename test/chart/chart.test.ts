@@ -481,6 +481,27 @@ describe("copies of crds/", () => {
   });
 });
 
+describe("helm template with vault.tokenReviewer.enabled", () => {
+  it("a service account bound to system:auth-delegator only, with no token mounted anywhere", async () => {
+    const objs = await render({ values: { vault: { tokenReviewer: { enabled: true } } } });
+    const sa = objs.find((o) => o.kind === "ServiceAccount" && o.metadata.name === "airlock-vault-reviewer");
+    expect(sa).toMatchObject({ automountServiceAccountToken: false });
+    const bindings = objs.filter(
+      (o) =>
+        (o.kind === "ClusterRoleBinding" || o.kind === "RoleBinding") &&
+        (o.subjects as { name: string }[] | undefined)?.some((x) => x.name === "airlock-vault-reviewer"),
+    );
+    expect(bindings).toHaveLength(1);
+    expect(bindings[0]).toMatchObject({
+      roleRef: { kind: "ClusterRole", name: "system:auth-delegator" },
+      subjects: [
+        { kind: "ServiceAccount", name: "airlock-vault-reviewer", namespace: sa?.metadata.namespace },
+      ],
+    });
+    expect(defaults.some((o) => o.metadata.name === "airlock-vault-reviewer")).toBe(false);
+  });
+});
+
 describe("values.schema.json", () => {
   const cases: [string, Record<string, unknown>, string][] = [
     [
@@ -523,6 +544,11 @@ describe("values.schema.json", () => {
     ],
     ["replicas as a string", { injector: { replicas: "2" } }, "at '/injector/replicas'"],
     ["an unknown top-level key", { injetcor: {} }, "additional properties 'injetcor' not allowed"],
+    [
+      "a misspelt vault.tokenReviewer key",
+      { vault: { tokenReviewer: { enable: true } } },
+      "additional properties 'enable' not allowed",
+    ],
   ];
   for (const [what, values, message] of cases) {
     it(`rejects ${what}`, async () => {

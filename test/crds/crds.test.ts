@@ -158,15 +158,15 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.postgres is only for protocol postgres/,
     ],
     [
-      "Vault credentials on an ssh connection",
+      "Vault credentials on an ssh connection with a database path",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT },
+          credentials: { vault: VAULT, ssh: { username: "ops", certificate: { principals: ["ops"] } } },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.vault is only for protocols postgres, http and mcp/,
+      /for protocol ssh, credentials\.vault signs the session certificates: its path is the SSH secrets engine's <mount>\/sign\/<role>/,
     ],
     [
       "a PostgreSQL Vault path that is not <mount>/creds/<role>",
@@ -193,6 +193,24 @@ describe("broken policies are rejected by the API server with a message that say
       /credentials\.vault\.refreshSeconds is only for protocols http and mcp/,
     ],
     [
+      "approvedPath on an http connection",
+      (p) =>
+        Object.assign(p.spec.connections[1]!, {
+          credentials: {
+            vault: { ...VAULT, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          },
+        }),
+      /credentials\.vault\.approvedPath is only for protocol postgres/,
+    ],
+    [
+      "an approvedPath that is not <mount>/creds/<role>",
+      (p) =>
+        Object.assign(p.spec.connections[0]!, {
+          credentials: { vault: { ...VAULT, approvedPath: "secret/data/writer" } },
+        }),
+      /approvedPath must be the database secrets engine's <mount>\/creds\/<role>/,
+    ],
+    [
       "a refreshSeconds below 5",
       (p) =>
         Object.assign(p.spec.connections[1]!, {
@@ -201,15 +219,32 @@ describe("broken policies are rejected by the API server with a message that say
       /refreshSeconds in body should be greater than or equal to 5/,
     ],
     [
-      "an ssh connection with Vault and no Secret",
+      "an ssh connection with Vault and a private key to use",
       (p) =>
         p.spec.connections.push({
           name: "box",
           protocol: "ssh",
           target: { host: "box", port: 22 },
-          credentials: { vault: VAULT, ssh: { username: "ops", privateKeyKey: "id" } },
+          credentials: {
+            vault: { ...VAULT, path: "ssh/sign/agents" },
+            ssh: { username: "ops", privateKeyKey: "id" },
+          },
         } as (typeof p.spec.connections)[number]),
-      /credentials\.secretRef is required for protocol ssh/,
+      /with credentials\.ssh\.certificate and no caKey/,
+    ],
+    [
+      "an ssh certificate with neither caKey nor Vault",
+      (p) =>
+        p.spec.connections.push({
+          name: "box",
+          protocol: "ssh",
+          target: { host: "box", port: 22 },
+          credentials: {
+            secretRef: { name: "s" },
+            ssh: { username: "ops", certificate: { principals: ["ops"] } },
+          },
+        } as (typeof p.spec.connections)[number]),
+      /credentials\.ssh\.certificate needs caKey, or credentials\.vault to sign with/,
     ],
     [
       "Vault over plain http to a non-loopback address",
@@ -362,6 +397,21 @@ describe("broken policies are rejected by the API server with a message that say
       /spec\.rules\[0\]\.match\.mcp\.serverRequests\[0\]: Invalid value: "sampling create"/,
     ],
     [
+      "an argument condition without tools",
+      (p) => {
+        p.spec.connections.push({
+          name: "tools",
+          protocol: "mcp",
+          target: { host: "mcp.internal", port: 80 },
+        });
+        Object.assign(p.spec.rules[0]!, {
+          connections: ["tools"],
+          match: { mcp: { methods: ["tools/call"], when: 'args.env == "prod"' } },
+        });
+      },
+      /spec\.rules\[0\]\.match\.mcp: Invalid value: match\.mcp\.when applies to tools\/call requests: it needs tools/,
+    ],
+    [
       "no connections at all",
       (p) => (p.spec.connections = []),
       /spec\.connections: Invalid value: 0: spec\.connections in body should have at least 1 items/,
@@ -388,6 +438,12 @@ describe("broken policies are rejected by the API server with a message that say
       match: { mcp: { methods: ["tools/list"], tools: ["get_*"], resources: ["file:///docs/**"] } },
     } as unknown as Policy["spec"]["rules"][number]);
     p.spec.rules.push({
+      name: "not-prod",
+      action: "deny",
+      connections: ["tools"],
+      match: { mcp: { tools: ["*"], when: 'has(args.env) && args.env == "prod"' } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    p.spec.rules.push({
       name: "roots",
       action: "allow",
       connections: ["tools"],
@@ -402,7 +458,25 @@ describe("broken policies are rejected by the API server with a message that say
 
   it("accepts a Vault credential on the postgres connection", async () => {
     const p = base();
-    Object.assign(p.spec.connections[0]!, { credentials: { vault: VAULT } });
+    Object.assign(p.spec.connections[0]!, {
+      credentials: { vault: { ...VAULT, approvedPath: "database/creds/writer" } },
+    });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+  });
+
+  it("accepts an ssh connection whose certificates Vault signs (no Secret, no CA key)", async () => {
+    const p = base();
+    p.spec.connections.push({
+      name: "box",
+      protocol: "ssh",
+      target: { host: "box", port: 22 },
+      knownHosts: { name: "kh", key: "known_hosts" },
+      credentials: {
+        vault: { ...VAULT, path: "ssh/sign/agents" },
+        ssh: { username: "ops", certificate: { principals: ["ops"], validity: "5m" } },
+      },
+    } as (typeof p.spec.connections)[number]);
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);
   });
@@ -528,6 +602,9 @@ describe("kubectl explain", () => {
     const sr = await kubectl(["explain", "aap.spec.rules.match.mcp.serverRequests"]);
     expect(sr.code, sr.out).toBe(0);
     expect(flat(sr.stdout)).toMatch(/Requests the server sends to the agent .* are refused/);
+    const when = await kubectl(["explain", "aap.spec.rules.match.mcp.when"]);
+    expect(flat(when.stdout)).toMatch(/A CEL expression over a tools\/call request/);
+    expect(flat(when.stdout)).toMatch(/Fail closed: when evaluation errors/);
     const pins = await kubectl(["explain", "aap.spec.connections.mcp.pinnedTools.digest"]);
     expect(flat(pins.stdout)).toMatch(
       /canonical JSON \(RFC 8785\) of name, description, inputSchema and annotations/,

@@ -3,6 +3,8 @@
 // selects the pod's labels and references Secrets. Invariants:
 //  - A malformed body is refused by SyntaxError or BadReviewError only (the server's 400).
 //  - admit never throws: the server would otherwise answer an InternalError naming a TypeError.
+//  - Where injection is required, a pod is admitted without injection only in a system namespace
+//    or when it carries Airlock's init containers (a forged airlock.dev/status is not enough).
 //  - The answer echoes the uid; a refusal carries 403 and a message; an injection's patch is a
 //    base64 JSON Patch that applies to the pod as sent, op by op, and gives a pod with the sidecar
 //    as an init container, automountServiceAccountToken false, the projected token mounted into
@@ -27,7 +29,7 @@ type Pod = {
   metadata?: { annotations?: Record<string, string> };
   spec?: {
     automountServiceAccountToken?: boolean;
-    initContainers?: { name?: string; volumeMounts?: { name?: string }[] }[];
+    initContainers?: { name?: string; image?: string; volumeMounts?: { name?: string }[] }[];
     containers?: { name?: string; volumeMounts?: { name?: string }[] }[];
   };
 };
@@ -48,6 +50,23 @@ export function fuzz(data: Buffer): void {
     throw err;
   }
   const text = data.toString("utf8").slice(0, 4000);
+  const required = admit(request, { ...deps, required: true });
+  if (required.result === "skipped") {
+    const inits = (request.object as Pod).spec?.initContainers ?? [];
+    const guarded =
+      inits[0]?.name === "airlock-init" &&
+      inits[1]?.name === "airlock-sidecar" &&
+      [inits[0], inits[1]].every((c) => c.image === deps.config.image);
+    const ns =
+      request.namespace ||
+      (request.object as { metadata?: { namespace?: string } }).metadata?.namespace ||
+      "default";
+    if (!guarded && !deps.config.systemNamespaces.includes(ns))
+      fail("a pod without Airlock's containers is admitted where injection is required", {
+        text,
+        detail: required.detail,
+      });
+  }
   const out = admit(request, deps);
   const res = out.review.response;
   check(res?.uid === request.uid && typeof res.allowed === "boolean", "the answer does not echo the uid", {

@@ -1,20 +1,32 @@
 // The bounded fuzzing run of the test suite: every target of test/fuzz/ for a few seconds from
-// its corpus (test/fuzz/corpus/<target>/), one after another (each is one busy process). A crash,
+// its corpus (test/fuzz/corpus/<target>/), three at a time. A crash,
 // a broken invariant, a hang or memory past the limit fails the target's test with the input
 // left in .airlock/fuzz/<target>/. The longer run is `npm run fuzz -- --minutes N`.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ensureFuzzer, fuzzTarget, TARGETS } from "./run.ts";
 
-const SECONDS = Number(process.env.AIRLOCK_FUZZ_SECONDS ?? 14);
+const SECONDS = Number(process.env.AIRLOCK_FUZZ_SECONDS ?? 8);
 
-beforeAll(() => ensureFuzzer(), 120_000);
+// The addon is built on first use (~1 min). Without libFuzzer installed the suite is skipped,
+// saying so; any other build failure fails it.
+let unavailable: string | undefined;
+try {
+  ensureFuzzer();
+} catch (err) {
+  const message = (err as Error).message;
+  if (!/libFuzzer .*not found/.test(message)) throw err;
+  unavailable = message;
+  console.warn(`fuzz tests skipped: ${message} (.ci/run installs libclang-rt-16-dev)`);
+}
 
-describe("fuzzing harness", () => {
+describe.skipIf(unavailable !== undefined)("fuzzing harness", () => {
   it("reports a planted finding as a failure and keeps its input", async () => {
     const r = await fuzzTarget(join(import.meta.dirname, "support", "planted.fuzz.ts"), {
       seconds: 30,
+      // Its guard is in the target itself: instrument it, so comparisons guide the search.
+      includes: ["test/fuzz/support/planted"],
       quiet: true,
     });
     expect(r.ok).toBe(false);
@@ -28,13 +40,29 @@ describe("fuzzing harness", () => {
   }, 60_000);
 });
 
-describe.each(TARGETS)("fuzz target %s", (target) => {
-  it(
-    `runs ${SECONDS} s from its corpus without a finding`,
-    async () => {
-      const r = await fuzzTarget(target, { seconds: SECONDS, quiet: true });
+// Three targets at a time: most of a run is Node starting and instrumenting the sources, and
+// replaying the corpus (the http-request target waits on sockets), so the file stays near 2 min.
+const PARALLEL = 3;
+let running = 0;
+const waiting: (() => void)[] = [];
+async function inSlot<T>(fn: () => Promise<T>): Promise<T> {
+  while (running >= PARALLEL) await new Promise<void>((r) => waiting.push(r));
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+describe.skipIf(unavailable !== undefined).concurrent("fuzz targets", () => {
+  it.each(TARGETS)(
+    `%s runs ${SECONDS} s from its corpus without a finding`,
+    async (target) => {
+      const r = await inSlot(() => fuzzTarget(target, { seconds: SECONDS, quiet: true }));
       console.log(
-        `${target}: ${r.execs} executions, ${r.edges} edges, ${r.features} features, corpus ${r.corpus}${r.ok ? "" : `; ${r.finding}`}`,
+        `${target}: ${r.execs} executions, ${r.edges} edges, ${r.features} features, corpus ${r.corpus}, ${r.seconds} s${r.ok ? "" : `; ${r.finding}`}`,
       );
       expect(r.finding ?? "", r.artifact).toBe("");
       expect(r.ok).toBe(true);
@@ -42,6 +70,7 @@ describe.each(TARGETS)("fuzz target %s", (target) => {
       expect(r.edges).toBeGreaterThan(100);
       expect(r.execs).toBeGreaterThan(50);
     },
-    (SECONDS + 60) * 1000,
+    // Queued behind the others: the whole file's bound.
+    (SECONDS + 60) * TARGETS.length * 1000,
   );
 });

@@ -4,16 +4,26 @@
 // invariant, a hang (a single input over --timeout) or memory past the RSS limit.
 //
 //   npm run fuzz -- --minutes N [--target T]...   the longer run (N minutes per target)
-//   node test/fuzz/run.ts --seconds 20            the bounded run the test suite does
+//   npm run fuzz -- --merge --keep-corpus DIR     fold DIR's inputs into the repository's corpus
 //
-// The repository's corpus (test/fuzz/corpus/<target>/) is read, never written: new inputs go to
-// a scratch corpus; --keep-corpus DIR keeps them there (e.g. to merge interesting ones by hand).
+// A fuzzing run reads the repository's corpus (test/fuzz/corpus/<target>/), never writes it: new
+// inputs go to a scratch corpus, or to --keep-corpus DIR; --merge minimises them into it.
 // Findings are written to .airlock/fuzz/<target>/ (crash-*, timeout-*, oom-*).
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -44,6 +54,8 @@ export interface RunOptions {
   timeout?: number;
   rssLimitMb?: number;
   corpusDir?: string;
+  /** More path patterns to instrument besides the sidecar, injector and API sources. */
+  includes?: string[];
   quiet?: boolean;
 }
 
@@ -73,26 +85,35 @@ export function ensureFuzzer(): void {
   if (r.status !== 0) throw new Error(`cannot build the fuzzer addon: ${r.stderr?.toString("utf8").trim()}`);
 }
 
-/**
- * Fuzzes one target (a name under test/fuzz/, or a path to a .fuzz.ts file) for `seconds`;
- * resolves with libFuzzer's figures.
- */
-export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResult> {
-  const file = target.endsWith(".fuzz.ts") ? resolve(target) : join(here, `${target}.fuzz.ts`);
-  if (target.endsWith(".fuzz.ts")) target = target.replace(/^.*\//, "").slice(0, -".fuzz.ts".length);
+/** libFuzzer's -dict file for `target` from test/fuzz/dict/<target>.ts (its `words`), if any. */
+async function writeDictionary(target: string): Promise<string | undefined> {
+  const source = join(here, "dict", `${target}.ts`);
+  if (!existsSync(source)) return undefined;
+  const { words } = (await import(pathToFileURL(source).href)) as { words: string[] };
+  // libFuzzer's escapes are \\, \" and \xNN only.
+  const quote = (w: string) =>
+    `"${[...Buffer.from(w, "utf8")].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("")}"`;
+  const file = join(mkdtempSync(join(tmpdir(), `airlock-fuzz-dict-`)), `${target}.dict`);
+  writeFileSync(file, `${words.map(quote).join("\n")}\n`);
+  return file;
+}
+
+/** The Jazzer.js command line for the target file `file` over `corpora`, then libFuzzer `flags`. */
+function jazzerArgs(
+  file: string,
+  corpora: string[],
+  opts: Omit<RunOptions, "seconds">,
+  flags: string[],
+): string[] {
+  const target = file.replace(/^.*\//, "").slice(0, -".fuzz.ts".length);
   const artifacts = join(root, ".airlock", "fuzz", target);
   mkdirSync(artifacts, { recursive: true });
-  const scratch = opts.corpusDir ?? mkdtempSync(join(tmpdir(), `airlock-fuzz-${target}-`));
-  mkdirSync(scratch, { recursive: true });
-  const seeds = join(here, "corpus", target);
-  const corpora = [scratch, ...(existsSync(seeds) ? [seeds] : [])];
-  const cli = join(root, "node_modules", "@jazzer.js", "core", "dist", "cli.js");
   // Targets that drive sockets are async (their fuzz function returns a promise).
   const sync = !/export async function fuzz|export function fuzz\([^)]*\): Promise/.test(
     readFileSync(file, "utf8"),
   );
-  const args = [
-    cli,
+  return [
+    join(root, "node_modules", "@jazzer.js", "core", "dist", "cli.js"),
     join(here, "support", "entry.mjs"),
     ...corpora,
     ...(sync ? ["--sync"] : []),
@@ -102,6 +123,7 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
     "injector/src",
     "--includes",
     "api/",
+    ...(opts.includes ?? []).flatMap((p) => ["--includes", p]),
     // The SSRF detector reports every outbound TCP connection; the socket targets connect only to
     // the loopback servers they start themselves.
     "--disable_bug_detectors",
@@ -109,13 +131,62 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
     "--timeout",
     String((opts.timeout ?? 10) * 1000),
     "--",
-    `-max_total_time=${opts.seconds}`,
     `-rss_limit_mb=${opts.rssLimitMb ?? 2048}`,
     `-artifact_prefix=${artifacts}/`,
-    "-print_final_stats=1",
     "-max_len=8192",
+    ...flags,
   ];
+}
+
+/**
+ * Fuzzes one target (a name under test/fuzz/, or a path to a .fuzz.ts file) for `seconds`;
+ * resolves with libFuzzer's figures.
+ */
+export async function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResult> {
+  const file = target.endsWith(".fuzz.ts") ? resolve(target) : join(here, `${target}.fuzz.ts`);
+  if (target.endsWith(".fuzz.ts")) target = target.replace(/^.*\//, "").slice(0, -".fuzz.ts".length);
+  const scratch = opts.corpusDir ?? mkdtempSync(join(tmpdir(), `airlock-fuzz-${target}-`));
+  mkdirSync(scratch, { recursive: true });
+  const seeds = join(here, "corpus", target);
+  const args = jazzerArgs(file, [scratch, ...(existsSync(seeds) ? [seeds] : [])], opts, [
+    `-max_total_time=${opts.seconds}`,
+    "-print_final_stats=1",
+  ]);
+  const dict = await writeDictionary(target);
+  if (dict) args.push(`-dict=${dict}`);
   const started = Date.now();
+  const { code, signal, log } = await runJazzer(file, args, opts.quiet ?? false);
+  const stats = [...log.matchAll(/^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/gm)].at(-1);
+  const runs = log.match(/^stat::number_of_executed_units: (\d+)/m) ?? log.match(/^Done (\d+) runs/m);
+  // libFuzzer also writes slow-unit-* (an input over 10 s, e.g. when the niced process was
+  // descheduled): not a finding by itself; a hang is an input over --timeout.
+  const artifact = [...log.matchAll(/Test unit written to (\S+)/g)]
+    .map((m) => m[1] as string)
+    .find((a) => !/\/slow-unit-[^/]*$/.test(a));
+  const ok = code === 0 && !signal && !artifact;
+  const finding = ok
+    ? undefined
+    : (log.match(/^==\d+== (.+)$/m)?.[1] ??
+      log.match(/^(ALARM: .+|==\d+== ERROR: libFuzzer: .+|.*out of memory.*)$/m)?.[1] ??
+      `exit ${code ?? signal}: ${log.slice(-2000)}`);
+  return {
+    target,
+    ok,
+    execs: Number(runs?.[1] ?? stats?.[1] ?? 0),
+    edges: Number(stats?.[2] ?? 0),
+    features: Number(stats?.[3] ?? 0),
+    corpus: Number(stats?.[4] ?? 0),
+    seconds: Math.round((Date.now() - started) / 1000),
+    ...(finding ? { finding } : {}),
+    ...(artifact ? { artifact } : {}),
+  };
+}
+
+function runJazzer(
+  file: string,
+  args: string[],
+  quiet: boolean,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; log: string }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: root,
@@ -132,37 +203,54 @@ export function fuzzTarget(target: string, opts: RunOptions): Promise<TargetResu
       const s = b.toString("utf8");
       log += s;
       if (log.length > 4_000_000) log = log.slice(-2_000_000);
-      if (!opts.quiet) process.stderr.write(s);
+      if (!quiet) process.stderr.write(s);
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     child.on("error", reject);
-    child.on("close", (code, signal) => {
-      const stats = [...log.matchAll(/^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/gm)].at(-1);
-      const runs = log.match(/^stat::number_of_executed_units: (\d+)/m) ?? log.match(/^Done (\d+) runs/m);
-      const artifact = log.match(/Test unit written to (\S+)/)?.[1];
-      const ok = code === 0 && !signal && !artifact;
-      const finding = ok
-        ? undefined
-        : (log.match(/^==\d+== (.+)$/m)?.[1] ??
-          log.match(/^(ALARM: .+|==\d+== ERROR: libFuzzer: .+|.*out of memory.*)$/m)?.[1] ??
-          `exit ${code ?? signal}: ${log.slice(-2000)}`);
-      resolvePromise({
-        target,
-        ok,
-        execs: Number(runs?.[1] ?? stats?.[1] ?? 0),
-        edges: Number(stats?.[2] ?? 0),
-        features: Number(stats?.[3] ?? 0),
-        corpus: Number(stats?.[4] ?? 0),
-        seconds: Math.round((Date.now() - started) / 1000),
-        ...(finding ? { finding } : {}),
-        ...(artifact ? { artifact } : {}),
-      });
-    });
+    child.on("close", (code, signal) => resolvePromise({ code, signal, log }));
   });
 }
 
-const HELP = `Usage: npm run fuzz -- [--minutes N | --seconds N] [--target T]... [--keep-corpus DIR]
+/**
+ * Minimises the repository's corpus of `target` with libFuzzer's -merge=1: keeps its finding-*
+ * (regressions) and seed-* (from the suites, readable) inputs, then only the inputs of the corpus
+ * and of `extra` (e.g. a --keep-corpus directory) that add coverage, and replaces
+ * test/fuzz/corpus/<target>/ with them.
+ */
+export async function mergeCorpus(
+  target: string,
+  extra: string[],
+  opts: { quiet?: boolean; timeout?: number } = {},
+): Promise<{ before: CorpusSize; after: CorpusSize }> {
+  const file = join(here, `${target}.fuzz.ts`);
+  const repo = join(here, "corpus", target);
+  mkdirSync(repo, { recursive: true });
+  const before = corpusSize(repo);
+  const out = mkdtempSync(join(tmpdir(), `airlock-fuzz-merge-${target}-`));
+  for (const f of readdirSync(repo).filter(kept)) copyFileSync(join(repo, f), join(out, f));
+  const args = jazzerArgs(file, [out, repo, ...extra.filter((d) => existsSync(d))], opts, ["-merge=1"]);
+  const { code, log } = await runJazzer(file, args, opts.quiet ?? false);
+  if (code !== 0) throw new Error(`merge of ${target} failed (exit ${code}): ${log.slice(-2000)}`);
+  for (const f of readdirSync(repo)) rmSync(join(repo, f));
+  for (const f of readdirSync(out)) copyFileSync(join(out, f), join(repo, f));
+  rmSync(out, { recursive: true });
+  return { before, after: corpusSize(repo) };
+}
+
+const kept = (f: string) => f.startsWith("finding-") || f.startsWith("seed-");
+
+interface CorpusSize {
+  files: number;
+  bytes: number;
+}
+
+function corpusSize(dir: string): CorpusSize {
+  const files = readdirSync(dir);
+  return { files: files.length, bytes: files.reduce((n, f) => n + statSync(join(dir, f)).size, 0) };
+}
+
+const HELP = `Usage: npm run fuzz -- [--minutes N | --seconds N] [--target T]... [--keep-corpus DIR] [--merge]
 
 Fuzzes each selected target for N minutes (default 5), one after another, with Jazzer.js.
 Targets: ${TARGETS.join(", ")}
@@ -171,6 +259,8 @@ Targets: ${TARGETS.join(", ")}
   --target T        only this target (repeatable; default: all)
   --timeout S       a single input running longer than S seconds is a hang (default 10)
   --keep-corpus DIR write new corpus inputs under DIR/<target>/ (default: a scratch directory)
+  --merge           instead of fuzzing: minimise test/fuzz/corpus/<target>/ with libFuzzer's
+                    -merge=1 over it and --keep-corpus DIR/<target>/ (finding-*, seed-* are kept)
   --help            this text
 Exit status 1 when a target finds anything; the input is in .airlock/fuzz/<target>/.
 Replay one input: AIRLOCK_FUZZ_TARGET=test/fuzz/T.fuzz.ts NODE_OPTIONS=--import=./test/fuzz/support/preload.mjs \\
@@ -184,6 +274,7 @@ async function main(): Promise<number> {
       target: { type: "string", multiple: true },
       timeout: { type: "string" },
       "keep-corpus": { type: "string" },
+      merge: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -200,6 +291,18 @@ async function main(): Promise<number> {
     return 2;
   }
   ensureFuzzer();
+  if (values.merge) {
+    const keep = values["keep-corpus"];
+    for (const target of targets) {
+      const { before, after } = await mergeCorpus(target, keep ? [join(resolve(keep), target)] : [], {
+        quiet: true,
+      });
+      console.log(
+        `${target}: corpus ${before.files} files, ${before.bytes} bytes -> ${after.files} files, ${after.bytes} bytes`,
+      );
+    }
+    return 0;
+  }
   const results: TargetResult[] = [];
   for (const target of targets) {
     const keep = values["keep-corpus"];

@@ -35,6 +35,8 @@ export interface StartSshdOptions {
   principals?: string[];
   /** Extra sshd_config lines. */
   config?: string[];
+  /** The user CA public keys sshd trusts (TrustedUserCAKeys), instead of the harness's own CA. */
+  trustedUserCaKeys?: string;
 }
 
 export interface SshdServer {
@@ -109,13 +111,18 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<SshdSer
   await mkdir(join(dir, "authorized_keys"));
   await writeFile(join(dir, "principals", user.name), `${principals.join("\n")}\n`);
   await writeFile(join(dir, "authorized_keys", user.name), await readFile(`${userKey}.pub`, "utf8"));
+  let trusted = `${caKey}.pub`;
+  if (options.trustedUserCaKeys !== undefined) {
+    trusted = join(dir, "trusted_user_ca_keys");
+    await writeFile(trusted, `${options.trustedUserCaKeys.trim()}\n`);
+  }
   const port = await freePort();
   const config = [
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
     `HostKey ${hostKey}`,
     `PidFile ${join(dir, "sshd.pid")}`,
-    `TrustedUserCAKeys ${caKey}.pub`,
+    `TrustedUserCAKeys ${trusted}`,
     `AuthorizedPrincipalsFile ${join(dir, "principals", "%u")}`,
     `AuthorizedKeysFile ${join(dir, "authorized_keys", "%u")}`,
     "PasswordAuthentication no",

@@ -1,18 +1,22 @@
 // A real Vault server (vault-dev, built by test/vault/build-vault.sh: Vault's core, HTTP API,
-// database secrets engine with the PostgreSQL plugin, Kubernetes auth, KV) on loopback, in
-// development mode (in-memory storage, unsealed, a known root token), for a test file.
+// database secrets engine with the PostgreSQL plugin, Kubernetes auth, KV; the SSH secrets engine
+// as an external plugin) on loopback, in development mode (in-memory storage, unsealed, a known
+// root token), for a test file.
 //
 //   const vault = await startVault();
 //   await vault.api("POST", "sys/mounts/database", { type: "database" });
 //   await vault.stop();
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./postgres.ts";
 
 const execFileP = promisify(execFile);
 const BUILD_SCRIPT = new URL("../vault/build-vault.sh", import.meta.url).pathname;
+const SSH_PLUGIN = "vault-plugin-ssh";
 
 export interface VaultServer {
   readonly address: string;
@@ -28,6 +32,8 @@ export interface VaultServer {
   ): Promise<{ status: number; body: Record<string, unknown> | undefined }>;
   /** Server output so far (Vault's own log). */
   output(): string;
+  /** Registers the SSH secrets engine plugin and mounts it at `mount`. */
+  enableSsh(mount?: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,7 +41,7 @@ export interface VaultServer {
 export async function vaultBinary(): Promise<string> {
   const dir = (await execFileP("bash", [BUILD_SCRIPT, "--print-dir"])).stdout.trim();
   const bin = join(dir, "vault-dev");
-  if (!existsSync(bin)) {
+  if (!existsSync(bin) || !existsSync(join(dir, "plugins", SSH_PLUGIN))) {
     await new Promise<void>((resolve, reject) => {
       const child = spawn("bash", [BUILD_SCRIPT], { stdio: ["ignore", "inherit", "inherit"] });
       child.on("exit", (code) =>
@@ -53,7 +59,16 @@ export async function startVault(opts: { port?: number } = {}): Promise<VaultSer
   let out = "";
   const child: ChildProcess = spawn(
     bin,
-    ["-listen", `127.0.0.1:${port}`, "-root-token", rootToken, "-log-level", "warn"],
+    [
+      "-listen",
+      `127.0.0.1:${port}`,
+      "-root-token",
+      rootToken,
+      "-log-level",
+      "warn",
+      "-plugin-dir",
+      join(dirname(bin), "plugins"),
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -79,17 +94,26 @@ export async function startVault(opts: { port?: number } = {}): Promise<VaultSer
     const text = await res.text();
     return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   };
+  const api = async (method: string, path: string, body?: unknown) => {
+    const r = await raw(method, path, body);
+    if (r.status >= 300) throw new Error(`Vault ${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
   return {
     address,
     port,
     rootToken,
     raw,
-    async api(method, path, body) {
-      const r = await raw(method, path, body);
-      if (r.status >= 300) throw new Error(`Vault ${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body;
-    },
+    api,
     output: () => out,
+    async enableSsh(mount = "ssh") {
+      const plugin = join(dirname(bin), "plugins", SSH_PLUGIN);
+      const sha256 = createHash("sha256")
+        .update(await readFile(plugin))
+        .digest("hex");
+      await api("PUT", `sys/plugins/catalog/secret/${SSH_PLUGIN}`, { sha256, command: SSH_PLUGIN });
+      await api("POST", `sys/mounts/${mount}`, { type: SSH_PLUGIN });
+    },
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

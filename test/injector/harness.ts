@@ -110,7 +110,12 @@ export async function getPod(k8s: Envtest, ns: string, name: string): Promise<V1
 
 export function podYaml(
   name: string,
-  opts: { labels?: Record<string, string>; spec?: Record<string, unknown>; generateName?: boolean } = {},
+  opts: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    spec?: Record<string, unknown>;
+    generateName?: boolean;
+  } = {},
 ): string {
   return JSON.stringify({
     apiVersion: "v1",
@@ -118,6 +123,7 @@ export function podYaml(
     metadata: {
       ...(opts.generateName ? { generateName: `${name}-` } : { name }),
       labels: opts.labels ?? {},
+      ...(opts.annotations ? { annotations: opts.annotations } : {}),
     },
     spec: opts.spec ?? {
       containers: [{ name: "agent", image: "python:3.12-slim", command: ["sleep", "3600"] }],

@@ -282,6 +282,11 @@ describe("injection through the real API server", () => {
         podYaml("opted-out", { labels: { "airlock.dev/inject": "false" } }),
         "pod label airlock.dev/inject=false, and namespace",
       ],
+      [
+        "a pod carrying airlock.dev/status without Airlock's containers",
+        podYaml("forged", { annotations: { "airlock.dev/status": "{}" } }),
+        "it carries airlock.dev/status but init container 1 is not airlock-init, and namespace",
+      ],
     ])("refuses %s instead of admitting it unguarded", async (_label, manifest, message) => {
       const r = await apply(nsRequired, manifest);
       expect(r.code).not.toBe(0);
@@ -297,6 +302,23 @@ describe("injection through the real API server", () => {
       expect(r.code, r.stderr).toBe(0);
       const stored = await getPod(k8s, nsRequired, "agent");
       expect(stored.spec?.initContainers?.map((c) => c.name)).toEqual(["airlock-init", "airlock-sidecar"]);
+    });
+
+    it("admits an injected pod created again from its stored manifest (API defaults included), as is", async () => {
+      const stored = await getPod(k8s, nsRequired, "agent");
+      const again = {
+        ...stored,
+        metadata: {
+          name: "agent-again",
+          labels: stored.metadata?.labels,
+          annotations: stored.metadata?.annotations,
+        },
+      };
+      delete again.status;
+      const r = await apply(nsRequired, JSON.stringify(again));
+      expect(r.code, r.stderr).toBe(0);
+      const copy = await getPod(k8s, nsRequired, "agent-again");
+      expect(copy.spec?.initContainers).toEqual(stored.spec?.initContainers);
     });
   });
 

@@ -220,14 +220,15 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
       /limited to 4096 bytes/,
     ],
   ])("%s is refused with a clear JSON-RPC error", async (_what, body, type, status, code, message) => {
-    const before = upstream.calls.length;
+    const before = upstream.requests;
     const res = await post(body, type);
     expect(res.status).toBe(status);
     const out = (await res.json()) as { id: null; error: { code: number; message: string } };
     expect(out.id).toBeNull();
     expect(out.error.code).toBe(code);
     expect(out.error.message).toMatch(message);
-    expect(upstream.calls.length).toBe(before);
+    // Nothing reached the server: not even an HTTP request it would refuse itself.
+    expect(upstream.requests).toBe(before);
   });
 });
 

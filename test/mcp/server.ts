@@ -5,7 +5,9 @@
 // something (sampling, elicitation, roots) do it in the call's own stream or, through the
 // session's server with no related request, on the GET stream (stateful servers only); their
 // result is the client's answer or the error the server got. A tool's description can be changed
-// while the server runs (a "rug pull").
+// while the server runs (a "rug pull"). lookup_customer answers with PII in its text, its
+// structuredContent and a log notification sent ahead of the result. Stateless servers answer in an
+// SSE stream, or with one JSON body (`json`).
 
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -33,6 +35,8 @@ export interface McpUpstream {
   args: Record<string, unknown>[];
   /** Mcp-Session-Id of each POST the server received (stateful servers), in order. */
   sessions: (string | undefined)[];
+  /** HTTP requests the server received (every method). */
+  requests: number;
   /** Changes a tool's description (every session's server, and those built later). */
   describeTool(name: string, description: string): void;
   close(): Promise<void>;
@@ -43,7 +47,16 @@ export const RESOURCES = ["file:///docs/readme.md", "file:///secrets/key.pem"];
 export const TEMPLATES = ["file:///docs/{name}", "file:///secrets/{name}"];
 export const PROMPTS = ["summarize", "internal_only"];
 
-export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise<McpUpstream> {
+/** What lookup_customer answers: PII in the text, in structuredContent and in a log message. */
+export const CUSTOMER = { email: "ann@example.com", card: "4111 1111 1111 1111", plan: "gold" };
+
+export async function startMcpServer(
+  opts: {
+    stateful?: boolean;
+    /** Answer POSTs with one JSON body instead of an SSE stream (stateless servers). */
+    json?: boolean;
+  } = {},
+): Promise<McpUpstream> {
   const calls: string[] = [];
   const sessions: (string | undefined)[] = [];
   const open = new Map<string, StreamableHTTPServerTransport>();
@@ -60,7 +73,7 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
     }
   };
   const build = () => {
-    const server = new McpServer({ name: "ops", version: "1.0.0" });
+    const server = new McpServer({ name: "ops", version: "1.0.0" }, { capabilities: { logging: {} } });
     const tools = new Map<string, RegisteredTool>();
     registered.push(tools);
     const sampling = {
@@ -103,6 +116,25 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
       );
       tools.set(name, tool);
     }
+    server.registerTool(
+      "lookup_customer",
+      {
+        description: "lookup_customer tool",
+        outputSchema: { email: z.string(), card: z.string(), plan: z.string() },
+      },
+      async (extra) => {
+        calls.push("lookup_customer");
+        // A log notification first: on an SSE answer it is its own event, ahead of the result.
+        await extra.sendNotification({
+          method: "notifications/message",
+          params: { level: "info", data: `looking up ${CUSTOMER.email}` },
+        });
+        return {
+          content: [{ type: "text", text: `customer ${CUSTOMER.email} card ${CUSTOMER.card}` }],
+          structuredContent: { ...CUSTOMER },
+        };
+      },
+    );
     for (const uri of RESOURCES)
       server.registerResource(uri, uri, { description: `${uri} resource` }, async () => ({
         contents: [{ uri, text: `contents of ${uri}` }],
@@ -138,23 +170,12 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
     await build().connect(transport);
     await transport.handleRequest(req, res);
   };
-  const http: Server = createServer(async (req, res) => {
-    if (opts.stateful) return stateful(req, res);
-    const server = build();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on("close", () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
-  });
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-  return {
-    port: (http.address() as AddressInfo).port,
+  const upstream: McpUpstream = {
+    port: 0,
     calls,
     args,
     sessions,
+    requests: 0,
     describeTool(name, description) {
       descriptions.set(name, description);
       for (const tools of registered) tools.get(name)?.update({ description });
@@ -165,4 +186,22 @@ export async function startMcpServer(opts: { stateful?: boolean } = {}): Promise
         http.close(() => r());
       }),
   };
+  const http: Server = createServer(async (req, res) => {
+    upstream.requests++;
+    if (opts.stateful) return stateful(req, res);
+    const server = build();
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: opts.json ?? false,
+    });
+    res.on("close", () => {
+      void transport.close();
+      void server.close();
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+  });
+  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+  upstream.port = (http.address() as AddressInfo).port;
+  return upstream;
 }

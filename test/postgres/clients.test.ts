@@ -740,6 +740,10 @@ describe("policy changes and drain", () => {
     await locker.connect();
     await locker.query("BEGIN; LOCK TABLE sink IN ACCESS EXCLUSIVE MODE");
     const c = await client(g);
+    // Once its statement is answered, the drain ends the idle session with 57P01.
+    const ended = new Promise<string | undefined>((resolve) =>
+      c.on("error", (e: Error & { code?: string }) => resolve(e.code)),
+    );
     try {
       const slow = c.query("SELECT count(*)::int AS n FROM sink");
       await sleep(200);
@@ -756,8 +760,9 @@ describe("policy changes and drain", () => {
       expect((await slow).rows).toEqual([{ n: 0 }]);
       await drain;
       expect(drained).toBe(true);
+      expect(await ended).toBe("57P01");
     } finally {
-      await c.end();
+      await c.end().catch(() => {});
       await locker.end();
     }
   });

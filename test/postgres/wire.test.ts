@@ -312,6 +312,43 @@ function prng(seed: number) {
   };
 }
 
+describe("flow control", () => {
+  it("a result larger than every buffer reaches an agent that stops reading, complete and in order", async () => {
+    // ~30 MB of rows: far past the socket buffers, so the guard must stop reading the upstream
+    // while the agent does not read, and every byte read before the pause must survive it.
+    const n = 120_000;
+    const c = await session();
+    c.socket.pause();
+    await c.write(queryMessage(`SELECT g, repeat(md5(g::text), 7) FROM generate_series(1, ${n}) g`));
+    await sleep(1500);
+    // The server is blocked writing to the guard: the guard stopped reading, it did not buffer.
+    const waits = await pg.sql(
+      "SELECT wait_event FROM pg_stat_activity WHERE query LIKE 'SELECT g, repeat(md5%' AND pid <> pg_backend_pid()",
+    );
+    expect(waits.trim()).toBe("ClientWrite");
+    c.socket.resume();
+    const msgs = await c.until("Z", 60_000);
+    const rows = msgs.filter((m) => m.type === "D");
+    expect(rows.length).toBe(n);
+    const { createHash } = await import("node:crypto");
+    for (const [i, m] of rows.entries()) {
+      const [g, v] = rowValues(m);
+      if (
+        g !== String(i + 1) ||
+        v !==
+          createHash("md5")
+            .update(String(i + 1))
+            .digest("hex")
+            .repeat(7)
+      )
+        expect({ row: i + 1, g, v }).toBeUndefined();
+    }
+    expect(msgs.at(-2)?.type).toBe("C");
+    expect((await c.query("SELECT 1")).at(-1)?.type).toBe("Z");
+    c.close();
+  }, 90_000);
+});
+
 describe("fuzz", () => {
   const templates = () => [
     queryMessage("SELECT id, v FROM t"),

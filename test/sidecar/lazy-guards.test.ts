@@ -148,6 +148,8 @@ describe("protocol guards load with the first policy that names their protocol",
     expect(before.has("pino"), "the module list is read").toBe(true);
     expect(before.has("libpg-query")).toBe(false);
     expect(before.has("ssh2")).toBe(false);
+    // No HTTPS host and no agent-facing TLS: no pod CA is minted, so no X.509 library.
+    expect(before.has("@peculiar/x509")).toBe(false);
 
     await writeFile(join(dir, "policy.yaml"), policy(true));
     // The listener opens with the reload; the first session waits for the guard to load.

@@ -11,7 +11,10 @@ import { Client, type ClientChannel, type PseudoTtyOptions } from "ssh2";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { createCredentialSources } from "../../sidecar/src/credentials/index.ts";
+import {
+  type CredentialSourcesOptions,
+  createCredentialSources,
+} from "../../sidecar/src/credentials/index.ts";
 import type { OidcVerifier } from "../../sidecar/src/identity/index.ts";
 import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import {
@@ -114,6 +117,8 @@ export async function startSshSidecar(opts: {
   guard?: SshGuardOptions;
   approvals?: ApprovalGate;
   verifierFor?: (c: CompiledConnection) => OidcVerifier | undefined;
+  /** Where Vault logins find the projected token, and other credential-source settings. */
+  credentials?: Pick<CredentialSourcesOptions, "tokenDir" | "vaultTimeoutMs">;
 }): Promise<SshSidecar> {
   let logText = "";
   const destination = new Writable({
@@ -152,7 +157,7 @@ export async function startSshSidecar(opts: {
     policies,
     // No caching: tests rewrite Secrets between sessions.
     secrets,
-    credentials: createCredentialSources({ secrets, logger, metrics }),
+    credentials: createCredentialSources({ secrets, logger, metrics, ...opts.credentials }),
     hashKey: randomBytes(32),
     verifierFor: opts.verifierFor ?? createVerifierCache(),
   };

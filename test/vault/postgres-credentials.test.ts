@@ -328,7 +328,12 @@ describe("drain revokes what the sidecar holds", () => {
     const g = await guard(vaultPolicy({}));
     const c = await session(g);
     const user = (await c.query("SELECT current_user AS u")).rows[0].u as string;
+    // The drain ends the idle session at once, as PostgreSQL's own shutdown does.
+    const ended = new Promise<string | undefined>((resolve) =>
+      c.on("error", (e: Error & { code?: string }) => resolve(e.code)),
+    );
     await g.handler.drain();
+    expect(await ended).toBe("57P01");
     await g.ctx.credentials.drain();
     expect(g.ctx.credentials.held).toBe(0);
     expect(await vaultRoles(server)).not.toContain(user);

@@ -13,6 +13,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { vaultTokenFile } from "../../api/src/index.ts";
+import { render } from "../chart/helm.ts";
 import type { Envtest } from "../envtest/connect.ts";
 import type { PostgresServer } from "../harness/postgres.ts";
 import type { VaultServer } from "../harness/vault.ts";
@@ -57,7 +58,7 @@ export async function setUpVault(
     connection_url: `postgresql://{{username}}:{{password}}@127.0.0.1:${pg.port}/${pg.database}?sslmode=disable`,
     username: "vault_admin",
     password: adminPassword,
-    allowed_roles: ["ro", "short", "other", "capped"],
+    allowed_roles: ["ro", "short", "other", "capped", "writer"],
   });
   const role = (ttl: string) => ({
     db_name: "pg",
@@ -74,15 +75,37 @@ export async function setUpVault(
   await vault.api("POST", "database/roles/other", role("1h"));
   // Renewable in 2 s steps up to a 6 s max TTL: a session outlives what Vault will extend.
   await vault.api("POST", "database/roles/capped", { ...role("2s"), max_ttl: "6s" });
+  // What approved statements run under (credentials.vault.approvedPath): may change accounts.
+  await vault.api("POST", "database/roles/writer", {
+    ...role("1h"),
+    creation_statements: [
+      `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`,
+      `GRANT SELECT, INSERT, UPDATE, DELETE ON accounts TO "{{name}}"`,
+    ],
+  });
   await vault.api("PUT", "sys/policies/acl/airlock-pg", {
     policy: [
       'path "database/creds/ro" { capabilities = ["read"] }',
       'path "database/creds/short" { capabilities = ["read"] }',
       'path "database/creds/capped" { capabilities = ["read"] }',
+      'path "database/creds/writer" { capabilities = ["read"] }',
       'path "sys/leases/revoke" { capabilities = ["update"] }',
     ].join("\n"),
   });
 
+  return setUpKubernetesAuth(vault, k8s, "airlock-pg");
+}
+
+/**
+ * Vault's Kubernetes auth method against the shared API server: the agent's service account, the
+ * chart's token reviewer, roles airlock / airlock-short / someone-else with `policy`, and the
+ * agent's projected token where the sidecar reads it.
+ */
+export async function setUpKubernetesAuth(
+  vault: VaultServer,
+  k8s: Envtest,
+  policy: string,
+): Promise<VaultFixture> {
   // Kubernetes: the agent's service account, and a reviewer allowed to call TokenReview.
   const namespace = await k8s.createNamespace("vault");
   await kubectl(
@@ -92,22 +115,20 @@ export async function setUpVault(
 apiVersion: v1
 kind: ServiceAccount
 metadata: { name: agent, namespace: ${namespace} }
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: { name: vault-reviewer, namespace: ${namespace} }
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: vault-reviewer-${namespace} }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator" }
-subjects: [{ kind: ServiceAccount, name: vault-reviewer, namespace: ${namespace} }]
 `,
   );
+  // Vault reviews tokens as the chart's token reviewer (vault.tokenReviewer), installed from the
+  // chart as a user would, in this namespace.
+  const reviewer = (
+    await render({ namespace, values: { vault: { tokenReviewer: { enabled: true } } } })
+  ).filter((o) => o.metadata.labels?.["app.kubernetes.io/component"] === "vault-token-reviewer");
+  if (reviewer.length !== 2)
+    throw new Error(`the chart rendered ${reviewer.length} token-reviewer objects, not 2`);
+  await kubectl(k8s, ["apply", "-f", "-"], reviewer.map((o) => JSON.stringify(o)).join("\n---\n"));
   const reviewerJwt = await kubectl(k8s, [
     "create",
     "token",
-    "vault-reviewer",
+    "airlock-vault-reviewer",
     "-n",
     namespace,
     "--duration",
@@ -135,7 +156,7 @@ subjects: [{ kind: ServiceAccount, name: vault-reviewer, namespace: ${namespace}
     bound_service_account_names: ["agent"],
     bound_service_account_namespaces: [namespace],
     audience: AUDIENCE,
-    token_policies: ["airlock-pg"],
+    token_policies: [policy],
     token_ttl: ttl,
     token_max_ttl: 7200,
   });

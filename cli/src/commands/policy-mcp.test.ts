@@ -19,6 +19,7 @@ spec:
     - { name: web, protocol: http, target: { host: api.internal, port: 443 } }
   rules:
     - { name: no-destruction, action: deny, connections: [ops], match: { mcp: { tools: ["delete_*"] } } }
+    - { name: no-prod, action: deny, connections: [ops], match: { mcp: { tools: [get_weather], when: 'args.city == "Prod"' } } }
     - { name: session, action: allow, connections: [ops], match: { mcp: { methods: [initialize, tools/list] } } }
     - { name: weather, action: allow, connections: [ops], match: { mcp: { tools: [get_weather] } } }
     - { name: docs, action: allow, connections: [ops], match: { mcp: { resources: ["file:///docs/**"] } } }
@@ -57,6 +58,19 @@ const decide = async (mcp: string, connection = "ops") => {
 };
 
 describe("airlock policy test --mcp", () => {
+  it("judges match.mcp.when on ARGS_JSON, failing closed when it cannot be evaluated", async () => {
+    expect(await decide('tools/call get_weather {"city": "Prod"}')).toMatchObject({
+      decision: "deny",
+      rule: "no-prod",
+    });
+    expect(await decide('tools/call get_weather {"city": "Oslo"}')).toMatchObject({ rule: "weather" });
+    expect(await decide("tools/call get_weather")).toMatchObject({
+      decision: "deny",
+      rule: "no-prod",
+      reason: expect.stringMatching(/fail closed: its when could not be evaluated: No such key: city/),
+    });
+  });
+
   it("decides like the MCP guard", async () => {
     expect(await decide('tools/call get_weather {"city": "Oslo"}')).toMatchObject({
       decision: "allow",

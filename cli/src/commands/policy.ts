@@ -138,8 +138,9 @@ async function run(argv: string[]): Promise<number> {
         `--mcp needs a protocol mcp connection; ${values.connection} speaks ${connection.spec.protocol}`,
       );
     const { mcpOperation } = await import("../mcp-operation.ts");
-    const op = mcpOperation(values.mcp);
-    print(set.evaluate(values.connection, subject, op), op.origin ? { origin: op.origin } : {});
+    const { op, arguments: args } = mcpOperation(values.mcp);
+    const input = op.method === "tools/call" ? { arguments: args } : undefined;
+    print(set.evaluate(values.connection, subject, op, input), op.origin ? { origin: op.origin } : {});
     return 0;
   }
   // Exactly one of --http/--sql/--ssh was given, and the others returned above: HTTP goes through

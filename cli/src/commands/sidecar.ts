@@ -1,4 +1,6 @@
 // `airlock sidecar` (the image's `airlock-sidecar`): runs the enforcement proxy.
+
+import module from "node:module";
 import { parseArgs } from "node:util";
 import { startSidecar } from "../../../sidecar/src/app.ts";
 import { type Command, UsageError } from "../command.ts";
@@ -94,6 +96,9 @@ export const command: Command = {
       approverTokenFile: values["approver-token-file"],
       ...(drainTimeout !== undefined ? { drainTimeoutMs: drainTimeout * 1000 } : {}),
     });
+    // The modules of this start are compiled: keep them for the next start (the compile cache
+    // is otherwise written only at a clean exit; no-op where it is off or read-only).
+    module.flushCompileCache?.();
     const signal = await new Promise<string>((resolve) => {
       process.once("SIGTERM", () => resolve("SIGTERM"));
       process.once("SIGINT", () => resolve("SIGINT"));

@@ -10,7 +10,13 @@ import { secretCredentialSource } from "./secret-source.ts";
 import { CredentialError, type CredentialSource } from "./source.ts";
 import { LeaseSet, type RevokeRetry, vaultCredentialSource } from "./vault-source.ts";
 
-export type { AcquireRequest, CredentialAudit, CredentialFailure, HeldCredential } from "./source.ts";
+export type {
+  AcquireRequest,
+  CredentialAudit,
+  CredentialFailure,
+  CredentialSource,
+  HeldCredential,
+} from "./source.ts";
 export { CredentialError } from "./source.ts";
 
 export const DEFAULT_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -20,6 +26,12 @@ export const DEFAULT_REFRESH_SECONDS = 300;
 export interface CredentialSources {
   /** The connection's source, or undefined when it holds no credential (the agent's own is used). */
   forConnection(spec: Connection): CredentialSource | undefined;
+  /**
+   * PostgreSQL: the source of the credential a statement a human approved runs under
+   * (credentials.vault.approvedPath), or undefined when approved statements run in the session.
+   * Never falls back to a Secret: a missing elevated credential refuses the statement.
+   */
+  forApproved(spec: Connection): CredentialSource | undefined;
   /** Vault leases held right now. */
   readonly held: number;
   /** Revokes every lease still held and waits for revocations in flight (sidecar drain). */
@@ -80,20 +92,60 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
         }
       },
     };
-    // PostgreSQL holds a credential per agent session; HTTP and MCP send one with every request,
-    // read from Vault once per refresh period.
-    if (spec.protocol === "postgres") return source;
+    // PostgreSQL holds a credential per agent session and SSH has each session's key signed; HTTP
+    // and MCP send one with every request, read from Vault once per refresh period.
+    if (spec.protocol === "postgres" || spec.protocol === "ssh") return source;
     return refreshingSource(source, {
       connection: spec.name,
       refreshMs: (creds.vault.refreshSeconds ?? DEFAULT_REFRESH_SECONDS) * 1000,
       logger: opts.logger,
     });
   };
+  const approvedCache = new WeakMap<Connection, CredentialSource | undefined>();
+  const buildApproved = (spec: Connection): CredentialSource | undefined => {
+    const vault = spec.credentials?.vault;
+    if (!vault?.approvedPath || spec.protocol !== "postgres") return undefined;
+    const { fallback: _none, ...rest } = vault;
+    const minted = vaultCredentialSource(
+      spec.name,
+      { ...rest, path: vault.approvedPath },
+      {
+        logger: opts.logger,
+        metrics: opts.metrics,
+        secrets: opts.secrets,
+        tokenDir: opts.tokenDir ?? DEFAULT_TOKEN_DIR,
+        leases,
+        ...(opts.vaultTimeoutMs !== undefined ? { timeoutMs: opts.vaultTimeoutMs } : {}),
+        ...(opts.revokeRetry ? { revokeRetry: opts.revokeRetry } : {}),
+      },
+    );
+    const issued = opts.metrics.credentialsIssued;
+    return {
+      kind: "vault",
+      async acquire(req) {
+        try {
+          const held = await minted.acquire(req);
+          issued.inc({ connection: spec.name, source: "vault-approved", result: "ok" });
+          return held;
+        } catch (err) {
+          const reason = err instanceof CredentialError ? err.reason : "unreachable";
+          issued.inc({ connection: spec.name, source: "vault-approved", result: reason });
+          throw err;
+        }
+      },
+    };
+  };
   return {
     forConnection(spec) {
       if (cache.has(spec)) return cache.get(spec);
       const source = build(spec);
       cache.set(spec, source);
+      return source;
+    },
+    forApproved(spec) {
+      if (approvedCache.has(spec)) return approvedCache.get(spec);
+      const source = buildApproved(spec);
+      approvedCache.set(spec, source);
       return source;
     },
     get held() {

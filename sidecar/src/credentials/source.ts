@@ -42,6 +42,8 @@ export interface AcquireRequest {
   session: string;
   /** Fields the caller will read: all must be present, or acquire fails naming the missing one. */
   keys: readonly string[];
+  /** A Vault path that issues on a write (the SSH engine's sign/<role>): POSTed this body. */
+  body?: Readonly<Record<string, unknown>>;
 }
 
 export interface CredentialSource {

@@ -188,7 +188,7 @@ export function vaultCredentialSource(
       const grant = await login(ep);
       let secret: Awaited<ReturnType<typeof readSecret>>;
       try {
-        secret = await readSecret(ep, grant.token, spec.path);
+        secret = await readSecret(ep, grant.token, spec.path, req.body);
       } catch (err) {
         deps.leases.track(revoke(ep, grant.token, "", req.session));
         throw asCredentialError(err, `read ${spec.path}`);

@@ -36,6 +36,15 @@ const REFUSALS = {
     rule: BUILTIN_RULE,
     reason: (limit) => `too many prepared statements in this session (limit ${limit}); close some`,
   },
+  sqlApprovedNotAlone: {
+    rule: BUILTIN_RULE,
+    reason: (why) =>
+      `this statement needs approval, and once approved it runs alone on a connection of its own under the credential minted for approved statements (credentials.vault.approvedPath): ${why}`,
+  },
+  sqlApprovedCredential: {
+    rule: BUILTIN_RULE,
+    reason: (why) => `approved, but the credential for approved statements could not be had: ${why}`,
+  },
   sqlCustomSetting: {
     rule: BUILTIN_RULE,
     reason: (names) =>

@@ -203,7 +203,7 @@ describe("text stream", () => {
         if (out !== expected) expect({ id, k, out }).toEqual({ id, k, out: expected });
       }
     }
-  });
+  }, 90_000); // every split of a ~1 KB line for each detector: seconds alone, far more on a loaded machine
 
   it("holds back per detector: runs longer than a detector's reach are cut and still masked alike", () => {
     const line = [

@@ -185,6 +185,9 @@ describe("broken policies are left out whole and reported", () => {
       /CONNECT/,
     ],
     ["bad enum", { rules: [{ name: "r", action: "permit" }] }, /./],
+    // Found by test/fuzz/policy-loader.fuzz.ts: connections not a list threw a TypeError.
+    ["connections a map", { connections: { a: 1 } }, /Expected array/],
+    ["connections holding null", { connections: [null, 3] }, /Expected object/],
   ])("%s", (_label, patch, message) => {
     const broken = {
       ...good,
@@ -201,6 +204,27 @@ describe("broken policies are left out whole and reported", () => {
     expect(problems[0]?.policy).toBe("agents/broken");
     expect(set.policies).toEqual(["agents/claude-agent"]);
     expect(set.evaluate("other", agent, http("GET", "/")).action).toBe("deny");
+  });
+  // Found by test/fuzz/policy-loader.fuzz.ts: a broken and a valid document of one name left the
+  // name both reported and in force.
+  it("leaves out every copy of a policy defined twice", () => {
+    const other = {
+      ...good,
+      spec: {
+        ...good.spec,
+        connections: [{ name: "other", protocol: "http", target: { host: "o", port: 80 } }],
+      },
+    } as AgentAccessPolicy;
+    const broken = { ...good, spec: undefined } as unknown as AgentAccessPolicy;
+    for (const twin of [other, broken]) {
+      const { set, problems } = compilePolicies([good, twin]);
+      expect(set.policies).toEqual([]);
+      expect(problems.filter((p) => /is defined 2 times/.test(p.message)).map((p) => p.policy)).toEqual([
+        "agents/claude-agent",
+        "agents/claude-agent",
+      ]);
+      expect(set.evaluate("anthropic", agent, http("POST", "/v1/messages")).action).toBe("deny");
+    }
   });
   it("refuses a second policy redefining a connection", () => {
     const twin = { ...good, metadata: { name: "twin", namespace: "agents" } };

@@ -14,6 +14,7 @@ import type {
   Rule,
   SqlKind,
   Subject,
+  ToolCallInput,
 } from "./types.ts";
 import { validatePolicy } from "./validate.ts";
 
@@ -39,7 +40,8 @@ export interface CompiledConnection {
 export interface PolicySet {
   readonly connections: ReadonlyMap<string, CompiledConnection>;
   readonly policies: readonly string[];
-  evaluate(connection: string, subject: Subject, op: Operation): Decision;
+  /** `input`: a tools/call's arguments, for match.mcp.when (see ToolCallInput). */
+  evaluate(connection: string, subject: Subject, op: Operation, input?: ToolCallInput): Decision;
   /** The connection a destination maps to, by target host/aliases and port. */
   connectionFor(host: string, port: number): CompiledConnection | undefined;
   /**
@@ -83,15 +85,31 @@ function compileConnectionRules(
   return out;
 }
 
-function decideOne(conn: CompiledConnection, subject: Subject, op: Operation): Decision {
+/** Conditions (match.mcp.when) that could not be evaluated, for the reason. */
+function conditionFailures(input: ToolCallInput | undefined, rule?: string): string {
+  if (input === undefined || input === "any-arguments" || !input.failures?.length) return "";
+  const failed = input.failures.filter((f) => rule === undefined || f.rule === rule);
+  if (failed.length === 0) return "";
+  const said = failed.map((f) => `rule ${f.rule}'s when could not be evaluated (${f.error})`).join("; ");
+  return rule === undefined
+    ? `; ${said}`
+    : ` (fail closed: its when could not be evaluated: ${failed[0]?.error})`;
+}
+
+function decideOne(
+  conn: CompiledConnection,
+  subject: Subject,
+  op: Operation,
+  input?: ToolCallInput,
+): Decision {
   for (const action of ORDER) {
     for (const r of conn.rules[action]) {
-      if (!r.subjects(subject) || !r.matches(op)) continue;
+      if (!r.subjects(subject) || !r.matches(op, input)) continue;
       const decision: Decision = {
         action,
         policy: conn.policy,
         rule: r.rule.name,
-        reason: reasonFor(action, r.rule.name, op),
+        reason: `${reasonFor(action, r.rule.name, op)}${conditionFailures(input, r.rule.name)}`,
       };
       if (action === "requireApproval" && op.kind === "http-tunnel") {
         return {
@@ -105,7 +123,11 @@ function decideOne(conn: CompiledConnection, subject: Subject, op: Operation): D
       return decision;
     }
   }
-  return { action: "deny", policy: conn.policy, reason: "no rule allows this operation (default deny)" };
+  return {
+    action: "deny",
+    policy: conn.policy,
+    reason: `no rule allows this operation (default deny)${conditionFailures(input)}`,
+  };
 }
 
 function reasonFor(action: Action, rule: string, op: Operation): string {
@@ -115,7 +137,7 @@ function reasonFor(action: Action, rule: string, op: Operation): string {
 }
 
 /** SQL strings may carry several statements: each is judged alone and the strictest outcome wins. */
-function decide(conn: CompiledConnection, subject: Subject, op: Operation): Decision {
+function decide(conn: CompiledConnection, subject: Subject, op: Operation, input?: ToolCallInput): Decision {
   if (conn.requireUserToken && subject.user === undefined) {
     return {
       action: "deny",
@@ -126,7 +148,7 @@ function decide(conn: CompiledConnection, subject: Subject, op: Operation): Deci
   if (op.kind !== "sql" || op.statements.length <= 1) {
     if (op.kind === "sql" && op.statements.length === 0)
       return { action: "allow", policy: conn.policy, reason: "empty query" };
-    return decideOne(conn, subject, op);
+    return decideOne(conn, subject, op, input);
   }
   let pending: Decision | undefined;
   let allowed: Decision | undefined;
@@ -148,10 +170,24 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
   const accepted: string[] = [];
   // Stable order, so that a conflict is always resolved the same way on every sidecar.
   const sorted = [...policies].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
+  const copies = new Map<string, number>();
+  for (const policy of sorted) copies.set(policyKey(policy), (copies.get(policyKey(policy)) ?? 0) + 1);
   for (const policy of sorted) {
     const key = policyKey(policy);
     const own = validatePolicy(policy).map((p) => ({ ...p, policy: key }));
-    for (const c of policy.spec?.connections ?? []) {
+    // Two documents claiming one name (files; the API server keeps names unique): which one the
+    // author means is unknowable, so none loads.
+    const n = copies.get(key) ?? 0;
+    if (n > 1)
+      own.push({
+        policy: key,
+        path: "metadata.name",
+        message: `policy ${key} is defined ${n} times; give each policy its own name`,
+      });
+    // The spec may not match the schema (validatePolicy said so): read it without trusting it.
+    const declared: unknown = policy.spec?.connections;
+    for (const c of Array.isArray(declared) ? (declared as CompiledConnection["spec"][]) : []) {
+      if (typeof c !== "object" || c === null) continue;
       const holder = connections.get(c.name);
       if (holder)
         own.push({
@@ -197,10 +233,10 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
   const set: PolicySet = {
     connections,
     policies: accepted,
-    evaluate(name, subject, op) {
+    evaluate(name, subject, op, input) {
       const conn = connections.get(name);
       if (!conn) return { action: "deny", reason: `unknown connection ${name} (no valid policy defines it)` };
-      return decide(conn, subject, op);
+      return decide(conn, subject, op, input);
     },
     connectionFor(host, port) {
       return byTarget.get(`${host.toLowerCase()}:${port}`);

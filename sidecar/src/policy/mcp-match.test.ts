@@ -200,3 +200,126 @@ describe("validation of mcp rules", () => {
     expect(out).toEqual([]);
   });
 });
+
+describe("match.mcp.when (CEL over tools/call arguments)", () => {
+  const rules = [
+    {
+      name: "no-prod-writes",
+      action: "deny",
+      connections: ["tools"],
+      match: { mcp: { tools: ["write_*"], when: 'args.env == "prod"' } },
+    },
+    {
+      name: "big-reports",
+      action: "requireApproval",
+      connections: ["tools"],
+      match: { mcp: { tools: ["run_report"], when: "args.limit > 100" } },
+      approval: { approvers: { groups: ["sre"] } },
+    },
+    {
+      name: "writes",
+      action: "allow",
+      connections: ["tools"],
+      match: { mcp: { tools: ["write_*", "run_report"] } },
+    },
+    {
+      name: "safe-tables",
+      action: "allow",
+      connections: ["tools"],
+      match: { mcp: { tools: ["query"], when: '!(args.table in ["users", "payments"])' } },
+    },
+  ];
+  const { set, problems } = compilePolicies([policy(rules)]);
+  const call = (tool: string, args: unknown) =>
+    set.evaluate("tools", subject, { kind: "mcp", method: "tools/call", tool }, { arguments: args });
+  const listed = (tool: string) =>
+    set.evaluate("tools", subject, { kind: "mcp", method: "tools/call", tool }, "any-arguments").action;
+
+  it("compiles", () => expect(problems).toEqual([]));
+
+  it.each([
+    ["write_file", { env: "prod" }, "deny", "no-prod-writes"],
+    ["write_file", { env: "dev" }, "allow", "writes"],
+    ["run_report", { limit: 500 }, "requireApproval", "big-reports"],
+    ["run_report", { limit: 100 }, "allow", "writes"],
+    ["query", { table: "orders" }, "allow", "safe-tables"],
+    ["query", { table: "payments" }, "deny", undefined],
+  ])("%s %j → %s", (tool, args, action, rule) => {
+    const d = call(tool, args);
+    expect([d.action, d.rule]).toEqual([action, rule]);
+  });
+
+  it("fails closed: an error makes a deny rule match and an allow rule not, saying why", () => {
+    // args.env is missing: the deny rule applies.
+    const missing = call("write_file", {});
+    expect(missing).toMatchObject({ action: "deny", rule: "no-prod-writes" });
+    expect(missing.reason).toMatch(/fail closed: its when could not be evaluated: No such key: env/);
+    // A string compared with a number: the approval rule applies.
+    expect(call("run_report", { limit: "lots" })).toMatchObject({ action: "requireApproval" });
+    // The allow rule cannot tell: default deny, naming the condition.
+    const d = call("query", {});
+    expect([d.action, d.rule]).toEqual(["deny", undefined]);
+    expect(d.reason).toMatch(/default deny\); rule safe-tables's when could not be evaluated/);
+    // Arguments that are not an object, or no input at all.
+    expect(call("query", ["orders"]).action).toBe("deny");
+    expect(call("write_file", "prod").rule).toBe("no-prod-writes");
+    expect(set.evaluate("tools", subject, { kind: "mcp", method: "tools/call", tool: "query" }).action).toBe(
+      "deny",
+    );
+    // Absent arguments are {}.
+    expect(call("query", undefined).action).toBe("deny");
+  });
+
+  it("error reasons do not repeat quoted argument text", () => {
+    const { set: s2 } = compilePolicies([
+      policy([
+        {
+          name: "r",
+          action: "deny",
+          connections: ["tools"],
+          match: { mcp: { tools: ["t"], when: 'args[args.n] == 1 || args.n.startsWith("x")' } },
+        },
+      ]),
+    ]);
+    const out = s2.evaluate(
+      "tools",
+      subject,
+      { kind: "mcp", method: "tools/call", tool: "t" },
+      { arguments: { n: "secret-abc" } },
+    );
+    expect(out.action).toBe("deny");
+    expect(out.reason).toMatch(/No such key \(a key taken from the arguments\)/);
+    expect(out.reason).not.toContain("secret-abc");
+  });
+
+  it("listing: conditional deny/approval rules neither hide nor mark a tool; a conditional allow shows it", () => {
+    expect(listed("write_file")).toBe("allow");
+    expect(listed("run_report")).toBe("allow");
+    expect(listed("query")).toBe("allow");
+    expect(listed("delete_all")).toBe("deny");
+  });
+
+  it.each([
+    ['args.env = "x"', /not a CEL expression/],
+    ['arg.env == "x"', /Unknown variable: arg .*variables: args \(the tools\/call arguments/],
+    ['"a" + 1', /no such overload|overload/i],
+    ["args.limit + 1", /must be a bool/],
+    ["size(args)", /type int; it must be a bool/],
+    ["args.q.matches(args.p)", /matches\(\) takes a string literal pattern/],
+    ['args.q.matches("(")', /not a valid regular expression/],
+  ])("refuses %s at load, with its path", (when, message) => {
+    const out = validatePolicy(
+      policy([
+        { name: "r", action: "allow", connections: ["tools"], match: { mcp: { tools: ["t"], when } } },
+      ]),
+    );
+    expect(out).toEqual([{ path: "spec.rules[0].match.mcp.when", message: expect.stringMatching(message) }]);
+  });
+
+  it("refuses when without tools", () => {
+    const out = validatePolicy(
+      policy([{ name: "r", action: "allow", connections: ["tools"], match: { mcp: { when: "true" } } }]),
+    );
+    expect(out.map((p) => p.path)).toContain("spec.rules[0].match.mcp.when");
+  });
+});

@@ -8,9 +8,11 @@
 import type { SqlStatementKind } from "../../../api/src/index.ts";
 import { anyOf, compileNameGlob, compilePathGlob, compileUriGlob, type Matcher } from "./glob.ts";
 import { looseMatchPath } from "./http-path.ts";
-import type { Operation, Rule, SqlKind, SqlStatement } from "./types.ts";
+import { compileWhen } from "./mcp-when.ts";
+import type { Operation, Rule, SqlKind, SqlStatement, ToolCallInput } from "./types.ts";
 
-export type OperationMatcher = (op: Operation) => boolean;
+/** `input`: a tools/call's arguments for match.mcp.when (absent: unknown, judged fail closed). */
+export type OperationMatcher = (op: Operation, input?: ToolCallInput) => boolean;
 
 const READ: readonly SqlKind[] = ["select", "show", "copyTo", "explain"];
 /** Session housekeeping (CLOSE, DEALLOCATE, DISCARD, UNLISTEN, RESET) goes wherever reads go. */
@@ -82,7 +84,28 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
   const mcpResources = anyOf(mcp?.resources, compileUriGlob);
   const mcpPrompts = anyOf(mcp?.prompts, (g) => compileNameGlob(g));
   const mcpServerRequests = anyOf(mcp?.serverRequests, (g) => compileNameGlob(g));
-  const mcpOp = (op: Extract<Operation, { kind: "mcp" }>): boolean => {
+  // Validation refuses a policy whose expression does not compile; should one get here, the rule
+  // is treated as if its condition always failed (fail closed).
+  const compiledWhen = mcp?.when === undefined ? undefined : compileWhen(mcp.when);
+  const when = (tool: string, input: ToolCallInput | undefined): boolean => {
+    if (compiledWhen === undefined) return true;
+    // Listing: a restrictive rule with a condition applies to some calls only, an allow rule may
+    // admit some; neither decides whether the tool is shown.
+    if (input === "any-arguments") return !restrictive;
+    const outcome =
+      "error" in compiledWhen
+        ? { ok: false as const, error: compiledWhen.error }
+        : input === undefined
+          ? { ok: false as const, error: "the arguments are not known" }
+          : compiledWhen.evaluate(tool, input.arguments);
+    if (outcome.ok) return outcome.matched;
+    if (input !== undefined) {
+      input.failures ??= [];
+      input.failures.push({ rule: rule.name, error: outcome.error });
+    }
+    return restrictive;
+  };
+  const mcpOp = (op: Extract<Operation, { kind: "mcp" }>, input: ToolCallInput | undefined): boolean => {
     // A server's request to the agent is matched by serverRequests alone (or refused by a deny
     // rule without match): rules written for the agent's requests never admit one.
     if (op.origin === "server")
@@ -93,7 +116,8 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
     const named = mcpTools || mcpResources || mcpPrompts;
     if (mcpMethods && !mcpMethods(op.method)) return false;
     if (!named) return true;
-    if (op.method === "tools/call" && mcpTools) return op.tool !== undefined && mcpTools(op.tool);
+    if (op.method === "tools/call" && mcpTools)
+      return op.tool !== undefined && mcpTools(op.tool) && when(op.tool, input);
     if (op.method === "resources/read" && mcpResources)
       return op.resource !== undefined && mcpResources(op.resource);
     if (op.method === "prompts/get" && mcpPrompts) return op.prompt !== undefined && mcpPrompts(op.prompt);
@@ -104,7 +128,7 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
   const statement = (s: SqlStatement) =>
     (!kinds || kinds.has(s.kind)) && tables(s.tables) && functions(s.functions) && settings(s.customSettings);
 
-  return (op) => {
+  return (op, input) => {
     switch (op.kind) {
       case "http":
         if (op.websocket && !restrictive && !http?.websocket) return false;
@@ -134,7 +158,7 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
       case "ssh-sftp":
         return restrictive ? open || !!ssh?.sftp : !!ssh?.sftp;
       case "mcp":
-        return op.origin === "server" ? mcpOp(op) : open || mcpOp(op);
+        return op.origin === "server" ? mcpOp(op, input) : open || mcpOp(op, input);
     }
   };
 }

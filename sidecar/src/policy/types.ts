@@ -44,6 +44,15 @@ export type Operation =
       origin?: "server";
     };
 
+/**
+ * What rules see of a tools/call beyond its operation (match.mcp.when): its arguments, which are
+ * never audited, or "any" when judging whether a tool may be used at all (list filtering, where
+ * no arguments exist). `failures` collects the rules whose condition could not be evaluated.
+ */
+export type ToolCallInput =
+  | { arguments: unknown; failures?: { rule: string; error: string }[] }
+  | "any-arguments";
+
 export interface Decision {
   action: Action;
   /** `namespace/name` of the policy that decided; absent when no policy knows the connection. */

@@ -184,7 +184,7 @@ describe("credentials.vault is checked as the CRD checks it", () => {
       message: expect.stringContaining("none, secretRef"),
     });
   });
-  it("credentials need a source; vault is for postgres, http and mcp, with a path of the protocol's kind", () => {
+  it("credentials need a source; vault has a path of the protocol's kind", () => {
     expect(onPostgres({})).toContainEqual({
       path: "spec.connections[0].credentials",
       message: "connection customers-api: credentials need secretRef or vault",
@@ -195,19 +195,39 @@ describe("credentials.vault is checked as the CRD checks it", () => {
         (p) => (conn(p).credentials = { vault: { ...vault, path: "secret/data/api", refreshSeconds: 60 } }),
       ),
     ).toEqual([]);
-    expect(problems((p) => Object.assign(conn(p), { protocol: "ssh", credentials: { vault } }))).toEqual(
-      expect.arrayContaining([
-        {
-          path: "spec.connections[0].credentials.vault",
-          message:
-            "credentials.vault is only for protocols postgres, http and mcp; connection customers-api speaks ssh",
-        },
-        {
-          path: "spec.connections[0].credentials.secretRef",
-          message: "connection customers-api: credentials.secretRef is required for protocol ssh",
-        },
-      ]),
-    );
+    // SSH: Vault's SSH engine signs the session certificate (sign/<role>, no CA key in a Secret).
+    const onSsh = (credentials: unknown) =>
+      problems((p) =>
+        Object.assign(conn(p), { protocol: "ssh", credentials, knownHosts: { name: "kh", key: "k" } }),
+      ).filter((x) => x.path.startsWith("spec.connections[0].credentials"));
+    const certificate = { principals: ["ops"] };
+    expect(
+      onSsh({ vault: { ...vault, path: "ssh/sign/agents" }, ssh: { username: "ops", certificate } }),
+    ).toEqual([]);
+    const signs =
+      "connection customers-api: for protocol ssh, credentials.vault signs the session certificates: its path is the SSH secrets engine's <mount>/sign/<role>, with credentials.ssh.certificate and no caKey";
+    expect(onSsh({ vault, ssh: { username: "ops", certificate } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault",
+      message: signs,
+    });
+    expect(
+      onSsh({ vault: { ...vault, path: "ssh/sign/agents" }, ssh: { username: "ops", privateKeyKey: "id" } }),
+    ).toContainEqual({ path: "spec.connections[0].credentials.vault", message: signs });
+    expect(
+      onSsh({
+        vault: { ...vault, path: "ssh/sign/agents" },
+        ssh: { username: "ops", certificate: { ...certificate, caKey: "ca" } },
+      }),
+    ).toContainEqual({ path: "spec.connections[0].credentials.vault", message: signs });
+    expect(onSsh({ secretRef: { name: "s" }, ssh: { username: "ops", certificate } })).toContainEqual({
+      path: "spec.connections[0].credentials.ssh.certificate.caKey",
+      message:
+        "connection customers-api: credentials.ssh.certificate needs caKey, or credentials.vault to sign with",
+    });
+    expect(onSsh({ ssh: { username: "ops", privateKeyKey: "id" } })).toContainEqual({
+      path: "spec.connections[0].credentials",
+      message: "connection customers-api: credentials need secretRef or vault",
+    });
     expect(onPostgres({ vault: { ...vault, path: "secret/data/db" } })).toContainEqual({
       path: "spec.connections[0].credentials.vault.path",
       message:
@@ -216,6 +236,24 @@ describe("credentials.vault is checked as the CRD checks it", () => {
     expect(onPostgres({ vault: { ...vault, path: "database/../sys/creds/x" } })).toContainEqual({
       path: "spec.connections[0].credentials.vault.path",
       message: "database/../sys/creds/x: path segments may not be . or ..",
+    });
+    expect(onPostgres({ vault: { ...vault, approvedPath: "database/creds/writer" } })).toEqual([]);
+    expect(onPostgres({ vault: { ...vault, approvedPath: "secret/data/writer" } })).toContainEqual({
+      path: "spec.connections[0].credentials.vault.approvedPath",
+      message:
+        "secret/data/writer: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)",
+    });
+    expect(
+      problems(
+        (p) =>
+          (conn(p).credentials = {
+            vault: { ...vault, path: "secret/data/api", approvedPath: "database/creds/writer" },
+          }),
+      ),
+    ).toContainEqual({
+      path: "spec.connections[0].credentials.vault.approvedPath",
+      message:
+        "credentials.vault.approvedPath is only for protocol postgres; connection customers-api speaks http",
     });
     expect(onPostgres({ vault: { ...vault, refreshSeconds: 60 } })).toContainEqual({
       path: "spec.connections[0].credentials.vault.refreshSeconds",

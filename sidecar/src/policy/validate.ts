@@ -9,6 +9,7 @@ import {
 import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
+import { compileWhen } from "./mcp-when.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
@@ -62,16 +63,26 @@ function credentialProblems(c: Connection, at: string): Problem[] {
   const out: Problem[] = [];
   if (!creds.secretRef && !creds.vault)
     out.push({ path: at, message: `connection ${c.name}: credentials need secretRef or vault` });
-  else if (!creds.secretRef && (c.protocol === "ssh" || !creds.vault))
-    out.push({
-      path: `${at}.secretRef`,
-      message: `connection ${c.name}: credentials.secretRef is required for protocol ${c.protocol}${c.protocol === "ssh" ? "" : " without credentials.vault"}`,
-    });
   const vault = creds.vault;
-  if (vault && c.protocol === "ssh")
+  const cert = creds.ssh?.certificate;
+  if (
+    vault &&
+    c.protocol === "ssh" &&
+    (!/\/sign\/[^/]+$/.test(vault.path) || !cert || cert.caKey !== undefined)
+  )
     out.push({
       path: `${at}.vault`,
-      message: `credentials.vault is only for protocols postgres, http and mcp; connection ${c.name} speaks ssh`,
+      message: `connection ${c.name}: for protocol ssh, credentials.vault signs the session certificates: its path is the SSH secrets engine's <mount>/sign/<role>, with credentials.ssh.certificate and no caKey`,
+    });
+  if (cert && !vault && cert.caKey === undefined)
+    out.push({
+      path: `${at}.ssh.certificate.caKey`,
+      message: `connection ${c.name}: credentials.ssh.certificate needs caKey, or credentials.vault to sign with`,
+    });
+  if (vault?.fallback === "secretRef" && c.protocol === "ssh")
+    out.push({
+      path: `${at}.vault.fallback`,
+      message: "fallback secretRef is not for protocol ssh (allowed values there: none)",
     });
   if (vault && /(^|\/)\.{1,2}(\/|$)/.test(vault.path))
     out.push({ path: `${at}.vault.path`, message: `${vault.path}: path segments may not be . or ..` });
@@ -80,7 +91,21 @@ function credentialProblems(c: Connection, at: string): Problem[] {
       path: `${at}.vault.path`,
       message: `${vault.path}: for protocol postgres the path is the database secrets engine's <mount>/creds/<role>`,
     });
-  if (vault?.refreshSeconds !== undefined && c.protocol === "postgres")
+  const approved = vault?.approvedPath;
+  if (approved !== undefined && c.protocol !== "postgres")
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `credentials.vault.approvedPath is only for protocol postgres; connection ${c.name} speaks ${c.protocol}`,
+    });
+  else if (
+    approved !== undefined &&
+    (/(^|\/)\.{1,2}(\/|$)/.test(approved) || !/\/creds\/[^/]+$/.test(approved))
+  )
+    out.push({
+      path: `${at}.vault.approvedPath`,
+      message: `${approved}: approvedPath is the database secrets engine's <mount>/creds/<role> (no . or .. segments)`,
+    });
+  if (vault?.refreshSeconds !== undefined && c.protocol !== "http" && c.protocol !== "mcp")
     out.push({
       path: `${at}.vault.refreshSeconds`,
       message:
@@ -152,6 +177,17 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     if (rule.action === "requireApproval" && !rule.approval)
       out.push({ path: `${at}.action`, message: "requireApproval rules need approval.approvers" });
+    const when = rule.match?.mcp?.when;
+    if (when !== undefined) {
+      if (!rule.match?.mcp?.tools?.length)
+        out.push({
+          path: `${at}.match.mcp.when`,
+          message: "match.mcp.when applies to tools/call requests: it needs tools",
+        });
+      const compiled = compileWhen(when);
+      if ("error" in compiled)
+        out.push({ path: `${at}.match.mcp.when`, message: `rule ${rule.name}: ${compiled.error}` });
+    }
     if (rule.action === "requireApproval" && rule.match?.mcp?.serverRequests)
       out.push({
         path: `${at}.match.mcp.serverRequests`,

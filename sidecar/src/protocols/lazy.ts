@@ -71,11 +71,11 @@ export function lazyHandler<G extends ConnectionHandler>(
         () => socket.destroy(),
       );
     },
-    async drain() {
+    async drain(deadline) {
       draining = true;
       // Sockets waiting for the load are handed over before the drain starts (then-order).
       const g = guard ?? (await loading?.catch(() => undefined));
-      await g?.drain();
+      await g?.drain(deadline);
     },
   };
 }

@@ -32,6 +32,12 @@ describe("policy files", () => {
   it.each([
     ["not: [valid", /multi-bad.yaml: /],
     ["kind: Pod\nmetadata: {name: x}", /expected kind AgentAccessPolicy, found "Pod"/],
+    // Found by test/fuzz/policy-loader.fuzz.ts: yaml's own ReferenceError escaped, unnamed.
+    ["apiVersion: *airlock\nkind: AgentAccessPolicy", /multi-bad.yaml: Unresolved alias/],
+    [
+      `a: &a [x, x, x, x, x, x, x, x, x, x]\n${[..."bcdefghij"].map((k, i) => `${k}: &${k} [${Array(10).fill(`*${"abcdefghij"[i]}`).join(", ")}]`).join("\n")}`,
+      /multi-bad.yaml: Excessive alias count/,
+    ],
   ])("names the file and the problem for %j", async (text, message) => {
     const f = join(dir, "multi-bad.yaml");
     writeFileSync(f, text);

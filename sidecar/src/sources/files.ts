@@ -21,22 +21,40 @@ export async function readPolicyFiles(files: readonly string[]): Promise<AgentAc
     } catch (e) {
       throw new PolicyFileError(`cannot read policy file ${file}: ${(e as Error).message}`);
     }
-    for (const doc of parseAllDocuments(text)) {
-      if (doc.errors.length) {
-        const err = doc.errors[0];
-        throw new PolicyFileError(`${file}: ${err?.message ?? "invalid YAML"}`);
-      }
-      const value = doc.toJS() as unknown;
-      if (value === null || value === undefined) continue;
-      const obj = value as Partial<AgentAccessPolicy>;
-      if (obj.kind !== "AgentAccessPolicy") {
-        throw new PolicyFileError(
-          `${file}: expected kind AgentAccessPolicy, found ${JSON.stringify(obj.kind ?? null)}`,
-        );
-      }
-      obj.metadata = { namespace: "default", ...obj.metadata };
-      out.push(obj as AgentAccessPolicy);
+    out.push(...parsePolicyDocuments(text, file));
+  }
+  return out;
+}
+
+/**
+ * The AgentAccessPolicy documents of one file's text (empty documents skipped); throws
+ * PolicyFileError naming `file` on bad YAML or another kind. Shapes are not checked here:
+ * compilePolicies validates each policy.
+ */
+export function parsePolicyDocuments(text: string, file: string): AgentAccessPolicy[] {
+  const out: AgentAccessPolicy[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length) {
+      const err = doc.errors[0];
+      throw new PolicyFileError(`${file}: ${err?.message ?? "invalid YAML"}`);
     }
+    let value: unknown;
+    try {
+      value = doc.toJS();
+    } catch (e) {
+      // An alias to no anchor, or past the alias limit (a billion-laughs document): yaml throws
+      // its own ReferenceError, which would not name the file.
+      throw new PolicyFileError(`${file}: ${(e as Error).message}`);
+    }
+    if (value === null || value === undefined) continue;
+    const obj = value as Partial<AgentAccessPolicy>;
+    if (obj.kind !== "AgentAccessPolicy") {
+      throw new PolicyFileError(
+        `${file}: expected kind AgentAccessPolicy, found ${JSON.stringify(obj.kind ?? null)}`,
+      );
+    }
+    obj.metadata = { namespace: "default", ...obj.metadata };
+    out.push(obj as AgentAccessPolicy);
   }
   return out;
 }

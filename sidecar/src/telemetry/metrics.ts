@@ -118,7 +118,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     credentialsIssued: new Counter({
       name: "airlock_credentials_issued_total",
-      help: "Upstream credentials acquired for agent sessions, by connection, source (secretRef, vault) and result (ok, unreachable, refused, missing, fallback).",
+      help: "Upstream credentials acquired for agent sessions, by connection, source (secretRef, vault, vault-approved: for one approved PostgreSQL statement) and result (ok, unreachable, refused, missing, fallback).",
       labelNames: ["connection", "source", "result"] as const,
       registers: [registry],
     }),

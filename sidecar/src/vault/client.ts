@@ -160,10 +160,16 @@ export async function kubernetesLogin(
 
 /**
  * GET <path>: the database engine's creds/<role> (a fresh user and its lease) or a KV entry (v2's
- * data.data is unwrapped). Only string fields are kept.
+ * data.data is unwrapped); POST for a path that issues on a write. Only string fields are kept.
  */
-export async function readSecret(ep: VaultEndpoint, token: string, path: string): Promise<VaultSecret> {
-  const body = await call(ep, "GET", path, token);
+export async function readSecret(
+  ep: VaultEndpoint,
+  token: string,
+  path: string,
+  /** A path that issues on a write (the SSH engine's sign/<role>) is POSTed this. */
+  write?: Readonly<Record<string, unknown>>,
+): Promise<VaultSecret> {
+  const body = write ? await call(ep, "POST", path, token, { ...write }) : await call(ep, "GET", path, token);
   let data = field(body?.data, isObject, "data");
   if (isObject(data.data) && isObject(data.metadata)) data = data.data;
   const strings: Record<string, string> = {};

@@ -1,7 +1,8 @@
 // Command vault-dev: a Vault server in development mode (in-memory storage, initialized and
 // unsealed at start, a known root token) built from Vault's own core, HTTP API and plugins, with
 // only the plugins Airlock's tests use: the database secrets engine with the PostgreSQL plugin,
-// the Kubernetes auth method and KV. Upstream's CLI (package command) links every builtin plugin,
+// the Kubernetes auth method and KV; external plugins (the SSH secrets engine, built apart: see
+// build-vault.sh) from -plugin-dir. Upstream's CLI (package command) links every builtin plugin,
 // and no published sdk release compiles both Vault's core and all of them.
 package main
 
@@ -110,6 +111,7 @@ func run() error {
 	certFile := flag.String("tls-cert", "", "serve TLS with this certificate (PEM); plain HTTP when absent")
 	keyFile := flag.String("tls-key", "", "private key (PEM) of -tls-cert")
 	logLevel := flag.String("log-level", "info", "trace, debug, info, warn or error")
+	pluginDir := flag.String("plugin-dir", "", "directory of external plugin binaries (sys/plugins/catalog registers them)")
 	showVersion := flag.Bool("version", false, "print the Vault version and exit")
 	flag.Parse()
 	if *showVersion {
@@ -133,6 +135,7 @@ func run() error {
 		Logger:             logger,
 		DisableMlock:       true,
 		BuiltinRegistry:    registry{},
+		PluginDirectory:    *pluginDir,
 		CredentialBackends: map[string]logical.Factory{"plugin": plugin.Factory, "kubernetes": credKube.Factory},
 		LogicalBackends: map[string]logical.Factory{
 			"plugin":   plugin.Factory,

@@ -165,7 +165,18 @@ function passthrough(
   const headers = agentHeaders(ctx, ex, upstream, masker);
   emitAudit(ctx, ex);
   res.writeHead(status, upstream.statusMessage, headers);
-  relay(upstream, res);
+  // The event went out with the head; an upstream that dies after it is counted and logged.
+  relay(upstream, res, () => {
+    ctx.metrics.upstreamErrors.inc({
+      connection: ex.connection,
+      protocol: "http",
+      reason: "aborted_mid_body",
+    });
+    ctx.logger.warn(
+      { connection: ex.connection, status },
+      "upstream response cut mid-body; the agent's response is cut too",
+    );
+  });
 }
 
 const ignore = () => undefined;
@@ -176,10 +187,12 @@ const ignore = () => undefined;
  * `pipe` plus two listeners rather than `stream.pipeline`, which allocates an AbortController and
  * constructs a DOMException (with a stack trace) for every response.
  */
-function relay(upstream: IncomingMessage, res: ServerResponse): void {
+function relay(upstream: IncomingMessage, res: ServerResponse, onUpstreamCut: () => void): void {
   upstream.on("error", ignore); // followed by 'close'
   upstream.once("close", () => {
-    if (!upstream.complete) res.destroy();
+    if (upstream.complete) return;
+    if (!res.destroyed) onUpstreamCut(); // (not when the agent left first and cut it)
+    res.destroy();
   });
   res.on("error", ignore);
   res.once("close", () => {

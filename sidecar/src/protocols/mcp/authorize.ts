@@ -225,7 +225,13 @@ export async function authorizeMcp(input: McpAuthorizeInput): Promise<Authorized
             failClosed: () => req.socket.destroy(),
           });
     own.operation = tag(r.operation);
-    let d = set.evaluate(name, subject, r.operation);
+    // tools/call arguments are seen by match.mcp.when only (never audited).
+    let d = set.evaluate(
+      name,
+      subject,
+      r.operation,
+      r.operation.method === "tools/call" ? { arguments: r.arguments } : undefined,
+    );
     if (d.action !== "deny" && r.operation.method === "tools/call" && r.operation.tool !== undefined) {
       const pin = input.pins.check(connection, r.operation.tool);
       if (!pin.ok) {

@@ -7,7 +7,7 @@
 //   - an answer to a list request is filtered (list-filter.ts), tools/list entries first held to
 //     their pinned definitions (tool-pins.ts): a changed one is removed and audited;
 //   - notifications and other answers pass.
-import { BUILTIN_RULE } from "../../decisions/index.ts";
+import { BUILTIN_RULE } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
@@ -84,7 +84,8 @@ export function createAnswerInspector(deps: AnswerDeps, answerServer: AnswerServ
       if (v.pinnedNow)
         ctx.logger.info({ connection: name, tool: key, digest: v.digest }, "MCP tool pinned at first sight");
     }
-    const d = set.evaluate(name, subject, use(list, key));
+    // No arguments exist here: conditional rules decide nothing about whether a tool is shown.
+    const d = set.evaluate(name, subject, use(list, key), "any-arguments");
     return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
   };
 

@@ -2,7 +2,7 @@
 // sidecar-held credential, the startup parameters the agent may choose (checked), read-only mode
 // when the subject can only read, and the catalog lookups masking needs. Failures become
 // protocol-native errors that never carry the credential.
-import { CredentialError, type HeldCredential } from "../../credentials/index.ts";
+import { CredentialError, type CredentialSource, type HeldCredential } from "../../credentials/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
 import { pgDurationMs } from "../../sql/pg-duration.ts";
@@ -39,6 +39,8 @@ export interface ConnectRequest {
   connectTimeoutMs: number;
   /** Filled with where covered columns live (when masking has column rules). */
   results: ResultMasking;
+  /** The credential's source instead of the connection's own (an approved statement's). */
+  source?: CredentialSource;
 }
 
 export interface Connected {
@@ -73,7 +75,7 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   let user = req.params.user ?? "";
   let password: string | undefined;
   const creds = spec.credentials;
-  const held = creds ? await acquireCredential(req, creds) : undefined;
+  const held = creds || req.source ? await acquireCredential(req, creds) : undefined;
   if (held) {
     user = held.get(creds?.postgres?.usernameKey ?? "username");
     password = held.get(creds?.postgres?.passwordKey ?? "password");
@@ -140,10 +142,10 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
  */
 async function acquireCredential(
   req: ConnectRequest,
-  creds: NonNullable<CompiledConnection["spec"]["credentials"]>,
+  creds: CompiledConnection["spec"]["credentials"],
 ): Promise<HeldCredential> {
-  const source = req.ctx.credentials.forConnection(req.connection.spec);
-  const keys = [creds.postgres?.usernameKey ?? "username", creds.postgres?.passwordKey ?? "password"];
+  const source = req.source ?? req.ctx.credentials.forConnection(req.connection.spec);
+  const keys = [creds?.postgres?.usernameKey ?? "username", creds?.postgres?.passwordKey ?? "password"];
   try {
     if (!source) throw new CredentialError("missing", "the connection has no credential source");
     return await source.acquire({ session: req.session, keys });

@@ -262,7 +262,10 @@ export class ReplyMatcher {
     const host = this.#host;
     switch (f.type) {
       case T.RowDescription: {
-        head.plan = host.results.plan(op.statements, parseRowDescription(f.payload));
+        // Columns serve masking only (as in #onDescribeReply): without it they are not read.
+        head.plan = host.results.mask
+          ? host.results.plan(op.statements, parseRowDescription(f.payload))
+          : undefined;
         if (head.plan?.refused) throw new ProtocolError(head.plan.refused, "42501");
         break;
       }

@@ -20,7 +20,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
-import type { HeldCredential } from "../../credentials/index.ts";
+import type { CredentialSource, HeldCredential } from "../../credentials/index.ts";
 import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { UserIdentity } from "../../identity/index.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
@@ -32,6 +32,7 @@ import { type Classification, type ClassifiedStatement, classifySync } from "../
 import { parserFor, type SqlParser } from "../../sql/parser.ts";
 import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
 import { type ApprovalGate, askApproval, sqlApprovalAsk, type Verdict } from "./approval.ts";
+import { type ApprovedRun, approvedRun, notAloneReason, strayInApprovedBatch } from "./approved-run.ts";
 import { SessionCatalog } from "./catalog-source.ts";
 import { connectUpstream } from "./connect.ts";
 import { Duplex, HIGH_WATER } from "./duplex.ts";
@@ -96,6 +97,9 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const now = () => performance.now();
 
+/** Extended-protocol messages: after one, the batch is open until Sync. */
+const EXTENDED = new Set<number>([T.Parse, T.Bind, T.Describe, T.Execute, T.Close, T.Flush]);
+
 const DRAIN_MESSAGE =
   "terminating connection: the Airlock sidecar is shutting down (drain); reconnect to continue";
 const DRAIN_DEADLINE_MESSAGE =
@@ -135,8 +139,18 @@ export class Session {
   #pumping = false;
   #blocked = false;
   #approvalAbort: AbortController | undefined;
+  /** An approved statement running on a connection of its own (approved-run.ts). */
+  #run: ApprovedRun | undefined;
+  /** Extended-protocol messages were forwarded since the last Sync. */
+  #unsynced = false;
+  /** A SET went to the server in this session (an approved connection would not have it). */
+  #settingsChanged = false;
+  /** Waiting for every forwarded message to be answered (#whenAnswered). */
+  #answered: (() => void) | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  /** What open operations are audited with when the session ends under them. */
+  #endedBy: "session_closed" | "upstream_closed" = "session_closed";
   /** The sidecar drains: end at the next boundary outside a transaction (see drain()). */
   #draining = false;
   #broken: unknown;
@@ -192,7 +206,7 @@ export class Session {
 
   /** No statement is waiting for a response or a decision. */
   get idle(): boolean {
-    return this.#phase === "closed" || (this.#replies.length === 0 && !this.#blocked);
+    return this.#phase === "closed" || (this.#replies.length === 0 && !this.#blocked && !this.#run);
   }
 
   start(head?: Buffer) {
@@ -289,9 +303,16 @@ export class Session {
     this.#approvalAbort?.abort(new Error("the agent disconnected"));
     this.#agent.destroy();
     this.#io.up?.destroy();
+    const run = this.#run;
+    if (run) {
+      this.#run = undefined;
+      run.main.socket?.destroy();
+      run.credential?.release();
+      run.finish();
+    }
     // Statements forwarded whose reply never came still get their one audit event.
     for (const op of this.#replies.openOperations()) {
-      op.error ??= "session_closed";
+      op.error ??= this.#endedBy;
       this.#finish(op);
     }
     if (wasReady) this.#ctx.metrics.sessions.dec({ connection: this.#name, protocol: "postgres" });
@@ -504,11 +525,32 @@ export class Session {
   }
 
   #onMessage(f: Frame): Promise<void> | undefined {
+    const run = this.#run;
+    // After the approved batch's end went upstream, what the agent sends next waits for the
+    // session's own connection.
+    if (run?.synced) return run.done.then(() => (this.#isClosed() ? undefined : this.#onMessage(f)));
+    if (run && !this.#localSkip) {
+      const stray = strayInApprovedBatch(f);
+      if (stray) {
+        this.#deny(
+          this.#newOp([], refusal("sqlApprovedNotAlone", this.#conn.policy, stray)),
+          f.type === T.Query,
+        );
+        return undefined;
+      }
+    }
+    const wait = this.#dispatch(f);
+    if (EXTENDED.has(f.type)) this.#unsynced = true;
+    return wait;
+  }
+
+  #dispatch(f: Frame): Promise<void> | undefined {
     if (this.#localSkip) {
       // Mirrors the server after an error: everything up to Sync is discarded.
       if (f.type === T.Sync) {
         this.#localSkip = false;
         this.#forwardSync(f.raw);
+        return this.#run?.done;
       } else if (f.type === T.Terminate) {
         this.#terminate(f.raw);
       }
@@ -530,7 +572,7 @@ export class Session {
         return undefined;
       case T.Sync:
         this.#forwardSync(f.raw);
-        return undefined;
+        return this.#run?.done;
       case T.Flush:
       case T.CopyData:
       case T.CopyDone:
@@ -562,6 +604,17 @@ export class Session {
   #forwardSync(raw: Buffer) {
     this.#io.toUp(raw);
     this.#replies.sync();
+    this.#synced();
+  }
+
+  /** A Sync (or a simple Query, its own) went upstream. */
+  #synced() {
+    this.#unsynced = false;
+    const run = this.#run;
+    if (run && !run.synced) {
+      run.synced = true;
+      this.#io.flushUp();
+    }
   }
 
   // --------------------------------------------------------------------------- decisions
@@ -672,15 +725,147 @@ export class Session {
     }
   }
 
-  /** Judges `text`; `then` runs with the verdict, synchronously when no approval is needed. */
-  #decide(text: string, then: (v: Verdict, c: Classification) => void): Promise<void> | undefined {
-    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#decide(text, then));
+  /**
+   * Judges `text`; `then` runs with the verdict, synchronously when no approval is needed.
+   * `parseName`: the statement's name when it came in a Parse.
+   */
+  #decide(
+    text: string,
+    then: (v: Verdict, c: Classification) => Promise<void> | undefined,
+    parseName?: string,
+  ): Promise<void> | undefined {
+    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#decide(text, then, parseName));
     const { classification, judgement } = this.#judge(text);
     if (judgement.decision.action !== "requireApproval") {
       then({ judgement, decision: judgement.decision, audited: judgement.decision }, classification);
       return undefined;
     }
+    // Under a credential for approved statements, what cannot run alone is refused before anyone
+    // is asked.
+    const why = this.#approvedSource()
+      ? notAloneReason(classification.statements, {
+          txStatus: this.#replies.txStatus,
+          unsynced: this.#unsynced,
+          settingsChanged: this.#settingsChanged,
+          parseName,
+        })
+      : undefined;
+    if (why) {
+      const d = refusal("sqlApprovedNotAlone", this.#conn.policy, why);
+      then({ judgement, decision: d, audited: d }, classification);
+      return undefined;
+    }
     return this.#approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
+  }
+
+  /** The source of the credential approved statements run under, when the connection has one. */
+  #approvedSource(): CredentialSource | undefined {
+    return this.#ctx.credentials.forApproved(this.#conn.spec);
+  }
+
+  /**
+   * Sets the session's upstream aside and opens a connection of its own for an approved
+   * statement, once everything sent before it is answered (approved-run.ts). False: it cannot
+   * run (refused here, with the approval recorded) or the session is ending.
+   */
+  async #startRun(
+    source: CredentialSource,
+    statements: readonly ClassifiedStatement[],
+    v: Verdict,
+    simple: boolean,
+  ): Promise<boolean> {
+    await this.#whenAnswered();
+    if (this.#isClosed() || this.#closing) return false;
+    let failure: { kind: "sqlApprovedNotAlone" | "sqlApprovedCredential"; why: string } | undefined;
+    let c: Awaited<ReturnType<typeof connectUpstream>> | undefined;
+    if (this.#replies.txStatus !== "I")
+      failure = {
+        kind: "sqlApprovedNotAlone",
+        why: "the statements before it opened a transaction block; send it outside BEGIN ... COMMIT (it commits on its own)",
+      };
+    else
+      try {
+        c = await connectUpstream({
+          ctx: this.#ctx,
+          session: this.id,
+          connection: this.#conn,
+          params: this.#params,
+          readOnly: false,
+          connectTimeoutMs: this.#d.connectTimeoutMs,
+          results: this.#results,
+          source,
+        });
+      } catch (err) {
+        failure = { kind: "sqlApprovedCredential", why: err instanceof Error ? err.message : String(err) };
+      }
+    if (this.#isClosed() || this.#closing) {
+      c?.up.socket.destroy();
+      c?.credential?.release();
+      return false;
+    }
+    if (!c) {
+      const d = refusal(failure?.kind ?? "sqlApprovedCredential", this.#conn.policy, failure?.why ?? "");
+      this.#denyVerdict(statements, { ...v, decision: d, audited: d }, simple);
+      this.#io.flush();
+      return false;
+    }
+    const up = c.up;
+    const main = {
+      socket: this.#io.up,
+      framer: this.#back,
+      key: this.#upKey,
+      credential: this.#ops.credential,
+    };
+    // Notifications on the session's own connection wait until the approved statement is done.
+    main.socket?.pause();
+    const run = approvedRun(up, c.credential, main);
+    this.#run = run;
+    this.#io.attachUpstream(up.socket);
+    this.#back = up.framer;
+    this.#upKey = { pid: up.pid, secret: up.secret };
+    this.#ops.credential = c.credential?.audit;
+    up.socket.on("data", (chunk: Buffer) => {
+      if (this.#run === run) this.#onUpstreamData(chunk);
+    });
+    const gone = () => {
+      if (this.#run === run) this.#upstreamGone();
+    };
+    up.socket.on("error", gone);
+    up.socket.on("close", gone);
+    up.socket.resume();
+    this.#ctx.logger.info(
+      { session: this.id, connection: this.#name, lease: c.credential?.audit.lease },
+      "postgres: an approved statement runs under its own credential",
+    );
+    if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    return true;
+  }
+
+  /** The approved batch is answered: back to the session's own connection; the lease is revoked. */
+  #endRun() {
+    const run = this.#run;
+    if (!run) return;
+    this.#run = undefined;
+    run.up.socket.end(terminateMessage());
+    run.credential?.release();
+    const m = run.main;
+    this.#io.up = m.socket;
+    this.#back = m.framer;
+    this.#upKey = m.key;
+    this.#ops.credential = m.credential;
+    // What the batch named (the unnamed statement and portal) exists on that connection only.
+    this.#statements.prepared.delete("");
+    this.#statements.portals.delete("");
+    run.finish();
+    this.#io.flow();
+  }
+
+  /** Resolves once every message forwarded so far is answered. */
+  #whenAnswered(): Promise<void> {
+    if (this.#replies.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#answered = resolve;
+    });
   }
 
   /** Refuses an operation: audit now, and make the upstream raise the error in order (see top). */
@@ -704,6 +889,7 @@ export class Session {
     if (simple) {
       this.#io.toUp(syncMessage());
       this.#replies.sync();
+      this.#synced();
     } else {
       this.#localSkip = true;
     }
@@ -723,25 +909,39 @@ export class Session {
         this.#denyVerdict(statements, v, true);
         return;
       }
-      const op = this.#opOf(statements, v);
-      this.#io.toUp(f.raw);
-      // What the text does to the session's named statements and cursors takes effect statement by
-      // statement as the server completes them: a PREPARE it refuses (in an aborted transaction,
-      // after an earlier error) is never recorded.
-      const effects = c.statements.some((s) => s.effect !== undefined);
-      const order = effects ? [...new Set(c.statements.map((s) => s.index))] : [];
-      const gen = this.#gen;
-      this.#replies.expect({
-        t: "query",
-        op,
-        ...(effects
-          ? {
-              completed: (k: number) => {
-                const index = order[k];
-                if (index !== undefined) this.#statements.applyEffects(c, v.decision, gen, index);
-              },
-            }
-          : {}),
+      if (c.statements.some((s) => s.kind === "set")) this.#settingsChanged = true;
+      const forward = () => {
+        const op = this.#opOf(statements, v);
+        this.#io.toUp(f.raw);
+        // What the text does to the session's named statements and cursors takes effect statement
+        // by statement as the server completes them: a PREPARE it refuses (in an aborted
+        // transaction, after an earlier error) is never recorded.
+        const effects = c.statements.some((s) => s.effect !== undefined);
+        const order = effects ? [...new Set(c.statements.map((s) => s.index))] : [];
+        const gen = this.#gen;
+        this.#replies.expect({
+          t: "query",
+          op,
+          ...(effects
+            ? {
+                completed: (k: number) => {
+                  const index = order[k];
+                  if (index !== undefined) this.#statements.applyEffects(c, v.decision, gen, index);
+                },
+              }
+            : {}),
+        });
+      };
+      const source = v.approval ? this.#approvedSource() : undefined;
+      if (!source) {
+        forward();
+        return undefined;
+      }
+      return this.#startRun(source, statements, v, true).then((ok) => {
+        if (!ok) return undefined;
+        forward();
+        this.#synced();
+        return this.#run?.done;
       });
     });
   }
@@ -759,42 +959,59 @@ export class Session {
       this.#deny(this.#newOp([], refusal("sqlTooManyPrepared", this.#conn.policy, limit)), false);
       return undefined;
     }
-    return this.#decide(query, (v, c) => {
-      const j = v.judgement;
-      const { decision, approval } = v;
-      if (decision.action !== "allow") {
-        this.#denyVerdict(j.statements, v, false);
-        return;
-      }
-      this.#io.toUp(f.raw);
-      // The server skips everything up to Sync after an error: this Parse will not happen.
-      if (this.#replies.serverSkipping) return;
-      // The server refuses to redefine a named statement: keep what we know about the one it keeps.
-      if (name !== "" && this.#statements.prepared.has(name)) {
-        this.#replies.expect({ t: "parse" });
-        return;
-      }
-      const info: StatementInfo = {
-        statements: j.statements,
-        classification: c,
-        judgement: { ...j, decision },
-        generation: this.#gen,
-        catalog: this.#catalog.catalog,
-        ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
-      };
-      // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
-      // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
-      // drops the server's previous one.
-      this.#statements.prepared.set(name, info);
-      this.#replies.expect({
-        t: "parse",
-        undo: () => {
-          if (this.#statements.prepared.get(name) === info) this.#statements.prepared.delete(name);
-        },
-      });
-      // With masking on, learn the result columns now (pipelined, answered before any Execute).
-      if (this.#results.mask) this.#describeInternally(info, "S", name);
+    return this.#decide(
+      query,
+      (v, c) => {
+        const j = v.judgement;
+        if (v.decision.action !== "allow") {
+          this.#denyVerdict(j.statements, v, false);
+          return undefined;
+        }
+        if (c.statements.some((s) => s.kind === "set")) this.#settingsChanged = true;
+        const source = v.approval ? this.#approvedSource() : undefined;
+        if (!source) {
+          this.#forwardParse(f, name, query, v, c);
+          return undefined;
+        }
+        return this.#startRun(source, j.statements, v, false).then((ok) => {
+          if (ok) this.#forwardParse(f, name, query, v, c);
+        });
+      },
+      name,
+    );
+  }
+
+  #forwardParse(f: Frame, name: string, query: string, v: Verdict, c: Classification) {
+    const j = v.judgement;
+    const { decision, approval } = v;
+    this.#io.toUp(f.raw);
+    // The server skips everything up to Sync after an error: this Parse will not happen.
+    if (this.#replies.serverSkipping) return;
+    // The server refuses to redefine a named statement: keep what we know about the one it keeps.
+    if (name !== "" && this.#statements.prepared.has(name)) {
+      this.#replies.expect({ t: "parse" });
+      return;
+    }
+    const info: StatementInfo = {
+      statements: j.statements,
+      classification: c,
+      judgement: { ...j, decision },
+      generation: this.#gen,
+      catalog: this.#catalog.catalog,
+      ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
+    };
+    // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
+    // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
+    // drops the server's previous one.
+    this.#statements.prepared.set(name, info);
+    this.#replies.expect({
+      t: "parse",
+      undo: () => {
+        if (this.#statements.prepared.get(name) === info) this.#statements.prepared.delete(name);
+      },
     });
+    // With masking on, learn the result columns now (pipelined, answered before any Execute).
+    if (this.#results.mask) this.#describeInternally(info, "S", name);
   }
 
   /** Sends Describe for a statement or portal; its answer is recorded and not shown to the agent. */
@@ -982,12 +1199,19 @@ export class Session {
       this.#fatal(err);
       return;
     }
+    if (this.#replies.length === 0) {
+      const answered = this.#answered;
+      this.#answered = undefined;
+      answered?.();
+      if (this.#run?.synced) this.#endRun();
+    }
     this.#io.flushAgent();
     if (this.#draining) this.#endIfDrained();
   }
 
   #upstreamGone() {
     if (this.#phase === "closed" || this.#closing) return;
+    this.#endedBy = "upstream_closed";
     this.#io.flushAgent();
     this.#fatal(new ProtocolError("the upstream database closed the connection", "08006"));
   }

@@ -140,8 +140,14 @@ function bridge(
 /** Audits the operation (before the exit status reaches the agent), then passes the exit on. */
 function complete(core: SshCore, channel: ServerChannel, rec: Operation, exit: Exit | undefined): void {
   if (rec.finished) return; // the session closed under it and ended it
+  // No exit status and no signal: the upstream connection or channel went away mid-command.
   if (!rec.upstream)
-    rec.upstream = exit?.code !== undefined ? { status: exit.code } : { status: exit?.signal ?? "closed" };
+    rec.upstream =
+      exit?.code !== undefined
+        ? { status: exit.code }
+        : exit?.signal
+          ? { status: exit.signal }
+          : { error: "upstream_closed" };
   core
     .recording()
     ?.marker(exit?.code !== undefined ? `exit ${exit.code}` : `exit ${exit?.signal ?? "(none)"}`);
@@ -154,6 +160,9 @@ function complete(core: SshCore, channel: ServerChannel, rec: Operation, exit: E
     } catch {
       channel.exit(EXIT_UPSTREAM);
     }
+  } else {
+    channel.stderr.write("airlock: the upstream closed the connection before the command finished\r\n");
+    channel.exit(EXIT_UPSTREAM);
   }
   channel.end();
 }

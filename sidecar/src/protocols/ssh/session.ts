@@ -157,6 +157,7 @@ export function startSession(
     const up = await connectUpstream({
       connection,
       secrets: ctx.secrets,
+      credentials: ctx.credentials,
       keyId: `airlock:pod=${ctx.workload.namespace}/${ctx.workload.podName},user=${user},session=${id}`,
       // The certificate carries only what the policy could allow this session at all.
       permissions: {

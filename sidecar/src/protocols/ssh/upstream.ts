@@ -1,19 +1,30 @@
 // The sidecar's SSH connection to the upstream: host key checked against the connection's
 // known_hosts Secret (no entry, a different key or a revoked key: refused), then authenticated
-// with a per-session certificate signed by the CA key in the credentials Secret (preferred), or
-// with the private key from that Secret.
+// with a per-session certificate — signed by the CA key in the credentials Secret, or by Vault's
+// SSH secrets engine (credentials.vault) — or with the private key from that Secret.
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { parseDuration } from "../../../../api/src/index.ts";
+import { CredentialError, type CredentialSources } from "../../credentials/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SecretStore } from "../../runtime/secrets.ts";
 import { certificateKey, enableCertificateAuth } from "./cert-auth.ts";
-import { type CertificatePermissions, type SignedCertificate, signUserCertificate } from "./certificate.ts";
-import { fingerprint, parsePrivateKey } from "./keys.ts";
+import {
+  type CertificatePermissions,
+  ED25519_CERT_TYPE,
+  extensionNames,
+  parseCertificate,
+  type SignedCertificate,
+  signUserCertificate,
+} from "./certificate.ts";
+import { fingerprint, generateEd25519, parsePrivateKey } from "./keys.ts";
 import { knownHostsName, parseKnownHosts } from "./known-hosts.ts";
+import { SshReader } from "./wire.ts";
 
 export type UpstreamErrorCode =
   | "no_credentials"
   | "secret_unavailable"
+  | "vault_unavailable"
+  | "vault_refused"
   | "bad_key"
   | "no_known_hosts"
   | "host_key_unknown"
@@ -40,6 +51,8 @@ export interface UpstreamRequest {
   /** Certificate extensions: what the policy allows this session at all. */
   permissions: CertificatePermissions;
   connectTimeoutMs: number;
+  /** The credential sources (Vault signs the certificate when the connection has credentials.vault). */
+  credentials?: CredentialSources;
 }
 
 export interface Upstream {
@@ -62,6 +75,110 @@ async function secret(secrets: SecretStore, name: string, key: string, what: str
   }
 }
 
+type CertificateSpec = NonNullable<
+  NonNullable<NonNullable<CompiledConnection["spec"]["credentials"]>["ssh"]>["certificate"]
+>;
+
+/**
+ * A fresh ed25519 key signed by Vault's SSH secrets engine (POST <mount>/sign/<role>). Vault's
+ * role decides what it signs; what comes back is held to what was asked — a user certificate for
+ * our key, the principals and extensions the policy allows, no longer than the validity — and
+ * refused otherwise (a role's default_extensions could grant a pty the policy never allows).
+ */
+async function vaultCertificate(req: UpstreamRequest, spec: CertificateSpec): Promise<SignedCertificate> {
+  const connection = req.connection.spec;
+  const source = req.credentials?.forConnection(connection);
+  if (!source)
+    throw new UpstreamError("no_credentials", `connection ${connection.name} has no credential source`);
+  const key = generateEd25519();
+  const validitySeconds = parseDuration(spec.validity ?? DEFAULT_CERT_VALIDITY) / 1000;
+  const extensions = extensionNames(req.permissions);
+  let signed: string;
+  try {
+    const held = await source.acquire({
+      session: req.keyId,
+      keys: ["signed_key"],
+      body: {
+        public_key: `ssh-ed25519 ${key.publicBlob.toString("base64")}`,
+        cert_type: "user",
+        valid_principals: spec.principals.join(","),
+        ttl: `${validitySeconds}s`,
+        key_id: req.keyId,
+        extensions: Object.fromEntries(extensions.map((e) => [e, ""])),
+      },
+    });
+    signed = held.get("signed_key");
+    held.release();
+  } catch (err) {
+    const e = err instanceof CredentialError ? err : undefined;
+    throw new UpstreamError(
+      e?.reason === "refused" ? "vault_refused" : "vault_unavailable",
+      `Vault did not sign the session certificate: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const [type, b64] = signed.trim().split(/\s+/);
+  const blob = Buffer.from(b64 ?? "", "base64");
+  let parsed: ReturnType<typeof parseCertificate>;
+  try {
+    if (type !== ED25519_CERT_TYPE) throw new Error(`a ${type} certificate`);
+    parsed = parseCertificate(blob);
+  } catch (err) {
+    throw new UpstreamError("vault_refused", `Vault's signed key does not parse: ${(err as Error).message}`);
+  }
+  const problem = certificateProblem(
+    parsed,
+    blob,
+    key.publicBlob,
+    spec.principals,
+    extensions,
+    validitySeconds,
+  );
+  if (problem)
+    throw new UpstreamError("vault_refused", `Vault signed ${problem}; the sidecar does not use it`);
+  return {
+    key,
+    certType: ED25519_CERT_TYPE,
+    blob,
+    line: `${ED25519_CERT_TYPE} ${b64} ${parsed.keyId.replace(/\s+/g, "_")}`,
+    serial: parsed.serial,
+    keyId: parsed.keyId,
+    principals: parsed.principals,
+    extensions: parsed.extensions,
+    validAfter: parsed.validAfter,
+    validBefore: parsed.validBefore,
+  };
+}
+
+/** What in a certificate Vault signed goes beyond the request (undefined: nothing). */
+export function certificateProblem(
+  cert: ReturnType<typeof parseCertificate>,
+  blob: Buffer,
+  publicBlob: Buffer,
+  principals: readonly string[],
+  extensions: readonly string[],
+  validitySeconds: number,
+  now = Date.now(),
+): string | undefined {
+  if (cert.type !== "user") return "a host certificate";
+  // The certified key follows the type and nonce in the blob; ours is `string "ssh-ed25519", string key`.
+  const r = new SshReader(blob);
+  r.text();
+  r.string();
+  const certified = r.string();
+  const ours = new SshReader(publicBlob);
+  ours.text();
+  if (!certified.equals(ours.string())) return "another key than the session's";
+  if (cert.principals.length === 0) return "a certificate valid for every principal";
+  const extra = cert.principals.filter((p) => !principals.includes(p));
+  if (extra.length) return `principals the policy does not name (${extra.join(", ")})`;
+  const more = cert.extensions.filter((e) => !extensions.includes(e));
+  if (more.length)
+    return `extensions the policy does not allow (${more.join(", ")}: check the role's default_extensions)`;
+  if (cert.validBefore.getTime() - now > (validitySeconds + 60) * 1000)
+    return `a certificate valid until ${cert.validBefore.toISOString()}, longer than the ${validitySeconds} s asked`;
+  return undefined;
+}
+
 export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
   const spec = req.connection.spec;
   const creds = spec.credentials;
@@ -69,7 +186,7 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
   if (!creds || !ssh)
     throw new UpstreamError("no_credentials", `connection ${spec.name} has no credentials.ssh`);
   const secretRef = creds.secretRef;
-  if (!secretRef)
+  if (!secretRef && !creds.vault)
     throw new UpstreamError("no_credentials", `connection ${spec.name} has no credentials.secretRef`);
   if (!spec.knownHosts)
     throw new UpstreamError(
@@ -89,7 +206,11 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
   let auth: Upstream["auth"];
   let cert: SignedCertificate | undefined;
   try {
-    if (ssh.certificate) {
+    if (ssh.certificate && creds.vault) {
+      cert = await vaultCertificate(req, ssh.certificate);
+      key = certificateKey(cert);
+      auth = "certificate";
+    } else if (ssh.certificate && secretRef && ssh.certificate.caKey) {
       const ca = parsePrivateKey(
         await secret(req.secrets, secretRef.name, ssh.certificate.caKey, "the SSH CA key"),
       );
@@ -102,7 +223,7 @@ export async function connectUpstream(req: UpstreamRequest): Promise<Upstream> {
       });
       key = certificateKey(cert);
       auth = "certificate";
-    } else if (ssh.privateKeyKey) {
+    } else if (ssh.privateKeyKey && secretRef) {
       const text = await secret(req.secrets, secretRef.name, ssh.privateKeyKey, "the SSH private key");
       parsePrivateKey(text); // fails early, with a clear message, on keys we cannot use
       key = text;

@@ -10,7 +10,8 @@ import type { Logger } from "pino";
 import type { PolicySet } from "../../../policy/compile.ts";
 import type { PolicyStore } from "../../../runtime/policy-store.ts";
 import type { Metrics } from "../../../telemetry/metrics.ts";
-import { expiryMargin, PodCa } from "./pod-ca.ts";
+import { expiryMargin } from "./ca-timing.ts";
+import type { PodCa } from "./pod-ca.ts";
 import { writeTrustBundle } from "./trust-bundle.ts";
 
 /** Hosts of HTTP connections that speak TLS upstream (what CONNECT authorities are matched to). */
@@ -110,8 +111,10 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
     const point = from + Math.floor((end - from) * (rotateFraction - jitterFraction * Math.random()));
     return Math.min(point, end - 2 * margin);
   };
-  const mint = (activeFrom: number) =>
-    PodCa.create({
+  // The X.509 library (~13 MB resident) loads with the first CA: a policy without HTTPS hosts or
+  // agent-facing TLS never mints one.
+  const mint = async (activeFrom: number) =>
+    (await import("./pod-ca.ts")).PodCa.create({
       hosts,
       lifetimeMs,
       activeFrom,

@@ -7,6 +7,7 @@ import { randomBytes, webcrypto } from "node:crypto";
 import { isIP } from "node:net";
 import * as x509 from "@peculiar/x509";
 import { LRUCache } from "lru-cache";
+import { expiryMargin, SKEW_MS } from "./ca-timing.ts";
 import {
   encodeNameConstraints,
   NAME_CONSTRAINTS_OID,
@@ -20,8 +21,6 @@ type CryptoKeyPair = webcrypto.CryptoKeyPair;
 const EC_KEY: webcrypto.EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
 const SIGNING: webcrypto.EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
 const HOUR_MS = 60 * 60 * 1000;
-/** Backdating for clock skew between sidecar and agent containers (same node: small). */
-const SKEW_MS = 5 * 60 * 1000;
 
 export interface PodCaOptions {
   /** Host names (exact, or `*.suffix`) and IPs the policies name with HTTPS semantics. */
@@ -51,16 +50,13 @@ export interface Leaf {
 }
 
 /** The CA is at (or within the safety margin of) its expiry: it serves nothing any more. */
+export { expiryMargin };
+
 export class CaExpiredError extends Error {
   override readonly name = "CaExpiredError";
   constructor(notAfter: Date) {
     super(`pod CA expired (notAfter ${notAfter.toISOString()}): no leaf is served`);
   }
-}
-
-/** Leaves are not served within this margin of their (or the CA's) notAfter: a tenth of the lifetime, at most the skew allowance. */
-export function expiryMargin(lifetimeMs: number): number {
-  return Math.min(SKEW_MS, Math.floor(lifetimeMs / 10));
 }
 
 interface CachedLeaf {

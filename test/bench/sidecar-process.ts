@@ -1,0 +1,62 @@
+// The sidecar as the image runs it, for the bench and the soak: the Dockerfile's NODE_OPTIONS
+// (read from the Dockerfile, so the two cannot drift apart) and Node's compile cache filled the
+// way the image build fills it (scripts/warm-compile-cache.mjs). AIRLOCK_BENCH_FROM_SOURCE=1 runs
+// it as from a checkout instead (no flags, no cache: Node strips the types itself), to compare.
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const CACHE_DIR = join(root, ".airlock", "compile-cache");
+
+/** The flags of the Dockerfile's `ENV NODE_OPTIONS="..."`. */
+export function imageNodeOptions(): string[] {
+  const m = /NODE_OPTIONS="([^"]*)"/.exec(readFileSync(join(root, "Dockerfile"), "utf8"));
+  if (!m) throw new Error("the Dockerfile sets no NODE_OPTIONS");
+  return (m[1] as string).split(/\s+/).filter(Boolean);
+}
+
+export interface SidecarLaunch {
+  /** Node flags before the script. */
+  execArgv: string[];
+  /** Environment additions. */
+  env: Record<string, string>;
+  /** How it runs, for the report. */
+  label: string;
+}
+
+let warmed: Promise<SidecarLaunch> | undefined;
+
+/** How to start the sidecar process; the first call fills the compile cache (a few seconds). */
+export function sidecarLaunch(): Promise<SidecarLaunch> {
+  if (process.env.AIRLOCK_BENCH_FROM_SOURCE === "1")
+    return Promise.resolve({
+      execArgv: [],
+      env: { NODE_DISABLE_COMPILE_CACHE: "1", NODE_OPTIONS: "" },
+      label: "without the image's settings (Node strips the types, default heap)",
+    });
+  warmed ??= (async () => {
+    const execArgv = imageNodeOptions();
+    await promisify(execFile)(
+      process.execPath,
+      [...execArgv, join(root, "scripts", "warm-compile-cache.mjs"), CACHE_DIR],
+      { cwd: root, env: { ...process.env, NODE_OPTIONS: "" }, timeout: 120_000 },
+    );
+    return {
+      execArgv,
+      env: { NODE_COMPILE_CACHE: CACHE_DIR, NODE_OPTIONS: "" },
+      label: `as in the image (${execArgv.join(" ")}, compile cache warm)`,
+    };
+  })();
+  return warmed;
+}
+
+/** Resident memory of a process, from /proc (Linux): all of it, and its private (anonymous) part. */
+export function processMemory(pid: number): { rssMb: number; anonMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) / 1024;
+  return { rssMb: kb("VmRSS"), anonMb: kb("RssAnon") };
+}

@@ -1,0 +1,138 @@
+// match.mcp.when (CEL over tools/call arguments) with real MCP peers: the SDK's Client through the
+// sidecar to the SDK's McpServer. A conditional deny, a conditional allow, a conditional approval;
+// an expression that cannot be evaluated fails closed; tools/list is not narrowed by conditions.
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
+import { type McpUpstream, startMcpServer } from "./server.ts";
+
+describe("MCP argument conditions (SDK server and client through the sidecar)", () => {
+  let upstream: McpUpstream;
+  let sidecar: Sidecar;
+  let client: Client;
+
+  beforeAll(async () => {
+    upstream = await startMcpServer();
+    sidecar = await startSidecar({
+      policies: [
+        policy("mcp-when", {
+          connections: [
+            {
+              name: "ops",
+              protocol: "mcp",
+              target: { host: "127.0.0.1", port: upstream.port },
+              tls: { mode: "disable" },
+            },
+          ],
+          rules: [
+            {
+              name: "no-accounts",
+              action: "deny",
+              connections: ["ops"],
+              match: { mcp: { tools: ["get_weather"], when: "has(args.account)" } },
+            },
+            {
+              name: "q4-needs-sign-off",
+              action: "requireApproval",
+              connections: ["ops"],
+              match: { mcp: { tools: ["run_report"], when: 'args.arg.startsWith("q4")' } },
+              approval: { approvers: { groups: ["finance"] } },
+            },
+            {
+              name: "session",
+              action: "allow",
+              connections: ["ops"],
+              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+            },
+            {
+              name: "tools",
+              action: "allow",
+              connections: ["ops"],
+              match: { mcp: { tools: ["get_weather", "run_report"] } },
+            },
+            {
+              name: "internal-mail",
+              action: "allow",
+              connections: ["ops"],
+              match: { mcp: { tools: ["send_email"], when: 'args.arg.endsWith("@example.com")' } },
+            },
+          ],
+        }),
+      ],
+    });
+    const base = await sidecar.listen("ops");
+    client = new Client({ name: "agent", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await sidecar?.close();
+    await upstream?.close();
+  });
+
+  const refusal = (p: Promise<unknown>) => p.then(() => undefined).catch((e: unknown) => e as McpError);
+
+  it("tools/list shows tools that some call may use; conditional deny/approval rules mark nothing", async () => {
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => [t.name, t.description])).toEqual([
+      ["get_weather", "get_weather tool"],
+      ["send_email", "send_email tool"],
+      ["run_report", "run_report tool"],
+    ]);
+  });
+
+  it("a conditional allow admits the calls its condition holds for, and only those", async () => {
+    const ok = await client.callTool({ name: "send_email", arguments: { arg: "ann@example.com" } });
+    expect(ok.content).toEqual([{ type: "text", text: "send_email done" }]);
+    const err = await refusal(client.callTool({ name: "send_email", arguments: { arg: "x@evil.test" } }));
+    expect(err?.code).toBe(-32001);
+    expect(err?.message).toMatch(/send_email: no rule allows it \(default deny\)/);
+    expect(upstream.args.filter((a) => a.arg === "x@evil.test")).toEqual([]);
+  });
+
+  it("a conditional deny refuses by its rule; other arguments pass", async () => {
+    const err = await refusal(
+      client.callTool({ name: "get_weather", arguments: { arg: "Oslo", account: "acct-1" } }),
+    );
+    expect(err?.message).toMatch(/get_weather: rule no-accounts of policy agents\/mcp-when/);
+    expect(err?.data).toMatchObject({ airlock: { decision: "deny", rule: "no-accounts" } });
+    const ok = await client.callTool({ name: "get_weather", arguments: { arg: "Oslo" } });
+    expect(ok.content).toEqual([{ type: "text", text: "get_weather done" }]);
+    expect(upstream.args.some((a) => a.account === "acct-1")).toBe(false);
+  });
+
+  it("a conditional approval holds the calls it names; others run", async () => {
+    const held = await refusal(client.callTool({ name: "run_report", arguments: { arg: "q4-2026" } }));
+    expect(held?.data).toMatchObject({
+      airlock: { decision: "requireApproval", rule: "q4-needs-sign-off", error: "approval_unavailable" },
+    });
+    const ok = await client.callTool({ name: "run_report", arguments: { arg: "q3-2026" } });
+    expect(ok.content).toEqual([{ type: "text", text: "run_report done" }]);
+    expect(upstream.args.map((a) => a.arg)).not.toContain("q4-2026");
+  });
+
+  it("fails closed when a condition cannot be evaluated, saying which rule's condition failed", async () => {
+    // No arg: the approval rule's args.arg is a missing key, so it applies.
+    const held = await refusal(client.callTool({ name: "run_report", arguments: {} }));
+    expect(held?.data).toMatchObject({ airlock: { rule: "q4-needs-sign-off" } });
+    const ev = sidecar.audit.findLast((e) => e.decision.rule === "q4-needs-sign-off");
+    expect(ev?.decision.reason).toMatch(/fail closed: its when could not be evaluated: No such key: arg/);
+    // The allow rule's condition fails: default deny, naming it.
+    const mail = await refusal(client.callTool({ name: "send_email", arguments: {} }));
+    expect(mail?.message).toMatch(
+      /default deny\); rule internal-mail's when could not be evaluated \(No such key: arg\)/,
+    );
+    expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
+  });
+
+  it("the audit says the decision and the rule, never the arguments", () => {
+    const text = JSON.stringify(sidecar.audit);
+    expect(text).not.toContain("x@evil.test");
+    expect(text).not.toContain("acct-1");
+    const ev = sidecar.audit.find((e) => e.decision.rule === "no-accounts");
+    expect(ev?.operation).toEqual({ kind: "mcp", method: "tools/call", tool: "get_weather" });
+  });
+});

@@ -1,0 +1,116 @@
+// Masking on an MCP connection with real peers: the SDK's McpServer answers lookup_customer with an
+// email and a card number in its text content, in its structuredContent (validated by the SDK
+// client against the tool's outputSchema) and in a log notification it sends ahead of the result;
+// the SDK's Client calls it through the sidecar. Once from a server that streams its answer (SSE,
+// the notification and the result as separate events), once from one that answers with one JSON
+// body. Request-side masking rewrites the arguments the server receives.
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
+import { CUSTOMER, type McpUpstream, startMcpServer } from "./server.ts";
+
+const CARD_DIGITS = CUSTOMER.card.replaceAll(" ", "");
+
+describe.each([
+  ["an SSE stream", false],
+  ["one JSON body", true],
+])("masked MCP results from a server answering in %s", (_how, json) => {
+  let upstream: McpUpstream;
+  let sidecar: Sidecar;
+  let client: Client;
+  const logs: unknown[] = [];
+
+  beforeAll(async () => {
+    upstream = await startMcpServer({ json });
+    sidecar = await startSidecar({
+      policies: [
+        policy("mcp-masking", {
+          connections: [
+            {
+              name: "crm",
+              protocol: "mcp",
+              target: { host: "127.0.0.1", port: upstream.port },
+              tls: { mode: "disable" },
+            },
+          ],
+          rules: [
+            {
+              name: "session",
+              action: "allow",
+              connections: ["crm"],
+              match: { mcp: { methods: ["initialize", "ping", "tools/list", "logging/setLevel"] } },
+            },
+            {
+              name: "crm-tools",
+              action: "allow",
+              connections: ["crm"],
+              match: { mcp: { tools: ["lookup_customer", "get_weather"] } },
+            },
+          ],
+          masking: [
+            { name: "pii", connections: ["crm"], detectors: ["email", "creditCard"], strategy: "redact" },
+            {
+              name: "accounts",
+              connections: ["crm"],
+              fields: ["$..account"],
+              strategy: "redact",
+              direction: "request",
+            },
+          ],
+        }),
+      ],
+    });
+    const base = await sidecar.listen("crm");
+    client = new Client({ name: "agent", version: "1.0.0" });
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+      logs.push(n.params.data);
+    });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await sidecar?.close();
+    await upstream?.close();
+  });
+
+  it("text content and structuredContent reach the agent masked, and still pass the output schema", async () => {
+    const r = await client.callTool({ name: "lookup_customer", arguments: {} });
+    expect(upstream.calls).toContain("lookup_customer");
+    const [text] = r.content as { type: string; text: string }[];
+    expect(text?.type).toBe("text");
+    expect(text?.text).toMatch(/^customer \S+ card /);
+    expect(r.structuredContent).toMatchObject({ plan: "gold" });
+    const shown = JSON.stringify(r);
+    expect(shown).not.toContain(CUSTOMER.email);
+    expect(shown).not.toContain(CUSTOMER.card);
+    expect(shown.replaceAll(" ", "")).not.toContain(CARD_DIGITS);
+    const structured = r.structuredContent as Record<string, string>;
+    expect(structured.email).not.toBe(CUSTOMER.email);
+    expect(structured.card).not.toBe(CUSTOMER.card);
+  });
+
+  it("a notification sent ahead of the result is masked as well", async () => {
+    // A JSON answer carries the result alone (the SDK server drops what it cannot send there).
+    const seen = logs.filter((l) => String(l).startsWith("looking up "));
+    expect(seen.length).toBe(json ? 0 : 1);
+    expect(JSON.stringify(logs)).not.toContain(CUSTOMER.email);
+  });
+
+  it("masked counts are audited with the tool call", async () => {
+    const ev = sidecar.audit.find(
+      (e) => e.operation.kind === "mcp" && e.operation.tool === "lookup_customer",
+    );
+    expect(ev?.decision).toMatchObject({ action: "allow", rule: "crm-tools" });
+    expect(JSON.stringify(ev)).not.toContain(CUSTOMER.email);
+    expect(ev?.masked).toMatchObject({ email: expect.any(Number), creditCard: expect.any(Number) });
+  });
+
+  it("request masking rewrites the arguments the server receives", async () => {
+    await client.callTool({ name: "get_weather", arguments: { arg: "Oslo", account: "acct-4417" } });
+    expect(upstream.args.at(-1)).toEqual({ arg: "Oslo", account: "[REDACTED]" });
+    expect(JSON.stringify(sidecar.audit)).not.toContain("acct-4417");
+  });
+});
