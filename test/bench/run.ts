@@ -17,7 +17,7 @@ if (values.help) {
   process.stdout.write(
     [
       "Usage: npm run bench [-- --seconds 8 --connections 16 --soak-minutes 1",
-      "                         --only footprint,http,postgres,sse,admission,soak (any of them)]",
+      "                         --only footprint,http,https,postgres,sse,admission,soak (any of them)]",
       "",
       "footprint: idle sidecar memory (HTTP only, HTTP + PostgreSQL), then a table with the",
       "memory after the HTTP load and after the soak. soak: a short fixed-rate soak (npm run soak",
@@ -75,6 +75,12 @@ if (want("http")) {
       .join(", ")}`,
   );
   for (const m of h.sidecarMemory) footprint.push({ ...m, when: `HTTP bench, ${m.when} (HTTP only)` });
+}
+
+if (want("https")) {
+  log("HTTPS: direct, nginx terminating TLS, the sidecar intercepting (keep-alive and fresh handshakes)");
+  const { benchHttps, formatHttpsBench } = await import("./https.ts");
+  out.push("", formatHttpsBench(await benchHttps({ seconds, connections, log }), { seconds, connections }));
 }
 
 if (want("postgres")) {
