@@ -52,7 +52,7 @@ export function ensureNode24(name, entry) {
  * load already stripped of their types and compiled. A process whose TypeScript all comes from the
  * cache never loads Node's type stripper, a WebAssembly compiler that otherwise stays resident
  * (an idle sidecar: 133 -> 104 MB RSS). The image fills the cache when it is built
- * (scripts/warm-compile-cache.mjs); elsewhere the first run fills it. No effect before Node 22.1.
+ * (bin/warm-compile-cache.mjs); elsewhere the first run fills it. No effect before Node 22.1.
  */
 export function enableCompileCache() {
   module.enableCompileCache?.();

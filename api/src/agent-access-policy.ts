@@ -506,8 +506,16 @@ const connection = obj(
               },
             ),
           ),
+          approvalWaitSeconds: opt(
+            int({
+              description:
+                "How long a request held for approval waits before the agent is answered with a JSON-RPC error (-32001, data.airlock.error approval_pending, the AccessRequest's name): the AccessRequest stays pending, and the same call retried once it is approved goes through. Absent: 50, under the TypeScript SDK's 60 s request timeout, so the agent gets an error it can act on instead of its own timeout.",
+              minimum: 1,
+              maximum: 3600,
+            }),
+          ),
         },
-        { description: "MCP: what the sidecar holds the server to." },
+        { description: "MCP: what the sidecar holds the server to, and how long calls wait for approval." },
       ),
     ),
     limits: opt(
@@ -791,7 +799,7 @@ const match = obj(
           when: opt(
             str({
               description:
-                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax). Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide or mark a tool (it applies to some calls only); an allow rule with when shows it.',
+                'A CEL expression over a tools/call request, which the rule then matches only when it is true: args (params.arguments, a map; {} when absent) and tool (the tool name), e.g. args.env != "prod" && args.limit <= 100, or !(args.table in ["users", "payments"]). JSON numbers are doubles (args.limit > 100 works). matches() takes a literal pattern (JavaScript regular expression syntax) without nested quantifiers or backreferences, which could backtrack on what the agent sends. Checked when the policy loads (unknown variables, type errors, a result that is not a bool are refused). Fail closed: when evaluation errors (a missing key: test with has(args.x) first, a type mismatch, arguments that are not an object), an allow rule does not match and a deny or requireApproval rule does. Requires tools. In tools/list, a deny or requireApproval rule with when does not hide a tool (it applies to some calls only; an approval one adds (may require approval) to its description); an allow rule with when shows it.',
               maxLength: 2048,
             }),
           ),

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { defaultConfig } from "./config.ts";
 import { injectPod, parseStatus, secretVolumeName } from "./inject.ts";
-import { ANTHROPIC_PLACEHOLDER_API_KEY } from "./names.ts";
+import { ANTHROPIC_PLACEHOLDER_API_KEY, JAVA_TRUST_OPTIONS } from "./names.ts";
 
 const config = defaultConfig({ version: "1.2.3", image: "example/airlock:1.2.3" });
 const ctx = (policies: AgentAccessPolicy[] = [], namespace = "agents") => ({ config, namespace, policies });
@@ -248,6 +248,39 @@ describe("injectPod", () => {
       { name: "https_proxy", value: "u" },
     ]);
     expect(env.map((e) => e.name)).toContain("HTTP_PROXY");
+  });
+
+  it("points JVMs at the Java truststore through JAVA_TOOL_OPTIONS, keeping what the container sets", () => {
+    const java = (env?: { name: string; value?: string; valueFrom?: object }[]) => {
+      const out = injected(pod({ containers: [{ name: "a", image: "x", ...(env ? { env } : {}) }] }));
+      return {
+        env: out.pod.spec?.containers[0]?.env?.filter((e) => e.name === "JAVA_TOOL_OPTIONS"),
+        warnings: out.warnings,
+      };
+    };
+    expect(java().env).toEqual([{ name: "JAVA_TOOL_OPTIONS", value: JAVA_TRUST_OPTIONS }]);
+    expect(JAVA_TRUST_OPTIONS).toBe(
+      "-Djavax.net.ssl.trustStore=/var/run/airlock/trust/truststore.p12 -Djavax.net.ssl.trustStoreType=PKCS12",
+    );
+    // The container's own options stay, the truststore is added after them.
+    expect(java([{ name: "JAVA_TOOL_OPTIONS", value: "-Xmx512m" }]).env).toEqual([
+      { name: "JAVA_TOOL_OPTIONS", value: `-Xmx512m ${JAVA_TRUST_OPTIONS}` },
+    ]);
+    // A truststore of its own: left as it is.
+    const own = "-Djavax.net.ssl.trustStore=/etc/pki/mine.jks";
+    expect(java([{ name: "JAVA_TOOL_OPTIONS", value: own }]).env).toEqual([
+      { name: "JAVA_TOOL_OPTIONS", value: own },
+    ]);
+    // From a ConfigMap: cannot be extended here; said so.
+    const fromMap = java([
+      { name: "JAVA_TOOL_OPTIONS", valueFrom: { configMapKeyRef: { name: "jvm", key: "opts" } } },
+    ]);
+    expect(fromMap.env).toEqual([
+      { name: "JAVA_TOOL_OPTIONS", valueFrom: { configMapKeyRef: { name: "jvm", key: "opts" } } },
+    ]);
+    expect(fromMap.warnings.join("\n")).toMatch(
+      /container a takes JAVA_TOOL_OPTIONS from a ConfigMap: add -Djavax/,
+    );
   });
 
   it("gives agents an inert ANTHROPIC_API_KEY when a policy has an Anthropic connection with a credential", () => {

@@ -24,6 +24,7 @@ import {
   ANTHROPIC_PLACEHOLDER_API_KEY,
   INIT_COMMAND,
   INIT_CONTAINER,
+  JAVA_TRUST_OPTIONS,
   LABEL_INJECT,
   NAMESPACE_INJECT_ENABLED,
   NAMESPACE_INJECT_REQUIRED,
@@ -278,6 +279,25 @@ function hardenAgent(
 function withProxyEnv(env: readonly V1EnvVar[] | undefined): V1EnvVar[] {
   const have = new Set((env ?? []).map((e) => e.name.toUpperCase()));
   return [...(env ?? []), ...[...PROXY_ENV, ...TRUST_ENV].filter((e) => !have.has(e.name.toUpperCase()))];
+}
+
+/**
+ * JVMs read no CA-bundle variable: JAVA_TOOL_OPTIONS points them at the truststore. A value the
+ * container sets is kept, with the options appended unless it names a truststore itself; one from
+ * a ConfigMap or Secret cannot be extended here, so it is left alone with a warning.
+ */
+function withJavaTrust(env: V1EnvVar[], what: string, warnings: string[]): void {
+  const own = env.find((e) => e.name === "JAVA_TOOL_OPTIONS");
+  if (!own) {
+    env.push({ name: "JAVA_TOOL_OPTIONS", value: JAVA_TRUST_OPTIONS });
+    return;
+  }
+  if (own.valueFrom)
+    warnings.push(
+      `airlock: ${what} takes JAVA_TOOL_OPTIONS from ${own.valueFrom.configMapKeyRef ? "a ConfigMap" : "elsewhere"}: add ${JAVA_TRUST_OPTIONS} to it, or JVMs will not trust HTTPS through the sidecar`,
+    );
+  else if (!(own.value ?? "").includes("javax.net.ssl.trustStore"))
+    own.value = `${own.value ?? ""} ${JAVA_TRUST_OPTIONS}`.trim();
 }
 
 function initContainer(
@@ -580,6 +600,7 @@ export function injectPod(input: V1Pod, ctx: InjectContext): InjectOutcome {
         );
     }
     c.env = withProxyEnv(c.env);
+    withJavaTrust(c.env, what, warnings);
     if (anthropic) {
       // An unmodified Claude agent needs some key to start; the sidecar holds the real one.
       const own = c.env.find((e) => e.name === "ANTHROPIC_API_KEY");

@@ -67,6 +67,10 @@ export const PATHS = {
 
 /** The trust bundle the sidecar writes (PEM), as agents see it. */
 export const TRUST_BUNDLE_PATH = `${PATHS.trust}/ca-bundle.pem`;
+/** The same certificates as a Java truststore (PKCS#12, no password), written next to it. */
+export const JAVA_TRUSTSTORE_PATH = `${PATHS.trust}/truststore.p12`;
+/** What the injector adds to JAVA_TOOL_OPTIONS so that every JVM trusts the pod CA (and the system roots). */
+export const JAVA_TRUST_OPTIONS = `-Djavax.net.ssl.trustStore=${JAVA_TRUSTSTORE_PATH} -Djavax.net.ssl.trustStoreType=PKCS12`;
 
 /**
  * What an agent container gets as ANTHROPIC_API_KEY when a policy selecting its pod has an Anthropic

@@ -22,6 +22,9 @@ import { type Cluster, plugin, setUpCluster } from "./cluster.ts";
 const k8s = connect();
 let c: Cluster;
 let upstream: McpUpstream;
+/** Behind quick-mcp, whose calls wait 1 s for approval (mcp.approvalWaitSeconds). */
+let quickUpstream: McpUpstream;
+let quickBase: string;
 let sidecar: Sidecar;
 let audit: AuditEvent[];
 let client: Client;
@@ -61,7 +64,9 @@ const SUMMARY = /^tools\/call (\w+) (\{.*\}) \(arguments digest [0-9a-f]{16}\)$/
 beforeAll(async () => {
   c = await setUpCluster(k8s, "mcp-approvals");
   upstream = await startMcpServer();
+  quickUpstream = await startMcpServer();
   const listenPort = await freePort();
+  const quickPort = await freePort();
   const rule = (name: string, tool: string, approval: Record<string, unknown> = {}) => ({
     name,
     action: "requireApproval",
@@ -83,16 +88,25 @@ beforeAll(async () => {
           tls: { mode: "disable" },
           listen: { port: listenPort },
         },
+        {
+          name: "quick-mcp",
+          protocol: "mcp",
+          target: { host: "127.0.0.1", port: quickUpstream.port },
+          tls: { mode: "disable" },
+          listen: { port: quickPort },
+          mcp: { approvalWaitSeconds: 1 },
+        },
       ],
       rules: [
         {
           name: "session",
           action: "allow",
-          connections: ["ops-mcp"],
+          connections: ["ops-mcp", "quick-mcp"],
           match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
         },
         rule("reports", "run_report"),
         rule("slow", "slow_report", { timeout: "2s" }),
+        { ...rule("quick", "run_report"), connections: ["quick-mcp"] },
       ],
       masking: [
         {
@@ -123,6 +137,7 @@ beforeAll(async () => {
     audit: memory,
   });
   base = `http://127.0.0.1:${listenPort}`;
+  quickBase = `http://127.0.0.1:${quickPort}`;
   client = new Client({ name: "agent", version: "1.0.0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
 });
@@ -131,6 +146,7 @@ afterAll(async () => {
   await client?.close();
   await sidecar?.close();
   await upstream?.close();
+  await quickUpstream?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -274,6 +290,45 @@ describe("MCP tool calls held for approval on the real API server", () => {
     expect((await c.list()).length).toBe(before);
     expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(2);
     expect(upstream.args.at(-1)).toEqual(args);
+  });
+
+  it("past mcp.approvalWaitSeconds the agent gets approval_pending naming the request and who approves; a retry once approved runs", async () => {
+    const quick = new Client({ name: "agent", version: "1.0.0" });
+    await quick.connect(new StreamableHTTPClientTransport(new URL(`${quickBase}/mcp`)));
+    try {
+      const started = Date.now();
+      const err = await quick
+        .callTool({ name: "run_report", arguments: { arg: "later" } })
+        .catch((e: unknown) => e);
+      const waited = Date.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(900);
+      expect(waited).toBeLessThan(10_000);
+      expect(err).toBeInstanceOf(McpError);
+      const req = await until("the request", async () =>
+        (await c.list()).find((o) => o.spec.rule === "quick" && (o.status?.phase ?? "Pending") === "Pending"),
+      );
+      const name = req.metadata.name as string;
+      expect((err as McpError).code).toBe(-32001);
+      expect((err as McpError).message).toMatch(
+        new RegExp(
+          `did not forward tools/call run_report: the connection's approval wait limit ended the wait for approval of rule quick \\(request ${name}, which stays pending: a retry of the same operation picks it up\\) \\(an approver runs: kubectl airlock approve ${name} -n ${c.ns}`,
+        ),
+      );
+      expect((err as McpError).data).toMatchObject({
+        airlock: {
+          rule: "quick",
+          error: "approval_pending",
+          approval: { status: "pending", request: name, canceled: true },
+        },
+      });
+      expect(quickUpstream.calls).toEqual([]);
+      expect((await plugin(["approve", name, "-n", c.ns], c.users.ann)).code).toBe(0);
+      const r = await quick.callTool({ name: "run_report", arguments: { arg: "later" } });
+      expect(r.content).toEqual([{ type: "text", text: "run_report done" }]);
+      expect(quickUpstream.calls).toEqual(["run_report"]);
+    } finally {
+      await quick.close();
+    }
   });
 
   it("a closed connection ends the wait too", async () => {

@@ -126,17 +126,17 @@ async function idleSidecar(
 }
 
 /** Bare Node idle. */
-async function bareNode(): Promise<number> {
+async function bareNode(): Promise<{ rssMb: number; anonMb: number }> {
   const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 10000)"], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 1500));
-  const { rssMb } = processMemory(child.pid as number);
+  const memory = processMemory(child.pid as number);
   child.kill();
-  return rssMb;
+  return memory;
 }
 
 export async function benchFootprint(
   log: (s: string) => void,
-): Promise<{ bareNodeMb: number; rows: FootprintRow[] }> {
+): Promise<{ bareNode: { rssMb: number; anonMb: number }; rows: FootprintRow[] }> {
   const image = await sidecarLaunch();
   const checkout: SidecarLaunch = {
     execArgv: [],
@@ -152,5 +152,5 @@ export async function benchFootprint(
     log(`  footprint: ${name}, ${launch.label}`);
     rows.push(await idleSidecar(name, pg, launch));
   }
-  return { bareNodeMb: await bareNode(), rows };
+  return { bareNode: await bareNode(), rows };
 }

@@ -80,7 +80,7 @@ export interface HttpBench {
 const rssMb = (pid: number) => processMemory(pid).rssMb;
 
 /** User + system CPU seconds a process used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;

@@ -9,6 +9,8 @@ import { join } from "node:path";
 export async function startNginx(opts: {
   listenPort: number;
   upstreamPort: number;
+  /** Terminate TLS (this certificate) and speak TLS upstream, verified against `upstreamCaFile` as `upstreamName`. */
+  tls?: { certFile: string; keyFile: string; upstreamCaFile: string; upstreamName: string };
 }): Promise<{ stop(): void; process: ChildProcess }> {
   const prefix = mkdtempSync(join(tmpdir(), "airlock-nginx-"));
   mkdirSync(join(prefix, "logs"));
@@ -29,9 +31,22 @@ http {
   scgi_temp_path ${prefix}/scgi;
   upstream app { server 127.0.0.1:${opts.upstreamPort}; keepalive 32; }
   server {
-    listen 127.0.0.1:${opts.listenPort};
+    listen 127.0.0.1:${opts.listenPort}${opts.tls ? " ssl" : ""};${
+      opts.tls
+        ? `
+    ssl_certificate ${opts.tls.certFile};
+    ssl_certificate_key ${opts.tls.keyFile};
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    proxy_ssl_verify on;
+    proxy_ssl_trusted_certificate ${opts.tls.upstreamCaFile};
+    proxy_ssl_name ${opts.tls.upstreamName};
+    proxy_ssl_server_name on;
+    proxy_ssl_session_reuse on;`
+        : ""
+    }
     location / {
-      proxy_pass http://app;
+      proxy_pass ${opts.tls ? "https" : "http"}://app;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Authorization "Bearer bench-token";

@@ -17,7 +17,7 @@ if (values.help) {
   process.stdout.write(
     [
       "Usage: npm run bench [-- --seconds 8 --connections 16 --soak-minutes 1",
-      "                         --only footprint|http|postgres|sse|admission|soak]",
+      "                         --only footprint,http,https,postgres,sse,admission,soak (any of them)]",
       "",
       "footprint: idle sidecar memory (HTTP only, HTTP + PostgreSQL), then a table with the",
       "memory after the HTTP load and after the soak. soak: a short fixed-rate soak (npm run soak",
@@ -30,19 +30,19 @@ if (values.help) {
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const want = (section: string) => !values.only || values.only === section;
+const want = (section: string) => !values.only || values.only.split(",").includes(section);
 const fmt = (n: number, d = 2) => n.toFixed(d);
 const out: string[] = [];
 const steal = stealMeter();
 /** Memory figures gathered by the sections, printed together at the end. */
 const footprint: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[] = [];
-let bareNodeMb: number | undefined;
+let bareNode: { rssMb: number; anonMb: number } | undefined;
 
 if (want("footprint")) {
   log("Footprint: idle sidecar memory");
   const { benchFootprint } = await import("./footprint.ts");
   const f = await benchFootprint(log);
-  bareNodeMb = f.bareNodeMb;
+  bareNode = f.bareNode;
   for (const r of f.rows) footprint.push({ when: `idle, ${r.name}, ${r.launch}`, ...r });
 }
 
@@ -77,6 +77,12 @@ if (want("http")) {
   for (const m of h.sidecarMemory) footprint.push({ ...m, when: `HTTP bench, ${m.when} (HTTP only)` });
 }
 
+if (want("https")) {
+  log("HTTPS: direct, nginx terminating TLS, the sidecar intercepting (keep-alive and fresh handshakes)");
+  const { benchHttps, formatHttpsBench } = await import("./https.ts");
+  out.push("", formatHttpsBench(await benchHttps({ seconds, connections, log }), { seconds, connections }));
+}
+
 if (want("postgres")) {
   log("PostgreSQL: pgbench direct, through PgBouncer, through the sidecar");
   const { benchPostgres, formatPostgresBench } = await import("./postgres.ts");
@@ -109,10 +115,10 @@ if (want("soak")) {
   log(`Soak: ${minutes} min at a fixed rate, HTTP and PostgreSQL`);
   const { runSoak } = await import("../soak/soak.ts");
   const { soakMinutes } = await import("../soak/verdict.ts");
-  const s = await runSoak({ minutes, rate: 200, windowSeconds: 10, warmupSeconds: 10, log });
+  const s = await runSoak({ minutes, rate: 100, windowSeconds: 10, warmupSeconds: 10, log });
   out.push(
     "",
-    `Soak (short): ${minutes} min at 200 HTTP req/s + 200 PostgreSQL statements/s, open loop, masking and audit on (npm run soak for the 10-minute run)`,
+    `Soak (short): ${minutes} min at 100 HTTP req/s + 100 PostgreSQL statements/s, open loop, masking and audit on (npm run soak for the 10-minute run)`,
     soakMinutes(s),
   );
   const last = s.windows[s.windows.length - 1];
@@ -134,7 +140,7 @@ if (want("soak")) {
 if (footprint.length) {
   out.push(
     "",
-    `Footprint (aim: idle RSS ≤ 70 MB, ≤ 90 MB after load; private = anonymous pages, what each pod adds when the node binary's pages are shared)${bareNodeMb ? `; bare Node idle ${fmt(bareNodeMb, 0)} MB` : ""}`,
+    `Footprint (aim: idle RSS ≤ 70 MB, ≤ 90 MB after load; private = anonymous pages, what each pod adds when the node binary's pages are shared)${bareNode ? `; bare Node idle ${fmt(bareNode.rssMb, 0)} MB (private ${fmt(bareNode.anonMb, 0)})` : ""}`,
     "| when | RSS MB | private MB | V8 heap used MB |",
     "|---|---|---|---|",
     ...footprint.map(

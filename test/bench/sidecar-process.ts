@@ -1,7 +1,8 @@
 // The sidecar as the image runs it, for the bench and the soak: the Dockerfile's NODE_OPTIONS
 // (read from the Dockerfile, so the two cannot drift apart) and Node's compile cache filled the
-// way the image build fills it (scripts/warm-compile-cache.mjs). AIRLOCK_BENCH_FROM_SOURCE=1 runs
-// it as from a checkout instead (no flags, no cache: Node strips the types itself), to compare.
+// way the image build fills it (bin/warm-compile-cache.mjs). AIRLOCK_BENCH_FROM_SOURCE=1 runs
+// it as from a checkout instead (no flags, no cache: Node strips the types itself), and
+// AIRLOCK_BENCH_NODE_FLAGS="..." replaces the Dockerfile's flags, to compare V8 settings.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,11 +12,13 @@ import { promisify } from "node:util";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const CACHE_DIR = join(root, ".airlock", "compile-cache");
 
-/** The flags of the Dockerfile's `ENV NODE_OPTIONS="..."`. */
+/** The flags of the Dockerfile's `ENV NODE_OPTIONS=...` (quoted or a single word). */
 export function imageNodeOptions(): string[] {
-  const m = /NODE_OPTIONS="([^"]*)"/.exec(readFileSync(join(root, "Dockerfile"), "utf8"));
+  const m = /^(?:ENV\s+|\s+)NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(
+    readFileSync(join(root, "Dockerfile"), "utf8"),
+  );
   if (!m) throw new Error("the Dockerfile sets no NODE_OPTIONS");
-  return (m[1] as string).split(/\s+/).filter(Boolean);
+  return (m[1] ?? m[2] ?? "").split(/\s+/).filter(Boolean);
 }
 
 export interface SidecarLaunch {
@@ -38,16 +41,17 @@ export function sidecarLaunch(): Promise<SidecarLaunch> {
       label: "without the image's settings (Node strips the types, default heap)",
     });
   warmed ??= (async () => {
-    const execArgv = imageNodeOptions();
+    const override = process.env.AIRLOCK_BENCH_NODE_FLAGS;
+    const execArgv = override === undefined ? imageNodeOptions() : override.split(/\s+/).filter(Boolean);
     await promisify(execFile)(
       process.execPath,
-      [...execArgv, join(root, "scripts", "warm-compile-cache.mjs"), CACHE_DIR],
+      [...execArgv, join(root, "bin", "warm-compile-cache.mjs"), CACHE_DIR],
       { cwd: root, env: { ...process.env, NODE_OPTIONS: "" }, timeout: 120_000 },
     );
     return {
       execArgv,
       env: { NODE_COMPILE_CACHE: CACHE_DIR, NODE_OPTIONS: "" },
-      label: `as in the image (${execArgv.join(" ")}, compile cache warm)`,
+      label: `${override === undefined ? "as in the image" : "with AIRLOCK_BENCH_NODE_FLAGS"} (${execArgv.join(" ") || "no flags"}, compile cache warm)`,
     };
   })();
   return warmed;

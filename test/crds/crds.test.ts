@@ -450,7 +450,10 @@ describe("broken policies are rejected by the API server with a message that say
       match: { mcp: { serverRequests: ["roots/list", "elicitation/*"] } },
     } as unknown as Policy["spec"]["rules"][number]);
     Object.assign(p.spec.connections[2]!, {
-      mcp: { pinnedTools: [{ name: "get_weather", digest: `sha256:${"0123456789abcdef".repeat(4)}` }] },
+      mcp: {
+        pinnedTools: [{ name: "get_weather", digest: `sha256:${"0123456789abcdef".repeat(4)}` }],
+        approvalWaitSeconds: 30,
+      },
     });
     const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
     expect(r.code, r.out).toBe(0);

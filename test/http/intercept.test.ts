@@ -63,6 +63,10 @@ function spec(port: number): AgentAccessPolicySpec {
   };
 }
 
+const java = await run("java", ["-version"]).then(
+  () => true,
+  () => false,
+);
 const python = await run("python3", ["-c", "import requests"]).then(
   () => true,
   () => false,
@@ -193,6 +197,33 @@ describe("HTTPS interception on CONNECT", () => {
     expect(JSON.parse(text)).toMatchObject({ path: "/v1/py", auth: `Bearer ${REAL_TOKEN}` });
   });
 
+  it.skipIf(!java)(
+    "a JVM (JAVA_TOOL_OPTIONS → the truststore.p12 beside the bundle): masked, credential injected",
+    async () => {
+      const url = new URL(proxyUrl);
+      const jvm = (options: string) =>
+        run("java", [join(import.meta.dirname, "clients", "HttpsGet.java"), `${origin}/v1/java`], {
+          env: {
+            ...clientEnv(),
+            // The JDK skips the proxy for localhost unless told otherwise (http.nonProxyHosts).
+            JAVA_TOOL_OPTIONS: `${options} -Dhttps.proxyHost=${url.hostname} -Dhttps.proxyPort=${url.port} -Dhttp.nonProxyHosts=`,
+          },
+          timeout: 60_000,
+        }).then((r) => r.stdout.split("\n"));
+      // What the injector sets (JAVA_TRUST_OPTIONS), with this test's path.
+      const [status, text = ""] = await jvm(
+        `-Djavax.net.ssl.trustStore=${join(dir, "truststore.p12")} -Djavax.net.ssl.trustStoreType=PKCS12`,
+      );
+      expect(status, text).toBe("200");
+      expect(text).not.toContain("alice@example.com");
+      expect(JSON.parse(text)).toMatchObject({ path: "/v1/java", auth: `Bearer ${REAL_TOKEN}` });
+      // The JDK's own cacerts lack the pod CA: the same client without the truststore fails closed.
+      const [outcome, error = ""] = await jvm("");
+      expect(outcome).toBe("error");
+      expect(error).toMatch(/SSLHandshakeException|PKIX/);
+    },
+  );
+
   it("Node fetch (NODE_USE_ENV_PROXY, NODE_EXTRA_CA_CERTS): masked, credential injected", async () => {
     const script = `const r = await fetch(process.argv[1]); console.log(r.status); console.log(await r.text());`;
     const { stdout } = await run(
@@ -262,6 +293,27 @@ describe("HTTPS interception on CONNECT", () => {
     expect(stdout).toMatch(/OK/);
   });
 
+  it("a client that hangs up right after the handshake (a pin checked late) is audited as such", async () => {
+    const seen = upstream.requests.length;
+    const { socket } = await connectThrough(`localhost:${upstream.port}`);
+    const tls = tlsConnect({ socket, servername: "localhost", ca: await readFile(bundle) });
+    await once(tls, "secureConnect");
+    tls.end(); // what curl --pinnedpubkey does when the key is not the pinned one
+    expect(
+      await until(() => sc.audit.find((e) => e.upstream?.error === "closed_before_request")),
+    ).toMatchObject({
+      connection: "api",
+      operation: { kind: "http-tunnel" },
+      decision: { action: "deny", reason: expect.stringMatching(/pins the server's key/) },
+    });
+    expect(upstream.requests.length).toBe(seen);
+    // A session that carried a request and then closed is not one.
+    const before = sc.audit.filter((e) => e.upstream?.error === "closed_before_request").length;
+    expect((await curl("/v1/customers")).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sc.audit.filter((e) => e.upstream?.error === "closed_before_request")).toHaveLength(before);
+  });
+
   it("an SNI other than the CONNECT authority is refused", async () => {
     const seen = upstream.requests.length;
     const { status, socket } = await connectThrough(`localhost:${upstream.port}`);
@@ -320,11 +372,15 @@ describe("HTTPS interception on CONNECT", () => {
   it("captured TLS (transparent listener) with the connection's SNI is intercepted the same way", async () => {
     const conn = sc.ctx.policies.current().connections.get("api");
     if (!conn) throw new Error("no connection");
-    // A stand-in for the transparent listener: the ClientHello is read, then the socket handed over.
+    // A stand-in for the transparent listener, handing sockets to the guard as it does: either
+    // with the ClientHello it peeked (a shared address: the SNI chose), or mapped by address alone
+    // before a byte was read (the guard then tells TLS from HTTP itself).
+    let peek = true;
     const server = createNetServer((socket) => {
+      if (!peek) return sc.guard.accept(socket, conn, { via: "transparent" });
       socket.once("data", (head: Buffer) => {
         socket.pause();
-        sc.guard.acceptTunnel(socket, conn, { via: "transparent", head });
+        sc.guard.accept(socket, conn, { via: "transparent", head });
       });
     });
     server.listen(0, "127.0.0.1");
@@ -348,6 +404,12 @@ describe("HTTPS interception on CONNECT", () => {
       expect(upstream.requests.at(-1)).toMatchObject({ url: "/v1/captured" });
       expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
       // An SNI that is not a name of the connection is not intercepted: no tunnel rule, so cut.
+      await expect(get("evil.example")).rejects.toThrow();
+      peek = false;
+      const unpeeked = await get("localhost");
+      expect(unpeeked).toMatch(/^HTTP\/1\.1 200/);
+      expect(unpeeked).not.toContain("alice@example.com");
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${REAL_TOKEN}`);
       await expect(get("evil.example")).rejects.toThrow();
     } finally {
       server.close();

@@ -12,6 +12,7 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let client: Client;
+  let base: string;
 
   beforeAll(async () => {
     upstream = await startMcpServer();
@@ -62,7 +63,7 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
         }),
       ],
     });
-    const base = await sidecar.listen("ops");
+    base = await sidecar.listen("ops");
     client = new Client({ name: "agent", version: "1.0.0" });
     await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
   });
@@ -75,12 +76,12 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
 
   const refusal = (p: Promise<unknown>) => p.then(() => undefined).catch((e: unknown) => e as McpError);
 
-  it("tools/list shows tools that some call may use; conditional deny/approval rules mark nothing", async () => {
+  it("tools/list shows tools that some call may use; a conditional approval says it may apply", async () => {
     const { tools } = await client.listTools();
     expect(tools.map((t) => [t.name, t.description])).toEqual([
       ["get_weather", "get_weather tool"],
       ["send_email", "send_email tool"],
-      ["run_report", "run_report tool"],
+      ["run_report", "run_report tool (may require approval)"],
     ]);
   });
 
@@ -128,10 +129,38 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
     expect(upstream.calls.filter((t) => t === "run_report")).toHaveLength(1);
   });
 
+  it("in a batch each call is judged on its own arguments; one refused refuses the batch", async () => {
+    const before = upstream.requests;
+    const res = await fetch(`${base}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify([
+        {
+          jsonrpc: "2.0",
+          id: 1,
+          method: "tools/call",
+          params: { name: "get_weather", arguments: { arg: "a" } },
+        },
+        {
+          jsonrpc: "2.0",
+          id: 2,
+          method: "tools/call",
+          params: { name: "get_weather", arguments: { arg: "b", account: "acct-2" } },
+        },
+      ]),
+    });
+    const body = (await res.json()) as { id: number; error: { message: string } }[];
+    expect(body.map((m) => m.id)).toEqual([1, 2]);
+    expect(body[0]?.error.message).toMatch(/whole batch/);
+    expect(body[1]?.error.message).toMatch(/rule no-accounts/);
+    expect(upstream.requests).toBe(before);
+  });
+
   it("the audit says the decision and the rule, never the arguments", () => {
     const text = JSON.stringify(sidecar.audit);
     expect(text).not.toContain("x@evil.test");
     expect(text).not.toContain("acct-1");
+    expect(text).not.toContain("acct-2");
     const ev = sidecar.audit.find((e) => e.decision.rule === "no-accounts");
     expect(ev?.operation).toEqual({ kind: "mcp", method: "tools/call", tool: "get_weather" });
   });

@@ -46,7 +46,7 @@ describe.each([
               name: "crm-tools",
               action: "allow",
               connections: ["crm"],
-              match: { mcp: { tools: ["lookup_customer", "get_weather"] } },
+              match: { mcp: { tools: ["lookup_customer", "get_weather", "export_customers"] } },
             },
           ],
           masking: [
@@ -90,6 +90,16 @@ describe.each([
     const structured = r.structuredContent as Record<string, string>;
     expect(structured.email).not.toBe(CUSTOMER.email);
     expect(structured.card).not.toBe(CUSTOMER.card);
+  });
+
+  it("a large result (~150 KB, many TCP chunks) is masked throughout", async () => {
+    const r = await client.callTool({ name: "export_customers", arguments: {} });
+    const text = (r.content as { text: string }[])[0]?.text ?? "";
+    const rows = text.split("\n");
+    expect(rows).toHaveLength(2000);
+    expect(rows[1999]).toMatch(/^row 1999: /);
+    expect(text).not.toMatch(/@example\.com/);
+    expect(text.replaceAll(" ", "")).not.toContain(CARD_DIGITS);
   });
 
   it("a notification sent ahead of the result is masked as well", async () => {

@@ -1,7 +1,8 @@
 // The Python MCP SDK (`mcp`, from the venv .ci/run builds: ~/.cache/airlock/mcp-venv, override
 // with AIRLOCK_MCP_PYTHON) as a second client, through the sidecar to the TypeScript SDK's
 // McpServer: a filtered tools/list, an allowed call, a denied call whose JSON-RPC error names the
-// rule, a default-deny refusal, and a result masked in its text and structuredContent.
+// rule, a default-deny refusal, an approval refusal whose data the client can act on, and a result
+// masked in its text and structuredContent.
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
@@ -40,6 +41,7 @@ interface Report {
   denied: CallReport;
   unlisted: CallReport;
   masked: CallReport;
+  approval: CallReport;
 }
 
 /** Runs the client without blocking the event loop (the sidecar under test runs in this process). */
@@ -151,6 +153,18 @@ describe.skipIf(!available)("Python MCP SDK client through the sidecar", () => {
     expect(report.unlisted.error?.message).toMatch(/send_email: no rule allows it \(default deny\)/);
     expect(upstream.calls).not.toContain("delete_database");
     expect(upstream.calls).not.toContain("send_email");
+  });
+
+  it("a call needing approval raises MCPError whose data says what happened and what to do", () => {
+    expect(report.approval.error?.code).toBe(-32001);
+    expect(report.approval.error?.message).toMatch(/did not forward tools\/call run_report: rule reports/);
+    expect(report.approval.error?.data?.airlock).toMatchObject({
+      decision: "requireApproval",
+      rule: "reports",
+      error: "approval_unavailable",
+      hint: "ask an operator to configure Airlock approvals",
+    });
+    expect(upstream.calls).not.toContain("run_report");
   });
 
   it("a result with PII arrives masked in text and structuredContent", () => {

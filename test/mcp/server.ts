@@ -37,6 +37,8 @@ export interface McpUpstream {
   sessions: (string | undefined)[];
   /** HTTP requests the server received (every method). */
   requests: number;
+  /** The Authorization header of every HTTP request, in order ("" when absent). */
+  authorizations: string[];
   /** Changes a tool's description (every session's server, and those built later). */
   describeTool(name: string, description: string): void;
   close(): Promise<void>;
@@ -55,6 +57,8 @@ export async function startMcpServer(
     stateful?: boolean;
     /** Answer POSTs with one JSON body instead of an SSE stream (stateless servers). */
     json?: boolean;
+    /** Refuse (401) every HTTP request without `Authorization: Bearer <this>`. */
+    bearer?: string;
   } = {},
 ): Promise<McpUpstream> {
   const calls: string[] = [];
@@ -135,6 +139,12 @@ export async function startMcpServer(
         };
       },
     );
+    // ~150 KB in one event: the sidecar receives it in many TCP chunks.
+    server.registerTool("export_customers", { description: "export_customers tool" }, async () => {
+      calls.push("export_customers");
+      const rows = Array.from({ length: 2000 }, (_, i) => `row ${i}: c${i}@example.com ${CUSTOMER.card}`);
+      return { content: [{ type: "text", text: rows.join("\n") }] };
+    });
     for (const uri of RESOURCES)
       server.registerResource(uri, uri, { description: `${uri} resource` }, async () => ({
         contents: [{ uri, text: `contents of ${uri}` }],
@@ -176,6 +186,7 @@ export async function startMcpServer(
     args,
     sessions,
     requests: 0,
+    authorizations: [],
     describeTool(name, description) {
       descriptions.set(name, description);
       for (const tools of registered) tools.get(name)?.update({ description });
@@ -188,6 +199,13 @@ export async function startMcpServer(
   };
   const http: Server = createServer(async (req, res) => {
     upstream.requests++;
+    const authorization = req.headers.authorization ?? "";
+    upstream.authorizations.push(authorization);
+    if (opts.bearer !== undefined && authorization !== `Bearer ${opts.bearer}`) {
+      res.writeHead(401, { "content-type": "application/json", "www-authenticate": "Bearer" });
+      res.end(JSON.stringify({ error: "invalid_token" }));
+      return;
+    }
     if (opts.stateful) return stateful(req, res);
     const server = build();
     const transport = new StreamableHTTPServerTransport({

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { PROXY_ENV, TRUST_ENV } from "../../injector/src/inject.ts";
+import { JAVA_TRUST_OPTIONS, JAVA_TRUSTSTORE_PATH } from "../../injector/src/names.ts";
 import { ensureApproverCredential } from "../../sidecar/src/approvals/credentials.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { type CertificateAuthority, createCA, type IssuedCert, issueServingCert } from "../envtest/pki.ts";
@@ -65,7 +66,7 @@ export interface AgentPod {
   sidecar: Service;
   /** The approver `ann`'s token for the sidecar's standalone approvals API. */
   approverToken: string;
-  /** What the injector gives an agent container: the trust variables, the proxy ones when "proxied". */
+  /** What the injector gives an agent container: the trust variables (JAVA_TOOL_OPTIONS too), the proxy ones when "proxied". */
   envFor(mode: Mode, extra?: Record<string, string>): Record<string, string>;
   /** Runs `command` in the agent namespace as UID/GID 1000 with exactly `env`. */
   asAgent(env: Record<string, string>, command: string, args: readonly string[]): Promise<RunResult>;
@@ -81,10 +82,10 @@ export interface AgentPodOptions {
   backend: "nft" | "legacy";
   /** /etc/hosts of the agent namespace, from the topology's addresses. */
   hosts(t: Topology): Record<string, readonly string[]>;
-  /** Secrets besides `upstream-ca` (ca.crt: the upstream's CA): [secret, key, value]. */
+  /** Secrets besides `upstream-ca` (ca.crt: the upstream's CA): [secret, key, value]. Read after beforeSidecar. */
   secrets: readonly (readonly [string, string, string])[];
   script?: StandinScript;
-  /** Runs once the namespaces exist, before the sidecar starts (e.g. a database upstream). */
+  /** Runs once the namespaces exist, before anything else starts (e.g. a database upstream). */
   beforeSidecar?(t: Topology): Promise<void>;
 }
 
@@ -100,6 +101,7 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
   };
   try {
     t.hosts(opts.hosts(t));
+    await opts.beforeSidecar?.(t);
     chmodSync(dir, 0o755);
     const binDir = join(dir, "bin");
     mkdirSync(binDir);
@@ -145,7 +147,6 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
     });
     services.push(upstream);
     await upstream.waitFor((l) => l.ready === true);
-    await opts.beforeSidecar?.(t);
 
     const init = await t.exec(t.agent, process.execPath, [
       INIT,
@@ -211,6 +212,7 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
         PATH: "/usr/bin:/bin",
         HOME: home,
         ...Object.fromEntries(TRUST_ENV.map((e) => [e.name, bundle])),
+        JAVA_TOOL_OPTIONS: JAVA_TRUST_OPTIONS.replace(JAVA_TRUSTSTORE_PATH, join(trust, "truststore.p12")),
         ...(mode === "proxied" ? Object.fromEntries(PROXY_ENV.map((e) => [e.name, e.value ?? ""])) : {}),
         ...extra,
       }),

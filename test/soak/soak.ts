@@ -1,16 +1,18 @@
 // The soak: one real sidecar process (the `airlock sidecar` entry point, as in a pod) guarding an
 // HTTP connection (the bench's node upstream, JSON masking: PII detectors and the secrets group)
 // and a PostgreSQL connection (real PostgreSQL from the harness, e-mail column masking), both
-// driven at a fixed rate for `minutes`. The sidecar's stdout (audit lines, recordings, logs) is
-// read by this process, a real consumer: audit events are counted and held to the operations.
+// driven at a fixed rate for `minutes`. The sidecar's stdout (audit lines, recordings, logs) goes
+// to a file, as a container runtime takes it, and is read from there every window: audit events
+// are counted and held to the operations. (A pipe read by this process, which also drives the
+// load, stalled the sidecar whenever the machine starved this process: the sidecar writes each
+// audit line before answering and waits while its stdout is full, by design.)
 // Every `windowSeconds` the sidecar is sampled: RSS and open descriptors from /proc, V8 heap and
 // event-loop delay from its own /metrics, CPU from /proc/PID/stat; latencies per window.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { startUpstream } from "../bench/http.ts";
 import { waitForPort } from "../bench/nginx.ts";
@@ -31,6 +33,8 @@ export interface SoakOptions {
   httpConnections?: number;
   pgClients?: number;
   log: (s: string) => void;
+  /** Ends the run at the next window (the windows so far are returned). */
+  signal?: AbortSignal;
 }
 
 function policy(p: { upstream: number; http: number; pg: number; pgPort: number; database: string }): string {
@@ -119,6 +123,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     );
 
     const launch = await sidecarLaunch();
+    const stdoutFile = join(dir, "stdout.log");
+    const stdoutFd = openSync(stdoutFile, "w");
+    cleanup.push(() => closeSync(stdoutFd));
     const sidecar: ChildProcess = spawn(
       process.execPath,
       [
@@ -140,7 +147,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       ],
       {
         cwd: root,
-        stdio: ["ignore", "pipe", "inherit"],
+        stdio: ["ignore", stdoutFd, "inherit"],
         env: { ...process.env, ...launch.env, NODE_ENV: "production" },
       },
     );
@@ -155,7 +162,22 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // The audit consumer: every stdout line is read; audit events are counted by protocol.
     const audit = { lines: 0, http: 0, postgres: 0, httpAllowed: 0, pgUpdatesAllowed: 0, other: 0 };
     let windowAuditLines = 0;
-    createInterface({ input: sidecar.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    const reader = openSync(stdoutFile, "r");
+    cleanup.push(() => closeSync(reader));
+    let offset = 0;
+    let partial = "";
+    const chunk = Buffer.alloc(1 << 20);
+    const readAudit = () => {
+      for (;;) {
+        const n = readSync(reader, chunk, 0, chunk.length, offset);
+        if (n === 0) return;
+        offset += n;
+        const lines = (partial + chunk.toString("utf8", 0, n)).split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) countLine(line);
+      }
+    };
+    const countLine = (line: string) => {
       if (!line.includes('"audit":true')) return;
       audit.lines++;
       windowAuditLines++;
@@ -172,7 +194,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         audit.postgres++;
         if (allowed && e.operation?.statements?.[0]?.kind === "update") audit.pgUpdatesAllowed++;
       } else audit.other++;
-    });
+    };
     await waitForPort(pgPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
     const pid = sidecar.pid as number;
     await new Promise((r) => setTimeout(r, 2000));
@@ -199,13 +221,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     postgres.recorder.rotate();
     http.recorder.recording = true;
     postgres.recorder.recording = true;
+    readAudit();
     windowAuditLines = 0;
     const t0 = performance.now();
     let cpu0 = cpuSeconds(pid);
     let tPrev = t0;
     const windows: SoakWindow[] = [];
     const count = Math.max(1, Math.round((opts.minutes * 60) / opts.windowSeconds));
-    for (let i = 1; i <= count; i++) {
+    for (let i = 1; i <= count && !opts.signal?.aborted; i++) {
       const due = t0 + i * opts.windowSeconds * 1000;
       await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
       if (sidecar.exitCode !== null)
@@ -213,6 +236,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const now = performance.now();
       const cpu = cpuSeconds(pid);
       const m = await scrape(adminPort);
+      readAudit();
       const w: SoakWindow = {
         t: (now - t0) / 1000,
         ...processMemory(pid),
@@ -235,10 +259,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }
     await http.stop();
     await postgres.stop();
-    // The last audit lines are on their way through the pipe.
-    const expected = http.recorder.completed + postgres.recorder.completed;
-    for (let i = 0; i < 50 && audit.http + audit.postgres < expected; i++)
-      await new Promise((r) => setTimeout(r, 100));
+    // Every answered operation's line was written before its answer; read to the end.
+    readAudit();
     const updates = Number((await pg.sql("select sum(n) from counters")).trim());
     const totals: SoakTotals[] = [
       {

@@ -198,7 +198,8 @@ export function soakMinutes(r: SoakResult): string {
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
   const rows = new Map<number, SoakWindow[]>();
   for (const w of r.windows) {
-    const m = Math.max(1, Math.ceil(w.t / 60 - 1e-9));
+    // A window ends a little after its nominal time (t = 60.03 belongs to minute 1).
+    const m = Math.max(1, Math.ceil((w.t - 1) / 60));
     rows.set(m, [...(rows.get(m) ?? []), w]);
   }
   const max = (ws: SoakWindow[], pick: (w: SoakWindow) => number) => Math.max(...ws.map(pick));

@@ -50,10 +50,19 @@ export interface ApprovalWaiting {
 
 /** The abort reason of a wait the client itself cancelled (PostgreSQL CancelRequest, Ctrl-C). */
 export class ApprovalWaitCanceled extends Error {
-  /** Who ended the wait: the client's cancel, or the session's statement_timeout (PostgreSQL). */
-  readonly by: "client" | "statement_timeout";
-  constructor(by: "client" | "statement_timeout" = "client") {
-    super(by === "client" ? "canceled by the client" : "ended by statement_timeout");
+  /**
+   * Who ended the wait: the client's cancel, the session's statement_timeout (PostgreSQL), or the
+   * connection's approval wait limit (MCP: mcp.approvalWaitSeconds).
+   */
+  readonly by: "client" | "statement_timeout" | "wait_limit";
+  constructor(by: "client" | "statement_timeout" | "wait_limit" = "client") {
+    super(
+      by === "client"
+        ? "canceled by the client"
+        : by === "statement_timeout"
+          ? "ended by statement_timeout"
+          : "ended by the approval wait limit",
+    );
     this.name = "ApprovalWaitCanceled";
     this.by = by;
   }

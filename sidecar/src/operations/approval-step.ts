@@ -83,7 +83,11 @@ export async function seekApproval(
     const note = outcome.message ?? (status === "pending" ? "retry once it is approved" : undefined);
     const canceled = signal.aborted && signal.reason instanceof ApprovalWaitCanceled;
     const timedOut = canceled && signal.reason.by === "statement_timeout";
-    const who = timedOut ? "the session's statement_timeout ended" : "the client canceled";
+    const who = timedOut
+      ? "the session's statement_timeout ended"
+      : canceled && signal.reason.by === "wait_limit"
+        ? "the connection's approval wait limit ended"
+        : "the client canceled";
     return {
       approved: false,
       status,

@@ -87,7 +87,7 @@ function compileConnectionRules(
 
 /** Conditions (match.mcp.when) that could not be evaluated, for the reason. */
 function conditionFailures(input: ToolCallInput | undefined, rule?: string): string {
-  if (input === undefined || input === "any-arguments" || !input.failures?.length) return "";
+  if (typeof input !== "object" || !input.failures?.length) return "";
   const failed = input.failures.filter((f) => rule === undefined || f.rule === rule);
   if (failed.length === 0) return "";
   const said = failed.map((f) => `rule ${f.rule}'s when could not be evaluated (${f.error})`).join("; ");

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../../api/src/index.ts";
 import { compilePolicies } from "./compile.ts";
+import { compileWhen } from "./mcp-when.ts";
 import type { Operation, Subject } from "./types.ts";
 import { validatePolicy } from "./validate.ts";
 
@@ -290,13 +291,27 @@ describe("match.mcp.when (CEL over tools/call arguments)", () => {
     expect(out.action).toBe("deny");
     expect(out.reason).toMatch(/No such key \(a key taken from the arguments\)/);
     expect(out.reason).not.toContain("secret-abc");
+    const indexed = s2.evaluate(
+      "tools",
+      subject,
+      { kind: "mcp", method: "tools/call", tool: "t" },
+      { arguments: { n: 41111111 } },
+    );
+    expect(indexed.action).toBe("deny");
+    expect(indexed.reason).not.toContain("41111111");
   });
 
-  it("listing: conditional deny/approval rules neither hide nor mark a tool; a conditional allow shows it", () => {
+  it("listing: conditional deny/approval rules do not hide a tool; a conditional allow shows it", () => {
     expect(listed("write_file")).toBe("allow");
     expect(listed("run_report")).toBe("allow");
     expect(listed("query")).toBe("allow");
     expect(listed("delete_all")).toBe("deny");
+    // The strictest some call may meet: what the list note is drawn from.
+    const strictest = (tool: string) =>
+      set.evaluate("tools", subject, { kind: "mcp", method: "tools/call", tool }, "some-arguments").action;
+    expect(strictest("run_report")).toBe("requireApproval");
+    expect(strictest("write_file")).toBe("deny");
+    expect(strictest("query")).toBe("allow");
   });
 
   it.each([
@@ -314,6 +329,18 @@ describe("match.mcp.when (CEL over tools/call arguments)", () => {
       ]),
     );
     expect(out).toEqual([{ path: "spec.rules[0].match.mcp.when", message: expect.stringMatching(message) }]);
+  });
+
+  it("refuses matches() patterns that could backtrack on the agent's input; accepts ordinary ones", () => {
+    const accepted = (p: string) => !("error" in compileWhen(`args.q.matches(${JSON.stringify(p)})`));
+    for (const p of ["^select ", "^[a-z]+@example\\.com$", "(foo|bar)+", "^(ab)+$", "(?:x)*y", "\\(a+\\)+"])
+      expect([p, accepted(p)]).toEqual([p, true]);
+    for (const p of ["(a+)+$", "(\\w*x)*", "((a+)b)+", "(a|b+)*", "(x)\\1", "(?<n>a)\\k<n>", "(a{2,})+"])
+      expect([p, accepted(p)]).toEqual([p, false]);
+    const out = compileWhen('args.q.matches("(a+)+$")');
+    expect("error" in out && out.error).toMatch(
+      /nests quantifiers: on arguments the agent chooses it could backtrack/,
+    );
   });
 
   it("refuses when without tools", () => {

@@ -39,6 +39,28 @@ const isNode = (v: unknown): v is Node =>
   typeof v === "object" && v !== null && typeof (v as Node).op === "string" && "args" in v;
 
 /**
+ * The shapes that make a backtracking engine blow up: a quantified group that holds a quantifier
+ * itself (`(a+)+`, `(\w*x)*`, `(a|b+)*`) and backreferences. A heuristic for the usual shapes,
+ * not a proof: groups are read innermost first, each replaced by one atom that keeps whether it
+ * was quantified inside.
+ */
+const UNBOUNDED = /(?:^|[^\\])(?:[*+]|\{\d+,)/;
+const GROUP = /\((?:[^()\\]|\\.)*\)/;
+
+function backtrackingRisk(pattern: string): string | undefined {
+  if (/\\[1-9]|\\k</.test(pattern)) return "has a backreference";
+  let text = pattern;
+  for (let m = GROUP.exec(text); m; m = GROUP.exec(text)) {
+    const body = m[0].slice(1, -1).replace(/^\?(?:[:=!]|<[=!]|<\w+>)?/, "");
+    const after = text.slice(m.index + m[0].length);
+    const quantifiedInside = UNBOUNDED.test(body);
+    if (quantifiedInside && /^(?:[*+]|\{\d+,)/.test(after)) return "nests quantifiers";
+    text = `${text.slice(0, m.index)}${quantifiedInside ? "x+" : "x"}${after}`;
+  }
+  return undefined;
+}
+
+/**
  * `matches` with a pattern the agent sends would let it choose a regular expression that
  * backtracks for minutes: only literal patterns are accepted (and they must compile).
  */
@@ -61,6 +83,9 @@ function checkPatterns(node: unknown): string | undefined {
     } catch (e) {
       return `matches() pattern ${JSON.stringify(pattern.args)} is not a valid regular expression: ${firstLine(e)}`;
     }
+    const risky = backtrackingRisk(pattern.args);
+    if (risky)
+      return `matches() pattern ${JSON.stringify(pattern.args)} ${risky}: on arguments the agent chooses it could backtrack for minutes (JavaScript regular expressions are not linear-time); rewrite it without`;
   }
   return checkPatterns(node.args);
 }
@@ -72,7 +97,11 @@ function checkPatterns(node: unknown): string | undefined {
 function safeError(message: string, source: string): string {
   const keyed = /^No such key: (.*)$/.exec(message);
   if (keyed && !source.includes(keyed[1] ?? "")) return "No such key (a key taken from the arguments)";
-  return message.replace(/"[^"]*"|'[^']*'/g, '"…"').slice(0, 160);
+  // Quoted text and long digit runs (an account or card number used as an index) are left out.
+  return message
+    .replace(/"[^"]*"|'[^']*'/g, '"…"')
+    .replace(/\d{5,}/g, "…")
+    .slice(0, 160);
 }
 
 /** Compiles an expression, or says why it cannot be used (parse or type error, non-bool result). */
@@ -83,7 +112,12 @@ export function compileWhen(source: string): CompiledWhen | { error: string } {
   } catch (e) {
     return { error: `not a CEL expression: ${firstLine(e)}` };
   }
-  const checked = parsed.check();
+  let checked: ReturnType<ParseResult["check"]>;
+  try {
+    checked = parsed.check();
+  } catch (e) {
+    return { error: `cannot be type-checked: ${firstLine(e)}` };
+  }
   if (!checked.valid) return { error: `${firstLine(checked.error)} (variables: ${WHEN_VARIABLES})` };
   if (checked.type !== "bool" && checked.type !== "dyn")
     return { error: `the expression is of type ${checked.type}; it must be a bool` };

@@ -92,6 +92,7 @@ export function compileRuleMatch(rule: Rule): OperationMatcher {
     // Listing: a restrictive rule with a condition applies to some calls only, an allow rule may
     // admit some; neither decides whether the tool is shown.
     if (input === "any-arguments") return !restrictive;
+    if (input === "some-arguments") return true;
     const outcome =
       "error" in compiledWhen
         ? { ok: false as const, error: compiledWhen.error }

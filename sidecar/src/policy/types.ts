@@ -46,12 +46,15 @@ export type Operation =
 
 /**
  * What rules see of a tools/call beyond its operation (match.mcp.when): its arguments, which are
- * never audited, or "any" when judging whether a tool may be used at all (list filtering, where
- * no arguments exist). `failures` collects the rules whose condition could not be evaluated.
+ * never audited, or, for list filtering where no arguments exist, "any-arguments" (conditional
+ * allow rules match, conditional deny/requireApproval rules do not: may the tool be used at all?)
+ * or "some-arguments" (every conditional rule matches: the strictest some call may meet).
+ * `failures` collects the rules whose condition could not be evaluated.
  */
 export type ToolCallInput =
   | { arguments: unknown; failures?: { rule: string; error: string }[] }
-  | "any-arguments";
+  | "any-arguments"
+  | "some-arguments";
 
 export interface Decision {
   action: Action;

@@ -318,5 +318,9 @@ describe("semantic errors are caught at load, naming the rule", () => {
 
   it("the examples stay valid", () => {
     expect(validatePolicy(demo())).toEqual([]);
+    for (const file of ["mcp-tools.yaml", "claude-agent.yaml", "ssh-ops.yaml", "postgres-analyst.yaml"]) {
+      const doc = parse(readFileSync(new URL(`../../../examples/${file}`, import.meta.url), "utf8"));
+      expect([file, validatePolicy(doc)]).toEqual([file, []]);
+    }
   });
 });

@@ -1,8 +1,9 @@
-"""The Python MCP SDK's Client through the sidecar, for test/mcp/python-client.test.ts.
+"""The Python MCP SDK's Client through the sidecar, for test/mcp/python-client.test.ts and
+test/approvals/mcp-python.test.ts.
 
-Usage: client.py URL. Lists tools, calls an allowed tool, a denied one and one whose answer the
-sidecar masks, and prints one JSON report on stdout (the test judges it). Errors are reported as
-the SDK raises them: MCPError code, message and data.
+Usage: client.py URL — lists tools, calls an allowed tool, a denied one and one whose answer the
+sidecar masks; client.py URL call TOOL ARGS_JSON — one call. Prints one JSON report on stdout (the
+test judges it). Errors are reported as the SDK raises them: MCPError code, message and data.
 """
 
 import asyncio
@@ -39,8 +40,17 @@ async def main(url: str) -> None:
         report["denied"] = await call(client, "delete_database", {})
         report["unlisted"] = await call(client, "send_email", {"arg": "x"})
         report["masked"] = await call(client, "lookup_customer", {})
+        report["approval"] = await call(client, "run_report", {"arg": "q4"})
     print(json.dumps(report))
 
 
+async def one_call(url: str, tool: str, arguments: dict) -> None:
+    async with Client(url) as client:
+        print(json.dumps(await call(client, tool, arguments)))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    if len(sys.argv) == 5 and sys.argv[2] == "call":
+        asyncio.run(one_call(sys.argv[1], sys.argv[3], json.loads(sys.argv[4])))
+    else:
+        asyncio.run(main(sys.argv[1]))

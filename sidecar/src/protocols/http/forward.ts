@@ -505,6 +505,12 @@ export function createForwarder(deps: ForwardDeps): Forwarder {
           });
         else if (type.includes("application/json"))
           void relayRewritten(f, res, proxyRes, (b) => inspectJsonAnswer(b, inspect));
+        else if (!type && (method === "DELETE" || proxyRes.headers["content-length"] === "0"))
+          // A session end's answer (or any empty one) carries no message: relayed only while empty.
+          void relayRewritten(f, res, proxyRes, (b) => {
+            if (b.length > 0) throw new Error("the MCP server's answer has a body but no content type");
+            return b;
+          });
         else {
           proxyRes.destroy();
           ex.upstream = { status, error: "unreadable_mcp_answer" };

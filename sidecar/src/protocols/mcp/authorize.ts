@@ -8,7 +8,7 @@
 // AccessRequest (approval.ts) and is forwarded once approved; list answers are filtered
 // (list-filter.ts).
 import type { IncomingMessage } from "node:http";
-import type { ApprovalGate } from "../../approvals/gate.ts";
+import { type ApprovalGate, ApprovalWaitCanceled } from "../../approvals/gate.ts";
 import { BUILTIN_RULE } from "../../decisions/refusals.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
 import { connectionMasking } from "../../operations/masking.ts";
@@ -35,6 +35,9 @@ import { mcpLabels } from "./metric-labels.ts";
 import { countPinRefusal, createAnswerInspector, pinRefusal } from "./server-messages.ts";
 import type { McpSessions } from "./sessions.ts";
 import type { ToolPins } from "./tool-pins.ts";
+
+/** Under the TypeScript SDK's default request timeout (60 s). */
+export const DEFAULT_APPROVAL_WAIT_SECONDS = 50;
 
 export interface McpReply {
   /** Sends a JSON body as is (JSON-RPC errors are not Airlock's error envelope). */
@@ -322,6 +325,12 @@ async function approved(
     return false;
   }
   const wait = input.waits.watch(scope, held.id);
+  // The agent is answered before its own request timeout would fire: an error naming the pending
+  // AccessRequest is something it can act on (tell its user, retry later); a timeout is not.
+  const limit = new AbortController();
+  const seconds = connection.spec.mcp?.approvalWaitSeconds ?? DEFAULT_APPROVAL_WAIT_SECONDS;
+  const timer = setTimeout(() => limit.abort(new ApprovalWaitCanceled("wait_limit")), seconds * 1000);
+  let approveHint: string | undefined;
   let result: Awaited<ReturnType<typeof askApproval>>;
   try {
     result = await askApproval(
@@ -331,15 +340,26 @@ async function approved(
       ex,
       held.decision,
       input.subject,
-      { protocol: "mcp", summary, signal: wait.signal },
+      {
+        protocol: "mcp",
+        summary,
+        signal: AbortSignal.any([wait.signal, limit.signal]),
+        onWaiting: (w) => {
+          approveHint = w.approveHint;
+        },
+      },
     );
   } finally {
+    clearTimeout(timer);
     wait.release();
   }
   if (recordApproval(ex, held.decision, result)) return true;
   ex.finish();
   if (!result.approved) {
     const what = held.op.tool === undefined ? held.op.method : `${held.op.method} ${held.op.tool}`;
+    // Still pending: say who can approve it (the gate's hint, e.g. kubectl airlock approve ...).
+    if (result.status === "pending" && result.hint === undefined && approveHint !== undefined)
+      result = { ...result, hint: `an approver runs: ${approveHint}` };
     reply.json(
       200,
       jsonRpcError(

@@ -5,7 +5,8 @@
 // One answer message at a time: answers.ts takes them out of a JSON body or an SSE stream.
 import type { JsonRpcId } from "./jsonrpc.ts";
 
-export type ListVerdict = "keep" | "approval" | "drop";
+/** `maybe-approval`: some calls need approval (a requireApproval rule with a condition). */
+export type ListVerdict = "keep" | "approval" | "maybe-approval" | "drop";
 
 /** What a list method lists: the result field, and the entry field its use is judged by. */
 export const LISTS = {
@@ -20,6 +21,7 @@ export type ListMethod = keyof typeof LISTS;
 export const isListMethod = (m: string): m is ListMethod => Object.hasOwn(LISTS, m);
 
 export const APPROVAL_NOTE = " (requires approval)";
+export const MAYBE_APPROVAL_NOTE = " (may require approval)";
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -48,10 +50,11 @@ export function filterMessage(
     if (!isObject(e) || typeof e[key] !== "string") continue;
     const v = judge(method, e[key], e);
     if (v === "drop") continue;
-    if (v === "approval")
+    if (v === "approval" || v === "maybe-approval")
       kept.push({
         ...e,
-        description: `${typeof e.description === "string" ? e.description : ""}${APPROVAL_NOTE}`.trim(),
+        description:
+          `${typeof e.description === "string" ? e.description : ""}${v === "approval" ? APPROVAL_NOTE : MAYBE_APPROVAL_NOTE}`.trim(),
       });
     else kept.push(e);
   }

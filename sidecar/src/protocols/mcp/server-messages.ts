@@ -84,9 +84,14 @@ export function createAnswerInspector(deps: AnswerDeps, answerServer: AnswerServ
       if (v.pinnedNow)
         ctx.logger.info({ connection: name, tool: key, digest: v.digest }, "MCP tool pinned at first sight");
     }
-    // No arguments exist here: conditional rules decide nothing about whether a tool is shown.
-    const d = set.evaluate(name, subject, use(list, key), "any-arguments");
-    return d.action === "allow" ? "keep" : d.action === "requireApproval" ? "approval" : "drop";
+    // No arguments exist here: conditional rules decide nothing about whether a tool is shown, but
+    // a tool some of whose calls wait for approval says so.
+    const op = use(list, key);
+    const d = set.evaluate(name, subject, op, "any-arguments");
+    if (d.action === "requireApproval") return "approval";
+    if (d.action !== "allow") return "drop";
+    const strictest = list === "tools/list" ? set.evaluate(name, subject, op, "some-arguments") : d;
+    return strictest.action === "requireApproval" ? "maybe-approval" : "keep";
   };
 
   const serverRequest = (m: Message): boolean => {

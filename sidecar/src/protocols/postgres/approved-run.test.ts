@@ -23,6 +23,9 @@ describe("what can run alone under an approved credential", () => {
     ["UPDATE t SET a = 1", { ...at, txStatus: "E" }, /outside BEGIN/],
     ["UPDATE t SET a = 1", { ...at, parseName: "s1" }, /unnamed statement/],
     ["UPDATE t SET a = 1", { ...at, parseName: "", unsynced: true }, /Sync before its Parse/],
+    ["UPDATE t SET a = 1", { ...at, unsynced: true }, /not ended by Sync; send Sync before it/],
+    ["UPDATE t SET a = 1", { ...at, copyOpen: true }, /COPY FROM STDIN of this session is still open/],
+    ["UPDATE t SET a = 1", { ...at, transactionPending: true }, /transaction control before it/],
     ["UPDATE t SET a = 1", { ...at, settingsChanged: true }, /changed settings with SET/],
   ])("%s (%j) is refused", (sql, ctx, why) => {
     expect(notAloneReason(statements(sql), ctx)).toMatch(why);

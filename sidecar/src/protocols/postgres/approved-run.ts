@@ -2,8 +2,9 @@
 // the session's upstream is set aside, a connection of its own is opened as the approved role, the
 // statement — one simple Query, or one Parse/Bind/Describe/Execute/Sync batch of the unnamed
 // statement — runs there with the session's reply matching, masking and audit, and the connection
-// is closed and its lease revoked once the server answered the batch. What it needs of the session
-// is checked before anyone is asked, so an approver never approves what cannot run that way.
+// is closed and its lease revoked once the server answered the batch (or the agent left the batch
+// open without Sync too long: the session ends). What it needs of the session is checked before
+// anyone is asked, so an approver never approves what cannot run that way.
 import type { Socket } from "node:net";
 import type { CredentialAudit, HeldCredential } from "../../credentials/index.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
@@ -17,8 +18,12 @@ const NOT_ALONE = new Set(["transaction", "twoPhaseCommit", "set", "housekeeping
 export interface AloneContext {
   /** Transaction status of the session's last ReadyForQuery. */
   txStatus: string;
-  /** Extended-protocol messages forwarded since the last Sync (the batch is not its own). */
+  /** Extended-protocol messages forwarded since the last Sync (its batch, or a Query's, is not its own). */
   unsynced: boolean;
+  /** A COPY FROM STDIN the session sent is not answered yet: the server waits for its data. */
+  copyOpen?: boolean;
+  /** Transaction control the session sent is not answered yet: a block may be open by then. */
+  transactionPending?: boolean;
   /** The session changed settings with SET: the approved connection would not have them. */
   settingsChanged: boolean;
   /** Parse: the statement's name ("" for the unnamed statement); undefined for a simple Query. */
@@ -39,8 +44,16 @@ export function notAloneReason(
     return "the session is inside a transaction block; send it outside BEGIN ... COMMIT (it commits on its own)";
   if (at.parseName !== undefined && at.parseName !== "")
     return `named prepared statements (${JSON.stringify(at.parseName)}) are not kept across it; use the unnamed statement`;
-  if (at.parseName !== undefined && at.unsynced)
-    return "other messages precede it in the same batch; send Sync before its Parse";
+  // Even a Query: the server would run it inside that batch (or skip it after an error there),
+  // and what came before it may not be answered until the agent sends Sync.
+  if (at.unsynced)
+    return at.parseName === undefined
+      ? "extended-protocol messages before it are not ended by Sync; send Sync before it"
+      : "other messages precede it in the same batch; send Sync before its Parse";
+  if (at.transactionPending)
+    return "transaction control before it is not answered yet (it may open a transaction block); wait for its answer";
+  if (at.copyOpen)
+    return "a COPY FROM STDIN of this session is still open; end it (CopyDone or CopyFail) and wait for its answer first";
   if (at.settingsChanged)
     return "this session changed settings with SET, which that connection would not have; run it in a new session";
   return undefined;
@@ -60,6 +73,8 @@ export interface ApprovedRun {
   readonly main: SetAside;
   /** The batch's end went upstream (its Sync, or the Query itself): wait for its last answer. */
   synced: boolean;
+  /** Until then: the agent may leave the batch open this long (SessionDeps.approvedBatchTimeoutMs). */
+  timer: NodeJS.Timeout | undefined;
   readonly done: Promise<void>;
   finish(): void;
 }
@@ -69,11 +84,23 @@ export function approvedRun(
   credential: HeldCredential | undefined,
   main: SetAside,
 ): ApprovedRun {
-  let finish: () => void = () => {};
+  let resolve: () => void = () => {};
   const done = new Promise<void>((r) => {
-    finish = r;
+    resolve = r;
   });
-  return { up, credential, main, synced: false, done, finish };
+  const run: ApprovedRun = {
+    up,
+    credential,
+    main,
+    synced: false,
+    timer: undefined,
+    done,
+    finish() {
+      clearTimeout(run.timer);
+      resolve();
+    },
+  };
+  return run;
 }
 
 /**

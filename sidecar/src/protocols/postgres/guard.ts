@@ -25,6 +25,8 @@ export interface PostgresGuardOptions {
   startupTimeoutMs?: number;
   /** Named prepared statements per session (default 10000). */
   maxPreparedStatements?: number;
+  /** An approved statement's batch the agent leaves open without Sync ends the session after this (default 10 s). */
+  approvedBatchTimeoutMs?: number;
   /** The pod CA in force, for connections with agentTls (TLS between the agent and the sidecar). */
   podCa?: () => PodCa | undefined;
 }
@@ -112,6 +114,7 @@ export function createPostgresGuard(ctx: SidecarContext, options: PostgresGuardO
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         startupTimeoutMs,
         maxPreparedStatements: options.maxPreparedStatements ?? 10_000,
+        approvedBatchTimeoutMs: options.approvedBatchTimeoutMs ?? 10_000,
         approvals: options.approvals,
         draining: () => draining,
         maskStateFor,

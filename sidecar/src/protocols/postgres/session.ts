@@ -77,6 +77,12 @@ export interface SessionDeps {
   connectTimeoutMs: number;
   startupTimeoutMs: number;
   maxPreparedStatements: number;
+  /**
+   * An approved batch (its Parse on the approved connection) left open this long by the agent
+   * without Sync ends the session: the approved role would otherwise hold its uncommitted
+   * work, row locks and lease for as long as the agent likes.
+   */
+  approvedBatchTimeoutMs: number;
   approvals: ApprovalGate | undefined;
   draining(): boolean;
   maskStateFor(connection: CompiledConnection): MaskState | undefined;
@@ -377,6 +383,8 @@ export class Session {
               this.#io.flush();
               this.#io.flow();
               this.#pump();
+              // The wait may have held the session busy past its last answer (an approved run).
+              if (this.#draining) this.#endIfDrained();
             },
             (err: unknown) => this.#fatal(err),
           );
@@ -529,12 +537,14 @@ export class Session {
     // After the approved batch's end went upstream, what the agent sends next waits for the
     // session's own connection.
     if (run?.synced) return run.done.then(() => (this.#isClosed() ? undefined : this.#onMessage(f)));
+    if (run) this.#armBatchTimer(run);
     if (run && !this.#localSkip) {
       const stray = strayInApprovedBatch(f);
       if (stray) {
+        // A Query or FunctionCall is answered with ReadyForQuery of its own, as the server would.
         this.#deny(
           this.#newOp([], refusal("sqlApprovedNotAlone", this.#conn.policy, stray)),
-          f.type === T.Query,
+          f.type === T.Query || f.type === T.FunctionCall,
         );
         return undefined;
       }
@@ -613,6 +623,7 @@ export class Session {
     const run = this.#run;
     if (run && !run.synced) {
       run.synced = true;
+      clearTimeout(run.timer);
       this.#io.flushUp();
     }
   }
@@ -742,20 +753,31 @@ export class Session {
     }
     // Under a credential for approved statements, what cannot run alone is refused before anyone
     // is asked.
-    const why = this.#approvedSource()
-      ? notAloneReason(classification.statements, {
-          txStatus: this.#replies.txStatus,
-          unsynced: this.#unsynced,
-          settingsChanged: this.#settingsChanged,
-          parseName,
-        })
-      : undefined;
+    let why: string | undefined;
+    if (this.#approvedSource()) {
+      const pending = this.#pendingKinds();
+      why = notAloneReason(classification.statements, {
+        txStatus: this.#replies.txStatus,
+        unsynced: this.#unsynced,
+        copyOpen: pending.has("copyFrom"),
+        transactionPending: pending.has("transaction") || pending.has("twoPhaseCommit"),
+        settingsChanged: this.#settingsChanged,
+        parseName,
+      });
+    }
     if (why) {
       const d = refusal("sqlApprovedNotAlone", this.#conn.policy, why);
       then({ judgement, decision: d, audited: d }, classification);
       return undefined;
     }
     return this.#approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
+  }
+
+  /** Statement kinds of what the session forwarded that is not answered yet. */
+  #pendingKinds(): Set<string> {
+    const kinds = new Set<string>();
+    for (const op of this.#replies.openOperations()) for (const s of op.statements) kinds.add(s.kind);
+    return kinds;
   }
 
   /** The source of the credential approved statements run under, when the connection has one. */
@@ -838,7 +860,37 @@ export class Session {
       "postgres: an approved statement runs under its own credential",
     );
     if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    this.#armBatchTimer(run);
     return true;
+  }
+
+  /**
+   * (Re)starts the wait for the approved batch's Sync. It counts only while the agent owes the
+   * next message: not while an approval inside the batch is asked, nor while the server has not
+   * taken what was sent (the Sync may be behind it) or still works on it.
+   */
+  #armBatchTimer(run: ApprovedRun) {
+    clearTimeout(run.timer);
+    if (run.synced) return;
+    const ms = this.#d.approvedBatchTimeoutMs;
+    run.timer = setTimeout(() => {
+      if (this.#run !== run || run.synced) return;
+      if (this.#blocked || run.up.socket.writableLength > 0) return this.#armBatchTimer(run);
+      if (this.#replies.length > 0) {
+        // Without Flush the server holds its answers until Sync: ask for them, so that a
+        // statement still running is told from one done and waiting.
+        this.#io.toUp(flushMessage());
+        this.#io.flushUp();
+        return this.#armBatchTimer(run);
+      }
+      this.#fatal(
+        new ProtocolError(
+          `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
+          "25P03",
+        ),
+      );
+    }, ms);
+    run.timer.unref();
   }
 
   /** The approved batch is answered: back to the session's own connection; the lease is revoked. */

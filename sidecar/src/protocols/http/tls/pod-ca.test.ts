@@ -10,7 +10,7 @@ import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { encodeNameConstraints, NAME_CONSTRAINTS_OID, permits } from "./name-constraints.ts";
 import { CaExpiredError, NameOutsideConstraintsError, PodCa, permittedNames } from "./pod-ca.ts";
-import { writeTrustBundle } from "./trust-bundle.ts";
+import { JAVA_TRUSTSTORE_FILE, writeTrustBundle } from "./trust-bundle.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "airlock-pod-ca-"));
 
@@ -78,6 +78,21 @@ describe("PodCa", async () => {
     const pem = readFileSync(bundle, "utf8");
     expect(pem.startsWith(ca.certPem.trim())).toBe(true);
     expect(pem.match(/BEGIN CERTIFICATE/g)?.length).toBe(rootCertificates.length + 1);
+  });
+
+  it("writes the same certificates beside it as a Java truststore (PKCS#12 trusted entries)", () => {
+    // openssl reads it as Java would: unencrypted certificate bags, no MAC to check.
+    const out = execFileSync(
+      "openssl",
+      ["pkcs12", "-in", join(dir, JAVA_TRUSTSTORE_FILE), "-nokeys", "-passin", "pass:", "-nomacver"],
+      { encoding: "utf8", stdio: "pipe" },
+    );
+    const pems = out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    expect(pems.length).toBe(rootCertificates.length + 1);
+    expect(pems[0]).toBe(ca.certPem.trim());
+    // Each entry carries Oracle's trusted-key-usage attribute: what makes it a JVM trust anchor.
+    expect(out.match(/2\.16\.840\.1\.113894\.746875\.1\.1/g)?.length).toBe(pems.length);
+    expect(out).toMatch(/friendlyName: 000 airlock pod ca test/);
   });
 
   it("writes the system roots alone when there is no pod CA", async () => {

@@ -1,4 +1,4 @@
-// Fills Node's compile cache with every shipped module (`node scripts/warm-compile-cache.mjs DIR`):
+// Fills Node's compile cache with every shipped module (`node bin/warm-compile-cache.mjs DIR`):
 // TypeScript sources stripped of their types, and V8 code for them and for node_modules. A process
 // whose modules all come from the cache never loads Node's type stripper (a WebAssembly compiler
 // that stays resident, ~17 MB). The cache is keyed by Node version, user id and file path, so the
@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const dir = process.argv[2];
 if (!dir) {
-  process.stderr.write("usage: node scripts/warm-compile-cache.mjs CACHE_DIR\n");
+  process.stderr.write("usage: node bin/warm-compile-cache.mjs CACHE_DIR\n");
   process.exit(2);
 }
 const { status, message } = module.enableCompileCache(dir);

@@ -1,0 +1,152 @@
+// The Python MCP SDK (the venv .ci/run builds: ~/.cache/airlock/mcp-venv, override with
+// AIRLOCK_MCP_PYTHON) as the agent of an approval on the real API server: the sidecar in
+// Kubernetes mode holds its tools/call, answers at the connection's wait limit with an error the
+// client can act on (the AccessRequest's name, who approves), an approver runs `kubectl airlock
+// approve`, and the agent's retry — a new process, a new MCP session — goes through.
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API_VERSION } from "../../api/src/index.ts";
+import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
+import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
+import { connect } from "../envtest/connect.ts";
+import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
+import { type Cluster, plugin, setUpCluster } from "./cluster.ts";
+
+const PYTHON =
+  process.env.AIRLOCK_MCP_PYTHON ?? join(homedir(), ".cache", "airlock", "mcp-venv", "bin", "python");
+const SCRIPT = join(import.meta.dirname, "..", "mcp", "python", "client.py");
+const available = (() => {
+  if (!existsSync(PYTHON)) return false;
+  try {
+    execFileSync(PYTHON, ["-c", "import mcp"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!available)
+  console.warn(`Python MCP approval suite skipped: ${PYTHON} cannot import mcp (.ci/run installs it)`);
+
+interface CallReport {
+  error?: { code: number; message: string; data?: { airlock?: Record<string, unknown> } };
+  content?: { type: string; text?: string }[];
+}
+
+const callTool = (url: string, tool: string, args: unknown) =>
+  new Promise<CallReport>((resolve, reject) => {
+    execFile(
+      PYTHON,
+      [SCRIPT, url, "call", tool, JSON.stringify(args)],
+      { timeout: 30_000 },
+      (err, out, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(out) as CallReport),
+    );
+  });
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+describe.skipIf(!available)("Python MCP client held for approval on the real API server", () => {
+  const k8s = connect();
+  let c: Cluster;
+  let upstream: McpUpstream;
+  let sidecar: Sidecar;
+  let url: string;
+  let dir: string;
+
+  beforeAll(async () => {
+    c = await setUpCluster(k8s, "mcp-python");
+    upstream = await startMcpServer();
+    const port = await freePort();
+    const policy = {
+      apiVersion: API_VERSION,
+      kind: "AgentAccessPolicy",
+      metadata: { name: "ops", namespace: c.ns },
+      spec: {
+        podSelector: { matchLabels: { app: "agent" } },
+        connections: [
+          {
+            name: "ops-mcp",
+            protocol: "mcp",
+            target: { host: "127.0.0.1", port: upstream.port },
+            tls: { mode: "disable" },
+            listen: { port },
+            mcp: { approvalWaitSeconds: 2 },
+          },
+        ],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+          {
+            name: "reports",
+            action: "requireApproval",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["run_report"] } },
+            approval: { approvers: { groups: ["dba"] }, timeout: "5m" },
+          },
+        ],
+      },
+    };
+    const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(policy) });
+    expect(r.code, r.stderr).toBe(0);
+    dir = await mkdtemp(join(tmpdir(), "airlock-mcp-python-"));
+    sidecar = await startSidecar({
+      kubernetes: true,
+      kubeConfig: c.agentKubeConfig(),
+      podInfoDir: await c.podInfo("agent-0"),
+      secretsDir: dir,
+      hashKeyFile: join(dir, "hash.key"),
+      adminPort: 0,
+      proxyPort: 0,
+      capturePort: false,
+      logger: pino({ level: "silent" }),
+      audit: createMemoryAuditSink(),
+    });
+    url = `http://127.0.0.1:${port}/mcp`;
+  });
+
+  afterAll(async () => {
+    await sidecar?.close();
+    await upstream?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("gets approval_pending naming the request and who approves; retried after kubectl airlock approve, it runs", async () => {
+    const args = { arg: "python-q4" };
+    const first = await callTool(url, "run_report", args);
+    expect(first.error?.code).toBe(-32001);
+    const airlock = first.error?.data?.airlock as { approval: { request: string; status: string } };
+    expect(airlock).toMatchObject({ rule: "reports", error: "approval_pending", hint: expect.any(String) });
+    expect(airlock.approval.status).toBe("pending");
+    const name = airlock.approval.request;
+    expect(first.error?.message).toContain(`kubectl airlock approve ${name} -n ${c.ns}`);
+    expect((await c.get(name)).spec.operation.summary).toMatch(
+      /^tools\/call run_report \{"arg":"python-q4"\}/,
+    );
+    expect(upstream.calls).toEqual([]);
+
+    const approved = await plugin(["approve", name, "-n", c.ns], c.users.ann);
+    expect(approved.code, approved.stderr).toBe(0);
+    const before = (await c.list()).length;
+    const second = await callTool(url, "run_report", args);
+    expect(second.error).toBeUndefined();
+    expect(second.content).toEqual([{ type: "text", text: "run_report done" }]);
+    expect(upstream.calls).toEqual(["run_report"]);
+    expect((await c.list()).length).toBe(before);
+  });
+});
