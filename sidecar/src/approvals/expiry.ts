@@ -59,9 +59,14 @@ export async function expire<T extends Expiring>(t: T, ctx: ExpiryContext<T>): P
   }
 }
 
+/** Longest wait between two attempts to write Expired after an outage. */
+const MAX_RETRY_MS = 60_000;
+
 /**
  * The request timed out while the API server could not be reached: fail closed, never honour
- * it later, and keep trying in the background to write Expired so that approvers see it.
+ * it later, and keep trying in the background (2 s, doubling to once a minute, for as long as
+ * the outage lasts) to write Expired, so that approvers are not left a Pending request nothing
+ * waits on (test/faults/catch-up.test.ts).
  */
 function unreachable<T extends Expiring>(t: T, ctx: ExpiryContext<T>, detail: string) {
   const { store } = ctx;
@@ -74,8 +79,8 @@ function unreachable<T extends Expiring>(t: T, ctx: ExpiryContext<T>, detail: st
       if (fresh && (fresh.status?.phase ?? "Pending") === "Pending")
         await store.patchStatus(t.name, { phase: "Expired" }, fresh.metadata.resourceVersion as string);
     } catch {
-      delay = Math.min(delay * 2, 60_000);
-      if (delay < 60_000) setTimeout(() => void retry(), delay).unref?.();
+      delay = Math.min(delay * 2, MAX_RETRY_MS);
+      setTimeout(() => void retry(), delay).unref?.();
     }
   };
   setTimeout(() => void retry(), delay).unref?.();

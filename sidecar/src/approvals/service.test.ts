@@ -352,6 +352,30 @@ describe("outages and restarts", () => {
     expect(outcome.message).toMatch(/unreachable.*could not confirm it before it expired: socket hang up/);
   });
 
+  it("marks a request that timed out unreachable Expired once the store is back, however long the outage", async () => {
+    const { service, store } = start();
+    const held = service.request(input({ approvers: { groups: ["dba"] }, timeout: "200ms" }));
+    const name = (await pendingRequest(store)).metadata.name as string;
+    const realGet = store.get.bind(store);
+    let down = true;
+    store.get = async (n) => {
+      if (down) throw new Error("socket hang up");
+      return realGet(n);
+    };
+    vi.useFakeTimers();
+    try {
+      await vi.advanceTimersByTimeAsync(300);
+      expect(await held).toMatchObject({ approved: false, status: "unavailable" });
+      await vi.advanceTimersByTimeAsync(10 * 60_000); // a 10-minute outage
+      expect(store.list()[0]?.status?.phase ?? "Pending").toBe("Pending");
+      down = false;
+      await vi.advanceTimersByTimeAsync(60_000); // retries at most a minute apart
+      expect((await realGet(name))?.status?.phase).toBe("Expired");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("re-attaches to pending requests after a restart (file-persisted store)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-approvals-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
