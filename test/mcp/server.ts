@@ -59,6 +59,9 @@ export async function startMcpServer(
     json?: boolean;
     /** Refuse (401) every HTTP request without `Authorization: Bearer <this>`. */
     bearer?: string;
+    /** Where to listen (default 127.0.0.1, a free port). */
+    host?: string;
+    port?: number;
   } = {},
 ): Promise<McpUpstream> {
   const calls: string[] = [];
@@ -219,7 +222,7 @@ export async function startMcpServer(
     await server.connect(transport);
     await transport.handleRequest(req, res);
   });
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => http.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", r));
   upstream.port = (http.address() as AddressInfo).port;
   return upstream;
 }

@@ -3,9 +3,12 @@
 // real sidecar — with only what the injector gives the container: the trust and proxy variables and
 // the placeholder ANTHROPIC_API_KEY. https://api.anthropic.com resolves to a scripted stand-in for
 // the Messages API (messages-standin.ts, TLS with a CA only the sidecar has) that drives a tool
-// loop; the tools (in-process, clients/claude-agent.ts) reach a guarded PostgreSQL and HTTPS API.
-// Asserted: the model key exists only in the sidecar; a destructive statement is refused; a refund
-// waits for an approver and goes through once approved; the model never sees the PII.
+// loop; the tools (in-process, clients/claude-agent.ts) reach a guarded PostgreSQL and HTTPS API,
+// and Claude Code's own MCP client reaches an HTTP MCP server (the SDK's, mcp-upstream.ts) through
+// the sidecar's MCP guard. Asserted: the model key exists only in the sidecar; a destructive
+// statement is refused; a refund waits for an approver and goes through once approved; the MCP
+// tool the policy denies is not even listed to the agent and never reaches the server; the model
+// never sees the PII (the MCP tool's card number and email included).
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -15,9 +18,10 @@ import { ANTHROPIC_PLACEHOLDER_API_KEY } from "../../injector/src/names.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { nativeAddonStatus } from "../../sidecar/src/transparent/original-dst.ts";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { CUSTOMER as MCP_CUSTOMER } from "../mcp/server.ts";
 import { type AgentPod, startAgentPod, type UpstreamRequest } from "./agent-pod.ts";
 import type { ScriptedCall } from "./messages-standin.ts";
-import { missingFeature, workingBackends } from "./netns.ts";
+import { missingFeature, type Service, startService, workingBackends } from "./netns.ts";
 import {
   ANTHROPIC_HOST,
   CUSTOMER,
@@ -28,6 +32,8 @@ import {
 
 const here = import.meta.dirname;
 const DB_HOST = "db.internal.test";
+const MCP_HOST = "mcp.internal.test";
+const MCP_PORT = 8088;
 
 /** Why the Claude Code binary the SDK runs (its per-platform optional dependency) cannot run here. */
 function claudeCodeProblem(): string | undefined {
@@ -55,6 +61,9 @@ const CALLS: ScriptedCall[] = [
   { name: "mcp__crm__query_db", input: { sql: "SELECT id, name, email FROM customers ORDER BY id" } },
   { name: "mcp__crm__query_db", input: { sql: "DROP TABLE customers" } },
   { name: "mcp__crm__refund", input: { order: "ord_1001", amount: 25 } },
+  // Through the sidecar's MCP guard to the ticketing system's MCP server.
+  { name: "mcp__tickets__lookup_customer", input: {} },
+  { name: "mcp__tickets__delete_database", input: {} },
 ];
 const FINAL = "Refunded ord_1001; the customer has been told.";
 
@@ -88,6 +97,12 @@ function policy(dbUser: string): AgentAccessPolicy {
           },
         },
         {
+          name: "tickets-mcp",
+          protocol: "mcp",
+          target: { host: MCP_HOST, port: MCP_PORT },
+          tls: { mode: "disable" },
+        },
+        {
           name: "orders-db",
           protocol: "postgres",
           target: { host: DB_HOST, port: 5432 },
@@ -117,6 +132,24 @@ function policy(dbUser: string): AgentAccessPolicy {
           approval: { approvers: { users: ["ann"] }, timeout: "60s" },
         },
         {
+          name: "mcp-session",
+          action: "allow",
+          connections: ["tickets-mcp"],
+          match: { mcp: { methods: ["initialize", "ping", "tools/list", "resources/list", "prompts/list"] } },
+        },
+        {
+          name: "mcp-lookups",
+          action: "allow",
+          connections: ["tickets-mcp"],
+          match: { mcp: { tools: ["lookup_customer"] } },
+        },
+        {
+          name: "no-mcp-destruction",
+          action: "deny",
+          connections: ["tickets-mcp"],
+          match: { mcp: { tools: ["delete_*"] } },
+        },
+        {
           name: "no-destructive-sql",
           action: "deny",
           connections: ["orders-db"],
@@ -129,7 +162,10 @@ function policy(dbUser: string): AgentAccessPolicy {
           match: { sql: { statements: ["read"] } },
         },
       ],
-      masking: [{ name: "pii", detectors: ["email", "phone"], columns: ["email"], strategy: "partial" }],
+      masking: [
+        { name: "pii", detectors: ["email", "phone"], columns: ["email"], strategy: "partial" },
+        { name: "cards", connections: ["tickets-mcp"], detectors: ["creditCard"], strategy: "redact" },
+      ],
     },
   };
 }
@@ -143,6 +179,7 @@ interface ToolResult {
 describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (iptables-${backend})`, () => {
   let pod: AgentPod;
   let pg: PostgresServer | undefined;
+  let mcp: Service | undefined;
 
   /** The sidecar's admin API, from inside the pod (it listens on the pod's loopback only). */
   async function admin(path: string, init?: { method: string; body: unknown }): Promise<unknown> {
@@ -169,6 +206,7 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
       hosts: (t) => ({
         [EXAMPLE_HOST]: [t.upstreamV4],
         [DB_HOST]: [t.upstreamV4],
+        [MCP_HOST]: [t.upstreamV4],
         [ANTHROPIC_HOST]: [t.upstreamV4Excluded],
       }),
       script: { kind: "agent-loop", calls: CALLS, final: FINAL },
@@ -182,6 +220,8 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
         ] as const;
       },
       async beforeSidecar(t) {
+        mcp = startService(t.upstream, join(here, "mcp-upstream.ts"), { host: t.upstreamV4, port: MCP_PORT });
+        await mcp.waitFor((l) => "ready" in l);
         pg = await startPostgres({ netns: t.upstream });
         await pg.sql(
           [
@@ -202,6 +242,7 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
   afterAll(async () => {
     await pod?.close();
     await pg?.stop();
+    await mcp?.stop();
   });
 
   // In a pod the injector sets the proxy variables too, and Claude Code honours HTTPS_PROXY (its
@@ -263,7 +304,14 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
         return [{ ...t, text: t.text.split("\n<system-reminder>")[0] ?? "" }];
       });
       expect(results.map((t) => t.name)).toEqual(CALLS.map((c) => c.name));
-      const [customer, rows, drop, refund] = results as [ToolResult, ToolResult, ToolResult, ToolResult];
+      const [customer, rows, drop, refund, lookup, destroy] = results as ToolResult[] as [
+        ToolResult,
+        ToolResult,
+        ToolResult,
+        ToolResult,
+        ToolResult,
+        ToolResult,
+      ];
       expect(customer).toMatchObject({ isError: false, text: expect.stringMatching(/^HTTP 200\n/) });
       expect(customer.text).toContain(CUSTOMER.name);
       expect(rows.isError).toBe(false);
@@ -278,11 +326,25 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
         isError: false,
         text: expect.stringMatching(/^HTTP 200\n.*"status":"refunded"/s),
       });
+      // The MCP server's tool: allowed, its answer masked before the model saw it; the destructive
+      // one never reached the server (not even listed to the agent, or refused naming the rule).
+      expect(lookup.isError).toBe(false);
+      expect(lookup.text).toContain("gold");
+      expect(lookup.text).not.toContain(MCP_CUSTOMER.card);
+      expect(lookup.text).not.toContain(MCP_CUSTOMER.email);
+      expect(destroy.isError).toBe(true);
+      const served = (mcp?.lines ?? []).filter((l) => "mcpCalls" in l).at(-1) as
+        | { mcpCalls?: string[] }
+        | undefined;
+      expect(served?.mcpCalls?.filter((c) => c === "lookup_customer").length).toBeGreaterThanOrEqual(1);
+      expect(served?.mcpCalls ?? []).not.toContain("delete_database");
       // PII never reached the model, in tool results or anywhere else in what it was sent.
       const toModel = requests().filter((q) => q.host === ANTHROPIC_HOST);
       for (const q of toModel) {
         expect(q.body).not.toContain(CUSTOMER.email);
         expect(q.body).not.toContain("bob@example.com");
+        expect(q.body).not.toContain(MCP_CUSTOMER.card);
+        expect(q.body).not.toContain(MCP_CUSTOMER.email);
       }
 
       // The key: every model call carried the sidecar's, none the agent's placeholder.
@@ -312,6 +374,14 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
         approval: { approvers: ["ann"] },
         upstream: { status: 200 },
       });
+      // The MCP tool call: one event, allowed by its rule, with what was masked in its answer.
+      const mcpCall = audits.find(
+        (e) => e.connection === "tickets-mcp" && (e.operation as { method?: string }).method === "tools/call",
+      );
+      expect(mcpCall, JSON.stringify(audits.filter((e) => e.connection === "tickets-mcp"))).toMatchObject({
+        decision: { action: "allow", rule: "mcp-lookups" },
+      });
+      expect(Object.keys(mcpCall?.masked ?? {}).length).toBeGreaterThan(0);
       const modelCalls = audits.filter(
         (e) => e.connection === "anthropic" && (e.operation as { path?: string }).path === "/v1/messages",
       );
@@ -325,7 +395,7 @@ describe.skipIf(skipReason !== undefined)(`Claude Agent SDK in an agent pod (ipt
         new Set(["POST /v1/messages", "GET /v1/customers/42", "POST /v1/refunds"]),
       );
       console.log(
-        `[claude-agent ${mode}] ${toModel.length} model calls (${capturedModelCalls} captured connections), ${audits.length} audit events; refused besides the DROP: ${JSON.stringify(
+        `[claude-agent ${mode}] delete_database answered: ${JSON.stringify(destroy.text.slice(0, 160))}; ${toModel.length} model calls (${capturedModelCalls} captured connections), ${audits.length} audit events; refused besides the DROP: ${JSON.stringify(
           refused.map((e) => ({
             connection: e.connection,
             operation: e.operation,

@@ -1,6 +1,7 @@
 // An unmodified Claude agent: the Claude Agent SDK (which runs its bundled Claude Code binary) with
 // in-process tools that reach a support team's systems the ordinary way — a PostgreSQL driver to
-// db.internal.test and fetch to https://api.example.test. Nothing here knows about Airlock: the key
+// db.internal.test and fetch to https://api.example.test — and an HTTP MCP server at
+// http://mcp.internal.test:8088/mcp. Nothing here knows about Airlock: the key
 // is whatever ANTHROPIC_API_KEY holds (the injector's placeholder), TLS trust comes from the
 // environment, the model is at https://api.anthropic.com. Prints one JSON line per SDK message
 // type seen and a final {"result":...}.
@@ -68,9 +69,17 @@ try {
     prompt: "Ticket 7: the customer 42 was double charged on order ord_1001. Check and refund 25.",
     options: {
       model: "claude-sonnet-4-5",
-      mcpServers: { crm },
+      // The ticketing system's own MCP server, over Streamable HTTP: its URL is the real one, the
+      // sidecar is in the path because the pod's egress is.
+      mcpServers: { crm, tickets: { type: "http", url: "http://mcp.internal.test:8088/mcp" } },
       tools: [],
-      allowedTools: ["mcp__crm__get_customer", "mcp__crm__query_db", "mcp__crm__refund"],
+      allowedTools: [
+        "mcp__crm__get_customer",
+        "mcp__crm__query_db",
+        "mcp__crm__refund",
+        "mcp__tickets__lookup_customer",
+        "mcp__tickets__delete_database",
+      ],
       permissionMode: "dontAsk",
       settingSources: [],
       maxTurns: 12,
