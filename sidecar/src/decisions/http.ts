@@ -2,7 +2,7 @@
 // upstream reads it: policy/http-path.ts), and the policy engine decides it; a CONNECT (or captured
 // TLS) is the host-level `http-tunnel` operation. The HTTP guard and `airlock policy test --http`
 // both ask here, so they answer the same.
-import type { PolicySet } from "../policy/compile.ts";
+import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import { normalizePath, PathError } from "../policy/http-path.ts";
 import type { Decision, Operation, Subject } from "../policy/types.ts";
 import { refusal } from "./refusals.ts";
@@ -65,4 +65,12 @@ export interface ConnectJudgement {
 export function judgeConnect(policies: PolicySet, connection: string, subject: Subject): ConnectJudgement {
   const tls = judgeTunnel(policies, connection, subject);
   return { tls, inspectsHttp: tls.action === "allow" || policies.mayAdmitHttp(connection, subject) };
+}
+
+/** Whether the rule that decided lets non-text request bodies through (`match.http.binaryBodies`). */
+export function binaryBodiesAllowed(connection: CompiledConnection, rule: string | undefined): boolean {
+  if (rule === undefined) return false;
+  for (const list of [connection.rules.allow, connection.rules.requireApproval])
+    for (const r of list) if (r.rule.name === rule) return r.rule.match?.http?.binaryBodies === true;
+  return false;
 }

@@ -18,6 +18,7 @@ import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { ProxyServer } from "http-proxy-3";
+import { binaryBodiesAllowed } from "../../decisions/http.ts";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
@@ -158,14 +159,6 @@ export async function prepareUpstream(
     dropLists.set(connection.spec, drop);
   }
   return { upstream, credential, drop };
-}
-
-/** Whether the rule that decided lets non-text request bodies through (`match.http.binaryBodies`). */
-function binaryBodiesAllowed(connection: CompiledConnection, rule: string | undefined): boolean {
-  if (rule === undefined) return false;
-  for (const list of [connection.rules.allow, connection.rules.requireApproval])
-    for (const r of list) if (r.rule.name === rule) return r.rule.match?.http?.binaryBodies === true;
-  return false;
 }
 
 export function createForwarder(deps: ForwardDeps): Forwarder {
