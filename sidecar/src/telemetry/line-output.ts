@@ -161,6 +161,12 @@ export function createLineOutput(fd = 1, opts: LineOutputOptions = {}): LineOutp
   };
   const endOfTurn = () => {
     scheduled = false;
+    // Lost already: reported once (onLost, or the write that threw); the turn's lines have nowhere to go.
+    if (failed) {
+      pending = [];
+      size = 0;
+      return;
+    }
     flushTurn();
   };
   process.once("exit", () => {
