@@ -251,7 +251,7 @@ describe("HTTPS interception on CONNECT", () => {
     expect(upstream.requests.length).toBe(seen);
     // Audited (nothing was forwarded) and counted, with the reason an operator can act on.
     const refused = await until(() =>
-      sc.audit.find((e) => e.upstream?.error === "client_rejected_certificate"),
+      sc.audit.find((e) => e.upstream?.error === "tls_untrusted_by_client"),
     );
     expect(refused).toMatchObject({
       connection: "api",
@@ -262,7 +262,7 @@ describe("HTTPS interception on CONNECT", () => {
       },
     });
     expect(await sc.metrics.registry.metrics()).toMatch(
-      /airlock_tls_intercept_refusals_total\{connection="api",reason="client_rejected_certificate"\} 1/,
+      /airlock_tls_intercept_refusals_total\{connection="api",reason="tls_untrusted_by_client"\} 1/,
     );
   });
 

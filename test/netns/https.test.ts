@@ -369,8 +369,8 @@ describe.skipIf(skipReason !== undefined)(
           .slice(before)
           .filter((e) => e.operation.kind === "http-tunnel");
       const expected = [
-        ...(hasGo ? ["client_rejected_certificate"] : []),
-        "client_rejected_certificate",
+        ...(hasGo ? ["tls_untrusted_by_client"] : []),
+        "tls_untrusted_by_client",
         "closed_before_request",
       ];
       await sidecar.waitFor(() => refusals().length >= expected.length);

@@ -57,7 +57,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     tlsInterceptRefusals: new Counter({
       name: "airlock_tls_intercept_refusals_total",
-      help: "Intercepted HTTPS handshakes the agent did not complete, by connection and reason (client_rejected_certificate: its trust store lacks the Airlock bundle; sni_mismatch; no_sni; handshake_failed).",
+      help: "Intercepted HTTPS handshakes the agent did not complete, by connection and reason (tls_untrusted_by_client: its trust store lacks the Airlock bundle; sni_mismatch; no_sni; handshake_failed).",
       labelNames: ["connection", "reason"] as const,
       registers: [registry],
     }),

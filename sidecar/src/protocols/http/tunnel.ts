@@ -283,7 +283,7 @@ export async function handleConnect(
 }
 
 const REFUSAL_TEXT: Record<TlsRefusal, string> = {
-  client_rejected_certificate:
+  tls_untrusted_by_client:
     "the agent's TLS client rejected the Airlock pod CA's certificate: its trust store lacks the Airlock trust bundle (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, a JVM truststore), or it pins the server's key",
   sni_mismatch: "the TLS server name is not the host the tunnel was opened for",
   no_sni: "the agent sent no TLS server name for a named host",

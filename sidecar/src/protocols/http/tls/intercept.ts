@@ -23,7 +23,7 @@ const norm = (h: string) => h.toLowerCase().replace(/\.$/, "");
 
 /** Why an intercepted handshake did not complete. */
 export type TlsRefusal =
-  | "client_rejected_certificate"
+  | "tls_untrusted_by_client"
   | "sni_mismatch"
   | "no_sni"
   | "handshake_failed"
@@ -39,7 +39,7 @@ export function refusalOf(err: Error & { code?: string }, refusedSni: boolean): 
   if (refusedSni) return "sni_mismatch";
   return CLIENT_REJECTED.test(err.message) ||
     /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_)/.test(err.code ?? "")
-    ? "client_rejected_certificate"
+    ? "tls_untrusted_by_client"
     : "handshake_failed";
 }
 
