@@ -372,7 +372,7 @@ describe.skipIf(skipReason !== undefined)(
         ...(hasGo ? ["tls_untrusted_by_client"] : []),
         "tls_untrusted_by_client",
         "closed_before_request",
-      ];
+      ].sort();
       await sidecar.waitFor(() => refusals().length >= expected.length);
       expect(
         refusals()
