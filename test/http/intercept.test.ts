@@ -250,9 +250,7 @@ describe("HTTPS interception on CONNECT", () => {
     expect(err).toMatch(/certificate|SSL/i);
     expect(upstream.requests.length).toBe(seen);
     // Audited (nothing was forwarded) and counted, with the reason an operator can act on.
-    const refused = await until(() =>
-      sc.audit.find((e) => e.upstream?.error === "tls_untrusted_by_client"),
-    );
+    const refused = await until(() => sc.audit.find((e) => e.upstream?.error === "tls_untrusted_by_client"));
     expect(refused).toMatchObject({
       connection: "api",
       operation: { kind: "http-tunnel" },
