@@ -509,7 +509,7 @@ const connection = obj(
           approvalWaitSeconds: opt(
             int({
               description:
-                "How long a request held for approval waits before the agent is answered with a JSON-RPC error (-32001, data.airlock.error approval_pending, the AccessRequest's name): the AccessRequest stays pending, and the same call retried once it is approved goes through. Absent: 50, under the TypeScript SDK's 60 s request timeout, so the agent gets an error it can act on instead of its own timeout.",
+                "How long a request held for approval waits before the agent is answered with a JSON-RPC error (-32010, data.airlock.error approval_pending, the AccessRequest's name): the AccessRequest stays pending, and the same call retried once it is approved goes through. Absent: 50, under the TypeScript SDK's 60 s request timeout, so the agent gets an error it can act on instead of its own timeout.",
               minimum: 1,
               maximum: 3600,
             }),

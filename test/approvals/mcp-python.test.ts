@@ -129,7 +129,7 @@ describe.skipIf(!available)("Python MCP client held for approval on the real API
   it("gets approval_pending naming the request and who approves; retried after kubectl airlock approve, it runs", async () => {
     const args = { arg: "python-q4" };
     const first = await callTool(url, "run_report", args);
-    expect(first.error?.code).toBe(-32001);
+    expect(first.error?.code).toBe(-32010);
     const airlock = first.error?.data?.airlock as { approval: { request: string; status: string } };
     expect(airlock).toMatchObject({ rule: "reports", error: "approval_pending", hint: expect.any(String) });
     expect(airlock.approval.status).toBe("pending");

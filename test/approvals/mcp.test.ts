@@ -206,7 +206,7 @@ describe("MCP tool calls held for approval on the real API server", () => {
     expect(denied.code, denied.stderr).toBe(0);
     const err = await held;
     expect(err).toBeInstanceOf(McpError);
-    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).message).toMatch(
       /did not forward tools\/call run_report: approval denied for rule reports .*not this quarter/,
     );
@@ -224,7 +224,7 @@ describe("MCP tool calls held for approval on the real API server", () => {
 
   it("expires at the rule's timeout with an error saying so", async () => {
     const err = await client.callTool({ name: "slow_report", arguments: {} }).catch((e: unknown) => e);
-    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).data).toMatchObject({
       airlock: { rule: "slow", error: "approval_expired", approval: { status: "expired" } },
     });
@@ -308,7 +308,7 @@ describe("MCP tool calls held for approval on the real API server", () => {
         (await c.list()).find((o) => o.spec.rule === "quick" && (o.status?.phase ?? "Pending") === "Pending"),
       );
       const name = req.metadata.name as string;
-      expect((err as McpError).code).toBe(-32001);
+      expect((err as McpError).code).toBe(-32010);
       expect((err as McpError).message).toMatch(
         new RegExp(
           `did not forward tools/call run_report: the connection's approval wait limit ended the wait for approval of rule quick \\(request ${name}, which stays pending: a retry of the same operation picks it up\\) \\(an approver runs: kubectl airlock approve ${name} -n ${c.ns}`,

@@ -89,7 +89,7 @@ describe("MCP argument conditions (SDK server and client through the sidecar)", 
     const ok = await client.callTool({ name: "send_email", arguments: { arg: "ann@example.com" } });
     expect(ok.content).toEqual([{ type: "text", text: "send_email done" }]);
     const err = await refusal(client.callTool({ name: "send_email", arguments: { arg: "x@evil.test" } }));
-    expect(err?.code).toBe(-32001);
+    expect(err?.code).toBe(-32010);
     expect(err?.message).toMatch(/send_email: no rule allows it \(default deny\)/);
     expect(upstream.args.filter((a) => a.arg === "x@evil.test")).toEqual([]);
   });

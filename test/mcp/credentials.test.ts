@@ -84,7 +84,7 @@ describe("the MCP server's credential, held by the sidecar", () => {
     const r = await client.callTool({ name: "ask_model", arguments: {} });
     // The server got Airlock's JSON-RPC error (its POST was accepted, not 401), the agent nothing.
     expect((r.content as { text: string }[])[0]?.text).toMatch(
-      /^error: MCP error -32001: Airlock refused sampling\/createMessage from the server/,
+      /^error: MCP error -32010: Airlock refused sampling\/createMessage from the server/,
     );
     expect(seenByAgent).toEqual([]);
     const sent = upstream.authorizations.slice(before);

@@ -98,14 +98,14 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
       { uri: "file:///docs/readme.md", text: "contents of file:///docs/readme.md" },
     ]);
     const key = await client.readResource({ uri: "file:///secrets/key.pem" }).catch((e: unknown) => e);
-    expect((key as McpError).code).toBe(-32001);
+    expect((key as McpError).code).toBe(-32010);
     expect((key as McpError).message).toMatch(
       /resources\/read file:\/\/\/secrets\/key.pem: no rule allows it/,
     );
     const prompt = await client.getPrompt({ name: "summarize" });
     expect(prompt.messages[0]?.content).toEqual({ type: "text", text: "summarize text" });
     const hidden = await client.getPrompt({ name: "internal_only" }).catch((e: unknown) => e);
-    expect((hidden as McpError).code).toBe(-32001);
+    expect((hidden as McpError).code).toBe(-32010);
     expect((hidden as McpError).message).toMatch(/prompts\/get internal_only: no rule allows it/);
     const ev = sidecar.audit.find(
       (e) => e.operation.kind === "mcp" && e.operation.method === "resources/read",
@@ -115,7 +115,7 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
 
   it("a requireApproval tool without an approval service is refused, naming rule and outcome", async () => {
     const err = await client.callTool({ name: "run_report", arguments: {} }).catch((e: unknown) => e);
-    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).message).toMatch(
       /did not forward tools\/call run_report: rule reports: approval required but no approval service is configured/,
     );
@@ -137,7 +137,7 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
   it("a denied tool call gets a JSON-RPC error naming the rule and never reaches the server", async () => {
     const err = await client.callTool({ name: "delete_database", arguments: {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(McpError);
-    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).message).toMatch(
       /tools\/call delete_database: rule no-destruction of policy agents\/mcp/,
     );
@@ -151,7 +151,7 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
 
   it("a tool no rule names is refused by default deny", async () => {
     const err = await client.callTool({ name: "send_email", arguments: {} }).catch((e: unknown) => e);
-    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).message).toMatch(/send_email: no rule allows it \(default deny\)/);
     expect(upstream.calls).not.toContain("send_email");
   });
@@ -188,8 +188,8 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { id: number; error: { code: number; message: string } }[];
     expect(body.map((m) => [m.id, m.error.code])).toEqual([
-      [1, -32001],
-      [2, -32001],
+      [1, -32010],
+      [2, -32010],
     ]);
     expect(body[0]?.error.message).toMatch(/whole batch/);
     expect(body[1]?.error.message).toMatch(/rule no-destruction/);
@@ -310,7 +310,7 @@ describe("Mcp-Session-Id binding (stateful SDK server, two end users)", () => {
     });
     expect(res.status).toBe(403);
     const body = (await res.json()) as { error: { code: number; message: string } };
-    expect(body.error.code).toBe(-32001);
+    expect(body.error.code).toBe(-32010);
     expect(body.error.message).toMatch(/this Mcp-Session-Id belongs to another subject/);
     expect(upstream.sessions.length).toBe(seen);
     // alice keeps her session.

@@ -139,8 +139,8 @@ describe.skipIf(!available)("Python MCP SDK client through the sidecar", () => {
     expect(upstream.args).toContainEqual({ arg: "Oslo" });
   });
 
-  it("a denied call raises MCPError -32001 naming the rule; nothing reaches the server", () => {
-    expect(report.denied.error?.code).toBe(-32001);
+  it("a denied call raises MCPError -32010 naming the rule; nothing reaches the server", () => {
+    expect(report.denied.error?.code).toBe(-32010);
     expect(report.denied.error?.message).toMatch(
       /Airlock refused tools\/call delete_database: rule no-destruction of policy agents\/mcp-python/,
     );
@@ -149,14 +149,14 @@ describe.skipIf(!available)("Python MCP SDK client through the sidecar", () => {
       rule: "no-destruction",
       tool: "delete_database",
     });
-    expect(report.unlisted.error?.code).toBe(-32001);
+    expect(report.unlisted.error?.code).toBe(-32010);
     expect(report.unlisted.error?.message).toMatch(/send_email: no rule allows it \(default deny\)/);
     expect(upstream.calls).not.toContain("delete_database");
     expect(upstream.calls).not.toContain("send_email");
   });
 
   it("a call needing approval raises MCPError whose data says what happened and what to do", () => {
-    expect(report.approval.error?.code).toBe(-32001);
+    expect(report.approval.error?.code).toBe(-32010);
     expect(report.approval.error?.message).toMatch(/did not forward tools\/call run_report: rule reports/);
     expect(report.approval.error?.data?.airlock).toMatchObject({
       decision: "requireApproval",

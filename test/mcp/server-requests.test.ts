@@ -98,7 +98,7 @@ describe("MCP server-to-client requests (stateful SDK server, SDK client with ev
   it("sampling in a call's stream is refused: not delivered, the server gets the error, audited and counted", async () => {
     const r = await client.callTool({ name: "ask_model", arguments: {} });
     expect(text(r)).toMatch(
-      /^error: MCP error -32001: Airlock refused sampling\/createMessage from the server: no rule allows it \(default deny\) of policy agents\/mcp-server-requests/,
+      /^error: MCP error -32010: Airlock refused sampling\/createMessage from the server: no rule allows it \(default deny\) of policy agents\/mcp-server-requests/,
     );
     expect(asked).not.toContain("sampling/createMessage");
     const [ev] = serverEvents("sampling/createMessage");
@@ -109,7 +109,7 @@ describe("MCP server-to-client requests (stateful SDK server, SDK client with ev
 
   it("elicitation is refused the same way (a password prompt never reaches the agent)", async () => {
     const r = await client.callTool({ name: "ask_user", arguments: {} });
-    expect(text(r)).toMatch(/^error: MCP error -32001: Airlock refused elicitation\/create from the server/);
+    expect(text(r)).toMatch(/^error: MCP error -32010: Airlock refused elicitation\/create from the server/);
     expect(asked).not.toContain("elicitation/create");
     expect(serverEvents("elicitation/create")).toHaveLength(1);
   });
@@ -125,7 +125,7 @@ describe("MCP server-to-client requests (stateful SDK server, SDK client with ev
   it("on the GET stream too: sampling refused, roots/list relayed", async () => {
     const refused = await client.callTool({ name: "ask_model_later", arguments: {} });
     expect(text(refused)).toMatch(
-      /^error: MCP error -32001: Airlock refused sampling\/createMessage from the server/,
+      /^error: MCP error -32010: Airlock refused sampling\/createMessage from the server/,
     );
     const roots = await client.callTool({ name: "list_roots_later", arguments: {} });
     expect(text(roots)).toMatch(/^answer: .*file:\/\/\/work/);

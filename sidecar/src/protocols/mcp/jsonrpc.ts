@@ -5,8 +5,12 @@ import type { Operation } from "../../policy/types.ts";
 
 export type McpOperation = Extract<Operation, { kind: "mcp" }>;
 
-/** Airlock's JSON-RPC error code for a request the policy refused (implementation-defined range). */
-export const POLICY_REFUSED = -32001;
+/**
+ * Airlock's JSON-RPC error code for a request the policy refused (implementation-defined range).
+ * Not -32001: both official MCP SDKs use that for their own request timeout, so a client or agent
+ * framework checking the code would take a refusal for a timeout and retry it.
+ */
+export const POLICY_REFUSED = -32010;
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;
 
