@@ -1,7 +1,7 @@
 // `npm run bench`: side-by-side baselines, one run, ratios first. Numbers on a shared 2-core
 // machine are noisy; the ratios against a baseline measured in the same run are what to read.
 import { parseArgs } from "node:util";
-import { benchHttp } from "./http.ts";
+import { benchHttp, FIXED_RATE } from "./http.ts";
 import { stealLine, stealMeter } from "./steal.ts";
 
 const { values } = parseArgs({
@@ -75,6 +75,19 @@ if (want("http")) {
       .join(", ")}`,
   );
   for (const m of h.sidecarMemory) footprint.push({ ...m, when: `HTTP bench, ${m.when} (HTTP only)` });
+  const direct = h.fixedRate[0];
+  if (direct) {
+    out.push(
+      "",
+      `HTTP latency at a fixed ${FIXED_RATE} req/s, 16 connections, ${seconds}s each (open loop, autocannon: 1 ms resolution; added = minus direct)`,
+      "| path | req/s | p50 ms | p90 ms | p99 ms | added p50 | added p90 | added p99 | errors |",
+      "|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const r of h.fixedRate)
+      out.push(
+        `| ${r.name} | ${fmt(r.rps, 0)} | ${fmt(r.p50ms)} | ${fmt(r.p90ms)} | ${fmt(r.p99ms)} | ${fmt(r.p50ms - direct.p50ms)} | ${fmt(r.p90ms - direct.p90ms)} | ${fmt(r.p99ms - direct.p99ms)} | ${r.errors} |`,
+      );
+  }
 }
 
 if (want("https")) {
