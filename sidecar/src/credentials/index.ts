@@ -50,6 +50,43 @@ export interface CredentialSourcesOptions {
 
 export function createCredentialSources(opts: CredentialSourcesOptions): CredentialSources {
   const leases = new LeaseSet();
+  const vaultDeps = {
+    logger: opts.logger,
+    metrics: opts.metrics,
+    secrets: opts.secrets,
+    tokenDir: opts.tokenDir ?? DEFAULT_TOKEN_DIR,
+    leases,
+    ...(opts.vaultTimeoutMs !== undefined ? { timeoutMs: opts.vaultTimeoutMs } : {}),
+    ...(opts.revokeRetry ? { revokeRetry: opts.revokeRetry } : {}),
+  };
+  const issued = opts.metrics.credentialsIssued;
+  /** A Vault source whose every acquisition is counted (as `label`), falling back when the policy says so. */
+  const counted = (
+    connection: string,
+    vault: CredentialSource,
+    label: "vault" | "vault-approved",
+    fallback?: CredentialSource,
+  ): CredentialSource => ({
+    kind: "vault",
+    async acquire(req) {
+      try {
+        const held = await vault.acquire(req);
+        issued.inc({ connection, source: label, result: "ok" });
+        return held;
+      } catch (err) {
+        const reason = err instanceof CredentialError ? err.reason : "unreachable";
+        issued.inc({ connection, source: label, result: reason });
+        if (!fallback) throw err;
+        opts.logger.warn(
+          { session: req.session, connection, err: (err as Error).message },
+          "vault: no credential; using the policy's fallback secretRef",
+        );
+        const held = await fallback.acquire(req);
+        issued.inc({ connection, source: "secretRef", result: "fallback" });
+        return held;
+      }
+    },
+  });
   // Per connection spec object: a policy update brings new objects, and with them new sources.
   const cache = new WeakMap<Connection, CredentialSource | undefined>();
   const build = (spec: Connection): CredentialSource | undefined => {
@@ -60,38 +97,13 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
       if (!secret) throw new Error(`connection ${spec.name}: credentials need secretRef or vault`);
       return secret;
     }
-    const vault = vaultCredentialSource(spec.name, creds.vault, {
-      logger: opts.logger,
-      metrics: opts.metrics,
-      secrets: opts.secrets,
-      tokenDir: opts.tokenDir ?? DEFAULT_TOKEN_DIR,
-      leases,
-      ...(opts.vaultTimeoutMs !== undefined ? { timeoutMs: opts.vaultTimeoutMs } : {}),
-      ...(opts.revokeRetry ? { revokeRetry: opts.revokeRetry } : {}),
-    });
     const fallback = creds.vault.fallback === "secretRef" ? secret : undefined;
-    const issued = opts.metrics.credentialsIssued;
-    const source: CredentialSource = {
-      kind: "vault",
-      async acquire(req) {
-        try {
-          const held = await vault.acquire(req);
-          issued.inc({ connection: spec.name, source: "vault", result: "ok" });
-          return held;
-        } catch (err) {
-          const reason = err instanceof CredentialError ? err.reason : "unreachable";
-          issued.inc({ connection: spec.name, source: "vault", result: reason });
-          if (!fallback) throw err;
-          opts.logger.warn(
-            { session: req.session, connection: spec.name, err: (err as Error).message },
-            "vault: no credential; using the policy's fallback secretRef",
-          );
-          const held = await fallback.acquire(req);
-          issued.inc({ connection: spec.name, source: "secretRef", result: "fallback" });
-          return held;
-        }
-      },
-    };
+    const source = counted(
+      spec.name,
+      vaultCredentialSource(spec.name, creds.vault, vaultDeps),
+      "vault",
+      fallback,
+    );
     // PostgreSQL holds a credential per agent session and SSH has each session's key signed; HTTP
     // and MCP send one with every request, read from Vault once per refresh period.
     if (spec.protocol === "postgres" || spec.protocol === "ssh") return source;
@@ -105,35 +117,10 @@ export function createCredentialSources(opts: CredentialSourcesOptions): Credent
   const buildApproved = (spec: Connection): CredentialSource | undefined => {
     const vault = spec.credentials?.vault;
     if (!vault?.approvedPath || spec.protocol !== "postgres") return undefined;
+    // Never a fallback: a missing elevated credential refuses the statement.
     const { fallback: _none, ...rest } = vault;
-    const minted = vaultCredentialSource(
-      spec.name,
-      { ...rest, path: vault.approvedPath },
-      {
-        logger: opts.logger,
-        metrics: opts.metrics,
-        secrets: opts.secrets,
-        tokenDir: opts.tokenDir ?? DEFAULT_TOKEN_DIR,
-        leases,
-        ...(opts.vaultTimeoutMs !== undefined ? { timeoutMs: opts.vaultTimeoutMs } : {}),
-        ...(opts.revokeRetry ? { revokeRetry: opts.revokeRetry } : {}),
-      },
-    );
-    const issued = opts.metrics.credentialsIssued;
-    return {
-      kind: "vault",
-      async acquire(req) {
-        try {
-          const held = await minted.acquire(req);
-          issued.inc({ connection: spec.name, source: "vault-approved", result: "ok" });
-          return held;
-        } catch (err) {
-          const reason = err instanceof CredentialError ? err.reason : "unreachable";
-          issued.inc({ connection: spec.name, source: "vault-approved", result: reason });
-          throw err;
-        }
-      },
-    };
+    const minted = vaultCredentialSource(spec.name, { ...rest, path: vault.approvedPath }, vaultDeps);
+    return counted(spec.name, minted, "vault-approved");
   };
   return {
     forConnection(spec) {
