@@ -67,7 +67,7 @@ import {
   SessionStatements,
   type StatementInfo,
 } from "./statements.ts";
-import { cancelUpstream, type UpstreamTarget } from "./upstream.ts";
+import { cancelUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.ts";
 
 export interface SessionDeps {
   ctx: SidecarContext;
@@ -482,9 +482,7 @@ export class Session {
       up.socket.destroy();
       return;
     }
-    this.#io.attachUpstream(up.socket);
-    this.#back = up.framer;
-    this.#upKey = { pid: up.pid, secret: up.secret };
+    this.#useUpstream(up);
     const agentSecret = randomBytes(4).readInt32BE(0);
     this.#agentKey = `${up.pid}:${agentSecret}`;
     this.#d.registerCancelKey(this.#agentKey, this);
@@ -523,13 +521,30 @@ export class Session {
       },
       "postgres: session ready",
     );
+    this.#readFrom(up, () => true);
+    if (this.#draining) this.#endIfDrained();
+  }
+
+  /** Makes `up` the connection the session writes to, reads replies from and cancels. */
+  #useUpstream(up: UpstreamSession) {
+    this.#io.attachUpstream(up.socket);
+    this.#back = up.framer;
+    this.#upKey = { pid: up.pid, secret: up.secret };
+  }
+
+  /** Reads `up`'s answers into the session while `current()`; bytes buffered at startup first. */
+  #readFrom(up: UpstreamSession, current: () => boolean) {
     const s = up.socket;
-    s.on("data", (c: Buffer) => this.#onUpstreamData(c));
-    s.on("error", () => this.#upstreamGone());
-    s.on("close", () => this.#upstreamGone());
+    s.on("data", (c: Buffer) => {
+      if (current()) this.#onUpstreamData(c);
+    });
+    const gone = () => {
+      if (current()) this.#upstreamGone();
+    };
+    s.on("error", gone);
+    s.on("close", gone);
     s.resume();
     if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
-    if (this.#draining) this.#endIfDrained();
   }
 
   #onMessage(f: Frame): Promise<void> | undefined {
@@ -842,24 +857,13 @@ export class Session {
     main.socket?.pause();
     const run = approvedRun(up, c.credential, main);
     this.#run = run;
-    this.#io.attachUpstream(up.socket);
-    this.#back = up.framer;
-    this.#upKey = { pid: up.pid, secret: up.secret };
+    this.#useUpstream(up);
     this.#ops.credential = c.credential?.audit;
-    up.socket.on("data", (chunk: Buffer) => {
-      if (this.#run === run) this.#onUpstreamData(chunk);
-    });
-    const gone = () => {
-      if (this.#run === run) this.#upstreamGone();
-    };
-    up.socket.on("error", gone);
-    up.socket.on("close", gone);
-    up.socket.resume();
     this.#ctx.logger.info(
       { session: this.id, connection: this.#name, lease: c.credential?.audit.lease },
       "postgres: an approved statement runs under its own credential",
     );
-    if (up.framer.buffered > 0) this.#onUpstreamData(Buffer.alloc(0));
+    this.#readFrom(up, () => this.#run === run);
     this.#armBatchTimer(run);
     return true;
   }
