@@ -106,6 +106,8 @@ export function signUserCertificate(req: CertificateRequest): SignedCertificate 
 
 export interface ParsedCertificate {
   certType: string;
+  /** The certified ed25519 key (its raw 32 bytes). */
+  publicKey: Buffer;
   serial: bigint;
   type: "user" | "host";
   keyId: string;
@@ -124,7 +126,7 @@ export function parseCertificate(blob: Buffer): ParsedCertificate {
   const certType = r.text();
   if (certType !== ED25519_CERT_TYPE) throw new Error(`unsupported certificate type ${certType}`);
   r.string(); // nonce
-  r.string(); // public key
+  const publicKey = r.string();
   const serial = r.uint64();
   const type = r.uint32() === USER_CERT ? "user" : "host";
   const keyId = r.text();
@@ -140,6 +142,7 @@ export function parseCertificate(blob: Buffer): ParsedCertificate {
   const signatureAlgorithm = new SshReader(r.string()).text();
   return {
     certType,
+    publicKey,
     serial,
     type,
     keyId,

@@ -125,14 +125,7 @@ async function vaultCertificate(req: UpstreamRequest, spec: CertificateSpec): Pr
   } catch (err) {
     throw new UpstreamError("vault_refused", `Vault's signed key does not parse: ${(err as Error).message}`);
   }
-  const problem = certificateProblem(
-    parsed,
-    blob,
-    key.publicBlob,
-    spec.principals,
-    extensions,
-    validitySeconds,
-  );
+  const problem = certificateProblem(parsed, key.publicBlob, spec.principals, extensions, validitySeconds);
   if (problem)
     throw new UpstreamError("vault_refused", `Vault signed ${problem}; the sidecar does not use it`);
   return {
@@ -152,7 +145,6 @@ async function vaultCertificate(req: UpstreamRequest, spec: CertificateSpec): Pr
 /** What in a certificate Vault signed goes beyond the request (undefined: nothing). */
 export function certificateProblem(
   cert: ReturnType<typeof parseCertificate>,
-  blob: Buffer,
   publicBlob: Buffer,
   principals: readonly string[],
   extensions: readonly string[],
@@ -160,14 +152,10 @@ export function certificateProblem(
   now = Date.now(),
 ): string | undefined {
   if (cert.type !== "user") return "a host certificate";
-  // The certified key follows the type and nonce in the blob; ours is `string "ssh-ed25519", string key`.
-  const r = new SshReader(blob);
-  r.text();
-  r.string();
-  const certified = r.string();
+  // Ours is `string "ssh-ed25519", string key`.
   const ours = new SshReader(publicBlob);
   ours.text();
-  if (!certified.equals(ours.string())) return "another key than the session's";
+  if (!cert.publicKey.equals(ours.string())) return "another key than the session's";
   if (cert.principals.length === 0) return "a certificate valid for every principal";
   const extra = cert.principals.filter((p) => !principals.includes(p));
   if (extra.length) return `principals the policy does not name (${extra.join(", ")})`;
