@@ -84,7 +84,9 @@ describe("tls.mode passthrough (examples/pinned-client.yaml)", () => {
   });
   it("never relays a tunnel on an intercepted connection (its requests are judged instead)", () => {
     expect(set.evaluate("tickets", billing, tunnel)).toMatchObject({ action: "deny" });
-    expect(set.evaluate("tickets", billing, http("GET", "/api/tickets/1"))).toMatchObject({ action: "allow" });
+    expect(set.evaluate("tickets", billing, http("GET", "/api/tickets/1"))).toMatchObject({
+      action: "allow",
+    });
   });
 });
 
