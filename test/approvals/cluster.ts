@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { expect } from "vitest";
-import { type AccessRequest, API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
+import {
+  type AccessRequest,
+  type AgentAccessPolicy,
+  type AgentAccessPolicySpec,
+  API_VERSION,
+  GROUP,
+  VERSION,
+} from "../../api/src/index.ts";
 import type { Envtest, User } from "../envtest/connect.ts";
 import { relay as sharedRelay } from "../harness/relay.ts";
 
@@ -31,6 +38,35 @@ export interface Cluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` every 100 ms until it returns something truthy, and returns that. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** An AgentAccessPolicy `name` in the cluster's namespace selecting the pods labelled app=agent. */
+export const agentPolicy = (c: Cluster, name: string, spec: AgentAccessPolicySpec): AgentAccessPolicy => ({
+  apiVersion: API_VERSION,
+  kind: "AgentAccessPolicy",
+  metadata: { name, namespace: c.ns },
+  spec: { podSelector: { matchLabels: { app: "agent" } }, ...spec },
+});
+
+/** `kubectl apply` (as admin) of one object, which must succeed. */
+export async function apply(k8s: Envtest, obj: unknown): Promise<void> {
+  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
+  expect(r.code, r.stderr).toBe(0);
+}
 
 async function poll(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;

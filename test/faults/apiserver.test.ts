@@ -14,12 +14,12 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Rule } from "../../api/src/index.ts";
-import { type Cluster, plugin } from "../approvals/cluster.ts";
+import { apply, type Cluster, plugin } from "../approvals/cluster.ts";
 import { connect } from "../envtest/connect.ts";
 import { freePort, type PostgresServer } from "../harness/postgres.ts";
 import type { Relay } from "../harness/relay.ts";
 import { MARK, serverStatements } from "./load.ts";
-import { apply, type InCluster, inCluster } from "./setup.ts";
+import { type InCluster, inCluster } from "./setup.ts";
 import { ofConnection, type SidecarProcess } from "./sidecar-process.ts";
 
 const k8s = connect();

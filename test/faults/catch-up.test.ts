@@ -10,12 +10,13 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentAccessPolicy, API_VERSION } from "../../api/src/index.ts";
 import { createPolicyController, type PolicyController } from "../../injector/src/controller.ts";
+import { apply as applyTo } from "../approvals/cluster.ts";
 import { connect } from "../envtest/connect.ts";
 import { freePort } from "../harness/postgres.ts";
 import { type Relay, relay } from "../harness/relay.ts";
 import { applyCrds } from "../injector/harness.ts";
 import { MARK, serverStatements } from "./load.ts";
-import { apply as applyTo, type InCluster, inCluster } from "./setup.ts";
+import { type InCluster, inCluster } from "./setup.ts";
 import { ofConnection, type SidecarProcess } from "./sidecar-process.ts";
 
 const k8s = connect();

@@ -4,10 +4,9 @@
 // that put the sidecar in front of them.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { expect } from "vitest";
-import { type AgentAccessPolicy, API_VERSION, type Connection, type Rule } from "../../api/src/index.ts";
-import { type Cluster, setUpCluster } from "../approvals/cluster.ts";
-import type { connect } from "../envtest/connect.ts";
+import type { AgentAccessPolicy, Connection, Rule } from "../../api/src/index.ts";
+import { agentPolicy, type Cluster, setUpCluster } from "../approvals/cluster.ts";
+import type { Envtest } from "../envtest/connect.ts";
 import { type PgUser, type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { type Relay, relay } from "../harness/relay.ts";
 import { startUpstream, type Upstream } from "../http/harness.ts";
@@ -19,8 +18,6 @@ import {
   type Workdir,
   workdir,
 } from "./sidecar-process.ts";
-
-type Envtest = ReturnType<typeof connect>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -114,12 +111,6 @@ export async function standalone(
   };
 }
 
-/** `kubectl apply` of one object, which must succeed. */
-export async function apply(k8s: Envtest, obj: unknown): Promise<void> {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
-  expect(r.code, r.stderr).toBe(0);
-}
-
 export interface InCluster {
   c: Cluster;
   server: PostgresServer;
@@ -150,16 +141,8 @@ export async function inCluster(k8s: Envtest, prefix: string, opts: DatabaseOpti
     server,
     w,
     link,
-    policy: (name, dbPort, rules) => ({
-      apiVersion: API_VERSION,
-      kind: "AgentAccessPolicy",
-      metadata: { name, namespace: c.ns },
-      spec: {
-        podSelector: { matchLabels: { app: "agent" } },
-        connections: [dbConnection(server, dbPort)],
-        rules,
-      },
-    }),
+    policy: (name, dbPort, rules) =>
+      agentPolicy(c, name, { connections: [dbConnection(server, dbPort)], rules }),
     async spawn(pod, linkPort, o = {}) {
       const kubeconfig = join(w.dir, `${pod}.kubeconfig`);
       await writeFile(kubeconfig, c.agentKubeConfig(`https://127.0.0.1:${linkPort}`).exportConfig());
