@@ -62,12 +62,6 @@ export const agentPolicy = (c: Cluster, name: string, spec: AgentAccessPolicySpe
   spec: { podSelector: { matchLabels: { app: "agent" } }, ...spec },
 });
 
-/** `kubectl apply` (as admin) of one object, which must succeed. */
-export async function apply(k8s: Envtest, obj: unknown): Promise<void> {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
-  expect(r.code, r.stderr).toBe(0);
-}
-
 async function poll(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await fn())) {

@@ -14,12 +14,11 @@ import type { Rule } from "../../api/src/index.ts";
 import type { Sidecar } from "../../sidecar/src/app.ts";
 import type { ApprovalService } from "../../sidecar/src/approvals/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
 import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { json, type Response, send, startUpstream, type Upstream } from "../http/harness.ts";
 import {
   agentPolicy,
-  apply,
   type Cluster,
   plugin,
   ROOT,

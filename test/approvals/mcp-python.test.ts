@@ -8,11 +8,11 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
 import { freePort } from "../harness/postgres.ts";
 import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
 import { mcpConnection } from "../mcp/through-sidecar.ts";
-import { agentPolicy, apply, type Cluster, plugin, setUpCluster } from "./cluster.ts";
+import { agentPolicy, type Cluster, plugin, setUpCluster } from "./cluster.ts";
 import { type PodSidecar, startPodSidecar } from "./pod-sidecar.ts";
 
 const PYTHON =

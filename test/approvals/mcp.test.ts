@@ -8,11 +8,11 @@ import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Rule } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
 import { freePort } from "../harness/postgres.ts";
 import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
 import { mcpConnection } from "../mcp/through-sidecar.ts";
-import { agentPolicy, apply, type Cluster, plugin, setUpCluster, until } from "./cluster.ts";
+import { agentPolicy, type Cluster, plugin, setUpCluster, until } from "./cluster.ts";
 import { type PodSidecar, startPodSidecar } from "./pod-sidecar.ts";
 
 const k8s = connect();

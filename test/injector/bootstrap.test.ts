@@ -7,7 +7,7 @@ import type { V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningInjector, startInjector } from "../../injector/src/main.ts";
 import { webhookConfiguration } from "../../injector/src/webhook-config.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
 import { applyCrds, getPod, podYaml, SCOPE_LABEL, scopedNamespace, scopeId } from "./harness.ts";
 
 const k8s = connect();
@@ -73,8 +73,7 @@ beforeAll(async () => {
     timeoutSeconds: 5,
     extraNamespaceSelector: [{ key: SCOPE_LABEL, operator: "In", values: [scope] }],
   });
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(cfg) });
-  expect(r.code, r.stderr).toBe(0);
+  await apply(k8s, cfg);
 });
 
 afterAll(async () => {
