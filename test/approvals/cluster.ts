@@ -19,9 +19,9 @@ import {
 } from "../../api/src/index.ts";
 import type { Envtest, User } from "../envtest/connect.ts";
 import { relay as sharedRelay } from "../harness/relay.ts";
+import { applyCrds } from "../injector/harness.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CRDS = join(ROOT, "crds");
 
 export interface Cluster {
   ns: string;
@@ -71,16 +71,7 @@ async function poll(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000
 }
 
 export async function setUpCluster(k8s: Envtest, prefix: string): Promise<Cluster> {
-  const applied = await k8s.kubectl(["apply", "-f", CRDS]);
-  expect(applied.code, applied.stderr).toBe(0);
-  const est = await k8s.kubectl([
-    "wait",
-    "--for=condition=Established",
-    "--timeout=60s",
-    `crd/accessrequests.${GROUP}`,
-    `crd/agentaccesspolicies.${GROUP}`,
-  ]);
-  expect(est.code, est.stderr).toBe(0);
+  await applyCrds(k8s);
   await k8s.kubectl(["api-resources", "--cached=false", `--api-group=${GROUP}`]);
   const ns = await k8s.createNamespace(prefix);
   const run = async (args: string[], stdin?: string) => {
