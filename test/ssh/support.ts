@@ -149,6 +149,20 @@ export async function startSshSidecar(opts: {
   };
 }
 
+/** OpenSSH client options of an agent: no config, no prompts, the sidecar's host key trusted as it is. */
+export const SSH_OPTS = [
+  "-F",
+  "/dev/null",
+  "-o",
+  "BatchMode=yes",
+  "-o",
+  "StrictHostKeyChecking=no",
+  "-o",
+  "UserKnownHostsFile=/dev/null",
+  "-o",
+  "LogLevel=ERROR",
+];
+
 export interface ExecResult {
   code: number | null;
   signal?: string;
