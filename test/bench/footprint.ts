@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "./ports.ts";
+import { freePort } from "../harness/ports.ts";
 import { processMemory, type SidecarLaunch, sidecarLaunch, spawnSidecar } from "./sidecar-process.ts";
 
 export interface FootprintRow {

@@ -6,9 +6,9 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
+import { freePort } from "../harness/ports.ts";
 import { cpuSeconds, measureRow } from "./measure.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
-import { freePort } from "./ports.ts";
 import { processMemory, sidecarLaunch, spawnSidecar } from "./sidecar-process.ts";
 import { type LoadResult, wrk } from "./wrk.ts";
 

@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PodCa } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
 import { createCA, issueServingCert } from "../envtest/pki.ts";
+import { freePort } from "../harness/ports.ts";
 import { measureRow, processTreeCpu } from "./measure.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
-import { freePort } from "./ports.ts";
 import { spawnSidecar } from "./sidecar-process.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
