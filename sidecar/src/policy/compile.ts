@@ -3,6 +3,7 @@
 // (fail closed) rather than judged by half a policy.
 import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
 import { describeMatch } from "./describe-match.ts";
+import { isPassthrough } from "./passthrough.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
 import type {
@@ -155,6 +156,34 @@ function reasonFor(action: Action, rule: string, op: Operation): string {
 
 /** SQL strings may carry several statements: each is judged alone and the strictest outcome wins. */
 function decide(conn: CompiledConnection, subject: Subject, op: Operation, input?: ToolCallInput): Decision {
+  // Which kind of traffic a connection carries is its TLS mode's, not a rule's: a passthrough
+  // connection relays only the agent's own TLS, never a plain request; on any other the agent's
+  // TLS is intercepted and read request by request, so no rule opens a raw tunnel there.
+  const passthrough = isPassthrough(conn.spec);
+  if (op.kind !== "http-tunnel" && passthrough)
+    return {
+      action: "deny",
+      policy: conn.policy,
+      reason: `connection ${conn.spec.name} has tls.mode passthrough: it relays only the agent's own TLS (a CONNECT or captured TLS), never a plain request`,
+    };
+  if (op.kind === "http-tunnel" && !passthrough) {
+    const d = decideRules(conn, subject, op, input);
+    if (d.action === "deny") return d;
+    return {
+      action: "deny",
+      policy: conn.policy,
+      reason: `connection ${conn.spec.name} does not have tls.mode passthrough: the agent's TLS is intercepted and judged per request, never relayed opaque`,
+    };
+  }
+  return decideRules(conn, subject, op, input);
+}
+
+function decideRules(
+  conn: CompiledConnection,
+  subject: Subject,
+  op: Operation,
+  input?: ToolCallInput,
+): Decision {
   if (conn.requireUserToken && subject.user === undefined) {
     return {
       action: "deny",
