@@ -2,6 +2,7 @@
 // HTTP server and client cost on this machine with no policy, audit or masking, so the sidecar's
 // CPU per request can be split into "Node's HTTP" and "Airlock". Modes:
 //   node   — http.createServer + http.request on a keep-alive agent, the credential header set, pipe
+//   node-array — the same, the upstream request's headers given as [name, value] pairs
 //   undici — the same server, the upstream through undici's Pool (dispatch, no body stream object)
 //
 //   node test/bench/http-floor.ts MODE LISTEN_PORT UPSTREAM_PORT
@@ -11,7 +12,8 @@ import { Pool } from "undici";
 const [mode = "node", listen = "0", up = "0"] = process.argv.slice(2);
 const upstreamPort = Number(up);
 const agent = new Agent({ keepAlive: true, scheduling: "lifo", maxSockets: 256 });
-const pool = mode === "undici" ? new Pool(`http://127.0.0.1:${upstreamPort}`, { connections: 256 }) : undefined;
+const pool =
+  mode === "undici" ? new Pool(`http://127.0.0.1:${upstreamPort}`, { connections: 256 }) : undefined;
 
 const server = createServer((req, res) => {
   const headers = { ...req.headers, host: `127.0.0.1:${upstreamPort}`, authorization: "Bearer bench-token" };
@@ -31,8 +33,18 @@ const server = createServer((req, res) => {
       .catch(() => res.destroy());
     return;
   }
+  // node-array: the headers as [name, value] pairs, which ClientRequest stores as they are
+  // (no setHeader per header).
+  const out = mode === "node-array" ? Object.entries(headers) : headers;
   const up = request(
-    { host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers, agent },
+    {
+      host: "127.0.0.1",
+      port: upstreamPort,
+      method: req.method,
+      path: req.url,
+      headers: out as never,
+      agent,
+    },
     (r) => {
       const out = { ...r.headers };
       delete out.connection;

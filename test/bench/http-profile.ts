@@ -295,7 +295,9 @@ const nginx = await startNginx({ listenPort: nginxPort, upstreamPort: upPort });
 pin(process.pid, "0");
 // nginx's worker (the master only waits): its CPU is what a request costs nginx.
 const nginxWorker = Number(
-  execFileSync("pgrep", ["-P", String(nginx.process.pid)], { encoding: "utf8" }).trim().split("\n")[0],
+  execFileSync("pgrep", ["-P", String(nginx.process.pid)], { encoding: "utf8" })
+    .trim()
+    .split("\n")[0],
 );
 pin(nginxWorker, last);
 const sidecars: Sidecar[] = [];
@@ -305,11 +307,17 @@ try {
   const load = (port: number, s: number, headers?: Record<string, string>) =>
     wrk(`http://127.0.0.1:${port}/customers`, { seconds: s, connections, ...(headers ? { headers } : {}) });
   if (values.floor)
-    for (const mode of ["node", "undici"]) {
+    for (const mode of (process.env.HTTPPROF_FLOORS ?? "node,undici").split(",")) {
       const port = await freePort();
       const child = spawn(
         process.execPath,
-        [...imageNodeOptions(), join(import.meta.dirname, "http-floor.ts"), mode, String(port), String(upPort)],
+        [
+          ...imageNodeOptions(),
+          join(import.meta.dirname, "http-floor.ts"),
+          mode,
+          String(port),
+          String(upPort),
+        ],
         { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, NODE_OPTIONS: "" } },
       );
       await waitForPort(port, () => (child.exitCode !== null ? `floor ${mode} exited` : undefined));
@@ -452,7 +460,10 @@ try {
         continue;
       }
       if (process.env.HTTPPROF_KEEP)
-        writeFileSync(`${process.env.HTTPPROF_KEEP}-${s.pid}.cpuprofile`, readFileSync(join(s.profDir, file)));
+        writeFileSync(
+          `${process.env.HTTPPROF_KEEP}-${s.pid}.cpuprofile`,
+          readFileSync(join(s.profDir, file)),
+        );
       const c = acc.get(s.name) as Acc;
       const a = aggregate(JSON.parse(readFileSync(join(s.profDir, file), "utf8")) as CpuProfile, c.windows);
       const scale = c.us / c.req / a.busy;
