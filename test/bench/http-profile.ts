@@ -216,7 +216,8 @@ function classifyStrace(file: string, agentPort: number, upstreamPort: number): 
   const counts = new Map<string, number>();
   const add = (k: string) => counts.set(k, (counts.get(k) ?? 0) + 1);
   for (const line of readFileSync(file, "utf8").split("\n")) {
-    const m = /^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((\d+)(<[^>]*>)?/.exec(line);
+    // The fd decoration (-yy) holds "->" between the socket's ends: read it up to the argument's end.
+    const m = /^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((\d+)(<[^,)]*>)?/.exec(line);
     if (!m) {
       const n = /^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\(/.exec(line);
       if (n) add(`${n[1]} (no fd)`);
