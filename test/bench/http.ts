@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
+import { atFixedRate, type FixedRateResult } from "./fixed-rate.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
 import { freePort } from "./ports.ts";
 import { processMemory, sidecarLaunch } from "./sidecar-process.ts";
@@ -76,29 +76,12 @@ export interface HttpBench {
   sidecarMemory: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[];
   /** How the sidecar process was run (sidecar-process.ts). */
   launch: string;
-  /** Latency at a fixed rate (FIXED_RATE req/s over 16 connections, open loop), per path. */
-  fixedRate: { name: string; rps: number; p50ms: number; p90ms: number; p99ms: number; errors: number }[];
+  /** Latency at a fixed rate (FIXED_RATE req/s over 16 connections, open loop; fixed-rate.ts), per path. */
+  fixedRate: ({ name: string } & FixedRateResult)[];
 }
 
 /** The rate Istio publishes its latency at: held by the load generator whatever the answers take. */
 export const FIXED_RATE = 1000;
-
-async function atFixedRate(url: string, seconds: number, headers?: Record<string, string>) {
-  const r = await autocannon({
-    url,
-    connections: 16,
-    duration: seconds,
-    overallRate: FIXED_RATE,
-    ...(headers ? { headers } : {}),
-  });
-  return {
-    rps: r.requests.average,
-    p50ms: r.latency.p50,
-    p90ms: r.latency.p90,
-    p99ms: r.latency.p99,
-    errors: r.errors + r.non2xx,
-  };
-}
 
 const rssMb = (pid: number) => processMemory(pid).rssMb;
 
@@ -201,7 +184,14 @@ export async function benchHttp(opts: {
       const headers = name === "direct" ? { authorization: "Bearer bench-token" } : undefined;
       fixedRate.push({
         name,
-        ...(await atFixedRate(`http://127.0.0.1:${port}/customers`, opts.seconds, headers)),
+        ...(await atFixedRate({
+          url: `http://127.0.0.1:${port}/customers`,
+          qps: FIXED_RATE,
+          connections: 16,
+          seconds: opts.seconds,
+          log: opts.log,
+          ...(headers ? { headers } : {}),
+        })),
       });
     }
     return { rows, sidecarRssMb: rssMb(pid), sidecarMemory: memory, launch: launch.label, fixedRate };

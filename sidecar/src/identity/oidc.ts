@@ -1,3 +1,6 @@
+// End-user identity: OIDC tokens (ID or access tokens) verified with jose against the issuer's
+// discovery document and JWKS (cached, refreshed on an unknown key id, failures rate-limited);
+// audiences, algorithms, clock skew and size limits checked before any claim is trusted.
 import { createRequire } from "node:module";
 import type {
   CompactJWSHeaderParameters,

@@ -66,6 +66,23 @@ export interface PolicySet {
   mayAdmitHttp(connection: string, subject: Subject): boolean;
 }
 
+const namedTools = new WeakMap<CompiledConnection, ReadonlySet<string>>();
+
+/**
+ * The MCP tool names `connection`'s rules spell out literally (a glob such as `get_*` names no
+ * tool), and the tools it pins: the names a metric label may carry.
+ */
+export function namedMcpTools(connection: CompiledConnection): ReadonlySet<string> {
+  const hit = namedTools.get(connection);
+  if (hit) return hit;
+  const names = new Set<string>();
+  for (const rules of Object.values(connection.rules))
+    for (const r of rules) for (const t of r.rule.match?.mcp?.tools ?? []) if (!t.includes("*")) names.add(t);
+  for (const t of connection.spec.mcp?.pinnedTools ?? []) names.add(t.name);
+  namedTools.set(connection, names);
+  return names;
+}
+
 export const policyKey = (p: AgentAccessPolicy) => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
 
 const ORDER: readonly Action[] = ["deny", "requireApproval", "allow"];

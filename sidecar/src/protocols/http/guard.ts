@@ -4,7 +4,7 @@
 // websocket.ts) or tunnelled (tunnel.ts); every request ends in exactly one audit event.
 
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -12,6 +12,7 @@ import { refusal } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { createServer } from "../../runtime/node-http.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import { createMcpWaits } from "../mcp/approval.ts";
 import { createMcpSessions } from "../mcp/sessions.ts";
