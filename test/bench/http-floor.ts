@@ -3,17 +3,25 @@
 // CPU per request can be split into "Node's HTTP" and "Airlock". Modes:
 //   node   — http.createServer + http.request on a keep-alive agent, the credential header set, pipe
 //   node-array — the same, the upstream request's headers given as [name, value] pairs
-//   undici — the same server, the upstream through undici's Pool (dispatch, no body stream object)
+//   undici — the same server, the upstream through undici's Pool (request(), body read whole);
+//            undici is not a dependency of the project, only present through others (http-proxy-3):
+//            without it this mode exits saying so.
 //
 //   node test/bench/http-floor.ts MODE LISTEN_PORT UPSTREAM_PORT
 import { Agent, createServer, request } from "node:http";
-import { Pool } from "undici";
 
 const [mode = "node", listen = "0", up = "0"] = process.argv.slice(2);
 const upstreamPort = Number(up);
 const agent = new Agent({ keepAlive: true, scheduling: "lifo", maxSockets: 256 });
-const pool =
-  mode === "undici" ? new Pool(`http://127.0.0.1:${upstreamPort}`, { connections: 256 }) : undefined;
+let pool: import("undici").Pool | undefined;
+if (mode === "undici") {
+  const undici = await import("undici").catch(() => undefined);
+  if (!undici) {
+    process.stderr.write("http-floor: undici is not installed (it comes with other packages only)\n");
+    process.exit(2);
+  }
+  pool = new undici.Pool(`http://127.0.0.1:${upstreamPort}`, { connections: 256 });
+}
 
 const server = createServer((req, res) => {
   const headers = { ...req.headers, host: `127.0.0.1:${upstreamPort}`, authorization: "Bearer bench-token" };

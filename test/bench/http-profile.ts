@@ -321,7 +321,13 @@ try {
         ],
         { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, NODE_OPTIONS: "" } },
       );
-      await waitForPort(port, () => (child.exitCode !== null ? `floor ${mode} exited` : undefined));
+      try {
+        await waitForPort(port, () => (child.exitCode !== null ? `floor ${mode} exited` : undefined));
+      } catch (err) {
+        log(`skipping the ${mode} floor: ${(err as Error).message}`);
+        child.kill();
+        continue;
+      }
       pin(child.pid as number, last);
       floors.push({ name: `floor: ${mode}`, port, pid: child.pid as number, child });
       await load(port, 1);
