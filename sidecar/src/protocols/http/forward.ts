@@ -11,7 +11,6 @@ import type { ClientRequest, IncomingMessage, RequestOptions, ServerResponse } f
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import type { ProxyServer } from "http-proxy-3";
 import { binaryBodiesAllowed } from "../../decisions/http.ts";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
@@ -46,8 +45,6 @@ import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface ForwardDeps {
   ctx: SidecarContext;
-  /** http-proxy-3, for WebSocket upgrades only. */
-  proxy: ProxyServer;
   pool: UpstreamPool;
   maskers: MaskerCache;
   /** Idle time allowed on the upstream socket (ms). */
