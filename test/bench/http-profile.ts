@@ -22,9 +22,9 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import autocannon from "autocannon";
+import { freePort } from "../harness/ports.ts";
 import { startUpstream } from "./http.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
-import { freePort } from "./ports.ts";
 import { imageNodeOptions } from "./sidecar-process.ts";
 import { wrk } from "./wrk.ts";
 
