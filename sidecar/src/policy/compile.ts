@@ -25,6 +25,8 @@ interface CompiledRule {
   matches: OperationMatcher;
   /** For a requireApproval rule with a grant: what the grant covers, shown to approvers. */
   grantCovers?: string;
+  /** Its decision without condition failures, for [other operations, http-tunnel] (made on first use). */
+  decided?: [Decision | undefined, Decision | undefined];
 }
 
 export interface CompiledConnection {
@@ -36,6 +38,8 @@ export interface CompiledConnection {
   rules: Record<Action, CompiledRule[]>;
   /** Masking rules of the owning policy that apply to this connection (both directions). */
   masking: readonly MaskingRule[];
+  /** Its default deny without condition failures (made on first use, then shared). */
+  defaultDeny?: Decision;
 }
 
 export interface PolicySet {
@@ -61,6 +65,23 @@ export interface PolicySet {
    * HTTP request (rules that match only SQL or SSH do not count).
    */
   mayAdmitHttp(connection: string, subject: Subject): boolean;
+}
+
+const namedTools = new WeakMap<CompiledConnection, ReadonlySet<string>>();
+
+/**
+ * The MCP tool names `connection`'s rules spell out literally (a glob such as `get_*` names no
+ * tool), and the tools it pins: the names a metric label may carry.
+ */
+export function namedMcpTools(connection: CompiledConnection): ReadonlySet<string> {
+  const hit = namedTools.get(connection);
+  if (hit) return hit;
+  const names = new Set<string>();
+  for (const rules of Object.values(connection.rules))
+    for (const r of rules) for (const t of r.rule.match?.mcp?.tools ?? []) if (!t.includes("*")) names.add(t);
+  for (const t of connection.spec.mcp?.pinnedTools ?? []) names.add(t.name);
+  namedTools.set(connection, names);
+  return names;
 }
 
 export const policyKey = (p: AgentAccessPolicy) => `${p.metadata.namespace ?? "default"}/${p.metadata.name}`;
@@ -103,31 +124,61 @@ function decideOne(
   op: Operation,
   input?: ToolCallInput,
 ): Decision {
+  const tunnel = op.kind === "http-tunnel" ? 1 : 0;
   for (const action of ORDER) {
     for (const r of conn.rules[action]) {
       if (!r.subjects(subject) || !r.matches(op, input)) continue;
-      const decision: Decision = {
-        action,
-        policy: conn.policy,
-        rule: r.rule.name,
-        reason: `${reasonFor(action, r.rule.name, op)}${conditionFailures(input, r.rule.name)}`,
-      };
-      if (action === "requireApproval" && op.kind === "http-tunnel") {
-        return {
-          ...decision,
-          action: "deny",
-          reason: `rule ${r.rule.name} requires per-request approval, which an opaque CONNECT tunnel cannot offer`,
-        };
+      const failures = conditionFailures(input, r.rule.name);
+      // Without condition failures the decision depends on the rule and the operation's kind
+      // alone: built once, frozen, and shared (the audit line serializes it once too).
+      if (failures === "") {
+        r.decided ??= [undefined, undefined];
+        let shared = r.decided[tunnel];
+        if (shared === undefined) {
+          shared = Object.freeze(ruleDecision(conn, r, action, op, ""));
+          r.decided[tunnel] = shared;
+        }
+        return shared;
       }
-      if (r.rule.approval) decision.approval = r.rule.approval;
-      if (r.grantCovers !== undefined) decision.grantCovers = r.grantCovers;
-      return decision;
+      return ruleDecision(conn, r, action, op, failures);
     }
   }
+  const failures = conditionFailures(input);
+  if (failures !== "") return defaultDeny(conn, failures);
+  conn.defaultDeny ??= Object.freeze(defaultDeny(conn, ""));
+  return conn.defaultDeny;
+}
+
+function ruleDecision(
+  conn: CompiledConnection,
+  r: CompiledRule,
+  action: Action,
+  op: Operation,
+  failures: string,
+): Decision {
+  const decision: Decision = {
+    action,
+    policy: conn.policy,
+    rule: r.rule.name,
+    reason: `${reasonFor(action, r.rule.name, op)}${failures}`,
+  };
+  if (action === "requireApproval" && op.kind === "http-tunnel") {
+    return {
+      ...decision,
+      action: "deny",
+      reason: `rule ${r.rule.name} requires per-request approval, which an opaque CONNECT tunnel cannot offer`,
+    };
+  }
+  if (r.rule.approval) decision.approval = r.rule.approval;
+  if (r.grantCovers !== undefined) decision.grantCovers = r.grantCovers;
+  return decision;
+}
+
+function defaultDeny(conn: CompiledConnection, failures: string): Decision {
   return {
     action: "deny",
     policy: conn.policy,
-    reason: `no rule allows this operation (default deny)${conditionFailures(input)}`,
+    reason: `no rule allows this operation (default deny)${failures}`,
   };
 }
 

@@ -1,7 +1,7 @@
 // Labels of airlock_mcp_requests_total, bounded whatever the agent sends: methods from the MCP
 // specification, tool names only as the connection's rules spell them out (a glob such as `get_*`
 // names no tool), everything else `other`.
-import type { CompiledConnection } from "../../policy/compile.ts";
+import { type CompiledConnection, namedMcpTools } from "../../policy/compile.ts";
 import type { McpOperation } from "./jsonrpc.ts";
 
 const METHODS = new Set([
@@ -22,27 +22,13 @@ const METHODS = new Set([
 
 export const OTHER = "other";
 
-const named = new WeakMap<CompiledConnection, ReadonlySet<string>>();
-
-/** Tool names the connection's rules name literally (no `*`), and the tools it pins. */
-export function policyToolNames(connection: CompiledConnection): ReadonlySet<string> {
-  const hit = named.get(connection);
-  if (hit) return hit;
-  const names = new Set<string>();
-  for (const rules of Object.values(connection.rules))
-    for (const r of rules) for (const t of r.rule.match?.mcp?.tools ?? []) if (!t.includes("*")) names.add(t);
-  for (const t of connection.spec.mcp?.pinnedTools ?? []) names.add(t.name);
-  named.set(connection, names);
-  return names;
-}
-
 export function mcpLabels(
   connection: CompiledConnection,
   op: McpOperation,
 ): { method: string; tool: string } {
   const method = METHODS.has(op.method) ? op.method : OTHER;
   if (op.method !== "tools/call") return { method, tool: "" };
-  const tool = op.tool !== undefined && policyToolNames(connection).has(op.tool) ? op.tool : OTHER;
+  const tool = op.tool !== undefined && namedMcpTools(connection).has(op.tool) ? op.tool : OTHER;
   return { method, tool };
 }
 
@@ -53,4 +39,4 @@ export const serverMethodLabel = (method: string): string => (SERVER_METHODS.has
 
 /** The tool label for a name: itself when the connection's policy spells it out, else other. */
 export const toolLabel = (connection: CompiledConnection, tool: string): string =>
-  policyToolNames(connection).has(tool) ? tool : OTHER;
+  namedMcpTools(connection).has(tool) ? tool : OTHER;

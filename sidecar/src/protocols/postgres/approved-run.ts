@@ -6,10 +6,23 @@
 // open without Sync too long: the session ends). What it needs of the session is checked before
 // anyone is asked, so an approver never approves what cannot run that way.
 import type { Socket } from "node:net";
-import type { CredentialAudit, HeldCredential } from "../../credentials/index.ts";
+import type { Logger } from "pino";
+import type { CredentialAudit, CredentialSource, HeldCredential } from "../../credentials/index.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
+import type { Connected } from "./connect.ts";
+import type { Duplex } from "./duplex.ts";
 import type { BackendFramer } from "./framing.ts";
-import { parseBind, parseExecute, parseTarget, T } from "./protocol.ts";
+import {
+  flushMessage,
+  ProtocolError,
+  parseBind,
+  parseExecute,
+  parseTarget,
+  T,
+  terminateMessage,
+} from "./protocol.ts";
+import type { ReplyMatcher } from "./replies.ts";
+import type { SessionStatements } from "./statements.ts";
 import type { UpstreamSession } from "./upstream.ts";
 
 /** Statement kinds whose effect would stay on the approved connection, or need the session's. */
@@ -59,8 +72,8 @@ export function notAloneReason(
   return undefined;
 }
 
-/** The session's own upstream while an approved statement runs elsewhere. */
-export interface SetAside {
+/** What the session writes to, reads replies from, cancels and audits under: swapped for a run. */
+export interface Attachment {
   socket: Socket | undefined;
   framer: BackendFramer | undefined;
   key: { pid: number; secret: number } | undefined;
@@ -70,7 +83,8 @@ export interface SetAside {
 export interface ApprovedRun {
   readonly up: UpstreamSession;
   readonly credential: HeldCredential | undefined;
-  readonly main: SetAside;
+  /** The session's own attachment, set aside while the run lasts. */
+  readonly main: Attachment;
   /** The batch's end went upstream (its Sync, or the Query itself): wait for its last answer. */
   synced: boolean;
   /** Until then: the agent may leave the batch open this long (SessionDeps.approvedBatchTimeoutMs). */
@@ -82,7 +96,7 @@ export interface ApprovedRun {
 export function approvedRun(
   up: UpstreamSession,
   credential: HeldCredential | undefined,
-  main: SetAside,
+  main: Attachment,
 ): ApprovedRun {
   let resolve: () => void = () => {};
   const done = new Promise<void>((r) => {
@@ -133,3 +147,160 @@ export function strayInApprovedBatch(f: { type: number; payload: Buffer }): stri
 }
 
 const ONLY_UNNAMED = "the approved batch may use the unnamed statement and portal only";
+
+/** What an approved run needs of its session. */
+export interface RunHost {
+  readonly session: string;
+  readonly logger: Logger;
+  readonly io: Duplex;
+  readonly replies: ReplyMatcher;
+  readonly statements: SessionStatements;
+  /** SessionDeps.approvedBatchTimeoutMs. */
+  readonly batchTimeoutMs: number;
+  connectionName(): string;
+  /** Opens a connection of the session's as the approved role `source` mints. */
+  connect(source: CredentialSource): Promise<Connected>;
+  attached(): Attachment;
+  attach(a: Attachment): void;
+  /** Reads `up`'s answers into the session while `current()`. */
+  readFrom(up: UpstreamSession, current: () => boolean): void;
+  /** Resolves once every message forwarded so far is answered. */
+  whenAnswered(): Promise<void>;
+  /** The session is closed or closing. */
+  ending(): boolean;
+  /** The session's pump waits (an approval inside the batch is asked). */
+  blocked(): boolean;
+  fatal(err: unknown): void;
+}
+
+export type RunRefusal = { kind: "sqlApprovedNotAlone" | "sqlApprovedCredential"; why: string };
+
+/** The approved runs of one session: at most one at a time. */
+export class ApprovedRuns {
+  readonly #h: RunHost;
+  current: ApprovedRun | undefined;
+
+  constructor(host: RunHost) {
+    this.#h = host;
+  }
+
+  /**
+   * Sets the session's upstream aside and opens a connection of its own for an approved
+   * statement, once everything sent before it is answered. False: it cannot run (`refuse` was
+   * told why) or the session is ending.
+   */
+  async start(source: CredentialSource, refuse: (r: RunRefusal) => void): Promise<boolean> {
+    const h = this.#h;
+    await h.whenAnswered();
+    if (h.ending()) return false;
+    let failure: RunRefusal | undefined;
+    let c: Connected | undefined;
+    if (h.replies.txStatus !== "I")
+      failure = {
+        kind: "sqlApprovedNotAlone",
+        why: "the statements before it opened a transaction block; send it outside BEGIN ... COMMIT (it commits on its own)",
+      };
+    else
+      try {
+        c = await h.connect(source);
+      } catch (err) {
+        failure = { kind: "sqlApprovedCredential", why: err instanceof Error ? err.message : String(err) };
+      }
+    if (h.ending()) {
+      c?.up.socket.destroy();
+      c?.credential?.release();
+      return false;
+    }
+    if (!c) {
+      refuse(failure ?? { kind: "sqlApprovedCredential", why: "" });
+      return false;
+    }
+    const up = c.up;
+    const main = h.attached();
+    // Notifications on the session's own connection wait until the approved statement is done.
+    main.socket?.pause();
+    const run = approvedRun(up, c.credential, main);
+    this.current = run;
+    h.io.attachUpstream(up.socket);
+    h.attach({
+      socket: up.socket,
+      framer: up.framer,
+      key: { pid: up.pid, secret: up.secret },
+      credential: c.credential?.audit,
+    });
+    h.logger.info(
+      { session: h.session, connection: h.connectionName(), lease: c.credential?.audit.lease },
+      "postgres: an approved statement runs under its own credential",
+    );
+    h.readFrom(up, () => this.current === run);
+    this.arm();
+    return true;
+  }
+
+  /**
+   * (Re)starts the wait for the approved batch's Sync. It counts only while the agent owes the
+   * next message: not while an approval inside the batch is asked, nor while the server has not
+   * taken what was sent (the Sync may be behind it) or still works on it.
+   */
+  arm() {
+    const run = this.current;
+    if (!run) return;
+    clearTimeout(run.timer);
+    if (run.synced) return;
+    const h = this.#h;
+    const ms = h.batchTimeoutMs;
+    run.timer = setTimeout(() => {
+      if (this.current !== run || run.synced) return;
+      if (h.blocked() || run.up.socket.writableLength > 0) return this.arm();
+      if (h.replies.length > 0) {
+        // Without Flush the server holds its answers until Sync: ask for them, so that a
+        // statement still running is told from one done and waiting.
+        h.io.toUp(flushMessage());
+        h.io.flushUp();
+        return this.arm();
+      }
+      h.fatal(
+        new ProtocolError(
+          `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
+          "25P03",
+        ),
+      );
+    }, ms);
+    run.timer.unref();
+  }
+
+  /** The batch's end (its Sync, or the Query itself) went upstream. */
+  synced() {
+    const run = this.current;
+    if (!run || run.synced) return;
+    run.synced = true;
+    clearTimeout(run.timer);
+    this.#h.io.flushUp();
+  }
+
+  /** The approved batch is answered: back to the session's own connection; the lease is revoked. */
+  end() {
+    const run = this.current;
+    if (!run) return;
+    this.current = undefined;
+    run.up.socket.end(terminateMessage());
+    run.credential?.release();
+    const h = this.#h;
+    h.attach(run.main);
+    // What the batch named (the unnamed statement and portal) exists on that connection only.
+    h.statements.prepared.delete("");
+    h.statements.portals.delete("");
+    run.finish();
+    h.io.flow();
+  }
+
+  /** The session closes under a run: its connection goes, its lease is revoked. */
+  abandon() {
+    const run = this.current;
+    if (!run) return;
+    this.current = undefined;
+    run.main.socket?.destroy();
+    run.credential?.release();
+    run.finish();
+  }
+}

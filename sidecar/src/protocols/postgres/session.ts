@@ -1,10 +1,11 @@
-// One agent connection through the PostgreSQL guard.
+// One agent connection through the PostgreSQL guard: its phases, its pump and its ending.
 //
-// Frontend (agent → sidecar): startup (SSLRequest/GSSENCRequest answered 'N' — in-pod traffic is
-// plaintext —, CancelRequest mapped to the upstream's key, StartupMessage), agent authentication
-// (trust, or a cleartext password carrying the end user's OIDC token when the policy requires
-// one), then typed messages. Query and Parse are classified and judged (decisions/sql.ts) before
-// anything reaches the upstream; every other message is forwarded byte for byte.
+// Frontend (agent → sidecar): startup (an SSLRequest/GSSENCRequest after the agent leg's TLS was
+// settled (agent-tls.ts) is answered 'N', CancelRequest is mapped to the upstream's key,
+// StartupMessage), agent authentication (trust, or a cleartext password carrying the end user's
+// OIDC token when the policy requires one), the upstream session (session-start.ts), then typed
+// messages: the ones that carry SQL are judged before anything reaches the upstream
+// (sql-messages.ts, session-judge.ts); every other message is forwarded byte for byte.
 //
 // Denials keep PostgreSQL's own semantics: instead of the refused message the sidecar sends the
 // upstream an Execute of a portal that cannot exist (plus Sync for a simple Query), so the
@@ -15,58 +16,44 @@
 //
 // Backend (upstream → agent): replies.ts matches every reply to the message that caused it
 // (masking plans, statement ends for audit, denials). The pump is duplex.ts; statement and portal
-// bookkeeping statements.ts; result masking results.ts; the upstream session connect.ts. Each
+// bookkeeping statements.ts; result masking results.ts; an approved statement's own connection
+// approved-run.ts, swapped in as the session's upstream attachment while it runs. Each
 // statement is one operation of the shared lifecycle (operations/lifecycle.ts).
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import { ApprovalWaitCanceled } from "../../approvals/gate.ts";
-import type { CredentialSource, HeldCredential } from "../../credentials/index.ts";
-import { judgeSql, readOnlySession, refusal, type SqlJudgement } from "../../decisions/index.ts";
+import type { HeldCredential } from "../../credentials/index.ts";
+import { refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { UserIdentity } from "../../identity/index.ts";
 import { recordApproval } from "../../operations/approval-step.ts";
 import { OperationLog } from "../../operations/lifecycle.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
-import type { Decision, Subject } from "../../policy/types.ts";
+import type { Decision } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
-import { type Classification, type ClassifiedStatement, classifySync } from "../../sql/index.ts";
-import { parserFor, type SqlParser } from "../../sql/parser.ts";
-import type { HistogramCell } from "../../telemetry/hot-metrics.ts";
+import type { ClassifiedStatement } from "../../sql/index.ts";
 import { type ApprovalGate, askApproval, sqlApprovalAsk, type Verdict } from "./approval.ts";
-import { type ApprovedRun, approvedRun, notAloneReason, strayInApprovedBatch } from "./approved-run.ts";
+import { ApprovedRuns, type Attachment, strayInApprovedBatch } from "./approved-run.ts";
 import { SessionCatalog } from "./catalog-source.ts";
 import { connectUpstream } from "./connect.ts";
 import { Duplex, HIGH_WATER } from "./duplex.ts";
 import { type BackendFramer, type Frame, FrontendFramer, type FrontendLimits, typeName } from "./framing.ts";
 import {
   authenticationCleartext,
-  authenticationOk,
-  backendKeyData,
-  describeMessage,
   errorResponse,
   executeMessage,
-  flushMessage,
   ProtocolError,
-  parseBind,
-  parseExecute,
-  parseParse,
-  parseQuery,
-  parseTarget,
-  readyForQuery,
   syncMessage,
   T,
   terminateMessage,
 } from "./protocol.ts";
 import { ReplyMatcher } from "./replies.ts";
 import { ResultMasking } from "./results.ts";
-import { type MaskState, originsQuery } from "./row-masking.ts";
+import type { MaskState } from "./row-masking.ts";
+import { SessionJudge } from "./session-judge.ts";
+import { endBefore, readyMessages, startUpstream } from "./session-start.ts";
+import { SqlMessages } from "./sql-messages.ts";
 import { parseStartupPacket, verifyPasswordToken } from "./startup.ts";
-import {
-  auditOperation,
-  type Op,
-  type PortalInfo,
-  SessionStatements,
-  type StatementInfo,
-} from "./statements.ts";
+import { auditOperation, type Op, SessionStatements } from "./statements.ts";
 import { cancelUpstream, type UpstreamSession, type UpstreamTarget } from "./upstream.ts";
 
 export interface SessionDeps {
@@ -93,16 +80,6 @@ export interface SessionDeps {
   onClose(session: Session): void;
 }
 
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => {};
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-const now = () => performance.now();
-
 /** Extended-protocol messages: after one, the batch is open until Sync. */
 const EXTENDED = new Set<number>([T.Parse, T.Bind, T.Describe, T.Execute, T.Close, T.Flush]);
 
@@ -120,37 +97,32 @@ export class Session {
   readonly #front: FrontendFramer;
   #back: BackendFramer | undefined;
   #phase: "startup" | "auth" | "connecting" | "ready" | "closed" = "startup";
-  #conn: CompiledConnection;
   readonly #name: string;
-  #gen: number;
   #params: Record<string, string> = {};
   #negotiate: Buffer | undefined;
   #user: UserIdentity | undefined;
-  #subject: Subject;
   #target: UpstreamTarget | undefined;
   #upKey: { pid: number; secret: number } | undefined;
   #agentKey: string | undefined;
   readonly #ops: OperationLog;
-  readonly #decisionSeconds: HistogramCell;
   readonly #results: ResultMasking;
   readonly #statements = new SessionStatements();
   readonly #replies: ReplyMatcher;
+  /** The policy, subject, parser and catalog the session's SQL is judged with. */
+  readonly #judge: SessionJudge;
+  readonly #sql: SqlMessages;
+  /** An approved statement running on a connection of its own (approved-run.ts). */
+  readonly #runs: ApprovedRuns;
   #localSkip = false;
   readonly #bogusPortal = `airlock_denied_${randomBytes(12).toString("hex")}`;
-  /** Judgements of the current policy generation, by classification (see #judge). */
-  #judged = new WeakMap<Classification, SqlJudgement>();
 
   /** The upstream credential held for this session (a Vault lease is revoked at close). */
   #credential: HeldCredential | undefined;
   #pumping = false;
   #blocked = false;
   #approvalAbort: AbortController | undefined;
-  /** An approved statement running on a connection of its own (approved-run.ts). */
-  #run: ApprovedRun | undefined;
   /** Extended-protocol messages were forwarded since the last Sync. */
   #unsynced = false;
-  /** A SET went to the server in this session (an approved connection would not have it). */
-  #settingsChanged = false;
   /** Waiting for every forwarded message to be answered (#whenAnswered). */
   #answered: (() => void) | undefined;
   #startupTimer: NodeJS.Timeout | undefined;
@@ -162,16 +134,12 @@ export class Session {
   #broken: unknown;
   /** The upstream's catalog the session judges with (decisions/sql.ts). */
   readonly #catalog = new SessionCatalog();
-  /** The libpg-query line of the upstream's major version. */
-  #parser: SqlParser | undefined;
 
   constructor(deps: SessionDeps, agent: Socket) {
     this.#d = deps;
     this.#ctx = deps.ctx;
     this.#agent = agent;
-    this.#conn = deps.connection;
     this.#name = deps.connection.spec.name;
-    this.#gen = deps.ctx.policies.generation();
     let mask: MaskState | undefined;
     try {
       mask = deps.maskStateFor(deps.connection);
@@ -180,7 +148,17 @@ export class Session {
     }
     this.#results = new ResultMasking(mask, (name) => this.#statements.cursorHistory.get(name));
     this.#front = new FrontendFramer(deps.limits);
-    this.#subject = subjectFor(deps.ctx.workload);
+    this.#judge = new SessionJudge(
+      {
+        ctx: deps.ctx,
+        connection: deps.connection,
+        maskStateFor: deps.maskStateFor,
+        results: this.#results,
+        catalog: this.#catalog,
+        statements: this.#statements,
+      },
+      subjectFor(deps.ctx.workload),
+    );
     const w = deps.ctx.workload;
     this.#ops = new OperationLog(deps.ctx, {
       session: this.id,
@@ -189,7 +167,6 @@ export class Session {
       identity: Object.freeze({ serviceAccount: w.subject, pod: w.podName, namespace: w.namespace }),
       failClosed: (err) => this.#fatal(new ProtocolError(err.message, "58000")),
     });
-    this.#decisionSeconds = deps.ctx.metrics.decisionSeconds.cell({ protocol: "postgres" });
     this.#io = new Duplex(agent, {
       holdAgent: () => this.#blocked && this.#front.buffered > HIGH_WATER,
       closed: () => this.#phase === "closed",
@@ -208,11 +185,62 @@ export class Session {
       transactionEnded: () => this.#catalog.transactionEnded(),
     });
     this.#results.uncertain = () => !this.#catalog.certain;
+    this.#runs = new ApprovedRuns({
+      session: this.id,
+      logger: deps.ctx.logger,
+      io: this.#io,
+      replies: this.#replies,
+      statements: this.#statements,
+      batchTimeoutMs: deps.approvedBatchTimeoutMs,
+      connectionName: () => this.#name,
+      connect: (source) =>
+        connectUpstream({
+          ctx: this.#ctx,
+          session: this.id,
+          connection: this.#conn,
+          params: this.#params,
+          readOnly: false,
+          connectTimeoutMs: this.#d.connectTimeoutMs,
+          results: this.#results,
+          source,
+        }),
+      attached: () => this.#attached(),
+      attach: (a) => this.#attach(a),
+      readFrom: (up, current) => this.#readFrom(up, current),
+      whenAnswered: () => this.#whenAnswered(),
+      ending: () => this.#isClosed() || this.#closing,
+      blocked: () => this.#blocked,
+      fatal: (err) => this.#fatal(err),
+    });
+    this.#sql = new SqlMessages({
+      io: this.#io,
+      replies: this.#replies,
+      statements: this.#statements,
+      results: this.#results,
+      catalog: this.#catalog,
+      judge: this.#judge,
+      runs: this.#runs,
+      maxPreparedStatements: deps.maxPreparedStatements,
+      unsynced: () => this.#unsynced,
+      synced: () => this.#synced(),
+      rereadCatalog: () => this.#rereadCatalog(),
+      approve: (j, text) => this.#approve(j, text),
+      approvedSource: () => this.#ctx.credentials.forApproved(this.#conn.spec),
+      newOp: (statements, decision, audited) => this.#newOp(statements, decision, audited),
+      opOf: (statements, v) => this.#opOf(statements, v),
+      deny: (op, simple) => this.#deny(op, simple),
+      denyVerdict: (statements, v, simple) => this.#denyVerdict(statements, v, simple),
+    });
+  }
+
+  /** The policy connection in force. */
+  get #conn(): CompiledConnection {
+    return this.#judge.connection;
   }
 
   /** No statement is waiting for a response or a decision. */
   get idle(): boolean {
-    return this.#phase === "closed" || (this.#replies.length === 0 && !this.#blocked && !this.#run);
+    return this.#phase === "closed" || (this.#replies.length === 0 && !this.#blocked && !this.#runs.current);
   }
 
   start(head?: Buffer) {
@@ -236,37 +264,6 @@ export class Session {
       return;
     }
     if (head?.length) this.#onAgentData(head);
-  }
-
-  /**
-   * The credential stops working at `endsAt` (a Vault lease at its max TTL): end the session
-   * while it is idle (no statement in flight) in the last stretch before then, or at `endsAt`
-   * whatever it is doing, with 57P01 so clients and pools reconnect (and get a new credential)
-   * instead of failing on a dropped role mid-statement.
-   */
-  #endBefore(endsAt: number) {
-    const end = () =>
-      this.#fatal(
-        new ProtocolError(
-          "Airlock ended this session: its database credential reaches the end of its lifetime (Vault max TTL); reconnect to get a new one",
-          "57P01",
-        ),
-      );
-    const window = Math.min(5_000, Math.max(0, (endsAt - Date.now()) / 2));
-    const start = setTimeout(
-      () => {
-        const poll = setInterval(() => {
-          if (this.#isClosed()) clearInterval(poll);
-          else if (this.idle || Date.now() >= endsAt - 250) {
-            clearInterval(poll);
-            end();
-          }
-        }, 50);
-        poll.unref();
-      },
-      Math.max(0, endsAt - window - Date.now()),
-    );
-    start.unref();
   }
 
   /**
@@ -309,13 +306,7 @@ export class Session {
     this.#approvalAbort?.abort(new Error("the agent disconnected"));
     this.#agent.destroy();
     this.#io.up?.destroy();
-    const run = this.#run;
-    if (run) {
-      this.#run = undefined;
-      run.main.socket?.destroy();
-      run.credential?.release();
-      run.finish();
-    }
+    this.#runs.abandon();
     // Statements forwarded whose reply never came still get their one audit event.
     for (const op of this.#replies.openOperations()) {
       op.error ??= this.#endedBy;
@@ -442,7 +433,7 @@ export class Session {
       connection: this.#name,
     });
     this.#user = user;
-    this.#subject = subjectFor(this.#ctx.workload, { user: user.user, groups: user.groups });
+    this.#judge.subject = subjectFor(this.#ctx.workload, { user: user.user, groups: user.groups });
     await this.#connect(true);
   }
 
@@ -450,52 +441,49 @@ export class Session {
     this.#phase = "connecting";
     const ctx = this.#ctx;
     await this.#d.parserReady;
-    const readOnly = readOnlySession(ctx.policies.current(), this.#conn, this.#subject);
-    const { target, up, catalog, statementTimeoutMs, credential } = await connectUpstream({
+    const { target, up, readOnly, statementTimeoutMs, parser } = await startUpstream({
       ctx,
       session: this.id,
       connection: this.#conn,
       params: this.#params,
-      readOnly,
+      subject: this.#judge.subject,
       connectTimeoutMs: this.#d.connectTimeoutMs,
       results: this.#results,
+      catalog: this.#catalog,
+      originsSql: this.#judge.originsSql(),
+      holding: (credential) => {
+        this.#credential = credential;
+        // Every operation's audit event names the lease it ran under (not the secret).
+        if (credential?.audit.lease) this.#ops.credential = credential.audit;
+        credential?.onEnding?.((endsAt) =>
+          endBefore(endsAt, {
+            closed: () => this.#isClosed(),
+            idle: () => this.idle,
+            fatal: (err) => this.#fatal(err),
+          }),
+        );
+        if (this.#isClosed()) credential?.release();
+      },
     });
     this.#target = target;
     this.#statements.statementTimeout.default = statementTimeoutMs;
-    this.#credential = credential;
-    // Every operation's audit event names the lease it ran under (not the secret).
-    if (credential?.audit.lease) this.#ops.credential = credential.audit;
-    credential?.onEnding?.((endsAt) => this.#endBefore(endsAt));
-    if (this.#isClosed()) credential?.release();
-    try {
-      // Judge with the grammar of the server in front of us; a major we have none for is refused.
-      this.#parser = await parserFor(up.parameters.server_version ?? "").catch((err: unknown) => {
-        throw new ProtocolError(err instanceof Error ? err.message : String(err), "0A000");
-      });
-      await this.#catalog.open({ ...catalog, parser: this.#parser }, this.#originsSql());
-      this.#results.origins = this.#catalog.origins;
-    } catch (err) {
-      up.socket.destroy();
-      throw err;
-    }
+    this.#judge.parser = parser;
     if (this.#isClosed() || this.#closing) {
       up.socket.destroy();
       return;
     }
-    this.#useUpstream(up);
+    this.#io.attachUpstream(up.socket);
+    this.#attach({
+      socket: up.socket,
+      framer: up.framer,
+      key: { pid: up.pid, secret: up.secret },
+      credential: this.#ops.credential,
+    });
     const agentSecret = randomBytes(4).readInt32BE(0);
     this.#agentKey = `${up.pid}:${agentSecret}`;
     this.#d.registerCancelKey(this.#agentKey, this);
-    const out: Buffer[] = [];
-    if (this.#negotiate && !authRequested) out.push(this.#negotiate);
-    out.push(
-      authenticationOk(),
-      ...up.relay,
-      backendKeyData(up.pid, agentSecret),
-      readyForQuery(up.txStatus),
-    );
     this.#replies.txStatus = up.txStatus;
-    this.#agent.write(Buffer.concat(out));
+    this.#agent.write(readyMessages(up, agentSecret, authRequested ? undefined : this.#negotiate));
     this.#phase = "ready";
     // The session's audit identity is fixed once it is ready (the user is known by then).
     if (this.#user) {
@@ -525,11 +513,16 @@ export class Session {
     if (this.#draining) this.#endIfDrained();
   }
 
-  /** Makes `up` the connection the session writes to, reads replies from and cancels. */
-  #useUpstream(up: UpstreamSession) {
-    this.#io.attachUpstream(up.socket);
-    this.#back = up.framer;
-    this.#upKey = { pid: up.pid, secret: up.secret };
+  /** What the session writes to, reads replies from, cancels and audits under. */
+  #attached(): Attachment {
+    return { socket: this.#io.up, framer: this.#back, key: this.#upKey, credential: this.#ops.credential };
+  }
+
+  #attach(a: Attachment) {
+    this.#io.up = a.socket;
+    this.#back = a.framer;
+    this.#upKey = a.key;
+    this.#ops.credential = a.credential;
   }
 
   /** Reads `up`'s answers into the session while `current()`; bytes buffered at startup first. */
@@ -548,11 +541,11 @@ export class Session {
   }
 
   #onMessage(f: Frame): Promise<void> | undefined {
-    const run = this.#run;
+    const run = this.#runs.current;
     // After the approved batch's end went upstream, what the agent sends next waits for the
     // session's own connection.
     if (run?.synced) return run.done.then(() => (this.#isClosed() ? undefined : this.#onMessage(f)));
-    if (run) this.#armBatchTimer(run);
+    if (run) this.#runs.arm();
     if (run && !this.#localSkip) {
       const stray = strayInApprovedBatch(f);
       if (stray) {
@@ -575,7 +568,7 @@ export class Session {
       if (f.type === T.Sync) {
         this.#localSkip = false;
         this.#forwardSync(f.raw);
-        return this.#run?.done;
+        return this.#runs.current?.done;
       } else if (f.type === T.Terminate) {
         this.#terminate(f.raw);
       }
@@ -583,21 +576,21 @@ export class Session {
     }
     switch (f.type) {
       case T.Query:
-        return this.#onQuery(f);
+        return this.#sql.query(f);
       case T.Parse:
-        return this.#onParse(f);
+        return this.#sql.parse(f);
       case T.Bind:
-        return this.#onBind(f);
+        return this.#sql.bind(f);
       case T.Describe:
-        return this.#onDescribe(f);
+        return this.#sql.describe(f);
       case T.Execute:
-        return this.#onExecute(f);
+        return this.#sql.execute(f);
       case T.Close:
-        this.#onClose(f);
+        this.#sql.close(f);
         return undefined;
       case T.Sync:
         this.#forwardSync(f.raw);
-        return this.#run?.done;
+        return this.#runs.current?.done;
       case T.Flush:
       case T.CopyData:
       case T.CopyDone:
@@ -635,62 +628,7 @@ export class Session {
   /** A Sync (or a simple Query, its own) went upstream. */
   #synced() {
     this.#unsynced = false;
-    const run = this.#run;
-    if (run && !run.synced) {
-      run.synced = true;
-      clearTimeout(run.timer);
-      this.#io.flushUp();
-    }
-  }
-
-  // --------------------------------------------------------------------------- decisions
-
-  #refresh() {
-    const gen = this.#ctx.policies.generation();
-    if (gen === this.#gen) return;
-    this.#gen = gen;
-    this.#judged = new WeakMap();
-    const c = this.#ctx.policies.current().connections.get(this.#name);
-    if (c) {
-      this.#conn = c;
-      this.#results.update(this.#d.maskStateFor(c));
-      this.#catalog.maskChanged(this.#originsSql());
-    }
-  }
-
-  /** originsQuery for the column rules in force (undefined: none). */
-  #originsSql(): string | undefined {
-    const mask = this.#results.mask;
-    return mask ? originsQuery(mask) : undefined;
-  }
-
-  #judge(text: string): { classification: Classification; judgement: SqlJudgement } {
-    const t0 = now();
-    const classification = classifySync(text, this.#parser);
-    this.#refresh();
-    // Classifications are shared, frozen cache entries (sql/classify.ts): the same object comes
-    // back for the same text (or numeric shape), so its judgement is kept until the policy
-    // generation changes (#refresh clears it). Everything else judgeSql reads is fixed for a
-    // generation (connection, masking) or for the session (subject); the session's prepared
-    // statements are not, so a text with EXECUTE is judged every time.
-    let judgement = this.#judged.get(classification);
-    if (!judgement) {
-      judgement = judgeSql({
-        classification,
-        policies: this.#ctx.policies.current(),
-        connection: this.#conn,
-        subject: this.#subject,
-        prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
-        masking: this.#results.mask !== undefined,
-        ...this.#results.covered(),
-        ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
-        text,
-      });
-      if (!classification.statements.some((s) => s.effect?.kind === "execute"))
-        this.#judged.set(classification, judgement);
-    }
-    this.#decisionSeconds.observe((now() - t0) / 1000);
-    return { classification, judgement };
+    this.#runs.synced();
   }
 
   /** Begins the operation of a message: `decision` governs it, `audited` is what its event records. */
@@ -740,7 +678,7 @@ export class Session {
         j,
         sqlApprovalAsk(j.statements, text, {
           connection: this.#name,
-          subject: this.#subject,
+          subject: this.#judge.subject,
           session: this.id,
         }),
         ac.signal,
@@ -749,171 +687,6 @@ export class Session {
       clearTimeout(timer);
       this.#approvalAbort = undefined;
     }
-  }
-
-  /**
-   * Judges `text`; `then` runs with the verdict, synchronously when no approval is needed.
-   * `parseName`: the statement's name when it came in a Parse.
-   */
-  #decide(
-    text: string,
-    then: (v: Verdict, c: Classification) => Promise<void> | undefined,
-    parseName?: string,
-  ): Promise<void> | undefined {
-    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#decide(text, then, parseName));
-    const { classification, judgement } = this.#judge(text);
-    if (judgement.decision.action !== "requireApproval") {
-      then({ judgement, decision: judgement.decision, audited: judgement.decision }, classification);
-      return undefined;
-    }
-    // Under a credential for approved statements, what cannot run alone is refused before anyone
-    // is asked.
-    let why: string | undefined;
-    if (this.#approvedSource()) {
-      const pending = this.#pendingKinds();
-      why = notAloneReason(classification.statements, {
-        txStatus: this.#replies.txStatus,
-        unsynced: this.#unsynced,
-        copyOpen: pending.has("copyFrom"),
-        transactionPending: pending.has("transaction") || pending.has("twoPhaseCommit"),
-        settingsChanged: this.#settingsChanged,
-        parseName,
-      });
-    }
-    if (why) {
-      const d = refusal("sqlApprovedNotAlone", this.#conn.policy, why);
-      then({ judgement, decision: d, audited: d }, classification);
-      return undefined;
-    }
-    return this.#approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
-  }
-
-  /** Statement kinds of what the session forwarded that is not answered yet. */
-  #pendingKinds(): Set<string> {
-    const kinds = new Set<string>();
-    for (const op of this.#replies.openOperations()) for (const s of op.statements) kinds.add(s.kind);
-    return kinds;
-  }
-
-  /** The source of the credential approved statements run under, when the connection has one. */
-  #approvedSource(): CredentialSource | undefined {
-    return this.#ctx.credentials.forApproved(this.#conn.spec);
-  }
-
-  /**
-   * Sets the session's upstream aside and opens a connection of its own for an approved
-   * statement, once everything sent before it is answered (approved-run.ts). False: it cannot
-   * run (refused here, with the approval recorded) or the session is ending.
-   */
-  async #startRun(
-    source: CredentialSource,
-    statements: readonly ClassifiedStatement[],
-    v: Verdict,
-    simple: boolean,
-  ): Promise<boolean> {
-    await this.#whenAnswered();
-    if (this.#isClosed() || this.#closing) return false;
-    let failure: { kind: "sqlApprovedNotAlone" | "sqlApprovedCredential"; why: string } | undefined;
-    let c: Awaited<ReturnType<typeof connectUpstream>> | undefined;
-    if (this.#replies.txStatus !== "I")
-      failure = {
-        kind: "sqlApprovedNotAlone",
-        why: "the statements before it opened a transaction block; send it outside BEGIN ... COMMIT (it commits on its own)",
-      };
-    else
-      try {
-        c = await connectUpstream({
-          ctx: this.#ctx,
-          session: this.id,
-          connection: this.#conn,
-          params: this.#params,
-          readOnly: false,
-          connectTimeoutMs: this.#d.connectTimeoutMs,
-          results: this.#results,
-          source,
-        });
-      } catch (err) {
-        failure = { kind: "sqlApprovedCredential", why: err instanceof Error ? err.message : String(err) };
-      }
-    if (this.#isClosed() || this.#closing) {
-      c?.up.socket.destroy();
-      c?.credential?.release();
-      return false;
-    }
-    if (!c) {
-      const d = refusal(failure?.kind ?? "sqlApprovedCredential", this.#conn.policy, failure?.why ?? "");
-      this.#denyVerdict(statements, { ...v, decision: d, audited: d }, simple);
-      this.#io.flush();
-      return false;
-    }
-    const up = c.up;
-    const main = {
-      socket: this.#io.up,
-      framer: this.#back,
-      key: this.#upKey,
-      credential: this.#ops.credential,
-    };
-    // Notifications on the session's own connection wait until the approved statement is done.
-    main.socket?.pause();
-    const run = approvedRun(up, c.credential, main);
-    this.#run = run;
-    this.#useUpstream(up);
-    this.#ops.credential = c.credential?.audit;
-    this.#ctx.logger.info(
-      { session: this.id, connection: this.#name, lease: c.credential?.audit.lease },
-      "postgres: an approved statement runs under its own credential",
-    );
-    this.#readFrom(up, () => this.#run === run);
-    this.#armBatchTimer(run);
-    return true;
-  }
-
-  /**
-   * (Re)starts the wait for the approved batch's Sync. It counts only while the agent owes the
-   * next message: not while an approval inside the batch is asked, nor while the server has not
-   * taken what was sent (the Sync may be behind it) or still works on it.
-   */
-  #armBatchTimer(run: ApprovedRun) {
-    clearTimeout(run.timer);
-    if (run.synced) return;
-    const ms = this.#d.approvedBatchTimeoutMs;
-    run.timer = setTimeout(() => {
-      if (this.#run !== run || run.synced) return;
-      if (this.#blocked || run.up.socket.writableLength > 0) return this.#armBatchTimer(run);
-      if (this.#replies.length > 0) {
-        // Without Flush the server holds its answers until Sync: ask for them, so that a
-        // statement still running is told from one done and waiting.
-        this.#io.toUp(flushMessage());
-        this.#io.flushUp();
-        return this.#armBatchTimer(run);
-      }
-      this.#fatal(
-        new ProtocolError(
-          `terminating connection: the approved statement's batch was left open without Sync for ${ms} ms; its credential is revoked and nothing of it commits`,
-          "25P03",
-        ),
-      );
-    }, ms);
-    run.timer.unref();
-  }
-
-  /** The approved batch is answered: back to the session's own connection; the lease is revoked. */
-  #endRun() {
-    const run = this.#run;
-    if (!run) return;
-    this.#run = undefined;
-    run.up.socket.end(terminateMessage());
-    run.credential?.release();
-    const m = run.main;
-    this.#io.up = m.socket;
-    this.#back = m.framer;
-    this.#upKey = m.key;
-    this.#ops.credential = m.credential;
-    // What the batch named (the unnamed statement and portal) exists on that connection only.
-    this.#statements.prepared.delete("");
-    this.#statements.portals.delete("");
-    run.finish();
-    this.#io.flow();
   }
 
   /** Resolves once every message forwarded so far is answered. */
@@ -955,293 +728,6 @@ export class Session {
     this.#deny(this.#opOf(statements, v), simple, v.refused?.hint, v.refused?.canceled, v.refused?.timedOut);
   }
 
-  // ------------------------------------------------------------------------ simple query
-
-  #onQuery(f: Frame): Promise<void> | undefined {
-    const text = parseQuery(f.payload);
-    return this.#decide(text, (v, c) => {
-      const statements = v.judgement.statements;
-      if (v.decision.action !== "allow") {
-        this.#denyVerdict(statements, v, true);
-        return;
-      }
-      if (c.statements.some((s) => s.kind === "set")) this.#settingsChanged = true;
-      const forward = () => {
-        const op = this.#opOf(statements, v);
-        this.#io.toUp(f.raw);
-        // What the text does to the session's named statements and cursors takes effect statement
-        // by statement as the server completes them: a PREPARE it refuses (in an aborted
-        // transaction, after an earlier error) is never recorded.
-        const effects = c.statements.some((s) => s.effect !== undefined);
-        const order = effects ? [...new Set(c.statements.map((s) => s.index))] : [];
-        const gen = this.#gen;
-        this.#replies.expect({
-          t: "query",
-          op,
-          ...(effects
-            ? {
-                completed: (k: number) => {
-                  const index = order[k];
-                  if (index !== undefined) this.#statements.applyEffects(c, v.decision, gen, index);
-                },
-              }
-            : {}),
-        });
-      };
-      const source = v.approval ? this.#approvedSource() : undefined;
-      if (!source) {
-        forward();
-        return undefined;
-      }
-      return this.#startRun(source, statements, v, true).then((ok) => {
-        if (!ok) return undefined;
-        forward();
-        this.#synced();
-        return this.#run?.done;
-      });
-    });
-  }
-
-  // --------------------------------------------------------------------- extended query
-
-  #onParse(f: Frame): Promise<void> | undefined {
-    const { name, query } = parseParse(f.payload);
-    if (
-      name !== "" &&
-      !this.#statements.prepared.has(name) &&
-      this.#statements.prepared.size >= this.#d.maxPreparedStatements
-    ) {
-      const limit = String(this.#d.maxPreparedStatements);
-      this.#deny(this.#newOp([], refusal("sqlTooManyPrepared", this.#conn.policy, limit)), false);
-      return undefined;
-    }
-    return this.#decide(
-      query,
-      (v, c) => {
-        const j = v.judgement;
-        if (v.decision.action !== "allow") {
-          this.#denyVerdict(j.statements, v, false);
-          return undefined;
-        }
-        if (c.statements.some((s) => s.kind === "set")) this.#settingsChanged = true;
-        const source = v.approval ? this.#approvedSource() : undefined;
-        if (!source) {
-          this.#forwardParse(f, name, query, v, c);
-          return undefined;
-        }
-        return this.#startRun(source, j.statements, v, false).then((ok) => {
-          if (ok) this.#forwardParse(f, name, query, v, c);
-        });
-      },
-      name,
-    );
-  }
-
-  #forwardParse(f: Frame, name: string, query: string, v: Verdict, c: Classification) {
-    const j = v.judgement;
-    const { decision, approval } = v;
-    this.#io.toUp(f.raw);
-    // The server skips everything up to Sync after an error: this Parse will not happen.
-    if (this.#replies.serverSkipping) return;
-    // The server refuses to redefine a named statement: keep what we know about the one it keeps.
-    if (name !== "" && this.#statements.prepared.has(name)) {
-      this.#replies.expect({ t: "parse" });
-      return;
-    }
-    const info: StatementInfo = {
-      statements: j.statements,
-      classification: c,
-      judgement: { ...j, decision },
-      generation: this.#gen,
-      catalog: this.#catalog.catalog,
-      ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
-    };
-    // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
-    // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
-    // drops the server's previous one.
-    this.#statements.prepared.set(name, info);
-    this.#replies.expect({
-      t: "parse",
-      undo: () => {
-        if (this.#statements.prepared.get(name) === info) this.#statements.prepared.delete(name);
-      },
-    });
-    // With masking on, learn the result columns now (pipelined, answered before any Execute).
-    if (this.#results.mask) this.#describeInternally(info, "S", name);
-  }
-
-  /** Sends Describe for a statement or portal; its answer is recorded and not shown to the agent. */
-  #describeInternally(target: StatementInfo | PortalInfo, kind: "S" | "P", name: string) {
-    const wait = deferred();
-    target.describing = wait.promise;
-    this.#io.toUp(describeMessage(kind, name));
-    if (this.#replies.serverSkipping) {
-      wait.resolve();
-      return;
-    }
-    this.#replies.expect({ t: "describe", kind, name, internal: true, target, done: wait.resolve });
-  }
-
-  #onBind(f: Frame): Promise<void> | undefined {
-    if (this.#catalog.stale) return this.#rereadCatalog().then(() => this.#onBind(f));
-    const b = parseBind(f.payload);
-    const info = this.#statements.prepared.get(b.statement);
-    if (!info) {
-      this.#deny(this.#newOp([], refusal("sqlBindUnprepared", this.#conn.policy, b.statement)), false);
-      return undefined;
-    }
-    // A policy or catalog change since Parse: judge the statement again.
-    this.#refresh();
-    if (info.generation !== this.#gen || info.catalog !== this.#catalog.catalog) {
-      const j = judgeSql({
-        classification: info.classification,
-        policies: this.#ctx.policies.current(),
-        connection: this.#conn,
-        subject: this.#subject,
-        prepared: { get: (name) => this.#statements.prepared.get(name)?.statements },
-        masking: this.#results.mask !== undefined,
-        ...this.#results.covered(),
-        ...(this.#catalog.catalog ? { catalog: this.#catalog.catalog } : {}),
-      });
-      info.judgement = j;
-      info.generation = this.#gen;
-      info.catalog = this.#catalog.catalog;
-    }
-    if (info.judgement.decision.action !== "allow") {
-      const d = info.judgement.decision;
-      const op = this.#newOp(info.statements, {
-        ...d,
-        action: "deny",
-        reason:
-          d.action === "requireApproval"
-            ? `the policy changed since this statement was prepared; prepare it again (${d.reason})`
-            : d.reason,
-      });
-      this.#deny(op, false);
-      return undefined;
-    }
-    const finish = () => {
-      if (this.#results.mask && b.resultFormats.some((x) => x !== 0)) {
-        const plan = this.#results.plan(info.statements, info.columns ?? [], b.resultFormats);
-        const refused =
-          plan?.refused ??
-          (info.columns === undefined
-            ? "binary-format results are refused on a connection with masking rules when the sidecar cannot tell the result columns"
-            : undefined);
-        if (refused) {
-          this.#deny(
-            this.#newOp(info.statements, refusal("maskingBinaryResult", this.#conn.policy, refused)),
-            false,
-          );
-          return;
-        }
-      }
-      this.#io.toUp(f.raw);
-      this.#replies.expect({ t: "bind" });
-      info.uses = (info.uses ?? 0) + 1;
-      this.#statements.portals.set(b.portal, {
-        statement: info,
-        statements: info.statements,
-        formats: b.resultFormats,
-      });
-    };
-    const proceed = (): Promise<void> | undefined => {
-      if (this.#results.mask && b.resultFormats.some((x) => x !== 0) && info.columns === undefined) {
-        // A binary result on a masking connection: the columns must be known before rows flow.
-        if (!info.describing) this.#describeInternally(info, "S", b.statement);
-        this.#io.toUp(flushMessage());
-        this.#io.flushUp();
-        const waiting = info.describing as Promise<void>;
-        return waiting.then(finish);
-      }
-      if (this.#results.mask && info.columns === undefined && !info.describing)
-        this.#describeInternally(info, "S", b.statement);
-      finish();
-      return undefined;
-    };
-    // An approval covers one execution: binding an approved statement again asks again (the
-    // approvals service answers at once while a grant from `grantTtl` lasts).
-    const approvalDecision = info.approvalDecision;
-    if (approvalDecision && (info.uses ?? 0) > 0) {
-      return this.#approve({ decision: approvalDecision, statements: info.statements }, info.text).then(
-        (v) => {
-          if (v.decision.action !== "allow") {
-            this.#denyVerdict(info.statements, v, false);
-            return undefined;
-          }
-          if (v.approval) info.approval = v.approval;
-          return proceed();
-        },
-      );
-    }
-    return proceed();
-  }
-
-  #onDescribe(f: Frame): Promise<void> | undefined {
-    const { kind, name } = parseTarget(f.payload, "Describe");
-    // The answer describes the statement or portal that has this name *now* (a later Parse or
-    // Bind in the same pipeline may reuse the name before the answer arrives).
-    let target: StatementInfo | PortalInfo | undefined;
-    if (kind === "S") target = this.#statements.prepared.get(name);
-    else {
-      target = this.#statements.portals.get(name);
-      if (!target) {
-        target = { statements: this.#statements.cursors.get(name) ?? [] };
-        this.#statements.portals.set(name, target);
-      }
-    }
-    this.#io.toUp(f.raw);
-    this.#replies.expect({ t: "describe", kind, name, internal: false, target });
-    return undefined;
-  }
-
-  #onExecute(f: Frame): Promise<void> | undefined {
-    const { portal } = parseExecute(f.payload);
-    // A cursor declared in SQL (or returned by a function) is a portal too.
-    const info = this.#statements.portalFor(portal);
-    if (
-      this.#results.mask &&
-      !info.columns &&
-      !info.statement?.columns &&
-      !info.statement?.describing &&
-      !info.describing
-    ) {
-      this.#describeInternally(info, "P", portal);
-    }
-    const decision: Decision = info.statement?.judgement.decision ?? {
-      action: "allow",
-      policy: this.#conn.policy,
-      reason: "portal of a statement judged when it was declared",
-    };
-    const op = this.#newOp(info.statements, decision, info.statement?.approvalDecision ?? decision);
-    if (info.statement?.approval) op.rec.approved(info.statement.approval);
-    this.#io.toUp(f.raw);
-    // PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD sent through Parse/Bind/Execute change the
-    // session's named things too, once the server completed them (the running portal survives).
-    const st = info.statement;
-    const effects = st?.classification.statements.some((s) => s.effect !== undefined);
-    const gen = this.#gen;
-    this.#replies.expect({
-      t: "execute",
-      op,
-      portal: info,
-      ...(st && effects
-        ? {
-            completed: () =>
-              this.#statements.applyEffects(st.classification, st.judgement.decision, gen, undefined, portal),
-          }
-        : {}),
-    });
-    return undefined;
-  }
-
-  #onClose(f: Frame) {
-    const { kind, name } = parseTarget(f.payload, "Close");
-    this.#io.toUp(f.raw);
-    this.#replies.expect({ t: "close" });
-    this.#statements.close(kind, name);
-  }
-
   // ----------------------------------------------------------------------------- backend
 
   #onUpstreamData(chunk: Buffer) {
@@ -1259,7 +745,7 @@ export class Session {
       const answered = this.#answered;
       this.#answered = undefined;
       answered?.();
-      if (this.#run?.synced) this.#endRun();
+      if (this.#runs.current?.synced) this.#runs.end();
     }
     this.#io.flushAgent();
     if (this.#draining) this.#endIfDrained();
@@ -1287,7 +773,7 @@ export class Session {
 
   /** Rereads the catalog (after this session's DDL): judgements made with the old one are dropped. */
   async #rereadCatalog(): Promise<void> {
-    if (await this.#catalog.reread()) this.#judged = new WeakMap();
+    if (await this.#catalog.reread()) this.#judge.forget();
     this.#results.origins = this.#catalog.origins;
   }
 
