@@ -30,6 +30,15 @@ const SETUP = `
   CREATE DOMAIN checked_int AS int CHECK (purge_check(VALUE));
   CREATE DOMAIN rechecked_int AS checked_int;
   CREATE TABLE typed (c checked_int);
+  CREATE TYPE checked_pair AS (a checked_int, b int);
+  CREATE TYPE nested_pair AS (p checked_pair[]);
+  CREATE FUNCTION defaulted(a int DEFAULT purge_orders()) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+  CREATE FUNCTION takes_pair(p checked_pair) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1';
+  CREATE TABLE ruled (id int, v int);
+  CREATE TABLE ruled_log (m text);
+  CREATE RULE also_log AS ON UPDATE TO ruled DO ALSO INSERT INTO ruled_log VALUES ('updated');
+  CREATE TABLE discarding (id int);
+  CREATE RULE discard AS ON DELETE TO discarding DO INSTEAD NOTHING;
   CREATE OPERATOR ## (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_add);
   CREATE AGGREGATE purge_sum(int) (SFUNC = purge_add, STYPE = int, INITCOND = '0');
   CREATE FUNCTION stable_purge() RETURNS int LANGUAGE sql STABLE AS $$ SELECT purge_orders() $$;
@@ -106,6 +115,16 @@ const WRITES_PAST_A_READ_RULE: readonly (readonly [string, string])[] = [
   ["SELECT stable_over_view()", "a STABLE function reading a writing view"],
   ["SELECT stable_dynamic('purge_orders()')", "a STABLE function running dynamic SQL"],
   ["SELECT * FROM guarded", "a row-level security policy"],
+  ["SELECT defaulted()", "an argument default of an IMMUTABLE function"],
+  ["SELECT ROW(1, 2)::checked_pair", "a composite type with a domain field"],
+  ["SELECT '(1,2)'::checked_pair", "a composite type's input"],
+  ["SELECT checked_pair '(1,2)'", "a typed literal of a composite type"],
+  ["SELECT ROW(1)::typed", "a table's row type with a domain column"],
+  ["SELECT * FROM json_populate_record(NULL::checked_pair, '{\"a\": 1}')", "a composite populated from JSON"],
+  ["SELECT ROW(ARRAY[ROW(1, 2)::checked_pair])::nested_pair", "a composite nested in an array field"],
+  ["SELECT takes_pair(ROW(1, 2))", "a function argument of such a composite"],
+  ["SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a checked_int)", "a column definition list"],
+  ["PREPARE checked(checked_int) AS SELECT $1", "a PREPARE parameter type"],
   ["SELECT pg_advisory_lock(1)", "advisory locks"],
   ["SELECT pg_notify('ch', 'x')", "pg_notify"],
   ["SELECT brin_summarize_new_values('orders_brin')", "BRIN maintenance"],
@@ -147,6 +166,11 @@ describe("code the text does not show", () => {
         "SELECT stable_plpgsql()",
         "SELECT atomic_purge()",
         "SELECT * FROM guarded",
+        "SELECT defaulted()",
+        "SELECT ROW(1, 2)::checked_pair",
+        "SELECT '(1,2)'::checked_pair",
+        "SELECT ROW(1)::typed",
+        "SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a checked_int)",
       ]),
     );
   });
@@ -170,6 +194,19 @@ describe("code the text does not show", () => {
 
   it("writes through defaults, domains and triggers of the written table are opaque too", () => {
     expect(judgeWithCatalog("INSERT INTO typed VALUES (1)", catalog).calls?.opaque).toBe(true);
+    // A rule that runs a statement of its own when the table is written (the approver of the
+    // UPDATE would not see the INSERT); one that only discards the write is harmless.
+    const ruled = judgeWithCatalog("UPDATE ruled SET v = 2", catalog).calls;
+    expect(ruled?.opaque).toBe(true);
+    expect(ruled?.statements[0]?.opaque).toEqual([
+      expect.objectContaining({
+        via: "relation",
+        through: "public.ruled",
+        reason: expect.stringMatching(/rule/),
+      }),
+    ]);
+    expect(judgeWithCatalog("DELETE FROM discarding", catalog).calls?.opaque).toBe(false);
+    expect(judgeWithCatalog("SELECT * FROM ruled", catalog).calls?.opaque).toBe(false);
     // A serial column's nextval default does not make every INSERT opaque.
     expect(judgeWithCatalog("INSERT INTO serials (x) VALUES ('a')", catalog).calls?.opaque).toBe(false);
   });
@@ -206,6 +243,8 @@ describe("code the text does not show", () => {
     "SELECT nextval('serials_id_seq')",
     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders",
     "SELECT * FROM pg_stat_statements",
+    "SELECT ROW(1, 2), '(1,2)'::orders, ROW(1, 2)::orders",
+    "SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a int)",
   ])("a plain read stays a read: %s", (sql) => {
     const j = judgeWithCatalog(sql, catalog);
     expect(j.calls?.statements.flatMap((s) => s.opaque)).toEqual([]);

@@ -10,7 +10,7 @@
 // or VARIADIC arguments matches every overload). A name the catalog does not know is opaque
 // (fail closed: the function may be created by an earlier statement of the same text).
 
-import { type Catalog, candidates, describe } from "./catalog.ts";
+import { type Catalog, candidates, describe, REWRITE_RULE } from "./catalog.ts";
 import type { Classification, ClassifiedStatement, OperatorRef, TypeRef } from "./classify.ts";
 import { splitQualified } from "./names.ts";
 import { FIRST_NORMAL_OID } from "./volatile-allow-list.ts";
@@ -68,7 +68,9 @@ class Calls {
     const name = describe(f, oid);
     if (oid >= FIRST_NORMAL_OID) this.userDefined = true;
     this.calls.push({ function: name, oid, via, through });
-    if (!f) this.opaque.push({ function: name, via, through, reason: "not in the catalog" });
+    if (oid === REWRITE_RULE)
+      this.opaque.push({ function: name, via, through, reason: "a rule on it runs statements of its own" });
+    else if (!f) this.opaque.push({ function: name, via, through, reason: "not in the catalog" });
     else if (f.opaque !== undefined) this.opaque.push({ function: name, via, through, reason: f.opaque });
   }
 

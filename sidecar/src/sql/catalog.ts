@@ -138,6 +138,7 @@ export const FUNCTIONS_SQL = `SELECT p.oid::int8 AS oid, n.nspname AS schema, p.
   CASE WHEN p.oid >= ${FIRST_NORMAL_OID} AND p.provolatile <> 'v' THEN
     CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END END AS body,
   CASE WHEN p.oid >= ${FIRST_NORMAL_OID} THEN array_to_string(array_append(p.proargtypes::oid[], p.prorettype)::int8[], ',') END AS types,
+  CASE WHEN p.oid >= ${FIRST_NORMAL_OID} AND p.pronargdefaults > 0 THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS defaults,
   CASE WHEN p.prokind = 'a' THEN (SELECT array_to_string(ARRAY[a.aggtransfn::oid, a.aggfinalfn::oid,
       a.aggcombinefn::oid, a.aggserialfn::oid, a.aggdeserialfn::oid, a.aggmtransfn::oid,
       a.aggminvtransfn::oid, a.aggmfinalfn::oid]::int8[], ',')
@@ -152,8 +153,10 @@ FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnam
 /**
  * Edges "touching `obj` runs this": `via` says how (r/R rewrite rule of a relation: SELECT / other
  * event, p policy, d column default, c CHECK, D domain CHECK: `def` is the deparsed definition;
- * t trigger: `ref` is the function; a column of a domain type, b domain over a domain: `ref` is
- * the domain).
+ * t trigger: `ref` is the function; a column of a domain type, b domain over a domain or a field
+ * of a composite type that is a domain or a composite: `ref` is that type). A value coerced to a
+ * composite type (`ROW(1)::t`, `'(1)'::t`, a function argument of type t) runs its fields' domain
+ * CHECKs, so composites are traced like domains.
  */
 export const EDGES_SQL = `SELECT CASE WHEN r.ev_type = '1' THEN 'r' ELSE 'R' END AS via, r.ev_class::int8 AS obj,
     pg_catalog.pg_get_ruledef(r.oid) AS def, NULL::int8 AS ref FROM pg_catalog.pg_rewrite r
@@ -175,7 +178,12 @@ SELECT 'a', a.attrelid::int8, NULL, t.oid::int8
   WHERE a.attrelid >= ${FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'd'
 UNION ALL
 SELECT 'b', t.oid::int8, NULL, t.typbasetype::int8 FROM pg_catalog.pg_type t
-  WHERE t.typtype = 'd' AND t.typbasetype >= ${FIRST_NORMAL_OID}`;
+  WHERE t.typtype = 'd' AND t.typbasetype >= ${FIRST_NORMAL_OID}
+UNION ALL
+SELECT 'b', t.oid::int8, NULL, f.oid::int8 FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_catalog.pg_type f ON f.oid = a.atttypid OR f.typarray = a.atttypid
+  WHERE t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID} AND f.typtype IN ('d', 'c') AND f.oid >= ${FIRST_NORMAL_OID}`;
 
 /** Relations and domains named by the edges (the only ones with anything to report). */
 export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name
@@ -187,7 +195,8 @@ export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspna
       WHERE a.attrelid >= ${FIRST_NORMAL_OID} AND t.typtype = 'd')
 UNION ALL
 SELECT 'type', t.oid::int8, n.nspname, t.typname FROM pg_catalog.pg_type t
-  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'd'`;
+  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+  WHERE t.typtype = 'd' OR (t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID})`;
 
 /** User functions the server may call without the text naming them. */
 export const IMPLICIT_SQL = `SELECT DISTINCT fn FROM (
@@ -302,6 +311,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   const bodies = new Map<number, { raw: string; words: Set<string> }>();
   const support = new Map<number, number[]>();
   const argTypes = new Map<number, number[]>();
+  const argDefaults = new Map<number, string>();
   for (const r of rows.functions) {
     const extension = r.extension === null || r.extension === undefined ? undefined : text(r.extension);
     const f: CatalogFunction = {
@@ -331,6 +341,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
           .filter((o) => o !== 0),
       );
     if (r.types) argTypes.set(f.oid, text(r.types).split(",").map(num));
+    if (r.defaults !== null && r.defaults !== undefined) argDefaults.set(f.oid, text(r.defaults));
   }
   const operators = new Map<number, CatalogOperator>();
   const operatorsByName = new Map<string, CatalogOperator[]>();
@@ -341,10 +352,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   }
 
   // Edges: object → what touching it runs, per reason.
-  type Edge = { def?: string; ref?: number };
+  type Edge = { via: string; def?: string; ref?: number };
   const edges = new Map<string, Edge[]>(); // `${via}:${obj}`
   for (const r of rows.edges) {
-    const edge: Edge = r.def !== null && r.def !== undefined ? { def: text(r.def) } : { ref: num(r.ref) };
+    const via = text(r.via);
+    const edge: Edge =
+      r.def !== null && r.def !== undefined ? { via, def: text(r.def) } : { via, ref: num(r.ref) };
     push(edges, `${text(r.via)}:${num(r.obj)}`, edge);
   }
   const edgesOf = (vias: string, obj: number): Edge[] =>
@@ -382,6 +395,10 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
         else for (const f of reach("domain", edge.ref)) out.add(f); // a domain type
         continue;
       }
+      // A rule on another event than SELECT (`ON UPDATE ... DO ALSO INSERT INTO log ...`) runs
+      // statements of its own when the relation is written, which the approver of the write is
+      // not shown: opaque, unless all it does is discard the write.
+      if (edge.via === "R" && !/\bDO INSTEAD\s+NOTHING;?\s*$/.test(edge.def ?? "")) out.add(REWRITE_RULE);
       const c = classifySync(edge.def ?? "", parser);
       if (c.errors.length) {
         out.add(UNRESOLVED);
@@ -455,6 +472,31 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   }
   const fnOpaque = (oid: number) => !functions.has(oid) || functions.get(oid)?.opaque !== undefined;
   const domainChecks = new Map(domains.map((d) => [d.oid, d.checks]));
+  // Argument defaults are evaluated in the caller's statement (`f()` runs `DEFAULT purge()`),
+  // whatever the function's own language or volatility.
+  const defaultCalls = new Map<number, number[]>();
+  for (const [oid, expr] of argDefaults) {
+    const called = new Set<number>();
+    const c = classifySync(`SELECT ${expr}`, parser);
+    if (c.errors.length) called.add(UNRESOLVED);
+    for (const st of c.statements) {
+      for (const ref of st.routines) {
+        const found = candidates(functionsByName, ref);
+        if (found.length === 0) called.add(UNRESOLVED);
+        for (const f of found) called.add(f.oid);
+      }
+      for (const ref of st.operators) {
+        const ops = (operatorsByName.get(ref.name) ?? []).filter(
+          (o) => ref.schema === undefined || o.schema === ref.schema,
+        );
+        if (ops.length === 0) called.add(UNRESOLVED);
+        for (const o of ops) called.add(o.fn);
+      }
+      for (const ref of st.casts)
+        for (const d of named(domainOids, ref)) for (const f of reach("domain", d)) called.add(f);
+    }
+    defaultCalls.set(oid, [...called]);
+  }
   for (let changed = true; changed; ) {
     changed = false;
     for (const o of operators.values()) if (fnOpaque(o.fn)) opaqueOperators.add(o.name);
@@ -467,7 +509,15 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
       if (domainArg !== undefined) {
         changed = mark(
           f,
-          `its arguments or result are of domain ${describeObject(objectNames, domainArg)}, whose CHECK is opaque`,
+          `its arguments or result are of type ${describeObject(objectNames, domainArg)}, whose domain CHECK is opaque`,
+        );
+        continue;
+      }
+      const viaDefault = defaultCalls.get(f.oid)?.find(fnOpaque);
+      if (viaDefault !== undefined) {
+        changed = mark(
+          f,
+          `an argument default calls ${describe(functions.get(viaDefault), viaDefault)}, which is opaque`,
         );
         continue;
       }
@@ -510,6 +560,8 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
 
 /** Stands for a name a definition calls that the catalog cannot resolve: never a real OID. */
 const UNRESOLVED = -1;
+/** Stands for a non-SELECT rewrite rule of a written relation (it runs its own statements). */
+export const REWRITE_RULE = -2;
 
 function describeObject(names: ReadonlyMap<number, { schema: string; name: string }>, oid: number): string {
   const o = names.get(oid);
@@ -551,6 +603,7 @@ function unknownFunction(oid: number): CatalogFunction {
 /** `schema.name` of a function, or its OID when the catalog does not know it. */
 export function describe(f: CatalogFunction | undefined, oid: number): string {
   if (oid === UNRESOLVED) return "(a name in a definition the catalog does not resolve)";
+  if (oid === REWRITE_RULE) return "(a rewrite rule: CREATE RULE ... DO ALSO/INSTEAD)";
   return f ? `${f.schema}.${f.name}` : `function ${oid}`;
 }
 

@@ -192,6 +192,8 @@ export class Walker {
       }
       case "PrepareStmt": {
         const inner = isObj(body.query) ? this.top(body.query) : { kind: "other" as SqlKind, collect };
+        // Parameters of a domain type run its CHECKs at every EXECUTE.
+        this.visit(body.argtypes, undefined, inner.collect);
         return {
           kind: inner.kind,
           collect: inner.collect,
@@ -298,6 +300,10 @@ export class Walker {
       this.visitNode("FuncCall", value, scope, out);
       return;
     }
+    if (Array.isArray(value.names) && "typemod" in value) {
+      this.visitNode("TypeName", value, scope, out);
+      return;
+    }
     if (typeof value.kind === "string" && value.kind.startsWith("VAR_") && "name" in value) {
       this.visitNode("VariableSetStmt", value, scope, out);
       return;
@@ -398,12 +404,12 @@ export class Walker {
         this.visit(body.testexpr, scope, out);
         this.visit(body.subselect, scope, out);
         return;
-      case "TypeCast":
-        if (isObj(body.typeName)) {
-          out.cast(stringList(body.typeName.names));
-          this.visit(body.typeName.typmods, scope, out);
-        }
-        this.visit(body.arg, scope, out);
+      case "TypeName":
+        // Every type the text names, not only casts: a value coerced to a domain (or to a
+        // composite with a domain field) runs its CHECKs — column definition lists
+        // (`AS x(a d)`), PREPARE parameter types, XMLTABLE columns, typed literals (`d '1'`).
+        out.cast(stringList(body.names));
+        this.visit(body.typmods, scope, out);
         return;
       case "LockingClause":
         // lockedRels name FROM items (often aliases), not tables; the tables are in FROM.
