@@ -313,6 +313,24 @@ describe("texts the server writes about covered data", () => {
   });
 });
 
+describe("texts COMMIT writes about covered data (WITH HOLD cursors are run at COMMIT)", () => {
+  it.each([
+    ["DECLARE h CURSOR WITH HOLD FOR SELECT substr(card_number, 1, 4)::regclass FROM customers", DIGITS],
+    ["DECLARE h CURSOR WITH HOLD FOR SELECT shout(card_number) FROM customers WHERE id = 1", [CARD]],
+  ])("%s", async (declare, pieces) => {
+    await withClient(g, async (c) => {
+      for (const end of ["COMMIT", "PREPARE TRANSACTION 'x'"]) {
+        await c.query("BEGIN");
+        expect(await seen(c, declare)).toBe("[]");
+        const text = await seen(c, end);
+        expectNoCard(end, text, pieces);
+        await c.query("ROLLBACK").catch(() => undefined);
+        await c.query("CLOSE ALL").catch(() => undefined);
+      }
+    });
+  });
+});
+
 describe("errors the agent can act on keep their text", () => {
   it("a parse-analysis error (it has a position) of a statement over covered data is shown", async () => {
     await withClient(g, async (c) => {
