@@ -92,6 +92,11 @@ export interface Catalog {
   /** Relations with anything that runs when they are touched, by bare name. */
   readonly relationsByName: ReadonlyMap<string, readonly RelationEffects[]>;
   readonly domainsByName: ReadonlyMap<string, readonly DomainEffects[]>;
+  /**
+   * Types (and their array types) whose domain CHECKs call something opaque: domains and
+   * composites with such fields. A Parse that declares a parameter of one is opaque.
+   */
+  readonly opaqueTypes: ReadonlySet<number>;
   /** Opaque functions the server may call without the text naming them (casts, opclasses, type I/O). */
   readonly implicitOpaque: readonly CatalogFunction[];
   /** The built-in half, for the next load of the same database. */
@@ -186,7 +191,8 @@ SELECT 'b', t.oid::int8, NULL, f.oid::int8 FROM pg_catalog.pg_type t
   WHERE t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID} AND f.typtype IN ('d', 'c') AND f.oid >= ${FIRST_NORMAL_OID}`;
 
 /** Relations and domains named by the edges (the only ones with anything to report). */
-export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name
+export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name,
+    NULL::int8 AS array_oid
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid IN (SELECT ev_class FROM pg_catalog.pg_rewrite UNION SELECT polrelid FROM pg_catalog.pg_policy
     UNION SELECT adrelid FROM pg_catalog.pg_attrdef UNION SELECT conrelid FROM pg_catalog.pg_constraint WHERE contype = 'c'
@@ -194,7 +200,7 @@ export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspna
     UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid OR t.typarray = a.atttypid
       WHERE a.attrelid >= ${FIRST_NORMAL_OID} AND t.typtype = 'd')
 UNION ALL
-SELECT 'type', t.oid::int8, n.nspname, t.typname FROM pg_catalog.pg_type t
+SELECT 'type', t.oid::int8, n.nspname, t.typname, t.typarray::int8 FROM pg_catalog.pg_type t
   JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
   WHERE t.typtype = 'd' OR (t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID})`;
 
@@ -366,9 +372,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   const relationOids = new Map<string, number[]>();
   const domainOids = new Map<string, number[]>();
   const objectNames = new Map<number, { schema: string; name: string }>();
+  const arrayOf = new Map<number, number>();
   for (const r of rows.objects) {
     const oid = num(r.oid);
     const name = text(r.name);
+    if (r.array_oid !== null && r.array_oid !== undefined && num(r.array_oid) !== 0)
+      arrayOf.set(oid, num(r.array_oid));
     objectNames.set(oid, { schema: text(r.schema), name });
     push(text(r.class) === "class" ? relationOids : domainOids, name, oid);
   }
@@ -540,6 +549,13 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   for (const r of relations) if (r.reads.length || r.writes.length) push(relationsByName, r.name, r);
   const domainsByName = new Map<string, DomainEffects[]>();
   for (const d of domains) if (d.checks.length) push(domainsByName, d.name, d);
+  const opaqueTypes = new Set<number>();
+  for (const d of domains)
+    if (d.checks.some(fnOpaque)) {
+      opaqueTypes.add(d.oid);
+      const array = arrayOf.get(d.oid);
+      if (array !== undefined) opaqueTypes.add(array);
+    }
   const implicitOpaque: CatalogFunction[] = [];
   for (const r of rows.implicit) {
     const oid = num(r.fn);
@@ -553,6 +569,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
     operatorsByName,
     relationsByName,
     domainsByName,
+    opaqueTypes,
     implicitOpaque,
     ...(builtin ? { builtin } : {}),
   };

@@ -8,6 +8,7 @@ import type { CredentialSource } from "../../credentials/index.ts";
 import { refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { Decision } from "../../policy/types.ts";
 import type { Classification, ClassifiedStatement } from "../../sql/index.ts";
+import { FIRST_NORMAL_OID } from "../../sql/volatile-allow-list.ts";
 import type { Verdict } from "./approval.ts";
 import { type ApprovedRuns, notAloneReason } from "./approved-run.ts";
 import type { SessionCatalog } from "./catalog-source.ts";
@@ -187,7 +188,18 @@ export class SqlMessages {
 
   parse(f: Frame): Promise<void> | undefined {
     const h = this.#h;
-    const { name, query } = parseParse(f.payload);
+    const { name, query, types } = parseParse(f.payload);
+    // A parameter declared of a domain type (or a composite with a domain field) runs the
+    // domain's CHECKs at every Bind: code the text does not show.
+    if (types.some((t) => t >= FIRST_NORMAL_OID)) {
+      if (h.catalog.stale) return h.rereadCatalog().then(() => this.parse(f));
+      const opaque = types.find((t) => h.catalog.catalog?.opaqueTypes.has(t));
+      if (opaque !== undefined) {
+        const why = `parameter type ${opaque} is a domain (or holds one) whose CHECK may write or run code the statement does not show`;
+        h.deny(h.newOp([], refusal("sqlUnjudgeable", h.judge.connection.policy, why)), false);
+        return undefined;
+      }
+    }
     if (
       name !== "" &&
       !h.statements.prepared.has(name) &&
