@@ -174,7 +174,8 @@ describe("payload readers", () => {
       types: [],
     });
     expect(
-      parseParse(message(T.Parse, cstr(""), cstr("SELECT $1"), int16(1), int32(4294967295)).subarray(5)).types,
+      parseParse(message(T.Parse, cstr(""), cstr("SELECT $1"), int16(1), int32(4294967295)).subarray(5))
+        .types,
     ).toEqual([4294967295]);
     expect(parseQuery(query("SELECT 'é'").subarray(5))).toBe("SELECT 'é'");
     expect(parseTarget(Buffer.from("Pportal\0"), "Describe")).toEqual({ kind: "P", name: "portal" });

@@ -7,7 +7,7 @@
 import type { CredentialSource } from "../../credentials/index.ts";
 import { refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { Decision } from "../../policy/types.ts";
-import type { Classification, ClassifiedStatement } from "../../sql/index.ts";
+import { type Classification, type ClassifiedStatement, statementSpans } from "../../sql/index.ts";
 import { FIRST_NORMAL_OID } from "../../sql/volatile-allow-list.ts";
 import type { Verdict } from "./approval.ts";
 import { type ApprovedRuns, notAloneReason } from "./approved-run.ts";
@@ -111,7 +111,28 @@ export class SqlMessages {
       then({ judgement, decision: d, audited: d }, classification);
       return undefined;
     }
-    return h.approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
+    return h
+      .approve(judgement, this.#shownText(text, classification))
+      .then((v) => then({ ...v, judgement }, classification));
+  }
+
+  /**
+   * What an approver is shown for `text`: an EXECUTE names a statement, not what it runs, so the
+   * text of every statement it executes follows (as this session prepared it), or the approver
+   * is told it is not known.
+   */
+  #shownText(text: string, c: Classification): string {
+    const shown: string[] = [];
+    for (const s of c.statements) {
+      if (s.effect?.kind !== "execute") continue;
+      const prepared = this.#h.statements.prepared.get(s.effect.name)?.text;
+      shown.push(
+        prepared === undefined
+          ? `/* ${s.effect.name}: text not known */`
+          : prepared.trim().replace(/;\s*$/, ""),
+      );
+    }
+    return shown.length ? `${text.trim().replace(/;\s*$/, "")};\n${[...new Set(shown)].join(";\n")}` : text;
   }
 
   /** Statement kinds of what the session forwarded that is not answered yet. */
@@ -164,7 +185,10 @@ export class SqlMessages {
             ? {
                 completed: (k: number) => {
                   const index = order[k];
-                  if (index !== undefined) h.statements.applyEffects(c, v.decision, gen, index);
+                  if (index === undefined) return;
+                  const span = statementSpans(text)[index];
+                  const own = span ? text.slice(span.start, span.end).trim() : undefined;
+                  h.statements.applyEffects(c, v.decision, gen, index, undefined, own);
                 },
               }
             : {}),
@@ -249,7 +273,8 @@ export class SqlMessages {
       judgement: { ...j, decision },
       generation: h.judge.generation,
       catalog: h.catalog.catalog,
-      ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
+      text: query,
+      ...(approval ? { approval, approvalDecision: j.decision } : {}),
     };
     // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
     // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
@@ -415,7 +440,14 @@ export class SqlMessages {
       ...(st && effects
         ? {
             completed: () =>
-              h.statements.applyEffects(st.classification, st.judgement.decision, gen, undefined, portal),
+              h.statements.applyEffects(
+                st.classification,
+                st.judgement.decision,
+                gen,
+                undefined,
+                portal,
+                st.text,
+              ),
           }
         : {}),
     });
