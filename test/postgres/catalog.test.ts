@@ -37,6 +37,12 @@ const SETUP = `
   CREATE TABLE ruled (id int, v int);
   CREATE TABLE ruled_log (m text);
   CREATE RULE also_log AS ON UPDATE TO ruled DO ALSO INSERT INTO ruled_log VALUES ('updated');
+  CREATE TABLE parents (id int PRIMARY KEY);
+  CREATE TABLE children (id int, parent int REFERENCES parents ON DELETE CASCADE);
+  CREATE FUNCTION purge_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN OLD; END $$;
+  CREATE TRIGGER purge_on_cascade AFTER DELETE ON children FOR EACH ROW EXECUTE FUNCTION purge_trigger();
+  CREATE TABLE plain_parents (id int PRIMARY KEY);
+  CREATE TABLE plain_children (id int, parent int REFERENCES plain_parents ON DELETE CASCADE);
   CREATE TABLE discarding (id int);
   CREATE RULE discard AS ON DELETE TO discarding DO INSTEAD NOTHING;
   CREATE OPERATOR ## (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_add);
@@ -206,6 +212,9 @@ describe("code the text does not show", () => {
       }),
     ]);
     expect(judgeWithCatalog("DELETE FROM discarding", catalog).calls?.opaque).toBe(false);
+    // A foreign key that cascades runs the referencing table's triggers (and rules) too.
+    expect(judgeWithCatalog("DELETE FROM parents WHERE id = 1", catalog).calls?.opaque).toBe(true);
+    expect(judgeWithCatalog("DELETE FROM plain_parents WHERE id = 1", catalog).calls?.opaque).toBe(false);
     expect(judgeWithCatalog("SELECT * FROM ruled", catalog).calls?.opaque).toBe(false);
     // A serial column's nextval default does not make every INSERT opaque.
     expect(judgeWithCatalog("INSERT INTO serials (x) VALUES ('a')", catalog).calls?.opaque).toBe(false);

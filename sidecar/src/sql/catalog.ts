@@ -158,7 +158,8 @@ FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnam
 /**
  * Edges "touching `obj` runs this": `via` says how (r/R rewrite rule of a relation: SELECT / other
  * event, p policy, d column default, c CHECK, D domain CHECK: `def` is the deparsed definition;
- * t trigger: `ref` is the function; a column of a domain type, b domain over a domain or a field
+ * t trigger: `ref` is the function; f a foreign key that cascades (or sets null or defaults) into
+ * `ref`, the referencing table, whose triggers and rules then run; a column of a domain type, b domain over a domain or a field
  * of a composite type that is a domain or a composite: `ref` is that type). A value coerced to a
  * composite type (`ROW(1)::t`, `'(1)'::t`, a function argument of type t) runs its fields' domain
  * CHECKs, so composites are traced like domains.
@@ -177,6 +178,9 @@ SELECT CASE WHEN c.contypid <> 0 THEN 'D' ELSE 'c' END,
   FROM pg_catalog.pg_constraint c WHERE c.contype = 'c'
 UNION ALL
 SELECT 't', t.tgrelid::int8, NULL, t.tgfoid::int8 FROM pg_catalog.pg_trigger t
+UNION ALL
+SELECT 'f', c.confrelid::int8, NULL, c.conrelid::int8 FROM pg_catalog.pg_constraint c
+  WHERE c.contype = 'f' AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))
 UNION ALL
 SELECT 'a', a.attrelid::int8, NULL, t.oid::int8
   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid OR t.typarray = a.atttypid
@@ -397,8 +401,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
     if (known) return known;
     const out = new Set<number>();
     memo.set(key, out); // cycles (a view over itself, recursive domains) end here
-    const vias = mode === "read" ? "rp" : mode === "write" ? "rRpdcta" : "Db";
+    const vias = mode === "read" ? "rp" : mode === "write" ? "rRpdctaf" : "Db";
     for (const edge of edgesOf(vias, obj)) {
+      if (edge.via === "f") {
+        if (edge.ref !== undefined) for (const f of reach("write", edge.ref)) out.add(f);
+        continue;
+      }
       if (edge.ref !== undefined) {
         if (functions.has(edge.ref)) out.add(edge.ref);
         else for (const f of reach("domain", edge.ref)) out.add(f); // a domain type
