@@ -44,6 +44,9 @@ const SETUP = `
   CREATE TABLE plain_parents (id int PRIMARY KEY);
   CREATE TABLE plain_children (id int, parent int REFERENCES plain_parents ON DELETE CASCADE);
   CREATE TABLE discarding (id int);
+  CREATE TABLE ddl_log (tag text);
+  CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ddl_log VALUES (tg_tag); END $$;
+  CREATE EVENT TRIGGER log_sequences ON ddl_command_end WHEN TAG IN ('CREATE SEQUENCE') EXECUTE FUNCTION log_ddl();
   CREATE RULE discard AS ON DELETE TO discarding DO INSTEAD NOTHING;
   CREATE OPERATOR ## (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_add);
   CREATE AGGREGATE purge_sum(int) (SFUNC = purge_add, STYPE = int, INITCOND = '0');
@@ -257,6 +260,20 @@ describe("code the text does not show", () => {
   ])("a plain read stays a read: %s", (sql) => {
     const j = judgeWithCatalog(sql, catalog);
     expect(j.calls?.statements.flatMap((s) => s.opaque)).toEqual([]);
+  });
+});
+
+describe("event triggers", () => {
+  it("DDL runs the functions of enabled event triggers: opaque whatever its tag (tags are not read)", async () => {
+    const j = judgeWithCatalog("CREATE SEQUENCE logged_seq", catalog);
+    expect(j.calls?.statements[0]?.opaque).toEqual([
+      expect.objectContaining({ function: "public.log_ddl", via: "implicit", through: "an event trigger" }),
+    ]);
+    expect(judgeWithCatalog("CREATE TABLE other_table (a int)", catalog).calls?.opaque).toBe(true);
+    expect(judgeWithCatalog("SELECT * FROM orders", catalog).calls?.opaque).toBe(false);
+    // The reproduction writes: the event trigger's function inserted a row.
+    await client.query("CREATE SEQUENCE logged_seq");
+    expect((await client.query("SELECT tag FROM ddl_log")).rows).toEqual([{ tag: "CREATE SEQUENCE" }]);
   });
 });
 

@@ -47,6 +47,8 @@ export interface StatementCalls {
 
 /** Kinds that may change the catalog: later statements of the same text cannot be judged from it. */
 const CATALOG_CHANGING = new Set(["create", "alter", "drop", "call", "do"]);
+/** Kinds an event trigger may fire on (ddl_command_start/end, sql_drop, table_rewrite). */
+const EVENT_TRIGGERED = new Set(["create", "alter", "drop", "grant", "revoke", "other"]);
 /** Kinds that write their tables (their relations' write effects apply). */
 const WRITES = new Set(["insert", "update", "delete", "merge", "copyFrom", "truncate"]);
 
@@ -103,6 +105,8 @@ export function statementCalls(s: ClassifiedStatement, catalog: Catalog): Statem
   }
   for (const f of catalog.implicitOpaque)
     out.add(f.oid, "implicit", "a cast, operator class or type function");
+  if (EVENT_TRIGGERED.has(s.kind))
+    for (const f of catalog.eventTriggerOpaque) out.add(f.oid, "implicit", "an event trigger");
   return { calls: out.calls, opaque: out.opaque, userDefined: out.userDefined };
 }
 

@@ -99,6 +99,8 @@ export interface Catalog {
   readonly opaqueTypes: ReadonlySet<number>;
   /** Opaque functions the server may call without the text naming them (casts, opclasses, type I/O). */
   readonly implicitOpaque: readonly CatalogFunction[];
+  /** Opaque functions of enabled event triggers: run by DDL. */
+  readonly eventTriggerOpaque: readonly CatalogFunction[];
   /** The built-in half, for the next load of the same database. */
   readonly builtin?: BuiltinPart;
 }
@@ -123,6 +125,7 @@ const FINGERPRINTED = [
   "pg_namespace",
   "pg_extension",
   "pg_language",
+  "pg_event_trigger",
 ];
 
 /** One row, one column `fingerprint`: changes whenever a catalog this module reads changes. */
@@ -208,13 +211,17 @@ SELECT 'type', t.oid::int8, n.nspname, t.typname, t.typarray::int8 FROM pg_catal
   JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
   WHERE t.typtype = 'd' OR (t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID})`;
 
-/** User functions the server may call without the text naming them. */
-export const IMPLICIT_SQL = `SELECT DISTINCT fn FROM (
-  SELECT castfunc::int8 AS fn FROM pg_catalog.pg_cast
-  UNION ALL SELECT amproc::oid::int8 FROM pg_catalog.pg_amproc
-  UNION ALL SELECT o.oprcode::oid::int8 FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+/**
+ * User functions the server may call without the text naming them: `kind` i for any statement
+ * (casts, operator classes, type support), e for DDL (event triggers).
+ */
+export const IMPLICIT_SQL = `SELECT DISTINCT fn, kind FROM (
+  SELECT castfunc::int8 AS fn, 'i' AS kind FROM pg_catalog.pg_cast
+  UNION ALL SELECT evtfoid::int8, 'e' FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D'
+  UNION ALL SELECT amproc::oid::int8, 'i' FROM pg_catalog.pg_amproc
+  UNION ALL SELECT o.oprcode::oid::int8, 'i' FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
   UNION ALL SELECT unnest(ARRAY[typinput::oid, typoutput::oid, typreceive::oid, typsend::oid, typmodin::oid,
-    typmodout::oid, typanalyze::oid, typsubscript::oid])::int8 FROM pg_catalog.pg_type WHERE oid >= ${FIRST_NORMAL_OID}
+    typmodout::oid, typanalyze::oid, typsubscript::oid])::int8, 'i' FROM pg_catalog.pg_type WHERE oid >= ${FIRST_NORMAL_OID}
 ) f WHERE fn >= ${FIRST_NORMAL_OID}`;
 
 // ---------------------------------------------------------------------------------------------
@@ -565,10 +572,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
       if (array !== undefined) opaqueTypes.add(array);
     }
   const implicitOpaque: CatalogFunction[] = [];
+  const eventTriggerOpaque: CatalogFunction[] = [];
   for (const r of rows.implicit) {
     const oid = num(r.fn);
     const f = functions.get(oid);
-    if (!f || f.opaque !== undefined) implicitOpaque.push(f ?? unknownFunction(oid));
+    if (!f || f.opaque !== undefined)
+      (text(r.kind) === "e" ? eventTriggerOpaque : implicitOpaque).push(f ?? unknownFunction(oid));
   }
   return {
     fingerprint: rows.fingerprint,
@@ -579,6 +588,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
     domainsByName,
     opaqueTypes,
     implicitOpaque,
+    eventTriggerOpaque,
     ...(builtin ? { builtin } : {}),
   };
 }
