@@ -263,6 +263,54 @@ describe("code the text does not show", () => {
   });
 });
 
+describe("operators the grammar implies", () => {
+  // A database whose own `=` for varchar writes: every statement that uses it must be opaque,
+  // including those whose text never spells `=`. (A database of its own: this `=` makes every
+  // comparison opaque, by name.)
+  let implied: pg.Client;
+  let impliedCatalog: Catalog;
+  beforeAll(async () => {
+    await server.sql("CREATE DATABASE implied", { database: "postgres" });
+    await server.sql(
+      `CREATE TABLE tv (v varchar);
+       INSERT INTO tv VALUES ('a');
+       CREATE TABLE eq_log (n int);
+       CREATE FUNCTION logging_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql AS
+         $$ BEGIN INSERT INTO eq_log VALUES (1); RETURN $1::text = $2::text; END $$;
+       CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = logging_eq);`,
+      { database: "implied" },
+    );
+    implied = new pg.Client({
+      host: server.socketDir,
+      port: server.port,
+      user: server.superuser,
+      database: "implied",
+    });
+    await implied.connect();
+    impliedCatalog = await loadCatalog(clientQuery(implied));
+  });
+  afterAll(async () => {
+    await implied?.end();
+  });
+
+  it.each([
+    "SELECT CASE v WHEN 'a' THEN 1 END FROM tv",
+    "SELECT * FROM tv JOIN tv t2 USING (v)",
+    "SELECT * FROM tv NATURAL JOIN tv t2",
+    "SELECT v FROM tv WHERE v IN (SELECT v FROM tv)",
+  ])("%s runs the database's = and is opaque", async (sql) => {
+    expect(judgeWithCatalog(sql, impliedCatalog).calls?.opaque).toBe(true);
+    // The reproduction writes: PostgreSQL refuses it in a read-only transaction.
+    await implied.query("BEGIN READ ONLY");
+    const code = await implied.query(sql).then(
+      () => "ok",
+      (e: { code?: string }) => e.code,
+    );
+    await implied.query("ROLLBACK");
+    expect(code).toBe("25006");
+  });
+});
+
 describe("event triggers", () => {
   it("DDL runs the functions of enabled event triggers: opaque whatever its tag (tags are not read)", async () => {
     const j = judgeWithCatalog("CREATE SEQUENCE logged_seq", catalog);

@@ -399,8 +399,25 @@ export class Walker {
         this.visit(body.rexpr, scope, out);
         return;
       }
+      // Operators the grammar implies without naming them (resolved by name like any other, so a
+      // database's own `=` for the operand types is what runs): `CASE x WHEN y`, `JOIN ... USING`,
+      // `NATURAL JOIN`, `x IN (SELECT ...)`; `ORDER BY x USING op` names its operator.
+      case "CaseExpr":
+        if (isObj(body.arg)) out.operator(["="]);
+        this.visit(body, scope, out);
+        return;
+      case "JoinExpr":
+        if (body.isNatural === true || (Array.isArray(body.usingClause) && body.usingClause.length > 0))
+          out.operator(["="]);
+        this.visit(body, scope, out);
+        return;
+      case "SortBy":
+        if (Array.isArray(body.useOp) && body.useOp.length > 0) out.operator(stringList(body.useOp));
+        this.visit(body, scope, out);
+        return;
       case "SubLink":
-        if (Array.isArray(body.operName)) out.operator(stringList(body.operName));
+        if (Array.isArray(body.operName) && body.operName.length > 0) out.operator(stringList(body.operName));
+        else if (body.subLinkType === "ANY_SUBLINK") out.operator(["="]);
         this.visit(body.testexpr, scope, out);
         this.visit(body.subselect, scope, out);
         return;
