@@ -277,7 +277,11 @@ describe("operators the grammar implies", () => {
        CREATE TABLE eq_log (n int);
        CREATE FUNCTION logging_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql AS
          $$ BEGIN INSERT INTO eq_log VALUES (1); RETURN $1::text = $2::text; END $$;
-       CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = logging_eq);`,
+       CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = logging_eq);
+       CREATE FUNCTION log_two() RETURNS void LANGUAGE plpgsql AS $$ BEGIN INSERT INTO eq_log VALUES (2); END $$;
+       CREATE FUNCTION logging_diff(float8, float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS
+         $$ BEGIN PERFORM log_two(); RETURN $1 - $2; END $$;
+       CREATE TYPE logged_range AS RANGE (subtype = float8, subtype_diff = logging_diff);`,
       { database: "implied" },
     );
     implied = new pg.Client({
@@ -291,6 +295,10 @@ describe("operators the grammar implies", () => {
   });
   afterAll(async () => {
     await implied?.end();
+  });
+
+  it("a range type's subtype_diff (called by the planner) is code any statement may run", () => {
+    expect(impliedCatalog.implicitOpaque.map((f) => f.name)).toContain("logging_diff");
   });
 
   it.each([

@@ -126,6 +126,7 @@ const FINGERPRINTED = [
   "pg_extension",
   "pg_language",
   "pg_event_trigger",
+  "pg_range",
 ];
 
 /** One row, one column `fingerprint`: changes whenever a catalog this module reads changes. */
@@ -213,12 +214,14 @@ SELECT 'type', t.oid::int8, n.nspname, t.typname, t.typarray::int8 FROM pg_catal
 
 /**
  * User functions the server may call without the text naming them: `kind` i for any statement
- * (casts, operator classes, type support), e for DDL (event triggers).
+ * (casts, operator classes, type support, a range type's subtype_diff, which the planner calls
+ * to estimate a range condition), e for DDL (event triggers).
  */
 export const IMPLICIT_SQL = `SELECT DISTINCT fn, kind FROM (
   SELECT castfunc::int8 AS fn, 'i' AS kind FROM pg_catalog.pg_cast
   UNION ALL SELECT evtfoid::int8, 'e' FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D'
   UNION ALL SELECT amproc::oid::int8, 'i' FROM pg_catalog.pg_amproc
+  UNION ALL SELECT unnest(ARRAY[rngsubdiff::oid, rngcanonical::oid])::int8, 'i' FROM pg_catalog.pg_range
   UNION ALL SELECT o.oprcode::oid::int8, 'i' FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
   UNION ALL SELECT unnest(ARRAY[typinput::oid, typoutput::oid, typreceive::oid, typsend::oid, typmodin::oid,
     typmodout::oid, typanalyze::oid, typsubscript::oid])::int8, 'i' FROM pg_catalog.pg_type WHERE oid >= ${FIRST_NORMAL_OID}
