@@ -29,6 +29,12 @@ beforeAll(async () => {
     INSERT INTO pg_cards VALUES ('${CARD}');
     GRANT SELECT ON pg_cards TO airlock_scram;
     ANALYZE customers;
+    CREATE TYPE card_t AS (card_number text, exp text);
+    CREATE TYPE holder_t AS (name text, card card_t);
+    CREATE TABLE wallets (id int, card card_t, cards card_t[], holder holder_t);
+    INSERT INTO wallets VALUES (1, ROW('${CARD}', '12/30'), ARRAY[ROW('${CARD}', '12/30')::card_t],
+      ROW('n', ROW('${CARD}', '12/30')::card_t));
+    GRANT SELECT ON wallets TO airlock_scram;
     -- Extended statistics are shown only to the table's owner: a table the agent's role owns.
     CREATE TABLE owned_cards (id int, name text, card_number text);
     INSERT INTO owned_cards SELECT i, 'n' || (i % 3), '${CARD}' FROM generate_series(1, 200) i;
@@ -296,6 +302,26 @@ describe("partial masking keeps only the covered column's own tail", () => {
         .card_number as string;
       expect(v).not.toContain("41111111");
       expect(v.endsWith("1111")).toBe(true);
+    });
+  });
+});
+
+describe("composite columns with a covered field", () => {
+  it.each([
+    "SELECT card FROM wallets",
+    "SELECT cards FROM wallets",
+    "SELECT holder FROM wallets",
+    "SELECT substr((card).card_number, 1, 8) AS a FROM wallets",
+    "SELECT substr(card::text, 2, 8) AS a FROM wallets",
+    "SELECT substr(((holder).card).card_number, 1, 8) AS a FROM wallets",
+    "SELECT w FROM wallets w",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+
+  it("their other columns stay readable", async () => {
+    await withClient(g, async (c) => {
+      expect((await c.query("SELECT id FROM wallets")).rows).toEqual([{ id: 1 }]);
     });
   });
 });
