@@ -43,6 +43,7 @@ const SETUP = `
   CREATE TRIGGER purge_on_cascade AFTER DELETE ON children FOR EACH ROW EXECUTE FUNCTION purge_trigger();
   CREATE TABLE plain_parents (id int PRIMARY KEY);
   CREATE TABLE plain_children (id int, parent int REFERENCES plain_parents ON DELETE CASCADE);
+  CREATE FUNCTION purge_of(orders) RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN 1; END $$;
   CREATE TABLE discarding (id int);
   CREATE TABLE ddl_log (tag text);
   CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ddl_log VALUES (tg_tag); END $$;
@@ -125,6 +126,9 @@ const WRITES_PAST_A_READ_RULE: readonly (readonly [string, string])[] = [
   ["SELECT stable_dynamic('purge_orders()')", "a STABLE function running dynamic SQL"],
   ["SELECT * FROM guarded", "a row-level security policy"],
   ["SELECT defaulted()", "an argument default of an IMMUTABLE function"],
+  ["SELECT o.purge_of FROM orders o", "attribute notation: o.f is f(o)"],
+  ["SELECT (o).purge_of FROM orders o", "attribute notation on a field selection"],
+  ["SELECT id FROM orders WHERE orders.purge_of > 0", "attribute notation in WHERE"],
   ["SELECT ROW(1, 2)::checked_pair", "a composite type with a domain field"],
   ["SELECT '(1,2)'::checked_pair", "a composite type's input"],
   ["SELECT checked_pair '(1,2)'", "a typed literal of a composite type"],
@@ -176,6 +180,8 @@ describe("code the text does not show", () => {
         "SELECT atomic_purge()",
         "SELECT * FROM guarded",
         "SELECT defaulted()",
+        "SELECT o.purge_of FROM orders o",
+        "SELECT (o).purge_of FROM orders o",
         "SELECT ROW(1, 2)::checked_pair",
         "SELECT '(1,2)'::checked_pair",
         "SELECT ROW(1)::typed",

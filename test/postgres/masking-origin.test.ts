@@ -35,6 +35,7 @@ beforeAll(async () => {
     INSERT INTO wallets VALUES (1, ROW('${CARD}', '12/30'), ARRAY[ROW('${CARD}', '12/30')::card_t],
       ROW('n', ROW('${CARD}', '12/30')::card_t));
     GRANT SELECT ON wallets TO airlock_scram;
+    CREATE FUNCTION card_piece(customers) RETURNS text LANGUAGE sql STABLE AS 'SELECT substr($1.card_number, 1, 8)';
     -- Extended statistics are shown only to the table's owner: a table the agent's role owns.
     CREATE TABLE owned_cards (id int, name text, card_number text);
     INSERT INTO owned_cards SELECT i, 'n' || (i % 3), '${CARD}' FROM generate_series(1, 200) i;
@@ -336,6 +337,20 @@ describe("texts the server writes about covered data", () => {
     "SELECT shout(x) FROM customers AS c(i, n, y, x) WHERE i = 1",
   ])("%s", async (sql) => {
     await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+});
+
+describe("database functions called in attribute notation (c.f is f(c))", () => {
+  it.each([
+    "SELECT c.card_piece FROM customers c WHERE id = 1",
+    "SELECT (c).card_piece FROM customers c WHERE id = 1",
+    "SELECT customers.card_piece AS x FROM customers WHERE id = 1",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+
+  it("the placeholder: c.card_piece is really the card's digits without masking", async () => {
+    expect((await server.sql("SELECT c.card_piece FROM customers c WHERE id = 1")).trim()).toBe("41111111");
   });
 });
 

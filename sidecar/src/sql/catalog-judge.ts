@@ -92,6 +92,11 @@ export function statementCalls(s: ClassifiedStatement, catalog: Catalog): Statem
       out.unknown(written(ref), "call", written(ref), "no function of that name and arity in the database");
     for (const f of found) out.add(f.oid, "call", written(ref));
   }
+  // Attribute notation (`o.f` for f(o)): only functions that exist can be meant, and only the
+  // database's own or opaque ones are worth listing (a column `c.name` is not a call of name()).
+  for (const name of s.fieldCalls ?? [])
+    for (const f of candidates(catalog.functionsByName, { name, args: 1 }))
+      if (f.oid >= FIRST_NORMAL_OID || f.opaque !== undefined) out.add(f.oid, "call", name);
   for (const ref of s.operators) operatorCalls(out, catalog, ref);
   for (const ref of s.casts) castCalls(out, catalog, ref);
   const mode = WRITES.has(s.kind) ? "writes" : "reads";

@@ -339,6 +339,7 @@ export class Walker {
           const name = (isObj(last) && isObj(last.String) ? (str(last.String.sval) ?? "") : "").toLowerCase();
           out.columns.add(name);
           if (fields.length === 1) out.singles.add(name);
+          else if (isObj(last) && isObj(last.String)) out.fieldNames.add(str(last.String.sval) ?? "");
         }
         return;
       }
@@ -402,6 +403,12 @@ export class Walker {
       // Operators the grammar implies without naming them (resolved by name like any other, so a
       // database's own `=` for the operand types is what runs): `CASE x WHEN y`, `JOIN ... USING`,
       // `NATURAL JOIN`, `x IN (SELECT ...)`; `ORDER BY x USING op` names its operator.
+      case "A_Indirection":
+        // `(o).f`: a field, or the call f(o) (attribute notation).
+        for (const i of Array.isArray(body.indirection) ? body.indirection : [])
+          if (isObj(i) && isObj(i.String)) out.fieldNames.add(str(i.String.sval) ?? "");
+        this.visit(body, scope, out);
+        return;
       case "CaseExpr":
         if (isObj(body.arg)) out.operator(["="]);
         this.visit(body, scope, out);

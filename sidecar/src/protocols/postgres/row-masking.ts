@@ -199,12 +199,12 @@ export function readsOnlySystemCatalogs(
  * statement's computed columns as derived from one (see taintOf). Names compare without schema.
  */
 export function callsUserFunction(
-  statements: readonly { functions: readonly string[] }[],
+  statements: readonly { functions: readonly string[]; fieldCalls?: readonly string[] }[],
   userFunctions: ReadonlySet<string>,
 ): boolean {
   if (userFunctions.size === 0) return false;
   for (const s of statements)
-    for (const f of s.functions) {
+    for (const f of [...s.functions, ...(s.fieldCalls ?? [])]) {
       const name = f.slice(f.lastIndexOf(".") + 1).toLowerCase();
       if (userFunctions.has(name)) return true;
     }
