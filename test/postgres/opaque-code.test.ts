@@ -26,6 +26,8 @@ beforeAll(async () => {
     CREATE FUNCTION safe_total() RETURNS numeric LANGUAGE sql STABLE AS $$ SELECT sum(total) FROM orders $$;
     CREATE FUNCTION maybe() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
     ALTER FUNCTION maybe() OWNER TO airlock_scram;
+    CREATE FUNCTION later() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+    ALTER FUNCTION later() OWNER TO airlock_scram;
     GRANT ALL ON ALL TABLES IN SCHEMA public TO airlock_scram;
     GRANT CREATE ON SCHEMA public TO airlock_scram;
   `);
@@ -104,6 +106,27 @@ describe("code the text does not show, on the wire", () => {
       await expect(c.query("SELECT maybe()")).rejects.toMatchObject({ code: "42501" });
       // Prepared through the extended protocol too.
       await expect(c.query({ name: "p", text: "SELECT maybe()" })).rejects.toMatchObject({ code: "42501" });
+    } finally {
+      await c.end();
+    }
+    expect(await count()).toBe(5);
+  });
+
+  it("inside the transaction that redefines a function (uncommitted: the catalog cannot see it), its call is refused", async () => {
+    const c = await client();
+    try {
+      await c.query("BEGIN");
+      expect((await c.query("SELECT later() AS l")).rows).toEqual([{ l: 1 }]);
+      await c.query(
+        "CREATE OR REPLACE FUNCTION later() RETURNS int LANGUAGE plpgsql VOLATILE AS $$ BEGIN DELETE FROM orders; RETURN 1; END $$",
+      );
+      await expect(c.query("SELECT later()")).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/may write or run code the statement does not show/),
+      });
+      await c.query("ROLLBACK");
+      // Once the transaction ended, the catalog is what the server has again.
+      expect((await c.query("SELECT later() AS l")).rows).toEqual([{ l: 1 }]);
     } finally {
       await c.end();
     }

@@ -189,6 +189,33 @@ export function classificationCalls(c: Classification, catalog: Catalog): Classi
   return result;
 }
 
+/** Kinds that run no database code a catalog change could redefine. */
+const CODE_FREE = new Set(["transaction", "twoPhaseCommit", "housekeeping", "set", "show"]);
+
+/**
+ * `calls` for a session whose own catalog change is not committed yet: the catalog it was read
+ * from predates the change (a function replaced, a trigger or rule added, a built-in shadowed),
+ * so every statement that may run database code is opaque until the transaction ends.
+ */
+export function withUncommittedCatalog(c: Classification, calls: ClassificationCalls): ClassificationCalls {
+  const extra: OpaqueCall = {
+    function: "(any)",
+    via: "catalog-change",
+    through: "this session's uncommitted catalog change",
+    reason:
+      "the session changed the catalog in its open transaction, which the catalog it is judged with cannot see",
+  };
+  const statements = c.statements.map((s, i) => {
+    const own = calls.statements[i] ?? { calls: [], opaque: [], userDefined: false };
+    const names =
+      s.tables.length + s.routines.length + s.operators.length + s.casts.length + (s.fieldCalls?.length ?? 0);
+    return CODE_FREE.has(s.kind) || (names === 0 && !s.effect)
+      ? own
+      : { ...own, opaque: [...own.opaque, extra] };
+  });
+  return { ...calls, statements, opaque: statements.some((s) => s.opaque.length > 0) };
+}
+
 /**
  * The classification's statements plus one `call` entry per opaque function (same index and
  * fingerprint as the statement that calls it), for the policy engine: a rule must then allow

@@ -280,8 +280,10 @@ export class ReplyMatcher {
         head.completed?.(head.done - 1);
         break;
       case T.ReadyForQuery:
-        this.#ready(f);
+        // Finished first: a catalog change it completed is then known to have ended with the
+        // transaction this ReadyForQuery may report closed.
         host.finish(op);
+        this.#ready(f);
         host.toAgent(f.raw);
         this.#pending.shift();
         return;
