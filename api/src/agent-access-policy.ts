@@ -73,7 +73,7 @@ export const DETECTORS = [
   "secrets",
 ] as const;
 export const MASK_STRATEGIES = ["redact", "partial", "hash"] as const;
-export const TLS_MODES = ["verify-full", "verify-ca", "disable"] as const;
+export const TLS_MODES = ["verify-full", "verify-ca", "disable", "passthrough"] as const;
 export const AGENT_TLS_MODES = ["disable", "allow", "require"] as const;
 export const SIGNING_ALGORITHMS = [
   "RS256",
@@ -88,6 +88,9 @@ export const SIGNING_ALGORITHMS = [
   "EdDSA",
   "Ed25519",
 ] as const;
+
+/** CEL: connection `c` relays the agent's own TLS (tls.mode passthrough). */
+const PASSTHROUGH = (c: string) => `has(${c}.tls) && ${c}.tls.mode == 'passthrough'`;
 
 const connectionNames = (what: string) =>
   list(str({ description: "Name of a connection in spec.connections.", maxLength: 63 }), {
@@ -166,7 +169,7 @@ const tls = obj(
   {
     mode: oneOf(TLS_MODES, {
       description:
-        "verify-full checks the chain and the host name; verify-ca only the chain; disable speaks plaintext.",
+        "verify-full checks the chain and the host name; verify-ca only the chain; disable speaks plaintext. passthrough (protocol http only; like an Istio gateway's PASSTHROUGH) relays the agent's own TLS opaque to the target, for clients that pin the server's key: the pod CA never signs for its host or aliases, the tunnel is opened only for a rule allowing methods [CONNECT] and audited as one http-tunnel operation (server name, bytes each way), the SNI must be the host or an alias, and nothing inside is read, so paths, approvals, masking, credentials, userHeader, errorFormat, limits and listen are refused on such a connection.",
       default: "verify-full",
     }),
     caSecretRef: opt(
@@ -610,6 +613,20 @@ const connection = obj(
       {
         rule: "!has(self.mcp) || self.protocol == 'mcp'",
         message: "mcp is only for protocol mcp",
+      },
+      {
+        rule: "!has(self.tls) || self.tls.mode != 'passthrough' || self.protocol == 'http'",
+        message: "tls.mode passthrough is only for protocol http",
+      },
+      {
+        rule: "!has(self.tls) || self.tls.mode != 'passthrough' || (!has(self.tls.caSecretRef) && !has(self.tls.serverName))",
+        message:
+          "tls.mode passthrough relays the agent's own TLS: the sidecar verifies nothing upstream, so caSecretRef and serverName cannot apply",
+      },
+      {
+        rule: "!has(self.tls) || self.tls.mode != 'passthrough' || (!has(self.credentials) && !has(self.userHeader) && !has(self.errorFormat) && !has(self.limits) && !has(self.listen))",
+        message:
+          "tls.mode passthrough: the tunnel's requests are never read, so credentials, userHeader, errorFormat, limits and listen cannot be enforced on it",
       },
     ],
   },
@@ -1069,6 +1086,43 @@ export const AgentAccessPolicySpec = obj(
         message:
           "match.http does not apply to protocol mcp connections (they are judged per JSON-RPC request): use match.mcp",
         fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      // tls.mode passthrough: what a rule or masking rule could say about an opaque tunnel's content
+      // cannot be enforced, so it is refused rather than ignored (validate.ts says which rule and why).
+      {
+        rule: `self.rules.all(r, !has(r.match) || !has(r.match.http) || (has(r.match.http.methods) && r.match.http.methods == ['CONNECT'] && !has(r.match.http.paths) && (!has(r.match.http.websocket) || !r.match.http.websocket) && (!has(r.match.http.binaryBodies) || !r.match.http.binaryBodies)) || !self.connections.exists(c, ${PASSTHROUGH("c")} && (!has(r.connections) || size(r.connections) == 0 || c.name in r.connections)))`,
+        message:
+          "a rule on a tls.mode passthrough connection can match only methods [CONNECT]: the tunnel's methods and paths are encrypted end to end",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `self.rules.all(r, r.action != 'requireApproval' || (has(r.match) && !has(r.match.http)) || !self.connections.exists(c, ${PASSTHROUGH("c")} && (!has(r.connections) || size(r.connections) == 0 || c.name in r.connections)))`,
+        message:
+          "requireApproval cannot apply to a tls.mode passthrough connection: an opaque tunnel cannot be held for approval",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `self.rules.all(r, r.action != 'allow' || !has(r.match) || !has(r.match.http) || !has(r.match.http.methods) || !('CONNECT' in r.match.http.methods) || (has(r.connections) && size(r.connections) > 0 && r.connections.all(n, self.connections.exists(c, c.name == n && ${PASSTHROUGH("c")}))))`,
+        message:
+          "a rule allowing CONNECT opens an opaque tunnel, which only tls.mode passthrough connections have: it must list its connections, all of them passthrough (other HTTPS connections are intercepted and judged per request)",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `self.rules.all(r, r.action != 'allow' || has(r.match) || !has(r.connections) || !r.connections.exists(n, self.connections.exists(c, c.name == n && ${PASSTHROUGH("c")})))`,
+        message:
+          "an allow rule without match opens nothing on a tls.mode passthrough connection: its tunnel is opened only by a rule matching methods [CONNECT]",
+        fieldPath: ".rules",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `!has(self.masking) || self.masking.all(m, !self.connections.exists(c, ${PASSTHROUGH("c")} && (has(m.connections) && size(m.connections) > 0 ? c.name in m.connections : (has(m.detectors) || has(m.fields)))))`,
+        message:
+          "masking cannot apply to a tls.mode passthrough connection (its bytes stay encrypted): list the masking rule's connections without it",
+        fieldPath: ".masking",
         reason: "FieldValueInvalid",
       },
     ],

@@ -2,6 +2,7 @@
 // rewritten under a running server (hot reload), the admission endpoint, health and metrics.
 
 import { X509Certificate } from "node:crypto";
+import { renameSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
@@ -165,5 +166,42 @@ describe("webhook server", () => {
     await writeFile(join(dir, "tls.key"), other.key);
     expect(await files.reload()).toBe(false);
     expect((await call(server.port, ca.caCert, "/healthz")).peerCert?.serialNumber).toBe(after?.serialNumber);
+  });
+});
+
+describe("certificate files changed while a reload reads them", () => {
+  it("reads them again: a change signalled during a read is never lost until the next poll", async () => {
+    const d = await mkdtemp(join(tmpdir(), "airlock-injector-tls-race-"));
+    try {
+      const first = await generateCertificates({ hosts: ["127.0.0.1"] });
+      await writeFile(join(d, "tls.crt"), first.cert);
+      await writeFile(join(d, "tls.key"), first.key);
+      const seen: string[] = [];
+      const src = await loadTlsFiles({
+        certFile: join(d, "tls.crt"),
+        keyFile: join(d, "tls.key"),
+        pollMs: 0,
+        onChange: (m) => seen.push(m.cert),
+      });
+      try {
+        for (let round = 0; round < 50; round++) {
+          const next = await generateCertificates({ hosts: ["127.0.0.1"] });
+          await writeFile(join(d, "tls.key.new"), next.key);
+          await writeFile(join(d, "tls.crt.new"), next.cert);
+          const inFlight = src.reload(); // its reads run on the thread pool, racing the renames
+          renameSync(join(d, "tls.key.new"), join(d, "tls.key"));
+          renameSync(join(d, "tls.crt.new"), join(d, "tls.crt"));
+          // The change is signalled while that read may still be under way (as a watch event is).
+          const after = src.reload();
+          await Promise.all([inFlight, after]);
+          expect(src.current().cert, `round ${round}`).toBe(next.cert);
+        }
+        expect(seen.length).toBeGreaterThan(0);
+      } finally {
+        src.close();
+      }
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
   });
 });

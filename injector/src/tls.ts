@@ -40,18 +40,34 @@ export async function loadTlsFiles(opts: TlsFileOptions): Promise<TlsFileSource>
   let material = await readPair(opts.certFile, opts.keyFile);
   let closed = false;
   let pending: Promise<boolean> | undefined;
+  /** A change was signalled while a read was under way: that read may have missed it. */
+  let again = false;
+  const readOnce = async (): Promise<boolean> => {
+    try {
+      const next = await readPair(opts.certFile, opts.keyFile);
+      if (next.cert === material.cert && next.key === material.key) return false;
+      material = next;
+      opts.onChange(next);
+      return true;
+    } catch (err) {
+      // Mid-rotation the cert and key may briefly disagree; the next event or poll retries.
+      opts.onError?.(err as Error);
+      return false;
+    }
+  };
   const reload = (): Promise<boolean> => {
-    pending ??= (async () => {
+    if (pending) {
+      again = true;
+      return pending;
+    }
+    pending = (async () => {
+      let changed = false;
       try {
-        const next = await readPair(opts.certFile, opts.keyFile);
-        if (next.cert === material.cert && next.key === material.key) return false;
-        material = next;
-        opts.onChange(next);
-        return true;
-      } catch (err) {
-        // Mid-rotation the cert and key may briefly disagree; the next event or poll retries.
-        opts.onError?.(err as Error);
-        return false;
+        do {
+          again = false;
+          changed = (await readOnce()) || changed;
+        } while (again && !closed);
+        return changed;
       } finally {
         pending = undefined;
       }

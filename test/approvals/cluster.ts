@@ -9,12 +9,19 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { expect } from "vitest";
-import { type AccessRequest, API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
+import {
+  type AccessRequest,
+  type AgentAccessPolicy,
+  type AgentAccessPolicySpec,
+  API_VERSION,
+  GROUP,
+  VERSION,
+} from "../../api/src/index.ts";
 import type { Envtest, User } from "../envtest/connect.ts";
 import { relay as sharedRelay } from "../harness/relay.ts";
+import { applyCrds } from "../injector/harness.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CRDS = join(ROOT, "crds");
 
 export interface Cluster {
   ns: string;
@@ -32,6 +39,29 @@ export interface Cluster {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `fn` every 100 ms until it returns something truthy, and returns that. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** An AgentAccessPolicy `name` in the cluster's namespace selecting the pods labelled app=agent. */
+export const agentPolicy = (c: Cluster, name: string, spec: AgentAccessPolicySpec): AgentAccessPolicy => ({
+  apiVersion: API_VERSION,
+  kind: "AgentAccessPolicy",
+  metadata: { name, namespace: c.ns },
+  spec: { podSelector: { matchLabels: { app: "agent" } }, ...spec },
+});
+
 async function poll(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await fn())) {
@@ -41,16 +71,7 @@ async function poll(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000
 }
 
 export async function setUpCluster(k8s: Envtest, prefix: string): Promise<Cluster> {
-  const applied = await k8s.kubectl(["apply", "-f", CRDS]);
-  expect(applied.code, applied.stderr).toBe(0);
-  const est = await k8s.kubectl([
-    "wait",
-    "--for=condition=Established",
-    "--timeout=60s",
-    `crd/accessrequests.${GROUP}`,
-    `crd/agentaccesspolicies.${GROUP}`,
-  ]);
-  expect(est.code, est.stderr).toBe(0);
+  await applyCrds(k8s);
   await k8s.kubectl(["api-resources", "--cached=false", `--api-group=${GROUP}`]);
   const ns = await k8s.createNamespace(prefix);
   const run = async (args: string[], stdin?: string) => {

@@ -9,17 +9,25 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_VERSION } from "../../api/src/index.ts";
-import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
+import type { Rule } from "../../api/src/index.ts";
+import type { Sidecar } from "../../sidecar/src/app.ts";
 import type { ApprovalService } from "../../sidecar/src/approvals/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
 import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
 import { json, type Response, send, startUpstream, type Upstream } from "../http/harness.ts";
-import { type Cluster, plugin, ROOT, rawDecision, relay, setUpCluster } from "./cluster.ts";
+import {
+  agentPolicy,
+  type Cluster,
+  plugin,
+  ROOT,
+  rawDecision,
+  relay,
+  setUpCluster,
+  until,
+} from "./cluster.ts";
+import { startPodSidecar } from "./pod-sidecar.ts";
 
 const k8s = connect();
 let c: Cluster;
@@ -30,53 +38,34 @@ let hook: { server: Server; texts: string[] };
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 function policy(port: number) {
-  const rule = (name: string, path: string, approval: Record<string, unknown>) => ({
+  const rule = (name: string, path: string, approval: Partial<NonNullable<Rule["approval"]>>): Rule => ({
     name,
     action: "requireApproval",
     subjects: { groups: ["support"] },
     match: { http: { methods: ["POST"], paths: [`/${path}/**`] } },
     approval: { approvers: { groups: ["dba"] }, timeout: "45s", ...approval },
   });
-  return {
-    apiVersion: API_VERSION,
-    kind: "AgentAccessPolicy",
-    metadata: { name: "orders", namespace: c.ns },
-    spec: {
-      podSelector: { matchLabels: { app: "agent" } },
-      identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
-      connections: [
-        {
-          name: "orders-api",
-          protocol: "http",
-          target: { host: "127.0.0.1", port },
-          tls: { mode: "disable" },
-        },
-      ],
-      rules: [
-        { name: "read", action: "allow", match: { http: { methods: ["GET"] } } },
-        rule("orders-need-dba", "orders", {}),
-        rule("short-lived", "short", { timeout: "2s" }),
-        rule("two-keys", "pair", { minApprovals: 2 }),
-        rule("granted", "grant", { grantTtl: "6s" }),
-        rule("later", "async", { mode: "async" }),
-      ],
-    },
-  };
+  return agentPolicy(c, "orders", {
+    identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
+    connections: [
+      {
+        name: "orders-api",
+        protocol: "http",
+        target: { host: "127.0.0.1", port },
+        tls: { mode: "disable" },
+      },
+    ],
+    rules: [
+      { name: "read", action: "allow", match: { http: { methods: ["GET"] } } },
+      rule("orders-need-dba", "orders", {}),
+      rule("short-lived", "short", { timeout: "2s" }),
+      rule("two-keys", "pair", { minApprovals: 2 }),
+      rule("granted", "grant", { grantTtl: "6s" }),
+      rule("later", "async", { mode: "async" }),
+    ],
+  });
 }
 
 interface Agent {
@@ -87,29 +76,12 @@ interface Agent {
 }
 
 async function startAgent(opts: { server?: string; podName?: string } = {}): Promise<Agent> {
-  const dir = await mkdtemp(join(tmpdir(), "airlock-approvals-"));
-  const memory = createMemoryAuditSink();
-  const sidecar = await startSidecar({
-    kubernetes: true,
-    kubeConfig: c.agentKubeConfig(opts.server),
-    podInfoDir: await c.podInfo(opts.podName ?? "agent-0"),
-    secretsDir: dir,
+  const { sidecar, audit, close } = await startPodSidecar(c, {
+    ...opts,
     // The install's hash key (a Secret in a cluster) is shared by every sidecar, across restarts:
     // operation fingerprints are keyed with it.
     hashKeyFile: join(tmpdir(), `airlock-approvals-hash-${c.ns}.key`),
-    adminPort: 0,
-    proxyPort: 0,
-    capturePort: false,
-    logger: pino({ level: "silent" }),
-    audit: memory,
   });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await sidecar.close();
-    await rm(dir, { recursive: true, force: true });
-  };
   cleanups.push(close);
   const jwt = await signToken(key, {
     iss: idp.url,
@@ -121,7 +93,7 @@ async function startAgent(opts: { server?: string; podName?: string } = {}): Pro
   });
   return {
     sidecar,
-    audit: memory.events,
+    audit,
     gate: sidecar.approvals as ApprovalService,
     post: (path, o = {}) =>
       send(`http://127.0.0.1:${upstream.port}${path}`, {
@@ -185,8 +157,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   hook = { server, texts };
   process.env.AIRLOCK_APPROVAL_WEBHOOKS = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack`;
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(policy(upstream.port)) });
-  expect(r.code, r.stderr).toBe(0);
+  await apply(k8s, policy(upstream.port));
 });
 
 afterAll(async () => {

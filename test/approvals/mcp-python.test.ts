@@ -5,18 +5,15 @@
 // approve`, and the agent's retry — a new process, a new MCP session — goes through.
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
+import { homedir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_VERSION } from "../../api/src/index.ts";
-import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
-import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
+import { freePort } from "../harness/postgres.ts";
 import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
-import { type Cluster, plugin, setUpCluster } from "./cluster.ts";
+import { mcpConnection } from "../mcp/through-sidecar.ts";
+import { agentPolicy, type Cluster, plugin, setUpCluster } from "./cluster.ts";
+import { type PodSidecar, startPodSidecar } from "./pod-sidecar.ts";
 
 const PYTHON =
   process.env.AIRLOCK_MCP_PYTHON ?? join(homedir(), ".cache", "airlock", "mcp-venv", "bin", "python");
@@ -49,41 +46,22 @@ const callTool = (url: string, tool: string, args: unknown) =>
     );
   });
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-
 describe.skipIf(!available)("Python MCP client held for approval on the real API server", () => {
   const k8s = connect();
   let c: Cluster;
   let upstream: McpUpstream;
-  let sidecar: Sidecar;
+  let pod: PodSidecar;
   let url: string;
-  let dir: string;
 
   beforeAll(async () => {
     c = await setUpCluster(k8s, "mcp-python");
     upstream = await startMcpServer();
     const port = await freePort();
-    const policy = {
-      apiVersion: API_VERSION,
-      kind: "AgentAccessPolicy",
-      metadata: { name: "ops", namespace: c.ns },
-      spec: {
-        podSelector: { matchLabels: { app: "agent" } },
+    await apply(
+      k8s,
+      agentPolicy(c, "ops", {
         connections: [
-          {
-            name: "ops-mcp",
-            protocol: "mcp",
-            target: { host: "127.0.0.1", port: upstream.port },
-            tls: { mode: "disable" },
-            listen: { port },
-            mcp: { approvalWaitSeconds: 2 },
-          },
+          mcpConnection("ops-mcp", upstream, { listen: { port }, mcp: { approvalWaitSeconds: 2 } }),
         ],
         rules: [
           {
@@ -100,30 +78,15 @@ describe.skipIf(!available)("Python MCP client held for approval on the real API
             approval: { approvers: { groups: ["dba"] }, timeout: "5m" },
           },
         ],
-      },
-    };
-    const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(policy) });
-    expect(r.code, r.stderr).toBe(0);
-    dir = await mkdtemp(join(tmpdir(), "airlock-mcp-python-"));
-    sidecar = await startSidecar({
-      kubernetes: true,
-      kubeConfig: c.agentKubeConfig(),
-      podInfoDir: await c.podInfo("agent-0"),
-      secretsDir: dir,
-      hashKeyFile: join(dir, "hash.key"),
-      adminPort: 0,
-      proxyPort: 0,
-      capturePort: false,
-      logger: pino({ level: "silent" }),
-      audit: createMemoryAuditSink(),
-    });
+      }),
+    );
+    pod = await startPodSidecar(c);
     url = `http://127.0.0.1:${port}/mcp`;
   });
 
   afterAll(async () => {
-    await sidecar?.close();
+    await pod?.close();
     await upstream?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("gets approval_pending naming the request and who approves; retried after kubectl airlock approve, it runs", async () => {

@@ -2,22 +2,18 @@
 // (policy from a real kube-apiserver, the Kubernetes approval gate) → the SDK's McpServer. A tools/call
 // matched by a requireApproval rule creates an AccessRequest and waits; approvers decide with the
 // real `kubectl-airlock` plugin, as in kubernetes.test.ts.
-import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_VERSION } from "../../api/src/index.ts";
-import { type Sidecar, startSidecar } from "../../sidecar/src/app.ts";
+import type { Rule } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
+import { freePort } from "../harness/postgres.ts";
 import { type McpUpstream, startMcpServer } from "../mcp/server.ts";
-import { type Cluster, plugin, setUpCluster } from "./cluster.ts";
+import { mcpConnection } from "../mcp/through-sidecar.ts";
+import { agentPolicy, type Cluster, plugin, setUpCluster, until } from "./cluster.ts";
+import { type PodSidecar, startPodSidecar } from "./pod-sidecar.ts";
 
 const k8s = connect();
 let c: Cluster;
@@ -25,30 +21,12 @@ let upstream: McpUpstream;
 /** Behind quick-mcp, whose calls wait 1 s for approval (mcp.approvalWaitSeconds). */
 let quickUpstream: McpUpstream;
 let quickBase: string;
-let sidecar: Sidecar;
+let pod: PodSidecar;
 let audit: AuditEvent[];
 let client: Client;
 let base: string;
-let dir: string;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 const pendingFor = (tool: string) =>
   until(`an AccessRequest for ${tool}`, async () =>
@@ -67,35 +45,22 @@ beforeAll(async () => {
   quickUpstream = await startMcpServer();
   const listenPort = await freePort();
   const quickPort = await freePort();
-  const rule = (name: string, tool: string, approval: Record<string, unknown> = {}) => ({
+  const rule = (name: string, tool: string, approval: { timeout?: string } = {}): Rule => ({
     name,
     action: "requireApproval",
     connections: ["ops-mcp"],
     match: { mcp: { tools: [tool] } },
     approval: { approvers: { groups: ["dba"] }, timeout: "45s", ...approval },
   });
-  const policy = {
-    apiVersion: API_VERSION,
-    kind: "AgentAccessPolicy",
-    metadata: { name: "ops", namespace: c.ns },
-    spec: {
-      podSelector: { matchLabels: { app: "agent" } },
+  await apply(
+    k8s,
+    agentPolicy(c, "ops", {
       connections: [
-        {
-          name: "ops-mcp",
-          protocol: "mcp",
-          target: { host: "127.0.0.1", port: upstream.port },
-          tls: { mode: "disable" },
-          listen: { port: listenPort },
-        },
-        {
-          name: "quick-mcp",
-          protocol: "mcp",
-          target: { host: "127.0.0.1", port: quickUpstream.port },
-          tls: { mode: "disable" },
+        mcpConnection("ops-mcp", upstream, { listen: { port: listenPort } }),
+        mcpConnection("quick-mcp", quickUpstream, {
           listen: { port: quickPort },
           mcp: { approvalWaitSeconds: 1 },
-        },
+        }),
       ],
       rules: [
         {
@@ -117,25 +82,10 @@ beforeAll(async () => {
           direction: "request",
         },
       ],
-    },
-  };
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(policy) });
-  expect(r.code, r.stderr).toBe(0);
-  dir = await mkdtemp(join(tmpdir(), "airlock-mcp-approvals-"));
-  const memory = createMemoryAuditSink();
-  audit = memory.events;
-  sidecar = await startSidecar({
-    kubernetes: true,
-    kubeConfig: c.agentKubeConfig(),
-    podInfoDir: await c.podInfo("agent-0"),
-    secretsDir: dir,
-    hashKeyFile: join(dir, "hash.key"),
-    adminPort: 0,
-    proxyPort: 0,
-    capturePort: false,
-    logger: pino({ level: "silent" }),
-    audit: memory,
-  });
+    }),
+  );
+  pod = await startPodSidecar(c);
+  audit = pod.audit;
   base = `http://127.0.0.1:${listenPort}`;
   quickBase = `http://127.0.0.1:${quickPort}`;
   client = new Client({ name: "agent", version: "1.0.0" });
@@ -144,10 +94,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await client?.close();
-  await sidecar?.close();
+  await pod?.close();
   await upstream?.close();
   await quickUpstream?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe("MCP tool calls held for approval on the real API server", () => {

@@ -8,11 +8,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort } from "./ports.ts";
-import { processMemory, type SidecarLaunch, sidecarLaunch } from "./sidecar-process.ts";
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
+import { freePort } from "../harness/ports.ts";
+import { processMemory, type SidecarLaunch, sidecarLaunch, spawnSidecar } from "./sidecar-process.ts";
 
 export interface FootprintRow {
   name: string;
@@ -79,27 +76,7 @@ async function idleSidecar(
       await freePort(),
     ];
     writeFileSync(join(dir, "policy.yaml"), policy({ http, upstream, ...(withPostgres ? { pg } : {}) }));
-    sidecar = spawn(
-      process.execPath,
-      [
-        ...launch.execArgv,
-        "bin/airlock.js",
-        "sidecar",
-        "--policy",
-        join(dir, "policy.yaml"),
-        "--secrets",
-        join(dir, "secrets"),
-        "--admin-port",
-        String(admin),
-        "--proxy-port",
-        "0",
-        "--hash-key-file",
-        join(dir, "hash.key"),
-        "--log-level",
-        "warn",
-      ],
-      { cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...launch.env } },
-    );
+    sidecar = spawnSidecar(dir, { adminPort: admin, launch });
     for (let i = 0; ; i++) {
       const ready = await fetch(`http://127.0.0.1:${admin}/readyz`).then(
         (r) => r.ok,

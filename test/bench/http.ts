@@ -1,19 +1,16 @@
 // HTTP rows of `npm run bench`: the same wrk load against the upstream directly, through nginx,
 // through the sidecar (policy + credential injection + audit), and through the sidecar with JSON
 // masking (PII detectors plus the whole secrets group; AIRLOCK_BENCH_PII_ONLY=1 leaves secrets out). One run, side by side, so the ratios are comparable on a noisy 2-core machine.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
+import { freePort } from "../harness/ports.ts";
+import { atFixedRate, type FixedRateResult } from "./fixed-rate.ts";
+import { cpuSeconds, measureRow } from "./measure.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
-import { freePort } from "./ports.ts";
-import { processMemory, sidecarLaunch } from "./sidecar-process.ts";
+import { processMemory, sidecarLaunch, spawnSidecar } from "./sidecar-process.ts";
 import { type LoadResult, wrk } from "./wrk.ts";
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
 
 /** ~1 KB of JSON with PII in it, like an internal API's record. */
 export const body = JSON.stringify({
@@ -76,38 +73,14 @@ export interface HttpBench {
   sidecarMemory: { when: string; rssMb: number; anonMb: number; heapUsedMb: number }[];
   /** How the sidecar process was run (sidecar-process.ts). */
   launch: string;
-  /** Latency at a fixed rate (FIXED_RATE req/s over 16 connections, open loop), per path. */
-  fixedRate: { name: string; rps: number; p50ms: number; p90ms: number; p99ms: number; errors: number }[];
+  /** Latency at a fixed rate (FIXED_RATE req/s over 16 connections, open loop; fixed-rate.ts), per path. */
+  fixedRate: ({ name: string } & FixedRateResult)[];
 }
 
 /** The rate Istio publishes its latency at: held by the load generator whatever the answers take. */
 export const FIXED_RATE = 1000;
 
-async function atFixedRate(url: string, seconds: number, headers?: Record<string, string>) {
-  const r = await autocannon({
-    url,
-    connections: 16,
-    duration: seconds,
-    overallRate: FIXED_RATE,
-    ...(headers ? { headers } : {}),
-  });
-  return {
-    rps: r.requests.average,
-    p50ms: r.latency.p50,
-    p90ms: r.latency.p90,
-    p99ms: r.latency.p99,
-    errors: r.errors + r.non2xx,
-  };
-}
-
 const rssMb = (pid: number) => processMemory(pid).rssMb;
-
-/** User + system CPU seconds a process used so far, from /proc (Linux). */
-export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
-  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
-}
 
 /** V8 heap in use, from the sidecar's own /metrics (prom-client default metrics). */
 async function heapUsedMb(adminPort: number): Promise<number> {
@@ -132,27 +105,7 @@ export async function benchHttp(opts: {
   const upstream = await startUpstream(upPort);
   const nginx = await startNginx({ listenPort: nginxPort, upstreamPort: upPort });
   const launch = await sidecarLaunch();
-  const sidecar: ChildProcess = spawn(
-    process.execPath,
-    [
-      ...launch.execArgv,
-      "bin/airlock.js",
-      "sidecar",
-      "--policy",
-      join(dir, "policy.yaml"),
-      "--secrets",
-      join(dir, "secrets"),
-      "--admin-port",
-      String(adminPort),
-      "--proxy-port",
-      String(proxyPort),
-      "--hash-key-file",
-      join(dir, "hash.key"),
-      "--log-level",
-      "warn",
-    ],
-    { cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...launch.env } },
-  );
+  const sidecar = spawnSidecar(dir, { adminPort, proxyPort, launch });
   try {
     await waitForPort(plainPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
     const pid = sidecar.pid as number;
@@ -171,27 +124,22 @@ export async function benchHttp(opts: {
       opts.log(`  http: ${name} (${opts.seconds}s, ${opts.connections} connections)`);
       // The upstream checks the token: direct and nginx present it themselves, the sidecar injects it.
       const headers = name === "direct" ? { authorization: "Bearer bench-token" } : undefined;
-      await wrk(`http://127.0.0.1:${port}/customers`, {
-        seconds: 1,
-        connections: opts.connections,
-        ...(headers ? { headers } : {}),
-      });
       const throughSidecar = port === plainPort || port === maskedPort;
-      const cpuBefore = cpuSeconds(pid);
-      const result = await wrk(`http://127.0.0.1:${port}/customers`, {
+      const { result, cpuUsPerRequest } = await measureRow({
         seconds: opts.seconds,
-        connections: opts.connections,
-        ...(headers ? { headers } : {}),
+        run: (seconds) =>
+          wrk(`http://127.0.0.1:${port}/customers`, {
+            seconds,
+            connections: opts.connections,
+            ...(headers ? { headers } : {}),
+          }),
+        requests: (r) => r.rps * opts.seconds,
+        ...(throughSidecar ? { cpu: () => cpuSeconds(pid) } : {}),
       });
-      // CPU the sidecar spent per request: steadier than req/s on a shared machine, where the
-      // load generator, the upstream and other work compete for the same cores.
-      const requests = result.rps * opts.seconds;
       rows.push({
         name,
         result,
-        ...(throughSidecar && requests > 0
-          ? { sidecarCpuUsPerRequest: ((cpuSeconds(pid) - cpuBefore) * 1e6) / requests }
-          : {}),
+        ...(cpuUsPerRequest !== undefined ? { sidecarCpuUsPerRequest: cpuUsPerRequest } : {}),
       });
       if (throughSidecar) await sample(`after ${name}`);
     }
@@ -201,7 +149,14 @@ export async function benchHttp(opts: {
       const headers = name === "direct" ? { authorization: "Bearer bench-token" } : undefined;
       fixedRate.push({
         name,
-        ...(await atFixedRate(`http://127.0.0.1:${port}/customers`, opts.seconds, headers)),
+        ...(await atFixedRate({
+          url: `http://127.0.0.1:${port}/customers`,
+          qps: FIXED_RATE,
+          connections: 16,
+          seconds: opts.seconds,
+          log: opts.log,
+          ...(headers ? { headers } : {}),
+        })),
       });
     }
     return { rows, sidecarRssMb: rssMb(pid), sidecarMemory: memory, launch: launch.label, fixedRate };

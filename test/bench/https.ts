@@ -4,17 +4,18 @@
 // leaf, the full HTTP guard, verified TLS upstream). Each with keep-alive and with a fresh
 // connection (TCP + TLS handshake, and CONNECT) per request; the sidecar's and nginx's CPU per
 // request from /proc. A leaf-cache miss (minting a leaf: key pair + signature) is measured apart.
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PodCa } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
 import { createCA, issueServingCert } from "../envtest/pki.ts";
-import { cpuSeconds } from "./http.ts";
+import { freePort } from "../harness/ports.ts";
+import { measureRow, processTreeCpu } from "./measure.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
-import { freePort } from "./ports.ts";
+import { spawnSidecar } from "./sidecar-process.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const body = JSON.stringify({
@@ -134,30 +135,7 @@ spec:
     tls: { certFile, keyFile, upstreamCaFile: caFile, upstreamName: "localhost" },
   });
   const bundle = join(dir, "trust-bundle.pem");
-  const sidecar: ChildProcess = spawn(
-    process.execPath,
-    [
-      "bin/airlock.js",
-      "sidecar",
-      "--policy",
-      join(dir, "policy.yaml"),
-      "--secrets",
-      join(dir, "secrets"),
-      "--admin-port",
-      String(adminPort),
-      "--proxy-port",
-      String(proxyPort),
-      "--hash-key-file",
-      join(dir, "hash.key"),
-      "--log-level",
-      "warn",
-    ],
-    {
-      cwd: root,
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, AIRLOCK_TRUST_BUNDLE: bundle },
-    },
-  );
+  const sidecar = spawnSidecar(dir, { adminPort, proxyPort, env: { AIRLOCK_TRUST_BUNDLE: bundle } });
   try {
     await waitForPort(proxyPort, () => (sidecar.exitCode !== null ? "sidecar exited" : undefined));
     if (!existsSync(bundle)) throw new Error("the sidecar wrote no trust bundle");
@@ -189,10 +167,17 @@ spec:
           keepAlive,
         };
         opts.log(`  https: ${t.name}, ${keepAlive ? "keep-alive" : "a fresh connection per request"}`);
-        await load({ ...spec, seconds: 1 }); // warm-up (JIT, the leaf cache, upstream pools)
-        const cpuBefore = t.pid ? processTreeCpu(t.pid) : 0;
-        const handshakesBefore = upstreamHandshakes;
-        const r = await load({ ...spec, seconds: opts.seconds });
+        const pid = t.pid;
+        const { result: r, cpuUsPerRequest } = await measureRow({
+          seconds: opts.seconds,
+          run: async (seconds) => {
+            const handshakesBefore = upstreamHandshakes;
+            const result = await load({ ...spec, seconds });
+            return { ...result, upstreamHandshakes: upstreamHandshakes - handshakesBefore };
+          },
+          requests: (r) => r.requests,
+          ...(pid ? { cpu: () => processTreeCpu(pid) } : {}),
+        });
         rows.push({
           name: t.name,
           keepAlive,
@@ -200,11 +185,9 @@ spec:
           p50ms: r.p50ms,
           p99ms: r.p99ms,
           errors: r.errors,
-          upstreamHandshakes: upstreamHandshakes - handshakesBefore,
+          upstreamHandshakes: r.upstreamHandshakes,
           requests: r.requests,
-          ...(t.pid && r.requests > 0
-            ? { proxyCpuUs: ((processTreeCpu(t.pid) - cpuBefore) * 1e6) / r.requests }
-            : {}),
+          ...(cpuUsPerRequest !== undefined ? { proxyCpuUs: cpuUsPerRequest } : {}),
         });
       }
     return { rows, leafMintUs: await leafMintUs() };
@@ -214,21 +197,6 @@ spec:
     upstream.closeAllConnections();
     upstream.close();
   }
-}
-
-/** CPU seconds of a process and its children (nginx's master and worker). */
-function processTreeCpu(pid: number): number {
-  let total = cpuSeconds(pid);
-  try {
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean);
-    for (const c of children) total += cpuSeconds(Number(c));
-  } catch {
-    // no children file: the process alone
-  }
-  return total;
 }
 
 export function formatHttpsBench(b: HttpsBench, opts: { seconds: number; connections: number }): string {

@@ -3,7 +3,7 @@
 // way the image build fills it (bin/warm-compile-cache.mjs). AIRLOCK_BENCH_FROM_SOURCE=1 runs
 // it as from a checkout instead (no flags, no cache: Node strips the types itself), and
 // AIRLOCK_BENCH_NODE_FLAGS="..." replaces the Dockerfile's flags, to compare V8 settings.
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,6 +55,48 @@ export function sidecarLaunch(): Promise<SidecarLaunch> {
     };
   })();
   return warmed;
+}
+
+/**
+ * `airlock sidecar` from the checkout on `<dir>/policy.yaml` and `<dir>/secrets` (its hash key in
+ * `dir`), logging warnings only (stderr inherited, stdout ignored unless a file descriptor is
+ * given), run as `launch` says (default: plain node, no flags), with `env` added.
+ */
+export function spawnSidecar(
+  dir: string,
+  opts: {
+    adminPort: number;
+    proxyPort?: number;
+    launch?: SidecarLaunch;
+    env?: Record<string, string>;
+    stdout?: number;
+  },
+): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      ...(opts.launch?.execArgv ?? []),
+      "bin/airlock.js",
+      "sidecar",
+      "--policy",
+      join(dir, "policy.yaml"),
+      "--secrets",
+      join(dir, "secrets"),
+      "--admin-port",
+      String(opts.adminPort),
+      "--proxy-port",
+      String(opts.proxyPort ?? 0),
+      "--hash-key-file",
+      join(dir, "hash.key"),
+      "--log-level",
+      "warn",
+    ],
+    {
+      cwd: root,
+      stdio: ["ignore", opts.stdout ?? "ignore", "inherit"],
+      env: { ...process.env, ...opts.launch?.env, ...opts.env },
+    },
+  );
 }
 
 /** Resident memory of a process, from /proc (Linux): all of it, and its private (anonymous) part. */

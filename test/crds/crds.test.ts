@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { CustomObjectsApi, Watch } from "@kubernetes/client-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
+import { type AgentAccessPolicy, API_VERSION, GROUP, VERSION } from "../../api/src/index.ts";
+import { compilePolicies } from "../../sidecar/src/policy/compile.ts";
 import { connect } from "../envtest/connect.ts";
 
 const k8s = connect();
@@ -502,6 +503,196 @@ describe("broken policies are rejected by the API server with a message that say
     const r = await kubectl(["apply", "-f", "-"], JSON.stringify(p));
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(message);
+  });
+});
+
+// tls.mode passthrough: what cannot be enforced on an opaque tunnel is refused, by the API server
+// (CEL) and, with the same path and reason, where the sidecar loads a policy (compilePolicies), so
+// a policy that reaches a sidecar some other way (a file, `airlock policy test`) is refused too.
+describe("tls.mode passthrough: refused where it could not be enforced, by the API server and the loader", () => {
+  /** The base policy plus a passthrough connection `pinned` and the rule that opens it. */
+  const withPinned = () => {
+    const p = base();
+    p.metadata.name = "pinned";
+    p.spec.connections.push({
+      name: "pinned",
+      protocol: "http",
+      target: { host: "pinned.example.com", port: 443, aliases: ["10.0.0.9"] },
+      tls: { mode: "passthrough" },
+    } as Policy["spec"]["connections"][number]);
+    p.spec.rules.push({
+      name: "open-pinned",
+      action: "allow",
+      connections: ["pinned"],
+      match: { http: { methods: ["CONNECT"] } },
+    } as unknown as Policy["spec"]["rules"][number]);
+    return p;
+  };
+  const pinned = (p: Policy) => p.spec.connections[2] as Record<string, unknown>;
+  const rule = (p: Policy, r: Record<string, unknown>) =>
+    p.spec.rules.push(r as unknown as Policy["spec"]["rules"][number]);
+  const cases: [string, (p: Policy) => void, RegExp, string, RegExp][] = [
+    [
+      "passthrough on a postgres connection",
+      (p) => Object.assign(p.spec.connections[0]!, { tls: { mode: "passthrough" } }),
+      /tls\.mode passthrough is only for protocol http/,
+      "spec.connections[0].tls.mode",
+      /only for protocol http; connection db speaks postgres/,
+    ],
+    [
+      "credentials on a passthrough connection",
+      (p) =>
+        Object.assign(pinned(p), {
+          credentials: { secretRef: { name: "s" }, http: { header: "Authorization", key: "t" } },
+        }),
+      /credentials, userHeader, errorFormat, limits and listen cannot be enforced/,
+      "spec.connections[2].credentials",
+      /passthrough: the agent's TLS is relayed opaque, so credentials cannot be enforced/,
+    ],
+    [
+      "an upstream CA on a passthrough connection",
+      (p) =>
+        Object.assign(pinned(p), {
+          tls: { mode: "passthrough", caSecretRef: { name: "ca", key: "ca.crt" } },
+        }),
+      /caSecretRef and serverName cannot apply/,
+      "spec.connections[2].tls.caSecretRef",
+      /tls\.caSecretRef cannot be enforced/,
+    ],
+    [
+      "a local listener on a passthrough connection",
+      (p) => Object.assign(pinned(p), { listen: { port: 18080 } }),
+      /listen cannot be enforced/,
+      "spec.connections[2].listen",
+      /listen cannot be enforced/,
+    ],
+    [
+      "a path rule on a passthrough connection",
+      (p) =>
+        rule(p, {
+          name: "read-v1",
+          action: "allow",
+          connections: ["pinned"],
+          match: { http: { methods: ["GET"], paths: ["/v1/**"] } },
+        }),
+      /a rule on a tls\.mode passthrough connection can match only methods \[CONNECT\]/,
+      "spec.rules[3].match.http",
+      /stay encrypted end to end: its methods GET, paths cannot be enforced there/,
+    ],
+    [
+      "a deny rule for a path, written for every connection, in a policy with a passthrough connection",
+      (p) => rule(p, { name: "no-admin", action: "deny", match: { http: { paths: ["/admin/**"] } } }),
+      /can match only methods \[CONNECT\]/,
+      "spec.rules[3].match.http",
+      /its every method, paths cannot be enforced there; match only methods \[CONNECT\] on it, or list the rule's connections without it/,
+    ],
+    [
+      "approval on a passthrough connection",
+      (p) =>
+        rule(p, {
+          name: "ask",
+          action: "requireApproval",
+          connections: ["pinned"],
+          match: { http: { methods: ["CONNECT"] } },
+          approval: { approvers: { groups: ["ops"] } },
+        }),
+      /an opaque tunnel cannot be held for approval/,
+      "spec.rules[3].action",
+      /an opaque tunnel cannot be held for approval/,
+    ],
+    [
+      "masking on a passthrough connection",
+      (p) =>
+        p.spec.masking.push({
+          name: "pinned-pii",
+          connections: ["pinned"],
+          detectors: ["email"],
+          strategy: "redact",
+        }),
+      /masking cannot apply to a tls\.mode passthrough connection/,
+      "spec.masking[1].connections",
+      /whose bytes stay encrypted: nothing can be masked there/,
+    ],
+    [
+      "masking for every connection in a policy with a passthrough connection",
+      (p) =>
+        p.spec.masking.push({
+          name: "all-pii",
+          detectors: ["email"],
+          strategy: "redact",
+        } as Policy["spec"]["masking"][number]),
+      /masking cannot apply to a tls\.mode passthrough connection/,
+      "spec.masking[1]",
+      /masking rule all-pii applies to passthrough connection pinned/,
+    ],
+    [
+      "CONNECT allowed on an intercepted connection",
+      (p) =>
+        rule(p, {
+          name: "tunnel-api",
+          action: "allow",
+          connections: ["api"],
+          match: { http: { methods: ["CONNECT"] } },
+        }),
+      /a rule allowing CONNECT opens an opaque tunnel, which only tls\.mode passthrough connections have/,
+      "spec.rules[3].connections",
+      /\(api is intercepted and judged per request\)/,
+    ],
+    [
+      "CONNECT allowed without naming connections",
+      (p) => rule(p, { name: "tunnel-all", action: "allow", match: { http: { methods: ["CONNECT"] } } }),
+      /it must list its connections, all of them passthrough/,
+      "spec.rules[3].connections",
+      /must list its connections, all of them passthrough/,
+    ],
+    [
+      "an allow rule without match naming a passthrough connection",
+      (p) => rule(p, { name: "everything", action: "allow", connections: ["pinned"] }),
+      /an allow rule without match opens nothing on a tls\.mode passthrough connection/,
+      "spec.rules[3].match",
+      /opens nothing on passthrough connection pinned/,
+    ],
+  ];
+
+  it("accepts a passthrough connection opened by a CONNECT rule (API server and loader)", async () => {
+    const p = withPinned();
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).toBe(0);
+    expect(compilePolicies([p as unknown as AgentAccessPolicy]).problems).toEqual([]);
+  });
+
+  it("refuses a misspelled mode, and a passthrough key beside mode is refused, never pruned", async () => {
+    const p = withPinned();
+    Object.assign(pinned(p), { tls: { mode: "passthru" } });
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.out).toMatch(
+      /Unsupported value: "passthru": supported values: "verify-full", "verify-ca", "disable", "passthrough"/,
+    );
+    const q = withPinned();
+    Object.assign(pinned(q), { tls: { passthrough: true } });
+    // Dropping the key would leave verify-full: interception, never looser; still it is refused.
+    const k = await kubectl(["apply", "--validate=false", "--dry-run=server", "-f", "-"], JSON.stringify(q));
+    expect(k.code).not.toBe(0);
+    expect(k.out).toMatch(/unknown field/);
+    expect(compilePolicies([q as unknown as AgentAccessPolicy]).problems.length).toBeGreaterThan(0);
+  });
+
+  it.each(cases)("%s", async (_label, breakIt, apiMessage, path, loaderMessage) => {
+    const p = withPinned();
+    breakIt(p);
+    const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], JSON.stringify(p));
+    expect(r.code, r.out).not.toBe(0);
+    expect(r.out).toMatch(apiMessage);
+    const { problems, set } = compilePolicies([p as unknown as AgentAccessPolicy]);
+    expect(problems).toContainEqual(
+      expect.objectContaining({
+        policy: `${ns}/pinned`,
+        path,
+        message: expect.stringMatching(loaderMessage),
+      }),
+    );
+    // Nothing of a refused policy loads.
+    expect(set.connections.size).toBe(0);
   });
 });
 

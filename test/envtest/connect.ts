@@ -6,7 +6,7 @@
 //   const { code } = await k8s.kubectl(["apply", "-n", ns, "-f", "-"], { stdin: yaml });
 import { randomBytes } from "node:crypto";
 import { CoreV1Api } from "@kubernetes/client-node";
-import { inject } from "vitest";
+import { expect, inject } from "vitest";
 import { attachControlPlane, type ClusterAccess } from "./control-plane.ts";
 import type { EnvtestProvided } from "./global-setup.ts";
 
@@ -19,6 +19,12 @@ export interface Envtest extends ClusterAccess {
    * the whole etcd is thrown away after the run.
    */
   createNamespace(prefix: string): Promise<string>;
+}
+
+/** `kubectl apply` (as admin) of one object or List, which must succeed. */
+export async function apply(k8s: Envtest, obj: unknown): Promise<void> {
+  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
+  expect(r.code, r.stderr).toBe(0);
 }
 
 let cached: Envtest | undefined;

@@ -13,18 +13,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_VERSION } from "../../api/src/index.ts";
-import { type Cluster, plugin, setUpCluster } from "../approvals/cluster.ts";
-import { connect } from "../envtest/connect.ts";
-import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
-import { type Relay, relay } from "../harness/relay.ts";
-import { MARK, STATEMENT_LOG, serverStatements } from "./load.ts";
-import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+import type { Rule } from "../../api/src/index.ts";
+import { type Cluster, plugin } from "../approvals/cluster.ts";
+import { apply, connect } from "../envtest/connect.ts";
+import { freePort, type PostgresServer } from "../harness/postgres.ts";
+import type { Relay } from "../harness/relay.ts";
+import { MARK, serverStatements } from "./load.ts";
+import { type InCluster, inCluster } from "./setup.ts";
+import { ofConnection, type SidecarProcess } from "./sidecar-process.ts";
 
 const k8s = connect();
+let fx: InCluster;
 let c: Cluster;
 let server: PostgresServer;
-let w: Workdir;
 let link: Relay;
 let linkPort: number;
 let dbPort: number;
@@ -32,56 +33,28 @@ const running: SidecarProcess[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function policy(extraRules: Record<string, unknown>[] = []) {
-  return {
-    apiVersion: API_VERSION,
-    kind: "AgentAccessPolicy",
-    metadata: { name: "faults", namespace: c.ns },
-    spec: {
-      podSelector: { matchLabels: { app: "agent" } },
-      connections: [
-        {
-          name: "db",
-          protocol: "postgres",
-          target: { host: "127.0.0.1", port: server.port },
-          listen: { port: dbPort },
-          tls: { mode: "disable" },
-          database: server.database,
-          credentials: { secretRef: { name: "db" } },
-        },
-      ],
-      rules: [
-        ...extraRules,
-        { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
-        {
-          name: "delete-needs-dba",
-          action: "requireApproval",
-          match: { sql: { statements: ["delete"] } },
-          approval: { approvers: { groups: ["dba"] }, timeout: "45s" },
-        },
-        {
-          name: "update-short",
-          action: "requireApproval",
-          match: { sql: { statements: ["update"] } },
-          approval: { approvers: { groups: ["dba"] }, timeout: "2s" },
-        },
-      ],
+const policy = (extraRules: Rule[] = []) =>
+  fx.policy("faults", dbPort, [
+    ...extraRules,
+    { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
+    {
+      name: "delete-needs-dba",
+      action: "requireApproval",
+      match: { sql: { statements: ["delete"] } },
+      approval: { approvers: { groups: ["dba"] }, timeout: "45s" },
     },
-  };
-}
+    {
+      name: "update-short",
+      action: "requireApproval",
+      match: { sql: { statements: ["update"] } },
+      approval: { approvers: { groups: ["dba"] }, timeout: "2s" },
+    },
+  ]);
 
-async function applyPolicy(p: unknown) {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(p) });
-  expect(r.code, r.stderr).toBe(0);
-}
+const applyPolicy = (p: unknown) => apply(k8s, p);
 
-async function start(pod: string, opts: { podInfoDir?: string; waitReady?: boolean | "none" } = {}) {
-  const kubeconfig = join(w.dir, `${pod}.kubeconfig`);
-  await writeFile(kubeconfig, c.agentKubeConfig(`https://127.0.0.1:${linkPort}`).exportConfig());
-  const sc = await spawnSidecar(w, {
-    kubernetes: { kubeconfig, podInfoDir: opts.podInfoDir ?? (await c.podInfo(pod)) },
-    ...(opts.waitReady !== undefined ? { waitReady: opts.waitReady } : {}),
-  });
+async function start(pod: string, opts: Parameters<InCluster["spawn"]>[2] = {}) {
+  const sc = await fx.spawn(pod, linkPort, opts);
   running.push(sc);
   return sc;
 }
@@ -101,18 +74,13 @@ const pendingPostgres = async () =>
 const logged = (pattern: RegExp) => serverStatements(server).filter((l) => pattern.test(l)).length;
 
 beforeAll(async () => {
-  [c, server, w] = await Promise.all([
-    setUpCluster(k8s, "faults"),
-    startPostgres({ settings: STATEMENT_LOG }),
-    workdir("apiserver"),
-  ]);
-  const user = await server.createUser("fault_agent");
-  await server.sql(
-    "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 10) i; GRANT SELECT, UPDATE, DELETE ON items TO fault_agent",
-  );
-  await w.secret("db", { username: user.user, password: user.password });
+  fx = await inCluster(k8s, "faults", {
+    role: "fault_agent",
+    sql: "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 10) i; GRANT SELECT, UPDATE, DELETE ON items TO fault_agent",
+    statementLog: true,
+  });
+  ({ c, server, link } = fx);
   dbPort = await freePort();
-  link = relay(new URL(k8s.server));
   linkPort = await link.up();
   await applyPolicy(policy());
 });
@@ -122,9 +90,7 @@ afterAll(async () => {
     sc.kill("SIGKILL");
     await sc.exited;
   }
-  await link?.down();
-  await server?.stop();
-  await w?.remove();
+  await fx?.close();
 });
 
 describe("the sidecar killed while a statement waits for approval", () => {

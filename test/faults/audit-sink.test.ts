@@ -8,65 +8,24 @@ import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentAccessPolicy } from "../../api/src/index.ts";
-import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
-import { startUpstream, type Upstream } from "../http/harness.ts";
-import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+import { freePort, type PostgresServer } from "../harness/postgres.ts";
+import type { Upstream } from "../http/harness.ts";
+import { type Standalone, standalone } from "./setup.ts";
+import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir } from "./sidecar-process.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+let fx: Standalone;
 let server: PostgresServer;
 let upstream: Upstream;
 let w: Workdir;
-let agentUser: { user: string; password: string };
 
 beforeAll(async () => {
-  [server, upstream, w] = await Promise.all([
-    startPostgres(),
-    startUpstream((req, res) => {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ url: req.url }));
-    }),
-    workdir("audit-sink"),
-  ]);
-  agentUser = await server.createUser("sink_agent");
-  await w.secret("db", { username: agentUser.user, password: agentUser.password });
+  fx = await standalone("audit-sink", { role: "sink_agent" });
+  ({ server, upstream, w } = fx);
 });
 
-afterAll(async () => {
-  await upstream?.close();
-  await server?.stop();
-  await w?.remove();
-});
-
-async function policyFile(name: string, dbPort: number, apiPort: number): Promise<string> {
-  const p: AgentAccessPolicy = {
-    apiVersion: "airlock.dev/v1alpha1",
-    kind: "AgentAccessPolicy",
-    metadata: { name, namespace: "agents" },
-    spec: {
-      connections: [
-        {
-          name: "db",
-          protocol: "postgres",
-          target: { host: "127.0.0.1", port: server.port },
-          listen: { port: dbPort },
-          tls: { mode: "disable" },
-          database: server.database,
-          credentials: { secretRef: { name: "db" } },
-        },
-        {
-          name: "api",
-          protocol: "http",
-          target: { host: "127.0.0.1", port: upstream.port },
-          listen: { port: apiPort },
-          tls: { mode: "disable" },
-        },
-      ],
-      rules: [{ name: "everything", action: "allow" }],
-    },
-  };
-  return w.policy(p);
-}
+afterAll(() => fx?.close());
 
 /** What the agent got for one request: a status, or the error that ended it. */
 const get = (port: number, path: string) =>
@@ -84,7 +43,7 @@ describe("stdout closed: the collector's pipe reader exits", () => {
 
   it("the operation whose line cannot be written is not answered; the sidecar exits 1 saying why", async () => {
     const [dbPort, apiPort] = [await freePort(), await freePort()];
-    sc = await spawnSidecar(w, { policies: [await policyFile("sink-pipe", dbPort, apiPort)] });
+    sc = await spawnSidecar(w, { policies: [await fx.policyFile("sink-pipe", dbPort, apiPort)] });
     expect(await get(apiPort, "/before")).toMatchObject({ status: 200 });
     const db = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
     const dbErrors: Error[] = [];
@@ -125,7 +84,7 @@ describe("stdout on a full disk (ENOSPC)", () => {
     const full = openSync("/dev/full", "w");
     try {
       const sc = await spawnSidecar(w, {
-        policies: [await policyFile("sink-full", dbPort, apiPort)],
+        policies: [await fx.policyFile("sink-full", dbPort, apiPort)],
         stdout: full,
         waitReady: "none",
       });
@@ -155,7 +114,7 @@ describe("stdout on a full disk (ENOSPC)", () => {
       const [dbPort, apiPort] = [await freePort(), await freePort()];
       const dir = join(w.dir, "logs");
       const sc = await spawnSidecar(w, {
-        policies: [await policyFile("sink-tmpfs", dbPort, apiPort)],
+        policies: [await fx.policyFile("sink-tmpfs", dbPort, apiPort)],
         wrap: [
           "unshare",
           "-m",

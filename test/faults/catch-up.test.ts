@@ -5,90 +5,55 @@
 //   so that approvers do not see a stale Pending one;
 // - the policy controller (injector): a policy changed and its Secret deleted during the outage
 //   get their status (observedGeneration, Ready=False SecretNotFound) and one Warning Event after it.
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentAccessPolicy, API_VERSION } from "../../api/src/index.ts";
 import { createPolicyController, type PolicyController } from "../../injector/src/controller.ts";
-import { type Cluster, setUpCluster } from "../approvals/cluster.ts";
-import { connect } from "../envtest/connect.ts";
-import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { apply as applyTo, connect } from "../envtest/connect.ts";
+import { freePort } from "../harness/postgres.ts";
 import { type Relay, relay } from "../harness/relay.ts";
 import { applyCrds } from "../injector/harness.ts";
-import { MARK, STATEMENT_LOG, serverStatements } from "./load.ts";
-import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+import { MARK, serverStatements } from "./load.ts";
+import { type InCluster, inCluster } from "./setup.ts";
+import { ofConnection, type SidecarProcess } from "./sidecar-process.ts";
 
 const k8s = connect();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function apply(obj: unknown) {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
-  expect(r.code, r.stderr).toBe(0);
-}
+const apply = (obj: unknown) => applyTo(k8s, obj);
 
 describe("an approval that times out while the API server is unreachable", () => {
-  let c: Cluster;
-  let server: PostgresServer;
-  let w: Workdir;
-  let link: Relay;
+  let fx: InCluster;
   let sc: SidecarProcess | undefined;
 
   beforeAll(async () => {
-    [c, server, w] = await Promise.all([
-      setUpCluster(k8s, "catchup"),
-      startPostgres({ settings: STATEMENT_LOG }),
-      workdir("catch-up"),
-    ]);
-    const user = await server.createUser("catchup_agent");
-    await server.sql(
-      "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a'); GRANT SELECT, UPDATE ON items TO catchup_agent",
-    );
-    await w.secret("db", { username: user.user, password: user.password });
-    link = relay(new URL(k8s.server));
+    fx = await inCluster(k8s, "catchup", {
+      role: "catchup_agent",
+      sql: "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, 'a'); GRANT SELECT, UPDATE ON items TO catchup_agent",
+      statementLog: true,
+    });
   });
   afterAll(async () => {
     sc?.kill("SIGKILL");
     await sc?.exited;
-    await link?.down();
-    await server?.stop();
-    await w?.remove();
+    await fx?.close();
   });
 
   it("is refused at its timeout, not performed; the request is marked Expired once the API server is back", async () => {
+    const { c, server, link } = fx;
     const dbPort = await freePort();
-    await apply({
-      apiVersion: API_VERSION,
-      kind: "AgentAccessPolicy",
-      metadata: { name: "catchup", namespace: c.ns },
-      spec: {
-        podSelector: { matchLabels: { app: "agent" } },
-        connections: [
-          {
-            name: "db",
-            protocol: "postgres",
-            target: { host: "127.0.0.1", port: server.port },
-            listen: { port: dbPort },
-            tls: { mode: "disable" },
-            database: server.database,
-            credentials: { secretRef: { name: "db" } },
-          },
-        ],
-        rules: [
-          { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
-          {
-            name: "update-4s",
-            action: "requireApproval",
-            match: { sql: { statements: ["update"] } },
-            approval: { approvers: { groups: ["dba"] }, timeout: "4s" },
-          },
-        ],
-      },
-    });
-    const kubeconfig = join(w.dir, "agent.kubeconfig");
-    await writeFile(kubeconfig, c.agentKubeConfig(`https://127.0.0.1:${await link.up()}`).exportConfig());
-    sc = await spawnSidecar(w, { kubernetes: { kubeconfig, podInfoDir: await c.podInfo("agent-c") } });
+    await apply(
+      fx.policy("catchup", dbPort, [
+        { name: "read", action: "allow", match: { sql: { statements: ["read"] } } },
+        {
+          name: "update-4s",
+          action: "requireApproval",
+          match: { sql: { statements: ["update"] } },
+          approval: { approvers: { groups: ["dba"] }, timeout: "4s" },
+        },
+      ]),
+    );
+    sc = await fx.spawn("agent-c", await link.up());
     const cl = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
     cl.on("error", () => {});
     await cl.connect();

@@ -10,80 +10,36 @@
 // - a new sidecar on the same configuration serves new connections.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentAccessPolicy } from "../../api/src/index.ts";
-import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
-import { startUpstream, type Upstream } from "../http/harness.ts";
-import {
-  type HttpTally,
-  httpWorker,
-  MARK,
-  type PgTally,
-  pgWorker,
-  STATEMENT_LOG,
-  serverStatements,
-} from "./load.ts";
-import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+import { freePort, type PgUser, type PostgresServer } from "../harness/postgres.ts";
+import type { Upstream } from "../http/harness.ts";
+import { type HttpTally, loadTable, MARK, type PgTally, serverStatements, startLoad } from "./load.ts";
+import { type Standalone, standalone } from "./setup.ts";
+import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir } from "./sidecar-process.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+let fx: Standalone;
 let server: PostgresServer;
 let upstream: Upstream;
 let w: Workdir;
 let dbPort: number;
 let apiPort: number;
-let agentUser: { user: string; password: string };
+let agentUser: PgUser;
 
 beforeAll(async () => {
-  [server, upstream, w] = await Promise.all([
-    startPostgres({ settings: STATEMENT_LOG }),
-    startUpstream(async (req, res) => {
-      await sleep(5 + Math.floor(Math.random() * 20));
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ url: req.url }));
-    }),
-    workdir("crash"),
-  ]);
-  agentUser = await server.createUser("fault_agent");
-  await server.sql(
-    "CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); INSERT INTO fault_load VALUES (-5, 0); GRANT SELECT, INSERT, UPDATE ON fault_load TO fault_agent",
-  );
-  await w.secret("db", { username: agentUser.user, password: agentUser.password });
+  fx = await standalone("crash", {
+    role: "fault_agent",
+    sql: `${loadTable("fault_agent")}; INSERT INTO fault_load VALUES (-5, 0)`,
+    statementLog: true,
+    httpDelayMs: { base: 5, jitter: 20 },
+  });
+  ({ server, upstream, w, user: agentUser } = fx);
   [dbPort, apiPort] = [await freePort(), await freePort()];
 });
 
-afterAll(async () => {
-  await upstream?.close();
-  await server?.stop();
-  await w?.remove();
-});
+afterAll(() => fx?.close());
 
-function policy(): AgentAccessPolicy {
-  return {
-    apiVersion: "airlock.dev/v1alpha1",
-    kind: "AgentAccessPolicy",
-    metadata: { name: "crash", namespace: "agents" },
-    spec: {
-      connections: [
-        {
-          name: "db",
-          protocol: "postgres",
-          target: { host: "127.0.0.1", port: server.port },
-          listen: { port: dbPort },
-          tls: { mode: "disable" },
-          database: server.database,
-          credentials: { secretRef: { name: "db" } },
-        },
-        {
-          name: "api",
-          protocol: "http",
-          target: { host: "127.0.0.1", port: upstream.port },
-          listen: { port: apiPort },
-          tls: { mode: "disable" },
-        },
-      ],
-      rules: [{ name: "everything", action: "allow" }],
-    },
-  };
-}
+const policy = () => fx.policyFile("crash", dbPort, apiPort);
 
 /** Sessions of the agent's role the server still has (the direct lock holder excluded). */
 const agentBackends = async (except: number) =>
@@ -107,12 +63,8 @@ describe("SIGKILL mid-load and mid-transaction, then a restart", () => {
   let committedAcked = 0;
 
   it("agents' connections fail at once; only what the server completed is audited; the open transaction rolls back", async () => {
-    sc = await spawnSidecar(w, { policies: [await w.policy(policy())] });
-    let stopAll = false;
-    const stop = () => stopAll;
-    const target = { port: dbPort, database: server.database };
-    const pgWorkers = Array.from({ length: 6 }, (_, i) => pgWorker(target, i + 1, stop));
-    const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(apiPort, i + 1, stop));
+    sc = await spawnSidecar(w, { policies: [await policy()] });
+    const load = startLoad({ port: dbPort, database: server.database }, apiPort);
 
     // A lock held directly on the server, and an agent transaction whose UPDATE waits for it.
     const holder = new pg.Client({
@@ -147,11 +99,11 @@ describe("SIGKILL mid-load and mid-transaction, then a restart", () => {
     const exit = await sc.exited;
     expect(exit.signal).toBe("SIGKILL");
     const killedAt = Date.now();
-    stopAll = true;
+    load.stop();
 
     // Every client hears at once that its connection is gone.
     const [pgTallies, httpTallies, updated] = (await within(
-      Promise.all([Promise.all(pgWorkers), Promise.all(httpWorkers), update]),
+      Promise.all([Promise.all(load.pg), Promise.all(load.http), update]),
       3_000,
       "a client",
     )) as [PgTally[], HttpTally[], string];
@@ -205,7 +157,7 @@ describe("SIGKILL mid-load and mid-transaction, then a restart", () => {
   }, 45_000);
 
   it("a restarted sidecar serves new connections on the same configuration", async () => {
-    const again = await spawnSidecar(w, { policies: [await w.policy(policy())] });
+    const again = await spawnSidecar(w, { policies: [await policy()] });
     try {
       const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
       await c.connect();

@@ -11,14 +11,15 @@
 // deadline.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentAccessPolicy } from "../../api/src/index.ts";
-import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
-import { startUpstream, type Upstream } from "../http/harness.ts";
-import { httpWorker, MARK, pgWorker, STATEMENT_LOG, serverLog, serverStatements } from "./load.ts";
-import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir, workdir } from "./sidecar-process.ts";
+import { freePort, type PostgresServer } from "../harness/postgres.ts";
+import type { Upstream } from "../http/harness.ts";
+import { loadTable, MARK, serverLog, serverStatements, startLoad } from "./load.ts";
+import { type Standalone, standalone } from "./setup.ts";
+import { ofConnection, type SidecarProcess, spawnSidecar, type Workdir } from "./sidecar-process.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+let fx: Standalone;
 let server: PostgresServer;
 let upstream: Upstream;
 let w: Workdir;
@@ -26,71 +27,27 @@ let dbPort: number;
 let apiPort: number;
 
 beforeAll(async () => {
-  [server, upstream, w] = await Promise.all([
-    startPostgres({
-      settings: STATEMENT_LOG,
-    }),
-    // The upstream takes its time so that requests are in flight when the signal comes.
-    startUpstream(async (req, res) => {
-      await sleep(10 + Math.floor(Math.random() * 40));
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ url: req.url }));
-    }),
-    workdir("drain"),
-  ]);
-  const agent = await server.createUser("fault_agent");
-  await server.sql(
-    "CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); GRANT SELECT, INSERT, UPDATE ON fault_load TO fault_agent",
-  );
-  await w.secret("db", { username: agent.user, password: agent.password });
+  // The upstream takes its time so that requests are in flight when the signal comes.
+  fx = await standalone("drain", {
+    role: "fault_agent",
+    sql: loadTable("fault_agent"),
+    statementLog: true,
+    httpDelayMs: { base: 10, jitter: 40 },
+  });
+  ({ server, upstream, w } = fx);
   [dbPort, apiPort] = [await freePort(), await freePort()];
 });
 
-afterAll(async () => {
-  await upstream?.close();
-  await server?.stop();
-  await w?.remove();
-});
+afterAll(() => fx?.close());
 
-function policy(): AgentAccessPolicy {
-  return {
-    apiVersion: "airlock.dev/v1alpha1",
-    kind: "AgentAccessPolicy",
-    metadata: { name: "drain", namespace: "agents" },
-    spec: {
-      connections: [
-        {
-          name: "db",
-          protocol: "postgres",
-          target: { host: "127.0.0.1", port: server.port },
-          listen: { port: dbPort },
-          tls: { mode: "disable" },
-          database: server.database,
-          credentials: { secretRef: { name: "db" } },
-        },
-        {
-          name: "api",
-          protocol: "http",
-          target: { host: "127.0.0.1", port: upstream.port },
-          listen: { port: apiPort },
-          tls: { mode: "disable" },
-        },
-      ],
-      rules: [{ name: "everything", action: "allow" }],
-    },
-  };
-}
+const policy = () => fx.policyFile("drain", dbPort, apiPort);
 
 describe("SIGTERM under load", () => {
   let sc: SidecarProcess;
 
   it("every operation the upstreams saw has its one audit event and every audit event an operation; sessions end at a boundary with 57P01", async () => {
-    sc = await spawnSidecar(w, { policies: [await w.policy(policy())] });
-    let stopAll = false;
-    const stop = () => stopAll;
-    const pgWorkers = Array.from({ length: 6 }, (_, i) =>
-      pgWorker({ port: dbPort, database: server.database }, i + 1, stop),
-    );
-    const httpWorkers = Array.from({ length: 4 }, (_, i) => httpWorker(apiPort, i + 1, stop));
+    sc = await spawnSidecar(w, { policies: [await policy()] });
+    const load = startLoad({ port: dbPort, database: server.database }, apiPort);
 
     let signal: () => void = () => {};
     const signalSent = new Promise<void>((r) => {
@@ -123,10 +80,10 @@ describe("SIGTERM under load", () => {
     signal();
     const exit = await sc.exited;
     const exitedAfterMs = Date.now() - signalled;
-    stopAll = true;
+    load.stop();
     const [pgTallies, httpTallies, tx] = await Promise.all([
-      Promise.all(pgWorkers),
-      Promise.all(httpWorkers),
+      Promise.all(load.pg),
+      Promise.all(load.http),
       longTx,
     ]);
 
@@ -175,7 +132,7 @@ describe("SIGTERM under load", () => {
   }, 45_000);
 
   it("the drain deadline ends what is left: an idle transaction rolls back, a statement in flight is audited as not completed", async () => {
-    sc = await spawnSidecar(w, { policies: [await w.policy(policy())], extraArgs: ["--drain-timeout", "2"] });
+    sc = await spawnSidecar(w, { policies: [await policy()], extraArgs: ["--drain-timeout", "2"] });
     const client = async () => {
       const c = new pg.Client({ host: "127.0.0.1", port: dbPort, user: "agent", database: server.database });
       const errors: (Error & { code?: string })[] = [];

@@ -29,6 +29,10 @@ export function serverStatements(server: PostgresServer): string[] {
     .filter((l) => /LOG: {2}(statement|execute [^:]+): \/\*load\*\//.test(l));
 }
 
+/** The table the load writes to, and the agent role's grants on it. */
+export const loadTable = (role: string) =>
+  `CREATE TABLE fault_load (id bigint PRIMARY KEY, client int NOT NULL); GRANT SELECT, INSERT, UPDATE ON fault_load TO ${role}`;
+
 export interface PgTally {
   acked: number;
   committedIds: number[];
@@ -137,4 +141,24 @@ export async function httpWorker(port: number, client: number, stop: () => boole
   }
   agent.destroy();
   return t;
+}
+
+export interface Load {
+  /** Each worker ends its loop at its next turn. */
+  stop(): void;
+  pg: Promise<PgTally>[];
+  http: Promise<HttpTally>[];
+}
+
+/** Six PostgreSQL workers on `db` and four HTTP workers on `apiPort`, running until stop(). */
+export function startLoad(db: { port: number; database: string }, apiPort: number): Load {
+  let stopped = false;
+  const stop = () => stopped;
+  return {
+    stop: () => {
+      stopped = true;
+    },
+    pg: Array.from({ length: 6 }, (_, i) => pgWorker(db, i + 1, stop)),
+    http: Array.from({ length: 4 }, (_, i) => httpWorker(apiPort, i + 1, stop)),
+  };
 }

@@ -35,7 +35,12 @@ function spec(listenPort?: number): AgentAccessPolicySpec {
         credentials: { secretRef: { name: "plain-token" } },
         ...(listenPort ? { listen: { port: listenPort } } : {}),
       },
-      { name: "tls-ok", protocol: "http", target: { host: "localhost", port: secure.port } },
+      {
+        name: "tls-ok",
+        protocol: "http",
+        target: { host: "localhost", port: secure.port },
+        tls: { mode: "passthrough" },
+      },
       { name: "tls-no", protocol: "http", target: { host: "127.0.0.1", port: secure.port } },
     ],
     rules: [
@@ -105,7 +110,7 @@ describe("sockets from the transparent listener", () => {
     }
   });
 
-  it("splices agent-side TLS as a tunnel when a rule allows CONNECT, and cuts it otherwise", async () => {
+  it("relays agent-side TLS to a passthrough connection when a rule allows CONNECT, and cuts it otherwise", async () => {
     const sc = await sidecar();
     const set = sc.ctx.policies.current();
     const target = { current: set.connections.get("tls-ok") };
@@ -128,7 +133,7 @@ describe("sockets from the transparent listener", () => {
       });
     try {
       expect(await get()).toMatch(/^HTTP\/1\.1 200[\s\S]*"secure":true/);
-      expect(sc.audit.at(-1)).toMatchObject({
+      expect(await until(() => sc.audit.find((e) => e.connection === "tls-ok"))).toMatchObject({
         connection: "tls-ok",
         operation: { kind: "http-tunnel" },
         decision: { action: "allow", rule: "tunnel" },

@@ -2,8 +2,6 @@
 // pino logger writing to a buffer, audit events both collected and logged), real upstream servers
 // on 127.0.0.1 (HTTP and HTTPS with a generated CA), and a small HTTP client.
 
-import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import {
   type Agent,
   createServer as createHttpServer,
@@ -16,36 +14,19 @@ import {
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Writable } from "node:stream";
 import type { AgentAccessPolicy, AgentAccessPolicySpec } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import {
-  type CredentialSourcesOptions,
-  createCredentialSources,
-} from "../../sidecar/src/credentials/index.ts";
-import type { WorkloadIdentity } from "../../sidecar/src/identity/index.ts";
+import type { CredentialSourcesOptions } from "../../sidecar/src/credentials/index.ts";
 import {
   createHttpGuard,
   type HttpGuard,
   type HttpGuardOptions,
 } from "../../sidecar/src/protocols/http/index.ts";
 import type { SidecarContext } from "../../sidecar/src/runtime/context.ts";
-import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
-import { createSecretStore } from "../../sidecar/src/runtime/secrets.ts";
-import { createVerifierCache } from "../../sidecar/src/runtime/verifiers.ts";
-import { createLogger } from "../../sidecar/src/telemetry/logger.ts";
-import { createMetrics, type Metrics } from "../../sidecar/src/telemetry/metrics.ts";
+import type { Metrics } from "../../sidecar/src/telemetry/metrics.ts";
+import { testContext, WORKLOAD } from "../harness/context.ts";
 
-export const WORKLOAD: WorkloadIdentity = {
-  namespace: "agents",
-  podName: "agent-0",
-  serviceAccount: "agent",
-  subject: "system:serviceaccount:agents:agent",
-  labels: { app: "agent" },
-};
+export { WORKLOAD };
 
 export function policy(name: string, spec: AgentAccessPolicySpec): AgentAccessPolicy {
   return {
@@ -79,45 +60,13 @@ export async function startSidecar(opts: {
   /** Credential source options (Vault: the projected token directory, timeouts). */
   credentials?: Partial<Pick<CredentialSourcesOptions, "tokenDir" | "vaultTimeoutMs">>;
 }): Promise<Sidecar> {
-  let logText = "";
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logText += chunk.toString("utf8");
-      done();
-    },
+  const t = await testContext({
+    prefix: "http",
+    policies: opts.policies,
+    ...(opts.secrets ? { secrets: opts.secrets } : {}),
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
   });
-  const logger = createLogger({ level: "debug", destination });
-  const memory = createMemoryAuditSink();
-  const logged = createAuditSink(logger);
-  const metrics = createMetrics({ defaultMetrics: false });
-  const policies = createPolicyStore({ logger, metrics });
-  const result = policies.update(opts.policies);
-  if (result.problems.length > 0) throw new Error(`test policy problems: ${JSON.stringify(result.problems)}`);
-  const secretsDir = await mkdtemp(join(tmpdir(), "airlock-http-secrets-"));
-  const writeSecret = async (name: string, key: string, value: string) => {
-    await mkdir(join(secretsDir, name), { recursive: true });
-    await writeFile(join(secretsDir, name, key), value);
-  };
-  for (const [name, keys] of Object.entries(opts.secrets ?? {}))
-    for (const [key, value] of Object.entries(keys)) await writeSecret(name, key, value);
-
-  const secrets = createSecretStore(secretsDir);
-  const ctx: SidecarContext = {
-    logger,
-    audit: {
-      emit(event) {
-        memory.emit(event);
-        logged.emit(event);
-      },
-    },
-    metrics,
-    workload: WORKLOAD,
-    policies,
-    secrets,
-    credentials: createCredentialSources({ secrets, logger, metrics, ...opts.credentials }),
-    hashKey: randomBytes(32),
-    verifierFor: createVerifierCache(),
-  };
+  const { ctx } = t;
   // Masking rules come from the compiled policy, as in the real sidecar.
   const guard = createHttpGuard(ctx, {
     upstreamTimeoutMs: 20_000,
@@ -127,10 +76,10 @@ export async function startSidecar(opts: {
   return {
     ctx,
     guard,
-    metrics,
-    audit: memory.events,
-    logs: () => logText,
-    secretsDir,
+    metrics: t.metrics,
+    audit: t.audit,
+    logs: t.logs,
+    secretsDir: t.secretsDir,
     async listen(name) {
       const conn = ctx.policies.current().connections.get(name);
       if (!conn) throw new Error(`no connection ${name}`);
@@ -141,14 +90,11 @@ export async function startSidecar(opts: {
       const { port } = await guard.listenProxy({ port: 0 });
       return `http://127.0.0.1:${port}`;
     },
-    setPolicies(next) {
-      const r = policies.update(next);
-      if (r.problems.length > 0) throw new Error(`test policy problems: ${JSON.stringify(r.problems)}`);
-    },
-    writeSecret,
+    setPolicies: t.setPolicies,
+    writeSecret: t.writeSecret,
     async close() {
       await guard.close();
-      await rm(secretsDir, { recursive: true, force: true });
+      await t.remove();
     },
   };
 }

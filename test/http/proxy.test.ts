@@ -40,6 +40,7 @@ function spec(): AgentAccessPolicySpec {
         name: "tunnelled",
         protocol: "http",
         target: { host: "localhost", port: secure.port },
+        tls: { mode: "passthrough" },
       },
       {
         name: "no-tunnel",
@@ -163,17 +164,10 @@ describe("absolute-form requests", () => {
 });
 
 describe("CONNECT", () => {
-  it("splices an allowed tunnel; the agent's own TLS reaches the upstream, audited as host-level", async () => {
+  it("relays an allowed tunnel to a passthrough connection; the agent's own TLS reaches the upstream, audited as host-level when it ends", async () => {
+    const before = sc.audit.length;
     const { head, socket } = await connectVia(`localhost:${secure.port}`);
     expect(head).toMatch(/^HTTP\/1\.1 200/);
-    const event = await until(() => sc.audit.at(-1));
-    expect(event).toMatchObject({
-      connection: "tunnelled",
-      operation: { kind: "http-tunnel" },
-      decision: { action: "allow", rule: "tunnel-ok" },
-      upstream: { status: "connected" },
-    });
-    expect(event.decision.reason).toContain("host-level");
     const tls = tlsConnect({ socket, ca: caPem, servername: "localhost" });
     const reply = await new Promise<string>((resolve, reject) => {
       let out = "";
@@ -189,6 +183,17 @@ describe("CONNECT", () => {
     expect(reply).toMatch(/^HTTP\/1\.1 200/);
     // Inside the tunnel the sidecar can neither inject nor strip: the agent's header arrives.
     expect(reply).toContain('"auth":"Bearer agent-own"');
+    const event = await until(() => sc.audit.slice(before).find((e) => e.connection === "tunnelled"));
+    expect(event).toMatchObject({
+      operation: { kind: "http-tunnel", sni: "localhost" },
+      decision: { action: "allow", rule: "tunnel-ok" },
+      upstream: { status: "connected" },
+    });
+    expect(event.decision.reason).toContain("host-level");
+    const bytes = (event.operation as { bytes?: { fromAgent: number; fromUpstream: number } }).bytes;
+    // A ClientHello and a request one way; a certificate chain and a response the other.
+    expect(bytes?.fromAgent).toBeGreaterThan(200);
+    expect(bytes?.fromUpstream).toBeGreaterThan(500);
   });
 
   it("refuses a tunnel to a connection where no rule could admit anything", async () => {
@@ -253,14 +258,39 @@ describe("CONNECT", () => {
     ]);
   });
 
-  it("guards plain HTTP even inside a tunnel a CONNECT rule allows", async () => {
+  it("relays nothing but the agent's own TLS to a passthrough connection: plain HTTP inside is cut, and audited", async () => {
+    const before = sc.audit.length;
     const { head, socket } = await connectVia(`localhost:${secure.port}`);
     expect(head).toMatch(/^HTTP\/1\.1 200/);
     const reply = await inside(socket, [
       `GET /inside HTTP/1.1\r\nHost: localhost:${secure.port}\r\nConnection: close\r\n\r\n`,
     ]);
-    // The CONNECT rule admits an opaque tunnel, not requests: a GET no rule allows is refused.
-    expect(reply).toMatch(/^HTTP\/1\.1 403/);
+    expect(reply).toBe("");
+    const event = await until(() => sc.audit.slice(before).find((e) => e.connection === "tunnelled"));
+    expect(event).toMatchObject({
+      operation: { kind: "http-tunnel" },
+      decision: { action: "deny", reason: expect.stringMatching(/relays only the agent's own TLS/) },
+      upstream: { error: "not_tls" },
+    });
+  });
+
+  it("refuses a passthrough tunnel whose TLS names another server (SNI), before a byte reaches the upstream", async () => {
+    const before = sc.audit.length;
+    const { head, socket } = await connectVia(`localhost:${secure.port}`);
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    const tls = tlsConnect({ socket, servername: "elsewhere.example.com", ca: caPem });
+    const ended = await new Promise<string>((resolve) => {
+      tls.on("error", (e: Error) => resolve(e.message));
+      tls.on("close", () => resolve("closed"));
+      tls.on("secureConnect", () => resolve("handshake completed"));
+    });
+    expect(ended).not.toBe("handshake completed");
+    const event = await until(() => sc.audit.slice(before).find((e) => e.connection === "tunnelled"));
+    expect(event).toMatchObject({
+      operation: { kind: "http-tunnel", sni: "elsewhere.example.com" },
+      decision: { action: "deny", reason: expect.stringMatching(/not a name of connection tunnelled/) },
+      upstream: { error: "sni_mismatch" },
+    });
   });
 
   it("refuses a tunnel to an unknown destination", async () => {

@@ -2,12 +2,12 @@
 // runs it) makes its own CA and serving certificate, stores them in a Secret, writes the CA into
 // the caBundle of a MutatingWebhookConfiguration that was installed without one, and the real
 // API server then trusts it and injects pods. A second injector adopts the same Secret.
-import { createServer } from "node:net";
 import type { V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningInjector, startInjector } from "../../injector/src/main.ts";
 import { webhookConfiguration } from "../../injector/src/webhook-config.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply, connect } from "../envtest/connect.ts";
+import { freePort } from "../harness/ports.ts";
 import { applyCrds, getPod, podYaml, SCOPE_LABEL, scopedNamespace, scopeId } from "./harness.ts";
 
 const k8s = connect();
@@ -17,17 +17,6 @@ let systemNs: string;
 let agentsNs: string;
 let port: number;
 const running: RunningInjector[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function args(p: number): string[] {
   return [
@@ -73,8 +62,7 @@ beforeAll(async () => {
     timeoutSeconds: 5,
     extraNamespaceSelector: [{ key: SCOPE_LABEL, operator: "In", values: [scope] }],
   });
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(cfg) });
-  expect(r.code, r.stderr).toBe(0);
+  await apply(k8s, cfg);
 });
 
 afterAll(async () => {

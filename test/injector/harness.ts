@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { V1Pod } from "@kubernetes/client-node";
+import { expect } from "vitest";
 import { defaultConfig, type InjectorConfig } from "../../injector/src/config.ts";
 import { createPolicyController, type PolicyController } from "../../injector/src/controller.ts";
 import { type InjectorServer, startInjectorServer } from "../../injector/src/server.ts";
@@ -24,14 +25,15 @@ export async function applyCrds(k8s: Envtest): Promise<void> {
     await new Promise((res) => setTimeout(res, 500));
     r = await k8s.kubectl(["apply", "-f", join(ROOT, "crds")]);
   }
-  if (r.code !== 0) throw new Error(`kubectl apply -f crds/: ${r.stderr}`);
+  expect(r.code, `kubectl apply -f crds/: ${r.stderr}`).toBe(0);
   const w = await k8s.kubectl([
     "wait",
     "--for=condition=Established",
     "--timeout=60s",
+    "crd/accessrequests.airlock.dev",
     "crd/agentaccesspolicies.airlock.dev",
   ]);
-  if (w.code !== 0) throw new Error(`CRD not established: ${w.stderr}`);
+  expect(w.code, `CRDs not established: ${w.stderr}`).toBe(0);
 }
 
 export function scopeId(): string {

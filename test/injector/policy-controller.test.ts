@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { createPolicyController, type PolicyController } from "../../injector/src/controller.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply as applyTo, connect } from "../envtest/connect.ts";
 import { applyCrds } from "./harness.ts";
 
 const k8s = connect();
@@ -32,10 +32,7 @@ const httpPolicy = (name: string, secretName: string, extra: Record<string, unkn
   },
 });
 
-async function apply(obj: unknown) {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
-  expect(r.code, r.stderr).toBe(0);
-}
+const apply = (obj: unknown) => applyTo(k8s, obj);
 
 async function getPolicy(name: string): Promise<AgentAccessPolicy> {
   const r = await k8s.kubectl(["get", "aap", "-n", ns, name, "-o", "json"]);

@@ -4,7 +4,7 @@
 import { writeFileSync } from "node:fs";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "../envtest/connect.ts";
+import { apply as applyObject, connect } from "../envtest/connect.ts";
 import {
   applyCrds,
   getPod,
@@ -80,8 +80,7 @@ beforeAll(async () => {
       policy(nsOn),
     ],
   };
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(objects) });
-  expect(r.code, r.stderr).toBe(0);
+  await applyObject(k8s, objects);
   injector = await startTestInjector(k8s, [nsOn, nsOff, nsRequired]);
   // The webhook consults the controller's cache: wait until it has the policy.
   await waitFor(() => injector.controller.policies(nsOn).length === 1, "the policy in the cache");

@@ -1,78 +1,66 @@
 // match.mcp.when (CEL over tools/call arguments) with real MCP peers: the SDK's Client through the
 // sidecar to the SDK's McpServer. A conditional deny, a conditional allow, a conditional approval;
 // an expression that cannot be evaluated fails closed; tools/list is not narrowed by conditions.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import type { McpUpstream } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 describe("MCP argument conditions (SDK server and client through the sidecar)", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let client: Client;
   let base: string;
 
   beforeAll(async () => {
-    upstream = await startMcpServer();
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-when", {
-          connections: [
-            {
-              name: "ops",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-            },
-          ],
-          rules: [
-            {
-              name: "no-accounts",
-              action: "deny",
-              connections: ["ops"],
-              match: { mcp: { tools: ["get_weather"], when: "has(args.account)" } },
-            },
-            {
-              name: "q4-needs-sign-off",
-              action: "requireApproval",
-              connections: ["ops"],
-              match: { mcp: { tools: ["run_report"], when: 'args.arg.startsWith("q4")' } },
-              approval: { approvers: { groups: ["finance"] } },
-            },
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
-            },
-            {
-              name: "tools",
-              action: "allow",
-              connections: ["ops"],
-              match: { mcp: { tools: ["get_weather", "run_report"] } },
-            },
-            {
-              name: "internal-mail",
-              action: "allow",
-              connections: ["ops"],
-              match: { mcp: { tools: ["send_email"], when: 'args.arg.endsWith("@example.com")' } },
-            },
-          ],
-        }),
-      ],
+    mcp = await mcpThroughSidecar({
+      policy: "mcp-when",
+      listen: "ops",
+      spec: (upstream) => ({
+        connections: [mcpConnection("ops", upstream)],
+        rules: [
+          {
+            name: "no-accounts",
+            action: "deny",
+            connections: ["ops"],
+            match: { mcp: { tools: ["get_weather"], when: "has(args.account)" } },
+          },
+          {
+            name: "q4-needs-sign-off",
+            action: "requireApproval",
+            connections: ["ops"],
+            match: { mcp: { tools: ["run_report"], when: 'args.arg.startsWith("q4")' } },
+            approval: { approvers: { groups: ["finance"] } },
+          },
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+          {
+            name: "tools",
+            action: "allow",
+            connections: ["ops"],
+            match: { mcp: { tools: ["get_weather", "run_report"] } },
+          },
+          {
+            name: "internal-mail",
+            action: "allow",
+            connections: ["ops"],
+            match: { mcp: { tools: ["send_email"], when: 'args.arg.endsWith("@example.com")' } },
+          },
+        ],
+      }),
     });
-    base = await sidecar.listen("ops");
-    client = new Client({ name: "agent", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    ({ upstream, sidecar, base } = mcp);
+    ({ client } = await mcp.connect());
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   const refusal = (p: Promise<unknown>) => p.then(() => undefined).catch((e: unknown) => e as McpError);
 

@@ -3,72 +3,62 @@
 // token. Everything the sidecar sends the server carries it — the agent's POSTs, its GET stream,
 // its session end, and the sidecar's own answer to a server request it refuses — and nothing the
 // agent, the audit or the logs see contains it.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import type { McpUpstream } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 const TOKEN = "mcp-server-token-5d1f0a";
 
 describe("the MCP server's credential, held by the sidecar", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
-  let base: string;
   let client: Client;
   let transport: StreamableHTTPClientTransport;
   const seenByAgent: string[] = [];
 
   beforeAll(async () => {
-    upstream = await startMcpServer({ stateful: true, bearer: TOKEN });
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-credentials", {
-          connections: [
-            {
-              name: "ops",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-              credentials: { secretRef: { name: "mcp-token" } },
-            },
-          ],
-          rules: [
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
-            },
-            {
-              name: "tools",
-              action: "allow",
-              connections: ["ops"],
-              match: { mcp: { tools: ["get_weather", "ask_model"] } },
-            },
-          ],
-        }),
-      ],
+    mcp = await mcpThroughSidecar({
+      server: { stateful: true, bearer: TOKEN },
+      policy: "mcp-credentials",
+      listen: "ops",
+      spec: (upstream) => ({
+        connections: [mcpConnection("ops", upstream, { credentials: { secretRef: { name: "mcp-token" } } })],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+          {
+            name: "tools",
+            action: "allow",
+            connections: ["ops"],
+            match: { mcp: { tools: ["get_weather", "ask_model"] } },
+          },
+        ],
+      }),
       secrets: { "mcp-token": { token: TOKEN } },
     });
-    base = await sidecar.listen("ops");
-    client = new Client({ name: "agent", version: "1.0.0" }, { capabilities: { sampling: {} } });
-    client.setRequestHandler(CreateMessageRequestSchema, async () => {
-      seenByAgent.push("sampling");
-      return { model: "m", role: "assistant", content: { type: "text", text: "hi" } };
-    });
-    // The agent sends a guess of its own: the sidecar's credential replaces it.
-    transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-      requestInit: { headers: { authorization: "Bearer agent-guess" } },
-    });
-    await client.connect(transport);
+    ({ upstream, sidecar } = mcp);
+    ({ client, transport } = await mcp.connect({
+      client: { capabilities: { sampling: {} } },
+      setUp: (c) =>
+        c.setRequestHandler(CreateMessageRequestSchema, async () => {
+          seenByAgent.push("sampling");
+          return { model: "m", role: "assistant", content: { type: "text", text: "hi" } };
+        }),
+      // The agent sends a guess of its own: the sidecar's credential replaces it.
+      transport: { requestInit: { headers: { authorization: "Bearer agent-guess" } } },
+    }));
   });
 
-  afterAll(async () => {
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   it("the agent, holding no token, lists and calls tools; the server saw only the sidecar's token", async () => {
     const { tools } = await client.listTools();

@@ -4,12 +4,12 @@
 // the SDK's Client calls it through the sidecar. Once from a server that streams its answer (SSE,
 // the notification and the result as separate events), once from one that answers with one JSON
 // body. Request-side masking rewrites the arguments the server receives.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { CUSTOMER, type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import { CUSTOMER, type McpUpstream } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 const CARD_DIGITS = CUSTOMER.card.replaceAll(" ", "");
 
@@ -17,64 +17,55 @@ describe.each([
   ["an SSE stream", false],
   ["one JSON body", true],
 ])("masked MCP results from a server answering in %s", (_how, json) => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let client: Client;
   const logs: unknown[] = [];
 
   beforeAll(async () => {
-    upstream = await startMcpServer({ json });
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-masking", {
-          connections: [
-            {
-              name: "crm",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-            },
-          ],
-          rules: [
-            {
-              name: "session",
-              action: "allow",
-              connections: ["crm"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list", "logging/setLevel"] } },
-            },
-            {
-              name: "crm-tools",
-              action: "allow",
-              connections: ["crm"],
-              match: { mcp: { tools: ["lookup_customer", "get_weather", "export_customers"] } },
-            },
-          ],
-          masking: [
-            { name: "pii", connections: ["crm"], detectors: ["email", "creditCard"], strategy: "redact" },
-            {
-              name: "accounts",
-              connections: ["crm"],
-              fields: ["$..account"],
-              strategy: "redact",
-              direction: "request",
-            },
-          ],
+    mcp = await mcpThroughSidecar({
+      server: { json },
+      policy: "mcp-masking",
+      listen: "crm",
+      spec: (upstream) => ({
+        connections: [mcpConnection("crm", upstream)],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["crm"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list", "logging/setLevel"] } },
+          },
+          {
+            name: "crm-tools",
+            action: "allow",
+            connections: ["crm"],
+            match: { mcp: { tools: ["lookup_customer", "get_weather", "export_customers"] } },
+          },
+        ],
+        masking: [
+          { name: "pii", connections: ["crm"], detectors: ["email", "creditCard"], strategy: "redact" },
+          {
+            name: "accounts",
+            connections: ["crm"],
+            fields: ["$..account"],
+            strategy: "redact",
+            direction: "request",
+          },
+        ],
+      }),
+    });
+    ({ upstream, sidecar } = mcp);
+    ({ client } = await mcp.connect({
+      setUp: (c) =>
+        c.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+          logs.push(n.params.data);
         }),
-      ],
-    });
-    const base = await sidecar.listen("crm");
-    client = new Client({ name: "agent", version: "1.0.0" });
-    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
-      logs.push(n.params.data);
-    });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    }));
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   it("text content and structuredContent reach the agent masked, and still pass the output schema", async () => {
     const r = await client.callTool({ name: "lookup_customer", arguments: {} });

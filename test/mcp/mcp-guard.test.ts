@@ -1,81 +1,69 @@
 // The MCP guard with real MCP peers: the official TypeScript SDK's McpServer (Streamable HTTP) behind
 // the sidecar's connection listener, and the SDK's Client through it.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeKey, signToken, TestIdp, type TestKey } from "../fixtures/oidc-provider.ts";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import type { McpUpstream } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 describe("MCP guard (SDK server and client through the sidecar)", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let base: string;
   let client: Client;
 
   beforeAll(async () => {
-    upstream = await startMcpServer();
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp", {
-          connections: [
-            {
-              name: "ops-mcp",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-              limits: { maxRequestBodyBytes: 4096 },
+    mcp = await mcpThroughSidecar({
+      policy: "mcp",
+      listen: "ops-mcp",
+      spec: (upstream) => ({
+        connections: [mcpConnection("ops-mcp", upstream, { limits: { maxRequestBodyBytes: 4096 } })],
+        rules: [
+          {
+            name: "no-destruction",
+            action: "deny",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["delete_*"] } },
+          },
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: {
+              mcp: { methods: ["initialize", "ping", "tools/list", "resources/list", "prompts/list"] },
             },
-          ],
-          rules: [
-            {
-              name: "no-destruction",
-              action: "deny",
-              connections: ["ops-mcp"],
-              match: { mcp: { tools: ["delete_*"] } },
-            },
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: {
-                mcp: { methods: ["initialize", "ping", "tools/list", "resources/list", "prompts/list"] },
-              },
-            },
-            {
-              name: "docs",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { resources: ["file:///docs/**"], prompts: ["summarize"] } },
-            },
-            {
-              name: "reports",
-              action: "requireApproval",
-              connections: ["ops-mcp"],
-              match: { mcp: { tools: ["run_report"] } },
-              approval: { approvers: { groups: ["sre"] } },
-            },
-            {
-              name: "weather",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { tools: ["get_weather"] } },
-            },
-          ],
-        }),
-      ],
+          },
+          {
+            name: "docs",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { resources: ["file:///docs/**"], prompts: ["summarize"] } },
+          },
+          {
+            name: "reports",
+            action: "requireApproval",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["run_report"] } },
+            approval: { approvers: { groups: ["sre"] } },
+          },
+          {
+            name: "weather",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["get_weather"] } },
+          },
+        ],
+      }),
     });
-    base = await sidecar.listen("ops-mcp");
-    client = new Client({ name: "agent", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    ({ upstream, sidecar, base } = mcp);
+    ({ client } = await mcp.connect());
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   it("tools/list shows only the tools the agent may call; approval ones say so", async () => {
     const { tools } = await client.listTools();
@@ -233,6 +221,7 @@ describe("MCP guard (SDK server and client through the sidecar)", () => {
 });
 
 describe("Mcp-Session-Id binding (stateful SDK server, two end users)", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let base: string;
@@ -253,42 +242,31 @@ describe("Mcp-Session-Id binding (stateful SDK server, two end users)", () => {
   beforeAll(async () => {
     key = await makeKey("RS256", "k1");
     idp = await TestIdp.start([key]);
-    upstream = await startMcpServer({ stateful: true });
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-sessions", {
-          identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
-          connections: [
-            {
-              name: "ops-mcp",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-            },
-          ],
-          rules: [
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
-            },
-          ],
-        }),
-      ],
+    mcp = await mcpThroughSidecar({
+      server: { stateful: true },
+      policy: "mcp-sessions",
+      listen: "ops-mcp",
+      spec: (upstream) => ({
+        identity: { oidc: { issuer: idp.url, audiences: ["airlock"], jwksUri: idp.jwksUri } },
+        connections: [mcpConnection("ops-mcp", upstream)],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+        ],
+      }),
     });
-    base = await sidecar.listen("ops-mcp");
-    alice = new Client({ name: "agent", version: "1.0.0" });
-    transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-      requestInit: { headers: { "x-airlock-identity": `Bearer ${await token("alice")}` } },
-    });
-    await alice.connect(transport);
+    ({ upstream, sidecar, base } = mcp);
+    ({ client: alice, transport } = await mcp.connect({
+      transport: { requestInit: { headers: { "x-airlock-identity": `Bearer ${await token("alice")}` } } },
+    }));
   });
 
   afterAll(async () => {
-    await alice?.close();
-    await sidecar?.close();
-    await upstream?.close();
+    await mcp?.close();
     await idp?.stop();
   });
 

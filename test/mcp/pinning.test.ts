@@ -7,8 +7,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
+import type { Sidecar } from "../http/harness.ts";
 import { type McpUpstream, startMcpServer } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 const sorted = (v: unknown): unknown =>
   Array.isArray(v)
@@ -33,6 +34,7 @@ const digestOf = (t: { name: string; description?: string; inputSchema: unknown;
 };
 
 describe("MCP tool-definition pinning (SDK server and client through the sidecar)", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let client: Client;
@@ -47,55 +49,49 @@ describe("MCP tool-definition pinning (SDK server and client through the sidecar
     await direct.close();
     const sendEmail = listed.find((t) => t.name === "send_email");
     if (!sendEmail) throw new Error("the fixture lists send_email");
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-pins", {
-          connections: [
-            {
-              name: "ops-mcp",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-              mcp: {
-                pinnedTools: [
-                  { name: "send_email", digest: digestOf(sendEmail) },
-                  { name: "delete_database", digest: WRONG },
-                ],
-              },
+    mcp = await mcpThroughSidecar({
+      upstream,
+      policy: "mcp-pins",
+      listen: "ops-mcp",
+      spec: () => ({
+        connections: [
+          mcpConnection("ops-mcp", upstream, {
+            mcp: {
+              pinnedTools: [
+                { name: "send_email", digest: digestOf(sendEmail) },
+                { name: "delete_database", digest: WRONG },
+              ],
             },
-          ],
-          rules: [
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { methods: ["initialize", "tools/list", "resources/templates/list"] } },
-            },
-            {
-              name: "tools",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { tools: ["get_weather", "send_email", "delete_database"] } },
-            },
-            {
-              name: "docs",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { resources: ["file:///docs/*"] } },
-            },
-          ],
-        }),
-      ],
+          }),
+        ],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { methods: ["initialize", "tools/list", "resources/templates/list"] } },
+          },
+          {
+            name: "tools",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["get_weather", "send_email", "delete_database"] } },
+          },
+          {
+            name: "docs",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { resources: ["file:///docs/*"] } },
+          },
+        ],
+      }),
     });
-    const base = await sidecar.listen("ops-mcp");
-    client = new Client({ name: "agent", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    ({ sidecar } = mcp);
+    ({ client } = await mcp.connect());
   });
 
   afterAll(async () => {
-    await client?.close();
-    await sidecar?.close();
-    await upstream?.close();
+    await (mcp ? mcp.close() : upstream?.close());
   });
 
   const names = async () => (await client.listTools()).tools.map((t) => t.name);

@@ -8,8 +8,9 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { CUSTOMER, type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import { CUSTOMER, type McpUpstream } from "./server.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 const PYTHON =
   process.env.AIRLOCK_MCP_PYTHON ?? join(homedir(), ".cache", "airlock", "mcp-venv", "bin", "python");
@@ -54,64 +55,54 @@ const runClient = (url: string) =>
   });
 
 describe.skipIf(!available)("Python MCP SDK client through the sidecar", () => {
+  let mcp: McpThroughSidecar;
   let upstream: McpUpstream;
   let sidecar: Sidecar;
   let report: Report;
 
   beforeAll(async () => {
-    upstream = await startMcpServer();
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-python", {
-          connections: [
-            {
-              name: "crm",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-            },
-          ],
-          rules: [
-            {
-              name: "no-destruction",
-              action: "deny",
-              connections: ["crm"],
-              match: { mcp: { tools: ["delete_*"] } },
-            },
-            {
-              name: "session",
-              action: "allow",
-              connections: ["crm"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
-            },
-            {
-              name: "crm-tools",
-              action: "allow",
-              connections: ["crm"],
-              match: { mcp: { tools: ["get_weather", "lookup_customer"] } },
-            },
-            {
-              name: "reports",
-              action: "requireApproval",
-              connections: ["crm"],
-              match: { mcp: { tools: ["run_report"] } },
-              approval: { approvers: { groups: ["sre"] } },
-            },
-          ],
-          masking: [
-            { name: "pii", connections: ["crm"], detectors: ["email", "creditCard"], strategy: "redact" },
-          ],
-        }),
-      ],
+    mcp = await mcpThroughSidecar({
+      policy: "mcp-python",
+      listen: "crm",
+      spec: (upstream) => ({
+        connections: [mcpConnection("crm", upstream)],
+        rules: [
+          {
+            name: "no-destruction",
+            action: "deny",
+            connections: ["crm"],
+            match: { mcp: { tools: ["delete_*"] } },
+          },
+          {
+            name: "session",
+            action: "allow",
+            connections: ["crm"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+          {
+            name: "crm-tools",
+            action: "allow",
+            connections: ["crm"],
+            match: { mcp: { tools: ["get_weather", "lookup_customer"] } },
+          },
+          {
+            name: "reports",
+            action: "requireApproval",
+            connections: ["crm"],
+            match: { mcp: { tools: ["run_report"] } },
+            approval: { approvers: { groups: ["sre"] } },
+          },
+        ],
+        masking: [
+          { name: "pii", connections: ["crm"], detectors: ["email", "creditCard"], strategy: "redact" },
+        ],
+      }),
     });
-    const base = await sidecar.listen("crm");
-    ({ report } = await runClient(`${base}/mcp`));
+    ({ upstream, sidecar } = mcp);
+    ({ report } = await runClient(`${mcp.base}/mcp`));
   });
 
-  afterAll(async () => {
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   it("connects (the server/discover probe is refused by default deny; the client falls back to initialize)", () => {
     expect(report.protocolVersion).toMatch(/^\d{4}-\d{2}-\d{2}$/);

@@ -2,85 +2,73 @@
 // TypeScript SDK's stateful McpServer asks them in a tool call's own stream or on the session's
 // GET stream, and the SDK's Client, which would answer every one of them, sits behind the sidecar.
 // Refused ones never reach the client: the server gets the sidecar's JSON-RPC error instead.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ListRootsRequestSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { policy, type Sidecar, startSidecar } from "../http/harness.ts";
-import { type McpUpstream, startMcpServer } from "./server.ts";
+import type { Sidecar } from "../http/harness.ts";
+import { type McpThroughSidecar, mcpConnection, mcpThroughSidecar } from "./through-sidecar.ts";
 
 describe("MCP server-to-client requests (stateful SDK server, SDK client with every capability)", () => {
-  let upstream: McpUpstream;
+  let mcp: McpThroughSidecar;
   let sidecar: Sidecar;
   let client: Client;
   /** What reached the client's own handlers. */
   const asked: string[] = [];
 
   beforeAll(async () => {
-    upstream = await startMcpServer({ stateful: true });
-    sidecar = await startSidecar({
-      policies: [
-        policy("mcp-server-requests", {
-          connections: [
-            {
-              name: "ops-mcp",
-              protocol: "mcp",
-              target: { host: "127.0.0.1", port: upstream.port },
-              tls: { mode: "disable" },
-            },
-          ],
-          rules: [
-            {
-              name: "session",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
-            },
-            {
-              name: "asking-tools",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { tools: ["ask_*", "list_roots*"] } },
-            },
-            {
-              name: "roots",
-              action: "allow",
-              connections: ["ops-mcp"],
-              match: { mcp: { serverRequests: ["roots/list"] } },
-            },
-          ],
-        }),
-      ],
+    mcp = await mcpThroughSidecar({
+      server: { stateful: true },
+      policy: "mcp-server-requests",
+      listen: "ops-mcp",
+      spec: (upstream) => ({
+        connections: [mcpConnection("ops-mcp", upstream)],
+        rules: [
+          {
+            name: "session",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { methods: ["initialize", "ping", "tools/list"] } },
+          },
+          {
+            name: "asking-tools",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { tools: ["ask_*", "list_roots*"] } },
+          },
+          {
+            name: "roots",
+            action: "allow",
+            connections: ["ops-mcp"],
+            match: { mcp: { serverRequests: ["roots/list"] } },
+          },
+        ],
+      }),
     });
-    const base = await sidecar.listen("ops-mcp");
-    client = new Client(
-      { name: "agent", version: "1.0.0" },
-      { capabilities: { sampling: {}, elicitation: { form: {} }, roots: {} } },
-    );
-    client.setRequestHandler(CreateMessageRequestSchema, async () => {
-      asked.push("sampling/createMessage");
-      return { role: "assistant", content: { type: "text", text: "model says hi" }, model: "m" };
-    });
-    client.setRequestHandler(ElicitRequestSchema, async () => {
-      asked.push("elicitation/create");
-      return { action: "accept", content: { password: "hunter2" } };
-    });
-    client.setRequestHandler(ListRootsRequestSchema, async () => {
-      asked.push("roots/list");
-      return { roots: [{ uri: "file:///work", name: "work" }] };
-    });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    ({ sidecar } = mcp);
+    ({ client } = await mcp.connect({
+      client: { capabilities: { sampling: {}, elicitation: { form: {} }, roots: {} } },
+      setUp: (c) => {
+        c.setRequestHandler(CreateMessageRequestSchema, async () => {
+          asked.push("sampling/createMessage");
+          return { role: "assistant", content: { type: "text", text: "model says hi" }, model: "m" };
+        });
+        c.setRequestHandler(ElicitRequestSchema, async () => {
+          asked.push("elicitation/create");
+          return { action: "accept", content: { password: "hunter2" } };
+        });
+        c.setRequestHandler(ListRootsRequestSchema, async () => {
+          asked.push("roots/list");
+          return { roots: [{ uri: "file:///work", name: "work" }] };
+        });
+      },
+    }));
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await sidecar?.close();
-    await upstream?.close();
-  });
+  afterAll(() => mcp?.close());
 
   const text = (r: Awaited<ReturnType<Client["callTool"]>>) =>
     (r.content as { type: string; text: string }[])[0]?.text ?? "";

@@ -31,7 +31,7 @@ import {
   startService,
   type Topology,
 } from "./netns.ts";
-import { ANTHROPIC_HOST, EXAMPLE_HOST } from "./tls-fixtures.ts";
+import { ANTHROPIC_HOST, EXAMPLE_HOST, PINNED_HOST } from "./tls-fixtures.ts";
 
 const here = import.meta.dirname;
 const INIT = join(here, "..", "..", "init", "bin", "airlock-init.js");
@@ -45,6 +45,8 @@ export interface UpstreamRequest {
   method: string;
   url: string;
   authorization: string | null;
+  /** The TLS server name the upstream was asked for. */
+  servername: string | null;
   xApiKey: string | null;
   body: string;
 }
@@ -117,7 +119,7 @@ export async function startAgentPod(opts: AgentPodOptions): Promise<AgentPod> {
     chownSync(home, AGENT_UID, AGENT_UID);
 
     const ca: CertificateAuthority = await createCA("airlock-netns-upstream-ca");
-    const serving = await issueServingCert(ca, [EXAMPLE_HOST, ANTHROPIC_HOST]);
+    const serving = await issueServingCert(ca, [EXAMPLE_HOST, ANTHROPIC_HOST, PINNED_HOST]);
     const upstreamCaFile = join(dir, "upstream-ca.pem");
     writeFileSync(upstreamCaFile, ca.certPem, { mode: 0o644 });
 

@@ -20,6 +20,7 @@ import { nativeAddonStatus } from "../../sidecar/src/transparent/original-dst.ts
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { CUSTOMER as MCP_CUSTOMER } from "../mcp/server.ts";
 import { type AgentPod, startAgentPod, type UpstreamRequest } from "./agent-pod.ts";
+import { anthropicConnection, customerApiConnection } from "./connections.ts";
 import type { ScriptedCall } from "./messages-standin.ts";
 import { missingFeature, type Service, startService, workingBackends } from "./netns.ts";
 import {
@@ -68,34 +69,14 @@ const CALLS: ScriptedCall[] = [
 const FINAL = "Refunded ord_1001; the customer has been told.";
 
 function policy(dbUser: string): AgentAccessPolicy {
-  const tls = { mode: "verify-full" as const, caSecretRef: { name: "upstream-ca", key: "ca.crt" } };
   return {
     apiVersion: "airlock.dev/v1alpha1",
     kind: "AgentAccessPolicy",
     metadata: { name: "support-agent", namespace: "agents" },
     spec: {
       connections: [
-        {
-          name: "anthropic",
-          protocol: "http",
-          target: { host: ANTHROPIC_HOST, port: 443 },
-          tls,
-          credentials: {
-            secretRef: { name: "anthropic-api-key" },
-            http: { header: "x-api-key", key: "api-key", format: "{value}" },
-          },
-          errorFormat: "anthropic",
-        },
-        {
-          name: "crm-api",
-          protocol: "http",
-          target: { host: EXAMPLE_HOST, port: 443 },
-          tls,
-          credentials: {
-            secretRef: { name: "crm-token" },
-            http: { header: "Authorization", key: "token", format: "Bearer {value}" },
-          },
-        },
+        anthropicConnection(),
+        customerApiConnection("crm-api", "crm-token"),
         {
           name: "tickets-mcp",
           protocol: "mcp",

@@ -15,16 +15,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import { ANTHROPIC_PLACEHOLDER_API_KEY } from "../../injector/src/names.ts";
+import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
 import { compilePolicies } from "../../sidecar/src/policy/compile.ts";
 import { NameOutsideConstraintsError, PodCa } from "../../sidecar/src/protocols/http/tls/pod-ca.ts";
-import { podCaHosts } from "../../sidecar/src/protocols/http/tls/pod-ca-keeper.ts";
+import { passthroughNames, podCaHosts } from "../../sidecar/src/protocols/http/tls/pod-ca-keeper.ts";
 import { nativeAddonStatus } from "../../sidecar/src/transparent/original-dst.ts";
 import { type AgentPod, type Mode, PROXY_UID as PROXY, startAgentPod } from "./agent-pod.ts";
+import { anthropicConnection, customerApiConnection, pinnedConnection } from "./connections.ts";
 import { missingFeature, type Service, type Topology, workingBackends } from "./netns.ts";
 import {
   ANTHROPIC_HOST,
   CUSTOMER,
   EXAMPLE_HOST,
+  PINNED_HOST,
   PLACEHOLDER_TOKEN,
   REAL_ANTHROPIC_KEY,
   REAL_API_TOKEN,
@@ -48,34 +51,15 @@ if (!skipReason && !hasRequests)
   );
 
 function policy(): AgentAccessPolicy {
-  const tls = { mode: "verify-full" as const, caSecretRef: { name: "upstream-ca", key: "ca.crt" } };
   return {
     apiVersion: "airlock.dev/v1alpha1",
     kind: "AgentAccessPolicy",
     metadata: { name: "https-agent", namespace: "agents" },
     spec: {
       connections: [
-        {
-          name: "example-api",
-          protocol: "http",
-          target: { host: EXAMPLE_HOST, port: 443 },
-          tls,
-          credentials: {
-            secretRef: { name: "api-token" },
-            http: { header: "Authorization", key: "token", format: "Bearer {value}" },
-          },
-        },
-        {
-          name: "anthropic",
-          protocol: "http",
-          target: { host: ANTHROPIC_HOST, port: 443 },
-          tls,
-          credentials: {
-            secretRef: { name: "anthropic-api-key" },
-            http: { header: "x-api-key", key: "api-key", format: "{value}" },
-          },
-          errorFormat: "anthropic",
-        },
+        customerApiConnection("example-api", "api-token"),
+        anthropicConnection(),
+        pinnedConnection(),
       ],
       rules: [
         {
@@ -96,8 +80,22 @@ function policy(): AgentAccessPolicy {
           connections: ["anthropic"],
           match: { http: { methods: ["POST"], paths: ["/v1/messages"] } },
         },
+        {
+          name: "open-pinned",
+          action: "allow",
+          connections: ["pinned-api"],
+          match: { http: { methods: ["CONNECT"] } },
+        },
       ],
-      masking: [{ name: "pii", detectors: ["email", "phone"], strategy: "partial" }],
+      // Not the passthrough connection: its bytes stay encrypted (the loader refuses masking there).
+      masking: [
+        {
+          name: "pii",
+          connections: ["example-api", "anthropic"],
+          detectors: ["email", "phone"],
+          strategy: "partial",
+        },
+      ],
     },
   };
 }
@@ -193,7 +191,11 @@ describe.skipIf(skipReason !== undefined)(
         backend: backend ?? "nft",
         // Each name alone on its address: captured sockets are mapped by address, before the sidecar
         // has read a byte (the HTTP guard then tells TLS from plain HTTP by the first bytes).
-        hosts: (t) => ({ [EXAMPLE_HOST]: [t.upstreamV4], [ANTHROPIC_HOST]: [t.upstreamV4Excluded] }),
+        hosts: (t) => ({
+          [EXAMPLE_HOST]: [t.upstreamV4],
+          [ANTHROPIC_HOST]: [t.upstreamV4Excluded],
+          [PINNED_HOST]: [t.upstreamV6],
+        }),
         secrets: [
           ["api-token", "token", REAL_API_TOKEN],
           ["anthropic-api-key", "api-key", REAL_ANTHROPIC_KEY],
@@ -423,13 +425,115 @@ describe.skipIf(skipReason !== undefined)(
         `DNS:${ANTHROPIC_HOST}`,
         `DNS:${EXAMPLE_HOST}`,
       ]);
+      // The passthrough host is excluded: no leaf for it can ever verify, whatever is permitted.
+      expect(text).toMatch(new RegExp(`Excluded:\\s+DNS:${PINNED_HOST.replace(/\./g, "\\.")}`));
       // The CA code path with the same policy: a leaf for any other name is refused.
       const hosts = podCaHosts(compilePolicies([policy()]).set);
       expect(hosts).toEqual([ANTHROPIC_HOST, EXAMPLE_HOST]);
-      const ca = await PodCa.create({ hosts });
+      const ca = await PodCa.create({ hosts, excluded: passthroughNames(compilePolicies([policy()]).set) });
       await expect(ca.leaf(EXAMPLE_HOST)).resolves.toMatchObject({ name: EXAMPLE_HOST });
-      for (const name of ["evil.example.test", `x.${EXAMPLE_HOST}`, "example.test", "198.51.100.7"])
+      for (const name of [
+        "evil.example.test",
+        `x.${EXAMPLE_HOST}`,
+        "example.test",
+        "198.51.100.7",
+        PINNED_HOST,
+      ])
         await expect(ca.leaf(name)).rejects.toBeInstanceOf(NameOutsideConstraintsError);
+    });
+
+    it("tls.mode passthrough: a pinned client gets the upstream's own TLS, relayed opaque and audited as one tunnel", async () => {
+      // curl trusting the upstream's real CA and pinning its real key: what an app with a pinned
+      // certificate does. Captured on port 443 and through HTTPS_PROXY (a CONNECT) alike.
+      const pin = ["--cacert", upstreamCaFile, "--pinnedpubkey", realKeyPin];
+      for (const mode of ["captured", "proxied"] as const) {
+        const from = sidecar.lines.length;
+        const seen = requests().length;
+        const path = `/v1/customers/${++customer}`;
+        const r = await curl(mode, `https://${PINNED_HOST}${path}`, pin);
+        expect(r.error, r.error).toBeUndefined();
+        expect(r.status).toBe(200);
+        // Nothing inside was read: no masking, no credential; the upstream got the agent's own
+        // request over the agent's own TLS session (its server name, its placeholder header).
+        expect(r.body).toContain(CUSTOMER.email);
+        const got = requests().slice(seen);
+        expect(got).toHaveLength(1);
+        expect(got[0]).toMatchObject({
+          host: PINNED_HOST,
+          servername: PINNED_HOST,
+          url: path,
+          authorization: `Bearer ${PLACEHOLDER_TOKEN}`,
+        });
+        const line = await sidecar.waitFor(
+          (l) =>
+            sidecar.lines.indexOf(l) >= from &&
+            (l.audit as { connection?: string } | undefined)?.connection === "pinned-api",
+          10_000,
+        );
+        const event = line.audit as AuditEvent;
+        expect(event).toMatchObject({
+          protocol: "http",
+          operation: { kind: "http-tunnel", sni: PINNED_HOST },
+          decision: { action: "allow", rule: "open-pinned" },
+          upstream: { status: "connected" },
+          identity: { serviceAccount: "system:serviceaccount:agents:agent" },
+        });
+        const bytes = (event.operation as { bytes?: { fromAgent: number; fromUpstream: number } }).bytes;
+        expect(bytes?.fromAgent).toBeGreaterThan(300);
+        expect(bytes?.fromUpstream).toBeGreaterThan(r.body?.length ?? 0);
+        expect(sidecar.lines.slice(from).some((l) => l.msg === "captured connection mapped")).toBe(
+          mode === "captured",
+        );
+      }
+      // The same pinned clients against an intercepted connection still fail closed: trusting only
+      // the upstream's CA, the handshake; trusting the bundle too, the pin after it.
+      const before = audits().length;
+      const seen = requests().length;
+      for (const trust of [upstreamCaFile, bundle]) {
+        const intercepted = await curl("captured", `https://${EXAMPLE_HOST}/v1/customers/1`, [
+          "--cacert",
+          trust,
+          "--pinnedpubkey",
+          realKeyPin,
+        ]);
+        expect(intercepted.error).toMatch(trust === bundle ? /pinned public key/i : /certificate/i);
+      }
+      const refusals = () =>
+        audits()
+          .slice(before)
+          .filter((e) => e.connection === "example-api")
+          .map((e) => e.upstream?.error)
+          .sort();
+      await sidecar.waitFor(() => refusals().length >= 2);
+      expect(refusals()).toEqual(["closed_before_request", "tls_untrusted_by_client"]);
+      expect(requests().slice(seen)).toEqual([]);
+    });
+
+    it("tls.mode passthrough: a ClientHello naming another host on the passthrough address is relayed nowhere", async () => {
+      const seen = requests().length;
+      const before = audits().length;
+      const r = await asAgent(envFor("captured"), "openssl", [
+        "s_client",
+        "-connect",
+        `[${t.upstreamV6}]:443`,
+        "-servername",
+        EXAMPLE_HOST,
+        "-CAfile",
+        upstreamCaFile,
+      ]);
+      expect(`${r.stdout}${r.stderr}`).toMatch(/no peer certificate available/);
+      const ofPinned = () =>
+        audits()
+          .slice(before)
+          .find((e) => e.connection === "pinned-api");
+      await sidecar.waitFor(() => ofPinned() !== undefined);
+      const event = ofPinned();
+      expect(event).toMatchObject({
+        operation: { kind: "http-tunnel", sni: EXAMPLE_HOST },
+        decision: { action: "deny" },
+        upstream: { error: "sni_mismatch" },
+      });
+      expect(requests().slice(seen)).toEqual([]);
     });
 
     it("the sidecar's output holds neither credential nor the raw PII", () => {

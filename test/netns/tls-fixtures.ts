@@ -3,6 +3,8 @@
 // agent unmasked, and the credentials (the sidecar's real ones, the agent's inert placeholders).
 export const EXAMPLE_HOST = "api.example.test";
 export const ANTHROPIC_HOST = "api.anthropic.com";
+/** The customer API again, for a passthrough connection (clients that pin the upstream's key). */
+export const PINNED_HOST = "pinned.example.test";
 
 export const CUSTOMER = { name: "Alice Example", email: "alice@example.com", phone: "+1 415 555 0101" };
 

@@ -10,6 +10,7 @@
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
+import type { TLSSocket } from "node:tls";
 import { answerMessages, type StandinScript } from "./messages-standin.ts";
 import { CUSTOMER } from "./tls-fixtures.ts";
 
@@ -70,6 +71,7 @@ const server = createServer({ key: spec.keyPem, cert: spec.certPem }, (req, res)
         method: req.method,
         url: req.url,
         authorization: req.headers.authorization ?? null,
+        servername: (req.socket as TLSSocket).servername || null,
         xApiKey: req.headers["x-api-key"] ?? null,
         body,
       },

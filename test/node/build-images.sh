@@ -52,6 +52,9 @@ WORKDIR=$(printf '%s' "$runtime" | sed -n 's/^WORKDIR //p')
 mapfile -t ENVS < <(printf '%s' "$runtime" | awk '/^ENV /{on=1; sub(/^ENV /,"")} on{line=$0; cont=sub(/\\$/,"",line); gsub(/^ +| +$/,"",line); if(line!="") print line; if(!cont) on=0}')
 # The directories the build stage copies into /out (then /opt/airlock).
 mapfile -t COPIED < <(sed -n 's|^COPY \([a-z/]*\)/ /out/.*|\1|p' "$dockerfile")
+# The runtime stage's RUN step that fills Node's compile cache (run below as the Dockerfile runs it).
+CACHE_RUN=$(printf '%s' "$runtime" | awk '/^RUN /{on=1; buf=""} on{line=$0; cont=sub(/\\$/,"",line); buf=buf line " "; if(!cont){on=0; if(buf ~ /warm-compile-cache/) print buf}}' | sed 's/^RUN //; s/  */ /g')
+[[ -n $CACHE_RUN ]] || { echo "could not find the compile-cache RUN step in $dockerfile" >&2; exit 1; }
 [[ -n $NODE_VERSION && -n $SUITE && -n $RUNTIME_PACKAGES && -n $PROXY_UID && -n $USER_LINE && ${#ENVS[@]} -gt 0 && ${#COPIED[@]} -gt 0 ]] \
   || { echo "could not read the recipe from $dockerfile (NODE_VERSION=$NODE_VERSION DEBIAN=$SUITE packages='$RUNTIME_PACKAGES' uid=$PROXY_UID user=$USER_LINE env=${#ENVS[@]} copied=${#COPIED[@]})" >&2; exit 1; }
 log "Dockerfile: Debian $SUITE, Node $NODE_VERSION, packages [$RUNTIME_PACKAGES], user $USER_LINE, workdir $WORKDIR, copies [${COPIED[*]}]"
@@ -150,11 +153,34 @@ airlock_stage() {
       fs.chmodSync(`${app}/${path}`, 0o755); fs.symlinkSync(`/opt/airlock/${path}`, `${out}/${name}`); }' "$app" "$stage/usr/local/bin"
 }
 
+# The Dockerfile's compile-cache RUN step, run as written in a chroot of the image built so far
+# (root filesystem, proxy user, Node, /opt/airlock) with the runtime stage's ENV: the cache it
+# fills, keyed by Node version, user id and file path, goes into the project layer.
+compile_cache() {
+  local stage=$1 run="$CACHE/chroot-airlock" fs
+  fs=$(rootfs airlock "$RUNTIME_PACKAGES")
+  rm -rf "$run"; cp -a "$fs" "$run"; rm -f "$run/.done"
+  chroot "$run" groupadd --gid "$PROXY_GID" airlock
+  chroot "$run" useradd --uid "$PROXY_UID" --gid "$PROXY_GID" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin airlock
+  install -D -m 0755 "$nodebin" "$run/usr/local/bin/node"
+  cp -a "$stage/." "$run/"
+  mount -t proc proc "$run/proc"
+  local rc=0
+  chroot "$run" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root "${ENVS[@]}" \
+    sh -c "cd $WORKDIR && $CACHE_RUN" >&2 || rc=$?
+  umount "$run/proc"
+  ((rc == 0)) || { echo "the Dockerfile's compile-cache step failed ($rc): $CACHE_RUN" >&2; exit 1; }
+  cp -a "$run/opt/airlock/compile-cache" "$stage/opt/airlock/"
+  rm -rf "$run"
+}
+
 build_airlock() {
   local base; base=$(airlock_base)
   local layout="$CACHE/layout-airlock"
   rm -rf "$layout"; cp -al "$base" "$layout"; rm -f "$layout/.done"
   airlock_stage "$CACHE/stage-airlock"
+  log "compile cache (the Dockerfile's RUN step, as uid $PROXY_UID)"
+  compile_cache "$CACHE/stage-airlock"
   add_layer "$layout:$(tag_of "$AIRLOCK_REF")" "$CACHE/stage-airlock"
   local config_args=() e
   for e in "${ENVS[@]}"; do config_args+=(--config.env "$e"); done

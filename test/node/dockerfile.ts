@@ -28,6 +28,8 @@ export interface DockerfileFacts {
   copied: string[];
   /** The build stage's smoke test: commands the runtime stage runs with `--help`. */
   smoke: string[];
+  /** The directory the runtime stage's compile-cache step fills (`warm-compile-cache.mjs DIR`). */
+  compileCache: string | undefined;
 }
 
 /** Logical instructions: comments dropped, backslash continuations joined. */
@@ -107,6 +109,7 @@ export function readDockerfile(path: string): DockerfileFacts {
       .map((i) => /^([a-z][a-z/]*?)\/? \/out\/\1\/?$/.exec(i.args)?.[1])
       .filter((d): d is string => d !== undefined),
     smoke: [...runText.matchAll(/&& (airlock[a-z-]*) --help/g)].map((m) => m[1] ?? ""),
+    compileCache: /warm-compile-cache\.mjs (\S+)/.exec(runText)?.[1],
   };
 }
 

@@ -13,6 +13,7 @@ import {
   existsSync,
   lstatSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
@@ -189,25 +190,52 @@ describe.skipIf(skip !== undefined)(
       }
     });
 
+    it("the compile cache the Dockerfile fills is read-only and serves every module to the proxy user", () => {
+      expect(df.compileCache).toBe(df.env.NODE_COMPILE_CACHE);
+      const dir = join(rootfs, df.compileCache ?? "/nonexistent");
+      const entries = readdirSync(dir, { recursive: true, withFileTypes: true });
+      expect(entries.filter((e) => e.isFile()).length).toBeGreaterThan(100);
+      for (const e of [{ parentPath: dir, name: "" }, ...entries]) {
+        const st = statSync(join(e.parentPath, e.name));
+        expect({ path: join(e.parentPath, e.name), uid: st.uid, writable: st.mode & 0o222 }).toMatchObject({
+          uid: 0,
+          writable: 0,
+        });
+      }
+      // Node reports each module's cache use; run as the image's user, on its read-only root.
+      const out = runInImage("NODE_DEBUG_NATIVE=COMPILE_CACHE airlock-sidecar --help 2>&1 >/dev/null");
+      expect(out.status, out.stderr).toBe(0);
+      const stripped = out.stdout.match(/retrieving transpile cache for StrippedTypeScript/g) ?? [];
+      expect(stripped.length).toBeGreaterThan(50);
+      expect(out.stdout).not.toMatch(/no transpile cache|writing cache/);
+    });
+
     it("the Dockerfile's smoke test passes in the image, run by runc as the image's user", () => {
       expect(df.smoke.length).toBeGreaterThanOrEqual(3);
       const spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as {
-        process: { args: string[]; terminal: boolean; user: { uid: number; gid: number } };
-        root: { readonly?: boolean };
+        process: { user: { uid: number; gid: number } };
       };
       expect(spec.process.user).toMatchObject({ uid: df.proxyUid, gid: df.proxyGid });
       for (const cmd of [...df.smoke, df.cmd.join(" ")]) {
-        spec.process.args = ["sh", "-c", `${cmd.includes(" ") ? cmd : `${cmd} --help`} >/dev/null`];
-        spec.process.terminal = false;
-        // The pods' root filesystem is read-only too.
-        spec.root.readonly = true;
-        writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
-        const r = spawnSync("runc", ["run", "--bundle", bundle, `airlock-image-${process.pid}`], {
-          encoding: "utf8",
-          timeout: 60_000,
-        });
+        const r = runInImage(`${cmd.includes(" ") ? cmd : `${cmd} --help`} >/dev/null`);
         expect(r.status, `${cmd}: ${r.stderr}`).toBe(0);
       }
     });
+
+    /** Runs `script` with sh in the image by runc, as the image's user, on a read-only root (as in pods). */
+    function runInImage(script: string) {
+      const spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as {
+        process: { args: string[]; terminal: boolean };
+        root: { readonly?: boolean };
+      };
+      spec.process.args = ["sh", "-c", script];
+      spec.process.terminal = false;
+      spec.root.readonly = true;
+      writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
+      return spawnSync("runc", ["run", "--bundle", bundle, `airlock-image-${process.pid}`], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    }
   },
 );

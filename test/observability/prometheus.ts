@@ -3,10 +3,10 @@
 // PodMonitor/ServiceMonitor label them (namespace, pod), and the HTTP API as functions.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { freePort } from "../harness/ports.ts";
 
 export const PROMETHEUS = process.env.AIRLOCK_PROMETHEUS ?? "/usr/bin/prometheus";
 export const PROMTOOL = process.env.AIRLOCK_PROMTOOL ?? "/usr/bin/promtool";
@@ -39,16 +39,7 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export async function startPrometheus(opts: {
   targets: Target[];

@@ -26,15 +26,10 @@ import type { SidecarContext } from "../../sidecar/src/runtime/context.ts";
 import { createPolicyStore, type PolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
 import { createSecretStore } from "../../sidecar/src/runtime/secrets.ts";
 import { createMetrics, type Metrics } from "../../sidecar/src/telemetry/metrics.ts";
+import { WORKLOAD } from "../harness/context.ts";
 import type { PgUser, PostgresServer } from "../harness/postgres.ts";
 
-export const WORKLOAD = {
-  namespace: "agents",
-  podName: "agent-0",
-  serviceAccount: "agent",
-  subject: "system:serviceaccount:agents:agent",
-  labels: { app: "agent" },
-} as const;
+export { WORKLOAD };
 
 type Spec = AgentAccessPolicy["spec"];
 

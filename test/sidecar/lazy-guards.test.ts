@@ -3,7 +3,7 @@
 // PostgreSQL, psql. An HTTP-only sidecar carries neither libpg-query nor ssh2; once the policy file
 // gains a PostgreSQL connection, that connection is guarded as it would have been at start
 // (masked read allowed, a write refused with 42501).
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { json, startUpstream, type Upstream } from "../http/harness.ts";
+import { type EntryPoint, startEntryPoint } from "./entry-point.ts";
 
 const run = promisify(execFile);
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -19,8 +20,8 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 let pg: PostgresServer;
 let upstream: Upstream;
 let dir: string;
-let sidecar: ChildProcess | undefined;
-let stderr = "";
+let entry: EntryPoint | undefined;
+const stderr = () => entry?.stderr() ?? "";
 let ports: { http: number; pg: number; admin: number };
 
 const httpConnection = () => `
@@ -58,7 +59,7 @@ spec:
 async function loadedPackages(): Promise<Set<string>> {
   const out = join(dir, "loaded.txt");
   await rm(out, { force: true });
-  sidecar?.kill("SIGUSR2");
+  entry?.child.kill("SIGUSR2");
   for (let i = 0; i < 50; i++) {
     try {
       const urls = readFileSync(out, "utf8").split("\n");
@@ -67,7 +68,7 @@ async function loadedPackages(): Promise<Set<string>> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  throw new Error(`the sidecar wrote no module list:\n${stderr}`);
+  throw new Error(`the sidecar wrote no module list:\n${stderr()}`);
 }
 
 function psql(sql: string) {
@@ -93,48 +94,15 @@ beforeAll(async () => {
   await writeFile(join(dir, "secrets", "warehouse", "password"), analyst.password);
   ports = { http: await freePort(), pg: await freePort(), admin: await freePort() };
   await writeFile(join(dir, "policy.yaml"), policy(false));
-  sidecar = spawn(
-    process.execPath,
-    [
-      "--import",
-      join(ROOT, "test/fixtures/loaded-modules.mjs"),
-      join(ROOT, "bin/airlock-sidecar.js"),
-      "--policy",
-      join(dir, "policy.yaml"),
-      "--secrets",
-      join(dir, "secrets"),
-      "--admin-port",
-      String(ports.admin),
-      "--proxy-port",
-      "0",
-      "--hash-key-file",
-      join(dir, "hash.key"),
-    ],
-    {
-      env: {
-        ...process.env,
-        AIRLOCK_LOG_LEVEL: "warn",
-        AIRLOCK_TEST_LOADED_MODULES: join(dir, "loaded.txt"),
-      },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  sidecar.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d;
+  entry = await startEntryPoint(dir, {
+    adminPort: ports.admin,
+    nodeArgs: ["--import", join(ROOT, "test/fixtures/loaded-modules.mjs")],
+    env: { AIRLOCK_TEST_LOADED_MODULES: join(dir, "loaded.txt") },
   });
-  for (let i = 0; ; i++) {
-    const ready = await fetch(`http://127.0.0.1:${ports.admin}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (i > 150 || sidecar.exitCode !== null) throw new Error(`the sidecar did not become ready:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 });
 
 afterAll(async () => {
-  sidecar?.kill("SIGTERM");
+  entry?.child.kill("SIGTERM");
   await upstream?.close();
   await pg?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -158,7 +126,7 @@ describe("protocol guards load with the first policy that names their protocol",
       rows = await psql("select id, email from customers").then(
         (r) => r.stdout,
         (e: Error) => {
-          if (i > 100) throw new Error(`psql never got through: ${e.message}\n${stderr}`);
+          if (i > 100) throw new Error(`psql never got through: ${e.message}\n${stderr()}`);
           return new Promise<undefined>((r) => setTimeout(() => r(undefined), 200));
         },
       );

@@ -6,7 +6,7 @@
 //   WebAssembly with its optimizing compiler, ~550 MB per grammar line for a second or two, and
 //   the pod was OOM-killed (1,052 MB peak from 177 MB idle here; sql/wasm-tiering.ts);
 // - later sequential and concurrent sessions add nothing that stays (RSS and external memory).
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,21 +14,21 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { type EntryPoint, startEntryPoint } from "./entry-point.ts";
 
 const run = promisify(execFile);
-const ROOT = new URL("../..", import.meta.url).pathname;
 const MB = 1024 * 1024;
 
 let pg: PostgresServer;
 let dir: string;
-let sidecar: ChildProcess | undefined;
+let entry: EntryPoint | undefined;
 let listenPort: number;
 let adminPort: number;
-let stderr = "";
+const stderr = () => entry?.stderr() ?? "";
 
 /** VmRSS / VmHWM of the sidecar process, in MB. */
 function procMemory(): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${sidecar?.pid}/status`, "utf8");
+  const status = readFileSync(`/proc/${entry?.child.pid}/status`, "utf8");
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) / 1024;
   return { rss: kb("VmRSS"), peak: kb("VmHWM") };
 }
@@ -60,7 +60,7 @@ async function session(): Promise<void> {
     ],
     { env: { ...process.env, PGCONNECT_TIMEOUT: "10" }, timeout: 60_000 },
   ).catch((e: Error & { stderr?: string }) => {
-    throw new Error(`psql failed: ${e.stderr ?? e.message}\nsidecar stderr:\n${stderr.slice(-2000)}`);
+    throw new Error(`psql failed: ${e.stderr ?? e.message}\nsidecar stderr:\n${stderr().slice(-2000)}`);
   });
   const rows = stdout.trim().split("\n");
   expect(rows).toHaveLength(200);
@@ -102,42 +102,11 @@ spec:
     - { name: emails, detectors: [email], strategy: partial }
 `,
   );
-  sidecar = spawn(
-    process.execPath,
-    [
-      join(ROOT, "bin/airlock-sidecar.js"),
-      "--policy",
-      join(dir, "policy.yaml"),
-      "--secrets",
-      join(dir, "secrets"),
-      "--admin-port",
-      String(adminPort),
-      "--proxy-port",
-      "0",
-      "--hash-key-file",
-      join(dir, "hash.key"),
-    ],
-    {
-      env: { ...process.env, NODE_ENV: "production", AIRLOCK_LOG_LEVEL: "warn" },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  sidecar.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d;
-  });
-  for (let i = 0; ; i++) {
-    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (i > 150 || sidecar.exitCode !== null) throw new Error(`the sidecar did not become ready:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  entry = await startEntryPoint(dir, { adminPort, env: { NODE_ENV: "production" } });
 });
 
 afterAll(async () => {
-  sidecar?.kill("SIGTERM");
+  entry?.child.kill("SIGTERM");
   await pg?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

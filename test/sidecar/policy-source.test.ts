@@ -10,7 +10,7 @@ import { createKubeClient } from "../../sidecar/src/kube/client.ts";
 import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
 import { startKubernetesSource } from "../../sidecar/src/sources/kubernetes.ts";
 import { createMetrics } from "../../sidecar/src/telemetry/metrics.ts";
-import { connect } from "../envtest/connect.ts";
+import { apply as applyTo, connect } from "../envtest/connect.ts";
 import { relay } from "../harness/relay.ts";
 
 const k8s = connect();
@@ -28,10 +28,7 @@ const policy = (name: string, app: string, rules: unknown[]) => ({
   },
 });
 const allowGet = [{ name: "get", action: "allow", match: { http: { methods: ["GET"] } } }];
-const apply = async (obj: unknown) => {
-  const r = await k8s.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(obj) });
-  expect(r.code, r.stderr).toBe(0);
-};
+const apply = (obj: unknown) => applyTo(k8s, obj);
 const subject = { serviceAccount: "system:serviceaccount:x:agent", groups: [] };
 const get = { kind: "http", method: "GET", path: "/", websocket: false } as const;
 

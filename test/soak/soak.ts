@@ -8,20 +8,18 @@
 // audit line before answering and waits while its stdout is full, by design.)
 // Every `windowSeconds` the sidecar is sampled: RSS and open descriptors from /proc, V8 heap and
 // event-loop delay from its own /metrics, CPU from /proc/PID/stat; latencies per window.
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { startUpstream } from "../bench/http.ts";
+import { cpuSeconds } from "../bench/measure.ts";
 import { waitForPort } from "../bench/nginx.ts";
-import { processMemory, sidecarLaunch } from "../bench/sidecar-process.ts";
+import { processMemory, sidecarLaunch, spawnSidecar } from "../bench/sidecar-process.ts";
 import { freePort, startPostgres } from "../harness/postgres.ts";
 import { driveHttp, drivePostgres } from "./load.ts";
 import { protocolWindow, type SoakResult, type SoakTotals, type SoakWindow } from "./verdict.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const CUSTOMERS = 200;
 
 export interface SoakOptions {
@@ -67,13 +65,6 @@ spec:
     - { name: secrets, connections: [api], detectors: [secrets], strategy: redact }
     - { name: emails, connections: [db], columns: [email], detectors: [email], strategy: partial }
 `;
-}
-
-/** User + system CPU seconds of a process (clock ticks of /proc/PID/stat fields 14 and 15). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 async function scrape(adminPort: number): Promise<Map<string, number>> {
@@ -126,31 +117,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const stdoutFile = join(dir, "stdout.log");
     const stdoutFd = openSync(stdoutFile, "w");
     cleanup.push(() => closeSync(stdoutFd));
-    const sidecar: ChildProcess = spawn(
-      process.execPath,
-      [
-        ...launch.execArgv,
-        "bin/airlock.js",
-        "sidecar",
-        "--policy",
-        join(dir, "policy.yaml"),
-        "--secrets",
-        join(dir, "secrets"),
-        "--admin-port",
-        String(adminPort),
-        "--proxy-port",
-        "0",
-        "--hash-key-file",
-        join(dir, "hash.key"),
-        "--log-level",
-        "warn",
-      ],
-      {
-        cwd: root,
-        stdio: ["ignore", stdoutFd, "inherit"],
-        env: { ...process.env, ...launch.env, NODE_ENV: "production" },
-      },
-    );
+    const sidecar = spawnSidecar(dir, {
+      adminPort,
+      launch,
+      stdout: stdoutFd,
+      env: { NODE_ENV: "production" },
+    });
     cleanup.push(
       () =>
         new Promise<void>((r) => {

@@ -13,6 +13,7 @@ import {
   exec,
   execOnce,
   KNOWN_HOSTS,
+  SSH_OPTS,
   type SshPolicyOptions,
   type SshSidecar,
   sshPolicy,
@@ -97,22 +98,7 @@ describe("exec", () => {
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
         execFile(
           "ssh",
-          [
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-            String(s.port),
-            "agent@127.0.0.1",
-            cmd,
-          ],
+          [...SSH_OPTS, "-p", String(s.port), "agent@127.0.0.1", cmd],
           { timeout: 20_000 },
           (err, stdout, stderr) =>
             resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),

@@ -5,20 +5,20 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../harness/postgres.ts";
 import { type SshdServer, startSshd } from "../harness/sshd.ts";
-import { type SshPolicyOptions, type SshSidecar, sshPolicy, startSshSidecar, waitFor } from "./support.ts";
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
+import {
+  SSH_OPTS,
+  type SshPolicyOptions,
+  type SshSidecar,
+  sshPolicy,
+  startSshSidecar,
+  waitFor,
+} from "./support.ts";
 
 const KEY = "AKIAIOSFODNN7EXAMPLE";
 const MASKING: SshPolicyOptions["masking"] = [
@@ -72,19 +72,6 @@ afterAll(async () => {
   if (remote) await rm(remote, { recursive: true, force: true });
   if (local) await rm(local, { recursive: true, force: true });
 });
-
-const SSH_OPTS = [
-  "-F",
-  "/dev/null",
-  "-o",
-  "BatchMode=yes",
-  "-o",
-  "StrictHostKeyChecking=no",
-  "-o",
-  "UserKnownHostsFile=/dev/null",
-  "-o",
-  "LogLevel=ERROR",
-];
 
 interface Run {
   code: number;

@@ -2,19 +2,10 @@
 // pino logger into a buffer so recordings and audit lines can be read back like pod logs), the
 // guard on a loopback port, policies for a harness sshd, and an ssh2 client playing the agent.
 
-import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Writable } from "node:stream";
 import { Client, type ClientChannel, type PseudoTtyOptions } from "ssh2";
 import type { AgentAccessPolicy } from "../../api/src/index.ts";
 import type { AuditEvent } from "../../sidecar/src/audit/events.ts";
-import { createAuditSink, createMemoryAuditSink } from "../../sidecar/src/audit/sink.ts";
-import {
-  type CredentialSourcesOptions,
-  createCredentialSources,
-} from "../../sidecar/src/credentials/index.ts";
+import type { CredentialSourcesOptions } from "../../sidecar/src/credentials/index.ts";
 import type { OidcVerifier } from "../../sidecar/src/identity/index.ts";
 import type { CompiledConnection } from "../../sidecar/src/policy/compile.ts";
 import {
@@ -25,20 +16,11 @@ import {
 } from "../../sidecar/src/protocols/ssh/index.ts";
 import { createRecorder, type Recorder, recordingSettingsFrom } from "../../sidecar/src/recording/index.ts";
 import type { SidecarContext } from "../../sidecar/src/runtime/context.ts";
-import { createPolicyStore } from "../../sidecar/src/runtime/policy-store.ts";
-import { createSecretStore } from "../../sidecar/src/runtime/secrets.ts";
-import { createVerifierCache } from "../../sidecar/src/runtime/verifiers.ts";
-import { createLogger } from "../../sidecar/src/telemetry/logger.ts";
-import { createMetrics, type Metrics } from "../../sidecar/src/telemetry/metrics.ts";
+import type { Metrics } from "../../sidecar/src/telemetry/metrics.ts";
+import { testContext, WORKLOAD } from "../harness/context.ts";
 import type { SshdServer } from "../harness/sshd.ts";
 
-export const WORKLOAD = {
-  namespace: "agents",
-  podName: "agent-0",
-  serviceAccount: "agent",
-  subject: "system:serviceaccount:agents:agent",
-  labels: { app: "agent" },
-} as const;
+export { WORKLOAD };
 
 type Spec = AgentAccessPolicy["spec"];
 type SshConnection = Spec["connections"][number];
@@ -120,47 +102,21 @@ export async function startSshSidecar(opts: {
   /** Where Vault logins find the projected token, and other credential-source settings. */
   credentials?: Pick<CredentialSourcesOptions, "tokenDir" | "vaultTimeoutMs">;
 }): Promise<SshSidecar> {
-  let logText = "";
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logText += chunk.toString("utf8");
-      done();
-    },
-  });
-  const logger = createLogger({ level: "debug", destination });
-  const memory = createMemoryAuditSink();
-  const logged = createAuditSink(logger);
-  const metrics = createMetrics({ defaultMetrics: false });
   let current = opts.policies;
-  const policies = createPolicyStore({ logger, metrics });
-  const result = policies.update(opts.policies);
-  if (result.problems.length > 0) throw new Error(`test policy problems: ${JSON.stringify(result.problems)}`);
-  const secretsDir = await mkdtemp(join(tmpdir(), "airlock-ssh-secrets-"));
-  const writeSecret = async (name: string, key: string, value: string) => {
-    await mkdir(join(secretsDir, name), { recursive: true });
-    await writeFile(join(secretsDir, name, key), value);
-  };
-  await writeSecret(SECRET, "ca", opts.sshd.caPrivateKey);
-  await writeSecret(SECRET, "id_ed25519", opts.sshd.userPrivateKey);
-  await writeSecret(KNOWN_HOSTS, "known_hosts", `${opts.sshd.knownHosts}\n`);
-  const secrets = createSecretStore(secretsDir, { ttlMs: 0 });
-  const ctx: SidecarContext = {
-    logger,
-    audit: {
-      emit(event) {
-        memory.emit(event);
-        logged.emit(event);
-      },
+  const t = await testContext({
+    prefix: "ssh",
+    policies: opts.policies,
+    secrets: {
+      [SECRET]: { ca: opts.sshd.caPrivateKey, id_ed25519: opts.sshd.userPrivateKey },
+      [KNOWN_HOSTS]: { known_hosts: `${opts.sshd.knownHosts}\n` },
     },
-    metrics,
-    workload: WORKLOAD,
-    policies,
     // No caching: tests rewrite Secrets between sessions.
-    secrets,
-    credentials: createCredentialSources({ secrets, logger, metrics, ...opts.credentials }),
-    hashKey: randomBytes(32),
-    verifierFor: opts.verifierFor ?? createVerifierCache(),
-  };
+    secretTtlMs: 0,
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    ...(opts.verifierFor ? { verifierFor: opts.verifierFor } : {}),
+  });
+  const { ctx } = t;
+  const { logger, policies } = ctx;
   const recorder = createRecorder({ logger, settingsFor: recordingSettingsFrom(() => current), flushMs: 20 });
   const guard = createSshGuard(ctx, {
     recorder,
@@ -175,24 +131,37 @@ export async function startSshSidecar(opts: {
     ctx,
     guard,
     recorder,
-    metrics,
-    audit: memory.events,
+    metrics: t.metrics,
+    audit: t.audit,
     port,
-    logs: () => logText,
-    secretsDir,
+    logs: t.logs,
+    secretsDir: t.secretsDir,
     setPolicies(next) {
       current = next;
-      const r = policies.update(next);
-      if (r.problems.length > 0) throw new Error(`test policy problems: ${JSON.stringify(r.problems)}`);
+      t.setPolicies(next);
     },
-    writeSecret,
+    writeSecret: t.writeSecret,
     async close() {
       await guard.close();
       await recorder.close();
-      await rm(secretsDir, { recursive: true, force: true });
+      await t.remove();
     },
   };
 }
+
+/** OpenSSH client options of an agent: no config, no prompts, the sidecar's host key trusted as it is. */
+export const SSH_OPTS = [
+  "-F",
+  "/dev/null",
+  "-o",
+  "BatchMode=yes",
+  "-o",
+  "StrictHostKeyChecking=no",
+  "-o",
+  "UserKnownHostsFile=/dev/null",
+  "-o",
+  "LogLevel=ERROR",
+];
 
 export interface ExecResult {
   code: number | null;

@@ -27,8 +27,8 @@ import {
   sleep,
   syncMessage,
 } from "../postgres/raw-client.ts";
-import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
-import { AUDIENCE, setUpVault, type VaultFixture } from "./setup.ts";
+import { type GuardedPostgres, startGuard } from "../postgres/support.ts";
+import { setUpVault, type VaultFixture, vaultPgPolicy, vaultSources } from "./setup.ts";
 
 let server: PostgresServer;
 let vault: VaultServer;
@@ -57,9 +57,10 @@ const gate: ApprovalGate = {
 };
 
 function policy(): AgentAccessPolicy {
-  const p = pgPolicy(server, {
-    credentials: false,
-    rules: [
+  return vaultPgPolicy(
+    server,
+    vault,
+    [
       {
         name: "read",
         action: "allow",
@@ -79,18 +80,8 @@ function policy(): AgentAccessPolicy {
         approval: { approvers: { groups: ["dba"] } },
       },
     ],
-  });
-  const conn = p.spec.connections[0];
-  if (!conn) throw new Error("no connection");
-  conn.credentials = {
-    vault: {
-      address: vault.address,
-      path: "database/creds/ro",
-      approvedPath: "database/creds/writer",
-      auth: { role: "airlock", audience: AUDIENCE },
-    },
-  };
-  return p;
+    { approvedPath: "database/creds/writer" },
+  );
 }
 
 beforeAll(async () => {
@@ -104,7 +95,7 @@ beforeAll(async () => {
   g = await startGuard(policy(), {
     credential: server.users.scram,
     approvals: gate,
-    credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
+    credentials: vaultSources(fx),
   });
 });
 
@@ -754,7 +745,7 @@ describe("an approved batch the agent leaves open", () => {
       credential: server.users.scram,
       approvals: gate,
       handler: { approvedBatchTimeoutMs: 1000 },
-      credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
+      credentials: vaultSources(fx),
     });
   });
   afterAll(async () => {

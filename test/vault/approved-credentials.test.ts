@@ -18,8 +18,8 @@ import {
   RawClient,
   syncMessage,
 } from "../postgres/raw-client.ts";
-import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
-import { AUDIENCE, setUpVault, type VaultFixture, vaultRoles } from "./setup.ts";
+import { type GuardedPostgres, startGuard } from "../postgres/support.ts";
+import { setUpVault, type VaultFixture, vaultPgPolicy, vaultRoles, vaultSources } from "./setup.ts";
 
 let server: PostgresServer;
 let vault: VaultServer;
@@ -52,9 +52,10 @@ afterAll(async () => {
 });
 
 function policy(approvedPath = "database/creds/writer"): AgentAccessPolicy {
-  const p = pgPolicy(server, {
-    credentials: false,
-    rules: [
+  return vaultPgPolicy(
+    server,
+    vault,
+    [
       { name: "read", action: "allow", match: { sql: { statements: ["read", "transaction", "set"] } } },
       {
         name: "changes-need-dba",
@@ -63,25 +64,15 @@ function policy(approvedPath = "database/creds/writer"): AgentAccessPolicy {
         approval: { approvers: { groups: ["dba"] } },
       },
     ],
-  });
-  const conn = p.spec.connections[0];
-  if (!conn) throw new Error("no connection");
-  conn.credentials = {
-    vault: {
-      address: vault.address,
-      path: "database/creds/ro",
-      approvedPath,
-      auth: { role: "airlock", audience: AUDIENCE },
-    },
-  };
-  return p;
+    { approvedPath },
+  );
 }
 
 async function guard(p: AgentAccessPolicy): Promise<GuardedPostgres> {
   const g = await startGuard(p, {
     credential: server.users.scram,
     approvals: gate,
-    credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
+    credentials: vaultSources(fx),
   });
   guards.push(g);
   return g;

@@ -11,8 +11,15 @@ import { connect } from "../envtest/connect.ts";
 import { freePort, type PostgresServer, startPostgres } from "../harness/postgres.ts";
 import { relay } from "../harness/relay.ts";
 import { startVault, type VaultServer } from "../harness/vault.ts";
-import { type GuardedPostgres, pgPolicy, startGuard } from "../postgres/support.ts";
-import { AUDIENCE, setUpVault, type VaultFixture, vaultRoles } from "./setup.ts";
+import { type GuardedPostgres, startGuard } from "../postgres/support.ts";
+import {
+  setUpVault,
+  type VaultFixture,
+  type VaultSpec,
+  vaultPgPolicy,
+  vaultRoles,
+  vaultSources,
+} from "./setup.ts";
 
 let server: PostgresServer;
 let vault: VaultServer;
@@ -31,33 +38,13 @@ afterAll(async () => {
   await server?.stop();
 });
 
-type VaultCreds = NonNullable<
-  NonNullable<AgentAccessPolicy["spec"]["connections"][number]["credentials"]>["vault"]
->;
-
-function vaultPolicy(
-  vaultSpec: Partial<VaultCreds> & { auth?: Partial<VaultCreds["auth"]> },
-  secretRef = false,
-) {
-  const p = pgPolicy(server, { credentials: false, rules: [{ name: "read", action: "allow" }] });
-  const conn = p.spec.connections[0];
-  if (!conn) throw new Error("no connection");
-  conn.credentials = {
-    vault: {
-      address: vault.address,
-      path: "database/creds/ro",
-      ...vaultSpec,
-      auth: { role: "airlock", audience: AUDIENCE, ...vaultSpec.auth },
-    },
-    ...(secretRef ? { secretRef: { name: "pg-cred" } } : {}),
-  };
-  return p;
-}
+const vaultPolicy = (vaultSpec: VaultSpec, secretRef = false) =>
+  vaultPgPolicy(server, vault, [{ name: "read", action: "allow" }], vaultSpec, secretRef);
 
 async function guard(policy: AgentAccessPolicy): Promise<GuardedPostgres> {
   const g = await startGuard(policy, {
     credential: server.users.scram,
-    credentials: { tokenDir: fx.tokenDir, revokeRetry: { attempts: 3, firstDelayMs: 50 } },
+    credentials: vaultSources(fx),
   });
   guards.push(g);
   return g;

@@ -12,11 +12,12 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { vaultTokenFile } from "../../api/src/index.ts";
+import { type AgentAccessPolicy, type Connection, type Rule, vaultTokenFile } from "../../api/src/index.ts";
 import { render } from "../chart/helm.ts";
 import type { Envtest } from "../envtest/connect.ts";
 import type { PostgresServer } from "../harness/postgres.ts";
 import type { VaultServer } from "../harness/vault.ts";
+import { pgPolicy } from "../postgres/support.ts";
 
 export const AUDIENCE = "vault.airlock.test";
 
@@ -27,6 +28,42 @@ export interface VaultFixture {
   /** The service-account token written there (never to appear in a log). */
   agentJwt: string;
 }
+
+type VaultCreds = NonNullable<NonNullable<Connection["credentials"]>["vault"]>;
+export type VaultSpec = Partial<VaultCreds> & { auth?: Partial<VaultCreds["auth"]> };
+
+/**
+ * The PostgreSQL harness policy (connection `db` to `server`) with its credential from Vault:
+ * database/creds/ro and Kubernetes auth as role airlock for AUDIENCE unless `spec` says otherwise;
+ * with `secretRef`, also the sidecar-held Secret pg-cred.
+ */
+export function vaultPgPolicy(
+  server: PostgresServer,
+  vault: VaultServer,
+  rules: Rule[],
+  spec: VaultSpec = {},
+  secretRef = false,
+): AgentAccessPolicy {
+  const p = pgPolicy(server, { credentials: false, rules });
+  const conn = p.spec.connections[0];
+  if (!conn) throw new Error("no connection");
+  conn.credentials = {
+    vault: {
+      address: vault.address,
+      path: "database/creds/ro",
+      ...spec,
+      auth: { role: "airlock", audience: AUDIENCE, ...spec.auth },
+    },
+    ...(secretRef ? { secretRef: { name: "pg-cred" } } : {}),
+  };
+  return p;
+}
+
+/** The guard's credential sources: Vault logins with the fixture's token, quick revocation retries. */
+export const vaultSources = (fx: VaultFixture) => ({
+  tokenDir: fx.tokenDir,
+  revokeRetry: { attempts: 3, firstDelayMs: 50 },
+});
 
 /** Roles Vault has minted (their names start with v-), as the superuser sees pg_roles. */
 export async function vaultRoles(pg: PostgresServer): Promise<string[]> {

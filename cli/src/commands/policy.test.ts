@@ -37,7 +37,28 @@ describe("airlock policy test", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({
       decision: "deny",
       policy: "default/demo",
+      // The demo's connection speaks plaintext upstream: TLS inside is neither read nor relayed.
+      tlsInside: "refused",
       plainHttpInside: "inspected",
+    });
+  });
+
+  it("answers CONNECT to a passthrough connection: relayed for the rule's subject only, never a plain request", async () => {
+    const args = ["policy", "test", "--policy", "examples/pinned-client.yaml", "--connection", "payments"];
+    const tunnel = ["--http", "CONNECT api.payments.example:443"];
+    const mine = await airlock(...args, ...tunnel, "--service-account", "billing-agent");
+    expect(JSON.parse(mine.stdout)).toMatchObject({
+      decision: "allow",
+      rule: "open-payments",
+      tlsInside: "relayed",
+      plainHttpInside: "refused",
+    });
+    const other = await airlock(...args, ...tunnel, "--service-account", "someone-else");
+    expect(JSON.parse(other.stdout)).toMatchObject({ decision: "deny", tlsInside: "refused" });
+    const plain = await airlock(...args, "--http", "GET /v1/charges", "--service-account", "billing-agent");
+    expect(JSON.parse(plain.stdout)).toMatchObject({
+      decision: "deny",
+      reason: expect.stringMatching(/tls\.mode passthrough: it relays only the agent's own TLS/),
     });
   });
 

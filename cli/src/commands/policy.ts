@@ -20,10 +20,12 @@ it is), 2 on bad input (unreadable or invalid policy, unknown flags, malformed o
   --user U, --group G      the end user (as from a verified OIDC token) and their groups
   --service-account SA     the agent pod's service account (NAME in the policy's namespace, or NS/NAME)
   --http "METHOD PATH"     an HTTP request; the path is normalized as the sidecar does
-                           ("CONNECT host:port": answered as the sidecar does — the agent's own
-                           TLS inside is a tunnel judged host-level ("decision"); plain HTTP
-                           inside is judged request by request ("plainHttpInside": inspected
-                           or refused); test those requests with "METHOD PATH")
+                           ("CONNECT host:port": answered as the sidecar does — on a
+                           tls.mode passthrough connection the agent's own TLS is relayed
+                           opaque when "decision" allows ("tlsInside": relayed or refused); on
+                           any other HTTPS connection it is intercepted ("intercepted") and,
+                           like plain HTTP inside ("plainHttpInside": inspected or refused),
+                           judged request by request; test those requests with "METHOD PATH")
   --sql TEXT               SQL, classified by the PostgreSQL parser
   --database URL           with --sql: judge against this database's catalog, as the sidecar does
                            (postgresql://USER@HOST:PORT/DB; the password from the URL or
@@ -154,7 +156,21 @@ async function run(argv: string[]): Promise<number> {
   const method = (m[1] as string).toUpperCase();
   if (method === "CONNECT") {
     const judged = judgeConnect(set, values.connection, subject);
-    print(judged.tls, { plainHttpInside: judged.inspectsHttp ? "inspected" : "refused" });
+    // What the agent's TLS inside becomes: relayed opaque (passthrough), or intercepted and judged
+    // per request like plain HTTP (any other connection whose rules may admit a request).
+    const inside = judged.inspectsHttp ? "inspected" : "refused";
+    const spec = set.connections.get(values.connection)?.spec;
+    const interceptable = spec?.protocol === "http" && spec.tls?.mode !== "disable";
+    print(judged.tls, {
+      tlsInside: judged.passthrough
+        ? judged.tls.action === "allow"
+          ? "relayed"
+          : "refused"
+        : interceptable && judged.inspectsHttp
+          ? "intercepted"
+          : "refused",
+      plainHttpInside: inside,
+    });
     return 0;
   }
   const judged = httpOperation(method, (m[2] as string).split("?")[0] as string, false);

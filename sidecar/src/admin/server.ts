@@ -2,8 +2,9 @@
 // policy is loaded and every listener is up: the native-sidecar startup probe waits on it before
 // the agent starts), and POST /drain for the preStop hook. Extra routes (the standalone approval
 // API) mount through `routes`.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Logger } from "pino";
+import { createServer } from "../runtime/node-http.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 
 export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { type AccessRequest, type AccessRequestStatus, GROUP, VERSION } from "../../../api/src/index.ts";
 import { KubeApiError, type KubeClient } from "../kube/client.ts";
 import { createInformer } from "../kube/informer.ts";
+import { keepRunning } from "../kube/keep-running.ts";
 import { LABELS, MANAGED_BY, podLabel } from "./request.ts";
 import { type ApprovalStore, ConflictError, RejectedError, type StoreEvent } from "./store.ts";
 
@@ -51,9 +52,6 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
   const labelSelector = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.pod}=${podLabel(opts.podName)}`;
   const listeners = new Set<(obj: AccessRequest, event: StoreEvent) => void>();
   let connected = false;
-  let stopped = false;
-  let backoff = opts.initialBackoffMs ?? 500;
-  let retry: NodeJS.Timeout | undefined;
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((r) => {
     markReady = r;
@@ -65,7 +63,6 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
   });
   informer.onListed(() => {
     connected = true;
-    backoff = opts.initialBackoffMs ?? 500;
     // The informer reports the listed items right after this; ready follows them.
     setImmediate(markReady);
   });
@@ -81,20 +78,15 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
   informer.on("add", emit("upsert"));
   informer.on("update", emit("upsert"));
   informer.on("delete", emit("delete"));
-  informer.on("error", (err: unknown) => {
+  informer.on("error", () => {
     connected = false;
-    if (stopped) return;
-    opts.logger.warn(
-      { err: apiMessage(err), retryInMs: backoff },
-      "AccessRequest watch failed; held operations fail closed at their timeout until it is back",
-    );
-    clearTimeout(retry);
-    retry = setTimeout(() => {
-      if (!stopped) void informer.start().catch(() => {});
-    }, backoff);
-    backoff = Math.min(backoff * 2, opts.maxBackoffMs ?? 30_000);
   });
-  void informer.start().catch(() => {});
+  const running = keepRunning(informer, opts, (err, retryInMs) =>
+    opts.logger.warn(
+      { err: apiMessage(err), retryInMs },
+      "AccessRequest watch failed; held operations fail closed at their timeout until it is back",
+    ),
+  );
 
   return {
     kind: "kubernetes",
@@ -134,8 +126,7 @@ export function createKubernetesStore(opts: KubernetesStoreOptions): ApprovalSto
       return () => listeners.delete(listener);
     },
     async close() {
-      stopped = true;
-      clearTimeout(retry);
+      running.stop();
       listeners.clear();
       await informer.stop();
     },

@@ -35,6 +35,14 @@ export interface AuditEvent {
 
 /** What an audit event says about an operation: shapes, not contents. */
 export type AuditOperation =
-  | Exclude<Operation, { kind: "sql" }>
+  | Exclude<Operation, { kind: "sql" } | { kind: "http-tunnel" }>
+  /** An opaque tunnel; a relayed one (passthrough) is audited when it ends, with what it carried. */
+  | {
+      kind: "http-tunnel";
+      /** The server name of the agent's ClientHello. */
+      sni?: string;
+      /** Bytes relayed each way (TLS records, never their content). */
+      bytes?: { fromAgent: number; fromUpstream: number };
+    }
   | { kind: "sql"; statements: readonly { kind: string; tables: readonly string[]; fingerprint?: string }[] }
   | { kind: "tcp"; destination: string };

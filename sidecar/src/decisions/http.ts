@@ -4,6 +4,7 @@
 // both ask here, so they answer the same.
 import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import { normalizePath, PathError } from "../policy/http-path.ts";
+import { isPassthrough } from "../policy/passthrough.ts";
 import type { Decision, Operation, Subject } from "../policy/types.ts";
 import { refusal } from "./refusals.ts";
 
@@ -56,15 +57,20 @@ export function judgeTunnel(policies: PolicySet, connection: string, subject: Su
 
 /** How a CONNECT to `connection` is answered, by what the agent sends inside the tunnel. */
 export interface ConnectJudgement {
-  /** The decision for TLS inside (the agent's own: opaque, judged host-level). */
+  /** The decision for the agent's own TLS relayed opaque (host-level; only passthrough connections allow it). */
   tls: Decision;
-  /** Plain HTTP inside goes through the connection's full HTTP guard, request by request. */
+  /** The agent's TLS is relayed opaque when `tls` allows (tls.mode passthrough); otherwise intercepted. */
+  passthrough: boolean;
+  /** Plain HTTP (or intercepted TLS) inside goes through the connection's HTTP guard, request by request. */
   inspectsHttp: boolean;
 }
 
 export function judgeConnect(policies: PolicySet, connection: string, subject: Subject): ConnectJudgement {
   const tls = judgeTunnel(policies, connection, subject);
-  return { tls, inspectsHttp: tls.action === "allow" || policies.mayAdmitHttp(connection, subject) };
+  const spec = policies.connections.get(connection)?.spec;
+  // A passthrough connection relays only the agent's TLS (allowed or not); any other reads it.
+  const passthrough = spec !== undefined && isPassthrough(spec);
+  return { tls, passthrough, inspectsHttp: !passthrough && policies.mayAdmitHttp(connection, subject) };
 }
 
 /** Whether the rule that decided lets non-text request bodies through (`match.http.binaryBodies`). */

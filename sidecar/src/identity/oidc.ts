@@ -1,3 +1,7 @@
+// End-user identity: OIDC tokens (ID or access tokens) verified with jose against the issuer's
+// discovery document and JWKS (cached, refreshed on an unknown key id, failures rate-limited);
+// audiences, algorithms, clock skew and size limits checked before any claim is trusted.
+import { createRequire } from "node:module";
 import type {
   CompactJWSHeaderParameters,
   CryptoKey,
@@ -7,9 +11,18 @@ import type {
   JWTVerifyOptions,
   RemoteJWKSet,
 } from "jose";
-import { createRemoteJWKSet, errors, jwtVerify } from "jose";
 import { SIGNING_ALGORITHMS } from "../../../api/src/agent-access-policy.ts";
 import { IdentityError } from "./errors.ts";
+
+// jose loads on first use (a connection with an OIDC issuer verifying a token): a sidecar whose
+// policies name no issuer never carries it (require of an ES module: the same instance an
+// import would give).
+const requireModule = createRequire(import.meta.url);
+let joseModule: typeof import("jose") | undefined;
+function jose(): typeof import("jose") {
+  joseModule ??= requireModule("jose") as typeof import("jose");
+  return joseModule;
+}
 
 /** Tokens longer than this are rejected before any parsing: real ID/access tokens are a few KiB. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -101,7 +114,7 @@ export function createOidcVerifier(config: OidcVerifierConfig): OidcVerifier {
   async function loadKeySet(): Promise<RemoteJWKSet> {
     try {
       const url = cfg.jwksUri ?? (await discoverJwksUri(cfg));
-      keySet = createRemoteJWKSet(url, {
+      keySet = jose().createRemoteJWKSet(url, {
         timeoutDuration: cfg.fetchTimeoutMs,
         cooldownDuration: cfg.jwksCooldownMs,
         cacheMaxAge: cfg.jwksCacheMaxAgeMs,
@@ -136,9 +149,9 @@ export function createOidcVerifier(config: OidcVerifierConfig): OidcVerifier {
       return await set(header, token);
     } catch (err) {
       if (
-        err instanceof errors.JWKSNoMatchingKey ||
-        err instanceof errors.JWKSMultipleMatchingKeys ||
-        err instanceof errors.JOSENotSupported
+        err instanceof jose().errors.JWKSNoMatchingKey ||
+        err instanceof jose().errors.JWKSMultipleMatchingKeys ||
+        err instanceof jose().errors.JOSENotSupported
       ) {
         throw err;
       }
@@ -148,18 +161,18 @@ export function createOidcVerifier(config: OidcVerifierConfig): OidcVerifier {
 
   async function verifySignedToken(token: string): Promise<JWTPayload> {
     try {
-      return (await jwtVerify(token, getKey, verifyOptions)).payload;
+      return (await jose().jwtVerify(token, getKey, verifyOptions)).payload;
     } catch (err) {
       // No `kid` and several candidate keys: jose hands back the candidates to try in turn.
-      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+      if (!(err instanceof jose().errors.JWKSMultipleMatchingKeys)) throw err;
       for await (const key of err) {
         try {
-          return (await jwtVerify(token, key, verifyOptions)).payload;
+          return (await jose().jwtVerify(token, key, verifyOptions)).payload;
         } catch (inner) {
-          if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+          if (!(inner instanceof jose().errors.JWSSignatureVerificationFailed)) throw inner;
         }
       }
-      throw new errors.JWSSignatureVerificationFailed();
+      throw new (jose().errors.JWSSignatureVerificationFailed)();
     }
   }
 
@@ -243,19 +256,19 @@ function toUserIdentity(payload: JWTPayload, cfg: NormalizedConfig): UserIdentit
  */
 function toIdentityError(err: unknown): IdentityError {
   if (err instanceof IdentityError) return err;
-  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
+  if (err instanceof jose().errors.JOSEAlgNotAllowed || err instanceof jose().errors.JOSENotSupported) {
     return new IdentityError("unsupported_algorithm", "identity token algorithm is not allowed");
   }
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
+  if (err instanceof jose().errors.JWSInvalid || err instanceof jose().errors.JWTInvalid) {
     return new IdentityError("malformed", "identity token is not a well-formed JWT");
   }
-  if (err instanceof errors.JWSSignatureVerificationFailed) {
+  if (err instanceof jose().errors.JWSSignatureVerificationFailed) {
     return new IdentityError("bad_signature", "identity token signature is invalid");
   }
-  if (err instanceof errors.JWTExpired) {
+  if (err instanceof jose().errors.JWTExpired) {
     return new IdentityError("expired", "identity token has expired");
   }
-  if (err instanceof errors.JWTClaimValidationFailed) {
+  if (err instanceof jose().errors.JWTClaimValidationFailed) {
     // `claim` names come from jose's fixed set or our requiredClaims, never from the token.
     if (err.reason === "missing") {
       return new IdentityError("missing_claim", `identity token is missing the "${err.claim}" claim`);
@@ -271,10 +284,13 @@ function toIdentityError(err: unknown): IdentityError {
         return new IdentityError("malformed", `identity token "${err.claim}" claim is invalid`);
     }
   }
-  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
+  if (
+    err instanceof jose().errors.JWKSNoMatchingKey ||
+    err instanceof jose().errors.JWKSMultipleMatchingKeys
+  ) {
     return new IdentityError("unknown_key", "identity token signing key is not in the issuer's key set");
   }
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) {
+  if (err instanceof jose().errors.JWKSTimeout || err instanceof jose().errors.JWKSInvalid) {
     return asUnavailable(err, "could not load the identity provider's signing keys");
   }
   // Anything else (e.g. an RSA key under 2048 bits) still means "not verified": fail closed.

@@ -1,3 +1,5 @@
+// The end user's token on an HTTP request: taken from the user header, checked to be a compact
+// JWS before it reaches the verifier, and removed by the HTTP guard before the request goes upstream.
 import { IdentityError } from "./errors.ts";
 import { MAX_TOKEN_LENGTH } from "./oidc.ts";
 

@@ -1,3 +1,5 @@
+// Workload identity: the pod the sidecar runs in (namespace, name, service account), read from the
+// downward API volume or the environment and validated, the subject every policy is matched against.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 

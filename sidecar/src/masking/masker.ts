@@ -177,7 +177,11 @@ export function createMasker(config: MaskerConfig): Masker {
 
   const ruleOf = (id: DetectorId) => byDetector.get(id) as CompiledRule;
 
-  function apply(text: string, found: readonly Finding[], extra?: Partial<MaskFinding>): MaskTextResult {
+  function apply(
+    text: string,
+    found: readonly Finding[],
+    where?: { path?: string; column?: string },
+  ): MaskTextResult {
     if (found.length === 0) return { text, findings: [] };
     let out = "";
     let pos = 0;
@@ -187,12 +191,14 @@ export function createMasker(config: MaskerConfig): Masker {
       out +=
         text.slice(pos, f.start) + applyStrategy(rule.strategy, text.slice(f.start, f.end), key, f.detector);
       pos = f.end;
-      findings.push({
-        detector: f.detector,
-        ...(f.family !== undefined ? { family: f.family } : {}),
-        rule: rule.name,
-        ...extra,
-      });
+      // Assigned field by field, not spread: this runs for every masked value.
+      const finding: MaskFinding =
+        f.family === undefined
+          ? { detector: f.detector, rule: rule.name }
+          : { detector: f.detector, family: f.family, rule: rule.name };
+      if (where?.path !== undefined) finding.path = where.path;
+      if (where?.column !== undefined) finding.column = where.column;
+      findings.push(finding);
     }
     return { text: out + text.slice(pos), findings };
   }
@@ -273,14 +279,17 @@ export function createMasker(config: MaskerConfig): Masker {
         return out ?? node;
       }
       let out: Record<string, unknown> | undefined;
-      const entries = Object.entries(node);
-      for (const [i, [k, child]] of entries.entries()) {
+      const obj = node as Record<string, unknown>;
+      const names = Object.keys(obj);
+      for (let i = 0; i < names.length; i++) {
+        const k = names[i] as string;
+        const child = obj[k];
         keys.push(k);
         const v = walk(child, hasFields ? fields.step(states, k) : states, k);
         keys.pop();
         if (v !== child && !out) {
           out = {};
-          for (const [pk, pv] of entries.slice(0, i)) setOwn(out, pk, pv);
+          for (let j = 0; j < i; j++) setOwn(out, names[j] as string, obj[names[j] as string]);
         }
         if (out) setOwn(out, k, v);
       }

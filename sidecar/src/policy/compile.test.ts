@@ -66,6 +66,30 @@ describe("HTTP rules (examples/claude-agent.yaml)", () => {
   });
 });
 
+describe("tls.mode passthrough (examples/pinned-client.yaml)", () => {
+  const { set, problems } = compilePolicies([example("pinned-client.yaml")]);
+  const billing: Subject = { serviceAccount: "system:serviceaccount:agents:billing-agent", groups: [] };
+  const tunnel: Operation = { kind: "http-tunnel" };
+  it("compiles without problems", () => expect(problems).toEqual([]));
+  it("opens the opaque tunnel for the CONNECT rule's subject only", () => {
+    expect(set.evaluate("payments", billing, tunnel)).toMatchObject({
+      action: "allow",
+      rule: "open-payments",
+    });
+    expect(set.evaluate("payments", agent, tunnel)).toMatchObject({ action: "deny" });
+  });
+  it("never admits a plain request on a passthrough connection", () => {
+    const d = set.evaluate("payments", billing, http("GET", "/v1/charges"));
+    expect(d).toMatchObject({ action: "deny", reason: expect.stringMatching(/tls\.mode passthrough/) });
+  });
+  it("never relays a tunnel on an intercepted connection (its requests are judged instead)", () => {
+    expect(set.evaluate("tickets", billing, tunnel)).toMatchObject({ action: "deny" });
+    expect(set.evaluate("tickets", billing, http("GET", "/api/tickets/1"))).toMatchObject({
+      action: "allow",
+    });
+  });
+});
+
 describe("SQL rules (examples/postgres-analyst.yaml)", () => {
   const { set, problems } = compilePolicies([example("postgres-analyst.yaml")]);
   it("compiles without problems", () => expect(problems).toEqual([]));

@@ -3,6 +3,7 @@
 // (fail closed) rather than judged by half a policy.
 import type { AgentAccessPolicy, MaskingRule } from "../../../api/src/index.ts";
 import { describeMatch } from "./describe-match.ts";
+import { isPassthrough } from "./passthrough.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
 import type {
@@ -24,6 +25,8 @@ interface CompiledRule {
   matches: OperationMatcher;
   /** For a requireApproval rule with a grant: what the grant covers, shown to approvers. */
   grantCovers?: string;
+  /** Its decision without condition failures, for [other operations, http-tunnel] (made on first use). */
+  decided?: [Decision | undefined, Decision | undefined];
 }
 
 export interface CompiledConnection {
@@ -35,6 +38,8 @@ export interface CompiledConnection {
   rules: Record<Action, CompiledRule[]>;
   /** Masking rules of the owning policy that apply to this connection (both directions). */
   masking: readonly MaskingRule[];
+  /** Its default deny without condition failures (made on first use, then shared). */
+  defaultDeny?: Decision;
 }
 
 export interface PolicySet {
@@ -119,31 +124,61 @@ function decideOne(
   op: Operation,
   input?: ToolCallInput,
 ): Decision {
+  const tunnel = op.kind === "http-tunnel" ? 1 : 0;
   for (const action of ORDER) {
     for (const r of conn.rules[action]) {
       if (!r.subjects(subject) || !r.matches(op, input)) continue;
-      const decision: Decision = {
-        action,
-        policy: conn.policy,
-        rule: r.rule.name,
-        reason: `${reasonFor(action, r.rule.name, op)}${conditionFailures(input, r.rule.name)}`,
-      };
-      if (action === "requireApproval" && op.kind === "http-tunnel") {
-        return {
-          ...decision,
-          action: "deny",
-          reason: `rule ${r.rule.name} requires per-request approval, which an opaque CONNECT tunnel cannot offer`,
-        };
+      const failures = conditionFailures(input, r.rule.name);
+      // Without condition failures the decision depends on the rule and the operation's kind
+      // alone: built once, frozen, and shared (the audit line serializes it once too).
+      if (failures === "") {
+        r.decided ??= [undefined, undefined];
+        let shared = r.decided[tunnel];
+        if (shared === undefined) {
+          shared = Object.freeze(ruleDecision(conn, r, action, op, ""));
+          r.decided[tunnel] = shared;
+        }
+        return shared;
       }
-      if (r.rule.approval) decision.approval = r.rule.approval;
-      if (r.grantCovers !== undefined) decision.grantCovers = r.grantCovers;
-      return decision;
+      return ruleDecision(conn, r, action, op, failures);
     }
   }
+  const failures = conditionFailures(input);
+  if (failures !== "") return defaultDeny(conn, failures);
+  conn.defaultDeny ??= Object.freeze(defaultDeny(conn, ""));
+  return conn.defaultDeny;
+}
+
+function ruleDecision(
+  conn: CompiledConnection,
+  r: CompiledRule,
+  action: Action,
+  op: Operation,
+  failures: string,
+): Decision {
+  const decision: Decision = {
+    action,
+    policy: conn.policy,
+    rule: r.rule.name,
+    reason: `${reasonFor(action, r.rule.name, op)}${failures}`,
+  };
+  if (action === "requireApproval" && op.kind === "http-tunnel") {
+    return {
+      ...decision,
+      action: "deny",
+      reason: `rule ${r.rule.name} requires per-request approval, which an opaque CONNECT tunnel cannot offer`,
+    };
+  }
+  if (r.rule.approval) decision.approval = r.rule.approval;
+  if (r.grantCovers !== undefined) decision.grantCovers = r.grantCovers;
+  return decision;
+}
+
+function defaultDeny(conn: CompiledConnection, failures: string): Decision {
   return {
     action: "deny",
     policy: conn.policy,
-    reason: `no rule allows this operation (default deny)${conditionFailures(input)}`,
+    reason: `no rule allows this operation (default deny)${failures}`,
   };
 }
 
@@ -155,6 +190,34 @@ function reasonFor(action: Action, rule: string, op: Operation): string {
 
 /** SQL strings may carry several statements: each is judged alone and the strictest outcome wins. */
 function decide(conn: CompiledConnection, subject: Subject, op: Operation, input?: ToolCallInput): Decision {
+  // Which kind of traffic a connection carries is its TLS mode's, not a rule's: a passthrough
+  // connection relays only the agent's own TLS, never a plain request; on any other the agent's
+  // TLS is intercepted and read request by request, so no rule opens a raw tunnel there.
+  const passthrough = isPassthrough(conn.spec);
+  if (op.kind !== "http-tunnel" && passthrough)
+    return {
+      action: "deny",
+      policy: conn.policy,
+      reason: `connection ${conn.spec.name} has tls.mode passthrough: it relays only the agent's own TLS (a CONNECT or captured TLS), never a plain request`,
+    };
+  if (op.kind === "http-tunnel" && !passthrough) {
+    const d = decideRules(conn, subject, op, input);
+    if (d.action === "deny") return d;
+    return {
+      action: "deny",
+      policy: conn.policy,
+      reason: `connection ${conn.spec.name} does not have tls.mode passthrough: the agent's TLS is intercepted and judged per request, never relayed opaque`,
+    };
+  }
+  return decideRules(conn, subject, op, input);
+}
+
+function decideRules(
+  conn: CompiledConnection,
+  subject: Subject,
+  op: Operation,
+  input?: ToolCallInput,
+): Decision {
   if (conn.requireUserToken && subject.user === undefined) {
     return {
       action: "deny",

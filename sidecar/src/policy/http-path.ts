@@ -58,7 +58,19 @@ function decode(raw: string): string {
 /** A `..;params` or `.;params` segment is a dot segment to Tomcat-style servers: treat it as one. */
 const bare = (segment: string) => segment.split(";", 1)[0];
 
+// A path already in normal form: non-empty segments of characters forwarded as they are (no `%`,
+// no `;`), none of them `.` or `..`, maybe a trailing slash. Normalizing it changes nothing, so
+// the common request skips the decode, split and re-encode below (same answer: http-path.test.ts).
+const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)+\/?$/;
+
 export function normalizePath(rawPath: string): NormalizedPath {
+  if (NORMAL_PATH.test(rawPath))
+    return { match: rawPath.endsWith("/") ? rawPath.slice(0, -1) : rawPath, forward: rawPath };
+  return normalizeAnyPath(rawPath);
+}
+
+/** normalizePath without the shortcut for paths already in normal form (exported for its test). */
+export function normalizeAnyPath(rawPath: string): NormalizedPath {
   if (!rawPath.startsWith("/")) throw new PathError("path must start with /");
   const decoded = decode(rawPath);
   const stack: string[] = [];

@@ -12,15 +12,32 @@
 // Fail closed: an expression that errors (a missing key, a type mismatch) or is not a bool makes an
 // allow rule not match and a deny or requireApproval rule match; a call whose arguments are not an
 // object is such an error.
-import { Environment, type ParseResult } from "@marcbachmann/cel-js";
+import { createRequire } from "node:module";
+import type { Environment, ParseResult } from "@marcbachmann/cel-js";
 
 export const WHEN_VARIABLES = "args (the tools/call arguments, a map) and tool (the tool name, a string)";
 
-const environment = new Environment({
-  limits: { maxAstNodes: 512, maxDepth: 24, maxListElements: 256, maxMapEntries: 64, maxCallArguments: 8 },
-})
-  .registerVariable("args", "map<string, dyn>")
-  .registerVariable("tool", "string");
+// The evaluator loads with the first `when` a policy carries: most sidecars have none and never
+// carry it (require of an ES module: the same instance an import would give).
+const requireModule = createRequire(import.meta.url);
+let celEnvironment: Environment | undefined;
+function environment(): Environment {
+  if (celEnvironment === undefined) {
+    const cel = requireModule("@marcbachmann/cel-js") as typeof import("@marcbachmann/cel-js");
+    celEnvironment = new cel.Environment({
+      limits: {
+        maxAstNodes: 512,
+        maxDepth: 24,
+        maxListElements: 256,
+        maxMapEntries: 64,
+        maxCallArguments: 8,
+      },
+    })
+      .registerVariable("args", "map<string, dyn>")
+      .registerVariable("tool", "string");
+  }
+  return celEnvironment;
+}
 
 export type WhenOutcome = { ok: true; matched: boolean } | { ok: false; error: string };
 
@@ -108,7 +125,7 @@ function safeError(message: string, source: string): string {
 export function compileWhen(source: string): CompiledWhen | { error: string } {
   let parsed: ParseResult;
   try {
-    parsed = environment.parse(source);
+    parsed = environment().parse(source);
   } catch (e) {
     return { error: `not a CEL expression: ${firstLine(e)}` };
   }

@@ -10,6 +10,7 @@ import { didYouMean } from "../../../api/src/suggest.ts";
 import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
 import { compileWhen } from "./mcp-when.ts";
+import { passthroughProblems } from "./passthrough.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
@@ -234,6 +235,7 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
       });
     }
   });
+  out.push(...passthroughProblems(spec));
   const listeners = new Map<number, string>();
   spec.connections.forEach((c, i) => {
     const port = c.listen?.port;

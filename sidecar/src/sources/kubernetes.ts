@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { type AgentAccessPolicy, GROUP, VERSION } from "../../../api/src/index.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { createInformer } from "../kube/informer.ts";
+import { keepRunning } from "../kube/keep-running.ts";
 import { selectorMatches } from "../policy/selector.ts";
 import type { PolicyStore } from "../runtime/policy-store.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
@@ -30,9 +31,6 @@ export interface KubernetesSource {
 
 export function startKubernetesSource(opts: KubernetesSourceOptions): KubernetesSource {
   const path = `/apis/${GROUP}/${VERSION}/namespaces/${opts.namespace}/agentaccesspolicies`;
-  let stopped = false;
-  let backoff = opts.initialBackoffMs ?? 500;
-  let retry: NodeJS.Timeout | undefined;
   let markSynced: () => void;
   const synced = new Promise<void>((r) => {
     markSynced = r;
@@ -41,7 +39,6 @@ export function startKubernetesSource(opts: KubernetesSourceOptions): Kubernetes
   // A successful list is the proof of connectivity; its items are reported right after.
   const informer = createInformer<AgentAccessPolicy>(opts.kube, path);
   informer.onListed(() => {
-    backoff = opts.initialBackoffMs ?? 500;
     opts.metrics?.policySourceUp.set(1);
     schedule(markSynced);
   });
@@ -68,27 +65,21 @@ export function startKubernetesSource(opts: KubernetesSourceOptions): Kubernetes
     });
   }
   for (const event of ["add", "update", "delete"] as const) informer.on(event, () => schedule());
-  informer.on("error", (err: unknown) => {
+  informer.on("error", () => {
     opts.metrics?.policySourceUp.set(0);
     opts.metrics?.policyReloads.inc({ result: "error" });
-    if (stopped) return;
-    opts.logger.warn(
-      { err: err instanceof Error ? err.message : String(err), retryInMs: backoff },
-      "policy watch failed; keeping the last good policy set",
-    );
-    clearTimeout(retry);
-    retry = setTimeout(() => {
-      if (!stopped) void informer.start().catch(() => {});
-    }, backoff);
-    backoff = Math.min(backoff * 2, opts.maxBackoffMs ?? 30_000);
   });
-  void informer.start().catch(() => {});
+  const running = keepRunning(informer, opts, (err, retryInMs) =>
+    opts.logger.warn(
+      { err: err instanceof Error ? err.message : String(err), retryInMs },
+      "policy watch failed; keeping the last good policy set",
+    ),
+  );
 
   return {
     synced,
     async stop() {
-      stopped = true;
-      clearTimeout(retry);
+      running.stop();
       if (pending) clearImmediate(pending);
       await informer.stop();
     },

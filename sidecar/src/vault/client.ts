@@ -2,8 +2,9 @@
 // dynamic secret, renewing and revoking its lease. JSON over HTTPS with the policy's CA; Vault's
 // error strings are kept (they name the refusal, e.g. "permission denied", never a secret), the
 // secret data is returned to the caller only.
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { request as httpRequest } from "../runtime/node-http.ts";
 
 export interface VaultEndpoint {
   /** https://host:port (http:// for loopback only; the schema enforces it). */

@@ -1,5 +1,6 @@
 // What a body is, for masking purposes, and how to undo its Content-Encoding. Masking reads text;
 // bodies the sidecar cannot decode are refused when masking applies, never passed on unmasked.
+import { isUtf8 } from "node:buffer";
 import type { Transform } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate, createZstdDecompress } from "node:zlib";
 
@@ -57,8 +58,12 @@ export function classify(contentType: string | undefined): BodyKind {
  * declared Content-Type, decides whether a body is masked: a label is the sender's claim.
  */
 export function looksBinary(bytes: Uint8Array, prefix = false): boolean {
-  for (const b of bytes)
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i] as number;
     if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0c && b !== 0x0d && b !== 0x1b) return true;
+  }
+  // A whole body: validated in place (no decoded copy); a prefix may end inside a character.
+  if (!prefix) return !isUtf8(bytes);
   try {
     new TextDecoder("utf-8", { fatal: true }).decode(bytes, { stream: prefix });
     return false;

@@ -7,21 +7,15 @@
 // event fan-out cost more than the rest of the guard together, and the guard already does
 // everything it would add (headers, path, timeouts, error mapping). http-proxy-3 still serves
 // WebSocket upgrades (websocket.ts), where it earns its keep.
-import {
-  type ClientRequest,
-  request as httpRequest,
-  type IncomingMessage,
-  type RequestOptions,
-  type ServerResponse,
-} from "node:http";
+import type { ClientRequest, IncomingMessage, RequestOptions, ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import type { ProxyServer } from "http-proxy-3";
 import { binaryBodiesAllowed } from "../../decisions/http.ts";
 import { type Masker, MaskingError } from "../../masking/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { request as httpRequest } from "../../runtime/node-http.ts";
 import { createSseAnswerFilter, inspectJsonAnswer } from "../mcp/answers.ts";
 import { postToServer } from "../mcp/server-reply.ts";
 import type { Authorized } from "./authorize.ts";
@@ -51,8 +45,6 @@ import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface ForwardDeps {
   ctx: SidecarContext;
-  /** http-proxy-3, for WebSocket upgrades only. */
-  proxy: ProxyServer;
   pool: UpstreamPool;
   maskers: MaskerCache;
   /** Idle time allowed on the upstream socket (ms). */

@@ -4,14 +4,15 @@
 // websocket.ts) or tunnelled (tunnel.ts); every request ends in exactly one audit event.
 
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { ProxyServer } from "http-proxy-3";
 import { refusal } from "../../decisions/refusals.ts";
 import type { CompiledConnection, PolicySet } from "../../policy/compile.ts";
 import { ridesHttp } from "../../policy/protocols.ts";
 import type { SidecarContext } from "../../runtime/context.ts";
+import { createServer } from "../../runtime/node-http.ts";
 import type { AcceptInfo, ConnectionHandler } from "../handler.ts";
 import { createMcpWaits } from "../mcp/approval.ts";
 import { createMcpSessions } from "../mcp/sessions.ts";
@@ -28,7 +29,7 @@ import { parseAbsoluteForm, parseAuthority, parseOriginForm, TargetError } from 
 import type { PodCa } from "./tls/pod-ca.ts";
 import { acceptTunnel, handleConnect, type TunnelDeps } from "./tunnel.ts";
 import { createUpstreamPool } from "./upstream.ts";
-import { createWebSocketForwarder, isWebSocketUpgrade } from "./websocket.ts";
+import { createWebSocketForwarder, isWebSocketUpgrade, type WebSocketForwarder } from "./websocket.ts";
 
 export const DEFAULT_PROXY_PORT = 15901;
 export const DEFAULT_BIND_HOST = "127.0.0.1";
@@ -104,26 +105,34 @@ const socketResponder = (socket: Duplex): Responder => ({
   refuse: (status, body, opts) => writeSocketJson(socket, status, body, opts?.format),
 });
 
+const requireModule = createRequire(import.meta.url);
+
 export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions = {}): HttpGuard {
-  const proxy = new ProxyServer();
-  // http-proxy-3 re-emits socket errors here; without a listener it would throw.
-  proxy.on("error", (err, _req, resOrSocket) => {
-    ctx.logger.debug({ err: err.message }, "proxy socket error");
-    if ("destroy" in resOrSocket && typeof resOrSocket.destroy === "function") resOrSocket.destroy();
-  });
-  proxy.on("econnreset", () => undefined);
   const pool = createUpstreamPool(ctx.secrets);
   const maskers = createMaskerCache(ctx.hashKey);
   const fwdDeps = {
     ctx,
-    proxy,
     pool,
     maskers,
     upstreamTimeoutMs: options.upstreamTimeoutMs ?? 300_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
   };
   const forwarder = createForwarder(fwdDeps);
-  const wsForwarder = createWebSocketForwarder(fwdDeps);
+  // http-proxy-3 serves WebSocket upgrades only: it loads with the first one.
+  let wsForwarder: WebSocketForwarder | undefined;
+  const webSockets = (): WebSocketForwarder => {
+    if (wsForwarder) return wsForwarder;
+    const { ProxyServer } = requireModule("http-proxy-3") as typeof import("http-proxy-3");
+    const proxy = new ProxyServer();
+    // http-proxy-3 re-emits socket errors here; without a listener it would throw.
+    proxy.on("error", (err, _req, resOrSocket) => {
+      ctx.logger.debug({ err: err.message }, "proxy socket error");
+      if ("destroy" in resOrSocket && typeof resOrSocket.destroy === "function") resOrSocket.destroy();
+    });
+    proxy.on("econnreset", () => undefined);
+    wsForwarder = createWebSocketForwarder({ ...fwdDeps, proxy });
+    return wsForwarder;
+  };
   const authDeps: AuthorizeDeps = {
     ctx,
     approvals: options.approvals,
@@ -313,7 +322,7 @@ export function createHttpGuard(ctx: SidecarContext, options: HttpGuardOptions =
             ex = e;
           },
         );
-        if (authorized) await wsForwarder.ws(req, socket, head, authorized);
+        if (authorized) await webSockets().ws(req, socket, head, authorized);
         // From here the tunnel belongs to the WebSocket; drain does not wait for it.
         finish();
       })().catch((err: unknown) => {

@@ -13,12 +13,18 @@ export interface ResolvedIdentity {
   audit: AuditIdentity;
 }
 
+// The pod's audit identity, one frozen object per workload: every request without an end user
+// carries it, and the audit line serializes a frozen value once (audit/line.ts).
+const workloadIdentities = new WeakMap<SidecarContext["workload"], AuditIdentity>();
+
 export function workloadAuditIdentity(ctx: SidecarContext): AuditIdentity {
-  return {
-    serviceAccount: ctx.workload.subject,
-    pod: ctx.workload.podName,
-    namespace: ctx.workload.namespace,
-  };
+  const w = ctx.workload;
+  let identity = workloadIdentities.get(w);
+  if (identity === undefined) {
+    identity = Object.freeze({ serviceAccount: w.subject, pod: w.podName, namespace: w.namespace });
+    workloadIdentities.set(w, identity);
+  }
+  return identity;
 }
 
 /** Rejects with IdentityError only. */

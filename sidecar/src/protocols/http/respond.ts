@@ -1,9 +1,9 @@
 // Protocol-native refusals: JSON bodies with a stable `error` code, on a ServerResponse or, for
 // CONNECT and WebSocket upgrades (where node hands over the raw socket), written by hand.
 import type { ServerResponse } from "node:http";
-import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ErrorFormat } from "../../../../api/src/index.ts";
+import { STATUS_CODES } from "../../runtime/node-http.ts";
 import { shapeError } from "./error-format.ts";
 
 export interface ErrorBody {

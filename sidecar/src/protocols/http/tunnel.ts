@@ -1,17 +1,18 @@
 // Tunnels: `CONNECT host:port` on the explicit proxy, and TLS the transparent listener captured.
-// What the agent sends first inside a CONNECT decides how it is treated: its own TLS cannot be
-// read (no credential injection, no masking), so only the host-level `http-tunnel` operation is
-// judged, the audit event says so, and an allowed tunnel splices bytes to the connection's
-// target; plain HTTP (Node's NODE_USE_ENV_PROXY tunnels even http:// URLs) is handed to the
+// The connection's TLS mode decides what the agent's TLS becomes: on a `tls.mode: passthrough`
+// connection it is relayed opaque to the target (passthrough.ts: host-level, for pinned clients);
+// on any other HTTPS connection it is terminated with a pod CA leaf and every request inside goes
+// through the HTTP guard (tls/intercept.ts); nothing else ever becomes a raw tunnel. Plain HTTP
+// inside a CONNECT (Node's NODE_USE_ENV_PROXY tunnels even http:// URLs) is handed to the
 // connection's HTTP guard, which judges, masks and credentials every request as on its own port.
 import type { IncomingMessage } from "node:http";
-import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import { judgeConnect, judgeTunnel } from "../../decisions/http.ts";
 import { refusal } from "../../decisions/refusals.ts";
 import { isIdentityError } from "../../identity/index.ts";
 import type { CompiledConnection } from "../../policy/compile.ts";
+import { isPassthrough } from "../../policy/passthrough.ts";
 import { ridesHttp } from "../../policy/protocols.ts";
 import type { Subject } from "../../policy/types.ts";
 import { type SidecarContext, subjectFor } from "../../runtime/context.ts";
@@ -19,11 +20,11 @@ import { sniff } from "../../transparent/sniff.ts";
 import { refuseUnknown } from "./authorize.ts";
 import { createExchange, type Exchange } from "./exchange.ts";
 import { identityStatus, resolveIdentity, workloadAuditIdentity } from "./identity.ts";
+import { relay } from "./passthrough.ts";
 import { writeSocketJson } from "./respond.ts";
 import { parseAuthority, TargetError } from "./target.ts";
 import { type TlsRefusal, terminateTls } from "./tls/intercept.ts";
 import type { PodCa } from "./tls/pod-ca.ts";
-import { classifyUpstreamError } from "./upstream-errors.ts";
 
 export interface TunnelDeps {
   ctx: SidecarContext;
@@ -32,7 +33,7 @@ export interface TunnelDeps {
   open: Set<Duplex>;
   /** Serves plain HTTP found inside a CONNECT with `connection`'s HTTP guard (`first` unread). */
   inspect(connection: string, socket: Duplex): void;
-  /** The pod CA in force (absent: no interception, the agent's TLS stays a host-level tunnel). */
+  /** The pod CA in force (absent: no interception; the agent's TLS is refused unless the connection is passthrough). */
   podCa?: () => PodCa | undefined;
   /** Whether the HTTP guard read anything from `socket` (a decrypted, intercepted session). */
   spokeHttp?: (socket: Duplex) => boolean;
@@ -59,89 +60,6 @@ function firstBytes(socket: Duplex, head: Buffer | undefined, then: (first: Buff
 function handOver(deps: TunnelDeps, connection: string, socket: Duplex, first: Buffer): void {
   socket.unshift(first);
   deps.inspect(connection, socket);
-}
-
-function splice(deps: TunnelDeps, connection: string, client: Duplex, upstream: Socket): void {
-  const { ctx, open } = deps;
-  open.add(client);
-  ctx.metrics.sessions.inc({ connection, protocol: "http" });
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    open.delete(client);
-    ctx.metrics.sessions.dec({ connection, protocol: "http" });
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on("error", close);
-  upstream.on("error", close);
-  client.on("close", close);
-  upstream.on("close", close);
-  client.pipe(upstream);
-  upstream.pipe(client);
-}
-
-/** Connects to the connection's target; on success audits, then calls `ready` and splices. */
-function openTunnel(
-  deps: TunnelDeps,
-  ex: Exchange,
-  connection: CompiledConnection,
-  client: Duplex,
-  head: Buffer | undefined,
-  ready: () => void,
-  refused: (status: number, detail: string) => void,
-  /** CONNECT: look at what the agent sends first; plain HTTP goes to the HTTP guard instead. */
-  inspectHttp = false,
-): void {
-  const { ctx } = deps;
-  const started = performance.now();
-  const upstream = connect({ host: connection.spec.target.host, port: connection.spec.target.port });
-  upstream.setNoDelay(true);
-  const timer = setTimeout(() => {
-    const e = new Error("connect timeout") as Error & { code: string };
-    e.code = "ECONNECT_TIMEOUT";
-    upstream.destroy(e);
-  }, deps.connectTimeoutMs);
-  timer.unref();
-  const onError = (err: Error) => {
-    clearTimeout(timer);
-    const failure = classifyUpstreamError(err);
-    ctx.metrics.upstreamErrors.inc({ connection: ex.connection, protocol: "http", reason: failure.reason });
-    ex.upstream = { error: failure.detail };
-    ex.finish();
-    refused(failure.status, failure.detail);
-  };
-  upstream.once("error", onError);
-  upstream.once("connect", () => {
-    clearTimeout(timer);
-    upstream.off("error", onError);
-    ctx.metrics.upstreamSeconds.observe(
-      { connection: ex.connection, protocol: "http" },
-      (performance.now() - started) / 1000,
-    );
-    ex.upstream = { status: "connected" };
-    ex.finish();
-    if (client.destroyed) {
-      upstream.destroy();
-      return;
-    }
-    ready();
-    if (!inspectHttp) {
-      if (head && head.length > 0) upstream.write(head);
-      splice(deps, ex.connection, client, upstream);
-      return;
-    }
-    firstBytes(client, head, (first) => {
-      if (!isTls(first)) {
-        upstream.destroy();
-        handOver(deps, ex.connection, client, first);
-        return;
-      }
-      upstream.write(first);
-      splice(deps, ex.connection, client, upstream);
-    });
-  });
 }
 
 function decide(ctx: SidecarContext, ex: Exchange, connection: CompiledConnection, subject: Subject) {
@@ -216,43 +134,13 @@ export async function handleConnect(
       reason: judged.tls.reason,
     });
   tunnelEx.decide(judged.tls);
-  const ca = deps.podCa?.();
-  // Interception: an HTTPS connection whose host the pod CA covers, unless a CONNECT rule admits
-  // an opaque tunnel (the per-rule passthrough, for pinned clients).
-  const intercept =
-    judged.tls.action !== "allow" &&
-    judged.inspectsHttp &&
-    connection.spec.protocol === "http" &&
-    connection.spec.tls?.mode !== "disable" &&
-    ca?.covers(authority.host) === true;
-  if (intercept && ca) {
-    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    firstBytes(socket, head, (first) => {
-      if (!isTls(first)) {
-        handOver(deps, connection.spec.name, socket, first);
-        return;
-      }
-      socket.unshift(first);
-      void terminateTls({
-        ca,
-        host: authority.host,
-        socket,
-        logger: ctx.logger,
-        connection: connection.spec.name,
-        // Each request inside is one operation, audited by the HTTP guard.
-        ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
-        ...(deps.spokeHttp ? { spoke: deps.spokeHttp } : {}),
-        refused: (reason, detail) =>
-          auditRefusedTls(ctx, tunnelEx, connection.spec.name, authority.host, reason, detail),
-      }).catch((err: unknown) => {
-        ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
-        socket.destroy();
-      });
-    });
-    return;
-  }
-  if (judged.tls.action === "allow") {
-    openTunnel(
+  if (isPassthrough(connection.spec)) {
+    if (judged.tls.action !== "allow") {
+      tunnelEx.finish();
+      denied();
+      return;
+    }
+    relay(
       deps,
       tunnelEx,
       connection,
@@ -260,7 +148,6 @@ export async function handleConnect(
       head,
       () => socket.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
       (status, detail) => writeSocketJson(socket, status, { error: "upstream_unavailable", reason: detail }),
-      ridesHttp(connection.spec.protocol),
     );
     return;
   }
@@ -269,16 +156,38 @@ export async function handleConnect(
     denied();
     return;
   }
-  // No tunnel for TLS, but rules that may admit requests: answer, and see what comes.
+  const ca = deps.podCa?.();
+  // Interception: the agent's TLS to an HTTPS connection whose host the pod CA covers.
+  const intercept =
+    connection.spec.protocol === "http" &&
+    connection.spec.tls?.mode !== "disable" &&
+    ca?.covers(authority.host) === true;
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
   firstBytes(socket, head, (first) => {
-    if (isTls(first)) {
+    // Plain HTTP inside is not an operation of its own: each request is one, audited by the guard.
+    if (!isTls(first)) return handOver(deps, connection.spec.name, socket, first);
+    if (!intercept || !ca) {
+      // TLS the sidecar cannot read (no pod CA, or a connection that speaks plaintext upstream).
       tunnelEx.finish();
       socket.destroy();
       return;
     }
-    // Not an operation of its own: each request inside is one, audited by the HTTP guard.
-    handOver(deps, connection.spec.name, socket, first);
+    socket.unshift(first);
+    void terminateTls({
+      ca,
+      host: authority.host,
+      socket,
+      logger: ctx.logger,
+      connection: connection.spec.name,
+      // Each request inside is one operation, audited by the HTTP guard.
+      ready: (decrypted) => deps.inspect(connection.spec.name, decrypted),
+      ...(deps.spokeHttp ? { spoke: deps.spokeHttp } : {}),
+      refused: (reason, detail) =>
+        auditRefusedTls(ctx, tunnelEx, connection.spec.name, authority.host, reason, detail),
+    }).catch((err: unknown) => {
+      ctx.logger.warn({ connection: connection.spec.name, err: String(err) }, "TLS interception failed");
+      socket.destroy();
+    });
   });
 }
 
@@ -328,7 +237,7 @@ function interceptCaptured(
   );
   if (!name || !names.includes(name) || !ca.covers(name)) return false;
   const judged = judgeConnect(ctx.policies.current(), connection.spec.name, subjectFor(ctx.workload));
-  if (judged.tls.action === "allow" || !judged.inspectsHttp) return false;
+  if (!judged.inspectsHttp) return false;
   socket.unshift(head);
   void terminateTls({
     ca,
@@ -380,14 +289,15 @@ export function acceptTunnel(
     refuseUnknown(ctx, ex, connection.spec.name, { refuse: () => socket.destroy() });
     return;
   }
-  if (head && interceptCaptured(deps, current, socket, head, session)) return;
+  const passthrough = isPassthrough(current.spec);
+  if (head && !passthrough && interceptCaptured(deps, current, socket, head, session)) return;
   const decision = decide(ctx, ex, current, subjectFor(ctx.workload));
-  if (decision.action !== "allow") {
+  if (decision.action !== "allow" || !passthrough) {
     ex.finish();
     socket.destroy();
     return;
   }
-  openTunnel(
+  relay(
     deps,
     ex,
     current,

@@ -2,10 +2,10 @@
 // policy says `tls.mode: disable`, certificates verified (verify-full: chain and host name;
 // verify-ca: chain only), CA from the connection's Secret when set, SNI from `tls.serverName`.
 import { createHash } from "node:crypto";
-import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from "node:https";
 import { isIP } from "node:net";
 import type { CompiledConnection } from "../../policy/compile.ts";
+import { Agent as HttpAgent } from "../../runtime/node-http.ts";
 import type { SecretStore } from "../../runtime/secrets.ts";
 
 export interface Upstream {

@@ -292,37 +292,29 @@ async function approved(
   held: { id: JsonRpcId; op: McpOperation; args: unknown; decision: Decision; ex: Exchange },
 ): Promise<boolean> {
   const { ctx, ex, connection, reply } = input;
+  /** Refused before anyone is asked: nothing forwarded, the audit event says why. */
+  const refuse = (error: "masking_unavailable" | "unmaskable_request_body", why: string) => {
+    ex.upstream = { error };
+    ex.finish();
+    reply.json(200, jsonRpcError(held.id, POLICY_REFUSED, `Airlock refused the request: ${why}`));
+    return false;
+  };
   // Masking is resolved before anyone is asked: a broken configuration refuses now (fail closed).
   const masking = connectionMasking(connection, ctx.hashKey);
-  if ("error" in masking.request || "error" in masking.response) {
-    ex.upstream = { error: "masking_unavailable" };
-    ex.finish();
-    reply.json(
-      200,
-      jsonRpcError(
-        held.id,
-        POLICY_REFUSED,
-        "Airlock refused the request: this connection's masking rules are unusable, so nothing is forwarded",
-      ),
+  if ("error" in masking.request || "error" in masking.response)
+    return refuse(
+      "masking_unavailable",
+      "this connection's masking rules are unusable, so nothing is forwarded",
     );
-    return false;
-  }
   let summary: string;
   try {
     summary = approvalSummary(held.op, held.args, masking.request.masker, ctx.hashKey);
   } catch {
     // Arguments nested too deeply to mask (or to digest): nobody is asked about what cannot be shown.
-    ex.upstream = { error: "unmaskable_request_body" };
-    ex.finish();
-    reply.json(
-      200,
-      jsonRpcError(
-        held.id,
-        POLICY_REFUSED,
-        "Airlock refused the request: its arguments cannot be masked for the approver (JSON nested too deeply)",
-      ),
+    return refuse(
+      "unmaskable_request_body",
+      "its arguments cannot be masked for the approver (JSON nested too deeply)",
     );
-    return false;
   }
   const wait = input.waits.watch(scope, held.id);
   // The agent is answered before its own request timeout would fire: an error naming the pending

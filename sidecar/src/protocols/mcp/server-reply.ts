@@ -2,9 +2,10 @@
 // client answers a server's request with a POST of the JSON-RPC response to the MCP endpoint. The
 // POST goes out with the headers the agent's own request went out with (the sidecar's credential,
 // the user header, the session and protocol version), so the server takes it as the agent's.
-import { request as httpRequest, type OutgoingHttpHeaders } from "node:http";
+import type { OutgoingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Logger } from "pino";
+import { request as httpRequest } from "../../runtime/node-http.ts";
 import type { Upstream } from "../http/upstream.ts";
 
 export interface ServerReplyTarget {

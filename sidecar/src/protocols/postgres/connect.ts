@@ -59,6 +59,9 @@ export async function connectUpstream(req: ConnectRequest): Promise<Connected> {
   const spec = connection.spec;
   const tlsSpec = spec.tls;
   const mode = tlsSpec?.mode ?? "verify-full";
+  // Refused where the policy loads (it is HTTP's); never a reason to speak less TLS here.
+  if (mode === "passthrough")
+    throw new ProtocolError("tls.mode passthrough is only for protocol http", "08006");
   let ca: string | undefined;
   try {
     if (mode !== "disable" && tlsSpec?.caSecretRef)

@@ -1,6 +1,5 @@
-// PostgreSQL v3 wire protocol: message builders and payload readers. pg-protocol only parses
-// server→client messages, so the client side (and the few server messages the sidecar writes
-// itself) are built and read here.
+// PostgreSQL v3 wire protocol: builders of the messages the sidecar writes itself (to either
+// side) and bounds-checked readers of the payloads it judges; framing.ts splits the streams.
 
 export const PROTOCOL_3_0 = 196608; // 3 << 16
 export const SSL_REQUEST = 80877103;

@@ -211,6 +211,31 @@ const openSubsystem = (client: Ssh2Client, subsystem: string) =>
     client.subsys(subsystem, (err, ch) => (err ? reject(err) : resolve(watchExit(ch))));
   });
 
+/** Opens the upstream side of the channel; a refusal there ends the agent's channel with its reason. */
+async function openUpstream(
+  core: SshCore,
+  channel: ServerChannel,
+  state: ChannelState,
+  rec: Operation,
+  what: string,
+  open: () => Promise<ClientChannel>,
+): Promise<ClientChannel | undefined> {
+  try {
+    return await open();
+  } catch (err) {
+    rec.upstream = { error: "channel_refused" };
+    refuse(
+      core,
+      channel,
+      state,
+      rec,
+      `the upstream refused ${what}: ${err instanceof Error ? err.message : String(err)}`,
+      EXIT_UPSTREAM,
+    );
+    return undefined;
+  }
+}
+
 /** Runs an authorized session-channel operation end to end. */
 async function runChannel(
   core: SshCore,
@@ -227,21 +252,8 @@ async function runChannel(
     rec.end("agent_disconnected");
     return;
   }
-  let upCh: ClientChannel;
-  try {
-    upCh = await open(up);
-  } catch (err) {
-    rec.upstream = { error: "channel_refused" };
-    refuse(
-      core,
-      channel,
-      state,
-      rec,
-      `the upstream refused the channel: ${err instanceof Error ? err.message : String(err)}`,
-      EXIT_UPSTREAM,
-    );
-    return;
-  }
+  const upCh = await openUpstream(core, channel, state, rec, "the channel", () => open(up));
+  if (!upCh) return;
   state.upstream = upCh;
   const exit = await bridge(core, channel, upCh, rec, raw);
   state.upstream = undefined;
@@ -269,21 +281,10 @@ function sftp(core: SshCore, accept: () => ServerChannel | undefined, state: Cha
       channel,
     );
     if (!up) return;
-    let upCh: ClientChannel;
-    try {
-      upCh = await openSubsystem(up.client, "sftp");
-    } catch (err) {
-      rec.upstream = { error: "channel_refused" };
-      refuse(
-        core,
-        channel,
-        state,
-        rec,
-        `the upstream refused the sftp subsystem: ${err instanceof Error ? err.message : String(err)}`,
-        EXIT_UPSTREAM,
-      );
-      return;
-    }
+    const upCh = await openUpstream(core, channel, state, rec, "the sftp subsystem", () =>
+      openSubsystem(up.client, "sftp"),
+    );
+    if (!upCh) return;
     // SFTP is a binary protocol: bytes are relayed as they are, neither masked nor recorded. The
     // agent's channel is not ended with the upstream's (ssh2 would close it at once): complete()
     // sends the exit status first.

@@ -1,4 +1,5 @@
-// DER for the X.509 NameConstraints extension (RFC 5280 §4.2.1.10), permitted subtrees only.
+// DER for the X.509 NameConstraints extension (RFC 5280 §4.2.1.10): permitted subtrees, and
+// excluded ones (the hosts of passthrough connections: excluded wins over permitted in a verifier).
 // @peculiar/x509 has no class for it, so the few bytes are encoded here.
 import { isIP } from "node:net";
 
@@ -31,27 +32,29 @@ function ipBytes(ip: string): Buffer {
 /** A permitted subtree: a DNS name (the name and its subdomains; ".x" only subdomains) or one exact IP. */
 export type PermittedName = { dns: string } | { ip: string };
 
+function subtree(p: PermittedName): Buffer {
+  if ("dns" in p) return tlv(0x30, tlv(0x82, Buffer.from(p.dns, "ascii")));
+  const addr = ipBytes(p.ip);
+  return tlv(0x30, tlv(0x87, Buffer.concat([addr, Buffer.alloc(addr.length, 0xff)])));
+}
+
 /**
- * The extension's value: NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees }.
- * dNSName is [2] IA5String, iPAddress is [7] OCTET STRING of address then mask (all ones: one host).
+ * The extension's value: NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees,
+ * excludedSubtrees [1] GeneralSubtrees (when any) }. dNSName is [2] IA5String, iPAddress is [7]
+ * OCTET STRING of address then mask (all ones: one host).
  */
-export function encodeNameConstraints(permitted: readonly PermittedName[]): ArrayBuffer {
+export function encodeNameConstraints(
+  permitted: readonly PermittedName[],
+  excluded: readonly PermittedName[] = [],
+): ArrayBuffer {
   if (permitted.length === 0) throw new Error("name constraints: at least one permitted name is required");
-  const subtrees = permitted.map((p) => {
-    const base =
-      "dns" in p
-        ? tlv(0x82, Buffer.from(p.dns, "ascii"))
-        : (() => {
-            const addr = ipBytes(p.ip);
-            return tlv(0x87, Buffer.concat([addr, Buffer.alloc(addr.length, 0xff)]));
-          })();
-    return tlv(0x30, base);
-  });
-  const der = tlv(0x30, tlv(0xa0, Buffer.concat(subtrees)));
+  const parts = [tlv(0xa0, Buffer.concat(permitted.map(subtree)))];
+  if (excluded.length) parts.push(tlv(0xa1, Buffer.concat(excluded.map(subtree))));
+  const der = tlv(0x30, Buffer.concat(parts));
   return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer;
 }
 
-/** Whether `name` (a DNS name or an IP) lies inside the permitted subtrees, as a verifier reads them. */
+/** Whether `name` (a DNS name or an IP) lies inside the subtrees, as a verifier reads them. */
 export function permits(permitted: readonly PermittedName[], name: string): boolean {
   const host = name.toLowerCase().replace(/\.$/, "");
   if (isIP(host)) return permitted.some((p) => "ip" in p && ipBytes(p.ip).equals(ipBytes(host)));

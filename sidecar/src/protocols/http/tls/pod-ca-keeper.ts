@@ -8,30 +8,45 @@
 // signed ends by then. Until the first CA exists (or with no HTTPS hosts) there is no interception.
 import type { Logger } from "pino";
 import type { PolicySet } from "../../../policy/compile.ts";
+import { isPassthrough } from "../../../policy/passthrough.ts";
 import type { PolicyStore } from "../../../runtime/policy-store.ts";
 import type { Metrics } from "../../../telemetry/metrics.ts";
 import { expiryMargin } from "./ca-timing.ts";
 import type { PodCa } from "./pod-ca.ts";
 import { writeTrustBundle } from "./trust-bundle.ts";
 
-/** Hosts of HTTP connections that speak TLS upstream (what CONNECT authorities are matched to). */
+/** Hosts of HTTP connections whose TLS the sidecar terminates (what CONNECT authorities are matched to). */
 export function httpsHosts(set: PolicySet): string[] {
   const hosts = new Set<string>();
   for (const c of set.connections.values())
-    if (c.spec.protocol === "http" && c.spec.tls?.mode !== "disable")
+    if (c.spec.protocol === "http" && c.spec.tls?.mode !== "disable" && !isPassthrough(c.spec))
       hosts.add(c.spec.target.host.toLowerCase());
   return [...hosts].sort();
 }
 
 /**
+ * Names of passthrough connections (host and aliases): the pod CA never signs for them, even when
+ * another connection names the same host (the CA lists them as excluded subtrees and `leaf()`
+ * refuses them), so a pinned client's TLS can never be terminated, only relayed.
+ */
+export function passthroughNames(set: PolicySet): string[] {
+  const names = new Set<string>();
+  for (const c of set.connections.values())
+    if (isPassthrough(c.spec))
+      for (const h of [c.spec.target.host, ...(c.spec.target.aliases ?? [])]) names.add(h.toLowerCase());
+  return [...names].sort();
+}
+
+/**
  * Names the pod CA is constrained to: the HTTPS hosts, and the names of PostgreSQL connections
- * that serve TLS to the agent (agentTls: allow or require).
+ * that serve TLS to the agent (agentTls: allow or require), less the passthrough names.
  */
 export function podCaHosts(set: PolicySet): string[] {
   const hosts = new Set(httpsHosts(set));
   for (const c of set.connections.values())
     if (c.spec.protocol === "postgres" && (c.spec.agentTls?.mode ?? "disable") !== "disable")
       for (const h of [c.spec.target.host, ...(c.spec.target.aliases ?? [])]) hosts.add(h.toLowerCase());
+  for (const n of passthroughNames(set)) hosts.delete(n);
   return [...hosts].sort();
 }
 
@@ -94,6 +109,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   const retryMs = Math.max(1000, Math.min(30_000, Math.floor(lifetimeMs / 20)));
 
   let hosts: string[] = [];
+  let excluded: string[] = [];
   let key = "";
   let ca: PodCa | undefined;
   let rotateAt = Number.POSITIVE_INFINITY;
@@ -116,6 +132,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
   const mint = async (activeFrom: number) =>
     (await import("./pod-ca.ts")).PodCa.create({
       hosts,
+      excluded,
       lifetimeMs,
       activeFrom,
       now,
@@ -193,6 +210,7 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
         {
           reason,
           hosts,
+          ...(excluded.length ? { excluded } : {}),
           serial: made.serialNumber,
           notAfter: made.notAfter.toISOString(),
           rotateAt: new Date(at).toISOString(),
@@ -266,13 +284,16 @@ export function startPodCaKeeper(opts: PodCaKeeperOptions): PodCaKeeper {
 
   const refresh = (set: PolicySet) => {
     const nextHosts = podCaHosts(set);
-    const next = nextHosts.join(",");
+    const nextExcluded = passthroughNames(set);
+    // Without hosts there is no CA, whatever is excluded; with hosts, a changed exclusion re-mints.
+    const next = nextHosts.length ? `${nextHosts.join(",")}|${nextExcluded.join(",")}` : "";
     if (next === key) return;
     const reason: Reason = key === "" && !ca ? "start" : "hosts";
     key = next;
     enqueue(async () => {
       if (key !== next) return; // superseded while queued
       hosts = nextHosts;
+      excluded = nextExcluded;
       await replace(reason);
       schedule();
     });

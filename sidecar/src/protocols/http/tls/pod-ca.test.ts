@@ -182,6 +182,69 @@ describe("PodCa", async () => {
     expect(outside.out).toMatch(/permitted subtree violation/);
   });
 
+  it("never signs for a passthrough name: excluded subtrees a verifier applies over a permitted wildcard, and leaf() refuses it", async () => {
+    const pinned = await PodCa.create({
+      hosts: ["*.svc.test", "api.example.com"],
+      excluded: ["pinned.svc.test"],
+    });
+    expect(pinned.covers("other.svc.test")).toBe(true);
+    expect(pinned.covers("pinned.svc.test")).toBe(false);
+    await expect(pinned.leaf("other.svc.test")).resolves.toMatchObject({ name: "other.svc.test" });
+    await expect(pinned.leaf("PINNED.svc.test.")).rejects.toBeInstanceOf(NameOutsideConstraintsError);
+    const text = execFileSync("openssl", ["x509", "-noout", "-text"], {
+      input: pinned.certPem,
+      encoding: "utf8",
+    });
+    expect(text).toMatch(
+      /Permitted:\s+DNS:\.svc\.test\s+DNS:api\.example\.com\s+Excluded:\s+DNS:pinned\.svc\.test/,
+    );
+    // Even a key that could sign (a twin CA with the same extension) gets no leaf for it verified.
+    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as webcrypto.CryptoKeyPair;
+    const twin = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: "03",
+      name: "CN=twin-excluded",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3600_000),
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+        new x509.Extension(
+          NAME_CONSTRAINTS_OID,
+          true,
+          encodeNameConstraints(pinned.permitted, pinned.excluded),
+        ),
+      ],
+    });
+    const twinBundle = join(dir, "twin-excluded.pem");
+    writeFileSync(twinBundle, twin.toString("pem"));
+    const leafFor = async (host: string) =>
+      (
+        await x509.X509CertificateGenerator.create({
+          serialNumber: "04",
+          subject: `CN=${host}`,
+          issuer: twin.subject,
+          notBefore: new Date(Date.now() - 60_000),
+          notAfter: new Date(Date.now() + 3600_000),
+          publicKey: keys.publicKey,
+          signingKey: keys.privateKey,
+          signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+          extensions: [
+            new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+            new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
+          ],
+        })
+      ).toString("pem");
+    expect(opensslVerify(twinBundle, await leafFor("other.svc.test"), "other.svc.test").ok).toBe(true);
+    const refused = opensslVerify(twinBundle, await leafFor("pinned.svc.test"), "pinned.svc.test");
+    expect(refused.ok).toBe(false);
+    expect(refused.out).toMatch(/excluded subtree violation/);
+  });
+
   it("serves a real TLS handshake that a client trusting the bundle accepts", async () => {
     const leaf = await ca.leaf("api.example.com");
     const server = createServer({ cert: leaf.chainPem, key: leaf.keyPem, ALPNProtocols: ["http/1.1"] }, (s) =>

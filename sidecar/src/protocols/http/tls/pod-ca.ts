@@ -25,6 +25,12 @@ const HOUR_MS = 60 * 60 * 1000;
 export interface PodCaOptions {
   /** Host names (exact, or `*.suffix`) and IPs the policies name with HTTPS semantics. */
   hosts: readonly string[];
+  /**
+   * Names no leaf may ever be minted for (the hosts and aliases of passthrough connections):
+   * written as excluded subtrees, which a verifier applies over any permitted one, and refused by
+   * `leaf()` whatever `hosts` says.
+   */
+  excluded?: readonly string[];
   /** CA lifetime; leaves never outlive it. Default 24 h. */
   lifetimeMs?: number;
   /** Leaf cache size (per SNI). Default 256. */
@@ -111,6 +117,7 @@ export class PodCa {
   /** Hex serial number: names this CA in logs (never key material). */
   readonly serialNumber: string;
   readonly permitted: readonly PermittedName[];
+  readonly excluded: readonly PermittedName[];
   readonly #hosts: ReadonlySet<string>;
   readonly #wildcards: readonly string[];
   readonly #cert: x509.X509Certificate;
@@ -124,6 +131,7 @@ export class PodCa {
     cert: x509.X509Certificate,
     keys: CryptoKeyPair,
     hosts: readonly string[],
+    excluded: readonly string[],
     options: { maxLeaves: number; now: () => number; leafLifetimeMs: number; margin: number },
   ) {
     this.#cert = cert;
@@ -136,6 +144,7 @@ export class PodCa {
     this.#leafLifetimeMs = options.leafLifetimeMs;
     this.#margin = options.margin;
     this.permitted = permittedNames(hosts);
+    this.excluded = permittedNames(excluded);
     const names = hosts.map((h) => normalizeHost(h).replace(/^\[(.*)\]$/, "$1"));
     this.#hosts = new Set(names.filter((h) => !h.startsWith("*.")));
     this.#wildcards = names.filter((h) => h.startsWith("*.")).map((h) => h.slice(1));
@@ -144,6 +153,7 @@ export class PodCa {
 
   static async create(options: PodCaOptions): Promise<PodCa> {
     const permitted = permittedNames(options.hosts);
+    const excluded = permittedNames(options.excluded ?? []);
     if (permitted.length === 0) throw new Error("pod CA: no HTTPS hosts to constrain to");
     // extractable=false: the private key cannot leave this process's memory, not even to us.
     const keys = (await webcrypto.subtle.generateKey(EC_KEY, false, ["sign", "verify"])) as CryptoKeyPair;
@@ -162,11 +172,11 @@ export class PodCa {
         // pathLen 0: the CA can sign leaves only, never another CA.
         new x509.BasicConstraintsExtension(true, 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        new x509.Extension(NAME_CONSTRAINTS_OID, true, encodeNameConstraints(permitted)),
+        new x509.Extension(NAME_CONSTRAINTS_OID, true, encodeNameConstraints(permitted, excluded)),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    return new PodCa(cert, keys, options.hosts, {
+    return new PodCa(cert, keys, options.hosts, options.excluded ?? [], {
       maxLeaves: options.maxLeaves ?? 256,
       now: clock,
       leafLifetimeMs: options.leafLifetimeMs ?? 24 * HOUR_MS,
@@ -174,13 +184,16 @@ export class PodCa {
     });
   }
 
-  /** Whether a leaf may be minted for `host`: exactly a policy host (or under a `*.` one) and inside the constraints. */
+  /**
+   * Whether a leaf may be minted for `host`: exactly a policy host (or under a `*.` one), inside the
+   * permitted subtrees and outside the excluded ones.
+   */
   covers(host: string): boolean {
     const h = normalizeHost(host);
     const named =
       this.#hosts.has(h) ||
       this.#wildcards.some((w) => h.endsWith(w) && !h.slice(0, -w.length).includes("."));
-    return named && permits(this.permitted, h);
+    return named && permits(this.permitted, h) && !permits(this.excluded, h);
   }
 
   /** Whether this CA may still serve leaves (it is not within the margin of its expiry). */
