@@ -30,6 +30,25 @@ const SETUP = `
   CREATE DOMAIN checked_int AS int CHECK (purge_check(VALUE));
   CREATE DOMAIN rechecked_int AS checked_int;
   CREATE TABLE typed (c checked_int);
+  CREATE TYPE checked_pair AS (a checked_int, b int);
+  CREATE TYPE nested_pair AS (p checked_pair[]);
+  CREATE FUNCTION defaulted(a int DEFAULT purge_orders()) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+  CREATE FUNCTION takes_pair(p checked_pair) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1';
+  CREATE TABLE ruled (id int, v int);
+  CREATE TABLE ruled_log (m text);
+  CREATE RULE also_log AS ON UPDATE TO ruled DO ALSO INSERT INTO ruled_log VALUES ('updated');
+  CREATE TABLE parents (id int PRIMARY KEY);
+  CREATE TABLE children (id int, parent int REFERENCES parents ON DELETE CASCADE);
+  CREATE FUNCTION purge_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN OLD; END $$;
+  CREATE TRIGGER purge_on_cascade AFTER DELETE ON children FOR EACH ROW EXECUTE FUNCTION purge_trigger();
+  CREATE TABLE plain_parents (id int PRIMARY KEY);
+  CREATE TABLE plain_children (id int, parent int REFERENCES plain_parents ON DELETE CASCADE);
+  CREATE FUNCTION purge_of(orders) RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN 1; END $$;
+  CREATE TABLE discarding (id int);
+  CREATE TABLE ddl_log (tag text);
+  CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ddl_log VALUES (tg_tag); END $$;
+  CREATE EVENT TRIGGER log_sequences ON ddl_command_end WHEN TAG IN ('CREATE SEQUENCE') EXECUTE FUNCTION log_ddl();
+  CREATE RULE discard AS ON DELETE TO discarding DO INSTEAD NOTHING;
   CREATE OPERATOR ## (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_add);
   CREATE AGGREGATE purge_sum(int) (SFUNC = purge_add, STYPE = int, INITCOND = '0');
   CREATE FUNCTION stable_purge() RETURNS int LANGUAGE sql STABLE AS $$ SELECT purge_orders() $$;
@@ -106,6 +125,19 @@ const WRITES_PAST_A_READ_RULE: readonly (readonly [string, string])[] = [
   ["SELECT stable_over_view()", "a STABLE function reading a writing view"],
   ["SELECT stable_dynamic('purge_orders()')", "a STABLE function running dynamic SQL"],
   ["SELECT * FROM guarded", "a row-level security policy"],
+  ["SELECT defaulted()", "an argument default of an IMMUTABLE function"],
+  ["SELECT o.purge_of FROM orders o", "attribute notation: o.f is f(o)"],
+  ["SELECT (o).purge_of FROM orders o", "attribute notation on a field selection"],
+  ["SELECT id FROM orders WHERE orders.purge_of > 0", "attribute notation in WHERE"],
+  ["SELECT ROW(1, 2)::checked_pair", "a composite type with a domain field"],
+  ["SELECT '(1,2)'::checked_pair", "a composite type's input"],
+  ["SELECT checked_pair '(1,2)'", "a typed literal of a composite type"],
+  ["SELECT ROW(1)::typed", "a table's row type with a domain column"],
+  ["SELECT * FROM json_populate_record(NULL::checked_pair, '{\"a\": 1}')", "a composite populated from JSON"],
+  ["SELECT ROW(ARRAY[ROW(1, 2)::checked_pair])::nested_pair", "a composite nested in an array field"],
+  ["SELECT takes_pair(ROW(1, 2))", "a function argument of such a composite"],
+  ["SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a checked_int)", "a column definition list"],
+  ["PREPARE checked(checked_int) AS SELECT $1", "a PREPARE parameter type"],
   ["SELECT pg_advisory_lock(1)", "advisory locks"],
   ["SELECT pg_notify('ch', 'x')", "pg_notify"],
   ["SELECT brin_summarize_new_values('orders_brin')", "BRIN maintenance"],
@@ -147,6 +179,13 @@ describe("code the text does not show", () => {
         "SELECT stable_plpgsql()",
         "SELECT atomic_purge()",
         "SELECT * FROM guarded",
+        "SELECT defaulted()",
+        "SELECT o.purge_of FROM orders o",
+        "SELECT (o).purge_of FROM orders o",
+        "SELECT ROW(1, 2)::checked_pair",
+        "SELECT '(1,2)'::checked_pair",
+        "SELECT ROW(1)::typed",
+        "SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a checked_int)",
       ]),
     );
   });
@@ -170,6 +209,22 @@ describe("code the text does not show", () => {
 
   it("writes through defaults, domains and triggers of the written table are opaque too", () => {
     expect(judgeWithCatalog("INSERT INTO typed VALUES (1)", catalog).calls?.opaque).toBe(true);
+    // A rule that runs a statement of its own when the table is written (the approver of the
+    // UPDATE would not see the INSERT); one that only discards the write is harmless.
+    const ruled = judgeWithCatalog("UPDATE ruled SET v = 2", catalog).calls;
+    expect(ruled?.opaque).toBe(true);
+    expect(ruled?.statements[0]?.opaque).toEqual([
+      expect.objectContaining({
+        via: "relation",
+        through: "public.ruled",
+        reason: expect.stringMatching(/rule/),
+      }),
+    ]);
+    expect(judgeWithCatalog("DELETE FROM discarding", catalog).calls?.opaque).toBe(false);
+    // A foreign key that cascades runs the referencing table's triggers (and rules) too.
+    expect(judgeWithCatalog("DELETE FROM parents WHERE id = 1", catalog).calls?.opaque).toBe(true);
+    expect(judgeWithCatalog("DELETE FROM plain_parents WHERE id = 1", catalog).calls?.opaque).toBe(false);
+    expect(judgeWithCatalog("SELECT * FROM ruled", catalog).calls?.opaque).toBe(false);
     // A serial column's nextval default does not make every INSERT opaque.
     expect(judgeWithCatalog("INSERT INTO serials (x) VALUES ('a')", catalog).calls?.opaque).toBe(false);
   });
@@ -206,9 +261,81 @@ describe("code the text does not show", () => {
     "SELECT nextval('serials_id_seq')",
     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders",
     "SELECT * FROM pg_stat_statements",
+    "SELECT ROW(1, 2), '(1,2)'::orders, ROW(1, 2)::orders",
+    "SELECT * FROM jsonb_to_record('{\"a\": 1}') AS x(a int)",
   ])("a plain read stays a read: %s", (sql) => {
     const j = judgeWithCatalog(sql, catalog);
     expect(j.calls?.statements.flatMap((s) => s.opaque)).toEqual([]);
+  });
+});
+
+describe("operators the grammar implies", () => {
+  // A database whose own `=` for varchar writes: every statement that uses it must be opaque,
+  // including those whose text never spells `=`. (A database of its own: this `=` makes every
+  // comparison opaque, by name.)
+  let implied: pg.Client;
+  let impliedCatalog: Catalog;
+  beforeAll(async () => {
+    await server.sql("CREATE DATABASE implied", { database: "postgres" });
+    await server.sql(
+      `CREATE TABLE tv (v varchar);
+       INSERT INTO tv VALUES ('a');
+       CREATE TABLE eq_log (n int);
+       CREATE FUNCTION logging_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql AS
+         $$ BEGIN INSERT INTO eq_log VALUES (1); RETURN $1::text = $2::text; END $$;
+       CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = logging_eq);
+       CREATE FUNCTION log_two() RETURNS void LANGUAGE plpgsql AS $$ BEGIN INSERT INTO eq_log VALUES (2); END $$;
+       CREATE FUNCTION logging_diff(float8, float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS
+         $$ BEGIN PERFORM log_two(); RETURN $1 - $2; END $$;
+       CREATE TYPE logged_range AS RANGE (subtype = float8, subtype_diff = logging_diff);`,
+      { database: "implied" },
+    );
+    implied = new pg.Client({
+      host: server.socketDir,
+      port: server.port,
+      user: server.superuser,
+      database: "implied",
+    });
+    await implied.connect();
+    impliedCatalog = await loadCatalog(clientQuery(implied));
+  });
+  afterAll(async () => {
+    await implied?.end();
+  });
+
+  it("a range type's subtype_diff (called by the planner) is code any statement may run", () => {
+    expect(impliedCatalog.implicitOpaque.map((f) => f.name)).toContain("logging_diff");
+  });
+
+  it.each([
+    "SELECT CASE v WHEN 'a' THEN 1 END FROM tv",
+    "SELECT * FROM tv JOIN tv t2 USING (v)",
+    "SELECT * FROM tv NATURAL JOIN tv t2",
+    "SELECT v FROM tv WHERE v IN (SELECT v FROM tv)",
+  ])("%s runs the database's = and is opaque", async (sql) => {
+    expect(judgeWithCatalog(sql, impliedCatalog).calls?.opaque).toBe(true);
+    // The reproduction writes: PostgreSQL refuses it in a read-only transaction.
+    await implied.query("BEGIN READ ONLY");
+    const code = await implied.query(sql).then(
+      () => "ok",
+      (e: { code?: string }) => e.code,
+    );
+    await implied.query("ROLLBACK");
+    expect(code).toBe("25006");
+  });
+});
+
+describe("event triggers", () => {
+  it("DDL runs the functions of enabled event triggers: opaque whatever its tag (tags are not read)", async () => {
+    const j = judgeWithCatalog("CREATE SEQUENCE logged_seq", catalog);
+    expect(j.calls?.statements[0]?.opaque).toEqual([
+      expect.objectContaining({ function: "public.log_ddl", via: "implicit", through: "an event trigger" }),
+    ]);
+    expect(judgeWithCatalog("CREATE TABLE other_table (a int)", catalog).calls?.opaque).toBe(true);
+    expect(judgeWithCatalog("SELECT * FROM orders", catalog).calls?.opaque).toBe(false);
+    // The reproduction writes: the event trigger's function inserted a row.
+    await client.query("CREATE SEQUENCE logged_seq");
+    expect((await client.query("SELECT tag FROM ddl_log")).rows).toEqual([{ tag: "CREATE SEQUENCE" }]);
   });
 });
 

@@ -29,6 +29,13 @@ beforeAll(async () => {
     INSERT INTO pg_cards VALUES ('${CARD}');
     GRANT SELECT ON pg_cards TO airlock_scram;
     ANALYZE customers;
+    CREATE TYPE card_t AS (card_number text, exp text);
+    CREATE TYPE holder_t AS (name text, card card_t);
+    CREATE TABLE wallets (id int, card card_t, cards card_t[], holder holder_t);
+    INSERT INTO wallets VALUES (1, ROW('${CARD}', '12/30'), ARRAY[ROW('${CARD}', '12/30')::card_t],
+      ROW('n', ROW('${CARD}', '12/30')::card_t));
+    GRANT SELECT ON wallets TO airlock_scram;
+    CREATE FUNCTION card_piece(customers) RETURNS text LANGUAGE sql STABLE AS 'SELECT substr($1.card_number, 1, 8)';
     -- Extended statistics are shown only to the table's owner: a table the agent's role owns.
     CREATE TABLE owned_cards (id int, name text, card_number text);
     INSERT INTO owned_cards SELECT i, 'n' || (i % 3), '${CARD}' FROM generate_series(1, 200) i;
@@ -300,6 +307,26 @@ describe("partial masking keeps only the covered column's own tail", () => {
   });
 });
 
+describe("composite columns with a covered field", () => {
+  it.each([
+    "SELECT card FROM wallets",
+    "SELECT cards FROM wallets",
+    "SELECT holder FROM wallets",
+    "SELECT substr((card).card_number, 1, 8) AS a FROM wallets",
+    "SELECT substr(card::text, 2, 8) AS a FROM wallets",
+    "SELECT substr(((holder).card).card_number, 1, 8) AS a FROM wallets",
+    "SELECT w FROM wallets w",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+
+  it("their other columns stay readable", async () => {
+    await withClient(g, async (c) => {
+      expect((await c.query("SELECT id FROM wallets")).rows).toEqual([{ id: 1 }]);
+    });
+  });
+});
+
 describe("texts the server writes about covered data", () => {
   it.each([
     "SELECT translate(card_number, ' ', '')::regclass FROM customers WHERE id = 1",
@@ -310,6 +337,38 @@ describe("texts the server writes about covered data", () => {
     "SELECT shout(x) FROM customers AS c(i, n, y, x) WHERE i = 1",
   ])("%s", async (sql) => {
     await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql)));
+  });
+});
+
+describe("database functions called in attribute notation (c.f is f(c))", () => {
+  it.each([
+    "SELECT c.card_piece FROM customers c WHERE id = 1",
+    "SELECT (c).card_piece FROM customers c WHERE id = 1",
+    "SELECT customers.card_piece AS x FROM customers WHERE id = 1",
+  ])("%s", async (sql) => {
+    await withClient(g, async (c) => expectNoCard(sql, await seen(c, sql), DIGITS));
+  });
+
+  it("the placeholder: c.card_piece is really the card's digits without masking", async () => {
+    expect((await server.sql("SELECT c.card_piece FROM customers c WHERE id = 1")).trim()).toBe("41111111");
+  });
+});
+
+describe("texts COMMIT writes about covered data (WITH HOLD cursors are run at COMMIT)", () => {
+  it.each([
+    ["DECLARE h CURSOR WITH HOLD FOR SELECT substr(card_number, 1, 4)::regclass FROM customers", DIGITS],
+    ["DECLARE h CURSOR WITH HOLD FOR SELECT shout(card_number) FROM customers WHERE id = 1", [CARD]],
+  ])("%s", async (declare, pieces) => {
+    await withClient(g, async (c) => {
+      for (const end of ["COMMIT", "PREPARE TRANSACTION 'x'"]) {
+        await c.query("BEGIN");
+        expect(await seen(c, declare)).toBe("[]");
+        const text = await seen(c, end);
+        expectNoCard(end, text, pieces);
+        await c.query("ROLLBACK").catch(() => undefined);
+        await c.query("CLOSE ALL").catch(() => undefined);
+      }
+    });
   });
 });
 

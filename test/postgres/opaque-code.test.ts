@@ -6,6 +6,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PostgresServer, startPostgres } from "../harness/postgres.ts";
+import { bindMessage, errorOf, executeMessage, parseMessage, RawClient, syncMessage } from "./raw-client.ts";
 import { type GuardedPostgres, pgPolicy, startGuard } from "./support.ts";
 
 let server: PostgresServer;
@@ -20,9 +21,13 @@ beforeAll(async () => {
     CREATE FUNCTION purge_add(int, int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN $1 + $2; END $$;
     CREATE OPERATOR ## (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_add);
     CREATE VIEW purging AS SELECT purge_orders() AS n;
+    CREATE FUNCTION purge_ok(int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN DELETE FROM orders; RETURN true; END $$;
+    CREATE DOMAIN purging_int AS int CHECK (purge_ok(VALUE));
     CREATE FUNCTION safe_total() RETURNS numeric LANGUAGE sql STABLE AS $$ SELECT sum(total) FROM orders $$;
     CREATE FUNCTION maybe() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
     ALTER FUNCTION maybe() OWNER TO airlock_scram;
+    CREATE FUNCTION later() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+    ALTER FUNCTION later() OWNER TO airlock_scram;
     GRANT ALL ON ALL TABLES IN SCHEMA public TO airlock_scram;
     GRANT CREATE ON SCHEMA public TO airlock_scram;
   `);
@@ -103,6 +108,65 @@ describe("code the text does not show, on the wire", () => {
       await expect(c.query({ name: "p", text: "SELECT maybe()" })).rejects.toMatchObject({ code: "42501" });
     } finally {
       await c.end();
+    }
+    expect(await count()).toBe(5);
+  });
+
+  it("inside the transaction that redefines a function (uncommitted: the catalog cannot see it), its call is refused", async () => {
+    const c = await client();
+    try {
+      await c.query("BEGIN");
+      expect((await c.query("SELECT later() AS l")).rows).toEqual([{ l: 1 }]);
+      await c.query(
+        "CREATE OR REPLACE FUNCTION later() RETURNS int LANGUAGE plpgsql VOLATILE AS $$ BEGIN DELETE FROM orders; RETURN 1; END $$",
+      );
+      await expect(c.query("SELECT later()")).rejects.toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/may write or run code the statement does not show/),
+      });
+      await c.query("ROLLBACK");
+      // Once the transaction ended, the catalog is what the server has again.
+      expect((await c.query("SELECT later() AS l")).rows).toEqual([{ l: 1 }]);
+    } finally {
+      await c.end();
+    }
+    expect(await count()).toBe(5);
+  });
+
+  it.each([
+    ["purging_int", "a domain whose CHECK writes"],
+    ["_purging_int", "an array of it"],
+  ])("a Parse declaring a parameter of type %s (%s) is refused; the server never runs it", async (type) => {
+    const oid = Number((await server.sql(`SELECT '${type}'::regtype::oid`)).trim());
+    const agent = await RawClient.connect(g.port);
+    try {
+      await agent.startup();
+      const value = type.startsWith("_") ? "{1}" : "1";
+      await agent.write(
+        Buffer.concat([
+          parseMessage("", "SELECT $1", [oid]),
+          bindMessage("", "", [value]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      const msgs = await agent.until("Z");
+      expect(msgs.map(errorOf).find((e) => e)).toMatchObject({
+        code: "42501",
+        message: expect.stringMatching(/parameter type \d+ is a domain/),
+      });
+      // The same statement with an int4 parameter is a plain read.
+      await agent.write(
+        Buffer.concat([
+          parseMessage("", "SELECT $1", [23]),
+          bindMessage("", "", ["1"]),
+          executeMessage(""),
+          syncMessage(),
+        ]),
+      );
+      expect((await agent.until("Z")).map(errorOf).find((e) => e)).toBeUndefined();
+    } finally {
+      agent.close();
     }
     expect(await count()).toBe(5);
   });

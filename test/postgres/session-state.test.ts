@@ -108,6 +108,27 @@ describe("session state follows the server", () => {
     }
   });
 
+  it("the approver of an EXECUTE is shown what it runs, prepared in SQL or through Parse", async () => {
+    const c = await session();
+    try {
+      await c.query("SELECT 1; PREPARE bump AS UPDATE counter SET n = n + 1 WHERE n < 1000");
+      await c.write(Buffer.concat([parseMessage("bump2", "UPDATE counter SET n = n + 2"), syncMessage()]));
+      await c.until("Z");
+      for (const [exec, shown] of [
+        ["EXECUTE bump", /\bUPDATE counter SET n = n \+ (\$\d+|1) WHERE n < (\$\d+|1000)/],
+        ["EXECUTE bump2", /\bUPDATE counter SET n = n \+ (\$\d+|2)/],
+      ] as const) {
+        const before = asked.length;
+        const r = await c.query(exec);
+        expect(r.find((m) => m.type === "E")).toBeUndefined();
+        expect(asked.length).toBe(before + 1);
+        expect(asked.at(-1)?.summary).toMatch(shown);
+      }
+    } finally {
+      c.close();
+    }
+  });
+
   it("after an earlier error in the pipeline, a Parse the server skips is not recorded", async () => {
     const c = await session();
     try {

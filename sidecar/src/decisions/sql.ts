@@ -5,7 +5,7 @@ import type { CompiledConnection, PolicySet } from "../policy/compile.ts";
 import type { Decision, SqlKind, Subject } from "../policy/types.ts";
 import { elide } from "../sql/approval-summary.ts";
 import type { Catalog } from "../sql/catalog.ts";
-import { classificationCalls, withOpaqueCalls } from "../sql/catalog-judge.ts";
+import { classificationCalls, withOpaqueCalls, withUncommittedCatalog } from "../sql/catalog-judge.ts";
 import { statementSpans } from "../sql/classify.ts";
 import { builtinRefusal, type Classification, type ClassifiedStatement } from "../sql/index.ts";
 import { refusal } from "./refusals.ts";
@@ -40,6 +40,11 @@ export interface JudgeInput {
    * statement opaque, judged like CALL. Without it, only what the text shows is judged.
    */
   catalog?: Catalog;
+  /**
+   * The session changed the catalog in a transaction still open, which `catalog` (read on another
+   * connection) cannot see: every statement that may run database code is opaque until it ends.
+   */
+  catalogUncommitted?: boolean;
   /** The SQL text: a denial in a multi-statement text names the statement that was denied. */
   text?: string;
 }
@@ -125,7 +130,8 @@ export function judgeSql(input: JudgeInput): SqlJudgement {
   // only a rule that lists `call` explicitly (and may name the functions) lets it through.
   if (input.catalog) {
     const judged: Classification = statements === c.statements ? c : { ...c, statements };
-    const calls = classificationCalls(judged, input.catalog);
+    const committed = classificationCalls(judged, input.catalog);
+    const calls = input.catalogUncommitted ? withUncommittedCatalog(judged, committed) : committed;
     if (calls.opaque) statements = withOpaqueCalls(judged, calls);
   }
 

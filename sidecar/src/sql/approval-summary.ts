@@ -130,3 +130,16 @@ export function approvalSummary(
   };
   return { statements, omittedReads, text: elide(text, maxChars, note) };
 }
+
+// Characters a display does not show as themselves: controls (a carriage return makes
+// `WHERE id = 1 -- \r OR true`, which PostgreSQL runs as `WHERE id = 1 OR true`, look commented
+// out), format characters (bidi overrides reorder what follows; zero-width characters hide), line
+// and paragraph separators (PostgreSQL does not end a `--` comment there; a display does).
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/** `text` with every character a display would hide or reinterpret written as `\u{XXXX}` (newlines and tabs kept). */
+export function visibleText(text: string): string {
+  return text.replace(INVISIBLE, (c) =>
+    c === "\n" || c === "\t" ? c : `\\u{${(c.codePointAt(0) ?? 0).toString(16).toUpperCase()}}`,
+  );
+}

@@ -10,7 +10,7 @@
 // or VARIADIC arguments matches every overload). A name the catalog does not know is opaque
 // (fail closed: the function may be created by an earlier statement of the same text).
 
-import { type Catalog, candidates, describe } from "./catalog.ts";
+import { type Catalog, candidates, describe, REWRITE_RULE } from "./catalog.ts";
 import type { Classification, ClassifiedStatement, OperatorRef, TypeRef } from "./classify.ts";
 import { splitQualified } from "./names.ts";
 import { FIRST_NORMAL_OID } from "./volatile-allow-list.ts";
@@ -47,6 +47,8 @@ export interface StatementCalls {
 
 /** Kinds that may change the catalog: later statements of the same text cannot be judged from it. */
 const CATALOG_CHANGING = new Set(["create", "alter", "drop", "call", "do"]);
+/** Kinds an event trigger may fire on (ddl_command_start/end, sql_drop, table_rewrite). */
+const EVENT_TRIGGERED = new Set(["create", "alter", "drop", "grant", "revoke", "other"]);
 /** Kinds that write their tables (their relations' write effects apply). */
 const WRITES = new Set(["insert", "update", "delete", "merge", "copyFrom", "truncate"]);
 
@@ -68,7 +70,9 @@ class Calls {
     const name = describe(f, oid);
     if (oid >= FIRST_NORMAL_OID) this.userDefined = true;
     this.calls.push({ function: name, oid, via, through });
-    if (!f) this.opaque.push({ function: name, via, through, reason: "not in the catalog" });
+    if (oid === REWRITE_RULE)
+      this.opaque.push({ function: name, via, through, reason: "a rule on it runs statements of its own" });
+    else if (!f) this.opaque.push({ function: name, via, through, reason: "not in the catalog" });
     else if (f.opaque !== undefined) this.opaque.push({ function: name, via, through, reason: f.opaque });
   }
 
@@ -88,6 +92,11 @@ export function statementCalls(s: ClassifiedStatement, catalog: Catalog): Statem
       out.unknown(written(ref), "call", written(ref), "no function of that name and arity in the database");
     for (const f of found) out.add(f.oid, "call", written(ref));
   }
+  // Attribute notation (`o.f` for f(o)): only functions that exist can be meant, and only the
+  // database's own or opaque ones are worth listing (a column `c.name` is not a call of name()).
+  for (const name of s.fieldCalls ?? [])
+    for (const f of candidates(catalog.functionsByName, { name, args: 1 }))
+      if (f.oid >= FIRST_NORMAL_OID || f.opaque !== undefined) out.add(f.oid, "call", name);
   for (const ref of s.operators) operatorCalls(out, catalog, ref);
   for (const ref of s.casts) castCalls(out, catalog, ref);
   const mode = WRITES.has(s.kind) ? "writes" : "reads";
@@ -101,6 +110,8 @@ export function statementCalls(s: ClassifiedStatement, catalog: Catalog): Statem
   }
   for (const f of catalog.implicitOpaque)
     out.add(f.oid, "implicit", "a cast, operator class or type function");
+  if (EVENT_TRIGGERED.has(s.kind))
+    for (const f of catalog.eventTriggerOpaque) out.add(f.oid, "implicit", "an event trigger");
   return { calls: out.calls, opaque: out.opaque, userDefined: out.userDefined };
 }
 
@@ -176,6 +187,33 @@ export function classificationCalls(c: Classification, catalog: Catalog): Classi
   };
   perCatalog.set(c, result);
   return result;
+}
+
+/** Kinds that run no database code a catalog change could redefine. */
+const CODE_FREE = new Set(["transaction", "twoPhaseCommit", "housekeeping", "set", "show"]);
+
+/**
+ * `calls` for a session whose own catalog change is not committed yet: the catalog it was read
+ * from predates the change (a function replaced, a trigger or rule added, a built-in shadowed),
+ * so every statement that may run database code is opaque until the transaction ends.
+ */
+export function withUncommittedCatalog(c: Classification, calls: ClassificationCalls): ClassificationCalls {
+  const extra: OpaqueCall = {
+    function: "(any)",
+    via: "catalog-change",
+    through: "this session's uncommitted catalog change",
+    reason:
+      "the session changed the catalog in its open transaction, which the catalog it is judged with cannot see",
+  };
+  const statements = c.statements.map((s, i) => {
+    const own = calls.statements[i] ?? { calls: [], opaque: [], userDefined: false };
+    const names =
+      s.tables.length + s.routines.length + s.operators.length + s.casts.length + (s.fieldCalls?.length ?? 0);
+    return CODE_FREE.has(s.kind) || (names === 0 && !s.effect)
+      ? own
+      : { ...own, opaque: [...own.opaque, extra] };
+  });
+  return { ...calls, statements, opaque: statements.some((s) => s.opaque.length > 0) };
 }
 
 /**

@@ -92,8 +92,15 @@ export interface Catalog {
   /** Relations with anything that runs when they are touched, by bare name. */
   readonly relationsByName: ReadonlyMap<string, readonly RelationEffects[]>;
   readonly domainsByName: ReadonlyMap<string, readonly DomainEffects[]>;
+  /**
+   * Types (and their array types) whose domain CHECKs call something opaque: domains and
+   * composites with such fields. A Parse that declares a parameter of one is opaque.
+   */
+  readonly opaqueTypes: ReadonlySet<number>;
   /** Opaque functions the server may call without the text naming them (casts, opclasses, type I/O). */
   readonly implicitOpaque: readonly CatalogFunction[];
+  /** Opaque functions of enabled event triggers: run by DDL. */
+  readonly eventTriggerOpaque: readonly CatalogFunction[];
   /** The built-in half, for the next load of the same database. */
   readonly builtin?: BuiltinPart;
 }
@@ -118,6 +125,8 @@ const FINGERPRINTED = [
   "pg_namespace",
   "pg_extension",
   "pg_language",
+  "pg_event_trigger",
+  "pg_range",
 ];
 
 /** One row, one column `fingerprint`: changes whenever a catalog this module reads changes. */
@@ -138,6 +147,7 @@ export const FUNCTIONS_SQL = `SELECT p.oid::int8 AS oid, n.nspname AS schema, p.
   CASE WHEN p.oid >= ${FIRST_NORMAL_OID} AND p.provolatile <> 'v' THEN
     CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END END AS body,
   CASE WHEN p.oid >= ${FIRST_NORMAL_OID} THEN array_to_string(array_append(p.proargtypes::oid[], p.prorettype)::int8[], ',') END AS types,
+  CASE WHEN p.oid >= ${FIRST_NORMAL_OID} AND p.pronargdefaults > 0 THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS defaults,
   CASE WHEN p.prokind = 'a' THEN (SELECT array_to_string(ARRAY[a.aggtransfn::oid, a.aggfinalfn::oid,
       a.aggcombinefn::oid, a.aggserialfn::oid, a.aggdeserialfn::oid, a.aggmtransfn::oid,
       a.aggminvtransfn::oid, a.aggmfinalfn::oid]::int8[], ',')
@@ -152,8 +162,11 @@ FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnam
 /**
  * Edges "touching `obj` runs this": `via` says how (r/R rewrite rule of a relation: SELECT / other
  * event, p policy, d column default, c CHECK, D domain CHECK: `def` is the deparsed definition;
- * t trigger: `ref` is the function; a column of a domain type, b domain over a domain: `ref` is
- * the domain).
+ * t trigger: `ref` is the function; f a foreign key that cascades (or sets null or defaults) into
+ * `ref`, the referencing table, whose triggers and rules then run; a column of a domain type, b domain over a domain or a field
+ * of a composite type that is a domain or a composite: `ref` is that type). A value coerced to a
+ * composite type (`ROW(1)::t`, `'(1)'::t`, a function argument of type t) runs its fields' domain
+ * CHECKs, so composites are traced like domains.
  */
 export const EDGES_SQL = `SELECT CASE WHEN r.ev_type = '1' THEN 'r' ELSE 'R' END AS via, r.ev_class::int8 AS obj,
     pg_catalog.pg_get_ruledef(r.oid) AS def, NULL::int8 AS ref FROM pg_catalog.pg_rewrite r
@@ -170,15 +183,24 @@ SELECT CASE WHEN c.contypid <> 0 THEN 'D' ELSE 'c' END,
 UNION ALL
 SELECT 't', t.tgrelid::int8, NULL, t.tgfoid::int8 FROM pg_catalog.pg_trigger t
 UNION ALL
+SELECT 'f', c.confrelid::int8, NULL, c.conrelid::int8 FROM pg_catalog.pg_constraint c
+  WHERE c.contype = 'f' AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))
+UNION ALL
 SELECT 'a', a.attrelid::int8, NULL, t.oid::int8
   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid OR t.typarray = a.atttypid
   WHERE a.attrelid >= ${FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'd'
 UNION ALL
 SELECT 'b', t.oid::int8, NULL, t.typbasetype::int8 FROM pg_catalog.pg_type t
-  WHERE t.typtype = 'd' AND t.typbasetype >= ${FIRST_NORMAL_OID}`;
+  WHERE t.typtype = 'd' AND t.typbasetype >= ${FIRST_NORMAL_OID}
+UNION ALL
+SELECT 'b', t.oid::int8, NULL, f.oid::int8 FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_catalog.pg_type f ON f.oid = a.atttypid OR f.typarray = a.atttypid
+  WHERE t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID} AND f.typtype IN ('d', 'c') AND f.oid >= ${FIRST_NORMAL_OID}`;
 
 /** Relations and domains named by the edges (the only ones with anything to report). */
-export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name
+export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name,
+    NULL::int8 AS array_oid
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid IN (SELECT ev_class FROM pg_catalog.pg_rewrite UNION SELECT polrelid FROM pg_catalog.pg_policy
     UNION SELECT adrelid FROM pg_catalog.pg_attrdef UNION SELECT conrelid FROM pg_catalog.pg_constraint WHERE contype = 'c'
@@ -186,16 +208,23 @@ export const OBJECTS_SQL = `SELECT 'class' AS class, c.oid::int8 AS oid, n.nspna
     UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid OR t.typarray = a.atttypid
       WHERE a.attrelid >= ${FIRST_NORMAL_OID} AND t.typtype = 'd')
 UNION ALL
-SELECT 'type', t.oid::int8, n.nspname, t.typname FROM pg_catalog.pg_type t
-  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'd'`;
+SELECT 'type', t.oid::int8, n.nspname, t.typname, t.typarray::int8 FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+  WHERE t.typtype = 'd' OR (t.typtype = 'c' AND t.oid >= ${FIRST_NORMAL_OID})`;
 
-/** User functions the server may call without the text naming them. */
-export const IMPLICIT_SQL = `SELECT DISTINCT fn FROM (
-  SELECT castfunc::int8 AS fn FROM pg_catalog.pg_cast
-  UNION ALL SELECT amproc::oid::int8 FROM pg_catalog.pg_amproc
-  UNION ALL SELECT o.oprcode::oid::int8 FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+/**
+ * User functions the server may call without the text naming them: `kind` i for any statement
+ * (casts, operator classes, type support, a range type's subtype_diff, which the planner calls
+ * to estimate a range condition), e for DDL (event triggers).
+ */
+export const IMPLICIT_SQL = `SELECT DISTINCT fn, kind FROM (
+  SELECT castfunc::int8 AS fn, 'i' AS kind FROM pg_catalog.pg_cast
+  UNION ALL SELECT evtfoid::int8, 'e' FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D'
+  UNION ALL SELECT amproc::oid::int8, 'i' FROM pg_catalog.pg_amproc
+  UNION ALL SELECT unnest(ARRAY[rngsubdiff::oid, rngcanonical::oid])::int8, 'i' FROM pg_catalog.pg_range
+  UNION ALL SELECT o.oprcode::oid::int8, 'i' FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
   UNION ALL SELECT unnest(ARRAY[typinput::oid, typoutput::oid, typreceive::oid, typsend::oid, typmodin::oid,
-    typmodout::oid, typanalyze::oid, typsubscript::oid])::int8 FROM pg_catalog.pg_type WHERE oid >= ${FIRST_NORMAL_OID}
+    typmodout::oid, typanalyze::oid, typsubscript::oid])::int8, 'i' FROM pg_catalog.pg_type WHERE oid >= ${FIRST_NORMAL_OID}
 ) f WHERE fn >= ${FIRST_NORMAL_OID}`;
 
 // ---------------------------------------------------------------------------------------------
@@ -302,6 +331,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   const bodies = new Map<number, { raw: string; words: Set<string> }>();
   const support = new Map<number, number[]>();
   const argTypes = new Map<number, number[]>();
+  const argDefaults = new Map<number, string>();
   for (const r of rows.functions) {
     const extension = r.extension === null || r.extension === undefined ? undefined : text(r.extension);
     const f: CatalogFunction = {
@@ -331,6 +361,7 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
           .filter((o) => o !== 0),
       );
     if (r.types) argTypes.set(f.oid, text(r.types).split(",").map(num));
+    if (r.defaults !== null && r.defaults !== undefined) argDefaults.set(f.oid, text(r.defaults));
   }
   const operators = new Map<number, CatalogOperator>();
   const operatorsByName = new Map<string, CatalogOperator[]>();
@@ -341,10 +372,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   }
 
   // Edges: object → what touching it runs, per reason.
-  type Edge = { def?: string; ref?: number };
+  type Edge = { via: string; def?: string; ref?: number };
   const edges = new Map<string, Edge[]>(); // `${via}:${obj}`
   for (const r of rows.edges) {
-    const edge: Edge = r.def !== null && r.def !== undefined ? { def: text(r.def) } : { ref: num(r.ref) };
+    const via = text(r.via);
+    const edge: Edge =
+      r.def !== null && r.def !== undefined ? { via, def: text(r.def) } : { via, ref: num(r.ref) };
     push(edges, `${text(r.via)}:${num(r.obj)}`, edge);
   }
   const edgesOf = (vias: string, obj: number): Edge[] =>
@@ -353,9 +386,12 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   const relationOids = new Map<string, number[]>();
   const domainOids = new Map<string, number[]>();
   const objectNames = new Map<number, { schema: string; name: string }>();
+  const arrayOf = new Map<number, number>();
   for (const r of rows.objects) {
     const oid = num(r.oid);
     const name = text(r.name);
+    if (r.array_oid !== null && r.array_oid !== undefined && num(r.array_oid) !== 0)
+      arrayOf.set(oid, num(r.array_oid));
     objectNames.set(oid, { schema: text(r.schema), name });
     push(text(r.class) === "class" ? relationOids : domainOids, name, oid);
   }
@@ -375,13 +411,21 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
     if (known) return known;
     const out = new Set<number>();
     memo.set(key, out); // cycles (a view over itself, recursive domains) end here
-    const vias = mode === "read" ? "rp" : mode === "write" ? "rRpdcta" : "Db";
+    const vias = mode === "read" ? "rp" : mode === "write" ? "rRpdctaf" : "Db";
     for (const edge of edgesOf(vias, obj)) {
+      if (edge.via === "f") {
+        if (edge.ref !== undefined) for (const f of reach("write", edge.ref)) out.add(f);
+        continue;
+      }
       if (edge.ref !== undefined) {
         if (functions.has(edge.ref)) out.add(edge.ref);
         else for (const f of reach("domain", edge.ref)) out.add(f); // a domain type
         continue;
       }
+      // A rule on another event than SELECT (`ON UPDATE ... DO ALSO INSERT INTO log ...`) runs
+      // statements of its own when the relation is written, which the approver of the write is
+      // not shown: opaque, unless all it does is discard the write.
+      if (edge.via === "R" && !/\bDO INSTEAD\s+NOTHING;?\s*$/.test(edge.def ?? "")) out.add(REWRITE_RULE);
       const c = classifySync(edge.def ?? "", parser);
       if (c.errors.length) {
         out.add(UNRESOLVED);
@@ -455,6 +499,31 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   }
   const fnOpaque = (oid: number) => !functions.has(oid) || functions.get(oid)?.opaque !== undefined;
   const domainChecks = new Map(domains.map((d) => [d.oid, d.checks]));
+  // Argument defaults are evaluated in the caller's statement (`f()` runs `DEFAULT purge()`),
+  // whatever the function's own language or volatility.
+  const defaultCalls = new Map<number, number[]>();
+  for (const [oid, expr] of argDefaults) {
+    const called = new Set<number>();
+    const c = classifySync(`SELECT ${expr}`, parser);
+    if (c.errors.length) called.add(UNRESOLVED);
+    for (const st of c.statements) {
+      for (const ref of st.routines) {
+        const found = candidates(functionsByName, ref);
+        if (found.length === 0) called.add(UNRESOLVED);
+        for (const f of found) called.add(f.oid);
+      }
+      for (const ref of st.operators) {
+        const ops = (operatorsByName.get(ref.name) ?? []).filter(
+          (o) => ref.schema === undefined || o.schema === ref.schema,
+        );
+        if (ops.length === 0) called.add(UNRESOLVED);
+        for (const o of ops) called.add(o.fn);
+      }
+      for (const ref of st.casts)
+        for (const d of named(domainOids, ref)) for (const f of reach("domain", d)) called.add(f);
+    }
+    defaultCalls.set(oid, [...called]);
+  }
   for (let changed = true; changed; ) {
     changed = false;
     for (const o of operators.values()) if (fnOpaque(o.fn)) opaqueOperators.add(o.name);
@@ -467,7 +536,15 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
       if (domainArg !== undefined) {
         changed = mark(
           f,
-          `its arguments or result are of domain ${describeObject(objectNames, domainArg)}, whose CHECK is opaque`,
+          `its arguments or result are of type ${describeObject(objectNames, domainArg)}, whose domain CHECK is opaque`,
+        );
+        continue;
+      }
+      const viaDefault = defaultCalls.get(f.oid)?.find(fnOpaque);
+      if (viaDefault !== undefined) {
+        changed = mark(
+          f,
+          `an argument default calls ${describe(functions.get(viaDefault), viaDefault)}, which is opaque`,
         );
         continue;
       }
@@ -490,11 +567,20 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
   for (const r of relations) if (r.reads.length || r.writes.length) push(relationsByName, r.name, r);
   const domainsByName = new Map<string, DomainEffects[]>();
   for (const d of domains) if (d.checks.length) push(domainsByName, d.name, d);
+  const opaqueTypes = new Set<number>();
+  for (const d of domains)
+    if (d.checks.some(fnOpaque)) {
+      opaqueTypes.add(d.oid);
+      const array = arrayOf.get(d.oid);
+      if (array !== undefined) opaqueTypes.add(array);
+    }
   const implicitOpaque: CatalogFunction[] = [];
+  const eventTriggerOpaque: CatalogFunction[] = [];
   for (const r of rows.implicit) {
     const oid = num(r.fn);
     const f = functions.get(oid);
-    if (!f || f.opaque !== undefined) implicitOpaque.push(f ?? unknownFunction(oid));
+    if (!f || f.opaque !== undefined)
+      (text(r.kind) === "e" ? eventTriggerOpaque : implicitOpaque).push(f ?? unknownFunction(oid));
   }
   return {
     fingerprint: rows.fingerprint,
@@ -503,13 +589,17 @@ export function buildCatalog(rows: CatalogRows, builtin?: BuiltinPart, parser?: 
     operatorsByName,
     relationsByName,
     domainsByName,
+    opaqueTypes,
     implicitOpaque,
+    eventTriggerOpaque,
     ...(builtin ? { builtin } : {}),
   };
 }
 
 /** Stands for a name a definition calls that the catalog cannot resolve: never a real OID. */
 const UNRESOLVED = -1;
+/** Stands for a non-SELECT rewrite rule of a written relation (it runs its own statements). */
+export const REWRITE_RULE = -2;
 
 function describeObject(names: ReadonlyMap<number, { schema: string; name: string }>, oid: number): string {
   const o = names.get(oid);
@@ -551,6 +641,7 @@ function unknownFunction(oid: number): CatalogFunction {
 /** `schema.name` of a function, or its OID when the catalog does not know it. */
 export function describe(f: CatalogFunction | undefined, oid: number): string {
   if (oid === UNRESOLVED) return "(a name in a definition the catalog does not resolve)";
+  if (oid === REWRITE_RULE) return "(a rewrite rule: CREATE RULE ... DO ALSO/INSTEAD)";
   return f ? `${f.schema}.${f.name}` : `function ${oid}`;
 }
 

@@ -60,6 +60,12 @@ export interface ClassifiedStatement extends SqlStatement {
   operators: readonly OperatorRef[];
   /** Types the text casts to (`x::d`, `CAST(x AS d)`): casts to a domain run its CHECK constraints. */
   casts: readonly TypeRef[];
+  /**
+   * Last names of qualified column references and field selections (`o.f`, `(o).f`): PostgreSQL
+   * reads one as a call `f(o)` of a one-argument function when `o` has no column `f`
+   * (attribute notation), so catalog-judge.ts resolves them as possible calls too.
+   */
+  fieldCalls?: readonly string[];
   /** Custom (`x.y`) settings the statement changes: SET, RESET, set_config, ALTER ROLE ... SET. */
   customSettings?: readonly string[];
   /** Present on entries derived from inside a statement (`opaque`: catalog-judge.ts). */

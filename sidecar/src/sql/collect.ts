@@ -31,6 +31,8 @@ export class Collect {
   readonly operators = new Map<string, OperatorRef>();
   readonly casts = new Map<string, TypeRef>();
   readonly settings = new Set<string>();
+  /** See ClassifiedStatement.fieldCalls. */
+  readonly fieldNames = new Set<string>();
   /** Referenced column names (lower-cased last field of every column reference). */
   readonly columns = new Set<string>();
   /** Single-field references (`c`), which are whole rows when `c` names a FROM item. */
@@ -64,6 +66,7 @@ export class Collect {
     for (const [k, v] of other.operators) this.operators.set(k, v);
     for (const [k, v] of other.casts) this.casts.set(k, v);
     for (const c of other.settings) this.settings.add(c);
+    for (const c of other.fieldNames) this.fieldNames.add(c);
   }
   routine(parts: readonly string[], args: number | undefined) {
     const name = parts[parts.length - 1] ?? "";
@@ -93,6 +96,7 @@ export class Collect {
     | "operators"
     | "casts"
     | "customSettings"
+    | "fieldCalls"
     | "targets"
     | "copyOut"
     | "written"
@@ -109,6 +113,7 @@ export class Collect {
       operators: [...this.operators.values()],
       casts: [...this.casts.values()],
       ...(this.settings.size ? { customSettings: [...this.settings] } : {}),
+      ...(this.fieldNames.size ? { fieldCalls: [...this.fieldNames] } : {}),
     };
   }
   /** Column names, with "*" when a whole row is referenced (`row_to_json(c)`, `f(t.*)`, `SELECT c FROM t c`). */

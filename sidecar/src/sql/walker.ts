@@ -192,6 +192,8 @@ export class Walker {
       }
       case "PrepareStmt": {
         const inner = isObj(body.query) ? this.top(body.query) : { kind: "other" as SqlKind, collect };
+        // Parameters of a domain type run its CHECKs at every EXECUTE.
+        this.visit(body.argtypes, undefined, inner.collect);
         return {
           kind: inner.kind,
           collect: inner.collect,
@@ -298,6 +300,10 @@ export class Walker {
       this.visitNode("FuncCall", value, scope, out);
       return;
     }
+    if (Array.isArray(value.names) && "typemod" in value) {
+      this.visitNode("TypeName", value, scope, out);
+      return;
+    }
     if (typeof value.kind === "string" && value.kind.startsWith("VAR_") && "name" in value) {
       this.visitNode("VariableSetStmt", value, scope, out);
       return;
@@ -333,6 +339,7 @@ export class Walker {
           const name = (isObj(last) && isObj(last.String) ? (str(last.String.sval) ?? "") : "").toLowerCase();
           out.columns.add(name);
           if (fields.length === 1) out.singles.add(name);
+          else if (isObj(last) && isObj(last.String)) out.fieldNames.add(str(last.String.sval) ?? "");
         }
         return;
       }
@@ -393,17 +400,40 @@ export class Walker {
         this.visit(body.rexpr, scope, out);
         return;
       }
+      // Operators the grammar implies without naming them (resolved by name like any other, so a
+      // database's own `=` for the operand types is what runs): `CASE x WHEN y`, `JOIN ... USING`,
+      // `NATURAL JOIN`, `x IN (SELECT ...)`; `ORDER BY x USING op` names its operator.
+      case "A_Indirection":
+        // `(o).f`: a field, or the call f(o) (attribute notation).
+        for (const i of Array.isArray(body.indirection) ? body.indirection : [])
+          if (isObj(i) && isObj(i.String)) out.fieldNames.add(str(i.String.sval) ?? "");
+        this.visit(body, scope, out);
+        return;
+      case "CaseExpr":
+        if (isObj(body.arg)) out.operator(["="]);
+        this.visit(body, scope, out);
+        return;
+      case "JoinExpr":
+        if (body.isNatural === true || (Array.isArray(body.usingClause) && body.usingClause.length > 0))
+          out.operator(["="]);
+        this.visit(body, scope, out);
+        return;
+      case "SortBy":
+        if (Array.isArray(body.useOp) && body.useOp.length > 0) out.operator(stringList(body.useOp));
+        this.visit(body, scope, out);
+        return;
       case "SubLink":
-        if (Array.isArray(body.operName)) out.operator(stringList(body.operName));
+        if (Array.isArray(body.operName) && body.operName.length > 0) out.operator(stringList(body.operName));
+        else if (body.subLinkType === "ANY_SUBLINK") out.operator(["="]);
         this.visit(body.testexpr, scope, out);
         this.visit(body.subselect, scope, out);
         return;
-      case "TypeCast":
-        if (isObj(body.typeName)) {
-          out.cast(stringList(body.typeName.names));
-          this.visit(body.typeName.typmods, scope, out);
-        }
-        this.visit(body.arg, scope, out);
+      case "TypeName":
+        // Every type the text names, not only casts: a value coerced to a domain (or to a
+        // composite with a domain field) runs its CHECKs — column definition lists
+        // (`AS x(a d)`), PREPARE parameter types, XMLTABLE columns, typed literals (`d '1'`).
+        out.cast(stringList(body.names));
+        this.visit(body.typmods, scope, out);
         return;
       case "LockingClause":
         // lockedRels name FROM items (often aliases), not tables; the tables are in FROM.

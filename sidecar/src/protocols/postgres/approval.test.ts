@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadSqlParser } from "../../sql/index.ts";
-import { approvalSummary } from "./approval.ts";
+import { approvalReason, approvalSummary } from "./approval.ts";
 
 beforeAll(() => loadSqlParser());
 
@@ -26,5 +26,21 @@ describe("what an approver sees of a SQL text", () => {
     const s = approvalSummary(text) ?? "";
     expect(s.split("\n")[0]).toMatch(/^81 statements \(1 not plain reads, \d+ reads not listed\):/);
     expect(s).toMatch(/^81\. UPDATE t /m);
+  });
+
+  it.each([
+    [
+      "a carriage return that ends a -- comment",
+      "DELETE FROM orders WHERE id = 1 -- keep the rest\r OR true",
+      "\\u{D}",
+    ],
+    ["a bidi override", "DELETE FROM orders WHERE id = 1 /* \u202E eurt RO */ OR true", "\\u{202E}"],
+    ["a zero-width space", "DELETE FROM orders WHERE id = 1 /* \u200B */ OR true", "\\u{200B}"],
+    ["a line separator", "DELETE FROM orders WHERE id = 1 -- \u2028 OR true", "\\u{2028}"],
+  ])("characters a display hides or reinterprets are written out: %s", (_why, text, shown) => {
+    const s = approvalSummary(text) ?? "";
+    expect(s).toContain(shown);
+    expect(s).not.toMatch(/[\r\u202E\u200B\u2028]/);
+    expect(approvalReason(`-- approve me\u202E ${text}`)).not.toMatch(/\u202E/);
   });
 });

@@ -10,7 +10,7 @@ import {
   seekApproval,
 } from "../../operations/approval-step.ts";
 import type { Decision, Subject } from "../../policy/types.ts";
-import { approvalSummary as summarize } from "../../sql/approval-summary.ts";
+import { approvalSummary as summarize, visibleText } from "../../sql/approval-summary.ts";
 import type { ClassifiedStatement } from "../../sql/index.ts";
 import { classifySync } from "../../sql/index.ts";
 import { normalizeSync } from "../../sql/libpg-query.ts";
@@ -27,6 +27,11 @@ export type { ApprovalGate, ApprovalInput, ApprovalOutcome, ApprovalStatus } fro
  * the elision marked with what it hides.
  */
 export function approvalSummary(text: string): string | undefined {
+  const s = summaryOf(text);
+  return s === undefined ? undefined : visibleText(s);
+}
+
+function summaryOf(text: string): string | undefined {
   let normalized: string;
   try {
     normalized = normalizeSync(text).trim();
@@ -61,7 +66,7 @@ const LEADING_COMMENT = /^\s*(?:--[ \t]*([^\r\n]*)|\/\*\s*([\s\S]*?)\s*\*\/)/;
 export function approvalReason(text: string): string | undefined {
   const m = LEADING_COMMENT.exec(text);
   const reason = (m?.[1] ?? m?.[2] ?? "").trim();
-  return reason ? reason.slice(0, 512) : undefined;
+  return reason ? visibleText(reason.slice(0, 512)) : undefined;
 }
 
 /** What the approval step is asked for one SQL text (`text`: undefined when it is not known). */

@@ -136,6 +136,14 @@ export class SessionCatalog {
     return !this.#changed && !this.#uncommitted && (generations.get(this.#key) ?? 0) === this.#generation;
   }
 
+  /**
+   * This session changed the catalog in a transaction still open: the side connection cannot see
+   * the change, so the catalog judges its next statements with definitions that may be replaced.
+   */
+  get uncommitted(): boolean {
+    return this.#uncommitted;
+  }
+
   /** The masking in force changed (a policy update): its origins are read before the next statement. */
   maskChanged(originsSql: string | undefined): void {
     if (originsSql === this.#originsSql) return;

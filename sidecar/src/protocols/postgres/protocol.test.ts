@@ -171,7 +171,12 @@ describe("payload readers", () => {
     expect(parseParse(message(T.Parse, cstr("n"), cstr("SELECT 1"), int16(0)).subarray(5))).toEqual({
       name: "n",
       query: "SELECT 1",
+      types: [],
     });
+    expect(
+      parseParse(message(T.Parse, cstr(""), cstr("SELECT $1"), int16(1), int32(4294967295)).subarray(5))
+        .types,
+    ).toEqual([4294967295]);
     expect(parseQuery(query("SELECT 'é'").subarray(5))).toBe("SELECT 'é'");
     expect(parseTarget(Buffer.from("Pportal\0"), "Describe")).toEqual({ kind: "P", name: "portal" });
     expect(parseExecute(Buffer.concat([cstr("x"), int32(10)]))).toEqual({ portal: "x", maxRows: 10 });

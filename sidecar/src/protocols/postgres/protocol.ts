@@ -263,6 +263,8 @@ export function parseBind(payload: Buffer): ParsedBind {
 export interface ParsedParse {
   name: string;
   query: string;
+  /** Parameter type OIDs the client declared (0: unspecified). */
+  types: number[];
 }
 
 export function parseParse(payload: Buffer): ParsedParse {
@@ -271,9 +273,10 @@ export function parseParse(payload: Buffer): ParsedParse {
   const query = r.cstr("query");
   const n = r.int16("parameter type count");
   if (n < 0) throw new ProtocolError("malformed Parse: negative count");
-  for (let i = 0; i < n; i++) r.int32("parameter type");
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) types.push(r.int32("parameter type") >>> 0);
   r.end("Parse");
-  return { name, query };
+  return { name, query, types };
 }
 
 export function parseQuery(payload: Buffer): string {

@@ -280,8 +280,10 @@ export class ReplyMatcher {
         head.completed?.(head.done - 1);
         break;
       case T.ReadyForQuery:
-        this.#ready(f);
+        // Finished first: a catalog change it completed is then known to have ended with the
+        // transaction this ReadyForQuery may report closed.
         host.finish(op);
+        this.#ready(f);
         host.toAgent(f.raw);
         this.#pending.shift();
         return;
@@ -464,6 +466,13 @@ export class ReplyMatcher {
     const head = this.#pending.peek();
     const owner = op ?? (head && (head.t === "query" || head.t === "execute") ? head.op : undefined);
     const counts: Record<string, number> = owner ? owner.rec.maskCounts() : {};
-    return this.#host.results.notice(f.type, f.payload, counts, owner?.statements) ?? f.raw;
+    let statements = owner?.statements;
+    // COMMIT runs the queries of the WITH HOLD cursors open in the transaction (they are
+    // materialized then): its errors may quote what those read.
+    if (statements?.some((s) => s.kind === "transaction" || s.kind === "twoPhaseCommit")) {
+      const cursors = [...this.#host.statements.cursors.values()].flat();
+      if (cursors.length) statements = [...statements, ...cursors];
+    }
+    return this.#host.results.notice(f.type, f.payload, counts, statements) ?? f.raw;
   }
 }

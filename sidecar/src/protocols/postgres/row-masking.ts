@@ -199,12 +199,12 @@ export function readsOnlySystemCatalogs(
  * statement's computed columns as derived from one (see taintOf). Names compare without schema.
  */
 export function callsUserFunction(
-  statements: readonly { functions: readonly string[] }[],
+  statements: readonly { functions: readonly string[]; fieldCalls?: readonly string[] }[],
   userFunctions: ReadonlySet<string>,
 ): boolean {
   if (userFunctions.size === 0) return false;
   for (const s of statements)
-    for (const f of s.functions) {
+    for (const f of [...s.functions, ...(s.fieldCalls ?? [])]) {
       const name = f.slice(f.lastIndexOf(".") + 1).toLowerCase();
       if (userFunctions.has(name)) return true;
     }
@@ -259,9 +259,18 @@ export function originsQuery(state: MaskState): string | undefined {
     JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
     JOIN pg_catalog.pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
     WHERE v.oid <> ${from}.rel`;
-  return `WITH RECURSIVE covered AS (
-    SELECT attrelid AS rel, attnum, lower(attname) AS name FROM pg_catalog.pg_attribute
+  // A column whose type is a composite (or an array of one) with a covered field holds that
+  // field's values (`wallets.card` of type card_t(card_number, ...)), and so on through nesting;
+  // the relations that hold one are covered relations: their computed columns (`card::text`)
+  // are masked too.
+  const composites = (from: string) => `SELECT a.attrelid, a.attnum, ${from}.name FROM ${from}
+      JOIN pg_catalog.pg_type ty ON ty.typrelid = ${from}.rel
+      JOIN pg_catalog.pg_attribute a ON (a.atttypid = ty.oid OR a.atttypid = ty.typarray) AND a.attnum > 0 AND NOT a.attisdropped`;
+  return `WITH RECURSIVE covered(rel, attnum, name) AS (
+    SELECT attrelid, attnum, lower(attname) FROM pg_catalog.pg_attribute
     WHERE attnum > 0 AND NOT attisdropped AND lower(attname) IN (${names})
+    UNION
+    ${composites("covered")}
   ), dependents(rel, name) AS (
     ${viewsOf("covered", " AND d.refobjsubid = covered.attnum")}
     UNION
@@ -274,6 +283,11 @@ export function originsQuery(state: MaskState): string | undefined {
   SELECT rel::pg_catalog.int8, ${VIEW_ALL}, name FROM views
   UNION ALL
   SELECT 0::pg_catalog.int8, ${RELATION_NAME}, lower(c.relname) FROM views JOIN pg_catalog.pg_class c ON c.oid = views.rel
+  UNION ALL
+  SELECT DISTINCT 0::pg_catalog.int8, ${RELATION_NAME}, lower(c.relname) FROM covered
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = covered.rel AND a.attnum = covered.attnum
+    JOIN pg_catalog.pg_class c ON c.oid = covered.rel
+    WHERE lower(a.attname) <> covered.name AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   UNION ALL
   SELECT c.oid::pg_catalog.int8, a.attnum, ${first} FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid

@@ -82,10 +82,13 @@ export class SessionJudge {
     // generation changes (refresh clears it). Everything else judgeSql reads is fixed for a
     // generation (connection, masking) or for the session (subject); the session's prepared
     // statements are not, so a text with EXECUTE is judged every time.
-    let judgement = this.#judged.get(classification);
+    // Judgements made while the session's own catalog change is uncommitted are not kept (nor
+    // are earlier ones used): they depend on that state, not only on the catalog.
+    const keep = !this.#d.catalog.uncommitted;
+    let judgement = keep ? this.#judged.get(classification) : undefined;
     if (!judgement) {
       judgement = this.judgeAgain(classification, text);
-      if (!classification.statements.some((s) => s.effect?.kind === "execute"))
+      if (keep && !classification.statements.some((s) => s.effect?.kind === "execute"))
         this.#judged.set(classification, judgement);
     }
     this.#seconds.observe((now() - t0) / 1000);
@@ -104,6 +107,7 @@ export class SessionJudge {
       masking: results.mask !== undefined,
       ...results.covered(),
       ...(catalog.catalog ? { catalog: catalog.catalog } : {}),
+      ...(catalog.uncommitted ? { catalogUncommitted: true } : {}),
       ...(text !== undefined ? { text } : {}),
     });
   }

@@ -7,7 +7,8 @@
 import type { CredentialSource } from "../../credentials/index.ts";
 import { refusal, type SqlJudgement } from "../../decisions/index.ts";
 import type { Decision } from "../../policy/types.ts";
-import type { Classification, ClassifiedStatement } from "../../sql/index.ts";
+import { type Classification, type ClassifiedStatement, statementSpans } from "../../sql/index.ts";
+import { FIRST_NORMAL_OID } from "../../sql/volatile-allow-list.ts";
 import type { Verdict } from "./approval.ts";
 import { type ApprovedRuns, notAloneReason } from "./approved-run.ts";
 import type { SessionCatalog } from "./catalog-source.ts";
@@ -110,7 +111,28 @@ export class SqlMessages {
       then({ judgement, decision: d, audited: d }, classification);
       return undefined;
     }
-    return h.approve(judgement, text).then((v) => then({ ...v, judgement }, classification));
+    return h
+      .approve(judgement, this.#shownText(text, classification))
+      .then((v) => then({ ...v, judgement }, classification));
+  }
+
+  /**
+   * What an approver is shown for `text`: an EXECUTE names a statement, not what it runs, so the
+   * text of every statement it executes follows (as this session prepared it), or the approver
+   * is told it is not known.
+   */
+  #shownText(text: string, c: Classification): string {
+    const shown: string[] = [];
+    for (const s of c.statements) {
+      if (s.effect?.kind !== "execute") continue;
+      const prepared = this.#h.statements.prepared.get(s.effect.name)?.text;
+      shown.push(
+        prepared === undefined
+          ? `/* ${s.effect.name}: text not known */`
+          : prepared.trim().replace(/;\s*$/, ""),
+      );
+    }
+    return shown.length ? `${text.trim().replace(/;\s*$/, "")};\n${[...new Set(shown)].join(";\n")}` : text;
   }
 
   /** Statement kinds of what the session forwarded that is not answered yet. */
@@ -163,7 +185,10 @@ export class SqlMessages {
             ? {
                 completed: (k: number) => {
                   const index = order[k];
-                  if (index !== undefined) h.statements.applyEffects(c, v.decision, gen, index);
+                  if (index === undefined) return;
+                  const span = statementSpans(text)[index];
+                  const own = span ? text.slice(span.start, span.end).trim() : undefined;
+                  h.statements.applyEffects(c, v.decision, gen, index, undefined, own);
                 },
               }
             : {}),
@@ -187,7 +212,18 @@ export class SqlMessages {
 
   parse(f: Frame): Promise<void> | undefined {
     const h = this.#h;
-    const { name, query } = parseParse(f.payload);
+    const { name, query, types } = parseParse(f.payload);
+    // A parameter declared of a domain type (or a composite with a domain field) runs the
+    // domain's CHECKs at every Bind: code the text does not show.
+    if (types.some((t) => t >= FIRST_NORMAL_OID)) {
+      if (h.catalog.stale) return h.rereadCatalog().then(() => this.parse(f));
+      const opaque = types.find((t) => h.catalog.catalog?.opaqueTypes.has(t));
+      if (opaque !== undefined) {
+        const why = `parameter type ${opaque} is a domain (or holds one) whose CHECK may write or run code the statement does not show`;
+        h.deny(h.newOp([], refusal("sqlUnjudgeable", h.judge.connection.policy, why)), false);
+        return undefined;
+      }
+    }
     if (
       name !== "" &&
       !h.statements.prepared.has(name) &&
@@ -237,7 +273,8 @@ export class SqlMessages {
       judgement: { ...j, decision },
       generation: h.judge.generation,
       catalog: h.catalog.catalog,
-      ...(approval ? { approval, approvalDecision: j.decision, text: query } : {}),
+      text: query,
+      ...(approval ? { approval, approvalDecision: j.decision } : {}),
     };
     // Recorded now, for the Bind/Execute pipelined behind it; forgotten if the server refuses the
     // Parse (or skips it after an earlier error): a failed Parse of the unnamed statement also
@@ -403,7 +440,14 @@ export class SqlMessages {
       ...(st && effects
         ? {
             completed: () =>
-              h.statements.applyEffects(st.classification, st.judgement.decision, gen, undefined, portal),
+              h.statements.applyEffects(
+                st.classification,
+                st.judgement.decision,
+                gen,
+                undefined,
+                portal,
+                st.text,
+              ),
           }
         : {}),
     });

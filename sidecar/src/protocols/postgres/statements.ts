@@ -35,7 +35,7 @@ export interface StatementInfo {
   approvalDecision?: Decision;
   /** Binds so far. */
   uses?: number;
-  /** The statement text (for approval summaries when it is bound again). */
+  /** The statement text (approval summaries of its Binds and of an EXECUTE of it). */
   text?: string;
   /** Result columns: from a Describe (the agent's or the sidecar's own). [] = no rows. */
   columns?: readonly Column[];
@@ -75,6 +75,7 @@ export class SessionStatements {
    * Records what an allowed text does to the session's named statements and cursors: all of it,
    * or only statement `index` (the one the server just completed). `active`: the portal running
    * it (extended protocol), which CLOSE ALL and DISCARD ALL leave in place, as the server does.
+   * `text`: the text of the statement(s) applied, kept with a PREPARE for approval summaries.
    */
   applyEffects(
     c: Classification,
@@ -82,6 +83,7 @@ export class SessionStatements {
     generation: number,
     index?: number,
     active?: string,
+    text?: string,
   ): void {
     for (const s of c.statements) {
       const e = s.effect;
@@ -98,6 +100,7 @@ export class SessionStatements {
             classification: { statements: entries, errors: [], denials: [] },
             judgement: { decision, statements: entries },
             generation,
+            ...(text !== undefined ? { text } : {}),
           });
           break;
         }
