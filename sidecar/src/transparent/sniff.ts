@@ -9,7 +9,8 @@
 
 export type SniffResult =
   | { kind: "need-more" }
-  | { kind: "tls"; serverName?: string }
+  /** `serverNameInvalid`: a server_name extension is present but names no single valid host. */
+  | { kind: "tls"; serverName?: string; serverNameInvalid?: true }
   | { kind: "http"; host?: string }
   | { kind: "unknown" };
 
@@ -65,35 +66,51 @@ function handshakeMessage(buf: Buffer): Buffer | undefined | null {
   return undefined;
 }
 
-/** The server_name of a complete ClientHello handshake message (type + length + body). */
-export function serverNameFromClientHello(hello: Buffer): string | undefined {
+/** A host name as SNI carries it (RFC 6066: a DNS name, no port, no address literal); case is free. */
+const SNI_HOST = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$/;
+
+/**
+ * The server_name of a complete ClientHello handshake message (type + length + body). `invalid`:
+ * the extension is there but does not name exactly one valid host name — repeated, several
+ * entries, an entry of another type, truncated, or characters no host name has (a NUL, a space,
+ * `:port`) — which a guard must refuse rather than treat as "no name".
+ */
+export function serverNameOf(hello: Buffer): { name?: string; invalid?: true } {
   let p = 4 + 2 + 32; // type, length, legacy_version, random
   const u8 = (at: number) => hello[at] ?? 0;
   const u16 = (at: number) => (at + 2 <= hello.length ? hello.readUInt16BE(at) : 0);
-  if (p + 1 > hello.length) return undefined;
+  if (p + 1 > hello.length) return {};
   p += 1 + u8(p); // session id
   p += 2 + u16(p); // cipher suites
   p += 1 + u8(p); // compression methods
-  if (p + 2 > hello.length) return undefined;
+  if (p + 2 > hello.length) return {};
   const extEnd = Math.min(hello.length, p + 2 + u16(p));
   p += 2;
+  let found: { name?: string; invalid?: true } | undefined;
   while (p + 4 <= extEnd) {
     const type = u16(p);
     const len = u16(p + 2);
     const data = hello.subarray(p + 4, Math.min(extEnd, p + 4 + len));
     p += 4 + len;
-    if (type !== EXT_SERVER_NAME || data.length < 2) continue;
-    const listEnd = Math.min(data.length, 2 + data.readUInt16BE(0));
-    let q = 2;
-    while (q + 3 <= listEnd) {
-      const nameType = data[q];
-      const nameLen = data.readUInt16BE(q + 1);
-      const name = data.subarray(q + 3, q + 3 + nameLen);
-      q += 3 + nameLen;
-      if (nameType === HOST_NAME && name.length === nameLen) return normalizeHost(name.toString("latin1"));
-    }
+    if (type !== EXT_SERVER_NAME) continue;
+    if (found) return { invalid: true }; // a second server_name extension
+    found = { invalid: true };
+    if (data.length < 2 || data.length !== len) continue;
+    const listEnd = 2 + data.readUInt16BE(0);
+    if (listEnd !== data.length || data.length < 5) continue;
+    const nameType = data[2];
+    const nameLen = data.readUInt16BE(3);
+    if (nameType !== HOST_NAME || 5 + nameLen !== listEnd) continue; // another type, or several entries
+    const raw = data.subarray(5, 5 + nameLen).toString("latin1");
+    const name = SNI_HOST.test(raw) ? normalizeHost(raw) : undefined;
+    if (name !== undefined) found = { name };
   }
-  return undefined;
+  return found ?? {};
+}
+
+/** The server_name of a complete ClientHello, when it names one valid host. */
+export function serverNameFromClientHello(hello: Buffer): string | undefined {
+  return serverNameOf(hello).name;
 }
 
 const METHOD = /^[A-Z][A-Z-]{0,19} /;
@@ -132,8 +149,12 @@ export function sniff(buf: Buffer): SniffResult {
     const hello = handshakeMessage(buf);
     if (hello === undefined) return { kind: "need-more" };
     if (hello === null) return { kind: "unknown" };
-    const serverName = serverNameFromClientHello(hello);
-    return serverName ? { kind: "tls", serverName } : { kind: "tls" };
+    const { name, invalid } = serverNameOf(hello);
+    return name
+      ? { kind: "tls", serverName: name }
+      : invalid
+        ? { kind: "tls", serverNameInvalid: true }
+        : { kind: "tls" };
   }
   return sniffHttp(buf);
 }

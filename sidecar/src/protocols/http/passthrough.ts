@@ -40,6 +40,14 @@ export function checkHello(
         detail: "the agent did not start TLS: a passthrough connection relays only the agent's own TLS",
       },
     };
+  if (hello.serverNameInvalid)
+    return {
+      refusal: {
+        reason: "bad_sni",
+        detail:
+          "the agent's TLS server_name does not name exactly one valid host (repeated, several names, another name type, or characters no host name has): refused whatever the target",
+      },
+    };
   const target = connection.spec.target;
   const sni = hello.serverName === undefined ? undefined : norm(hello.serverName);
   if (sni === undefined)
