@@ -5,7 +5,8 @@
 // cannot hide behind a long comment or many harmless statements (`SELECT 1; /* 1 MiB */ DELETE
 // FROM orders WHERE id = 4` shows the DELETE, its table and its text).
 import type { ClassificationCalls } from "./catalog-judge.ts";
-import { type Classification, statementSpans } from "./classify.ts";
+import type { Classification } from "./classification.ts";
+import { statementSpans } from "./classify.ts";
 
 export interface StatementSummary {
   /** 1-based position in the text. */

@@ -11,7 +11,7 @@
 // (fail closed: the function may be created by an earlier statement of the same text).
 
 import { type Catalog, candidates, describe, REWRITE_RULE } from "./catalog.ts";
-import type { Classification, ClassifiedStatement, OperatorRef, TypeRef } from "./classify.ts";
+import type { Classification, ClassifiedStatement, OperatorRef, TypeRef } from "./classification.ts";
 import { splitQualified } from "./names.ts";
 import { FIRST_NORMAL_OID } from "./volatile-allow-list.ts";
 

@@ -28,7 +28,8 @@
 // query, ~1 ms on a small database). `CatalogCache.get` re-checks it on every call, so callers
 // ask at session start, after any DDL the session ran, and before running a statement that
 // touches user-defined objects (catalog-judge.ts reports that), and reload only when it moved.
-import { classifySync, loadSqlParser, type RoutineRef } from "./classify.ts";
+import type { RoutineRef } from "./classification.ts";
+import { classifySync, loadSqlParser } from "./classify.ts";
 import { splitQualified } from "./names.ts";
 import type { SqlParser } from "./parser.ts";
 import { FIRST_NORMAL_OID, harmlessVolatile } from "./volatile-allow-list.ts";

@@ -42,17 +42,6 @@ import { Lru } from "./lru.ts";
 import type { SqlParser } from "./parser.ts";
 import { recordLiterals, Walker } from "./walker.ts";
 
-export type {
-  BuiltinDenial,
-  Classification,
-  ClassifiedStatement,
-  CopyOut,
-  OperatorRef,
-  RoutineRef,
-  SessionEffect,
-  TypeRef,
-} from "./classification.ts";
-
 let loading: Promise<void> | undefined;
 let ready = false;
 

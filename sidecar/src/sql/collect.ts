@@ -1,7 +1,7 @@
 // What one walk of a statement's parse tree collects: the relations, routines, operators, casts,
 // settings and column references the guard and masking judge. classify.ts fills it; the
 // data-flow helpers (data-flow.ts) read its FROM items.
-import type { ClassifiedStatement } from "./classify.ts";
+import type { ClassifiedStatement } from "./classification.ts";
 import type { CopyOut, StoredValue } from "./data-flow.ts";
 
 /** A function call as written: `schema` only when qualified; `args` undefined when the count is not plain (named or VARIADIC arguments). */

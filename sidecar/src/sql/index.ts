@@ -15,7 +15,7 @@ export type {
   RoutineRef,
   SessionEffect,
   TypeRef,
-} from "./classify.ts";
+} from "./classification.ts";
 export {
   builtinRefusal,
   classificationCacheStats,

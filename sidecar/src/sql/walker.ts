@@ -155,6 +155,17 @@ interface NestedEntry {
   nested: "cte" | "locking" | "sequence";
 }
 
+/** The values a storing statement writes and the columns they come from (`Collect.written`). */
+function recordWritten(type: string, body: Node, out: Collect) {
+  const written = writtenColumns(
+    type,
+    body,
+    () => out.columnList(),
+    (n) => out.isRowSource(n),
+  );
+  if (written) out.written = written;
+}
+
 export class Walker {
   readonly denials: BuiltinDenial[] = [];
   readonly nested: NestedEntry[] = [];
@@ -474,26 +485,14 @@ export class Walker {
         return;
       case "RenameStmt": {
         this.visit(body.relation, scope, out);
-        const written = writtenColumns(
-          type,
-          body,
-          () => out.columnList(),
-          (n) => out.isRowSource(n),
-        );
-        if (written) out.written = written;
+        recordWritten(type, body, out);
         this.visit(body.object, scope, out);
         return;
       }
       case "CreateTableAsStmt": {
         if (isObj(body.into) && isObj(body.into.rel)) out.tables.add(rangeVarName(body.into.rel));
         this.visit(body.query, scope, out);
-        const written = writtenColumns(
-          type,
-          body,
-          () => out.columnList(),
-          (n) => out.isRowSource(n),
-        );
-        if (written) out.written = written;
+        recordWritten(type, body, out);
         return;
       }
       default:
@@ -546,13 +545,7 @@ export class Walker {
       }
       if (typeof value === "object") this.visit(value, scope, target);
     }
-    const written = writtenColumns(
-      type,
-      body,
-      () => target.columnList(),
-      (n) => target.isRowSource(n),
-    );
-    if (written) target.written = written;
+    recordWritten(type, body, target);
     if (target !== out) {
       out.merge(target);
       this.nested.push({ kind: dmlKind as SqlKind, collect: target, nested: "cte" });
