@@ -23,6 +23,7 @@ import { join, resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import autocannon from "autocannon";
 import { freePort } from "../harness/ports.ts";
+import { aggregateProfile, type CpuProfile } from "./cpu-profile.ts";
 import { startUpstream } from "./http.ts";
 import { startNginx, waitForPort } from "./nginx.ts";
 import { imageNodeOptions } from "./sidecar-process.ts";
@@ -234,54 +235,7 @@ function classifyStrace(file: string, agentPort: number, upstreamPort: number): 
   return counts;
 }
 
-interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
-    children?: number[];
-  }[];
-  startTime: number;
-  samples: number[];
-  timeDeltas: number[];
-}
-
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
-
-function aggregate(p: CpuProfile, windows: [number, number][]) {
-  const parent = new Map<number, number>();
-  const byId = new Map<number, CpuProfile["nodes"][number]>();
-  for (const n of p.nodes) {
-    byId.set(n.id, n);
-    for (const c of n.children ?? []) parent.set(c, n.id);
-  }
-  const key = (id: number) => {
-    const f = (byId.get(id) as CpuProfile["nodes"][number]).callFrame;
-    const file = f.url.replace(/^file:\/\/.*?\/(sidecar|node_modules|api)\//, "$1/");
-    return `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
-  };
-  const self = new Map<string, number>();
-  const total = new Map<string, number>();
-  let busy = 0;
-  let t = p.startTime;
-  for (let i = 0; i < p.samples.length; i++) {
-    t += p.timeDeltas[i] ?? 0;
-    const id = p.samples[i] as number;
-    const dt = p.timeDeltas[i + 1] ?? 0;
-    if (!windows.some(([a, b]) => t >= a && t < b)) continue;
-    const k = key(id);
-    if (k.startsWith("(idle)")) continue;
-    busy += dt;
-    self.set(k, (self.get(k) ?? 0) + dt);
-    const seen = new Set<string>();
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const ck = key(cur);
-      if (seen.has(ck)) continue;
-      seen.add(ck);
-      total.set(ck, (total.get(ck) ?? 0) + dt);
-    }
-  }
-  return { self, total, busy };
-}
 
 const dir = mkdtempSync(join(tmpdir(), "airlock-httpprof-"));
 mkdirSync(join(dir, "secrets", "bench"), { recursive: true });
@@ -472,7 +426,10 @@ try {
           readFileSync(join(s.profDir, file)),
         );
       const c = acc.get(s.name) as Acc;
-      const a = aggregate(JSON.parse(readFileSync(join(s.profDir, file), "utf8")) as CpuProfile, c.windows);
+      const a = aggregateProfile(
+        JSON.parse(readFileSync(join(s.profDir, file), "utf8")) as CpuProfile,
+        c.windows,
+      );
       const scale = c.us / c.req / a.busy;
       const perReq = (m: Map<string, number>) => new Map([...m].map(([k, v]) => [k, v * scale]));
       aggs.push({ name: s.name, self: perReq(a.self), total: perReq(a.total) });

@@ -24,6 +24,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startPostgres } from "../harness/postgres.ts";
 import { pgPolicy } from "../postgres/support.ts";
+import { aggregateProfile, type CpuProfile } from "./cpu-profile.ts";
 import { pgbench, startPgbouncer } from "./postgres.ts";
 
 const { values } = parseArgs({
@@ -172,67 +173,8 @@ async function spawnGuard(spec: (typeof trees)[number], config: unknown): Promis
   return { tree, child, pid: child.pid ?? 0, port, profDir, gc };
 }
 
-interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
-    children?: number[];
-  }[];
-  startTime: number;
-  samples: number[];
-  timeDeltas: number[];
-}
-
 /** Monotonic µs, the clock of V8's profile timestamps (CLOCK_MONOTONIC on Linux). */
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
-
-/** Self and total µs per function ("name file:line"), over the whole profile. */
-function aggregate(
-  p: CpuProfile,
-  windows: [number, number][],
-): { self: Map<string, number>; total: Map<string, number>; callers: Map<string, number>; busy: number } {
-  const parent = new Map<number, number>();
-  const byId = new Map<number, CpuProfile["nodes"][number]>();
-  for (const n of p.nodes) {
-    byId.set(n.id, n);
-    for (const c of n.children ?? []) parent.set(c, n.id);
-  }
-  const key = (id: number) => {
-    const f = (byId.get(id) as CpuProfile["nodes"][number]).callFrame;
-    const file = f.url.replace(/^file:\/\/.*?\/(sidecar|test|node_modules)\//, "$1/");
-    return `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
-  };
-  const self = new Map<string, number>();
-  const total = new Map<string, number>();
-  const callers = new Map<string, number>();
-  let busy = 0;
-  let t = p.startTime;
-  for (let i = 0; i < p.samples.length; i++) {
-    t += p.timeDeltas[i] ?? 0;
-    const id = p.samples[i] as number;
-    const dt = p.timeDeltas[i + 1] ?? 0;
-    if (!windows.some(([a, b]) => t >= a && t < b)) continue;
-    const k = key(id);
-    if (k.startsWith("(idle)")) continue;
-    busy += dt;
-    self.set(k, (self.get(k) ?? 0) + dt);
-    if (values.callers && k.startsWith(`${values.callers} `)) {
-      const path: string[] = [];
-      for (let cur = parent.get(id); cur !== undefined && path.length < 4; cur = parent.get(cur))
-        path.push(key(cur));
-      const pk = path.join(" < ");
-      callers.set(pk, (callers.get(pk) ?? 0) + dt);
-    }
-    const seen = new Set<string>();
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const ck = key(cur);
-      if (seen.has(ck)) continue;
-      seen.add(ck);
-      total.set(ck, (total.get(ck) ?? 0) + dt);
-    }
-  }
-  return { self, total, callers, busy };
-}
 
 const pg = await startPostgres({ settings: { max_connections: 300 } });
 const cleanups: (() => Promise<void> | void)[] = [() => pg.stop()];
@@ -385,7 +327,11 @@ try {
       continue;
     }
     const c = cpu.get(g.tree) as { us: number; tx: number; windows: [number, number][] };
-    const a = aggregate(JSON.parse(readFileSync(join(g.profDir, file), "utf8")) as CpuProfile, c.windows);
+    const a = aggregateProfile(
+      JSON.parse(readFileSync(join(g.profDir, file), "utf8")) as CpuProfile,
+      c.windows,
+      values.callers,
+    );
     // Samples of the measured runs only; their busy time scaled to the measured CPU per tx.
     const scale = c.us / c.tx / a.busy;
     const perTx = (m: Map<string, number>) => new Map([...m].map(([k, v]) => [k, v * scale]));
