@@ -26,6 +26,52 @@ function opensslVerify(bundle: string, leafPem: string, host: string): { ok: boo
   }
 }
 
+/**
+ * A CA that carries `constraints` (a Name Constraints extension's bytes) with a key the test holds,
+ * as the pod CA's own key cannot be extracted: its bundle file, and PEM leaves it signs for a host.
+ */
+async function twinCa(name: string, constraints: ArrayBuffer) {
+  const newKeys = async () =>
+    (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as webcrypto.CryptoKeyPair;
+  const keys = await newKeys();
+  const validity = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000) };
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: `CN=${name}`,
+    ...validity,
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      new x509.Extension(NAME_CONSTRAINTS_OID, true, constraints),
+    ],
+  });
+  const bundle = join(dir, `${name}.pem`);
+  writeFileSync(bundle, cert.toString("pem"));
+  const leafKeys = await newKeys();
+  const leafFor = async (host: string) =>
+    (
+      await x509.X509CertificateGenerator.create({
+        serialNumber: "02",
+        subject: `CN=${host}`,
+        issuer: cert.subject,
+        ...validity,
+        publicKey: leafKeys.publicKey,
+        signingKey: keys.privateKey,
+        signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+        extensions: [
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
+        ],
+      })
+    ).toString("pem");
+  return { bundle, leafFor };
+}
+
 describe("name constraints", () => {
   it("maps policy hosts to permitted subtrees", () => {
     expect(permittedNames(["API.example.com.", "*.svc.test", "10.0.0.7", "[::1]"])).toEqual([
@@ -133,51 +179,11 @@ describe("PodCa", async () => {
 
   it("a leaf outside the constraints, even signed by a CA key, fails verification", async () => {
     // The pod CA's key is not extractable, so sign with a twin CA carrying the same extension bytes.
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-      "sign",
-      "verify",
-    ])) as webcrypto.CryptoKeyPair;
-    const twin = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "01",
-      name: "CN=twin",
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 3600_000),
-      keys,
-      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-      extensions: [
-        new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
-        new x509.Extension(NAME_CONSTRAINTS_OID, true, encodeNameConstraints(ca.permitted)),
-      ],
-    });
-    const leafKeys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-      "sign",
-      "verify",
-    ])) as webcrypto.CryptoKeyPair;
-    const mint = (host: string) =>
-      x509.X509CertificateGenerator.create({
-        serialNumber: "02",
-        subject: `CN=${host}`,
-        issuer: twin.subject,
-        notBefore: new Date(Date.now() - 60_000),
-        notAfter: new Date(Date.now() + 3600_000),
-        publicKey: leafKeys.publicKey,
-        signingKey: keys.privateKey,
-        signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-        extensions: [
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-          new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
-        ],
-      });
-    const twinBundle = join(dir, "twin.pem");
-    writeFileSync(twinBundle, twin.toString("pem"));
-    const inside = opensslVerify(
-      twinBundle,
-      (await mint("api.example.com")).toString("pem"),
-      "api.example.com",
-    );
+    const twin = await twinCa("twin", encodeNameConstraints(ca.permitted));
+    const mint = twin.leafFor;
+    const inside = opensslVerify(twin.bundle, await mint("api.example.com"), "api.example.com");
     expect(inside.ok).toBe(true);
-    const outside = opensslVerify(twinBundle, (await mint("evil.com")).toString("pem"), "evil.com");
+    const outside = opensslVerify(twin.bundle, await mint("evil.com"), "evil.com");
     expect(outside.ok).toBe(false);
     expect(outside.out).toMatch(/permitted subtree violation/);
   });
@@ -199,48 +205,9 @@ describe("PodCa", async () => {
       /Permitted:\s+DNS:\.svc\.test\s+DNS:api\.example\.com\s+Excluded:\s+DNS:pinned\.svc\.test/,
     );
     // Even a key that could sign (a twin CA with the same extension) gets no leaf for it verified.
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-      "sign",
-      "verify",
-    ])) as webcrypto.CryptoKeyPair;
-    const twin = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "03",
-      name: "CN=twin-excluded",
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 3600_000),
-      keys,
-      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-      extensions: [
-        new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
-        new x509.Extension(
-          NAME_CONSTRAINTS_OID,
-          true,
-          encodeNameConstraints(pinned.permitted, pinned.excluded),
-        ),
-      ],
-    });
-    const twinBundle = join(dir, "twin-excluded.pem");
-    writeFileSync(twinBundle, twin.toString("pem"));
-    const leafFor = async (host: string) =>
-      (
-        await x509.X509CertificateGenerator.create({
-          serialNumber: "04",
-          subject: `CN=${host}`,
-          issuer: twin.subject,
-          notBefore: new Date(Date.now() - 60_000),
-          notAfter: new Date(Date.now() + 3600_000),
-          publicKey: keys.publicKey,
-          signingKey: keys.privateKey,
-          signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-          extensions: [
-            new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-            new x509.SubjectAlternativeNameExtension([{ type: "dns", value: host }]),
-          ],
-        })
-      ).toString("pem");
-    expect(opensslVerify(twinBundle, await leafFor("other.svc.test"), "other.svc.test").ok).toBe(true);
-    const refused = opensslVerify(twinBundle, await leafFor("pinned.svc.test"), "pinned.svc.test");
+    const twin = await twinCa("twin-excluded", encodeNameConstraints(pinned.permitted, pinned.excluded));
+    expect(opensslVerify(twin.bundle, await twin.leafFor("other.svc.test"), "other.svc.test").ok).toBe(true);
+    const refused = opensslVerify(twin.bundle, await twin.leafFor("pinned.svc.test"), "pinned.svc.test");
     expect(refused.ok).toBe(false);
     expect(refused.out).toMatch(/excluded subtree violation/);
   });
