@@ -19,4 +19,4 @@ export {
   originalDst,
   socketFd,
 } from "./original-dst.ts";
-export { normalizeHost, type SniffResult, serverNameFromClientHello, sniff } from "./sniff.ts";
+export { normalizeHost, type SniffResult, sniff } from "./sniff.ts";

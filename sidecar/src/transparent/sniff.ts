@@ -108,11 +108,6 @@ export function serverNameOf(hello: Buffer): { name?: string; invalid?: true } {
   return found ?? {};
 }
 
-/** The server_name of a complete ClientHello, when it names one valid host. */
-export function serverNameFromClientHello(hello: Buffer): string | undefined {
-  return serverNameOf(hello).name;
-}
-
 const METHOD = /^[A-Z][A-Z-]{0,19} /;
 
 function sniffHttp(buf: Buffer): SniffResult {

@@ -98,10 +98,7 @@ export function approvedRun(
   credential: HeldCredential | undefined,
   main: Attachment,
 ): ApprovedRun {
-  let resolve: () => void = () => {};
-  const done = new Promise<void>((r) => {
-    resolve = r;
-  });
+  const { promise: done, resolve } = Promise.withResolvers<void>();
   const run: ApprovedRun = {
     up,
     credential,

@@ -57,14 +57,6 @@ export interface SqlMessageHost {
   denyVerdict(statements: readonly ClassifiedStatement[], v: Verdict, simple: boolean): void;
 }
 
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => {};
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
 export class SqlMessages {
   readonly #h: SqlMessageHost;
   /** A SET went to the server in this session (an approved connection would not have it). */
@@ -293,7 +285,7 @@ export class SqlMessages {
   /** Sends Describe for a statement or portal; its answer is recorded and not shown to the agent. */
   #describeInternally(target: StatementInfo | PortalInfo, kind: "S" | "P", name: string) {
     const h = this.#h;
-    const wait = deferred();
+    const wait = Promise.withResolvers<void>();
     target.describing = wait.promise;
     h.io.toUp(describeMessage(kind, name));
     if (h.replies.serverSkipping) {
