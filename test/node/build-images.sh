@@ -99,6 +99,17 @@ archive() { # layout, output tar: an OCI archive `ctr images import` reads
   tar -C "$1" -cf "$2.tmp" . && mv "$2.tmp" "$2"
 }
 
+# A copy of the Airlock root filesystem at DIR, as the image's base layer has it: the Debian root
+# filesystem with the runtime packages, the proxy user and group, and Node at /usr/local/bin.
+base_fs() {
+  local dir=$1 fs
+  fs=$(rootfs airlock "$RUNTIME_PACKAGES")
+  rm -rf "$dir"; cp -a "$fs" "$dir"; rm -f "$dir/.done"
+  chroot "$dir" groupadd --gid "$PROXY_GID" airlock
+  chroot "$dir" useradd --uid "$PROXY_UID" --gid "$PROXY_GID" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin airlock
+  install -D -m 0755 "$nodebin" "$dir/usr/local/bin/node"
+}
+
 # Base of the Airlock image: the Debian root filesystem with the Dockerfile's runtime packages,
 # its proxy user and group, and Node at /usr/local/bin (where the node:*-slim images have it).
 airlock_base() {
@@ -108,10 +119,7 @@ airlock_base() {
   if [[ ! -f $layout/.done ]]; then
     log "Airlock base layers (Debian + [$RUNTIME_PACKAGES] + Node $NODE_VERSION + uid $PROXY_UID)"
     local stage="$CACHE/stage-airlock-base"
-    rm -rf "$stage"; cp -a "$fs" "$stage"; rm -f "$stage/.done"
-    chroot "$stage" groupadd --gid "$PROXY_GID" airlock
-    chroot "$stage" useradd --uid "$PROXY_UID" --gid "$PROXY_GID" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin airlock
-    install -D -m 0755 "$nodebin" "$stage/usr/local/bin/node"
+    base_fs "$stage"
     new_layout "$layout.tmp" "$(tag_of "$AIRLOCK_REF")"
     add_layer "$layout.tmp:$(tag_of "$AIRLOCK_REF")" "$stage"
     rm -rf "$stage" "$layout"; touch "$layout.tmp/.done"; mv "$layout.tmp" "$layout"
@@ -157,12 +165,8 @@ airlock_stage() {
 # (root filesystem, proxy user, Node, /opt/airlock) with the runtime stage's ENV: the cache it
 # fills, keyed by Node version, user id and file path, goes into the project layer.
 compile_cache() {
-  local stage=$1 run="$CACHE/chroot-airlock" fs
-  fs=$(rootfs airlock "$RUNTIME_PACKAGES")
-  rm -rf "$run"; cp -a "$fs" "$run"; rm -f "$run/.done"
-  chroot "$run" groupadd --gid "$PROXY_GID" airlock
-  chroot "$run" useradd --uid "$PROXY_UID" --gid "$PROXY_GID" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin airlock
-  install -D -m 0755 "$nodebin" "$run/usr/local/bin/node"
+  local stage=$1 run="$CACHE/chroot-airlock"
+  base_fs "$run"
   cp -a "$stage/." "$run/"
   mount -t proc proc "$run/proc"
   local rc=0
