@@ -100,6 +100,10 @@ describe("analyzeCommand: refused forms", () => {
     ["ls # comment", /comment/],
     ["LD_PRELOAD=/tmp/x.so ls", /environment assignment/],
     ["FOO=1 BAR=2 ls", /environment assignment/],
+    // Found by fuzzing against bash: NAME+=value is an assignment too (bash runs only `rm`).
+    ["FO+=1", /environment assignment before the command \(FO\+=/],
+    ["PATH+=:/tmp rm -rf /", /environment assignment/],
+    ["ls; a_1+=x b", /environment assignment/],
     ["if true; then rm x; fi", /keyword "if"/],
     ["! ls", /keyword "!"/],
     ["time rm x", /keyword "time"/],
@@ -137,6 +141,16 @@ describe("analyzeCommand: wrappers and inner views", () => {
     ['su - root -c "systemctl stop db"', ["systemctl stop db"]],
     ["runuser -u app -- rm x", ["rm x"]],
     ["env -i FOO=1 BAR=2 rm x", ["rm x"]],
+    // env takes every leading word with an `=` as an assignment, sudo every one not starting
+    // with `/`, among its options and until `--`.
+    ["env A+B=1 =x 'a b=c' rm x", ["rm x"]],
+    ["sudo A+B=1 rm x", ["rm x"]],
+    ["sudo A=1 -s rm x", ["rm x"]],
+    ["sudo -u root A=1 -E B=2 rm x", ["rm x"]],
+    ["sudo -- A=1 rm", ["A=1 rm"]],
+    ["sudo /bin/x=1 rm", ["/bin/x=1 rm", "x=1 rm"]],
+    ["eval rm -rf /", ["rm -rf /"]],
+    ["eval 'ls; rm x'", ["ls", "rm x"]],
     ["nohup rm x", ["rm x"]],
     ["timeout -s KILL 5 rm x", ["rm x"]],
     ["timeout --kill-after=1 5 rm x", ["rm x"]],
@@ -211,6 +225,7 @@ describe("renderCommand", () => {
     ["find . -exec rm {} \\;", "find . -exec rm '{}' ';'"],
     ["echo ''", "echo ''"],
     ["echo =ls a=b", "echo '=ls' a=b"],
+    ["'FO+=1' x", "'FO+=1' x"],
   ])("%s", (line, rendered) => {
     const a = analyzeCommand(line);
     if (!a.ok) throw new Error(a.reason);

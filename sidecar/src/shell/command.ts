@@ -15,13 +15,16 @@
 //            comments (unquoted `#` at a word start); `NAME=value` assignments before a command;
 //            shell keywords as the command (if, for, while, case, function, time, !, ...); empty
 //            commands (`a ;; b`, a trailing `|`); unterminated quotes (also `"...\` at the end);
-//            a command word starting with `%` (a job specification to bash); more than 64 KiB.
+//            a command word starting with `%` (a job specification to bash); more than 64 KiB;
+//            bash builtins that run strings as code, evaluate array subscripts in their
+//            arguments, or change what later commands see (builtins.ts: export, read, set -k,
+//            test -v, trap, source, ...).
 //
 // The policy sees each simple command normalized: its argv (after quote removal) joined by single
 // spaces, so `"rm"  -rf '/x'` and `rm -rf /x` are the same `rm -rf /x` to a glob.
 //
 // Wrappers: a command that runs another command (sudo, doas, su -c, env, nohup, timeout, nice,
-// ionice, stdbuf, setsid, chroot, exec, command, builtin, /usr/bin/time, xargs, watch, flock,
+// ionice, stdbuf, setsid, chroot, exec, command, builtin, eval, /usr/bin/time, xargs, watch, flock,
 // find -exec, busybox, and sh/bash/dash/zsh/ksh -c STRING, whose string is analysed by these same
 // rules) is judged as written — `sudo systemctl restart nginx` needs a rule that allows exactly
 // that — AND its wrapped command is also offered to the policy as an *inner view*: a deny or
@@ -33,6 +36,8 @@
 // What is NOT analysed: programs that interpret their own arguments as code (python -c, perl -e,
 // awk 'system()', vim, git aliases, ssh to another host...). Allow rules should name exact
 // commands or narrow globs; `*` in a command glob matches anything, spaces included.
+
+import { builtinRefusal } from "./builtins.ts";
 
 export const MAX_COMMAND_LENGTH = 64 * 1024;
 const MAX_DEPTH = 8;
@@ -251,7 +256,9 @@ function lex(line: string): Token[] {
   return tokens;
 }
 
-const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
+// What bash takes as an assignment in command position: NAME=, NAME+= (and NAME[subscript]=,
+// which the lexer refuses for its unquoted `[`).
+const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*\+?=/;
 
 function checkCommandWord(words: Word[]): void {
   const first = words[0] as Word;
@@ -312,16 +319,20 @@ interface ParsedOptions {
   /** Options seen, by name (short letter or long name), with their values. */
   seen: Map<string, string[]>;
   rest: string[];
+  /** Option parsing ended at `--`. */
+  dashDash: boolean;
 }
 
 function parseOptions(args: readonly string[], spec: OptionSpec, wrapper: string): ParsedOptions {
   const seen = new Map<string, string[]>();
   const note = (name: string, value = "") => seen.set(name, [...(seen.get(name) ?? []), value]);
   let i = 0;
+  let dashDash = false;
   for (; i < args.length; i++) {
     const a = args[i] as string;
     if (a === "--") {
       i++;
+      dashDash = true;
       break;
     }
     if (!a.startsWith("-") || a === "-") break;
@@ -363,7 +374,7 @@ function parseOptions(args: readonly string[], spec: OptionSpec, wrapper: string
       } else throw new Refusal(`${wrapper} option -${ch}, which is not understood`);
     }
   }
-  return { seen, rest: args.slice(i) };
+  return { seen, rest: args.slice(i), dashDash };
 }
 
 /** What a wrapper runs: an argv, a command string for a shell, or nothing (it runs no command). */
@@ -397,52 +408,60 @@ function shellWrapper(args: readonly string[], name: string): Wrapped {
   return { none: true };
 }
 
-/** Leading NAME=value operands (env, sudo) set the environment of the command that follows. */
-function skipAssignments(rest: string[]): string[] {
-  let i = 0;
-  while (i < rest.length && ASSIGNMENT.test(rest[i] as string)) i++;
-  return rest.slice(i);
+const SUDO_SPEC: OptionSpec = {
+  flags: "AbEHkKnPSisl",
+  values: "ugCDhprtUT",
+  longFlags: [
+    "askpass",
+    "background",
+    "preserve-env",
+    "set-home",
+    "login",
+    "remove-timestamp",
+    "reset-timestamp",
+    "non-interactive",
+    "preserve-groups",
+    "stdin",
+    "shell",
+    "list",
+  ],
+  longValues: [
+    "user",
+    "group",
+    "close-from",
+    "chdir",
+    "host",
+    "prompt",
+    "role",
+    "type",
+    "other-user",
+    "command-timeout",
+  ],
+  longOptional: ["preserve-env"],
+};
+
+/**
+ * sudo's options with its VAR=value operands, which it takes among the options (any word with
+ * an `=` that does not start with `/`) until `--`: `sudo A=1 -s cmd` runs a shell.
+ */
+function parseSudo(args: readonly string[], name: string): ParsedOptions {
+  const seen = new Map<string, string[]>();
+  let rest: readonly string[] = args;
+  for (;;) {
+    const parsed = parseOptions(rest, SUDO_SPEC, name);
+    for (const [k, v] of parsed.seen) seen.set(k, [...(seen.get(k) ?? []), ...v]);
+    const next = parsed.rest[0];
+    if (parsed.dashDash || next === undefined || next.startsWith("/") || !next.includes("="))
+      return { seen, rest: parsed.rest, dashDash: parsed.dashDash };
+    rest = parsed.rest.slice(1);
+  }
 }
 
 const WRAPPERS: Record<string, (args: readonly string[], name: string) => Wrapped> = {
   sudo(args, name) {
-    const { seen, rest } = parseOptions(
-      args,
-      {
-        flags: "AbEHkKnPSisl",
-        values: "ugCDhprtUT",
-        longFlags: [
-          "askpass",
-          "background",
-          "preserve-env",
-          "set-home",
-          "login",
-          "remove-timestamp",
-          "reset-timestamp",
-          "non-interactive",
-          "preserve-groups",
-          "stdin",
-          "shell",
-          "list",
-        ],
-        longValues: [
-          "user",
-          "group",
-          "close-from",
-          "chdir",
-          "host",
-          "prompt",
-          "role",
-          "type",
-          "other-user",
-          "command-timeout",
-        ],
-        longOptional: ["preserve-env"],
-      },
-      name,
-    );
+    const { seen, rest } = parseSudo(args, name);
     if (seen.has("l") || seen.has("list")) return { none: true };
-    return argvOrNone(skipAssignments(rest));
+    return argvOrNone(rest);
   },
   doas(args, name) {
     const { seen, rest } = parseOptions(args, { flags: "nsL", values: "uC" }, name);
@@ -475,7 +494,9 @@ const WRAPPERS: Record<string, (args: readonly string[], name: string) => Wrappe
     );
     if (seen.has("S") || seen.has("split-string"))
       throw new Refusal("env -S (it splits a string into a command)");
-    return argvOrNone(skipAssignments(rest));
+    // GNU env takes every leading word with an `=` anywhere in it as an assignment.
+    const command = rest.findIndex((w) => !w.includes("="));
+    return argvOrNone(command < 0 ? [] : rest.slice(command));
   },
   nohup: (args, name) => argvOrNone(parseOptions(args, {}, name).rest),
   timeout(args, name) {
@@ -529,6 +550,8 @@ const WRAPPERS: Record<string, (args: readonly string[], name: string) => Wrappe
     return argvOrNone(rest);
   },
   builtin: (args) => argvOrNone([...args]),
+  // eval joins its arguments with spaces and runs the result as a command line.
+  eval: (args) => (args.length > 0 ? { line: args.join(" ") } : { none: true }),
   time: (args, name) =>
     argvOrNone(
       parseOptions(
@@ -681,6 +704,8 @@ function innerViews(argv: readonly string[], depth: number, out: string[]): void
   const first = argv[0];
   if (first === undefined) return;
   const name = basename(first);
+  const builtin = first.includes("/") ? undefined : builtinRefusal(argv);
+  if (builtin !== undefined) throw new Refusal(builtin);
   if (first.includes("/")) {
     if (name === "") throw new Refusal(`a command path ending in "/" (${first})`);
     out.push(join([name, ...argv.slice(1)]));
