@@ -55,6 +55,23 @@ export async function startListenerSet(opts: {
     tcp.set(name, { server, port: (server.address() as { port: number }).port });
   };
 
+  // Readiness follows the policy in force, not the last sync: between a change and the end of the
+  // sync it starts, a new connection's port is not open yet, and an agent told "ready" then would
+  // meet a refused connection. Syncs run one at a time, so two never open one port.
+  let wanted = 0;
+  let synced = 0;
+  let queue: Promise<void> = Promise.resolve();
+  const requestSync = () => {
+    const generation = ++wanted;
+    queue = queue
+      .then(() => sync())
+      .catch((e: Error) => void failures.set("sync", `listeners could not be synced: ${e.message}`))
+      .then(() => {
+        synced = Math.max(synced, generation);
+      });
+    return queue;
+  };
+
   const sync = async () => {
     if (closed) return;
     clearTimeout(retry);
@@ -77,18 +94,18 @@ export async function startListenerSet(opts: {
           ),
         );
     }
-    const wanted = new Map(
+    const declared = new Map(
       [...ctx.policies.current().connections.values()]
         .filter((c) => c.spec.listen?.port && !ridesHttp(c.spec.protocol))
         .map((c) => [c.spec.name, c] as const),
     );
     for (const [name, l] of tcp) {
-      if (wanted.get(name)?.spec.listen?.port !== l.port) {
+      if (declared.get(name)?.spec.listen?.port !== l.port) {
         l.server.close();
         tcp.delete(name);
       }
     }
-    for (const [name, conn] of wanted) {
+    for (const [name, conn] of declared) {
       if (tcp.has(name)) continue;
       await open(conn).catch((e: Error) =>
         failures.set(
@@ -103,16 +120,21 @@ export async function startListenerSet(opts: {
         ctx.logger.error({ connection: name }, `${why}; not ready, retrying`);
     logged = summary;
     if (failures.size && !closed) {
-      retry = setTimeout(() => void sync(), opts.retryMs ?? 2000);
+      retry = setTimeout(() => void requestSync(), opts.retryMs ?? 2000);
       retry.unref();
     }
   };
-  await sync();
-  const unsubscribe = ctx.policies.onChange(() => void sync());
+  await requestSync();
+  const unsubscribe = ctx.policies.onChange(() => void requestSync());
 
   return {
     ports: () => new Map([...tcp].map(([n, l]) => [n, l.port])),
-    notReadyReason: () => (failures.size ? [...failures.values()].join("; ") : undefined),
+    notReadyReason: () =>
+      synced < wanted
+        ? "opening the listeners of the policy now in force"
+        : failures.size
+          ? [...failures.values()].join("; ")
+          : undefined,
     async close() {
       closed = true;
       clearTimeout(retry);

@@ -3,7 +3,7 @@
 // and the sidecar has it. In a pod the startup probe waits on /readyz, so the agent never starts
 // talking to whatever holds the port.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { type AddressInfo, createServer, type Server } from "node:net";
+import { type AddressInfo, connect, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -103,5 +103,41 @@ describe("a taken listen port", () => {
     await new Promise<void>((r) => pgSquatter.close(() => r()));
     await expect.poll(async () => (await readyz()).status, { timeout: 10_000 }).toBe(200);
     expect((await readyz()).body).toEqual({ status: "ready" });
+  });
+});
+
+describe("a reload adding a listener", () => {
+  it("is not ready from the swap until the new port accepts", async () => {
+    const s = sc as Sidecar;
+    const free = await squat();
+    const port = portOf(free);
+    await new Promise<void>((r) => free.close(() => r()));
+    expect((await fetch(`http://127.0.0.1:${s.adminPort}/readyz`)).status).toBe(200);
+    const connections = [...s.ctx.policies.current().connections.values()].map((c) => c.spec);
+    s.ctx.policies.update([
+      {
+        apiVersion: "airlock.dev/v1alpha1",
+        kind: "AgentAccessPolicy",
+        metadata: { name: "ports", namespace: "agents" },
+        spec: {
+          connections: [
+            ...connections,
+            { name: "db2", protocol: "postgres", target: { host: "127.0.0.1", port: 2 }, listen: { port } },
+          ],
+          rules: [{ name: "all", action: "allow", connections: ["api"] }],
+        },
+      },
+    ]);
+    // The swap happened; the port is opened by a sync that has not run yet.
+    expect(s.listeners.notReadyReason()).toBe("opening the listeners of the policy now in force");
+    await expect.poll(() => s.listeners.notReadyReason() ?? "ready", { timeout: 10_000 }).toBe("ready");
+    const accepted = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    expect(accepted).toBe(true);
   });
 });
