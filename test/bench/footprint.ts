@@ -35,7 +35,7 @@ spec:
           ? `
     - name: db
       protocol: postgres
-      target: { host: 127.0.0.1, port: ${p.upstream} }
+      target: { host: 127.0.0.1, port: ${p.upstream + 1} }
       listen: { port: ${p.pg} }
       tls: { mode: disable }
       database: app
