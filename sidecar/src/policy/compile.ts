@@ -6,7 +6,6 @@ import { describeMatch } from "./describe-match.ts";
 import { isPassthrough } from "./passthrough.ts";
 import { compileRuleMatch, type OperationMatcher } from "./rule-match.ts";
 import { compileSubjects, type SubjectMatcher } from "./subjects.ts";
-import { targetKeys } from "./targets.ts";
 import type {
   Action,
   Connection,
@@ -248,7 +247,6 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
 } {
   const problems: PolicyProblem[] = [];
   const connections = new Map<string, CompiledConnection>();
-  const byTarget = new Map<string, CompiledConnection>();
   const accepted: string[] = [];
   // Stable order, so that a conflict is always resolved the same way on every sidecar.
   const sorted = [...policies].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
@@ -285,14 +283,6 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
           path: "spec.connections",
           message: `connection ${c.name} listens on port ${port}, as connection ${clash.spec.name} of policy ${clash.policy} does`,
         });
-      const claimed = holder ? undefined : targetKeys(c).find((t) => byTarget.has(t));
-      const owner = claimed && byTarget.get(claimed);
-      if (owner)
-        own.push({
-          policy: key,
-          path: "spec.connections",
-          message: `connection ${c.name} targets ${claimed}, as connection ${owner.spec.name} of policy ${owner.policy} does: traffic to it could not be attributed to one of them; give each connection its own target names`,
-        });
     }
     if (own.length) {
       problems.push(...own);
@@ -300,7 +290,7 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
     }
     accepted.push(key);
     for (const c of policy.spec.connections) {
-      const compiled: CompiledConnection = {
+      connections.set(c.name, {
         policy: key,
         spec: c,
         requireUserToken: policy.spec.identity?.requireUserToken ?? false,
@@ -309,9 +299,14 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
         masking: (policy.spec.masking ?? []).filter(
           (m) => !m.connections?.length || m.connections.includes(c.name),
         ),
-      };
-      connections.set(c.name, compiled);
-      for (const t of targetKeys(c)) byTarget.set(t, compiled);
+      });
+    }
+  }
+
+  const byTarget = new Map<string, CompiledConnection>();
+  for (const conn of connections.values()) {
+    for (const host of [conn.spec.target.host, ...(conn.spec.target.aliases ?? [])]) {
+      byTarget.set(`${host.toLowerCase()}:${conn.spec.target.port}`, conn);
     }
   }
 

@@ -313,61 +313,7 @@ describe("semantic errors are caught at load, naming the rule", () => {
         message:
           "connection other-api listens on port 15001, as connection customers-api of policy default/demo does",
       },
-      {
-        policy: "default/zz-other",
-        path: "spec.connections",
-        message: expect.stringMatching(
-          /^connection other-api targets [^ ]+, as connection customers-api of policy default\/demo does: traffic to it could not be attributed/,
-        ),
-      },
     ]);
-  });
-
-  it("two connections claiming one target host:port, in one policy or two: the later is refused", () => {
-    const found = problems((p) => {
-      const c = p.spec.connections as {
-        name: string;
-        listen?: { port: number };
-        target: { aliases?: string[] };
-      }[];
-      const second = { ...structuredClone(c[0]!), name: "second", listen: { port: 15002 } };
-      // Case and a duplicate alias do not make another name.
-      second.target.aliases = [...(second.target.aliases ?? []), "OTHER.example"];
-      c.push(second);
-    });
-    expect(found.filter((f) => /targets/.test(f.message))).toEqual([
-      {
-        path: "spec.connections[1].target",
-        message: expect.stringMatching(/^connection second targets [^ ]+, as connection customers-api does/),
-      },
-    ]);
-    const a = demo();
-    const b = demo();
-    b.metadata.name = "zz-other";
-    const bc = (
-      b.spec.connections as {
-        name: string;
-        listen?: { port: number };
-        target: { host: string; aliases?: string[] };
-      }[]
-    )[0]!;
-    bc.name = "other-api";
-    bc.listen = { port: 15002 };
-    bc.target.aliases = [bc.target.host.toUpperCase()];
-    bc.target.host = "unrelated.example";
-    const { set, problems: across } = compilePolicies([a, b]);
-    expect(set.policies).toEqual(["default/demo"]);
-    expect(across.map((p) => p.message)).toEqual([
-      expect.stringMatching(
-        /^connection other-api targets [^ ]+, as connection customers-api of policy default\/demo does/,
-      ),
-    ]);
-    expect(
-      set.connectionFor(
-        bc.target.aliases[0]!,
-        (a.spec.connections[0] as { target: { port: number } }).target.port,
-      )?.spec.name,
-    ).toBe("customers-api");
   });
 
   it("the examples stay valid", () => {

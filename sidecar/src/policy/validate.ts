@@ -1,6 +1,5 @@
 // Everything the API server would reject (schema + CEL), re-checked for policies that never pass
 // through one (standalone files, `airlock policy test`), plus checks CEL cannot express well.
-
 import {
   type AgentAccessPolicy,
   AgentAccessPolicySpec,
@@ -12,7 +11,6 @@ import { checkSchema } from "../../../api/src/validate.ts";
 import { parseJsonPath } from "../masking/json-path.ts";
 import { compileWhen } from "./mcp-when.ts";
 import { passthroughProblems } from "./passthrough.ts";
-import { targetKeys } from "./targets.ts";
 import type { PolicyProblem } from "./types.ts";
 
 type Problem = Omit<PolicyProblem, "policy">;
@@ -253,18 +251,6 @@ export function validatePolicy(policy: AgentAccessPolicy): Problem[] {
     if (own)
       out.push({ path: at, message: `connection ${c.name} cannot listen on port ${port}: it is ${own}` });
     listeners.set(port, c.name);
-  });
-  const targets = new Map<string, string>();
-  spec.connections.forEach((c, i) => {
-    for (const key of targetKeys(c)) {
-      const holder = targets.get(key);
-      if (holder && holder !== c.name)
-        out.push({
-          path: `spec.connections[${i}].target`,
-          message: `connection ${c.name} targets ${key}, as connection ${holder} does: traffic to it could not be attributed to one of them; give each connection its own target names`,
-        });
-      targets.set(key, c.name);
-    }
   });
   (spec.masking ?? []).forEach((rule, i) => {
     (rule.fields ?? []).forEach((field, j) => {
