@@ -35,7 +35,7 @@ spec:
           ? `
     - name: db
       protocol: postgres
-      target: { host: 127.0.0.1, port: ${p.upstream + 1} }
+      target: { host: 127.0.0.1, port: ${p.upstream} }
       listen: { port: ${p.pg} }
       tls: { mode: disable }
       database: app
