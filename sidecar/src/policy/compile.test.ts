@@ -259,3 +259,43 @@ describe("broken policies are left out whole and reported", () => {
     ]);
   });
 });
+
+describe("connections sharing a target host:port", () => {
+  const policy = (name: string, connections: unknown[]): AgentAccessPolicy =>
+    ({
+      apiVersion: "airlock.dev/v1alpha1",
+      kind: "AgentAccessPolicy",
+      metadata: { name, namespace: "agents" },
+      spec: { connections, rules: [{ name: "all", action: "allow" }] },
+    }) as AgentAccessPolicy;
+  const http = (name: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    protocol: "http",
+    target: { host: "api.example.com", port: 443 },
+    ...extra,
+  });
+
+  it("load, each behind its listener; captured traffic for the shared name is nobody's", () => {
+    const { set, problems } = compilePolicies([
+      policy("a", [
+        http("reader", { listen: { port: 15001 } }),
+        // Another name for the same host, in another case: still the same destination.
+        http("writer", {
+          listen: { port: 15002 },
+          target: { host: "API.example.com", port: 443, aliases: ["w.example.com"] },
+        }),
+      ]),
+      // A passthrough connection in another policy claiming it too: the last one no longer wins.
+      policy("b", [http("pinned", { tls: { mode: "passthrough" } })]),
+    ]);
+    expect(problems).toEqual([]);
+    expect(set.connections.size).toBe(3);
+    expect(set.connectionFor("api.example.com", 443)).toBeUndefined();
+    expect(set.connectionFor("Api.Example.Com", 443)).toBeUndefined();
+    expect(set.sharedTargets).toEqual([
+      { target: "api.example.com:443", connections: ["reader", "writer", "pinned"] },
+    ]);
+    // A name only one of them claims still maps to it.
+    expect(set.connectionFor("w.example.com", 443)?.spec.name).toBe("writer");
+  });
+});

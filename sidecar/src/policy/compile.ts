@@ -47,8 +47,13 @@ export interface PolicySet {
   readonly policies: readonly string[];
   /** `input`: a tools/call's arguments, for match.mcp.when (see ToolCallInput). */
   evaluate(connection: string, subject: Subject, op: Operation, input?: ToolCallInput): Decision;
-  /** The connection a destination maps to, by target host/aliases and port. */
+  /**
+   * The connection a destination maps to, by target host/aliases and port; undefined for one
+   * that several connections claim (captured traffic to it cannot be attributed: refused).
+   */
   connectionFor(host: string, port: number): CompiledConnection | undefined;
+  /** `host:port` names claimed by more than one connection (reachable only by their listeners). */
+  readonly sharedTargets: readonly { target: string; connections: readonly string[] }[];
   /**
    * Whether the allow rule `rule` of `connection` names SQL statement kind `kind` itself (not
    * through `*`, `read`, `write` or a rule without statement kinds).
@@ -303,12 +308,21 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
     }
   }
 
-  const byTarget = new Map<string, CompiledConnection>();
+  // Two connections may share a target (one upstream, two credentials or rule sets, each behind
+  // its own listener); traffic captured for that name is then nobody's, never the last one's.
+  const byTarget = new Map<string, CompiledConnection[]>();
   for (const conn of connections.values()) {
-    for (const host of [conn.spec.target.host, ...(conn.spec.target.aliases ?? [])]) {
-      byTarget.set(`${host.toLowerCase()}:${conn.spec.target.port}`, conn);
+    const hosts = new Set(
+      [conn.spec.target.host, ...(conn.spec.target.aliases ?? [])].map((h) => h.toLowerCase()),
+    );
+    for (const host of hosts) {
+      const key = `${host}:${conn.spec.target.port}`;
+      byTarget.set(key, [...(byTarget.get(key) ?? []), conn]);
     }
   }
+  const sharedTargets = [...byTarget]
+    .filter(([, claimants]) => claimants.length > 1)
+    .map(([target, claimants]) => ({ target, connections: claimants.map((c) => c.spec.name) }));
 
   const set: PolicySet = {
     connections,
@@ -319,8 +333,10 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
       return decide(conn, subject, op, input);
     },
     connectionFor(host, port) {
-      return byTarget.get(`${host.toLowerCase()}:${port}`);
+      const claimants = byTarget.get(`${host.toLowerCase()}:${port}`);
+      return claimants?.length === 1 ? claimants[0] : undefined;
     },
+    sharedTargets,
     ruleNamesSqlKind(name, rule, kind) {
       const r = connections.get(name)?.rules.allow.find((c) => c.rule.name === rule)?.rule;
       return r?.match?.sql?.statements?.includes(kind) ?? false;

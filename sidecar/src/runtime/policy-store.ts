@@ -43,6 +43,11 @@ export function createPolicyStore(deps: { logger: Logger; metrics?: Metrics }): 
       if (!problems.length) deps.metrics?.policyLoaded.setToCurrentTime();
       deps.metrics?.policyCount.set(next.policies.length);
       deps.logger.info({ policies: next.policies, generation: gen }, "policy set in force");
+      for (const { target, connections } of next.sharedTargets)
+        deps.logger.warn(
+          { target, connections },
+          `connections ${connections.join(", ")} share target ${target}: traffic captured for it is refused; they are reachable only through their listeners`,
+        );
       for (const l of listeners) l(next);
       return { accepted: true, problems };
     },

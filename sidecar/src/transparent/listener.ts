@@ -200,6 +200,13 @@ export async function createTransparentListener(
       const byName = isIP(name) ? known(addressMap.lookup(name, dst.port)) : [];
       const connection = set.connectionFor(name, dst.port) ?? (byName.length === 1 ? byName[0] : undefined);
       if (connection) return { ok: true, connection, head, by };
+      const key = `${name.toLowerCase()}:${dst.port}`;
+      const shared = set.sharedTargets.find((t) => t.target === key);
+      if (shared)
+        return {
+          ok: false,
+          reason: `ambiguous destination ${formatDestination(dst)}: connections ${shared.connections.join(", ")} all target ${key}; use their local listeners`,
+        };
       return {
         ok: false,
         reason: `unknown destination ${formatDestination(dst)}: ${by === "tls-sni" ? "TLS server name" : "HTTP host"} ${name} is not a policy connection on port ${dst.port}`,
