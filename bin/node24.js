@@ -2,7 +2,6 @@
 // stripping, which needs Node.js >= 24; on an older Node (Debian ships 20) re-run the same command
 // under Node 24: the one scripts/with-node.sh keeps in ~/.cache/airlock (installing it, and the
 // dependencies, on first use). Plain JavaScript that old Node versions can parse.
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import module from "node:module";
 import { homedir } from "node:os";
@@ -35,6 +34,8 @@ export function ensureNode24(name, entry) {
   };
   if (process.env.AIRLOCK_NODE_REEXEC) fail("re-running it under Node 24 did not help");
   const env = { ...process.env, AIRLOCK_NODE_REEXEC: "1" };
+  // Loaded here, not at the top: a sidecar on Node 24 never re-runs, and would carry it idle.
+  const { spawnSync } = module.createRequire(import.meta.url)("node:child_process");
   const node = cachedNode();
   const run = node
     ? spawnSync(node, [script, ...args], { stdio: "inherit", env })

@@ -1,6 +1,7 @@
 // Approval metrics, registered on the sidecar's registry (idempotently: a re-created gate, e.g. in
 // tests or after a restart in-process, reuses them).
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { Counter, Gauge, Histogram } from "../telemetry/prom.ts";
 
 export const APPROVAL_OUTCOMES = ["approved", "denied", "expired", "unavailable"] as const;
 export type ApprovalMetricOutcome = (typeof APPROVAL_OUTCOMES)[number];

@@ -1,8 +1,9 @@
 // Prometheus metrics of one sidecar. Label sets are small and bounded (connection names come from
 // the policy, never from traffic) so cardinality stays flat whatever the agent sends.
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+
 import { HotCounter, HotHistogram } from "./hot-metrics.ts";
 import { stdoutBacklogBytes } from "./line-output.ts";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "./prom.ts";
 
 const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,

@@ -1,8 +1,9 @@
 // What a body is, for masking purposes, and how to undo its Content-Encoding. Masking reads text;
 // bodies the sidecar cannot decode are refused when masking applies, never passed on unmasked.
+
 import { isUtf8 } from "node:buffer";
+import { createRequire } from "node:module";
 import type { Transform } from "node:stream";
-import { createBrotliDecompress, createGunzip, createInflate, createZstdDecompress } from "node:zlib";
 
 export type BodyKind = "json" | "text" | "sse" | "other";
 
@@ -72,12 +73,17 @@ export function looksBinary(bytes: Uint8Array, prefix = false): boolean {
   }
 }
 
+// zlib is loaded with the first encoded body a masking rule has to read, not at start: most
+// sidecars never see one, and the module and its native state cost every pod memory.
+let zlib: typeof import("node:zlib") | undefined;
+const load = () => (zlib ??= createRequire(import.meta.url)("node:zlib") as typeof import("node:zlib"));
+
 const DECODERS: Record<string, () => Transform> = {
-  gzip: createGunzip,
-  "x-gzip": createGunzip,
-  deflate: createInflate,
-  br: createBrotliDecompress,
-  zstd: createZstdDecompress,
+  gzip: () => load().createGunzip(),
+  "x-gzip": () => load().createGunzip(),
+  deflate: () => load().createInflate(),
+  br: () => load().createBrotliDecompress(),
+  zstd: () => load().createZstdDecompress(),
 };
 
 /**
