@@ -253,8 +253,12 @@ export function compilePolicies(policies: readonly AgentAccessPolicy[]): {
   const problems: PolicyProblem[] = [];
   const connections = new Map<string, CompiledConnection>();
   const accepted: string[] = [];
-  // Stable order, so that a conflict is always resolved the same way on every sidecar.
-  const sorted = [...policies].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
+  // Stable order, so that a conflict is always resolved the same way on every sidecar: by code
+  // unit, not localeCompare, whose order follows the process's locale (and loads ICU's collator).
+  const sorted = [...policies].sort((a, b) => {
+    const [x, y] = [policyKey(a), policyKey(b)];
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
   const copies = new Map<string, number>();
   for (const policy of sorted) copies.set(policyKey(policy), (copies.get(policyKey(policy)) ?? 0) + 1);
   for (const policy of sorted) {
