@@ -89,4 +89,14 @@ describe("numeric-shape cache, cached vs uncached", () => {
     expect(numericShape("SELECT 1")?.key).not.toBe(numericShape("SELECT 1.0")?.key);
     expect(numericShape("SELECT 2147483647")?.key).not.toBe(numericShape("SELECT 2147483648")?.key);
   });
+
+  // Fuzz finding: a text holding a class marker itself shared the key of one whose literal the
+  // marker stands for, and was answered with that text's classification.
+  it.each(["\0", "\u0001", "\u0002"])("gives no key to a text containing the marker %j", (marker) => {
+    const primed = "SELECT s.f(1, 2), onr.prototeh(VAR[1]), k()";
+    const hostile = primed.replace("1,", `${marker},`);
+    classifySync(primed);
+    expect(numericShape(hostile)).toBeUndefined();
+    expect(JSON.stringify(classifySync(hostile))).toBe(JSON.stringify(classifyFresh(hostile)));
+  });
 });
