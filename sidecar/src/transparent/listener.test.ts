@@ -187,6 +187,23 @@ describe("transparent listener: mapping by first bytes", () => {
     );
   });
 
+  it("a name two connections target is nobody's: refused as ambiguous, naming both", async () => {
+    // One upstream behind two connections (each with its own listener in practice).
+    const t = await setup(
+      [testPolicy("p", [http("reader", "api.example.com"), http("writer", "API.example.com")])],
+      {
+        resolve: sameAddress,
+      },
+    );
+    const c = t.dial(v4("203.0.113.9", 443));
+    c.socket.write("GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    expect((await c.done).reset).toBe(true);
+    expect(t.handler.seen).toEqual([]);
+    expect(t.audit[0]?.decision.reason).toMatch(
+      /^ambiguous destination 203.0.113.9:443: connections reader, writer all target api.example.com:443; use their local listeners/,
+    );
+  });
+
   it("a client that says nothing is refused after the peek timeout", async () => {
     const t = await setup(twoHosts, { resolve: sameAddress, peekTimeoutMs: 150 });
     const r = await t.dial(v4("203.0.113.9", 443)).done;
