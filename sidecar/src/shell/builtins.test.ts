@@ -116,6 +116,7 @@ describe("shell builtins", () => {
     "cd /srv && ls",
     "set -euo pipefail; make",
     "set +x",
+    "set -o",
     "printf '%s\\n' a b",
     "test -f /etc/hosts && echo yes",
     "echo done",

@@ -53,8 +53,10 @@ function checkSet(args: readonly string[]): string | undefined {
         if (!SET_FLAGS.has(f)) return `set ${a}`;
         continue;
       }
-      // Each -o in a cluster takes the next word as its option name (`set -euo pipefail`).
+      // Each -o in a cluster takes the next word as its option name (`set -euo pipefail`); a
+      // final `-o` alone lists the options.
       const name = args[++i];
+      if (name === undefined && a.length === 2) continue;
       if (name === undefined || !SET_LONG.has(name)) return `set ${a} ${name ?? ""}`.trim();
     }
   }
